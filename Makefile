@@ -1,0 +1,58 @@
+# Thin wrapper over CMake. `make run` and `make test` set everything up on a fresh Debian 12.
+#   make run            build, start a loopback redis-server unless SHOAL_REDIS_URL is set, run a node
+#   make test           build, run every test (and a short fuzz run)
+#   make test SANITIZE=1  the same suite under ASan+UBSan (build-asan/)
+#   make fuzz           libFuzzer on the HTTP request path (FUZZ_SECONDS, default 60)
+#   make bench          the figures printed in the README
+SANITIZE ?= 0
+SHELL := /bin/bash
+FUZZ_SECONDS ?= 60
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+CMAKE_FLAGS += -DSHOAL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD ?= build
+endif
+
+.PHONY: all deps build test run fuzz fuzz-short bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Under SANITIZE=1 a sanitizer report anywhere in the output fails the run: Criterion does not
+# fail a test whose process LeakSanitizer flags at exit.
+test: build
+ifeq ($(SANITIZE),0)
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
+else
+	@set -o pipefail; ctest --test-dir $(BUILD) --output-on-failure -V -j $(JOBS) 2>&1 | tee $(BUILD)/ctest.log | grep -E '^[0-9]+: \[====\]|tests passed|FAIL|Errors'
+	@if grep -qE 'ERROR: (Leak|Address)Sanitizer|runtime error:' $(BUILD)/ctest.log; then \
+	  grep -E -A20 'ERROR: (Leak|Address)Sanitizer|runtime error:' $(BUILD)/ctest.log | head -80; \
+	  echo 'sanitizer report found (see $(BUILD)/ctest.log)'; exit 1; fi
+endif
+
+run: build
+	@scripts/run.sh $(BUILD)/shoal
+
+build-fuzz/CMakeCache.txt: | deps
+	CC=clang cmake -S . -B build-fuzz -DSHOAL_FUZZ=ON -DSHOAL_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+
+fuzz: deps build-fuzz/CMakeCache.txt
+	cmake --build build-fuzz -j $(JOBS)
+	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,20 @@
+# Turns every lua/*.lua into one C source (scripts_gen.c) holding the script texts as arrays.
+# Run at build time by add_custom_command, so the binary and the scripts cannot drift.
+# Inputs: -DOUT=<file.c> -DSCRIPTS=<a.lua|b.lua|...>
+set(body "/* Generated from the lua/ scripts by cmake/embed_lua.cmake: do not edit. */\n#include \"common/script.h\"\n\n")
+set(table "const struct script_src script_sources[] = {\n")
+string(REPLACE "|" ";" SCRIPTS "${SCRIPTS}")
+set(n 0)
+foreach(f ${SCRIPTS})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," arr "${hex}")
+  string(APPEND body "static const char src_${name}[] = {${arr}0x00};\n")
+  string(APPEND table "    {\"${name}\", src_${name}, ${len}},\n")
+  math(EXPR n "${n} + 1")
+endforeach()
+string(APPEND table "};\nconst size_t script_source_count = ${n};\n")
+file(WRITE ${OUT}.tmp "${body}\n${table}")
+configure_file(${OUT}.tmp ${OUT} COPYONLY)

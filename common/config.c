@@ -1,0 +1,277 @@
+/* config.c: the settings table and the code it drives (parse, validate, help, describe). */
+#include "common/config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+enum setting_type { T_STR, T_INT, T_DUR };
+
+struct setting;
+typedef int (*validator)(const struct setting *s, const void *value, char *err, size_t errlen);
+
+struct setting {
+    const char *flag;       /* without the leading "--" */
+    const char *env;        /* SHOAL_* variable */
+    enum setting_type type;
+    const char *def;        /* default as text; NULL: computed (name) or unset */
+    unsigned scope;
+    bool secret;            /* masked when printed */
+    size_t offset;          /* into struct shoal_config */
+    int64_t min, max;       /* for T_INT and T_DUR (ms) */
+    validator check;        /* extra check, may be NULL */
+    const char *help;
+};
+
+static int check_name(const struct setting *s, const void *v, char *err, size_t n) {
+    const char *name = *(char *const *)v;
+    if (node_name_valid(name)) return 0;
+    snprintf(err, n, "--%s '%s': a node name is 1 to 64 of A-Z a-z 0-9 . _ - (not starting with -)",
+             s->flag, name);
+    return SHOAL_ECONFIG;
+}
+
+static int check_namespace(const struct setting *s, const void *v, char *err, size_t n) {
+    const char *ns = *(char *const *)v;
+    if (node_name_valid(ns) && strlen(ns) <= 32) return 0;
+    snprintf(err, n, "--%s '%s': a namespace is 1 to 32 of A-Z a-z 0-9 . _ -", s->flag, ns);
+    return SHOAL_ECONFIG;
+}
+
+static int check_queues(const struct setting *s, const void *v, char *err, size_t n) {
+    const char *q = *(char *const *)v;
+    char *copy = xstrdup(q), *save = NULL;
+    int rc = 0, count = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save), count++)
+        if (!node_name_valid(t)) rc = SHOAL_ECONFIG;
+    free(copy);
+    if (rc == 0 && count > 0 && q[strlen(q) - 1] != ',' && q[0] != ',' && !strstr(q, ",,"))
+        return 0;
+    snprintf(err, n, "--%s '%s': a comma list of queue names (A-Z a-z 0-9 . _ -)", s->flag, q);
+    return SHOAL_ECONFIG;
+}
+
+static int check_level(const struct setting *s, const void *v, char *err, size_t n) {
+    const char *l = *(char *const *)v;
+    enum log_level saved = log_min_level;
+    int rc = log_set_level(l);
+    log_min_level = saved;
+    if (rc == 0) return 0;
+    snprintf(err, n, "--%s '%s': one of debug, info, warn, error", s->flag, l);
+    return SHOAL_ECONFIG;
+}
+
+#define OFF(f) offsetof(struct shoal_config, f)
+#define DAY (86400000LL)
+static const struct setting table[] = {
+    {"redis", "SHOAL_REDIS_URL", T_STR, "redis://127.0.0.1:6379/0", SCOPE_REDIS | SCOPE_WORKER,
+     true, OFF(redis_url), 0, 0, NULL,
+     "Redis URL: redis://[user:pass@]host:port/db or unix:///path (password masked in logs)"},
+    {"namespace", "SHOAL_NAMESPACE", T_STR, "shoal", SCOPE_REDIS | SCOPE_WORKER, false,
+     OFF(namespace), 0, 0, check_namespace, "key prefix and hash tag: keys are {NS}:..."},
+    {"name", "SHOAL_NODE_NAME", T_STR, NULL, SCOPE_WORKER, false, OFF(name), 0, 0, check_name,
+     "node name (default: the host name; in Kubernetes the pod name)"},
+    {"cap", "SHOAL_TASK_CAP", T_INT, "5", SCOPE_WORKER, false, OFF(cap), 0, 10000, NULL,
+     "task cap on first registration; 0 serves HTTP and runs no tasks. `shoal cap` overrides it"},
+    {"queues", "SHOAL_QUEUES", T_STR, "default", SCOPE_WORKER, false, OFF(queues), 0, 0,
+     check_queues, "queues this node takes work from, in priority order"},
+    {"listen", "SHOAL_LISTEN", T_STR, "0.0.0.0:8080", SCOPE_WORKER, false, OFF(listen), 0, 0, NULL,
+     "HTTP address for ping, healthz and the API (ADDR:PORT, [v6]:PORT)"},
+    {"heartbeat", "SHOAL_HEARTBEAT", T_DUR, "5s", SCOPE_WORKER, false, OFF(heartbeat_ms), 100,
+     600000, NULL, "heartbeat period; the liveness TTL is three heartbeats"},
+    {"forget-after", "SHOAL_FORGET_AFTER", T_DUR, "1d", SCOPE_WORKER, false, OFF(forget_after_ms),
+     60000, 365 * DAY, NULL, "offline nodes are forgotten after this long"},
+    {"grace", "SHOAL_GRACE", T_DUR, "25s", SCOPE_WORKER, false, OFF(grace_ms), 0, DAY, NULL,
+     "on SIGTERM, how long running tasks get to finish before they are stopped and requeued"},
+    {"http-idle-timeout", "SHOAL_HTTP_IDLE_TIMEOUT", T_DUR, "60s", SCOPE_WORKER, false,
+     OFF(http_idle_ms), 100, DAY, NULL, "idle keep-alive HTTP connections are closed after this"},
+    {"log-level", "SHOAL_LOG_LEVEL", T_STR, "info", SCOPE_REDIS | SCOPE_WORKER, false,
+     OFF(log_level), 0, 0, check_level, "debug, info, warn or error"},
+};
+
+static void *field(struct shoal_config *cfg, const struct setting *s) {
+    return (char *)cfg + s->offset;
+}
+static const void *cfield(const struct shoal_config *cfg, const struct setting *s) {
+    return (const char *)cfg + s->offset;
+}
+
+/* Sets one value from text. origin says where it came from, for the error message. */
+static int set_value(struct shoal_config *cfg, const struct setting *s, const char *text,
+                     const char *origin, char *err, size_t errlen) {
+    void *f = field(cfg, s);
+    int64_t v;
+    int rc = 0;
+    switch (s->type) {
+    case T_STR:
+        free(*(char **)f);
+        *(char **)f = xstrdup(text);
+        break;
+    case T_INT:
+        rc = parse_int64(text, s->min, s->max, &v);
+        if (rc) {
+            snprintf(err, errlen, "%s '%s': expected a whole number from %lld to %lld", origin,
+                     text, (long long)s->min, (long long)s->max);
+            return SHOAL_ECONFIG;
+        }
+        *(int64_t *)f = v;
+        break;
+    case T_DUR:
+        rc = parse_duration_ms(text, &v);
+        if (rc || v < s->min || v > s->max) {
+            char a[32], b[32];
+            snprintf(err, errlen, "%s '%s': expected a duration from %s to %s, like 250ms, 30s, "
+                     "10m, 1d", origin, text, format_duration_ms(s->min, a, sizeof a),
+                     format_duration_ms(s->max, b, sizeof b));
+            return SHOAL_ECONFIG;
+        }
+        *(int64_t *)f = v;
+        break;
+    }
+    if (s->check && (rc = s->check(s, f, err, errlen)) != 0) {
+        /* Prefix with the origin when it was an environment variable. */
+        if (strncmp(origin, "--", 2) != 0) {
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s: %s", origin, err);
+            snprintf(err, errlen, "%s", tmp);
+        }
+        return rc;
+    }
+    return 0;
+}
+
+void config_defaults(struct shoal_config *cfg) {
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++)
+        if (table[i].def) (void)set_value(cfg, &table[i], table[i].def, "default", err, sizeof err);
+    char host[256] = "shoal";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char *dot = strchr(host, '.');
+    if (dot) *dot = '\0';
+    cfg->name = xstrdup(node_name_valid(host) ? host : "shoal");
+}
+
+void config_free(struct shoal_config *cfg) {
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++)
+        if (table[i].type == T_STR) {
+            free(*(char **)field(cfg, &table[i]));
+            *(char **)field(cfg, &table[i]) = NULL;
+        }
+}
+
+static const struct setting *find_flag(const char *name, size_t len) {
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++)
+        if (strlen(table[i].flag) == len && strncmp(table[i].flag, name, len) == 0)
+            return &table[i];
+    return NULL;
+}
+
+int config_parse(struct shoal_config *cfg, unsigned scope, int argc, char **argv, int *rest,
+                 char *err, size_t errlen) {
+    int rc;
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
+        const char *e = getenv(table[i].env);
+        if (!(table[i].scope & scope) || e == NULL || *e == '\0') continue;
+        if ((rc = set_value(cfg, &table[i], e, table[i].env, err, errlen)) != 0) return rc;
+    }
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) { i++; break; }
+        if (strncmp(a, "--", 2) != 0) break;
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct setting *s = find_flag(name, len);
+        if (s == NULL || !(s->scope & scope)) {
+            snprintf(err, errlen, "unknown flag --%.*s (see --help)", (int)len, name);
+            return SHOAL_ECONFIG;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (val == NULL) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", s->flag);
+                return SHOAL_ECONFIG;
+            }
+            val = argv[++i];
+        }
+        char origin[64];
+        snprintf(origin, sizeof origin, "--%s", s->flag);
+        if ((rc = set_value(cfg, s, val, origin, err, errlen)) != 0) return rc;
+    }
+    if (rest) *rest = i;
+    return config_validate(cfg, scope, err, errlen);
+}
+
+int config_validate(const struct shoal_config *cfg, unsigned scope, char *err, size_t errlen) {
+    if ((scope & SCOPE_WORKER) && cfg->forget_after_ms < 3 * cfg->heartbeat_ms) {
+        snprintf(err, errlen, "--forget-after must be at least three heartbeats (the liveness TTL)");
+        return SHOAL_ECONFIG;
+    }
+    return 0;
+}
+
+/* Masks the password of a URL: redis://user:secret@host -> redis://user:***@host. */
+static void mask_url(const char *url, char *out, size_t len) {
+    const char *scheme = strstr(url, "://");
+    const char *at = strrchr(url, '@');
+    if (!scheme || !at || at < scheme) { snprintf(out, len, "%s", url); return; }
+    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    const char *cut = colon ? colon + 1 : scheme + 3;
+    snprintf(out, len, "%.*s***%s", (int)(cut - url), url, at);
+}
+
+static void value_text(const struct shoal_config *cfg, const struct setting *s, char *out,
+                       size_t len) {
+    const void *f = cfield(cfg, s);
+    switch (s->type) {
+    case T_STR: {
+        const char *v = *(char *const *)f;
+        if (v == NULL) snprintf(out, len, "%s", "");
+        else if (s->secret && strstr(v, "://")) mask_url(v, out, len);
+        else if (s->secret) snprintf(out, len, "%s", *v ? "***" : "");
+        else snprintf(out, len, "%s", v);
+        break;
+    }
+    case T_INT: snprintf(out, len, "%lld", (long long)*(const int64_t *)f); break;
+    case T_DUR: format_duration_ms(*(const int64_t *)f, out, len); break;
+    }
+}
+
+void config_usage(FILE *out, unsigned scope) {
+    fprintf(out, "Settings (flag, environment variable, default):\n");
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
+        const struct setting *s = &table[i];
+        if (!(s->scope & scope)) continue;
+        fprintf(out, "  --%-18s %-24s %s\n      %s\n", s->flag, s->env,
+                s->def ? s->def : "(see text)", s->help);
+    }
+}
+
+void config_markdown(FILE *out) {
+    fprintf(out, "| flag | environment | default | commands | meaning |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
+        const struct setting *s = &table[i];
+        fprintf(out, "| `--%s` | `%s` | %s%s%s | %s | %s |\n", s->flag, s->env,
+                s->def ? "`" : "", s->def ? s->def : "host name", s->def ? "`" : "",
+                (s->scope & SCOPE_REDIS) ? "all" : "worker", s->help);
+    }
+}
+
+void config_describe(const struct shoal_config *cfg, unsigned scope, char *buf, size_t len) {
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(table) && off < len; i++) {
+        const struct setting *s = &table[i];
+        if (!(s->scope & scope)) continue;
+        char v[256], q[300];
+        value_text(cfg, s, v, sizeof v);
+        off += (size_t)snprintf(buf + off, len - off, " %s=%s", s->flag, log_q(q, sizeof q, v));
+    }
+}

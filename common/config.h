@@ -1,0 +1,55 @@
+/* config.h: every setting shoal reads, in one table that drives parsing (flags and SHOAL_*
+ * environment variables), validation, --help, and the start-up line with the effective values.
+ *
+ * Precedence: built-in default < environment variable < command-line flag. Secrets are masked
+ * everywhere they are printed. To add a setting: add a field to struct shoal_config, then one
+ * row to the table in config.c; help, env and logging follow from the row. */
+#ifndef SHOAL_CONFIG_H
+#define SHOAL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Which commands a setting applies to (a bit mask). */
+enum config_scope {
+    SCOPE_REDIS = 1,   /* every command that talks to Redis */
+    SCOPE_WORKER = 2,  /* `shoal worker` only */
+};
+
+struct shoal_config {
+    char *redis_url;          /* --redis / SHOAL_REDIS_URL */
+    char *namespace;          /* --namespace / SHOAL_NAMESPACE */
+    char *name;               /* --name / SHOAL_NODE_NAME (default: host name) */
+    int64_t cap;              /* --cap / SHOAL_TASK_CAP */
+    char *queues;             /* --queues / SHOAL_QUEUES, comma list in priority order */
+    char *listen;             /* --listen / SHOAL_LISTEN */
+    int64_t heartbeat_ms;     /* --heartbeat / SHOAL_HEARTBEAT */
+    int64_t forget_after_ms;  /* --forget-after / SHOAL_FORGET_AFTER */
+    int64_t grace_ms;         /* --grace / SHOAL_GRACE */
+    int64_t http_idle_ms;     /* --http-idle-timeout / SHOAL_HTTP_IDLE_TIMEOUT */
+    char *log_level;          /* --log-level / SHOAL_LOG_LEVEL */
+};
+
+/* Fills cfg with defaults (the node name from the host name). Free with config_free(). */
+void config_defaults(struct shoal_config *cfg);
+void config_free(struct shoal_config *cfg);
+
+/* Applies SHOAL_* variables then flags of the given scope from argv[1..]. Flags are `--flag
+ * value` or `--flag=value`; parsing stops at "--" or at the first non-flag, whose index goes to
+ * *rest (argc when none). Unknown flags, bad values and flags of another scope fail.
+ * Returns 0, or SHOAL_ECONFIG with a one-line message in err. */
+int config_parse(struct shoal_config *cfg, unsigned scope, int argc, char **argv, int *rest,
+                 char *err, size_t errlen);
+
+/* Checks cross-field rules (values each valid but not together). Same return as parse. */
+int config_validate(const struct shoal_config *cfg, unsigned scope, char *err, size_t errlen);
+
+/* Prints the settings of the scope as a help table: flag, env, default, meaning. */
+void config_usage(FILE *out, unsigned scope);
+/* Prints the whole table as Markdown (the README's configuration table). */
+void config_markdown(FILE *out);
+/* Appends the effective settings of the scope as ` key=value` pairs (secrets masked) to buf. */
+void config_describe(const struct shoal_config *cfg, unsigned scope, char *buf, size_t len);
+
+#endif

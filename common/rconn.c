@@ -1,0 +1,368 @@
+/* rconn.c: the reconnecting async Redis connection.
+ *
+ * States: IDLE (waiting for the backoff timer) -> CONNECTING (TCP/unix connect under a timeout)
+ * -> HANDSHAKE (AUTH, SELECT, SCRIPT LOAD pipelined; the same timeout) -> UP -> back to IDLE on
+ * any failure. hiredis owns and frees the async context after the disconnect callback; the
+ * libuv adapter frees its poll handle in its own close callback. We only free rc after our two
+ * timers have closed. */
+#include "common/rconn.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+enum state { IDLE, CONNECTING, HANDSHAKE, UP, CLOSING };
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define CONNECT_TIMEOUT_MS 5000
+
+struct rconn {
+    uv_loop_t *loop;
+    struct rurl url;               /* copied at creation */
+    char name[16];                 /* label in logs */
+    bool load_scripts;             /* SCRIPT LOAD on each connect */
+    struct rconn_events ev;        /* user callbacks */
+    redisAsyncContext *ac;         /* NULL while not connected; owned by hiredis */
+    enum state state;
+    uv_timer_t retry;              /* backoff before the next connect */
+    uv_timer_t deadline;           /* connect + handshake timeout */
+    int closed_handles;            /* close callbacks seen during rconn_free */
+    uint64_t backoff_ms;           /* next backoff (before jitter) */
+    unsigned handshake_left;       /* handshake replies still expected */
+    bool handshake_failed;         /* an AUTH/SELECT/LOAD reply was an error */
+    char sha[SCRIPT_COUNT][41];    /* SHA1 of each script, from SCRIPT LOAD */
+    unsigned long reconnects;      /* successful connects after the first */
+    bool ever_up;                  /* for the reconnect count */
+    bool down_reported;            /* down_cb called for the current outage */
+    rconn_reply_cb sub_cb;         /* rconn_subscribe's callback (kept: hiredis reuses it) */
+    void *sub_priv;
+    void (*done)(void *);          /* rconn_free's callback */
+    void *done_arg;
+};
+
+static void connect_now(struct rconn *rc);
+static void retry_cb(uv_timer_t *t);
+
+static void schedule_retry(struct rconn *rc) {
+    if (rc->state == CLOSING) return;
+    rc->state = IDLE;
+    uv_timer_stop(&rc->deadline);
+    /* Jitter: 75%..125% of the backoff, so a fleet does not reconnect in lockstep. */
+    uint64_t b = rc->backoff_ms;
+    uint64_t wait = b * 3 / 4 + (uint64_t)(rand() % (int)(b / 2 + 1));
+    rc->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
+    uv_timer_start(&rc->retry, retry_cb, wait, 0);
+}
+
+static void report_down(struct rconn *rc, const char *why) {
+    if (rc->down_reported) return;
+    rc->down_reported = true;
+    log_warn("redis connection lost", " conn=%s reason=\"%s\"", rc->name, why);
+    if (rc->ev.down_cb) rc->ev.down_cb(rc, why, rc->ev.arg);
+}
+
+static void disconnect_cb(const redisAsyncContext *ac, int status) {
+    struct rconn *rc = ac->data;
+    if (rc == NULL) return;
+    bool was_up = rc->state == UP;
+    rc->ac = NULL;
+    if (rc->state == CLOSING) return;
+    if (was_up || !rc->down_reported)
+        report_down(rc, ac->errstr[0] ? ac->errstr : "disconnected");
+    schedule_retry(rc);
+}
+
+static void handshake_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct rconn *rc = ac->data;
+    redisReply *reply = r;
+    if (rc == NULL || rc->state != HANDSHAKE) return;
+    if (reply == NULL) return; /* the disconnect callback handles it */
+    intptr_t idx = (intptr_t)priv; /* -1: AUTH/SELECT, else script id */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis handshake failed", " conn=%s error=\"%s\"", rc->name, reply->str);
+        rc->handshake_failed = true;
+    } else if (idx >= 0 && reply->type == REDIS_REPLY_STRING && reply->len == 40) {
+        memcpy(rc->sha[idx], reply->str, 40);
+        rc->sha[idx][40] = '\0';
+    }
+    if (--rc->handshake_left > 0) return;
+    if (rc->handshake_failed) {
+        report_down(rc, "handshake failed");
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    uv_timer_stop(&rc->deadline);
+    rc->state = UP;
+    rc->backoff_ms = BACKOFF_MIN_MS;
+    if (rc->ever_up) rc->reconnects++;
+    rc->ever_up = true;
+    rc->down_reported = false;
+    log_info("redis connected", " conn=%s", rc->name);
+    if (rc->ev.up_cb) rc->ev.up_cb(rc, rc->ev.arg);
+}
+
+static void connect_cb(const redisAsyncContext *cac, int status) {
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct rconn *rc = ac->data;
+    if (rc == NULL) return;
+    if (status != REDIS_OK) {
+        rc->ac = NULL; /* hiredis frees it after this callback */
+        if (rc->state == CLOSING) return;
+        report_down(rc, ac->errstr[0] ? ac->errstr : "connect failed");
+        schedule_retry(rc);
+        return;
+    }
+    rc->state = HANDSHAKE;
+    rc->handshake_left = 0;
+    rc->handshake_failed = false;
+    if (rc->url.pass[0]) {
+        if (rc->url.user[0])
+            redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)-1, "AUTH %s %s",
+                              rc->url.user, rc->url.pass);
+        else
+            redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)-1, "AUTH %s",
+                              rc->url.pass);
+        rc->handshake_left++;
+    }
+    if (rc->url.db) {
+        redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)-1, "SELECT %d", rc->url.db);
+        rc->handshake_left++;
+    }
+    if (rc->load_scripts) {
+        for (int i = 0; i < SCRIPT_COUNT; i++) {
+            const struct script_src *s = script_get((enum script_id)i);
+            redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)i, "SCRIPT LOAD %b",
+                              s->text, s->len);
+            rc->handshake_left++;
+        }
+    }
+    /* Nothing to wait for: finish the handshake with a PING so the path is the same. */
+    if (rc->handshake_left == 0) {
+        redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)-1, "PING");
+        rc->handshake_left++;
+    }
+}
+
+static void deadline_cb(uv_timer_t *t) {
+    struct rconn *rc = container_of(t, struct rconn, deadline);
+    if (rc->state != CONNECTING && rc->state != HANDSHAKE) return;
+    report_down(rc, "connect timed out");
+    if (rc->ac) {
+        redisAsyncContext *ac = rc->ac;
+        bool connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+        if (!connected) {
+            ac->data = NULL; /* no callback will run for it */
+            rc->ac = NULL;
+        }
+        redisAsyncFree(ac); /* when connected, disconnect_cb reschedules */
+        if (connected) return;
+    }
+    schedule_retry(rc);
+}
+
+static void connect_now(struct rconn *rc) {
+    if (rc->state == CLOSING) return;
+    redisAsyncContext *ac = rc->url.path[0] ? redisAsyncConnectUnix(rc->url.path)
+                                            : redisAsyncConnect(rc->url.host, rc->url.port);
+    if (ac == NULL) abort(); /* out of memory */
+    if (ac->err) {
+        report_down(rc, ac->errstr);
+        redisAsyncFree(ac);
+        schedule_retry(rc);
+        return;
+    }
+    ac->data = rc;
+    if (redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+        report_down(rc, "cannot attach to the event loop");
+        redisAsyncFree(ac);
+        schedule_retry(rc);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, connect_cb);
+    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    rc->ac = ac;
+    rc->state = CONNECTING;
+    uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
+}
+
+static void retry_cb(uv_timer_t *t) { connect_now(container_of(t, struct rconn, retry)); }
+
+struct rconn *rconn_new(uv_loop_t *loop, const struct rurl *url, const char *name,
+                        bool load_scripts, const struct rconn_events *ev) {
+    struct rconn *rc = xcalloc(1, sizeof *rc);
+    rc->loop = loop;
+    rc->url = *url;
+    snprintf(rc->name, sizeof rc->name, "%s", name);
+    rc->load_scripts = load_scripts;
+    if (ev) rc->ev = *ev;
+    rc->backoff_ms = BACKOFF_MIN_MS;
+    rc->state = IDLE;
+    uv_timer_init(loop, &rc->retry);
+    uv_timer_init(loop, &rc->deadline);
+    return rc;
+}
+
+void rconn_start(struct rconn *rc) {
+    if (rc->state == IDLE && !uv_is_active((uv_handle_t *)&rc->retry)) connect_now(rc);
+}
+
+bool rconn_is_up(const struct rconn *rc) { return rc->state == UP && rc->ac != NULL; }
+
+unsigned long rconn_reconnects(const struct rconn *rc) { return rc->reconnects; }
+
+/* Adapts hiredis's callback to ours (rc first, typed reply). */
+struct call {
+    struct rconn *rc;
+    rconn_reply_cb cb;
+    void *priv;
+    /* For EVALSHA only: a copy of the arguments, to retry with EVAL on NOSCRIPT. */
+    enum script_id script;
+    int argc;
+    char **argv;
+    size_t *lens;
+};
+
+static void call_free(struct call *c) {
+    for (int i = 0; i < c->argc; i++) free(c->argv[i]);
+    free(c->argv);
+    free(c->lens);
+    free(c);
+}
+
+static void call_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct call *c = priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR && c->argv &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->rc->ac == ac) {
+        /* The script cache was flushed under us: EVAL the text once, which reloads it. */
+        const struct script_src *s = script_get(c->script);
+        free(c->argv[1]);
+        memcpy(c->argv[0], "EVAL", 5);
+        c->lens[0] = 4;
+        c->argv[1] = xstrndup(s->text, s->len);
+        c->lens[1] = s->len;
+        char **argv = c->argv;
+        size_t *lens = c->lens;
+        int argc = c->argc;
+        c->argv = NULL; /* no second retry */
+        c->argc = 0;
+        log_warn("script cache flushed; reloading", " script=%s", s->name);
+        int rc = redisAsyncCommandArgv(ac, call_reply_cb, c, argc, (const char **)argv, lens);
+        for (int i = 0; i < argc; i++) free(argv[i]);
+        free(argv);
+        free(lens);
+        if (rc == REDIS_OK) return;
+        c->cb(c->rc, NULL, c->priv);
+        free(c);
+        return;
+    }
+    c->cb(c->rc, reply, c->priv);
+    call_free(c);
+}
+
+int rconn_command(struct rconn *rc, rconn_reply_cb cb, void *priv, int argc, const char **argv,
+                  const size_t *lens) {
+    if (!rconn_is_up(rc)) return SHOAL_EREDIS;
+    struct call *c = xcalloc(1, sizeof *c);
+    c->rc = rc;
+    c->cb = cb;
+    c->priv = priv;
+    if (redisAsyncCommandArgv(rc->ac, call_reply_cb, c, argc, argv, lens) != REDIS_OK) {
+        free(c);
+        return SHOAL_EREDIS;
+    }
+    return 0;
+}
+
+static void sub_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct rconn *rc = priv;
+    if (rc->sub_cb) rc->sub_cb(rc, r, rc->sub_priv);
+}
+
+int rconn_subscribe(struct rconn *rc, const char *channel, rconn_reply_cb cb, void *priv) {
+    if (!rconn_is_up(rc)) return SHOAL_EREDIS;
+    rc->sub_cb = cb;
+    rc->sub_priv = priv;
+    const char *argv[] = {"SUBSCRIBE", channel};
+    return redisAsyncCommandArgv(rc->ac, sub_reply_cb, rc, 2, argv, NULL) == REDIS_OK ? 0
+                                                                                    : SHOAL_EREDIS;
+}
+
+int rconn_eval(struct rconn *rc, enum script_id id, int nkeys, int argc, const char **argv,
+               const size_t *lens, rconn_reply_cb cb, void *priv) {
+    if (!rconn_is_up(rc)) return SHOAL_EREDIS;
+    int n = argc + 3;
+    struct call *c = xcalloc(1, sizeof *c);
+    c->rc = rc;
+    c->cb = cb;
+    c->priv = priv;
+    c->script = id;
+    c->argc = n;
+    c->argv = xcalloc((size_t)n, sizeof *c->argv);
+    c->lens = xcalloc((size_t)n, sizeof *c->lens);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    c->argv[0] = xstrdup("EVALSHA");
+    c->lens[0] = 7;
+    c->argv[1] = xstrdup(rc->sha[id]);
+    c->lens[1] = strlen(rc->sha[id]);
+    c->argv[2] = xstrdup(nk);
+    c->lens[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        size_t l = lens ? lens[i] : strlen(argv[i]);
+        c->argv[i + 3] = xstrndup(argv[i], l);
+        c->lens[i + 3] = l;
+    }
+    if (redisAsyncCommandArgv(rc->ac, call_reply_cb, c, n, (const char **)c->argv, c->lens) !=
+        REDIS_OK) {
+        call_free(c);
+        return SHOAL_EREDIS;
+    }
+    return 0;
+}
+
+void rconn_reset(struct rconn *rc, const char *why) {
+    if (rc->state == CLOSING || rc->ac == NULL) return;
+    report_down(rc, why);
+    redisAsyncContext *ac = rc->ac;
+    if (!(ac->c.flags & REDIS_CONNECTED)) {
+        ac->data = NULL;
+        rc->ac = NULL;
+        redisAsyncFree(ac);
+        schedule_retry(rc);
+        return;
+    }
+    redisAsyncFree(ac); /* disconnect_cb schedules the retry */
+}
+
+static void timer_closed_cb(uv_handle_t *h) {
+    struct rconn *rc = h->data;
+    if (++rc->closed_handles < 2) return;
+    void (*done)(void *) = rc->done;
+    void *arg = rc->done_arg;
+    free(rc);
+    if (done) done(arg);
+}
+
+void rconn_free(struct rconn *rc, void (*done)(void *arg), void *arg) {
+    rc->state = CLOSING;
+    rc->sub_cb = NULL;
+    rc->done = done;
+    rc->done_arg = arg;
+    if (rc->ac) {
+        redisAsyncContext *ac = rc->ac;
+        rc->ac = NULL;
+        ac->data = NULL;    /* disconnect_cb must not touch rc any more */
+        redisAsyncFree(ac); /* pending callbacks run with NULL (they still see a valid rc) */
+    }
+    rc->retry.data = rc;
+    rc->deadline.data = rc;
+    uv_close((uv_handle_t *)&rc->retry, timer_closed_cb);
+    uv_close((uv_handle_t *)&rc->deadline, timer_closed_cb);
+}

@@ -1,0 +1,120 @@
+/* rsync.c: the CLI's blocking Redis connection. */
+#include "common/rsync.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "common/err.h"
+#include "common/util.h"
+
+static int lost(struct rsync *r, char *err, size_t errlen) {
+    snprintf(err, errlen, "Redis connection failed: %s", r->c->errstr[0] ? r->c->errstr : "?");
+    return SHOAL_EREDIS;
+}
+
+int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen) {
+    struct rurl u;
+    int rc;
+    memset(r, 0, sizeof *r);
+    if ((rc = rurl_parse(url, &u, err, errlen)) != 0) return rc;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    r->c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
+                     : redisConnectWithTimeout(u.host, u.port, tv);
+    if (r->c == NULL) abort();
+    if (r->c->err) {
+        if (u.path[0])
+            snprintf(err, errlen, "cannot reach Redis at %s: %s", u.path, r->c->errstr);
+        else
+            snprintf(err, errlen, "cannot reach Redis at %s:%d: %s", u.host, u.port, r->c->errstr);
+        goto fail_connected;
+    }
+    redisSetTimeout(r->c, tv);
+    redisReply *reply = NULL;
+    if (u.pass[0]) {
+        reply = u.user[0] ? redisCommand(r->c, "AUTH %s %s", u.user, u.pass)
+                          : redisCommand(r->c, "AUTH %s", u.pass);
+        if (reply == NULL) { lost(r, err, errlen); goto fail_connected; }
+        if (reply->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis refused AUTH: %s", reply->str);
+            goto fail_reply;
+        }
+        freeReplyObject(reply);
+    }
+    if (u.db) {
+        reply = redisCommand(r->c, "SELECT %d", u.db);
+        if (reply == NULL) { lost(r, err, errlen); goto fail_connected; }
+        if (reply->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis refused SELECT %d: %s", u.db, reply->str);
+            goto fail_reply;
+        }
+        freeReplyObject(reply);
+    }
+    return 0;
+fail_reply:
+    freeReplyObject(reply);
+fail_connected:
+    redisFree(r->c);
+    r->c = NULL;
+    return SHOAL_EREDIS;
+}
+
+void rsync_close(struct rsync *r) {
+    if (r->c) redisFree(r->c);
+    r->c = NULL;
+}
+
+static int load(struct rsync *r, enum script_id id, char *err, size_t errlen) {
+    const struct script_src *s = script_get(id);
+    redisReply *reply = redisCommand(r->c, "SCRIPT LOAD %b", s->text, s->len);
+    if (reply == NULL) return lost(r, err, errlen);
+    int rc = 0;
+    if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
+        memcpy(r->sha[id], reply->str, 41);
+    } else {
+        snprintf(err, errlen, "Redis refused SCRIPT LOAD of %s: %s", s->name,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        rc = SHOAL_EREPLY;
+    }
+    freeReplyObject(reply);
+    return rc;
+}
+
+redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
+                       char *err, size_t errlen) {
+    int n = argc + 3;
+    const char **av = xcalloc((size_t)n, sizeof *av);
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    av[0] = "EVALSHA";
+    av[2] = nk;
+    for (int i = 0; i < argc; i++) av[i + 3] = argv[i];
+    redisReply *reply = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!r->sha[id][0] && load(r, id, err, errlen) != 0) break;
+        av[1] = r->sha[id];
+        reply = redisCommandArgv(r->c, n, av, NULL);
+        if (reply == NULL) { lost(r, err, errlen); break; }
+        if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+            attempt == 0) {
+            freeReplyObject(reply);
+            reply = NULL;
+            r->sha[id][0] = '\0';
+            continue;
+        }
+        break;
+    }
+    free(av);
+    return reply;
+}
+
+redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = redisvCommand(r->c, fmt, ap);
+    va_end(ap);
+    if (reply == NULL) lost(r, err, errlen);
+    return reply;
+}

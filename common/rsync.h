@@ -1,0 +1,29 @@
+/* rsync.h: a blocking Redis connection for the admin CLI (never used on an event loop).
+ * Connect with a timeout, AUTH, SELECT; scripts run with EVALSHA and are loaded on NOSCRIPT. */
+#ifndef SHOAL_RSYNC_H
+#define SHOAL_RSYNC_H
+
+#include <hiredis/hiredis.h>
+
+#include "common/rurl.h"
+#include "common/script.h"
+
+struct rsync {
+    redisContext *c;              /* owned */
+    char sha[SCRIPT_COUNT][41];   /* "" until loaded */
+};
+
+/* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line
+ * message in err ("cannot reach Redis at 127.0.0.1:6379: Connection refused"). */
+int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen);
+void rsync_close(struct rsync *r);
+
+/* Runs a script (nkeys of argv are keys). Returns the reply (caller frees with freeReplyObject),
+ * or NULL with err set when the connection failed. An error reply is returned as a reply. */
+redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
+                       char *err, size_t errlen);
+
+/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_eval. */
+redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...);
+
+#endif
