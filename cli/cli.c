@@ -1,0 +1,97 @@
+/* cli.c: argument handling shared by the admin commands. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+int cli_fail(const struct cli *c, int code, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "shoal %s: ", c->cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+int cli_reply_error(const struct cli *c, const char *what, const char *err_text) {
+    /* Script errors read "CODE message": show the message. */
+    const char *sp = strchr(err_text, ' ');
+    const char *msg = sp && sp - err_text <= 10 ? sp + 1 : err_text;
+    return cli_fail(c, EXIT_FAIL, "%s: %s", what, msg);
+}
+
+static struct cli_flag *find(struct cli_flag *flags, int n, const char *name, size_t len) {
+    for (int i = 0; i < n; i++)
+        if (strlen(flags[i].name) == len && strncmp(flags[i].name, name, len) == 0)
+            return &flags[i];
+    return NULL;
+}
+
+int cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
+             int min_pos, int max_pos, const char *usage) {
+    char err[512];
+    memset(c, 0, sizeof *c);
+    c->cmd = argv[0];
+    config_defaults(&c->cfg);
+    /* Split argv: our flags, shared settings (kept for config_parse), positionals. */
+    char **rest = xcalloc((size_t)argc + 1, sizeof *rest);
+    int nrest = 1;
+    rest[0] = argv[0];
+    c->pos = xcalloc((size_t)argc + 1, sizeof *c->pos);
+    bool only_pos = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || strncmp(a, "--", 2) != 0 || strcmp(a, "-") == 0) {
+            c->pos[c->npos++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) { only_pos = true; continue; }
+        if (strcmp(a, "--help") == 0) {
+            printf("%s\n", usage);
+            config_usage(stdout, SCOPE_REDIS);
+            free(rest);
+            return EXIT_OK;
+        }
+        const char *eq = strchr(a + 2, '=');
+        size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        struct cli_flag *f = find(flags, nflags, a + 2, len);
+        if (f) {
+            f->set = true;
+            if (f->has_value) {
+                if (eq) f->value = eq + 1;
+                else if (i + 1 < argc) f->value = argv[++i];
+                else { free(rest); return cli_fail(c, EXIT_USAGE, "--%s needs a value", f->name); }
+            } else if (eq) {
+                free(rest);
+                return cli_fail(c, EXIT_USAGE, "--%s takes no value", f->name);
+            }
+            continue;
+        }
+        rest[nrest++] = argv[i];
+        if (!eq && i + 1 < argc) rest[nrest++] = argv[++i];
+    }
+    int code = -1, after;
+    if (config_parse(&c->cfg, SCOPE_REDIS, nrest, rest, &after, err, sizeof err) != 0)
+        code = cli_fail(c, EXIT_USAGE, "%s", err);
+    else if (c->npos < min_pos || c->npos > max_pos)
+        code = cli_fail(c, EXIT_USAGE, "expected %s (see shoal %s --help)", usage, c->cmd);
+    free(rest);
+    if (code >= 0) return code;
+    log_set_level(c->cfg.log_level);
+    keys_init(&c->keys, c->cfg.namespace);
+    if (rsync_open(&c->redis, c->cfg.redis_url, 5000, err, sizeof err) != 0)
+        return cli_fail(c, EXIT_FAIL, "%s", err);
+    return -1;
+}
+
+void cli_close(struct cli *c) {
+    rsync_close(&c->redis);
+    config_free(&c->cfg);
+    free(c->pos);
+}

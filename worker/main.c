@@ -1,0 +1,90 @@
+/* main.c: `shoal worker`: wires settings, the node, the HTTP server and shutdown together.
+ * Start-up errors (bad settings, address in use) exit here with a clear line; afterwards the
+ * process only exits through shutdown.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/rurl.h"
+#include "common/util.h"
+#include "worker/worker.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "Usage: shoal worker [flags]\n\n"
+            "Runs a node: registers it in Redis under its name, keeps its heartbeat, applies its\n"
+            "task cap and drain as they change, and answers ping on --listen.\n"
+            "SIGTERM/SIGINT drain the node and exit 0; a second signal stops at once.\n\n");
+    config_usage(out, SCOPE_WORKER);
+}
+
+static void fatal_cb(struct node *n, int code, const char *msg) {
+    struct worker *w = container_of(n, struct worker, node);
+    log_error(msg, NULL);
+    shutdown_begin(w, msg, code);
+}
+
+int worker_main(int argc, char **argv) {
+    struct worker *w = xcalloc(1, sizeof *w);
+    char err[512];
+    int rc, rest, code = 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            free(w);
+            return 0;
+        }
+    config_defaults(&w->cfg);
+    if (config_parse(&w->cfg, SCOPE_WORKER, argc, argv, &rest, err, sizeof err) != 0)
+        goto fail_config;
+    if (rest < argc) {
+        snprintf(err, sizeof err, "unexpected argument '%s' (see shoal worker --help)", argv[rest]);
+        goto fail_config;
+    }
+    struct rurl url;
+    if (rurl_parse(w->cfg.redis_url, &url, err, sizeof err) != 0) goto fail_config;
+    log_set_level(w->cfg.log_level);
+    log_set_node(w->cfg.name);
+
+    uv_loop_init(&w->loop);
+    struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384};
+    /* The view lives in the node; the server only keeps a pointer to it. */
+    rc = ping_server_new(&w->loop, &pc, &w->node.view, &w->http);
+    if (rc != 0) {
+        snprintf(err, sizeof err, "cannot listen on %s: %s", w->cfg.listen, shoal_strerror(rc));
+        goto fail_listen;
+    }
+    char listen[80], host[64];
+    snprintf(host, sizeof host, "%s", w->cfg.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    snprintf(listen, sizeof listen, "%s:%d", host, ping_server_port(w->http));
+    node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb);
+
+    char desc[1024];
+    config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);
+    log_info("starting", " version=%s http=%s%s", SHOAL_VERSION, listen, desc);
+    shutdown_init(w);
+    node_start(&w->node);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    code = w->exit_code;
+    if (uv_loop_close(&w->loop) != 0) log_warn("event loop closed with handles still open", NULL);
+    config_free(&w->cfg);
+    free(w);
+    return code;
+
+fail_listen:
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&w->loop);
+    log_error(err, NULL);
+    config_free(&w->cfg);
+    free(w);
+    return 1;
+fail_config:
+    fprintf(stderr, "shoal worker: %s\n", err);
+    config_free(&w->cfg);
+    free(w);
+    return 2;
+}

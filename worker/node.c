@@ -1,0 +1,345 @@
+/* node.c: registration, heartbeat, control channel and sweep for one node (see node.h). */
+#include "worker/node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+/* Sweep (forget long-offline nodes) about once a minute, whatever the heartbeat period. */
+#define SWEEP_EVERY_MS 60000
+
+static void do_register(struct node *n);
+
+/* --- reply helpers ------------------------------------------------------------------------ */
+
+static const char *el_str(const redisReply *r, size_t i) {
+    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements) return "";
+    const redisReply *e = r->element[i];
+    return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : "";
+}
+
+static int64_t el_int(const redisReply *r, size_t i) {
+    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements) return 0;
+    const redisReply *e = r->element[i];
+    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
+    if (e->type == REDIS_REPLY_STRING) return strtoll(e->str, NULL, 10);
+    return 0;
+}
+
+static void num(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%lld", (long long)v); }
+
+/* --- applying state ----------------------------------------------------------------------- */
+
+/* Takes cap and drain as Redis holds them; logs only what changed. */
+static void apply(struct node *n, int64_t cap, bool drain, const char *source) {
+    if (cap != n->view.cap) {
+        log_info("task cap changed", " from=%lld to=%lld source=%s", (long long)n->view.cap,
+                 (long long)cap, source);
+        n->view.cap = cap;
+    }
+    if (drain != n->view.drain) {
+        log_info(drain ? "drain on" : "drain off", " source=%s", source);
+        n->view.drain = drain;
+    }
+}
+
+static void set_redis_ok(struct node *n, bool ok, const char *why) {
+    if (n->view.redis_ok == ok) return;
+    n->view.redis_ok = ok;
+    if (ok) log_info("redis reachable; node online", NULL);
+    else log_warn("redis unreachable; ping answers 503", " reason=\"%s\"", why);
+}
+
+/* --- registration -------------------------------------------------------------------------- */
+
+/* Another instance holds our name. Decides between waiting (a crashed predecessor's TTL is
+ * running out) and refusing (the holder refreshed its TTL, so it is alive). */
+static void on_busy(struct node *n, const char *holder, int64_t pttl) {
+    uint64_t now = clock_mono_ms();
+    if (strcmp(n->busy_holder, holder) != 0) {
+        if (n->busy_holder[0]) goto alive; /* a different instance took it meanwhile */
+        snprintf(n->busy_holder, sizeof n->busy_holder, "%s", holder);
+        n->busy_pttl = pttl;
+        n->busy_since_ms = now;
+        log_warn("node name held by another instance; waiting for its TTL to tell whether it "
+                 "is alive", " holder=%s ttl_ms=%lld", holder, (long long)pttl);
+        return;
+    }
+    /* Expected remaining TTL if nobody refreshed it; allow scheduling slack. */
+    int64_t expected = n->busy_pttl - (int64_t)(now - n->busy_since_ms);
+    int64_t slack = n->cfg->heartbeat_ms / 2 > 250 ? n->cfg->heartbeat_ms / 2 : 250;
+    if (pttl > expected + slack || pttl == -1) goto alive;
+    log_info("waiting for the previous instance's TTL", " holder=%s ttl_ms=%lld", holder,
+             (long long)pttl);
+    return;
+alive:;
+    char msg[256];
+    snprintf(msg, sizeof msg, "node name '%s' is in use by a live process (instance %s); stop it "
+             "or start this one with another --name", n->view.name, holder);
+    n->fatal(n, 2, msg);
+}
+
+static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct node *n = priv;
+    n->beat_pending = false;
+    if (r == NULL || n->stopped) return; /* link lost: we register again when it is back */
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_error("registration refused by Redis", " error=\"%s\"", r->str);
+        return;
+    }
+    const char *verdict = el_str(r, 0);
+    if (strcmp(verdict, "busy") == 0) {
+        on_busy(n, el_str(r, 1), el_int(r, 2));
+        return;
+    }
+    if (strcmp(verdict, "ok") != 0) {
+        log_error("registration: unexpected reply", NULL);
+        return;
+    }
+    const char *prev = el_str(r, 1);
+    if (prev[0] && strcmp(prev, n->view.instance) != 0)
+        log_info("took over node name from previous instance", " previous=%s", prev);
+    n->busy_holder[0] = '\0';
+    if (!n->view.registered)
+        log_info("registered", " instance=%s cap=%lld cap_by=%s drain=%s ttl_ms=%lld",
+                 n->view.instance, (long long)el_int(r, 2), el_str(r, 4),
+                 el_int(r, 3) ? "on" : "off", (long long)n->ttl_ms);
+    n->view.registered = true;
+    n->view.last_seen_ms = clock_wall_ms();
+    apply(n, el_int(r, 2), el_int(r, 3) != 0, "redis");
+    set_redis_ok(n, true, NULL);
+}
+
+static void do_register(struct node *n) {
+    char name_k[160], alive_k[160], nodes_k[160], now[24], ttl[24], cap[24], pid[24], hb[24];
+    keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
+    keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
+    keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
+    num(now, sizeof now, clock_wall_ms());
+    num(ttl, sizeof ttl, n->ttl_ms);
+    num(cap, sizeof cap, n->cfg->cap);
+    num(pid, sizeof pid, (int64_t)getpid());
+    num(hb, sizeof hb, n->cfg->heartbeat_ms);
+    const char *argv[] = {name_k, alive_k, nodes_k, n->view.name, n->view.instance, now, ttl, cap,
+                          n->view.version, n->host, pid, n->listen, n->cfg->queues, hb};
+    if (rconn_eval(n->cmd, SCRIPT_REGISTER, 3, (int)ARRAY_SIZE(argv), argv, NULL, register_cb, n) == 0)
+        n->beat_pending = true;
+}
+
+/* --- heartbeat ----------------------------------------------------------------------------- */
+
+static void sweep_cb(struct rconn *rc, redisReply *r, void *priv) {
+    if (r == NULL) return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("sweep failed", " error=\"%s\"", r->str);
+        return;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        log_info("forgot long-offline node", " forgotten=%s", el_str(r, i));
+}
+
+static void sweep(struct node *n) {
+    char nodes_k[160], now[24], after[24];
+    keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
+    num(now, sizeof now, clock_wall_ms());
+    num(after, sizeof after, n->cfg->forget_after_ms);
+    const char *argv[] = {nodes_k, n->keys.prefix, now, after};
+    (void)rconn_eval(n->cmd, SCRIPT_SWEEP, 1, 4, argv, NULL, sweep_cb, n);
+}
+
+static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct node *n = priv;
+    n->beat_pending = false;
+    if (r == NULL || n->stopped) return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("heartbeat failed", " error=\"%s\"", r->str);
+        return;
+    }
+    const char *verdict = el_str(r, 0);
+    if (strcmp(verdict, "gone") == 0) {
+        log_warn("node record missing in Redis (flushed or forgotten); registering again", NULL);
+        n->view.registered = false;
+        do_register(n);
+        return;
+    }
+    if (strcmp(verdict, "taken") == 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "another instance (%s) took over node name '%s' after our TTL "
+                 "expired", el_str(r, 1), n->view.name);
+        n->view.registered = false;
+        n->fatal(n, 3, msg);
+        return;
+    }
+    if (el_int(r, 4)) log_warn("heartbeat was late: the liveness TTL had expired", NULL);
+    n->view.last_seen_ms = clock_wall_ms();
+    n->view.running = el_int(r, 3);
+    apply(n, el_int(r, 1), el_int(r, 2) != 0, "heartbeat");
+    set_redis_ok(n, true, NULL);
+    if (n->view.stopping && n->view.running == 0 && n->idle) n->idle(n);
+}
+
+static void beat_cb(uv_timer_t *t) {
+    struct node *n = container_of(t, struct node, beat);
+    if (n->stopped || !rconn_is_up(n->cmd)) return;
+    if (n->beat_pending) {
+        /* No answer within a whole period: Redis is stalled or the link is half-dead. */
+        set_redis_ok(n, false, "heartbeat unanswered");
+        n->beat_pending = false;
+        rconn_reset(n->cmd, "heartbeat unanswered for a whole period");
+        return;
+    }
+    if (!n->view.registered) {
+        do_register(n);
+        return;
+    }
+    char name_k[160], alive_k[160], run_k[160], now[24], ttl[24];
+    keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
+    keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
+    keys_running(&n->keys, n->view.name, run_k, sizeof run_k);
+    num(now, sizeof now, clock_wall_ms());
+    num(ttl, sizeof ttl, n->ttl_ms);
+    const char *argv[] = {name_k, alive_k, run_k, n->view.instance, now, ttl};
+    if (rconn_eval(n->cmd, SCRIPT_HEARTBEAT, 3, 6, argv, NULL, heartbeat_cb, n) == 0)
+        n->beat_pending = true;
+    uint64_t every = (uint64_t)(SWEEP_EVERY_MS / n->cfg->heartbeat_ms);
+    if (++n->beats % (every ? every : 1) == 0) sweep(n);
+}
+
+/* --- Redis link events --------------------------------------------------------------------- */
+
+static void cmd_up_cb(struct rconn *rc, void *arg) {
+    struct node *n = arg;
+    if (n->stopped) return;
+    n->beat_pending = false;
+    do_register(n);
+}
+
+static void cmd_down_cb(struct rconn *rc, const char *why, void *arg) {
+    struct node *n = arg;
+    n->beat_pending = false;
+    n->view.registered = false;
+    set_redis_ok(n, false, why);
+}
+
+/* Control messages: "node <name> <cap> <drain>". Others are for other parts of shoal. */
+static void control_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct node *n = priv;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
+    if (strcmp(el_str(r, 0), "message") != 0) return;
+    char name[80];
+    long long cap;
+    int drain;
+    if (sscanf(el_str(r, 2), "node %79s %lld %d", name, &cap, &drain) != 3) return;
+    if (strcmp(name, n->view.name) != 0) return;
+    apply(n, cap, drain != 0, "control");
+}
+
+static void sub_up_cb(struct rconn *rc, void *arg) {
+    struct node *n = arg;
+    char ch[160];
+    keys_control(&n->keys, ch, sizeof ch);
+    (void)rconn_subscribe(rc, ch, control_cb, n);
+    /* Messages may have been missed while the link was down: read the truth now. */
+    if (n->view.registered && !n->beat_pending) beat_cb(&n->beat);
+}
+
+/* --- life cycle ---------------------------------------------------------------------------- */
+
+void node_init(struct node *n, uv_loop_t *loop, const struct shoal_config *cfg,
+               const struct rurl *url, const char *listen, node_fatal_cb fatal) {
+    memset(n, 0, sizeof *n);
+    n->loop = loop;
+    n->cfg = cfg;
+    n->fatal = fatal;
+    keys_init(&n->keys, cfg->namespace);
+    snprintf(n->view.name, sizeof n->view.name, "%s", cfg->name);
+    unsigned char rnd[16];
+    if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0) {
+        uint64_t t = clock_mono_ns() ^ (uint64_t)getpid();
+        memcpy(rnd, &t, sizeof t);
+        memcpy(rnd + 8, &t, sizeof t);
+    }
+    for (size_t i = 0; i < sizeof rnd; i++) sprintf(n->view.instance + 2 * i, "%02x", rnd[i]);
+    srand((unsigned)(rnd[0] | rnd[1] << 8 | rnd[2] << 16));
+    n->view.version = SHOAL_VERSION;
+    n->view.cap = cfg->cap;
+    n->ttl_ms = cfg->heartbeat_ms * 3;
+    snprintf(n->listen, sizeof n->listen, "%s", listen);
+    gethostname(n->host, sizeof n->host - 1);
+    struct rconn_events cmd_ev = {cmd_up_cb, cmd_down_cb, n};
+    struct rconn_events sub_ev = {sub_up_cb, NULL, n};
+    n->cmd = rconn_new(loop, url, "cmd", true, &cmd_ev);
+    n->sub = rconn_new(loop, url, "sub", false, &sub_ev);
+    uv_timer_init(loop, &n->beat);
+    uv_timer_init(loop, &n->stop_deadline);
+}
+
+void node_start(struct node *n) {
+    rconn_start(n->cmd);
+    rconn_start(n->sub);
+    uv_timer_start(&n->beat, beat_cb, (uint64_t)n->cfg->heartbeat_ms,
+                   (uint64_t)n->cfg->heartbeat_ms);
+}
+
+static void stop_finish(struct node *n) {
+    uv_timer_stop(&n->stop_deadline);
+    void (*done)(struct node *) = n->stop_done;
+    n->stop_done = NULL;
+    if (done) done(n);
+}
+
+static void deregister_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct node *n = priv;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+        log_info("deregistered: node is Offline", NULL);
+    else if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("deregistration failed", " error=\"%s\"", r->str);
+    n->view.registered = false;
+    stop_finish(n);
+}
+
+static void stop_deadline_cb(uv_timer_t *t) {
+    struct node *n = container_of(t, struct node, stop_deadline);
+    log_warn("deregistration not answered; the TTL will mark the node Offline", NULL);
+    stop_finish(n);
+}
+
+void node_stop(struct node *n, void (*done)(struct node *n)) {
+    n->stopped = true;
+    n->stop_done = done;
+    uv_timer_stop(&n->beat);
+    if (!n->view.registered) { stop_finish(n); return; }
+    char name_k[160], alive_k[160], now[24];
+    keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
+    keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
+    num(now, sizeof now, clock_wall_ms());
+    const char *argv[] = {name_k, alive_k, n->view.instance, now};
+    if (rconn_eval(n->cmd, SCRIPT_DEREGISTER, 2, 4, argv, NULL, deregister_cb, n) != 0) {
+        stop_finish(n);
+        return;
+    }
+    uv_timer_start(&n->stop_deadline, stop_deadline_cb, 2000, 0);
+}
+
+static void part_closed(struct node *n) {
+    if (--n->closing_handles > 0) return;
+    if (n->close_done) n->close_done(n);
+}
+static void rconn_done_cb(void *arg) { part_closed(arg); }
+static void timer_closed_cb(uv_handle_t *h) { part_closed(h->data); }
+
+void node_close(struct node *n, void (*done)(struct node *n)) {
+    n->stopped = true;
+    n->close_done = done;
+    n->closing_handles = 4;
+    n->beat.data = n;
+    n->stop_deadline.data = n;
+    uv_close((uv_handle_t *)&n->beat, timer_closed_cb);
+    uv_close((uv_handle_t *)&n->stop_deadline, timer_closed_cb);
+    rconn_free(n->cmd, rconn_done_cb, n);
+    rconn_free(n->sub, rconn_done_cb, n);
+}

@@ -1,0 +1,63 @@
+/* node.h: a node's membership in the fleet: registration under its name, the TTL heartbeat,
+ * last seen, cap and drain as Redis holds them (pushed over pub/sub, re-read every heartbeat),
+ * duplicate-name refusal and takeover after a crash, and forgetting long-offline nodes.
+ *
+ * Life: node_init -> node_start (connects; registers when Redis is up) -> ... -> node_stop
+ * (deregisters: the node turns Offline at once) -> node_close (frees, asynchronously).
+ * Everything runs on the loop thread; the view is what ping answers from. */
+#ifndef SHOAL_WORKER_NODE_H
+#define SHOAL_WORKER_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/config.h"
+#include "common/keys.h"
+#include "common/node_view.h"
+#include "common/rconn.h"
+#include "common/rurl.h"
+
+struct node;
+/* Called when the node cannot go on (name taken by a live process): the owner shuts down and
+ * exits with code. msg is borrowed for the call. */
+typedef void (*node_fatal_cb)(struct node *n, int code, const char *msg);
+
+struct node {
+    uv_loop_t *loop;
+    const struct shoal_config *cfg;  /* borrowed for the node's life */
+    struct keys keys;                /* key names for cfg->namespace */
+    struct node_view view;           /* what ping answers from */
+    char listen[80];                 /* the HTTP address as registered (real port) */
+    char host[128];                  /* host name, recorded for operators */
+    int64_t ttl_ms;                  /* liveness TTL: three heartbeats */
+    struct rconn *cmd;               /* commands and scripts */
+    struct rconn *sub;               /* the control channel subscription */
+    uv_timer_t beat;                 /* heartbeat period */
+    bool beat_pending;               /* a heartbeat or registration is awaiting its reply */
+    unsigned beats;                  /* heartbeats sent, for the sweep cadence */
+    bool stopped;                    /* node_stop called: no re-registration */
+    /* Duplicate-name detection: while another instance holds the name, watch its TTL. If it is
+     * refreshed, that instance is alive and we refuse; if it runs out, we take over. */
+    char busy_holder[33];            /* instance id seen holding the name, "" when none */
+    int64_t busy_pttl;               /* its TTL when first seen */
+    uint64_t busy_since_ms;          /* monotonic time when first seen */
+    node_fatal_cb fatal;
+    void (*idle)(struct node *n);    /* called when running drops to 0 while stopping; may be NULL */
+    void (*stop_done)(struct node *n);  /* node_stop's callback */
+    uv_timer_t stop_deadline;        /* bounds the wait for deregistration */
+    int closing_handles;             /* node_close bookkeeping */
+    void (*close_done)(struct node *n);
+};
+
+/* Prepares the node (no I/O). cfg and url are borrowed/copied; listen is the bound address. */
+void node_init(struct node *n, uv_loop_t *loop, const struct shoal_config *cfg,
+               const struct rurl *url, const char *listen, node_fatal_cb fatal);
+/* Connects both Redis links; registration follows when Redis answers. */
+void node_start(struct node *n);
+/* Deregisters (Offline at once) if Redis is up, bounded by 2 s, then calls done. */
+void node_stop(struct node *n, void (*done)(struct node *n));
+/* Closes the Redis links and timers; done runs when everything is closed. */
+void node_close(struct node *n, void (*done)(struct node *n));
+
+#endif

@@ -1,0 +1,35 @@
+/* worker.h: the node process (`shoal worker`): its parts and how they are wired. main.c builds
+ * one struct worker; shutdown.c takes it down on SIGTERM/SIGINT or a fatal condition. */
+#ifndef SHOAL_WORKER_H
+#define SHOAL_WORKER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "common/config.h"
+#include "ping/ping.h"
+#include "worker/node.h"
+
+struct worker {
+    uv_loop_t loop;
+    struct shoal_config cfg;      /* owned; freed at exit */
+    struct node node;             /* membership, heartbeat, cap and drain */
+    struct ping_server *http;     /* ping, healthz */
+    uv_signal_t sigterm, sigint;  /* shutdown triggers */
+    uv_timer_t grace;             /* running tasks' time to finish after SIGTERM */
+    int signals;                  /* shutdown signals received */
+    bool shutting_down;           /* shutdown begun */
+    int exit_code;                /* process exit code */
+    int open_parts;               /* parts still closing at exit */
+};
+
+/* Entry point of `shoal worker`: argv[0] is "worker". Returns the exit code. */
+int worker_main(int argc, char **argv);
+
+/* Installs the signal handlers (shutdown.c). */
+void shutdown_init(struct worker *w);
+/* Begins a shutdown: ping turns 418 at once, no new work, running tasks get the grace period,
+ * the node deregisters, everything closes, and uv_run returns. exit_code is recorded. */
+void shutdown_begin(struct worker *w, const char *why, int exit_code);
+
+#endif
