@@ -1,0 +1,440 @@
+/* http.c: the HTTP/1.1 connection core. Owns parsing (llhttp callbacks), the per-connection
+ * queue of exchanges that keeps answers in request order, pausing when too many answers are
+ * outstanding, the limits (431, 413) and the serialisation of every response. It knows no
+ * sockets: bytes come in through http_conn_feed() and leave through c->io.
+ *
+ * Flow: on_message_begin creates c->cur; spans fill its head; on_headers_complete routes it;
+ * on_message_complete queues and dispatches it. A handler answers with http_respond(), which
+ * marks the exchange done and flushes every done exchange at the queue's head. A refused or
+ * malformed request is answered by the core, with Connection: close, behind earlier answers. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "common/util.h"
+#include "ping/http_int.h"
+
+/* Bytes of a request line not seen by span callbacks (spaces, version, CRLF), and of each
+ * header line (": ", CRLF): counted so the limit means what a client sends. */
+#define LINE_OVERHEAD 12
+#define HEADER_OVERHEAD 4
+
+static void flush(struct http_conn *c);
+
+static struct http_conn *conn_of(llhttp_t *p) { return container_of(p, struct http_conn, parser); }
+
+/* True when parsing must wait for answers; a limit of 0 is taken as 1, never as a deadlock. */
+static bool too_many_pending(const struct http_conn *c) {
+    unsigned max = c->site->max_pending ? c->site->max_pending : 1;
+    return c->pending >= max;
+}
+
+static struct http_exchange *exchange_new(struct http_conn *c) {
+    struct http_exchange *ex = xcalloc(1, sizeof *ex);
+    ex->conn = c;
+    ex->method = HTTP_GET;
+    return ex;
+}
+
+static void exchange_free(struct http_exchange *ex) {
+    buf_free(&ex->head);
+    buf_free(&ex->body);
+    buf_free(&ex->extra);
+    buf_free(&ex->out);
+    free(ex);
+}
+
+static void enqueue(struct http_conn *c, struct http_exchange *ex) {
+    ex->next = NULL;
+    if (c->tail) c->tail->next = ex;
+    else c->head = ex;
+    c->tail = ex;
+    c->pending++;
+}
+
+static void set_reading(struct http_conn *c, bool on) {
+    if (c->read_off == !on) return;
+    c->read_off = !on;
+    if (c->io->read_ctl) c->io->read_ctl(c, on);
+}
+
+/* Marks a parser callback's refusal; the caller returns HPE_USER so llhttp stops. */
+static int refuse(struct http_conn *c, int status) {
+    c->fail_status = status;
+    return HPE_USER;
+}
+
+static const char *refusal_text(int status, const llhttp_t *p) {
+    switch (status) {
+    case 413: return "Request body too large";
+    case 431: return "Request header fields too large";
+    default: {
+        const char *r = llhttp_get_error_reason(p);
+        return r && *r ? r : "Malformed request";
+    }
+    }
+}
+
+/* Answers the request being parsed (or a new one) with status, and reads no more. */
+static void refuse_now(struct http_conn *c, int status) {
+    struct http_exchange *ex = c->cur ? c->cur : exchange_new(c);
+    c->cur = NULL;
+    c->stopped = true;
+    ex->close = true;
+    ex->route = NULL;
+    buf_reset(&ex->extra);
+    enqueue(c, ex);
+    http_respond_error(ex, status, refusal_text(status, &c->parser));
+}
+
+/* Adds n bytes of request head, enforcing max_header_bytes. */
+static int head_add(struct http_conn *c, size_t overhead, const char *at, size_t n) {
+    c->head_bytes += overhead + n;
+    if (c->head_bytes > c->site->max_header_bytes) return refuse(c, 431);
+    buf_append(&c->cur->head, at, n);
+    return 0;
+}
+
+static void nul(struct http_conn *c) { buf_append(&c->cur->head, "", 1); }
+
+static int on_message_begin(llhttp_t *p) {
+    struct http_conn *c = conn_of(p);
+    if (!c->cur) c->cur = exchange_new(c);
+    c->head_bytes = LINE_OVERHEAD;
+    c->body_bytes = 0;
+    c->fail_status = 0;
+    c->span = HTTP_SPAN_URL;
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t n) {
+    struct http_conn *c = conn_of(p);
+    c->head_bytes += n;
+    return c->head_bytes > c->site->max_header_bytes ? refuse(c, 431) : 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+    struct http_conn *c = conn_of(p);
+    c->cur->method = p->method;  /* parsed by now: a refusal to HEAD carries no body */
+    return head_add(c, 0, at, n);
+}
+
+static int on_url_complete(llhttp_t *p) {
+    struct http_conn *c = conn_of(p);
+    nul(c);
+    c->cur->url_end = c->cur->head.len;
+    c->span = HTTP_SPAN_LINE;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+    struct http_conn *c = conn_of(p);
+    size_t overhead = 0;
+    if (c->span == HTTP_SPAN_FIELD_DONE) nul(c);  /* the previous header's empty value */
+    if (c->span != HTTP_SPAN_FIELD) overhead = HEADER_OVERHEAD;
+    c->span = HTTP_SPAN_FIELD;
+    return head_add(c, overhead, at, n);
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+    struct http_conn *c = conn_of(p);
+    nul(c);
+    c->span = HTTP_SPAN_FIELD_DONE;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+    struct http_conn *c = conn_of(p);
+    c->span = HTTP_SPAN_VALUE;
+    return head_add(c, 0, at, n);
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+    struct http_conn *c = conn_of(p);
+    if (c->span == HTTP_SPAN_FIELD_DONE || c->span == HTTP_SPAN_VALUE) nul(c);
+    c->span = HTTP_SPAN_LINE;
+    return 0;
+}
+
+/* A client that sent "Expect: 100-continue" (curl, for large bodies) waits for this before
+ * sending a body we will read. Sent only when no earlier answer is outstanding: an interim
+ * answer must not overtake a final one. Otherwise the client sends after its own timeout. */
+static void expect_continue(struct http_conn *c, struct http_exchange *ex) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const char *expect = http_header(ex, "expect");
+    if (!expect || strcasecmp(expect, "100-continue") != 0 || c->head) return;
+    if (c->parser.http_major != 1 || c->parser.http_minor < 1) return;
+    c->io->write(c, xstrdup(cont), sizeof cont - 1);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+    struct http_conn *c = conn_of(p);
+    struct http_exchange *ex = c->cur;
+    if (c->span == HTTP_SPAN_URL) {  /* never completed: keep the layout anyway */
+        nul(c);
+        ex->url_end = ex->head.len;
+    } else if (c->span == HTTP_SPAN_FIELD_DONE || c->span == HTTP_SPAN_VALUE) {
+        nul(c);
+    }
+    c->span = HTTP_SPAN_LINE;
+    ex->headers_end = ex->head.len;
+    ex->method = p->method;
+    http_route_lookup(c->site, ex);
+    bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
+    uint64_t limit = buffered ? c->site->max_body_bytes : c->site->max_discard_bytes;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > limit) return refuse(c, 413);
+    if (buffered) expect_continue(c, ex);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+    struct http_conn *c = conn_of(p);
+    struct http_exchange *ex = c->cur;
+    bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
+    uint64_t limit = buffered ? c->site->max_body_bytes : c->site->max_discard_bytes;
+    c->body_bytes += n;
+    if (c->body_bytes > limit) return refuse(c, 413);
+    if (buffered) buf_append(&ex->body, at, n);
+    return 0;
+}
+
+/* Queues and dispatches the request. Pauses the parser when the connection will close after
+ * this answer (stopped for good) or when max_pending answers are outstanding (resumed by
+ * flush()). ex may be freed by a handler that answers at once: not touched after dispatch. */
+static int on_message_complete(llhttp_t *p) {
+    struct http_conn *c = conn_of(p);
+    struct http_exchange *ex = c->cur;
+    c->cur = NULL;
+    bool http10 = p->http_major == 1 && p->http_minor == 0;
+    ex->close = !llhttp_should_keep_alive(p) || http10 || p->upgrade;
+    bool stop = ex->close;
+    enqueue(c, ex);
+    if (ex->status) http_respond_error(ex, ex->status,
+                                       ex->status == 404 ? "Not found" : "Method not allowed");
+    else ex->route->handler(ex);
+    if (stop) {
+        c->stopped = true;
+        return HPE_PAUSED;
+    }
+    return too_many_pending(c) ? HPE_PAUSED : 0;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Runs llhttp over data and acts on how it stopped: paused (keep the rest in c->held),
+ * upgrade (not supported: stop reading), or an error (answer 400/413/431 and close). */
+static void execute(struct http_conn *c, const char *data, size_t len) {
+    c->feeding = true;
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    c->feeding = false;
+    if (err == HPE_OK) return;
+    if (err == HPE_PAUSED) {
+        if (c->stopped) return;
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        if (pos && pos >= data && pos < data + len) buf_append(&c->held, pos, (size_t)(data + len - pos));
+        c->paused = true;
+        set_reading(c, false);
+        return;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+        c->stopped = true;
+        return;
+    }
+    if (!c->stopped) refuse_now(c, c->fail_status ? c->fail_status : 400);
+}
+
+/* Parses held input once answers have drained below max_pending; never re-entered. */
+static void resume(struct http_conn *c) {
+    while (c->paused && !c->feeding && !c->stopped && !c->closed && !too_many_pending(c)) {
+        struct buf in = c->held;
+        buf_init(&c->held);
+        c->paused = false;
+        llhttp_resume(&c->parser);
+        if (in.len) execute(c, in.data, in.len);
+        buf_free(&in);
+    }
+    if (!c->paused && !c->stopped && !c->closed) set_reading(c, true);
+}
+
+static void shut(struct http_conn *c) {
+    c->closed = true;
+    c->stopped = true;
+    c->io->close(c);
+}
+
+/* Writes every answered exchange at the head of the queue, in order. */
+static void flush(struct http_conn *c) {
+    while (!c->closed && c->head && c->head->done) {
+        struct http_exchange *ex = c->head;
+        c->head = ex->next;
+        if (!c->head) c->tail = NULL;
+        c->pending--;
+        bool close = ex->close;
+        char *data = ex->out.data;
+        size_t len = ex->out.len;
+        buf_init(&ex->out);
+        exchange_free(ex);
+        c->io->write(c, data, len);
+        if (close) {
+            shut(c);
+            return;
+        }
+    }
+    if (c->closed) return;
+    resume(c);
+    if (c->eof && !c->head && !c->paused && !c->feeding && !c->closed) shut(c);
+}
+
+void http_site_defaults(struct http_site *site) {
+    memset(site, 0, sizeof *site);
+    site->max_header_bytes = 8192;
+    site->max_body_bytes = 1 << 20;
+    site->max_discard_bytes = 64 << 10;
+    site->max_pending = 16;
+}
+
+void http_conn_init(struct http_conn *c, const struct http_site *site,
+                    const struct http_conn_io *io) {
+    memset(c, 0, sizeof *c);
+    c->site = site;
+    c->io = io;
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+}
+
+int http_conn_feed(struct http_conn *c, const char *data, size_t len) {
+    if (c->closed || c->stopped || c->eof) return UV_EPIPE;
+    if (len == 0) return 0;
+    if (c->paused) {
+        buf_append(&c->held, data, len);
+        return 0;
+    }
+    execute(c, data, len);
+    resume(c);
+    return 0;
+}
+
+void http_conn_eof(struct http_conn *c) {
+    if (c->closed || c->eof) return;
+    c->eof = true;
+    if (!c->head && !c->paused && !c->feeding) shut(c);
+}
+
+bool http_conn_busy(const struct http_conn *c) {
+    return c->pending > 0 || c->held.len > 0;
+}
+
+void http_conn_close(struct http_conn *c) {
+    if (c->cur) exchange_free(c->cur);
+    c->cur = NULL;
+    for (struct http_exchange *ex = c->head, *next; ex; ex = next) {
+        next = ex->next;
+        if (ex->done) {
+            exchange_free(ex);
+        } else {  /* with its handler: freed by its http_respond() */
+            ex->conn = NULL;
+            ex->next = NULL;
+        }
+    }
+    c->head = c->tail = NULL;
+    c->pending = 0;
+    buf_free(&c->held);
+    c->closed = true;
+    c->stopped = true;
+}
+
+llhttp_method_t http_method(const struct http_exchange *ex) { return ex->method; }
+const char *http_path(const struct http_exchange *ex) { return ex->head.data + ex->path_off; }
+const char *http_query(const struct http_exchange *ex) { return ex->head.data + ex->query_off; }
+const struct buf *http_body(const struct http_exchange *ex) { return &ex->body; }
+
+const char *http_param(const struct http_exchange *ex, unsigned i) {
+    return i < ex->nparams ? ex->head.data + ex->param_off[i] : NULL;
+}
+
+const char *http_header(const struct http_exchange *ex, const char *name) {
+    const char *d = ex->head.data;
+    size_t off = ex->url_end;
+    while (d && off < ex->headers_end) {
+        const char *n = d + off;
+        off += strlen(n) + 1;
+        if (off >= ex->headers_end) break;  /* every name has a value: never taken */
+        const char *v = d + off;
+        off += strlen(v) + 1;
+        if (strcasecmp(n, name) == 0) return v;
+    }
+    return NULL;
+}
+
+const struct http_site *http_site_of(const struct http_exchange *ex) {
+    return ex->conn ? ex->conn->site : NULL;
+}
+
+void http_add_header(struct http_exchange *ex, const char *name, const char *value) {
+    buf_printf(&ex->extra, "%s: %s\r\n", name, value);
+}
+
+const char *http_reason(int status) {
+    static const struct { int status; const char *text; } reasons[] = {
+        {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+        {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
+        {405, "Method Not Allowed"}, {409, "Conflict"}, {413, "Payload Too Large"},
+        {418, "I'm a teapot"}, {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"}, {503, "Service Unavailable"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
+        if (reasons[i].status == status) return reasons[i].text;
+    return "Unknown";
+}
+
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const char *body, size_t len) {
+    assert(!ex->done);
+    struct http_conn *c = ex->conn;
+    if (!c) {  /* detached: nobody to answer */
+        exchange_free(ex);
+        return;
+    }
+    bool bodiless = status < 200 || status == 204 || status == 304;
+    const struct node_view *v = c->site->view;
+    struct buf *o = &ex->out;
+    buf_reserve(o, 160 + ex->extra.len + len);
+    buf_printf(o, "HTTP/1.1 %d %s\r\nOctopus-Node: %s\r\n", status, http_reason(status),
+               v ? v->name : "");
+    if (!bodiless) {
+        if (len > 0 && content_type) buf_printf(o, "Content-Type: %s\r\n", content_type);
+        buf_printf(o, "Content-Length: %zu\r\n", len);
+    }
+    buf_append(o, ex->extra.data, ex->extra.len);
+    if (ex->close) buf_puts(o, "Connection: close\r\n");
+    buf_puts(o, "\r\n");
+    if (!bodiless && ex->method != HTTP_HEAD) buf_append(o, body, len);
+    ex->done = true;
+    flush(c);
+}
+
+void http_respond_error(struct http_exchange *ex, int status, const char *msg) {
+    struct buf b;
+    struct json j;
+    buf_init(&b);
+    json_init(&j, &b);
+    json_obj_open(&j);
+    json_key(&j, "ErrorMessage");
+    json_str(&j, msg);
+    json_obj_close(&j);
+    http_respond(ex, status, "application/json", b.data, b.len);
+    buf_free(&b);
+}

@@ -1,0 +1,158 @@
+/* http.h: ping's HTTP/1.1 layer, independent of any transport.
+ *
+ * A connection core (struct http_conn) is fed bytes and emits whole responses through the
+ * function pointers of its struct http_conn_io; the libuv server (server.c), the tests and the
+ * fuzzer each supply their own io. llhttp parses. Each request becomes an exchange, matched
+ * against a route table (struct http_site) and handed to the route's handler, which answers
+ * with http_respond() now or later (after a Redis round trip, say). Answers leave strictly in
+ * request order; at most site->max_pending answers may be outstanding before parsing pauses.
+ *
+ * Lifetimes: a site is borrowed by every conn until http_conn_close(). An exchange belongs to
+ * the core until its handler is called, then to the handler until http_respond(); if the
+ * connection goes first the exchange is detached and http_respond() merely frees it.
+ * Everything runs on the loop thread. */
+#ifndef SHOAL_PING_HTTP_H
+#define SHOAL_PING_HTTP_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/node_view.h"
+
+struct http_exchange;
+struct http_conn;
+
+/* What a route does with a request body. */
+enum http_body {
+    HTTP_BODY_NONE,    /* read and discarded, up to site->max_discard_bytes; 413 above */
+    HTTP_BODY_BUFFER,  /* collected for http_body(), up to site->max_body_bytes; 413 above */
+};
+
+/* One row of a route table. A pattern is an absolute path whose "{name}" segments each match
+ * one non-empty segment (read with http_param()); the row's GET also answers HEAD. */
+struct http_route {
+    llhttp_method_t method;                       /* HTTP_GET, HTTP_PUT, ... */
+    const char *pattern;                          /* "/api/octopusservernodes/{id}" */
+    void (*handler)(struct http_exchange *ex);    /* must answer ex, now or later, exactly once */
+    enum http_body body;
+};
+
+/* A route table plus the limits and context shared by every connection of one server. */
+struct http_site {
+    const struct http_route *routes;  /* borrowed; looked up in order, first match wins */
+    size_t nroutes;
+    const struct node_view *view;     /* borrowed: Octopus-Node on every answer, and handlers */
+    void *data;                       /* borrowed: handlers' context (http_site_of(ex)->data) */
+    size_t max_header_bytes;          /* request line + headers above this: 431 and close */
+    size_t max_body_bytes;            /* HTTP_BODY_BUFFER limit */
+    size_t max_discard_bytes;         /* HTTP_BODY_NONE limit */
+    unsigned max_pending;             /* answers outstanding on one connection before pausing */
+};
+
+/* Fills site with the defaults (8 KiB headers, 1 MiB bodies, 64 KiB discard, 16 pending). */
+void http_site_defaults(struct http_site *site);
+
+/* The transport behind a connection core. Each is called on the loop thread, possibly from
+ * inside http_conn_feed() or http_respond(); none may call back into the core. */
+struct http_conn_io {
+    /* Writes len bytes and takes ownership of data (free() it when written). */
+    void (*write)(struct http_conn *c, char *data, size_t len);
+    /* The core does (on) or does not (!on) want more input; input that still arrives while
+     * off is held, not lost, but should stop soon (bounded memory). May be NULL. */
+    void (*read_ctl)(struct http_conn *c, bool on);
+    /* The core is done: close after what was written has been flushed. The core will write
+     * no more; the transport calls http_conn_close() once it has let go of the connection. */
+    void (*close)(struct http_conn *c);
+};
+
+/* Which span of a request head the parser is in (http.c keeps spans NUL-separated). */
+enum http_span { HTTP_SPAN_URL, HTTP_SPAN_LINE, HTTP_SPAN_FIELD, HTTP_SPAN_FIELD_DONE,
+                 HTTP_SPAN_VALUE };
+
+/* One connection's parsing and answering state: embedded by the transport (container_of). */
+struct http_conn {
+    llhttp_t parser;                /* parser->data unused: container_of finds us */
+    const struct http_site *site;   /* borrowed */
+    const struct http_conn_io *io;  /* borrowed */
+    struct http_exchange *cur;      /* the request being parsed, or NULL */
+    struct http_exchange *head;     /* dispatched requests in order, oldest first */
+    struct http_exchange *tail;
+    unsigned pending;               /* exchanges in the head..tail queue */
+    struct buf held;                /* input received while paused, parsed on resume */
+    size_t head_bytes;              /* request line + headers of cur, counted so far */
+    uint64_t body_bytes;            /* body of cur, counted so far */
+    int fail_status;                /* set by a parser callback that refuses the request */
+    enum http_span span;            /* which span of cur's head is being received */
+    bool feeding;                   /* inside llhttp_execute: no re-entry */
+    bool paused;                    /* llhttp paused; input goes to held */
+    bool read_off;                  /* io->read_ctl(c, false) is in force */
+    bool stopped;                   /* no more requests are read (close, error, upgrade) */
+    bool eof;                       /* the peer sent EOF: close once answered */
+    bool closed;                    /* io->close() was called or http_conn_close() ran */
+};
+
+/* Initialises c to serve site through io; both borrowed until http_conn_close(). */
+void http_conn_init(struct http_conn *c, const struct http_site *site,
+                    const struct http_conn_io *io);
+
+/* Parses len bytes; handlers run and answers are written before it returns where they can.
+ * data is borrowed for the call only. Returns 0, or UV_EPIPE when the connection no longer
+ * reads (stopped or closed: the bytes are dropped). */
+int http_conn_feed(struct http_conn *c, const char *data, size_t len);
+
+/* The peer will send no more: the connection closes once every request read is answered. */
+void http_conn_eof(struct http_conn *c);
+
+/* True while a dispatched request awaits its answer, or input is held (not idle). */
+bool http_conn_busy(const struct http_conn *c);
+
+/* Frees what c owns. Exchanges still with their handler are detached, not freed. Call once,
+ * from outside the core's callbacks (the transport's close callback); calls no io. */
+void http_conn_close(struct http_conn *c);
+
+/* --- for handlers: reading the request (valid until http_respond) --- */
+
+llhttp_method_t http_method(const struct http_exchange *ex);  /* HEAD is reported as HEAD */
+const char *http_path(const struct http_exchange *ex);        /* normalised, no query */
+const char *http_query(const struct http_exchange *ex);       /* after '?', "" if none */
+/* The i-th "{name}" segment of the matched pattern, or NULL. */
+const char *http_param(const struct http_exchange *ex, unsigned i);
+/* First header of that name (case-insensitive), or NULL. */
+const char *http_header(const struct http_exchange *ex, const char *name);
+/* The body of an HTTP_BODY_BUFFER route (empty otherwise). */
+const struct buf *http_body(const struct http_exchange *ex);
+/* The site, or NULL once the connection is gone (the answer would be dropped). */
+const struct http_site *http_site_of(const struct http_exchange *ex);
+
+/* --- for handlers: answering --- */
+
+/* Adds a response header ("Allow", "GET, HEAD") to the coming answer. Copied. */
+void http_add_header(struct http_exchange *ex, const char *name, const char *value);
+
+/* Answers ex: status, Content-Type (used when len > 0) and body (copied; omitted for HEAD,
+ * Content-Length kept). Gives ex back to the core (or frees it, if detached): ex must not be
+ * used afterwards. Safe to call from inside the handler or any time later. */
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const char *body, size_t len);
+
+/* Answers with {"ErrorMessage":msg} as application/json. */
+void http_respond_error(struct http_exchange *ex, int status, const char *msg);
+
+/* The reason phrase for a status ("Not Found"); "Unknown" for codes we never send. */
+const char *http_reason(int status);
+
+/* --- the libuv server's test entry (server.c) --- */
+
+struct ping_server;
+
+/* Serves an already connected stream socket fd (a socketpair end, say) as if accepted.
+ * Takes ownership of fd. Returns 0 or a negative libuv error (fd then closed). */
+int ping_server_adopt_fd(struct ping_server *s, int fd);
+
+/* Connections open now (accepted or adopted, not yet closed). */
+unsigned ping_server_conn_count(const struct ping_server *s);
+
+#endif

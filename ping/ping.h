@@ -1,0 +1,34 @@
+/* ping.h: the node's HTTP server (libuv TCP + llhttp), as the worker sees it.
+ *
+ * The server never includes worker headers: the worker hands it a node_view (borrowed, read on
+ * the loop thread for every request) and nothing else. All answers are computed from memory. */
+#ifndef SHOAL_PING_H
+#define SHOAL_PING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/node_view.h"
+
+struct ping_config {
+    const char *listen;          /* "ADDR:PORT", IPv4 or "[v6]:port"; port 0 picks a free one */
+    uint64_t idle_timeout_ms;    /* an idle keep-alive connection is closed after this */
+    size_t max_header_bytes;     /* request line + headers above this: 431 and close */
+};
+
+struct ping_server;
+
+/* Binds and listens. view is borrowed until ping_server_close()'s callback has run.
+ * Returns 0 and *out, or a negative libuv error (bad address, port in use). */
+int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct node_view *view,
+                    struct ping_server **out);
+
+/* The TCP port actually bound (useful with port 0). */
+int ping_server_port(const struct ping_server *s);
+
+/* Stops listening, closes every connection, then frees the server and calls done(arg) from a
+ * close callback. Safe to call once; the server must not be used afterwards. */
+void ping_server_close(struct ping_server *s, void (*done)(void *arg), void *arg);
+
+#endif

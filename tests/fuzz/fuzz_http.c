@@ -1,0 +1,151 @@
+/* fuzz_http.c: libFuzzer on the HTTP connection core (ping/http.c) with ping's routes plus two
+ * test routes: /later (answered only between chunks or at the end, so pausing, queueing and
+ * detaching are exercised) and /echo/{id} (a buffered body).
+ *
+ * Input: byte 0 is flags, bytes 1..3 choose where the rest is cut into 4 chunks; the rest is
+ * fed to one connection through a fake writer. Invariants checked (abort on violation):
+ * every write is a whole response ("HTTP/1.1 ", a head ended by CRLFCRLF, Octopus-Node);
+ * nothing is written after close; close happens once; at the end every exchange is answered
+ * and freed (LeakSanitizer). */
+#define _GNU_SOURCE  /* memmem */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "ping/http.h"
+#include "ping/routes.h"
+
+enum {
+    F_EOF = 1,          /* the peer sends EOF after the last chunk */
+    F_BETWEEN = 2,      /* answer /later between chunks */
+    F_SMALL = 4,        /* tiny limits: 431, 413 and pausing are reached easily */
+    F_DETACH = 8,       /* close the connection before answering what is left */
+    F_REVERSE = 16,     /* answer /later newest first */
+    F_DRAIN = 32,       /* the node is draining */
+};
+
+struct fuzz {
+    struct http_conn c;
+    bool closed;
+    struct http_exchange *later[64];
+    unsigned nlater;
+};
+
+static void check(bool ok, const char *what) {
+    if (!ok) {
+        fprintf(stderr, "invariant broken: %s\n", what);
+        abort();
+    }
+}
+
+static void fuzz_write(struct http_conn *c, char *data, size_t len) {
+    struct fuzz *f = container_of(c, struct fuzz, c);
+    check(!f->closed, "write after close");
+    check(len >= 9 && memcmp(data, "HTTP/1.1 ", 9) == 0, "response starts with HTTP/1.1");
+    if (len == 25 && memcmp(data, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0) {
+        free(data);  /* the one interim answer */
+        return;
+    }
+    check(memmem(data, len, "\r\n\r\n", 4) != NULL, "response head ends with CRLFCRLF");
+    check(memmem(data, len, "\r\nOctopus-Node: ", 16) != NULL, "Octopus-Node header");
+    free(data);
+}
+
+static void fuzz_read_ctl(struct http_conn *c, bool on) {}
+
+static void fuzz_close(struct http_conn *c) {
+    struct fuzz *f = container_of(c, struct fuzz, c);
+    check(!f->closed, "closed once");
+    f->closed = true;
+}
+
+static const struct http_conn_io fuzz_io = {fuzz_write, fuzz_read_ctl, fuzz_close};
+
+static void later_cb(struct http_exchange *ex) {
+    struct fuzz *f = http_site_of(ex)->data;
+    if (f->nlater == ARRAY_SIZE(f->later)) {  /* full: answer at once instead */
+        http_respond(ex, 200, "text/plain", "full", 4);
+        return;
+    }
+    f->later[f->nlater++] = ex;
+}
+
+static void echo_cb(struct http_exchange *ex) {
+    const struct buf *b = http_body(ex);
+    const char *h = http_header(ex, "x-key");
+    struct buf out;
+    buf_init(&out);
+    buf_printf(&out, "%s|%s|%s|", http_param(ex, 0), http_query(ex), h ? h : "");
+    buf_append(&out, b->data, b->len);
+    http_respond(ex, 201, "text/plain", out.data, out.len);
+    buf_free(&out);
+}
+
+/* Answers every held /later exchange; answering may resume parsing and hold more. */
+static void answer_later(struct fuzz *f, bool reverse) {
+    while (f->nlater) {
+        unsigned n = f->nlater;
+        struct http_exchange *batch[64];
+        memcpy(batch, f->later, n * sizeof *batch);
+        f->nlater = 0;
+        for (unsigned i = 0; i < n; i++) {
+            struct http_exchange *ex = batch[reverse ? n - 1 - i : i];
+            http_respond(ex, 200, "text/plain", "later", 5);
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static struct http_route routes[16];
+    static size_t nroutes;
+    if (!nroutes) {
+        memcpy(routes, ping_routes, ping_nroutes * sizeof *routes);
+        nroutes = ping_nroutes;
+        routes[nroutes++] = (struct http_route){HTTP_GET, "/later", later_cb, HTTP_BODY_NONE};
+        routes[nroutes++] = (struct http_route){HTTP_POST, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER};
+        routes[nroutes++] = (struct http_route){HTTP_PUT, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER};
+    }
+    if (size < 4) return 0;
+    uint8_t flags = data[0];
+    const char *in = (const char *)data + 4;
+    size_t len = size - 4;
+    size_t cut[5] = {0, 0, 0, 0, len};
+    for (int i = 1; i <= 3; i++) cut[i] = len * data[i] / 256;
+    for (int i = 1; i <= 3; i++)  /* sorted, so chunks are contiguous */
+        for (int k = i + 1; k <= 3; k++)
+            if (cut[k] < cut[i]) { size_t t = cut[i]; cut[i] = cut[k]; cut[k] = t; }
+
+    struct node_view view = {.version = "0.0.0", .cap = 3, .last_seen_ms = 1, .redis_ok = true,
+                             .registered = true, .drain = (flags & F_DRAIN) != 0};
+    snprintf(view.name, sizeof view.name, "fuzz");
+    struct http_site site;
+    http_site_defaults(&site);
+    site.routes = routes;
+    site.nroutes = nroutes;
+    site.view = &view;
+    struct fuzz f = {.closed = false};
+    site.data = &f;
+    if (flags & F_SMALL) {
+        site.max_header_bytes = 128;
+        site.max_body_bytes = 16;
+        site.max_discard_bytes = 8;
+        site.max_pending = flags >> 6;  /* 0..3: 0 must behave as 1 */
+    }
+    http_conn_init(&f.c, &site, &fuzz_io);
+    for (int i = 0; i < 4; i++) {
+        if (cut[i + 1] > cut[i]) http_conn_feed(&f.c, in + cut[i], cut[i + 1] - cut[i]);
+        if (flags & F_BETWEEN) answer_later(&f, flags & F_REVERSE);
+    }
+    if (flags & F_EOF) http_conn_eof(&f.c);
+    if (flags & F_DETACH) {
+        http_conn_close(&f.c);
+        answer_later(&f, flags & F_REVERSE);  /* detached: freed without writing */
+    } else {
+        answer_later(&f, flags & F_REVERSE);
+        check(f.closed || !http_conn_busy(&f.c), "all answered once handlers are done");
+        http_conn_close(&f.c);
+    }
+    return 0;
+}

@@ -1,0 +1,303 @@
+/* test_http_core.c: the HTTP connection core without sockets, through a fake io that records
+ * what the core writes and asks. Covers what sockets make awkward to provoke: answers given
+ * later and out of order, pausing at max_pending and resuming, detached exchanges, route
+ * parameters and buffered bodies, byte-at-a-time input, EOF with answers outstanding. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common/util.h"
+#include "ping/http.h"
+
+struct fake {
+    struct http_conn c;
+    struct http_site site;
+    struct node_view view;
+    struct buf out;                    /* everything written, concatenated */
+    unsigned writes;
+    bool reading;                      /* as last set by read_ctl */
+    bool closed;                       /* io->close called */
+    struct http_exchange *later[64];   /* exchanges held by later_cb, in arrival order */
+    unsigned nlater;
+};
+
+static void fake_write(struct http_conn *c, char *data, size_t len) {
+    struct fake *f = container_of(c, struct fake, c);
+    cr_assert_not(f->closed, "write after close");
+    cr_assert(len >= 9 && memcmp(data, "HTTP/1.1 ", 9) == 0);
+    buf_append(&f->out, data, len);
+    f->writes++;
+    free(data);
+}
+
+static void fake_read_ctl(struct http_conn *c, bool on) {
+    container_of(c, struct fake, c)->reading = on;
+}
+
+static void fake_close(struct http_conn *c) {
+    struct fake *f = container_of(c, struct fake, c);
+    cr_assert_not(f->closed, "closed twice");
+    f->closed = true;
+}
+
+static const struct http_conn_io fake_io = {fake_write, fake_read_ctl, fake_close};
+
+static void now_cb(struct http_exchange *ex) { http_respond(ex, 200, "text/plain", "now", 3); }
+
+static void later_cb(struct http_exchange *ex) {
+    struct fake *f = http_site_of(ex)->data;
+    cr_assert_lt(f->nlater, ARRAY_SIZE(f->later));
+    f->later[f->nlater++] = ex;
+}
+
+/* Answers "<a>,<b>,<body>,<query>,<x-key header>". */
+static void echo_cb(struct http_exchange *ex) {
+    char out[256];
+    const char *key = http_header(ex, "x-key");
+    const struct buf *b = http_body(ex);
+    int n = snprintf(out, sizeof out, "%s,%s,%.*s,%s,%s", http_param(ex, 0),
+                     http_param(ex, 1) ? http_param(ex, 1) : "-", (int)b->len,
+                     b->data ? b->data : "", http_query(ex), key ? key : "-");
+    http_respond(ex, 201, "text/plain", out, (size_t)n);
+}
+
+static const struct http_route routes[] = {
+    {HTTP_GET, "/now", now_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/later", later_cb, HTTP_BODY_NONE},
+    {HTTP_POST, "/echo/{a}", echo_cb, HTTP_BODY_BUFFER},
+    {HTTP_PUT, "/echo/{a}/and/{b}", echo_cb, HTTP_BODY_BUFFER},
+    {HTTP_DELETE, "/now", now_cb, HTTP_BODY_NONE},
+};
+
+static void fake_init(struct fake *f) {
+    memset(f, 0, sizeof *f);
+    snprintf(f->view.name, sizeof f->view.name, "n1");
+    http_site_defaults(&f->site);
+    f->site.routes = routes;
+    f->site.nroutes = ARRAY_SIZE(routes);
+    f->site.view = &f->view;
+    f->site.data = f;
+    f->reading = true;
+    http_conn_init(&f->c, &f->site, &fake_io);
+}
+
+static void fake_free(struct fake *f) {
+    http_conn_close(&f->c);
+    buf_free(&f->out);
+}
+
+static void feed(struct fake *f, const char *s) { http_conn_feed(&f->c, s, strlen(s)); }
+
+static const char *answer(const char *status, const char *body, bool close) {
+    static char out[512];
+    snprintf(out, sizeof out, "HTTP/1.1 %s\r\nOctopus-Node: n1\r\n%sContent-Length: %zu\r\n%s\r\n%s",
+             status, *body ? "Content-Type: text/plain\r\n" : "", strlen(body),
+             close ? "Connection: close\r\n" : "", body);
+    return out;
+}
+
+static void take(struct fake *f, const char *want) {
+    size_t n = strlen(want);
+    cr_assert_geq(f->out.len, n, "have:\n%s\nwant:\n%s", f->out.data ? f->out.data : "", want);
+    cr_assert(memcmp(f->out.data, want, n) == 0, "have:\n%s\nwant:\n%s", f->out.data, want);
+    buf_consume(&f->out, n);
+}
+
+static void respond_later(struct fake *f, unsigned i, const char *body) {
+    http_respond(f->later[i], 200, "text/plain", body, strlen(body));
+    f->later[i] = NULL;
+}
+
+Test(http_core, later_answers_leave_in_request_order) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "GET /later HTTP/1.1\r\n\r\nGET /now HTTP/1.1\r\n\r\nGET /later HTTP/1.1\r\n\r\n");
+    cr_assert_eq(f.nlater, 2);
+    cr_assert_eq(f.out.len, 0, "the second answer must wait for the first");
+    cr_assert(http_conn_busy(&f.c));
+    respond_later(&f, 1, "third");
+    cr_assert_eq(f.out.len, 0);
+    respond_later(&f, 0, "first");
+    take(&f, answer("200 OK", "first", false));
+    take(&f, answer("200 OK", "now", false));
+    take(&f, answer("200 OK", "third", false));
+    cr_assert_not(http_conn_busy(&f.c));
+    fake_free(&f);
+}
+
+Test(http_core, pauses_at_max_pending_and_resumes) {
+    struct fake f;
+    struct buf in;
+    char body[16];
+    fake_init(&f);
+    buf_init(&in);
+    for (int i = 0; i < 40; i++) buf_puts(&in, "GET /later HTTP/1.1\r\n\r\n");
+    http_conn_feed(&f.c, in.data, in.len);
+    cr_assert_eq(f.nlater, 16, "parsing must pause at max_pending");
+    cr_assert_not(f.reading, "the transport is told to stop reading");
+    http_conn_feed(&f.c, "GET /now HTTP/1.1\r\n\r\n", 21);  /* a read already in flight: held */
+    cr_assert_eq(f.nlater, 16);
+    unsigned answered = 0;
+    while (answered < 40) {
+        unsigned upto = f.nlater;
+        cr_assert_gt(upto, answered, "stalled at %u", answered);
+        for (unsigned i = upto; i-- > answered;) {  /* newest first: order must still hold */
+            snprintf(body, sizeof body, "%u", i);
+            respond_later(&f, i, body);
+        }
+        for (unsigned i = answered; i < upto; i++) {
+            snprintf(body, sizeof body, "%u", i);
+            take(&f, answer("200 OK", body, false));
+        }
+        answered = upto;
+    }
+    cr_assert_eq(f.nlater, 40);
+    take(&f, answer("200 OK", "now", false));
+    cr_assert_eq(f.out.len, 0);
+    cr_assert(f.reading, "reading resumes once drained");
+    buf_free(&in);
+    fake_free(&f);
+}
+
+Test(http_core, detached_exchange_freed_by_its_answer) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "GET /later HTTP/1.1\r\n\r\n");
+    cr_assert_eq(f.nlater, 1);
+    struct http_exchange *ex = f.later[0];
+    fake_free(&f);  /* the connection goes first */
+    cr_assert_null(http_site_of(ex));
+    http_respond(ex, 200, "text/plain", "late", 4);  /* dropped, freed: ASan checks */
+    cr_assert_eq(f.writes, 0);
+}
+
+Test(http_core, params_query_headers_and_buffered_body) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "POST //echo/abc/?q=1 HTTP/1.1\r\nX-Key: k1\r\nContent-Length: 5\r\n\r\nhello");
+    take(&f, answer("201 Created", "abc,-,hello,q=1,k1", false));
+    feed(&f, "PUT /echo/a1/and/b2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nEmpty:\r\n\r\n"
+             "2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n");
+    take(&f, answer("201 Created", "a1,b2,hello,,-", false));
+    feed(&f, "POST /echo/ HTTP/1.1\r\n\r\n");  /* an empty segment matches no {param} */
+    take(&f, "HTTP/1.1 404 Not Found\r\n");
+    buf_reset(&f.out);
+    feed(&f, "GET /echo/x HTTP/1.1\r\n\r\n");
+    take(&f, "HTTP/1.1 405 Method Not Allowed\r\nOctopus-Node: n1\r\nContent-Type: "
+             "application/json\r\nContent-Length: 37\r\nAllow: POST\r\n\r\n");
+    buf_reset(&f.out);
+    feed(&f, "PATCH /now HTTP/1.1\r\n\r\n");
+    take(&f, "HTTP/1.1 405 Method Not Allowed\r\nOctopus-Node: n1\r\nContent-Type: "
+             "application/json\r\nContent-Length: 37\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
+    buf_reset(&f.out);
+    fake_free(&f);
+}
+
+Test(http_core, expect_100_continue_only_for_bodies_we_read) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "POST /echo/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    take(&f, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_eq(f.out.len, 0);
+    feed(&f, "ok");
+    take(&f, answer("201 Created", "e,-,ok,,-", false));
+    feed(&f, "GET /now HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nxx");
+    take(&f, answer("200 OK", "now", false));
+    feed(&f, "GET /later HTTP/1.1\r\n\r\n"
+             "POST /echo/f HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+    cr_assert_eq(f.out.len, 0, "no interim answer ahead of an outstanding one");
+    feed(&f, "!");
+    respond_later(&f, 0, "l");
+    take(&f, answer("200 OK", "l", false));
+    take(&f, answer("201 Created", "f,-,!,,-", false));
+    fake_free(&f);
+}
+
+Test(http_core, buffered_body_over_limit_413) {
+    struct fake f;
+    fake_init(&f);
+    f.site.max_body_bytes = 4;
+    feed(&f, "POST /echo/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    take(&f, "HTTP/1.1 413 Payload Too Large\r\n");
+    cr_assert(f.closed);
+    cr_assert_eq(http_conn_feed(&f.c, "GET /now HTTP/1.1\r\n\r\n", 21), UV_EPIPE);
+    buf_reset(&f.out);
+    fake_free(&f);
+}
+
+Test(http_core, byte_at_a_time_equals_all_at_once) {
+    static const char in[] = "GET /now HTTP/1.1\r\nA: b\r\n\r\nPOST /echo/z?x HTTP/1.1\r\n"
+                             "Content-Length: 3\r\nX-Key: v\r\n\r\nabcGET /nope HTTP/1.1\r\n\r\n"
+                             "HEAD /now HTTP/1.1\r\n\r\n";
+    struct fake a, b;
+    fake_init(&a);
+    fake_init(&b);
+    feed(&a, in);
+    for (size_t i = 0; i < sizeof in - 1; i++) http_conn_feed(&b.c, in + i, 1);
+    cr_assert_eq(a.writes, 4);
+    cr_assert_eq(a.out.len, b.out.len);
+    cr_assert(memcmp(a.out.data, b.out.data, a.out.len) == 0);
+    fake_free(&a);
+    fake_free(&b);
+}
+
+Test(http_core, eof_waits_for_outstanding_answers) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "GET /later HTTP/1.1\r\n\r\nGET /now HTTP/1.1\r\n\r\n");
+    http_conn_eof(&f.c);
+    cr_assert_not(f.closed);
+    respond_later(&f, 0, "x");
+    take(&f, answer("200 OK", "x", false));
+    take(&f, answer("200 OK", "now", false));
+    cr_assert(f.closed);
+    fake_free(&f);
+}
+
+Test(http_core, error_waits_behind_outstanding_answers) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "GET /later HTTP/1.1\r\n\r\n\x01\x02garbage");
+    cr_assert_eq(f.out.len, 0);
+    cr_assert_not(f.closed);
+    respond_later(&f, 0, "x");
+    take(&f, answer("200 OK", "x", false));
+    take(&f, "HTTP/1.1 400 Bad Request\r\n");
+    cr_assert(f.closed);
+    buf_reset(&f.out);
+    fake_free(&f);
+}
+
+Test(http_core, upgrade_and_connect_are_answered_then_closed) {
+    struct fake f;
+    fake_init(&f);
+    feed(&f, "GET /now HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n");
+    take(&f, answer("200 OK", "now", true));
+    cr_assert(f.closed);
+    fake_free(&f);
+    fake_init(&f);
+    feed(&f, "CONNECT example.com:443 HTTP/1.1\r\n\r\n");
+    take(&f, "HTTP/1.1 404 Not Found\r\n");
+    cr_assert(f.closed);
+    buf_reset(&f.out);
+    fake_free(&f);
+}
+
+Test(http_core, header_limit_counts_many_small_headers) {
+    struct fake f;
+    struct buf in;
+    fake_init(&f);
+    f.site.max_header_bytes = 512;
+    buf_init(&in);
+    buf_puts(&in, "GET /now HTTP/1.1\r\n");
+    for (int i = 0; i < 200; i++) buf_puts(&in, "a:\r\n");
+    buf_puts(&in, "\r\n");
+    http_conn_feed(&f.c, in.data, in.len);
+    take(&f, "HTTP/1.1 431 Request Header Fields Too Large\r\n");
+    cr_assert(f.closed);
+    buf_reset(&f.out);
+    buf_free(&in);
+    fake_free(&f);
+}
