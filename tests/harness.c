@@ -1,0 +1,228 @@
+/* harness.c: real servers and processes for tests (see harness.h). */
+#define _GNU_SOURCE
+#include "tests/harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t h_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int h_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+bool h_eventually(bool (*cond)(void *arg), void *arg, int timeout_ms) {
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (cond(arg)) return true;
+        if (h_now_ms() >= end) return false;
+        usleep(10 * 1000);
+    }
+}
+
+pid_t h_spawn(const char *const *argv, const char *const *env, const char *log_path) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
+    int in = open("/dev/null", O_RDONLY);
+    if (in >= 0) { dup2(in, 0); close(in); }
+    for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
+    execvp(argv[0], (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+int h_wait(pid_t pid, int timeout_ms) {
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0) return -1;
+        if (h_now_ms() >= end) return -1;
+        usleep(5 * 1000);
+    }
+}
+
+int h_stop(pid_t pid, int sig, int timeout_ms) {
+    if (pid <= 0) return -1;
+    kill(pid, sig);
+    int rc = h_wait(pid, timeout_ms);
+    if (rc == -1) {
+        kill(pid, SIGKILL);
+        rc = h_wait(pid, 5000);
+    }
+    return rc;
+}
+
+static bool redis_answers(void *arg) {
+    struct h_redis *r = arg;
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    bool ok = false;
+    if (c && !c->err) {
+        redisReply *rep = redisCommand(c, "PING");
+        ok = rep && rep->type == REDIS_REPLY_STATUS;
+        if (rep) freeReplyObject(rep);
+    }
+    if (c) redisFree(c);
+    return ok;
+}
+
+static const char *const *saved_extra;
+
+static int launch(struct h_redis *r, const char *const *extra) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    const char *argv[64] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", r->dir,
+                            "--daemonize", "no", "--protected-mode", "yes"};
+    int n = 15;
+    for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    char log[200];
+    snprintf(log, sizeof log, "%s/redis.log", r->dir);
+    r->pid = h_spawn(argv, NULL, log);
+    if (!h_eventually(redis_answers, r, 10000)) {
+        h_stop(r->pid, SIGKILL, 2000);
+        r->pid = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int h_redis_start(struct h_redis *r, const char *const *extra) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/shoal-test-redis-XXXXXX");
+    if (mkdtemp(r->dir) == NULL) return -1;
+    saved_extra = extra;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        r->port = h_free_port();
+        snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+        if (launch(r, extra) == 0) return 0;
+    }
+    return -1;
+}
+
+int h_redis_restart(struct h_redis *r) {
+    if (r->pid) h_redis_stop(r, true);
+    return launch(r, saved_extra);
+}
+
+void h_redis_stop(struct h_redis *r, bool keep_dir) {
+    if (r->pid > 0) h_stop(r->pid, SIGTERM, 5000);
+    r->pid = 0;
+    if (!keep_dir && r->dir[0]) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0) fprintf(stderr, "harness: could not remove %s\n", r->dir);
+    }
+}
+
+redisContext *h_redis_connect(const struct h_redis *r) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "harness: cannot connect to redis on %d\n", r->port);
+        abort();
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+const char *h_shoal_bin(void) {
+    const char *b = getenv("SHOAL_BIN");
+    return b ? b : "build/shoal";
+}
+
+char *h_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 1024) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+int h_shoal(char **out, char **err, const char *const *args) {
+    char outp[] = "/tmp/shoal-test-out-XXXXXX", errp[] = "/tmp/shoal-test-err-XXXXXX";
+    int fo = mkstemp(outp), fe = mkstemp(errp);
+    const char *argv[32] = {h_shoal_bin()};
+    int n = 1;
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fo);
+    close(fe);
+    int rc = h_wait(pid, 30000);
+    if (rc == -1) rc = h_stop(pid, SIGKILL, 2000);
+    if (out) *out = h_read_file(outp);
+    if (err) *err = h_read_file(errp);
+    unlink(outp);
+    unlink(errp);
+    return rc;
+}
+
+int h_http(int port, const char *method, const char *path, char *body, size_t len) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { close(fd); return -1; }
+    char req[512];
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                     method, path);
+    if (write(fd, req, (size_t)n) != n) { close(fd); return -1; }
+    char resp[16384];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    resp[got] = '\0';
+    int status = -1;
+    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) return -1;
+    if (body && len) {
+        const char *b = strstr(resp, "\r\n\r\n");
+        snprintf(body, len, "%s", b ? b + 4 : "");
+    }
+    return status;
+}

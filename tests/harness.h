@@ -1,0 +1,63 @@
+/* harness.h: what integration and end-to-end tests share: a real redis-server on a free
+ * loopback port (started, polled until it answers, stopped by PID), real `shoal` processes
+ * kept by PID, a tiny blocking HTTP client for 127.0.0.1, and bounded polling.
+ *
+ * Nothing here sleeps for a fixed time to synchronise: h_eventually() polls a condition every
+ * 10 ms up to a deadline. Every child started is stopped by its PID (never by name). */
+#ifndef SHOAL_TEST_HARNESS_H
+#define SHOAL_TEST_HARNESS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct h_redis {
+    pid_t pid;          /* redis-server's PID, 0 when stopped */
+    int port;           /* its loopback port */
+    char dir[128];      /* its working directory (removed on stop) */
+    char url[64];       /* "redis://127.0.0.1:PORT/0" */
+};
+
+/* A free TCP port on 127.0.0.1 (bound then released). */
+int h_free_port(void);
+
+/* Starts redis-server (no persistence) on a free port; extra: more "--flag value" args or NULL.
+ * Returns 0 once PING answers (within 10 s), else -1. */
+int h_redis_start(struct h_redis *r, const char *const *extra);
+/* Restarts on the same port (e.g. after h_redis_stop) and waits for PING. */
+int h_redis_restart(struct h_redis *r);
+/* SIGTERM, wait (bounded), SIGKILL if needed; removes its directory unless keep_dir. */
+void h_redis_stop(struct h_redis *r, bool keep_dir);
+/* A blocking connection to it (assert-style: aborts the test if it cannot connect). */
+redisContext *h_redis_connect(const struct h_redis *r);
+
+/* The shoal binary under test (SHOAL_BIN, set by CTest). */
+const char *h_shoal_bin(void);
+
+/* Starts argv[0..] (NULL-terminated) with stdout+stderr appended to log_path (may be NULL for
+ * /dev/null). env: extra "K=V" strings, NULL-terminated, or NULL. Returns the PID. */
+pid_t h_spawn(const char *const *argv, const char *const *env, const char *log_path);
+/* Waits for pid to exit within timeout_ms. Returns its exit code, 128+signal, or -1 timeout. */
+int h_wait(pid_t pid, int timeout_ms);
+/* Sends sig then waits (bounded); SIGKILLs after timeout_ms. Returns as h_wait. */
+int h_stop(pid_t pid, int sig, int timeout_ms);
+
+/* Runs `shoal args...` to completion (bounded 30 s), capturing stdout and stderr (caller frees).
+ * Returns the exit code. */
+int h_shoal(char **out, char **err, const char *const *args);
+
+/* GET/HEAD path from 127.0.0.1:port on a fresh connection. Returns the status (or -1), body
+ * copied into body (NUL-terminated, may be NULL). */
+int h_http(int port, const char *method, const char *path, char *body, size_t len);
+
+/* Polls cond(arg) every 10 ms until true or timeout_ms passes. Returns true if it became true. */
+bool h_eventually(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Reads a whole file (caller frees), or NULL. */
+char *h_read_file(const char *path);
+
+/* Monotonic milliseconds. */
+uint64_t h_now_ms(void);
+
+#endif

@@ -1,0 +1,193 @@
+/* test_units.c: pure unit tests: durations, numbers, settings table, Redis URLs, JSON writer,
+ * node status and health. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/err.h"
+#include "common/node_info.h"
+#include "common/node_view.h"
+#include "common/rurl.h"
+#include "common/util.h"
+
+Test(duration, parses_units) {
+    int64_t ms;
+    cr_assert_eq(parse_duration_ms("250ms", &ms), 0); cr_assert_eq(ms, 250);
+    cr_assert_eq(parse_duration_ms("30s", &ms), 0); cr_assert_eq(ms, 30000);
+    cr_assert_eq(parse_duration_ms("10m", &ms), 0); cr_assert_eq(ms, 600000);
+    cr_assert_eq(parse_duration_ms("2h", &ms), 0); cr_assert_eq(ms, 7200000);
+    cr_assert_eq(parse_duration_ms("1d", &ms), 0); cr_assert_eq(ms, 86400000);
+    cr_assert_eq(parse_duration_ms("1m30s", &ms), 0); cr_assert_eq(ms, 90000);
+    cr_assert_eq(parse_duration_ms("0", &ms), 0); cr_assert_eq(ms, 0);
+}
+
+Test(duration, refuses_bad_input) {
+    int64_t ms;
+    const char *bad[] = {"", "5", "-5s", "5x", "s", "1.5s", " 5s", "5s ", "99999999999999999999d"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        cr_assert_neq(parse_duration_ms(bad[i], &ms), 0, "accepted '%s'", bad[i]);
+}
+
+Test(duration, formats_back) {
+    char b[32];
+    cr_assert_str_eq(format_duration_ms(86400000, b, sizeof b), "1d");
+    cr_assert_str_eq(format_duration_ms(90000, b, sizeof b), "90s");
+    cr_assert_str_eq(format_duration_ms(250, b, sizeof b), "250ms");
+    cr_assert_str_eq(format_duration_ms(0, b, sizeof b), "0");
+}
+
+Test(numbers, int_range) {
+    int64_t v;
+    cr_assert_eq(parse_int64("42", 0, 100, &v), 0); cr_assert_eq(v, 42);
+    cr_assert_neq(parse_int64("101", 0, 100, &v), 0);
+    cr_assert_neq(parse_int64("-1", 0, 100, &v), 0);
+    cr_assert_neq(parse_int64("4x", 0, 100, &v), 0);
+    cr_assert_neq(parse_int64("", 0, 100, &v), 0);
+}
+
+Test(names, node_names) {
+    cr_assert(node_name_valid("worker-7f9c.pod_1"));
+    cr_assert_not(node_name_valid(""));
+    cr_assert_not(node_name_valid("-x"));
+    cr_assert_not(node_name_valid("a:b"));
+    cr_assert_not(node_name_valid("a b"));
+    char long_name[70];
+    memset(long_name, 'a', 65);
+    long_name[65] = 0;
+    cr_assert_not(node_name_valid(long_name));
+}
+
+Test(time, iso8601) {
+    char b[40];
+    cr_assert_str_eq(iso8601_ms(1795838855123LL, b, sizeof b), "2026-11-28T04:07:35.123+00:00");
+}
+
+Test(config, defaults_env_then_flags) {
+    struct shoal_config c;
+    char err[256];
+    int rest;
+    setenv("SHOAL_TASK_CAP", "9", 1);
+    setenv("SHOAL_HEARTBEAT", "2s", 1);
+    config_defaults(&c);
+    cr_assert_eq(c.cap, 5);
+    char *argv[] = {"worker", "--cap", "12", "--name=node-a", "extra"};
+    cr_assert_eq(config_parse(&c, SCOPE_WORKER, 5, argv, &rest, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.cap, 12);               /* the flag beats the environment */
+    cr_assert_eq(c.heartbeat_ms, 2000);    /* the environment beats the default */
+    cr_assert_str_eq(c.name, "node-a");
+    cr_assert_eq(rest, 4);
+    config_free(&c);
+    unsetenv("SHOAL_TASK_CAP");
+    unsetenv("SHOAL_HEARTBEAT");
+}
+
+Test(config, clear_errors) {
+    struct shoal_config c;
+    char err[256];
+    int rest;
+    struct { char *argv[3]; const char *want; } cases[] = {
+        {{"worker", "--cap", "-1"}, "--cap '-1': expected a whole number from 0 to 10000"},
+        {{"worker", "--heartbeat", "5"}, "--heartbeat '5': expected a duration"},
+        {{"worker", "--bogus", "1"}, "unknown flag --bogus"},
+        {{"worker", "--name", "a b"}, "--name 'a b': a node name"},
+        {{"worker", "--queues", "a,,b"}, "--queues 'a,,b'"},
+        {{"worker", "--log-level", "loud"}, "one of debug, info, warn, error"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        config_defaults(&c);
+        cr_assert_eq(config_parse(&c, SCOPE_WORKER, 3, cases[i].argv, &rest, err, sizeof err),
+                     SHOAL_ECONFIG, "case %zu passed", i);
+        cr_assert(strstr(err, cases[i].want) != NULL, "case %zu: '%s'", i, err);
+        config_free(&c);
+    }
+    /* A worker-only flag is refused by an admin command. */
+    config_defaults(&c);
+    char *argv[] = {"nodes", "--cap", "3"};
+    cr_assert_eq(config_parse(&c, SCOPE_REDIS, 3, argv, &rest, err, sizeof err), SHOAL_ECONFIG);
+    config_free(&c);
+}
+
+Test(config, env_error_names_variable) {
+    struct shoal_config c;
+    char err[256];
+    int rest;
+    setenv("SHOAL_TASK_CAP", "lots", 1);
+    config_defaults(&c);
+    char *argv[] = {"worker"};
+    cr_assert_eq(config_parse(&c, SCOPE_WORKER, 1, argv, &rest, err, sizeof err), SHOAL_ECONFIG);
+    cr_assert(strstr(err, "SHOAL_TASK_CAP 'lots'") != NULL, "%s", err);
+    config_free(&c);
+    unsetenv("SHOAL_TASK_CAP");
+}
+
+Test(config, describe_masks_secrets) {
+    struct shoal_config c;
+    char err[256], desc[1024];
+    int rest;
+    config_defaults(&c);
+    char *argv[] = {"worker", "--redis", "redis://app:s3cret@10.0.0.1:6380/2"};
+    cr_assert_eq(config_parse(&c, SCOPE_WORKER, 3, argv, &rest, err, sizeof err), 0);
+    config_describe(&c, SCOPE_WORKER, desc, sizeof desc);
+    cr_assert(strstr(desc, "s3cret") == NULL, "%s", desc);
+    cr_assert(strstr(desc, "redis=redis://app:***@10.0.0.1:6380/2") != NULL, "%s", desc);
+    cr_assert(strstr(desc, "heartbeat=5s") != NULL, "%s", desc);
+    config_free(&c);
+}
+
+Test(rurl, forms) {
+    struct rurl u;
+    char err[256];
+    cr_assert_eq(rurl_parse("redis://127.0.0.1:6380/3", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.host, "127.0.0.1"); cr_assert_eq(u.port, 6380); cr_assert_eq(u.db, 3);
+    cr_assert_eq(rurl_parse("redis://user:p%40ss@host", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.user, "user"); cr_assert_str_eq(u.pass, "p@ss"); cr_assert_eq(u.port, 6379);
+    cr_assert_eq(rurl_parse("redis://secret@host:1", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.user, ""); cr_assert_str_eq(u.pass, "secret");
+    cr_assert_eq(rurl_parse("redis://[::1]:7000", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.host, "::1"); cr_assert_eq(u.port, 7000);
+    cr_assert_eq(rurl_parse("unix:///run/redis.sock?db=2", &u, err, sizeof err), 0);
+    cr_assert_str_eq(u.path, "/run/redis.sock"); cr_assert_eq(u.db, 2);
+    const char *bad[] = {"http://x", "redis://", "redis://h:99999", "redis://h/x", "unix://rel",
+                         "rediss://h"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        cr_assert_eq(rurl_parse(bad[i], &u, err, sizeof err), SHOAL_EURL, "accepted %s", bad[i]);
+}
+
+Test(json, writer_and_escaping) {
+    struct buf b;
+    struct json j;
+    buf_init(&b);
+    json_init(&j, &b);
+    json_obj_open(&j);
+    json_key(&j, "a"); json_str(&j, "q\"\\\n\x01");
+    json_key(&j, "n"); json_int(&j, -5);
+    json_key(&j, "l"); json_arr_open(&j); json_bool(&j, true); json_null(&j); json_arr_close(&j);
+    json_key(&j, "t"); json_time(&j, 0);
+    json_obj_close(&j);
+    cr_assert_str_eq(b.data, "{\"a\":\"q\\\"\\\\\\n\\u0001\",\"n\":-5,\"l\":[true,null],\"t\":null}");
+    buf_free(&b);
+}
+
+Test(status, node_status_and_health) {
+    struct node_info n = {.alive = true};
+    cr_assert_eq(node_info_status(&n), NODE_RUNNING);
+    n.drain = true; n.running = 2;
+    cr_assert_eq(node_info_status(&n), NODE_DRAINING_STATUS);
+    n.running = 0;
+    cr_assert_eq(node_info_status(&n), NODE_DRAINED);
+    n.alive = false;
+    cr_assert_str_eq(node_status_name(node_info_status(&n)), "Offline");
+
+    struct node_view v = {.redis_ok = true, .registered = true};
+    cr_assert_eq(node_view_health(&v, NULL), NODE_ONLINE);
+    v.drain = true;
+    cr_assert_eq(node_view_health(&v, NULL), NODE_DRAINING);
+    v.drain = false; v.stopping = true;
+    cr_assert_eq(node_view_health(&v, NULL), NODE_DRAINING);
+    v.redis_ok = false;
+    cr_assert_eq(node_view_health(&v, NULL), NODE_UNAVAILABLE);
+    v.redis_ok = true; v.registered = false;
+    cr_assert_eq(node_view_health(&v, NULL), NODE_UNAVAILABLE);
+}
