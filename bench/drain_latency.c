@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/keys.h"
+#include "common/node_ops.h"
 #include "common/rsync.h"
 #include "common/util.h"
 
@@ -57,9 +58,6 @@ int main(int argc, char **argv) {
     }
     struct keys k;
     keys_init(&k, argv[2]);
-    char node_k[160], ch[160];
-    keys_node(&k, argv[3], node_k, sizeof node_k);
-    keys_control(&k, ch, sizeof ch);
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[4])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -71,8 +69,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < rounds; i++) {
         const char *drain = i % 2 == 0 ? "1" : "0";
         int want = i % 2 == 0 ? 418 : 200;
-        const char *av[] = {node_k, argv[3], drain, ch};
-        redisReply *r = rsync_eval(&rs, SCRIPT_SET_DRAIN, 1, 4, av, err, sizeof err);
+        struct node_set_args sa;
+        node_set_args_init(&sa, &k, argv[3], drain);
+        redisReply *r = rsync_eval(&rs, SCRIPT_SET_DRAIN, NODE_SET_NKEYS, NODE_SET_ARGC, sa.argv, NULL,
+                                   err, sizeof err);
         uint64_t t0 = clock_mono_ns();
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "set_drain failed: %s\n", r ? r->str : err);

@@ -67,6 +67,11 @@ int cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int n
                 if (eq) f->value = eq + 1;
                 else if (i + 1 < argc) f->value = argv[++i];
                 else { free(rest); return cli_fail(c, EXIT_USAGE, "--%s needs a value", f->name); }
+                if (f->nvalues == (int)ARRAY_SIZE(f->values)) {
+                    free(rest);
+                    return cli_fail(c, EXIT_USAGE, "--%s given too often", f->name);
+                }
+                f->values[f->nvalues++] = f->value;
             } else if (eq) {
                 free(rest);
                 return cli_fail(c, EXIT_USAGE, "--%s takes no value", f->name);

@@ -28,7 +28,9 @@ struct cli_flag {
     const char *name;
     bool has_value;
     bool set;                     /* given on the command line */
-    const char *value;            /* its value (borrowed from argv) */
+    const char *value;            /* its (last) value, borrowed from argv */
+    const char *values[32];       /* every value, for a repeatable flag (--env K=V ...) */
+    int nvalues;
 };
 
 /* Parses argv: command flags (from flags[]), shared settings, positionals (must be within
@@ -49,5 +51,10 @@ int cmd_nodes(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
 int cmd_cap(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
+int cmd_enqueue(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
+int cmd_task(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
 
 #endif

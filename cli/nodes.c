@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "common/buf.h"
 #include "common/node_info.h"
+#include "common/node_ops.h"
 #include "common/util.h"
 
 /* Reads every node (list_nodes.lua). Returns the count and *out, or -1 after printing why. */
@@ -16,7 +17,7 @@ static int load_nodes(struct cli *c, struct node_info **out) {
     char nodes_k[160], err[256];
     keys_nodes(&c->keys, nodes_k, sizeof nodes_k);
     const char *argv[] = {nodes_k, c->keys.prefix};
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_LIST_NODES, 1, 2, argv, err, sizeof err);
+    redisReply *r = rsync_eval(&c->redis, SCRIPT_LIST_NODES, 1, 2, argv, NULL, err, sizeof err);
     if (r == NULL) { cli_fail(c, EXIT_FAIL, "%s", err); return -1; }
     int n = r->type == REDIS_REPLY_ERROR ? -1 : node_info_parse_list(r, out);
     if (n < 0) cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
@@ -70,9 +71,10 @@ static const char nodes_usage[] =
 
 int cmd_nodes(int argc, char **argv) {
     struct cli c;
-    struct cli_flag flags[] = {{"json", false, false, NULL}};
+    struct cli_flag flags[] = {{.name = "json"}};
     int code = cli_open(&c, argc, argv, flags, 1, 0, 0, nodes_usage);
     if (code >= 0) { cli_close(&c); return code; }
+    code = EXIT_OK;
     struct node_info *v = NULL;
     int n = load_nodes(&c, &v);
     if (n < 0) { cli_close(&c); return EXIT_FAIL; }
@@ -109,11 +111,11 @@ int cmd_nodes(int argc, char **argv) {
 
 /* Runs set_cap/set_drain for one node; prints the script's error when refused. */
 static int set_node(struct cli *c, enum script_id id, const char *name, const char *value) {
-    char node_k[160], ch[160], err[256];
-    keys_node(&c->keys, name, node_k, sizeof node_k);
-    keys_control(&c->keys, ch, sizeof ch);
-    const char *argv[] = {node_k, name, value, ch};
-    redisReply *r = rsync_eval(&c->redis, id, 1, 4, argv, err, sizeof err);
+    char err[256];
+    struct node_set_args a;
+    node_set_args_init(&a, &c->keys, name, value);
+    redisReply *r = rsync_eval(&c->redis, id, NODE_SET_NKEYS, NODE_SET_ARGC, a.argv, NULL, err,
+                               sizeof err);
     if (r == NULL) return cli_fail(c, EXIT_FAIL, "%s", err);
     int code = EXIT_OK;
     if (r->type == REDIS_REPLY_ERROR) code = cli_reply_error(c, name, r->str);
@@ -129,9 +131,10 @@ static const char drain_usage[] =
 
 int cmd_drain(int argc, char **argv) {
     struct cli c;
-    struct cli_flag flags[] = {{"wait", false, false, NULL}, {"timeout", true, false, NULL}};
+    struct cli_flag flags[] = {{.name = "wait"}, {.name = "timeout", .has_value = true}};
     int code = cli_open(&c, argc, argv, flags, 2, 2, 2, drain_usage);
     if (code >= 0) { cli_close(&c); return code; }
+    code = EXIT_OK;
     const char *name = c.pos[0], *mode = c.pos[1];
     int64_t timeout = 600000;
     if (strcmp(mode, "on") != 0 && strcmp(mode, "off") != 0)
@@ -182,6 +185,7 @@ int cmd_cap(int argc, char **argv) {
     struct cli c;
     int code = cli_open(&c, argc, argv, NULL, 0, 2, 2, cap_usage);
     if (code >= 0) { cli_close(&c); return code; }
+    code = EXIT_OK;
     int64_t cap;
     if (!node_name_valid(c.pos[0]))
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a valid node name", c.pos[0]);
@@ -203,6 +207,7 @@ int cmd_forget(int argc, char **argv) {
     struct cli c;
     int code = cli_open(&c, argc, argv, NULL, 0, 1, 1, forget_usage);
     if (code >= 0) { cli_close(&c); return code; }
+    code = EXIT_OK;
     const char *name = c.pos[0];
     char node_k[160], alive_k[160], nodes_k[160], run_k[160], err[256];
     code = EXIT_OK;
@@ -215,7 +220,7 @@ int cmd_forget(int argc, char **argv) {
                         keys_alive(&c.keys, name, alive_k, sizeof alive_k),
                         keys_nodes(&c.keys, nodes_k, sizeof nodes_k),
                         keys_running(&c.keys, name, run_k, sizeof run_k), name};
-    redisReply *r = rsync_eval(&c.redis, SCRIPT_FORGET, 4, 5, av, err, sizeof err);
+    redisReply *r = rsync_eval(&c.redis, SCRIPT_FORGET, 4, 5, av, NULL, err, sizeof err);
     if (r == NULL) code = cli_fail(&c, EXIT_FAIL, "%s", err);
     else if (r->type == REDIS_REPLY_ERROR) code = cli_reply_error(&c, name, r->str);
     else printf("%s: forgotten\n", name);

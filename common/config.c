@@ -10,7 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
-enum setting_type { T_STR, T_INT, T_DUR };
+enum setting_type { T_STR, T_INT, T_DUR, T_BOOL };
 
 struct setting;
 typedef int (*validator)(const struct setting *s, const void *value, char *err, size_t errlen);
@@ -56,6 +56,29 @@ static int check_queues(const struct setting *s, const void *v, char *err, size_
     return SHOAL_ECONFIG;
 }
 
+static int check_allow(const struct setting *s, const void *v, char *err, size_t n) {
+    const char *a = *(char *const *)v;
+    char *copy = xstrdup(a), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (t[0] != '/') {
+            snprintf(err, n, "--%s: '%s' is not an absolute path", s->flag, t);
+            rc = SHOAL_ECONFIG;
+            break;
+        }
+    free(copy);
+    return rc;
+}
+
+static int parse_bool(const char *t, bool *out) {
+    static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false", "no", "0"};
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+        if (strcmp(t, yes[i]) == 0) { *out = true; return 0; }
+        if (strcmp(t, no[i]) == 0) { *out = false; return 0; }
+    }
+    return -EINVAL;
+}
+
 static int check_level(const struct setting *s, const void *v, char *err, size_t n) {
     const char *l = *(char *const *)v;
     enum log_level saved = log_min_level;
@@ -92,6 +115,23 @@ static const struct setting table[] = {
      OFF(http_idle_ms), 100, DAY, NULL, "idle keep-alive HTTP connections are closed after this"},
     {"log-level", "SHOAL_LOG_LEVEL", T_STR, "info", SCOPE_REDIS | SCOPE_WORKER, false,
      OFF(log_level), 0, 0, check_level, "debug, info, warn or error"},
+    {"allow-exec", "SHOAL_ALLOW_EXEC", T_STR, "", SCOPE_WORKER, false, OFF(allow_exec), 0, 0,
+     check_allow, "programs `exec` tasks may run: comma list of absolute paths, or directories "
+     "ending in / (empty: none)"},
+    {"task-log-cap", "SHOAL_TASK_LOG_CAP", T_INT, "65536", SCOPE_WORKER, false, OFF(task_log_cap),
+     0, 16777216, NULL, "bytes of a task's output kept (the last ones)"},
+    {"kill-grace", "SHOAL_KILL_GRACE", T_DUR, "5s", SCOPE_WORKER, false, OFF(kill_grace_ms), 0,
+     600000, NULL, "a timed-out or canceled process gets SIGTERM, then SIGKILL after this"},
+    {"retention", "SHOAL_RETENTION", T_DUR, "7d", SCOPE_REDIS | SCOPE_WORKER, false,
+     OFF(retention_ms), 60000, 365 * DAY, NULL, "finished tasks (and their logs) are kept this long"},
+    {"balance", "SHOAL_BALANCE", T_BOOL, "on", SCOPE_WORKER, false, OFF(balance), 0, 0, NULL,
+     "Octopus's workload balancing: take a task only while running/cap <= the fleet's "
+     "(running + queued) / capacity (--no-balance: fill up to the cap)"},
+    {"handler-threads", "SHOAL_HANDLER_THREADS", T_INT, "16", SCOPE_WORKER, false,
+     OFF(handler_threads), 1, 1024, NULL, "threads for C handlers (noop, fail, custom)"},
+    {"retry-backoff", "SHOAL_RETRY_BACKOFF", T_DUR, "1s", SCOPE_WORKER, false,
+     OFF(retry_backoff_ms), 0, DAY, NULL, "delay before a failed task's first retry; doubles "
+     "per attempt (at most 1h), with jitter"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {
@@ -120,6 +160,12 @@ static int set_value(struct shoal_config *cfg, const struct setting *s, const ch
             return SHOAL_ECONFIG;
         }
         *(int64_t *)f = v;
+        break;
+    case T_BOOL:
+        if (parse_bool(text, (bool *)f) != 0) {
+            snprintf(err, errlen, "%s '%s': expected on or off", origin, text);
+            return SHOAL_ECONFIG;
+        }
         break;
     case T_DUR:
         rc = parse_duration_ms(text, &v);
@@ -189,6 +235,19 @@ int config_parse(struct shoal_config *cfg, unsigned scope, int argc, char **argv
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         const struct setting *s = find_flag(name, len);
+        /* Booleans: --flag alone is on, --no-flag is off. */
+        if (s == NULL && !eq && len > 3 && strncmp(name, "no-", 3) == 0) {
+            s = find_flag(name + 3, len - 3);
+            if (s && s->type == T_BOOL && (s->scope & scope)) {
+                *(bool *)field(cfg, s) = false;
+                continue;
+            }
+            s = NULL;
+        }
+        if (s && s->type == T_BOOL && !eq && (s->scope & scope)) {
+            *(bool *)field(cfg, s) = true;
+            continue;
+        }
         if (s == NULL || !(s->scope & scope)) {
             snprintf(err, errlen, "unknown flag --%.*s (see --help)", (int)len, name);
             return SHOAL_ECONFIG;
@@ -240,6 +299,7 @@ static void value_text(const struct shoal_config *cfg, const struct setting *s, 
         break;
     }
     case T_INT: snprintf(out, len, "%lld", (long long)*(const int64_t *)f); break;
+    case T_BOOL: snprintf(out, len, "%s", *(const bool *)f ? "on" : "off"); break;
     case T_DUR: format_duration_ms(*(const int64_t *)f, out, len); break;
     }
 }

@@ -29,6 +29,13 @@ struct shoal_config {
     int64_t grace_ms;         /* --grace / SHOAL_GRACE */
     int64_t http_idle_ms;     /* --http-idle-timeout / SHOAL_HTTP_IDLE_TIMEOUT */
     char *log_level;          /* --log-level / SHOAL_LOG_LEVEL */
+    char *allow_exec;         /* --allow-exec / SHOAL_ALLOW_EXEC: programs `exec` may run */
+    int64_t task_log_cap;     /* --task-log-cap / SHOAL_TASK_LOG_CAP: bytes of output kept */
+    int64_t kill_grace_ms;    /* --kill-grace / SHOAL_KILL_GRACE: SIGTERM -> SIGKILL */
+    int64_t retention_ms;     /* --retention / SHOAL_RETENTION: finished tasks kept this long */
+    bool balance;             /* --balance / --no-balance / SHOAL_BALANCE */
+    int64_t handler_threads;  /* --handler-threads / SHOAL_HANDLER_THREADS */
+    int64_t retry_backoff_ms; /* --retry-backoff / SHOAL_RETRY_BACKOFF: first retry delay */
 };
 
 /* Fills cfg with defaults (the node name from the host name). Free with config_free(). */

@@ -12,6 +12,7 @@ const char *shoal_strerror(int err) {
     case SHOAL_ECONFIG: return "bad configuration";
     case SHOAL_ETIMEOUT: return "timed out";
     case SHOAL_EURL: return "bad Redis URL";
+    case SHOAL_ENOTASK: return "no such task";
     default: return uv_strerror(err);
     }
 }

@@ -12,6 +12,7 @@ enum shoal_err {
     SHOAL_ECONFIG = SHOAL_ERR_BASE - 5,    /* a setting is malformed */
     SHOAL_ETIMEOUT = SHOAL_ERR_BASE - 6,   /* gave up waiting */
     SHOAL_EURL = SHOAL_ERR_BASE - 7,       /* a Redis URL could not be understood */
+    SHOAL_ENOTASK = SHOAL_ERR_BASE - 8,    /* no task with that id (or it expired) */
 };
 
 /* Text for a shoal or libuv code; never NULL. */

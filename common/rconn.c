@@ -285,13 +285,16 @@ static void sub_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
     if (rc->sub_cb) rc->sub_cb(rc, r, rc->sub_priv);
 }
 
-int rconn_subscribe(struct rconn *rc, const char *channel, rconn_reply_cb cb, void *priv) {
-    if (!rconn_is_up(rc)) return SHOAL_EREDIS;
+int rconn_subscribe(struct rconn *rc, const char *const *channels, int n, rconn_reply_cb cb,
+                    void *priv) {
+    if (!rconn_is_up(rc) || n < 1 || n > 8) return SHOAL_EREDIS;
     rc->sub_cb = cb;
     rc->sub_priv = priv;
-    const char *argv[] = {"SUBSCRIBE", channel};
-    return redisAsyncCommandArgv(rc->ac, sub_reply_cb, rc, 2, argv, NULL) == REDIS_OK ? 0
-                                                                                    : SHOAL_EREDIS;
+    const char *argv[9] = {"SUBSCRIBE"};
+    for (int i = 0; i < n; i++) argv[i + 1] = channels[i];
+    return redisAsyncCommandArgv(rc->ac, sub_reply_cb, rc, n + 1, argv, NULL) == REDIS_OK
+               ? 0
+               : SHOAL_EREDIS;
 }
 
 int rconn_eval(struct rconn *rc, enum script_id id, int nkeys, int argc, const char **argv,

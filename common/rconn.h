@@ -46,10 +46,11 @@ bool rconn_is_up(const struct rconn *rc);
 int rconn_command(struct rconn *rc, rconn_reply_cb cb, void *priv, int argc, const char **argv,
                   const size_t *lens);
 
-/* Subscribes to channel; cb runs for every pub/sub reply (["message", channel, payload], and the
- * subscribe confirmation), with NULL when the link drops. Subscribe again after each up_cb.
- * One subscription per connection. Same return as rconn_command. */
-int rconn_subscribe(struct rconn *rc, const char *channel, rconn_reply_cb cb, void *priv);
+/* Subscribes to n channels; cb runs for every pub/sub reply (["message", channel, payload], and
+ * the subscribe confirmations), with NULL when the link drops. Subscribe again after each
+ * up_cb. One callback per connection. Same return as rconn_command. */
+int rconn_subscribe(struct rconn *rc, const char *const *channels, int n, rconn_reply_cb cb,
+                    void *priv);
 
 /* Runs a script with EVALSHA: keys then args in argv (nkeys of them are keys). On NOSCRIPT it
  * retries once with EVAL (which also caches the script). Same return as rconn_command. */

@@ -83,19 +83,26 @@ static int load(struct rsync *r, enum script_id id, char *err, size_t errlen) {
 }
 
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
-                       char *err, size_t errlen) {
+                       const size_t *lens, char *err, size_t errlen) {
     int n = argc + 3;
     const char **av = xcalloc((size_t)n, sizeof *av);
+    size_t *al = xcalloc((size_t)n, sizeof *al);
     char nk[16];
     snprintf(nk, sizeof nk, "%d", nkeys);
     av[0] = "EVALSHA";
+    al[0] = 7;
+    al[1] = 40;
     av[2] = nk;
-    for (int i = 0; i < argc; i++) av[i + 3] = argv[i];
+    al[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
     redisReply *reply = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!r->sha[id][0] && load(r, id, err, errlen) != 0) break;
         av[1] = r->sha[id];
-        reply = redisCommandArgv(r->c, n, av, NULL);
+        reply = redisCommandArgv(r->c, n, av, al);
         if (reply == NULL) { lost(r, err, errlen); break; }
         if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
             attempt == 0) {
@@ -107,6 +114,7 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
         break;
     }
     free(av);
+    free(al);
     return reply;
 }
 

@@ -18,10 +18,12 @@ struct rsync {
 int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen);
 void rsync_close(struct rsync *r);
 
-/* Runs a script (nkeys of argv are keys). Returns the reply (caller frees with freeReplyObject),
- * or NULL with err set when the connection failed. An error reply is returned as a reply. */
+/* Runs a script (nkeys of argv are keys; lens may be NULL for NUL-terminated strings, else
+ * gives every length, for binary arguments). Returns the reply (caller frees with
+ * freeReplyObject), or NULL with err set when the connection failed. An error reply is
+ * returned as a reply. */
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
-                       char *err, size_t errlen);
+                       const size_t *lens, char *err, size_t errlen);
 
 /* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_eval. */
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...);

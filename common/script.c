@@ -12,6 +12,9 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_DEREGISTER] = "deregister", [SCRIPT_SET_CAP] = "set_cap",
     [SCRIPT_SET_DRAIN] = "set_drain",   [SCRIPT_FORGET] = "forget",
     [SCRIPT_LIST_NODES] = "list_nodes", [SCRIPT_SWEEP] = "sweep",
+    [SCRIPT_ENQUEUE] = "enqueue",       [SCRIPT_CLAIM] = "claim",
+    [SCRIPT_COMPLETE] = "complete",     [SCRIPT_CANCEL] = "cancel",
+    [SCRIPT_EXPIRE] = "expire",
 };
 
 const struct script_src *script_get(enum script_id id) {

@@ -1,13 +1,26 @@
 -- register.lua: a node process claims its name and marks itself alive.
 --
 -- KEYS[1] node hash {NS}:node:<name>    KEYS[2] liveness key {NS}:alive:<name>
--- KEYS[3] node set  {NS}:nodes
+-- KEYS[3] node set  {NS}:nodes              KEYS[4] fleet counters {NS}:stats
 -- ARGV: 1 name, 2 instance id, 3 now (ms), 4 ttl (ms), 5 configured cap, 6 version, 7 host,
 --       8 pid, 9 listen address, 10 queues, 11 heartbeat (ms)
 -- Returns {'busy', holder instance, pttl ms} when another live instance holds the name, else
 --         {'ok', previous instance or '', cap, drain (0|1), cap_by}.
 -- The cap an operator set (cap_by=operator) and the operator's drain survive a restart; a cap set
 -- only by configuration follows --cap. Cost: O(1).
+-- A node contributes its cap to the fleet's available capacity ({NS}:stats avail_cap) while it
+-- is alive and not draining; 'contrib' records what is counted, so every change is a delta.
+local function recount(node, stats, alive)
+  local want = 0
+  if alive and redis.call('HGET', node, 'drain') ~= '1' then
+    want = tonumber(redis.call('HGET', node, 'cap') or '0')
+  end
+  local had = tonumber(redis.call('HGET', node, 'contrib') or '0')
+  if want ~= had then
+    redis.call('HINCRBY', stats, 'avail_cap', want - had)
+    redis.call('HSET', node, 'contrib', want)
+  end
+end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[2] then
   return {'busy', holder, redis.call('PTTL', KEYS[2])}
@@ -30,5 +43,6 @@ redis.call('HSET', KEYS[1], 'name', ARGV[1], 'instance', ARGV[2], 'started', ARG
   'listen', ARGV[9], 'queues', ARGV[10], 'heartbeat_ms', ARGV[11], 'ttl_ms', ARGV[4])
 redis.call('HDEL', KEYS[1], 'offline_at')
 redis.call('SADD', KEYS[3], ARGV[1])
+recount(KEYS[1], KEYS[4], true)
 return {'ok', prev, tonumber(redis.call('HGET', KEYS[1], 'cap')),
   tonumber(redis.call('HGET', KEYS[1], 'drain')), cap_by}

@@ -1,17 +1,26 @@
--- sweep.lua: forgets nodes that have been offline longer than the forget period, and drops set
--- members whose hash is gone. A node with tasks still recorded as running is kept (recovery
--- must finish them first). Run by live nodes now and then; safe to run concurrently.
+-- sweep.lua: fleet housekeeping run by live nodes about once a minute (safe to run concurrently):
+--  * a node whose liveness key is gone stops counting towards the available capacity, and
+--    {NS}:stats avail_cap is recomputed exactly from the nodes (corrects any drift);
+--  * nodes offline longer than the forget period are forgotten, unless tasks are still recorded
+--    as running on them (recovery must finish those first); set members without a hash go.
 --
--- KEYS[1] node set {NS}:nodes
+-- KEYS[1] node set {NS}:nodes   KEYS[2] fleet counters {NS}:stats
 -- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 forget period (ms)
 -- Returns the names forgotten. Cost: O(nodes).
 local names = redis.call('SMEMBERS', KEYS[1])
 local gone = {}
 local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
+local total = 0
 for _, name in ipairs(names) do
   local node = ARGV[1] .. 'node:' .. name
-  if redis.call('EXISTS', ARGV[1] .. 'alive:' .. name) == 0 and
-     redis.call('ZCARD', ARGV[1] .. 'running:' .. name) == 0 then
+  local alive = redis.call('EXISTS', ARGV[1] .. 'alive:' .. name) == 1
+  local want = 0
+  if alive and redis.call('HGET', node, 'drain') ~= '1' then
+    want = tonumber(redis.call('HGET', node, 'cap') or '0')
+  end
+  if redis.call('EXISTS', node) == 1 then redis.call('HSET', node, 'contrib', want) end
+  total = total + want
+  if not alive and redis.call('ZCARD', ARGV[1] .. 'running:' .. name) == 0 then
     local seen = tonumber(redis.call('HGET', node, 'last_seen') or '0')
     if redis.call('EXISTS', node) == 0 or seen < cutoff then
       redis.call('DEL', node)
@@ -20,4 +29,5 @@ for _, name in ipairs(names) do
     end
   end
 end
+redis.call('HSET', KEYS[2], 'avail_cap', total)
 return gone

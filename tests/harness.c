@@ -226,3 +226,38 @@ int h_http(int port, const char *method, const char *path, char *body, size_t le
     }
     return status;
 }
+
+void h_worker_start(struct h_worker *w, const struct h_redis *r, const char *name,
+                    const char *const *extra) {
+    char listen[40];
+    w->port = h_free_port();
+    snprintf(w->name, sizeof w->name, "%s", name);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", w->port);
+    snprintf(w->log, sizeof w->log, "%s/%s-%d.log", r->dir, name, w->port);
+    const char *argv[40] = {h_shoal_bin(), "worker", "--redis", r->url, "--name", name,
+                            "--listen", listen, "--heartbeat", "200ms"};
+    int n = 10;
+    for (int i = 0; extra && extra[i] && n < 39; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    w->pid = h_spawn(argv, NULL, w->log);
+}
+
+int h_worker_stop(struct h_worker *w) {
+    if (w->pid <= 0) return -1;
+    int code = h_stop(w->pid, SIGTERM, 10000);
+    w->pid = 0;
+    return code;
+}
+
+struct ping_want {
+    const struct h_worker *w;
+    int status;
+};
+static bool ping_is(void *arg) {
+    struct ping_want *p = arg;
+    return h_http(p->w->port, "GET", "/api/octopusservernodes/ping", NULL, 0) == p->status;
+}
+bool h_ping_is(const struct h_worker *w, int status, int timeout_ms) {
+    struct ping_want p = {w, status};
+    return h_eventually(ping_is, &p, timeout_ms);
+}

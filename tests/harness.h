@@ -54,6 +54,22 @@ int h_http(int port, const char *method, const char *path, char *body, size_t le
 /* Polls cond(arg) every 10 ms until true or timeout_ms passes. Returns true if it became true. */
 bool h_eventually(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
+/* A `shoal worker` process on a free loopback port, logging to a file in the redis dir. */
+struct h_worker {
+    pid_t pid;
+    int port;
+    char name[32];
+    char log[200];
+};
+/* Starts `shoal worker --redis URL --name NAME --listen 127.0.0.1:PORT --heartbeat 200ms` plus
+ * extra flags (NULL-terminated, may be NULL). */
+void h_worker_start(struct h_worker *w, const struct h_redis *r, const char *name,
+                    const char *const *extra);
+/* SIGTERM and wait (bounded); returns the exit code (0 for a clean shutdown). */
+int h_worker_stop(struct h_worker *w);
+/* Polls ping until it answers status (true), or timeout_ms passes (false). */
+bool h_ping_is(const struct h_worker *w, int status, int timeout_ms);
+
 /* Reads a whole file (caller frees), or NULL. */
 char *h_read_file(const char *path);
 

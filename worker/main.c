@@ -20,14 +20,29 @@ static void usage(FILE *out) {
     config_usage(out, SCOPE_WORKER);
 }
 
+static void event_cb(struct node *n, enum node_event ev, const char *arg) {
+    struct worker *w = container_of(n, struct worker, node);
+    claimer_on_event(w->claimer, ev, arg);
+}
+
 static void fatal_cb(struct node *n, int code, const char *msg) {
     struct worker *w = container_of(n, struct worker, node);
     log_error(msg, NULL);
     shutdown_begin(w, msg, code);
 }
 
-int worker_main(int argc, char **argv) {
+int worker_main(int argc, char **argv) { return shoal_worker_main(argc, argv, NULL); }
+
+/* The node's C handlers run on libuv's thread pool, sized once before its first use. */
+static void size_thread_pool(int64_t threads) {
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)threads);
+    setenv("UV_THREADPOOL_SIZE", v, 1);
+}
+
+static int run_worker(int argc, char **argv, const struct shoal_handlers *handlers) {
     struct worker *w = xcalloc(1, sizeof *w);
+    w->handlers = handlers;
     char err[512];
     int rc, rest, code = 1;
     for (int i = 1; i < argc; i++)
@@ -47,6 +62,7 @@ int worker_main(int argc, char **argv) {
     if (rurl_parse(w->cfg.redis_url, &url, err, sizeof err) != 0) goto fail_config;
     log_set_level(w->cfg.log_level);
     log_set_node(w->cfg.name);
+    size_thread_pool(w->cfg.handler_threads);
 
     uv_loop_init(&w->loop);
     struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384};
@@ -61,7 +77,8 @@ int worker_main(int argc, char **argv) {
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
     snprintf(listen, sizeof listen, "%s:%d", host, ping_server_port(w->http));
-    node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb);
+    node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb, event_cb);
+    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers);
 
     char desc[1024];
     config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);
@@ -86,5 +103,11 @@ fail_config:
     fprintf(stderr, "shoal worker: %s\n", err);
     config_free(&w->cfg);
     free(w);
+    return 2;
+}
+
+int shoal_worker_main(int argc, char **argv, const struct shoal_handlers *handlers) {
+    if (argc >= 1 && strcmp(argv[0], "worker") == 0) return run_worker(argc, argv, handlers);
+    fprintf(stderr, "shoal_worker_main: expected argv[0] = \"worker\"\n");
     return 2;
 }

@@ -9,8 +9,10 @@
 #include "common/log.h"
 #include "common/util.h"
 
-/* Sweep (forget long-offline nodes) about once a minute, whatever the heartbeat period. */
+/* Sweep (forget long-offline nodes) about once a minute, whatever the heartbeat period; expire
+ * queued tasks nobody claims every few heartbeats. */
 #define SWEEP_EVERY_MS 60000
+#define EXPIRE_EVERY_BEATS 4
 
 static void do_register(struct node *n);
 
@@ -34,8 +36,13 @@ static void num(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%lld", (
 
 /* --- applying state ----------------------------------------------------------------------- */
 
+static void emit(struct node *n, enum node_event ev, const char *arg) {
+    if (n->event) n->event(n, ev, arg);
+}
+
 /* Takes cap and drain as Redis holds them; logs only what changed. */
 static void apply(struct node *n, int64_t cap, bool drain, const char *source) {
+    bool changed = cap != n->view.cap || drain != n->view.drain;
     if (cap != n->view.cap) {
         log_info("task cap changed", " from=%lld to=%lld source=%s", (long long)n->view.cap,
                  (long long)cap, source);
@@ -45,6 +52,7 @@ static void apply(struct node *n, int64_t cap, bool drain, const char *source) {
         log_info(drain ? "drain on" : "drain off", " source=%s", source);
         n->view.drain = drain;
     }
+    if (changed) emit(n, NODE_CAPACITY, NULL);
 }
 
 static void set_redis_ok(struct node *n, bool ok, const char *why) {
@@ -112,11 +120,14 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
     n->view.last_seen_ms = clock_wall_ms();
     apply(n, el_int(r, 2), el_int(r, 3) != 0, "redis");
     set_redis_ok(n, true, NULL);
+    emit(n, NODE_READY, NULL);
 }
 
 static void do_register(struct node *n) {
-    char name_k[160], alive_k[160], nodes_k[160], now[24], ttl[24], cap[24], pid[24], hb[24];
+    char name_k[160], alive_k[160], nodes_k[160], stats_k[160], now[24], ttl[24], cap[24], pid[24],
+        hb[24];
     keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
+    keys_stats(&n->keys, stats_k, sizeof stats_k);
     keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
     keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
     num(now, sizeof now, clock_wall_ms());
@@ -124,9 +135,9 @@ static void do_register(struct node *n) {
     num(cap, sizeof cap, n->cfg->cap);
     num(pid, sizeof pid, (int64_t)getpid());
     num(hb, sizeof hb, n->cfg->heartbeat_ms);
-    const char *argv[] = {name_k, alive_k, nodes_k, n->view.name, n->view.instance, now, ttl, cap,
+    const char *argv[] = {name_k, alive_k, nodes_k, stats_k, n->view.name, n->view.instance, now, ttl, cap,
                           n->view.version, n->host, pid, n->listen, n->cfg->queues, hb};
-    if (rconn_eval(n->cmd, SCRIPT_REGISTER, 3, (int)ARRAY_SIZE(argv), argv, NULL, register_cb, n) == 0)
+    if (rconn_eval(n->cmd, SCRIPT_REGISTER, 4, (int)ARRAY_SIZE(argv), argv, NULL, register_cb, n) == 0)
         n->beat_pending = true;
 }
 
@@ -143,12 +154,33 @@ static void sweep_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void sweep(struct node *n) {
-    char nodes_k[160], now[24], after[24];
+    char nodes_k[160], stats_k[160], now[24], after[24];
     keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
+    keys_stats(&n->keys, stats_k, sizeof stats_k);
     num(now, sizeof now, clock_wall_ms());
     num(after, sizeof after, n->cfg->forget_after_ms);
-    const char *argv[] = {nodes_k, n->keys.prefix, now, after};
-    (void)rconn_eval(n->cmd, SCRIPT_SWEEP, 1, 4, argv, NULL, sweep_cb, n);
+    const char *argv[] = {nodes_k, stats_k, n->keys.prefix, now, after};
+    (void)rconn_eval(n->cmd, SCRIPT_SWEEP, 2, 5, argv, NULL, sweep_cb, n);
+}
+
+static void expire_cb(struct rconn *rc, redisReply *r, void *priv) {
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+        log_info("queued tasks expired: nobody took them in time", " count=%lld",
+                 (long long)r->integer);
+    else if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("expiry pass failed", " error=\"%s\"", r->str);
+}
+
+static void expire(struct node *n) {
+    char queues_k[160], stats_k[160], done_k[160], sched_k[160], now[24], ret[24];
+    num(now, sizeof now, clock_wall_ms());
+    num(ret, sizeof ret, n->cfg->retention_ms);
+    const char *argv[] = {keys_queues(&n->keys, queues_k, sizeof queues_k),
+                          keys_stats(&n->keys, stats_k, sizeof stats_k),
+                          keys_done(&n->keys, done_k, sizeof done_k),
+                          keys_scheduled(&n->keys, sched_k, sizeof sched_k), n->keys.prefix, now,
+                          ret, "1000"};
+    (void)rconn_eval(n->cmd, SCRIPT_EXPIRE, 4, 8, argv, NULL, expire_cb, n);
 }
 
 static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -176,10 +208,11 @@ static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
     }
     if (el_int(r, 4)) log_warn("heartbeat was late: the liveness TTL had expired", NULL);
     n->view.last_seen_ms = clock_wall_ms();
-    n->view.running = el_int(r, 3);
     apply(n, el_int(r, 1), el_int(r, 2) != 0, "heartbeat");
     set_redis_ok(n, true, NULL);
-    if (n->view.stopping && n->view.running == 0 && n->idle) n->idle(n);
+    char ready[24];
+    num(ready, sizeof ready, el_int(r, 5));
+    emit(n, NODE_BEAT, ready);
 }
 
 static void beat_cb(uv_timer_t *t) {
@@ -196,17 +229,19 @@ static void beat_cb(uv_timer_t *t) {
         do_register(n);
         return;
     }
-    char name_k[160], alive_k[160], run_k[160], now[24], ttl[24];
+    char name_k[160], alive_k[160], run_k[160], stats_k[160], now[24], ttl[24];
     keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
+    keys_stats(&n->keys, stats_k, sizeof stats_k);
     keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
     keys_running(&n->keys, n->view.name, run_k, sizeof run_k);
     num(now, sizeof now, clock_wall_ms());
     num(ttl, sizeof ttl, n->ttl_ms);
-    const char *argv[] = {name_k, alive_k, run_k, n->view.instance, now, ttl};
-    if (rconn_eval(n->cmd, SCRIPT_HEARTBEAT, 3, 6, argv, NULL, heartbeat_cb, n) == 0)
+    const char *argv[] = {name_k, alive_k, run_k, stats_k, n->view.instance, now, ttl};
+    if (rconn_eval(n->cmd, SCRIPT_HEARTBEAT, 4, 7, argv, NULL, heartbeat_cb, n) == 0)
         n->beat_pending = true;
     uint64_t every = (uint64_t)(SWEEP_EVERY_MS / n->cfg->heartbeat_ms);
     if (++n->beats % (every ? every : 1) == 0) sweep(n);
+    if (n->beats % EXPIRE_EVERY_BEATS == 0) expire(n);
 }
 
 /* --- Redis link events --------------------------------------------------------------------- */
@@ -225,24 +260,31 @@ static void cmd_down_cb(struct rconn *rc, const char *why, void *arg) {
     set_redis_ok(n, false, why);
 }
 
-/* Control messages: "node <name> <cap> <drain>". Others are for other parts of shoal. */
-static void control_cb(struct rconn *rc, redisReply *r, void *priv) {
+/* Messages: on the control channel "node <name> <cap> <drain>" and "cancel <node> <n>"; on
+ * the wake channel a queue name. */
+static void message_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
     if (strcmp(el_str(r, 0), "message") != 0) return;
-    char name[80];
+    const char *channel = el_str(r, 1), *msg = el_str(r, 2);
+    char wake[160], name[80], id[32];
     long long cap;
     int drain;
-    if (sscanf(el_str(r, 2), "node %79s %lld %d", name, &cap, &drain) != 3) return;
-    if (strcmp(name, n->view.name) != 0) return;
-    apply(n, cap, drain != 0, "control");
+    if (strcmp(channel, keys_wake(&n->keys, wake, sizeof wake)) == 0) {
+        emit(n, NODE_WAKE, msg);
+    } else if (sscanf(msg, "node %79s %lld %d", name, &cap, &drain) == 3) {
+        if (strcmp(name, n->view.name) == 0) apply(n, cap, drain != 0, "control");
+    } else if (sscanf(msg, "cancel %79s %31s", name, id) == 2) {
+        if (strcmp(name, n->view.name) == 0) emit(n, NODE_CANCEL, id);
+    }
 }
 
 static void sub_up_cb(struct rconn *rc, void *arg) {
     struct node *n = arg;
-    char ch[160];
-    keys_control(&n->keys, ch, sizeof ch);
-    (void)rconn_subscribe(rc, ch, control_cb, n);
+    char ctl[160], wake[160];
+    const char *channels[] = {keys_control(&n->keys, ctl, sizeof ctl),
+                              keys_wake(&n->keys, wake, sizeof wake)};
+    (void)rconn_subscribe(rc, channels, 2, message_cb, n);
     /* Messages may have been missed while the link was down: read the truth now. */
     if (n->view.registered && !n->beat_pending) beat_cb(&n->beat);
 }
@@ -250,11 +292,13 @@ static void sub_up_cb(struct rconn *rc, void *arg) {
 /* --- life cycle ---------------------------------------------------------------------------- */
 
 void node_init(struct node *n, uv_loop_t *loop, const struct shoal_config *cfg,
-               const struct rurl *url, const char *listen, node_fatal_cb fatal) {
+               const struct rurl *url, const char *listen, node_fatal_cb fatal,
+               node_event_cb event) {
     memset(n, 0, sizeof *n);
     n->loop = loop;
     n->cfg = cfg;
     n->fatal = fatal;
+    n->event = event;
     keys_init(&n->keys, cfg->namespace);
     snprintf(n->view.name, sizeof n->view.name, "%s", cfg->name);
     unsigned char rnd[16];
@@ -313,12 +357,13 @@ void node_stop(struct node *n, void (*done)(struct node *n)) {
     n->stop_done = done;
     uv_timer_stop(&n->beat);
     if (!n->view.registered) { stop_finish(n); return; }
-    char name_k[160], alive_k[160], now[24];
+    char name_k[160], alive_k[160], stats_k[160], now[24];
     keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
     keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
+    keys_stats(&n->keys, stats_k, sizeof stats_k);
     num(now, sizeof now, clock_wall_ms());
-    const char *argv[] = {name_k, alive_k, n->view.instance, now};
-    if (rconn_eval(n->cmd, SCRIPT_DEREGISTER, 2, 4, argv, NULL, deregister_cb, n) != 0) {
+    const char *argv[] = {name_k, alive_k, stats_k, n->view.instance, now};
+    if (rconn_eval(n->cmd, SCRIPT_DEREGISTER, 3, 5, argv, NULL, deregister_cb, n) != 0) {
         stop_finish(n);
         return;
     }

@@ -23,6 +23,16 @@ struct node;
  * exits with code. msg is borrowed for the call. */
 typedef void (*node_fatal_cb)(struct node *n, int code, const char *msg);
 
+/* What the node tells the task side (worker/claim.c), on the loop thread. */
+enum node_event {
+    NODE_READY,      /* registered (again): claims may go out */
+    NODE_CAPACITY,   /* cap or drain changed */
+    NODE_WAKE,       /* arg: a queue that has new work (wake channel) */
+    NODE_CANCEL,     /* arg: number of a task of ours an operator canceled */
+    NODE_BEAT,       /* heartbeat answered; arg: the fleet's ready task count */
+};
+typedef void (*node_event_cb)(struct node *n, enum node_event ev, const char *arg);
+
 struct node {
     uv_loop_t *loop;
     const struct shoal_config *cfg;  /* borrowed for the node's life */
@@ -43,7 +53,7 @@ struct node {
     int64_t busy_pttl;               /* its TTL when first seen */
     uint64_t busy_since_ms;          /* monotonic time when first seen */
     node_fatal_cb fatal;
-    void (*idle)(struct node *n);    /* called when running drops to 0 while stopping; may be NULL */
+    node_event_cb event;             /* may be NULL */
     void (*stop_done)(struct node *n);  /* node_stop's callback */
     uv_timer_t stop_deadline;        /* bounds the wait for deregistration */
     int closing_handles;             /* node_close bookkeeping */
@@ -52,7 +62,8 @@ struct node {
 
 /* Prepares the node (no I/O). cfg and url are borrowed/copied; listen is the bound address. */
 void node_init(struct node *n, uv_loop_t *loop, const struct shoal_config *cfg,
-               const struct rurl *url, const char *listen, node_fatal_cb fatal);
+               const struct rurl *url, const char *listen, node_fatal_cb fatal,
+               node_event_cb event);
 /* Connects both Redis links; registration follows when Redis answers. */
 void node_start(struct node *n);
 /* Deregisters (Offline at once) if Redis is up, bounded by 2 s, then calls done. */

@@ -8,6 +8,8 @@
 
 #include "common/config.h"
 #include "ping/ping.h"
+#include "worker/claim.h"
+#include "worker/handler.h"
 #include "worker/node.h"
 
 struct worker {
@@ -15,9 +17,13 @@ struct worker {
     struct shoal_config cfg;      /* owned; freed at exit */
     struct node node;             /* membership, heartbeat, cap and drain */
     struct ping_server *http;     /* ping, healthz */
+    struct claimer *claimer;      /* claims, runs and reports tasks */
+    const struct shoal_handlers *handlers;  /* custom C handlers, borrowed (may be NULL) */
     uv_signal_t sigterm, sigint;  /* shutdown triggers */
-    uv_timer_t grace;             /* running tasks' time to finish after SIGTERM */
+    uv_timer_t grace;             /* running tasks' time to finish after SIGTERM, then the
+                                   * bound on reporting the interrupted ones */
     int signals;                  /* shutdown signals received */
+    bool interrupted;             /* running tasks were stopped (grace over or second signal) */
     bool shutting_down;           /* shutdown begun */
     int exit_code;                /* process exit code */
     int open_parts;               /* parts still closing at exit */

@@ -1,0 +1,236 @@
+/* client.c: enqueue, read and cancel tasks over a blocking connection (see client.h). */
+#include "common/client.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/task_codec.h"
+#include "common/util.h"
+
+#define BATCH 10000
+
+void shoal_task_opts_init(struct shoal_task_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->queue = "default";
+    o->type = "exec";
+    o->expiry_ms = SHOAL_DEFAULT_EXPIRY_MS;
+    o->attempts = 1;
+    o->lost_budget = 1;
+}
+
+static bool name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-') return false;
+    return true;
+}
+
+int shoal_task_opts_check(const struct shoal_task_opts *o, char *err, size_t errlen) {
+    const char *why = NULL;
+    if (!o->queue || !name_ok(o->queue)) why = "queue: 1 to 64 of A-Z a-z 0-9 . _ -";
+    else if (!o->type || !name_ok(o->type)) why = "type: 1 to 64 of A-Z a-z 0-9 . _ -";
+    else if (o->priority < -1000 || o->priority > 1000) why = "priority: from -1000 to 1000";
+    else if (o->at_ms < 0) why = "queue time: must not be negative";
+    else if (o->expiry_ms <= 0) why = "expiry: must be positive";
+    else if (o->timeout_ms < 0) why = "timeout: must not be negative";
+    else if (o->attempts < 1 || o->attempts > 1000) why = "attempts: from 1 to 1000";
+    else if (o->lost_budget < 0 || o->lost_budget > 1000) why = "node-loss budget: from 0 to 1000";
+    else if (o->args_len > TASK_ARGS_MAX) why = "arguments: larger than 1 MiB";
+    if (!why) return 0;
+    snprintf(err, errlen, "%s", why);
+    return -EINVAL;
+}
+
+int shoal_client_open(struct shoal_client *c, const char *url, const char *ns, char *err,
+                      size_t errlen) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->ns, sizeof c->ns, "%s", ns);
+    keys_init(&c->keys, ns);
+    return rsync_open(&c->redis, url, 5000, err, errlen);
+}
+
+void shoal_client_close(struct shoal_client *c) { rsync_close(&c->redis); }
+
+/* One atomic enqueue.lua call for n <= BATCH tasks. */
+static int enqueue_batch(struct shoal_client *c, const struct shoal_task_opts *t, size_t n,
+                         int64_t *ids, char *err, size_t errlen) {
+    enum { FIELDS = 9, NUMS = 6 };
+    size_t argc = 8 + FIELDS * n;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    size_t *lens = xcalloc(argc, sizeof *lens);
+    char (*nums)[NUMS][24] = xcalloc(n, sizeof *nums);
+    char seq[160], stats[160], sched[160], queues[160], wake[160], now[24], count[24];
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    snprintf(count, sizeof count, "%zu", n);
+    const char *head[] = {keys_seq(&c->keys, seq, sizeof seq), keys_stats(&c->keys, stats, sizeof stats),
+                          keys_scheduled(&c->keys, sched, sizeof sched),
+                          keys_queues(&c->keys, queues, sizeof queues), c->keys.prefix, now,
+                          keys_wake(&c->keys, wake, sizeof wake), count};
+    for (size_t i = 0; i < 8; i++) argv[i] = head[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct shoal_task_opts *o = &t[i];
+        int64_t v[NUMS] = {o->priority, o->at_ms, o->expiry_ms, o->timeout_ms, o->attempts,
+                           o->lost_budget};
+        for (int j = 0; j < NUMS; j++) snprintf(nums[i][j], 24, "%lld", (long long)v[j]);
+        const char **a = &argv[8 + FIELDS * i];
+        a[0] = o->queue;
+        a[1] = o->type;
+        a[2] = o->args ? o->args : "";
+        lens[8 + FIELDS * i + 2] = o->args ? o->args_len : 0;
+        for (int j = 0; j < NUMS; j++) a[3 + j] = nums[i][j];
+    }
+    for (size_t i = 0; i < argc; i++)
+        if (!(i >= 8 && (i - 8) % FIELDS == 2)) lens[i] = strlen(argv[i]);
+    int rc = 0;
+    redisReply *r = rsync_eval(&c->redis, SCRIPT_ENQUEUE, 4, (int)argc, argv, lens, err, errlen);
+    if (!r) {
+        rc = SHOAL_EREDIS;
+        goto out;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        const char *sp = strchr(r->str, ' ');
+        snprintf(err, errlen, "refused: %s", sp ? sp + 1 : r->str);
+        rc = SHOAL_EREPLY;
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        snprintf(err, errlen, "unexpected reply to enqueue");
+        rc = SHOAL_EREPLY;
+    } else {
+        for (size_t i = 0; i < n; i++) ids[i] = r->element[i]->integer;
+    }
+out:
+    if (r) freeReplyObject(r);
+    free(nums);
+    free(lens);
+    free(argv);
+    return rc;
+}
+
+int shoal_enqueue(struct shoal_client *c, const struct shoal_task_opts *tasks, size_t n,
+                  int64_t *ids, char *err, size_t errlen) {
+    for (size_t i = 0; i < n; i++) {
+        char why[200];
+        if (shoal_task_opts_check(&tasks[i], why, sizeof why) != 0) {
+            snprintf(err, errlen, "task %zu: %s", i + 1, why);
+            return -EINVAL;
+        }
+    }
+    for (size_t off = 0; off < n; off += BATCH) {
+        size_t m = n - off < BATCH ? n - off : BATCH;
+        int rc = enqueue_batch(c, tasks + off, m, ids + off, err, errlen);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int shoal_task_parse_id(const char *s, int64_t *id) {
+    if (strncmp(s, "ServerTasks-", 12) == 0) s += 12;
+    return parse_int64(s, 1, INT64_MAX, id) == 0 ? 0 : -EINVAL;
+}
+
+bool shoal_state_final(const char *s) {
+    return strcmp(s, "Success") == 0 || strcmp(s, "Failed") == 0 || strcmp(s, "Canceled") == 0 ||
+           strcmp(s, "TimedOut") == 0;
+}
+
+static void field_str(char *dst, size_t len, const redisReply *v) {
+    snprintf(dst, len, "%.*s", (int)v->len, v->str);
+}
+
+int shoal_task_get(struct shoal_client *c, int64_t id, struct shoal_task *t, char *err,
+                   size_t errlen) {
+    char key[160];
+    memset(t, 0, sizeof *t);
+    t->id = id;
+    redisReply *r = rsync_cmd(&c->redis, err, errlen, "HGETALL %s",
+                              keys_task(&c->keys, id, key, sizeof key));
+    if (!r) return SHOAL_EREDIS;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        freeReplyObject(r);
+        snprintf(err, errlen, "no task ServerTasks-%lld (unknown, or past its retention)",
+                 (long long)id);
+        return SHOAL_ENOTASK;
+    }
+    static const struct { const char *name; size_t off; } nums[] = {
+        {"prio", offsetof(struct shoal_task, priority)},
+        {"queued", offsetof(struct shoal_task, queued_ms)},
+        {"expiry", offsetof(struct shoal_task, expiry_ms)},
+        {"started", offsetof(struct shoal_task, started_ms)},
+        {"completed", offsetof(struct shoal_task, completed_ms)},
+        {"timeout", offsetof(struct shoal_task, timeout_ms)},
+        {"attempt", offsetof(struct shoal_task, attempt)},
+        {"attempts", offsetof(struct shoal_task, attempts)},
+    };
+    t->attempts = 1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *k = r->element[i]->str;
+        const redisReply *v = r->element[i + 1];
+        if (strcmp(k, "state") == 0) field_str(t->state, sizeof t->state, v);
+        else if (strcmp(k, "queue") == 0) field_str(t->queue, sizeof t->queue, v);
+        else if (strcmp(k, "type") == 0) field_str(t->type, sizeof t->type, v);
+        else if (strcmp(k, "node") == 0) field_str(t->node, sizeof t->node, v);
+        else if (strcmp(k, "error") == 0) t->error = xstrndup(v->str, v->len);
+        else if (strcmp(k, "args") == 0) { t->args = xstrndup(v->str, v->len); t->args_len = v->len; }
+        else if (strcmp(k, "exit") == 0) { t->exit_code = strtoll(v->str, NULL, 10); t->has_exit = true; }
+        else
+            for (size_t j = 0; j < ARRAY_SIZE(nums); j++)
+                if (strcmp(k, nums[j].name) == 0)
+                    *(int64_t *)((char *)t + nums[j].off) = strtoll(v->str, NULL, 10);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+void shoal_task_free(struct shoal_task *t) {
+    free(t->error);
+    free(t->args);
+    t->error = t->args = NULL;
+}
+
+char *shoal_task_log(struct shoal_client *c, int64_t id, size_t *len, char *err, size_t errlen) {
+    char key[160];
+    redisReply *r = rsync_cmd(&c->redis, err, errlen, "GET %s",
+                              keys_log(&c->keys, id, key, sizeof key));
+    if (!r) return NULL;
+    char *out = NULL;
+    if (r->type == REDIS_REPLY_STRING) {
+        out = xstrndup(r->str, r->len);
+        *len = r->len;
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+int shoal_task_cancel(struct shoal_client *c, int64_t id, int64_t retention_ms, char *result,
+                      size_t rlen, char *err, size_t errlen) {
+    char task[160], stats[160], sched[160], done[160], ctl[160], num[24], now[24], ret[24];
+    snprintf(num, sizeof num, "%lld", (long long)id);
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    snprintf(ret, sizeof ret, "%lld", (long long)retention_ms);
+    const char *argv[] = {keys_task(&c->keys, id, task, sizeof task),
+                          keys_stats(&c->keys, stats, sizeof stats),
+                          keys_scheduled(&c->keys, sched, sizeof sched),
+                          keys_done(&c->keys, done, sizeof done), c->keys.prefix, num, now, ret,
+                          keys_control(&c->keys, ctl, sizeof ctl)};
+    redisReply *r = rsync_eval(&c->redis, SCRIPT_CANCEL, 4, 9, argv, NULL, err, errlen);
+    if (!r) return SHOAL_EREDIS;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        bool missing = strncmp(r->str, "NOTASK", 6) == 0;
+        snprintf(err, errlen, "%s", missing ? r->str + 7 : r->str);
+        rc = missing ? SHOAL_ENOTASK : SHOAL_EREPLY;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1) {
+        if (strcmp(r->element[0]->str, "final") == 0 && r->elements >= 2)
+            snprintf(result, rlen, "final:%s", r->element[1]->str);
+        else
+            snprintf(result, rlen, "%s", r->element[0]->str);
+    } else {
+        snprintf(err, errlen, "unexpected reply to cancel");
+        rc = SHOAL_EREPLY;
+    }
+    freeReplyObject(r);
+    return rc;
+}

@@ -1,0 +1,393 @@
+/* test_lua_tasks.c: the task scripts (enqueue, claim, complete, cancel, expire) run directly
+ * against a real redis-server, with time passed in ARGV: caps, drain, liveness, FIFO and
+ * priorities, queue order, Octopus's balancing worked example, scheduling, expiry, fencing,
+ * retries, requeue on shutdown, cancel in every state. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/keys.h"
+#include "common/rsync.h"
+#include "tests/harness.h"
+
+#define T0 1000000LL   /* "now" at the start of every test (ms) */
+#define DAY 86400000LL
+
+static struct h_redis redis;
+static struct rsync rs;
+static struct keys k;
+static redisContext *rc;
+
+static void setup(void) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0);
+    char err[256];
+    cr_assert_eq(rsync_open(&rs, redis.url, 2000, err, sizeof err), 0, "%s", err);
+    keys_init(&k, "t");
+    rc = h_redis_connect(&redis);
+}
+static void teardown(void) {
+    redisFree(rc);
+    rsync_close(&rs);
+    h_redis_stop(&redis, false);
+}
+TestSuite(tasks, .init = setup, .fini = teardown, .timeout = 60);
+
+static redisReply *eval(enum script_id id, int nkeys, int argc, const char **argv) {
+    char err[256];
+    redisReply *r = rsync_eval(&rs, id, nkeys, argc, argv, NULL, err, sizeof err);
+    cr_assert_not_null(r, "%s", err);
+    return r;
+}
+
+static long long num(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long num(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static char *str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str(const char *fmt, ...) {
+    static char out[4][512];
+    static int slot;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    char *o = out[slot++ % 4];
+    snprintf(o, 512, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return o;
+}
+
+/* Registers node `name` alive with `cap` (instance = name). */
+static void node(const char *name, int cap) {
+    char nk[128], ak[128], sk[128], setk[128], c[16];
+    snprintf(c, sizeof c, "%d", cap);
+    const char *a[] = {keys_node(&k, name, nk, sizeof nk), keys_alive(&k, name, ak, sizeof ak),
+                       keys_nodes(&k, setk, sizeof setk), keys_stats(&k, sk, sizeof sk), name, name,
+                       "1000000", "600000", c, "0", "h", "1", "x", "default", "1000"};
+    freeReplyObject(eval(SCRIPT_REGISTER, 4, 15, a));
+}
+
+/* Enqueues one task; returns its number. */
+static long long enq(const char *queue, const char *type, int prio, long long at, long long expiry,
+                     int attempts, long long now) {
+    char sk[128], stk[128], sch[128], qs[128], wake[128], n[24], p[16], a[24], e[24], at_s[24];
+    snprintf(n, sizeof n, "%lld", now);
+    snprintf(p, sizeof p, "%d", prio);
+    snprintf(at_s, sizeof at_s, "%lld", at);
+    snprintf(e, sizeof e, "%lld", expiry);
+    snprintf(a, sizeof a, "%d", attempts);
+    const char *argv[] = {keys_seq(&k, sk, sizeof sk), keys_stats(&k, stk, sizeof stk),
+                          keys_scheduled(&k, sch, sizeof sch), keys_queues(&k, qs, sizeof qs),
+                          k.prefix, n, keys_wake(&k, wake, sizeof wake), "1",
+                          queue, type, "", p, at_s, e, "0", a, "1"};
+    redisReply *r = eval(SCRIPT_ENQUEUE, 4, 17, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long id = r->element[0]->integer;
+    freeReplyObject(r);
+    return id;
+}
+
+/* Claims for node `name` (instance = name) at `now`; queues NULL-terminated. */
+static redisReply *claim(const char *name, int max, long long now, bool balance,
+                         const char *const *queues) {
+    char nk[128], ak[128], rk[128], sk[128], sch[128], dk[128], n[24], m[16];
+    snprintf(n, sizeof n, "%lld", now);
+    snprintf(m, sizeof m, "%d", max);
+    const char *argv[32] = {keys_node(&k, name, nk, sizeof nk), keys_alive(&k, name, ak, sizeof ak),
+                            keys_running(&k, name, rk, sizeof rk), keys_stats(&k, sk, sizeof sk),
+                            keys_scheduled(&k, sch, sizeof sch), keys_done(&k, dk, sizeof dk),
+                            k.prefix, name, name, n, m, balance ? "1" : "0", "30000", "604800000"};
+    int argc = 14;
+    static const char *const def[] = {"default", NULL};
+    for (const char *const *q = queues ? queues : def; *q; q++) argv[argc++] = *q;
+    redisReply *r = eval(SCRIPT_CLAIM, 6, argc, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    return r;
+}
+
+static size_t claimed(const redisReply *r) { return (r->elements - 3) / 6; }
+static long long claimed_id(const redisReply *r, size_t i) { return atoll(r->element[3 + 6 * i]->str); }
+static long long claimed_lease(const redisReply *r, size_t i) { return r->element[4 + 6 * i]->integer; }
+
+/* Reports one result for node `name`. Returns the reply (caller frees). */
+static redisReply *complete(const char *name, long long id, long long lease, const char *outcome,
+                            long long now, long long retry_delay) {
+    char rk[128], sk[128], dk[128], sch[128], wake[128], n[24], i[24], l[24], d[24];
+    snprintf(n, sizeof n, "%lld", now);
+    snprintf(i, sizeof i, "%lld", id);
+    snprintf(l, sizeof l, "%lld", lease);
+    snprintf(d, sizeof d, "%lld", retry_delay);
+    const char *argv[] = {keys_running(&k, name, rk, sizeof rk), keys_stats(&k, sk, sizeof sk),
+                          keys_done(&k, dk, sizeof dk), keys_scheduled(&k, sch, sizeof sch),
+                          k.prefix, n, "604800000", keys_wake(&k, wake, sizeof wake), "1",
+                          i, l, outcome, "it went wrong", "-1", "the log", d};
+    return eval(SCRIPT_COMPLETE, 4, 16, argv);
+}
+
+static const char *state(long long id) { return str("HGET {t}:task:%lld state", id); }
+
+Test(tasks, claim_requires_alive_undrained_and_below_cap) {
+    enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("ghost", 5, T0, false, NULL);
+    cr_assert_str_eq(r->element[0]->str, "dead");
+    freeReplyObject(r);
+    node("n1", 1);
+    freeReplyObject(redisCommand(rc, "HSET {t}:node:n1 drain 1"));
+    r = claim("n1", 5, T0, false, NULL);
+    cr_assert_str_eq(r->element[0]->str, "drained");
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "HSET {t}:node:n1 drain 0"));
+    r = claim("n1", 5, T0, false, NULL);
+    cr_assert_eq(claimed(r), 1, "cap 1: one task");
+    freeReplyObject(r);
+    enq("default", "noop", 0, 0, DAY, 1, T0);
+    r = claim("n1", 5, T0, false, NULL);
+    cr_assert_str_eq(r->element[0]->str, "full");
+    freeReplyObject(r);
+    cr_assert_eq(num("HGET {t}:stats running"), 1);
+    cr_assert_eq(num("HGET {t}:stats ready"), 1);
+}
+
+Test(tasks, priority_then_fifo_then_queue_order) {
+    node("n1", 10);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
+    long long b = enq("default", "noop", 0, 0, DAY, 1, T0);
+    long long hi = enq("default", "noop", 5, 0, DAY, 1, T0);
+    long long urgent = enq("urgent", "noop", -3, 0, DAY, 1, T0);
+    const char *const qs[] = {"urgent", "default", NULL};
+    redisReply *r = claim("n1", 10, T0, false, qs);
+    cr_assert_eq(claimed(r), 4);
+    long long want[] = {urgent, hi, a, b};
+    for (size_t i = 0; i < 4; i++) cr_assert_eq(claimed_id(r, i), want[i], "position %zu", i);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Executing");
+    cr_assert_str_eq(str("HGET {t}:task:%lld node", a), "n1");
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 4);
+}
+
+/* Octopus's worked example: three nodes with cap 10, 12 pending, 10 active. Node one runs 8
+ * (80% > 73.3%: takes none), node two runs 3 (takes 5), node three runs none (takes the 7 left). */
+Test(tasks, balancing_follows_octopus_worked_example) {
+    node("one", 10);
+    node("two", 10);
+    node("three", 10);
+    cr_assert_eq(num("HGET {t}:stats avail_cap"), 30);
+    for (int i = 0; i < 8; i++) freeReplyObject(redisCommand(rc, "ZADD {t}:running:one 1 x%d", i));
+    for (int i = 0; i < 3; i++) freeReplyObject(redisCommand(rc, "ZADD {t}:running:two 1 y%d", i));
+    freeReplyObject(redisCommand(rc, "HSET {t}:stats running 10"));
+    for (int i = 0; i < 12; i++) enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("one", 10, T0, true, NULL);
+    cr_assert_eq(claimed(r), 0, "80%% > 73.3%%");
+    freeReplyObject(r);
+    r = claim("two", 10, T0, true, NULL);
+    cr_assert_eq(claimed(r), 5, "30%% -> picks until its ratio passes 73.3%%");
+    freeReplyObject(r);
+    r = claim("three", 10, T0, true, NULL);
+    cr_assert_eq(claimed(r), 7, "the rest");
+    freeReplyObject(r);
+    /* Without balancing, a node fills up to its cap. */
+    for (int i = 0; i < 12; i++) enq("default", "noop", 0, 0, DAY, 1, T0);
+    r = claim("one", 10, T0, false, NULL);
+    cr_assert_eq(claimed(r), 2);
+    freeReplyObject(r);
+}
+
+Test(tasks, scheduled_task_waits_for_its_time) {
+    node("n1", 5);
+    long long id = enq("default", "noop", 0, T0 + 5000, DAY, 1, T0);
+    cr_assert_str_eq(state(id), "Queued");
+    redisReply *r = claim("n1", 5, T0 + 4999, false, NULL);
+    cr_assert_eq(claimed(r), 0);
+    cr_assert_eq(r->element[1]->integer, T0 + 5000, "next due reported");
+    freeReplyObject(r);
+    r = claim("n1", 5, T0 + 5000, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    cr_assert_eq(r->element[1]->integer, -1);
+    freeReplyObject(r);
+    cr_assert_eq(num("HGET {t}:task:%lld started", id), T0 + 5000);
+}
+
+Test(tasks, expired_task_becomes_timedout_not_claimed) {
+    node("n1", 5);
+    long long old = enq("default", "noop", 0, 0, 1000, 1, T0);
+    long long fresh = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 5, T0 + 1000, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    cr_assert_eq(claimed_id(r, 0), fresh);
+    cr_assert_eq(r->element[2]->integer, 1, "one expired");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(old), "TimedOut");
+    cr_assert(strstr(str("HGET {t}:task:%lld error", old), "not picked up within 1s"));
+    cr_assert(num("PTTL {t}:task:%lld", old) > 0, "kept for the retention period only");
+    cr_assert_eq(num("ZSCORE {t}:done %lld", old), T0 + 1000);
+}
+
+Test(tasks, expire_pass_covers_queues_nobody_serves) {
+    long long a = enq("orphans", "noop", 0, 0, 1000, 1, T0);
+    long long b = enq("orphans", "noop", 0, 0, DAY, 1, T0);
+    long long s = enq("orphans", "noop", 0, T0 + 10, 500, 1, T0);
+    char qs[128], sk[128], dk[128], sch[128];
+    const char *argv[] = {keys_queues(&k, qs, sizeof qs), keys_stats(&k, sk, sizeof sk),
+                          keys_done(&k, dk, sizeof dk), keys_scheduled(&k, sch, sizeof sch),
+                          k.prefix, "1002000", "604800000", "1000"};
+    redisReply *r = eval(SCRIPT_EXPIRE, 4, 8, argv);
+    cr_assert_eq(r->integer, 2);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "TimedOut");
+    cr_assert_str_eq(state(b), "Queued");
+    cr_assert_str_eq(state(s), "TimedOut", "a scheduled task past its expiry too");
+    cr_assert_eq(num("HGET {t}:stats ready"), 1);
+}
+
+Test(tasks, results_are_fenced_by_lease) {
+    node("n1", 5);
+    long long id = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 5, T0, false, NULL);
+    long long lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    r = complete("n1", id, lease + 1, "Success", T0 + 10, 0);
+    cr_assert_eq(r->element[0]->integer, 0);
+    cr_assert_eq(r->elements, 4, "refused");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(id), "Executing");
+    r = complete("n1", id, lease, "Success", T0 + 10, 0);
+    cr_assert_eq(r->element[0]->integer, 1);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(id), "Success");
+    cr_assert_str_eq(str("GET {t}:log:%lld", id), "the log");
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 0);
+    cr_assert_eq(num("HGET {t}:stats running"), 0);
+    r = complete("n1", id, lease, "Failed", T0 + 20, 0);
+    cr_assert_eq(r->elements, 4, "a second report of the same run is refused");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(id), "Success");
+}
+
+Test(tasks, failures_retry_after_backoff_then_fail) {
+    node("n1", 5);
+    long long id = enq("default", "fail", 0, 0, DAY, 2, T0);
+    redisReply *r = claim("n1", 5, T0, false, NULL);
+    long long lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    r = complete("n1", id, lease, "Failed", T0 + 10, 700);
+    cr_assert_eq(r->element[1]->integer, 1, "retried");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(id), "Queued");
+    cr_assert(strstr(str("HGET {t}:task:%lld error", id), "attempt 1 of 2 failed"));
+    cr_assert_eq(num("ZSCORE {t}:scheduled %lld", id), T0 + 710);
+    r = claim("n1", 5, T0 + 709, false, NULL);
+    cr_assert_eq(claimed(r), 0, "not before the backoff");
+    freeReplyObject(r);
+    r = claim("n1", 5, T0 + 710, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    cr_assert_eq(r->element[8]->integer, 2, "second attempt");
+    lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    r = complete("n1", id, lease, "Failed", T0 + 800, 700);
+    cr_assert_eq(r->element[0]->integer, 1, "final");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(id), "Failed");
+    cr_assert_str_eq(str("HGET {t}:task:%lld error", id), "it went wrong");
+}
+
+Test(tasks, interrupted_task_goes_back_first_without_using_an_attempt) {
+    node("n1", 1);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
+    long long b = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 5, T0, false, NULL);
+    long long lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    freeReplyObject(complete("n1", a, lease, "Interrupted", T0 + 5, 0));
+    cr_assert_str_eq(state(a), "Queued");
+    r = claim("n1", 5, T0 + 6, false, NULL);
+    cr_assert_eq(claimed_id(r, 0), a, "back at the head, before %lld", b);
+    cr_assert_eq(r->element[8]->integer, 1, "still its first attempt");
+    freeReplyObject(r);
+}
+
+static redisReply *cancel(long long id) {
+    char tk[128], sk[128], sch[128], dk[128], ctl[128], id_s[24];
+    snprintf(id_s, sizeof id_s, "%lld", id);
+    const char *argv[] = {keys_task(&k, id, tk, sizeof tk), keys_stats(&k, sk, sizeof sk),
+                          keys_scheduled(&k, sch, sizeof sch), keys_done(&k, dk, sizeof dk),
+                          k.prefix, id_s, "1000100", "604800000",
+                          keys_control(&k, ctl, sizeof ctl)};
+    return eval(SCRIPT_CANCEL, 4, 9, argv);
+}
+
+Test(tasks, cancel_in_every_state) {
+    node("n1", 5);
+    long long q = enq("default", "noop", 0, 0, DAY, 1, T0);
+    long long run = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r;
+    r = claim("n1", 1, T0, false, NULL);  /* FIFO: q runs, `run` stays queued */
+    freeReplyObject(r);
+    /* q is executing now, run is queued: cancel the queued one. */
+    r = cancel(run);
+    cr_assert_str_eq(r->element[0]->str, "canceled");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(run), "Canceled");
+    cr_assert_eq(num("HGET {t}:stats ready"), 0);
+    r = claim("n1", 5, T0, false, NULL);
+    cr_assert_eq(claimed(r), 0, "a canceled task is skipped");
+    freeReplyObject(r);
+    /* Executing on a live node: Cancelling, and the node is told. */
+    redisContext *sub = h_redis_connect(&redis);
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE {t}:control"));
+    r = cancel(q);
+    cr_assert_str_eq(r->element[0]->str, "cancelling");
+    freeReplyObject(r);
+    redisReply *m = NULL;
+    cr_assert_eq(redisGetReply(sub, (void **)&m), REDIS_OK);
+    char want[64];
+    snprintf(want, sizeof want, "cancel n1 %lld", q);
+    cr_assert_str_eq(m->element[2]->str, want);
+    freeReplyObject(m);
+    redisFree(sub);
+    cr_assert_str_eq(state(q), "Cancelling");
+    /* Its node dies: cancel finalises at once and fixes the counts. */
+    freeReplyObject(redisCommand(rc, "DEL {t}:alive:n1"));
+    r = cancel(q);
+    cr_assert_str_eq(r->element[0]->str, "canceled");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(q), "Canceled");
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 0);
+    cr_assert_eq(num("HGET {t}:stats running"), 0);
+    /* Final: unchanged. */
+    r = cancel(q);
+    cr_assert_str_eq(r->element[0]->str, "final");
+    freeReplyObject(r);
+    r = cancel(99999);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+Test(tasks, bad_enqueue_writes_nothing) {
+    char sk[128], stk[128], sch[128], qs[128], wake[128];
+    const char *argv[] = {keys_seq(&k, sk, sizeof sk), keys_stats(&k, stk, sizeof stk),
+                          keys_scheduled(&k, sch, sizeof sch), keys_queues(&k, qs, sizeof qs),
+                          k.prefix, "1000000", keys_wake(&k, wake, sizeof wake), "2",
+                          "default", "noop", "", "0", "0", "1000", "0", "1", "1",
+                          "bad queue!", "noop", "", "0", "0", "1000", "0", "1", "1"};
+    redisReply *r = eval(SCRIPT_ENQUEUE, 4, 26, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert(strstr(r->str, "task 2: queue names"), "%s", r->str);
+    freeReplyObject(r);
+    cr_assert_eq(num("DBSIZE"), 0, "nothing half-written");
+    argv[23] = "-5";  /* a negative timeout on the second task */
+    argv[17] = "default";
+    r = eval(SCRIPT_ENQUEUE, 4, 26, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert(strstr(r->str, "timeout must be"), "%s", r->str);
+    freeReplyObject(r);
+    cr_assert_eq(num("DBSIZE"), 0);
+}

@@ -1,0 +1,629 @@
+/* test_runner.c: the task runner (worker/runner.c, exec.c, handlers.c) on a real libuv loop:
+ * exec (exit codes, signals, allowlist, PATH, env, cwd, log cap, timeouts with TERM and KILL,
+ * process groups, cancel, stop), sleep, noop, fail, custom C handlers, unknown types and
+ * undecodable payloads. Each test has its own loop, a guard timer bounding every wait, and
+ * ends with runner_close and uv_loop_close() == 0. done_cb is checked to run on the loop
+ * thread, never inside runner_start, exactly once per task. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/task_codec.h"
+#include "common/util.h"
+#include "worker/exec.h"
+#include "worker/handler.h"
+#include "worker/runner.h"
+
+#define MAX_TASKS 64
+#define ALLOW_SYS "/bin/,/usr/bin/"
+
+struct ctx {
+    uv_loop_t loop;
+    struct runner *r;
+    struct runner_config cfg;
+    uv_timer_t guard;                /* fails the test if it fires */
+    uv_timer_t action;               /* runs act after a delay */
+    void (*act)(struct ctx *c);
+    unsigned started, got;
+    struct runner_task *task[MAX_TASKS];
+    struct runner_result *res[MAX_TASKS];
+    int calls[MAX_TASKS];            /* done_cb calls per task */
+    bool in_start, sync_call, wrong_thread, timed_out, closed;
+    bool manual_close;               /* the test calls runner_close itself */
+    pthread_t loop_thread;
+};
+
+static void guard_cb(uv_timer_t *t) {
+    struct ctx *c = t->data;
+    c->timed_out = true;
+    uv_stop(&c->loop);
+}
+
+static void closed_cb(void *arg) { ((struct ctx *)arg)->closed = true; }
+
+static void done_cb(struct runner *r, struct runner_task *t, struct runner_result *res, void *arg) {
+    struct ctx *c = arg;
+    size_t i = (size_t)(uintptr_t)t->user;
+    if (c->in_start) c->sync_call = true;
+    if (!pthread_equal(pthread_self(), c->loop_thread)) c->wrong_thread = true;
+    c->calls[i]++;
+    c->task[i] = t;
+    c->res[i] = res;
+    if (++c->got == c->started && !c->manual_close) {
+        runner_close(c->r, closed_cb, c);
+        uv_close((uv_handle_t *)&c->guard, NULL);
+        uv_close((uv_handle_t *)&c->action, NULL);
+    }
+}
+
+static void ctx_init(struct ctx *c, const char *allow, int64_t grace_ms, const struct shoal_handlers *h) {
+    memset(c, 0, sizeof *c);
+    cr_assert_eq(uv_loop_init(&c->loop), 0);
+    c->cfg = (struct runner_config){.allow_exec = allow, .log_cap = 65536, .kill_grace_ms = grace_ms,
+                                    .handlers = h};
+    c->loop_thread = pthread_self();
+    c->r = runner_new(&c->loop, &c->cfg, done_cb, c);
+    uv_timer_init(&c->loop, &c->guard);
+    uv_timer_init(&c->loop, &c->action);
+    c->guard.data = c->action.data = c;
+    uv_timer_start(&c->guard, guard_cb, 20000, 0);
+}
+
+/* Starts a task of type with a copy of args; returns its index. */
+static size_t start(struct ctx *c, const char *type, const void *args, size_t len, int64_t timeout_ms) {
+    cr_assert_lt(c->started, MAX_TASKS);
+    struct runner_task *t = xcalloc(1, sizeof *t);
+    size_t i = c->started++;
+    snprintf(t->id, sizeof t->id, "ServerTasks-%zu", i + 1);
+    snprintf(t->type, sizeof t->type, "%s", type);
+    if (len) {
+        t->args = xmalloc(len);
+        memcpy(t->args, args, len);
+        t->args_len = len;
+    }
+    t->timeout_ms = timeout_ms;
+    t->attempt = 1;
+    t->user = (void *)(uintptr_t)i;
+    c->in_start = true;
+    runner_start(c->r, t);
+    c->in_start = false;
+    return i;
+}
+
+static size_t start_exec(struct ctx *c, int64_t timeout_ms, const char *const *argv, int argc,
+                         const char *const *env, int envc, const char *cwd) {
+    struct buf b;
+    buf_init(&b);
+    task_args_exec_encode(&b, argv, argc, env, envc, cwd);
+    size_t i = start(c, "exec", b.data, b.len, timeout_ms);
+    buf_free(&b);
+    return i;
+}
+
+static size_t start_sh(struct ctx *c, int64_t timeout_ms, const char *script) {
+    const char *argv[] = {"/bin/sh", "-c", script};
+    return start_exec(c, timeout_ms, argv, 3, NULL, 0, NULL);
+}
+
+static size_t start_strings(struct ctx *c, const char *type, const char *const *items, int n,
+                            int64_t timeout_ms) {
+    struct buf b;
+    buf_init(&b);
+    task_args_strings_encode(&b, items, n);
+    size_t i = start(c, type, b.data, b.len, timeout_ms);
+    buf_free(&b);
+    return i;
+}
+
+static void action_cb(uv_timer_t *t) {
+    struct ctx *c = t->data;
+    c->act(c);
+}
+
+static void after(struct ctx *c, uint64_t ms, void (*act)(struct ctx *c)) {
+    c->act = act;
+    uv_timer_start(&c->action, action_cb, ms, 0);
+}
+
+/* Runs the loop until every task completed and the runner closed; checks the invariants. */
+static void finish(struct ctx *c) {
+    if (c->started == 0) {
+        runner_close(c->r, closed_cb, c);
+        uv_close((uv_handle_t *)&c->guard, NULL);
+        uv_close((uv_handle_t *)&c->action, NULL);
+    }
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    cr_assert_not(c->timed_out, "timed out: %u of %u tasks completed", c->got, c->started);
+    cr_assert_not(c->sync_call, "done_cb ran inside runner_start");
+    cr_assert_not(c->wrong_thread, "done_cb ran off the loop thread");
+    cr_assert(c->closed, "runner_close's callback did not run");
+    for (unsigned i = 0; i < c->started; i++) cr_assert_eq(c->calls[i], 1, "task %u: %d calls", i, c->calls[i]);
+    cr_assert_eq(uv_loop_close(&c->loop), 0, "handles left open");
+}
+
+static void ctx_free(struct ctx *c) {
+    for (unsigned i = 0; i < c->started; i++) {
+        runner_task_free(c->task[i]);
+        runner_result_free(c->res[i]);
+    }
+}
+
+static void assert_outcome(struct ctx *c, size_t i, enum runner_outcome want, const char *err_part) {
+    struct runner_result *res = c->res[i];
+    cr_assert_eq(res->outcome, want, "task %zu: outcome %d, want %d (error '%s', log '%s')", i,
+                 res->outcome, want, res->error, res->log.data ? res->log.data : "");
+    if (err_part)
+        cr_assert(strstr(res->error, err_part), "task %zu: error '%s' lacks '%s'", i, res->error, err_part);
+    else
+        cr_assert_str_eq(res->error, "", "task %zu", i);
+}
+
+static const char *log_of(struct ctx *c, size_t i) { return c->res[i]->log.data ? c->res[i]->log.data : ""; }
+
+/* ---- exec ---- */
+
+Test(exec, echo_succeeds_with_its_output) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    const char *argv[] = {"/bin/echo", "hello", "world"};
+    start_exec(&c, 5000, argv, 3, NULL, 0, NULL);
+    cr_assert_eq(runner_running(c.r), 1);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert_str_eq(log_of(&c, 0), "hello world\n");
+    cr_assert_not(c.res[0]->log_truncated);
+    cr_assert_eq(c.res[0]->exit_code, 0);
+    cr_assert_str_eq(c.task[0]->id, "ServerTasks-1");
+    ctx_free(&c);
+}
+
+Test(exec, exit_code_and_signal_fail) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    start_sh(&c, 5000, "echo out; echo err >&2; exit 3");
+    start_sh(&c, 5000, "kill -USR1 $$");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_FAILED, "exited with code 3");
+    cr_assert_eq(c.res[0]->exit_code, 3);
+    cr_assert(strstr(log_of(&c, 0), "out\n") && strstr(log_of(&c, 0), "err\n"), "%s", log_of(&c, 0));
+    assert_outcome(&c, 1, RUN_FAILED, "killed by signal SIGUSR1");
+    cr_assert_eq(c.res[1]->exit_code, 128 + SIGUSR1);
+    ctx_free(&c);
+}
+
+Test(exec, empty_allowlist_refuses_everything) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    const char *argv[] = {"echo", "hi"};
+    start_exec(&c, 0, argv, 2, NULL, 0, NULL);
+    c.cfg.allow_exec = NULL;   /* the runner copied the config: this changes nothing */
+    finish(&c);
+    assert_outcome(&c, 0, RUN_FAILED, "this node allows no programs; start it with --allow-exec /");
+    cr_assert_eq(c.res[0]->exit_code, -1);
+    ctx_free(&c);
+}
+
+Test(exec, allowlist_rules) {
+    char path[4096], err[512];
+    static const struct { const char *allow, *argv0; int rc; const char *err; } cases[] = {
+        {"/bin/", "/bin/echo", 0, NULL},
+        {"/usr/bin/", "/usr/bin/echo", 0, NULL},
+        {" /usr/local/bin/x , /bin/echo ", "/bin/echo", 0, NULL},
+        {"/bin/", "/usr/bin/echo", -EINVAL, "not in this node's --allow-exec list; allow it with --allow-exec /usr/bin/echo (or its directory, /usr/bin/)"},
+        {"/bin", "/bin/echo", -EINVAL, "not in this node's --allow-exec list"},
+        {"/bin/ech", "/bin/echo", -EINVAL, "not in this node's --allow-exec list"},
+        {"/bin/", "/bin/", -EINVAL, "an empty, '.' or '..' segment"},
+        {"bin/", "/bin/echo", -EINVAL, "this node allows no programs"},
+        {"/usr/bin/", "/usr/bin/../../tmp/x", -EINVAL, "an empty, '.' or '..' segment"},
+        {"/usr/bin/", "/usr/bin//echo", -EINVAL, "an empty, '.' or '..' segment"},
+        {"/usr/bin/", "./echo", -EINVAL, "is a relative path"},
+        {"/usr/bin/", "bin/echo", -EINVAL, "is a relative path"},
+        {"/usr/bin/", "no-such-program-shoal", -ENOENT, "was not found in the node's PATH"},
+        {NULL, "/bin/echo", -EINVAL, "this node allows no programs"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        err[0] = '\0';
+        int rc = exec_resolve(cases[i].allow, cases[i].argv0, path, sizeof path, err, sizeof err);
+        cr_assert_eq(rc, cases[i].rc, "case %zu: rc %d (%s)", i, rc, err);
+        if (cases[i].err) cr_assert(strstr(err, cases[i].err), "case %zu: '%s'", i, err);
+        else cr_assert_str_eq(path, cases[i].argv0);
+    }
+}
+
+Test(exec, bare_names_resolve_through_path) {
+    char path[4096], err[512];
+    cr_assert_eq(exec_resolve(ALLOW_SYS, "echo", path, sizeof path, err, sizeof err), 0, "%s", err);
+    cr_assert(strcmp(path, "/usr/bin/echo") == 0 || strcmp(path, "/bin/echo") == 0, "%s", path);
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    const char *argv[] = {"echo", "via", "PATH"};
+    start_exec(&c, 5000, argv, 3, NULL, 0, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert_str_eq(log_of(&c, 0), "via PATH\n");
+    ctx_free(&c);
+}
+
+Test(exec, refused_through_the_runner) {
+    struct ctx c;
+    ctx_init(&c, "/usr/local/bin/", 1000, NULL);
+    const char *a0[] = {"/bin/echo"};
+    const char *a1[] = {"./x"};
+    start_exec(&c, 0, a0, 1, NULL, 0, NULL);
+    start_exec(&c, 0, a1, 1, NULL, 0, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_FAILED, "program /bin/echo is not in this node's --allow-exec list");
+    assert_outcome(&c, 1, RUN_FAILED, "is a relative path");
+    ctx_free(&c);
+}
+
+Test(exec, spawn_failures_name_the_reason) {
+    struct ctx c;
+    char file[] = "/tmp/shoal-noexec-XXXXXX";   /* mode 0600: not executable, even for root */
+    int fd = mkstemp(file);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    ctx_init(&c, "/bin/,/usr/bin/,/tmp/", 1000, NULL);
+    const char *pwd[] = {"/bin/pwd"};
+    const char *noexec[] = {file};
+    start_exec(&c, 5000, pwd, 1, NULL, 0, "/nonexistent-shoal");
+    start_exec(&c, 5000, noexec, 1, NULL, 0, NULL);
+    finish(&c);
+    unlink(file);
+    assert_outcome(&c, 0, RUN_FAILED, "cannot start /bin/pwd in /nonexistent-shoal: no such file or directory");
+    assert_outcome(&c, 1, RUN_FAILED, "permission denied");
+    cr_assert(strstr(c.res[1]->error, file), "%s", c.res[1]->error);
+    ctx_free(&c);
+}
+
+Test(exec, env_and_cwd) {
+    setenv("SHOAL_T_KEEP", "kept", 1);
+    setenv("SHOAL_T_OVER", "node", 1);
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    const char *argv[] = {"/bin/sh", "-c", "printf '%s|%s|%s|' \"$SHOAL_T_KEEP\" \"$SHOAL_T_OVER\" \"$NEW\"; /bin/pwd"};
+    const char *env[] = {"SHOAL_T_OVER=task", "NEW=x y"};
+    start_exec(&c, 5000, argv, 3, env, 2, "/tmp");
+    const char *plain[] = {"/bin/sh", "-c", "printf '%s' \"$SHOAL_T_OVER\""};
+    start_exec(&c, 5000, plain, 3, NULL, 0, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert_str_eq(log_of(&c, 0), "kept|task|x y|/tmp\n");
+    assert_outcome(&c, 1, RUN_SUCCESS, NULL);
+    cr_assert_str_eq(log_of(&c, 1), "node");
+    ctx_free(&c);
+}
+
+Test(exec, log_keeps_the_last_bytes) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    start_sh(&c, 10000, "head -c 100000 /dev/zero | tr '\\0' a; printf END >&2");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    struct buf *log = &c.res[0]->log;
+    cr_assert_eq(log->len, 65536);
+    cr_assert(c.res[0]->log_truncated);
+    cr_assert_eq(memcmp(log->data + log->len - 3, "END", 3), 0, "tail lost");
+    cr_assert_eq(log->data[0], 'a');
+    ctx_free(&c);
+}
+
+Test(exec, timeout_terminates_the_group) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 5000, NULL);
+    start_sh(&c, 300, "sleep 30");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_TIMEDOUT, "execution timeout of 300ms exceeded; process stopped");
+    cr_assert_null(strstr(c.res[0]->error, "SIGKILL"), "%s", c.res[0]->error);
+    cr_assert_eq(c.res[0]->exit_code, 128 + SIGTERM);
+    cr_assert_lt(c.res[0]->duration_ms, 3000);
+    cr_assert_geq(c.res[0]->duration_ms, 299);
+    ctx_free(&c);
+}
+
+Test(exec, timeout_kills_after_the_grace) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 300, NULL);
+    start_sh(&c, 200, "trap '' TERM; sleep 30");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_TIMEDOUT, "execution timeout of 200ms exceeded; process stopped (SIGKILL after the 300ms grace)");
+    cr_assert_eq(c.res[0]->exit_code, 128 + SIGKILL);
+    cr_assert_geq(c.res[0]->duration_ms, 498);
+    cr_assert_lt(c.res[0]->duration_ms, 5000);
+    ctx_free(&c);
+}
+
+/* A process is gone when /proc has no entry or shows a zombie waiting for its reaper. */
+static bool gone(long pid) {
+    char p[64], st[512];
+    snprintf(p, sizeof p, "/proc/%ld/stat", pid);
+    FILE *f = fopen(p, "r");
+    if (!f) return true;
+    size_t n = fread(st, 1, sizeof st - 1, f);
+    fclose(f);
+    st[n] = '\0';
+    char *rp = strrchr(st, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+Test(exec, children_die_with_the_task) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 5000, NULL);
+    start_sh(&c, 300, "sleep 30 & echo $!; wait");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_TIMEDOUT, "process stopped");
+    long pid = atol(log_of(&c, 0));
+    cr_assert_gt(pid, 0, "log: %s", log_of(&c, 0));
+    for (int i = 0; i < 200 && !gone(pid); i++) usleep(10000);
+    cr_assert(gone(pid), "child %ld survived its task", pid);
+    ctx_free(&c);
+}
+
+Test(exec, output_held_open_does_not_hang) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    start_sh(&c, 0, "sleep 30 & echo $!; echo started");   /* sleep keeps stdout open */
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert(strstr(log_of(&c, 0), "started\n"), "%s", log_of(&c, 0));
+    cr_assert(strstr(log_of(&c, 0), "remaining processes were killed"), "%s", log_of(&c, 0));
+    cr_assert_lt(c.res[0]->duration_ms, 3000);
+    long pid = atol(log_of(&c, 0));
+    for (int i = 0; i < 200 && !gone(pid); i++) usleep(10000);
+    cr_assert(gone(pid), "background child %ld survived", pid);
+    ctx_free(&c);
+}
+
+static void cancel_first(struct ctx *c) {
+    cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0);
+    cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0);   /* twice: still one completion */
+    cr_assert_eq(runner_cancel(c->r, "ServerTasks-999"), UV_ENOENT);
+}
+
+Test(exec, cancel) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 5000, NULL);
+    const char *argv[] = {"/bin/sleep", "30"};
+    start_exec(&c, 0, argv, 2, NULL, 0, NULL);
+    after(&c, 100, cancel_first);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_CANCELED, "canceled");
+    cr_assert_str_eq(c.res[0]->error, "canceled");
+    cr_assert_eq(c.res[0]->exit_code, 128 + SIGTERM);
+    ctx_free(&c);
+}
+
+/* ---- C handlers ---- */
+
+static int hello_fn(struct shoal_job *job, void *arg) {
+    size_t n;
+    const void *args = shoal_job_args(job, &n);
+    shoal_job_log(job, "hello %d", *(int *)arg);
+    shoal_job_log(job, "%s %s attempt %lld\n", shoal_job_id(job), shoal_job_type(job),
+                  (long long)shoal_job_attempt(job));
+    shoal_job_fail(job, "bad input: %zu bytes%s", n, args ? "" : " (none)");
+    return 2;
+}
+
+static int loop_fn(struct shoal_job *job, void *arg) {
+    while (!shoal_job_stopping(job)) usleep(1000);
+    shoal_job_log(job, "stopping");
+    return 0;
+}
+
+static int ok_fn(struct shoal_job *job, void *arg) { return 0; }
+static int silent_fn(struct shoal_job *job, void *arg) { return 5; }
+
+static int big_log_fn(struct shoal_job *job, void *arg) {
+    for (int i = 0; i < 10000; i++) shoal_job_log(job, "line %05d of a long handler log", i);
+    return 0;
+}
+
+static struct shoal_handlers *handlers(void) {
+    static int one = 1;
+    struct shoal_handlers *h = shoal_handlers_new();
+    cr_assert_eq(shoal_handlers_add(h, "hello", silent_fn, NULL), 0);
+    cr_assert_eq(shoal_handlers_add(h, "hello", hello_fn, &one), 0);   /* replaces */
+    cr_assert_eq(shoal_handlers_add(h, "loop", loop_fn, NULL), 0);
+    cr_assert_eq(shoal_handlers_add(h, "ok", ok_fn, NULL), 0);
+    cr_assert_eq(shoal_handlers_add(h, "silent", silent_fn, NULL), 0);
+    cr_assert_eq(shoal_handlers_add(h, "big-log", big_log_fn, NULL), 0);
+    return h;
+}
+
+Test(handlers, registry_refuses_builtins_and_bad_names) {
+    struct shoal_handlers *h = shoal_handlers_new();
+    const char *bad[] = {"exec", "sleep", "noop", "fail", "", "a b", "x/y",
+                         "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        cr_assert_eq(shoal_handlers_add(h, bad[i], ok_fn, NULL), -EINVAL, "accepted '%s'", bad[i]);
+    cr_assert_eq(shoal_handlers_add(h, "ok", NULL, NULL), -EINVAL);
+    cr_assert_eq(shoal_handlers_add(h, "resize.v2:img_x-1", ok_fn, NULL), 0);
+    for (int i = 0; i < 20; i++) {   /* growth */
+        char n[16];
+        snprintf(n, sizeof n, "h%d", i);
+        cr_assert_eq(shoal_handlers_add(h, n, ok_fn, NULL), 0);
+    }
+    shoal_handlers_free(h);
+    shoal_handlers_free(NULL);
+}
+
+Test(handlers, custom_success_failure_and_logs) {
+    struct shoal_handlers *h = handlers();
+    struct ctx c;
+    ctx_init(&c, "", 1000, h);
+    const char *items[] = {"a", "b"};
+    start_strings(&c, "hello", items, 2, 5000);
+    start(&c, "ok", NULL, 0, 0);
+    start(&c, "silent", NULL, 0, 0);
+    start(&c, "big-log", NULL, 0, 0);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_FAILED, "bad input: 5 bytes");
+    cr_assert_str_eq(log_of(&c, 0), "hello 1\nServerTasks-1 hello attempt 1\n");
+    cr_assert_eq(c.res[0]->exit_code, -1);
+    assert_outcome(&c, 1, RUN_SUCCESS, NULL);
+    assert_outcome(&c, 2, RUN_FAILED, "handler 'silent' failed (returned 5)");
+    assert_outcome(&c, 3, RUN_SUCCESS, NULL);
+    cr_assert(c.res[3]->log_truncated);
+    cr_assert_eq(c.res[3]->log.len, 65536);
+    const char *tail = "line 09999 of a long handler log\n";
+    cr_assert_str_eq(c.res[3]->log.data + c.res[3]->log.len - strlen(tail), tail);
+    ctx_free(&c);
+    shoal_handlers_free(h);
+}
+
+Test(handlers, timeout_sets_stopping_and_waits_for_the_handler) {
+    struct shoal_handlers *h = handlers();
+    struct ctx c;
+    ctx_init(&c, "", 1000, h);
+    start(&c, "loop", NULL, 0, 100);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_TIMEDOUT, "execution timeout of 100ms exceeded; handler stopped");
+    cr_assert_str_eq(log_of(&c, 0), "stopping\n");
+    cr_assert_geq(c.res[0]->duration_ms, 99);   /* timers have ms resolution */
+    ctx_free(&c);
+    shoal_handlers_free(h);
+}
+
+static void stop_everything(struct ctx *c) {
+    cr_assert_eq(runner_running(c->r), c->started);
+    runner_stop_all(c->r);
+}
+
+Test(handlers, stop_all_interrupts_every_kind) {
+    struct shoal_handlers *h = handlers();
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 5000, h);
+    const char *argv[] = {"/bin/sleep", "30"};
+    start_exec(&c, 0, argv, 2, NULL, 0, NULL);
+    const char *thirty[] = {"30s"};
+    start_strings(&c, "sleep", thirty, 1, 0);
+    for (int i = 0; i < 6; i++) start(&c, "loop", NULL, 0, 0);   /* more than the pool's 4 threads */
+    after(&c, 150, stop_everything);
+    finish(&c);
+    for (unsigned i = 0; i < c.started; i++)
+        assert_outcome(&c, i, RUN_INTERRUPTED, "interrupted: the node is shutting down");
+    cr_assert_lt(c.res[1]->duration_ms, 2000);
+    ctx_free(&c);
+    shoal_handlers_free(h);
+}
+
+/* ---- built-ins, unknown types, bad payloads ---- */
+
+Test(builtins, sleep_noop_fail) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    int64_t t0 = (int64_t)clock_mono_ms();
+    const char *fifty[] = {"50ms"};
+    start_strings(&c, "sleep", fifty, 1, 0);
+    start(&c, "noop", NULL, 0, 0);
+    const char *msg[] = {"disk", "full"};
+    start_strings(&c, "fail", msg, 2, 0);
+    start(&c, "fail", NULL, 0, 0);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert_geq(c.res[0]->duration_ms, 49);
+    cr_assert_geq((int64_t)clock_mono_ms() - t0, 49);
+    cr_assert_eq(c.res[0]->exit_code, -1);
+    assert_outcome(&c, 1, RUN_SUCCESS, NULL);
+    cr_assert_eq(c.res[1]->exit_code, -1);
+    assert_outcome(&c, 2, RUN_FAILED, "disk full");
+    cr_assert_str_eq(c.res[2]->error, "disk full");
+    assert_outcome(&c, 3, RUN_FAILED, "failed on purpose");
+    ctx_free(&c);
+}
+
+Test(builtins, sleep_timed_out_and_canceled) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    const char *ten[] = {"10s"};
+    start_strings(&c, "sleep", ten, 1, 0);     /* ServerTasks-1: canceled */
+    start_strings(&c, "sleep", ten, 1, 100);   /* timed out */
+    after(&c, 50, cancel_first);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_CANCELED, "canceled");
+    cr_assert_lt(c.res[0]->duration_ms, 2000);
+    assert_outcome(&c, 1, RUN_TIMEDOUT, "execution timeout of 100ms exceeded; sleep stopped");
+    cr_assert_lt(c.res[1]->duration_ms, 2000);
+    ctx_free(&c);
+}
+
+Test(builtins, unknown_type_lists_what_the_node_knows) {
+    struct shoal_handlers *h = handlers();
+    struct ctx c;
+    ctx_init(&c, "", 1000, h);
+    start(&c, "nope", NULL, 0, 0);
+    start(&c, "bad\x01type", NULL, 0, 0);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_FAILED, "unknown task type 'nope' (this node knows: "
+                   "exec, fail, noop, sleep, hello, loop, ok, silent, big-log)");
+    assert_outcome(&c, 1, RUN_FAILED, "unknown task type 'bad?type'");
+    ctx_free(&c);
+    shoal_handlers_free(h);
+}
+
+Test(builtins, undecodable_payloads_fail) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    unsigned char junk[64];
+    junk[0] = 0xc1;   /* never valid msgpack, so the bytes after it cannot matter */
+    unsigned seed = 12345;
+    for (size_t i = 1; i < sizeof junk; i++) junk[i] = (unsigned char)(rand_r(&seed) & 0xff);
+    start(&c, "exec", junk, sizeof junk, 0);
+    start(&c, "sleep", junk, sizeof junk, 0);
+    start(&c, "fail", junk, sizeof junk, 0);
+    start(&c, "exec", NULL, 0, 0);
+    start(&c, "sleep", "\x92\xa2" "1s\x01", 5, 0);
+    finish(&c);
+    for (unsigned i = 0; i < 3; i++)
+        assert_outcome(&c, i, RUN_FAILED, "payload cannot be decoded: payload is not valid msgpack");
+    assert_outcome(&c, 3, RUN_FAILED, "payload cannot be decoded: payload is empty");
+    assert_outcome(&c, 4, RUN_FAILED, "payload cannot be decoded: sleep takes one duration (got 2 items)");
+    ctx_free(&c);
+}
+
+Test(builtins, fifty_concurrent_sleeps) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    int64_t t0 = (int64_t)clock_mono_ms();
+    const char *d[] = {"200ms"};
+    for (int i = 0; i < 50; i++) start_strings(&c, "sleep", d, 1, 0);
+    cr_assert_eq(runner_running(c.r), 50);
+    finish(&c);
+    for (unsigned i = 0; i < 50; i++) assert_outcome(&c, i, RUN_SUCCESS, NULL);
+    cr_assert_lt((int64_t)clock_mono_ms() - t0, 2000);
+    ctx_free(&c);
+}
+
+Test(builtins, close_with_nothing_started) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    cr_assert_eq(runner_running(c.r), 0);
+    cr_assert_eq(runner_cancel(c.r, "ServerTasks-1"), UV_ENOENT);
+    finish(&c);
+}
+
+static void close_while_running(struct ctx *c) {
+    runner_close(c->r, closed_cb, c);   /* tasks still run: they are interrupted first */
+    uv_close((uv_handle_t *)&c->guard, NULL);
+    uv_close((uv_handle_t *)&c->action, NULL);
+}
+
+Test(builtins, close_while_tasks_run_interrupts_them) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    c.manual_close = true;
+    const char *ten[] = {"10s"};
+    start_strings(&c, "sleep", ten, 1, 0);
+    start(&c, "noop", NULL, 0, 0);
+    after(&c, 30, close_while_running);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_INTERRUPTED, "interrupted: the node is shutting down");
+    assert_outcome(&c, 1, RUN_SUCCESS, NULL);
+    ctx_free(&c);
+}

@@ -1,0 +1,380 @@
+/* test_tasks.c: the task queue end to end, with real `shoal worker` processes and a real
+ * redis-server: caps never exceeded (checked on every task's start and end), drain, lowering a
+ * cap, balancing, expiry, scheduling, priority, cancel, retries, timeouts, bad payloads, and
+ * SIGTERM with tasks shorter and longer than the grace. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/client.h"
+#include "common/task_codec.h"
+#include "common/util.h"
+#include "tests/harness.h"
+
+static struct h_redis redis;
+static struct shoal_client client;
+static redisContext *rc;
+
+static void setup(void) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start");
+    char err[256];
+    cr_assert_eq(shoal_client_open(&client, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    rc = h_redis_connect(&redis);
+}
+static void teardown(void) {
+    redisFree(rc);
+    shoal_client_close(&client);
+    h_redis_stop(&redis, false);
+}
+TestSuite(tasks, .init = setup, .fini = teardown, .timeout = 120);
+
+static void start(struct h_worker *w, const char *name, const char *const *extra) {
+    h_worker_start(w, &redis, name, extra);
+    cr_assert(h_ping_is(w, 200, 10000) || h_ping_is(w, 418, 100), "%s did not come up", name);
+}
+
+static void stop(struct h_worker *w) {
+    int code = h_worker_stop(w);
+    if (code != 0) {
+        char *log = h_read_file(w->log);
+        cr_assert_fail("%s exited %d; log:\n%s", w->name, code, log ? log : "");
+    }
+}
+
+/* Enqueues count tasks of type with string args (NULL-terminated, may be NULL). */
+static int64_t enqueue(const char *type, const char *const *args, int count, int64_t prio,
+                       int64_t expiry_ms, int64_t timeout_ms, int64_t attempts, int64_t at_ms) {
+    struct buf b;
+    buf_init(&b);
+    int n = 0;
+    while (args && args[n]) n++;
+    if (strcmp(type, "exec") == 0) task_args_exec_encode(&b, args, n, NULL, 0, NULL);
+    else if (n) task_args_strings_encode(&b, args, n);
+    struct shoal_task_opts *o = calloc((size_t)count, sizeof *o);
+    int64_t *ids = calloc((size_t)count, sizeof *ids);
+    for (int i = 0; i < count; i++) {
+        shoal_task_opts_init(&o[i]);
+        o[i].type = type;
+        o[i].args = b.data;
+        o[i].args_len = b.len;
+        o[i].priority = prio;
+        if (expiry_ms) o[i].expiry_ms = expiry_ms;
+        o[i].timeout_ms = timeout_ms;
+        o[i].attempts = attempts ? attempts : 1;
+        o[i].at_ms = at_ms;
+    }
+    char err[256];
+    cr_assert_eq(shoal_enqueue(&client, o, (size_t)count, ids, err, sizeof err), 0, "%s", err);
+    int64_t first = ids[0];
+    free(o);
+    free(ids);
+    buf_free(&b);
+    return first;
+}
+
+struct task_view {
+    char state[16], node[72], error[512];
+    int64_t started, completed, queued, attempt;
+};
+
+static void get(int64_t id, struct task_view *v) {
+    struct shoal_task t;
+    char err[256];
+    memset(v, 0, sizeof *v);
+    if (shoal_task_get(&client, id, &t, err, sizeof err) != 0) return;
+    snprintf(v->state, sizeof v->state, "%s", t.state);
+    snprintf(v->node, sizeof v->node, "%s", t.node);
+    snprintf(v->error, sizeof v->error, "%s", t.error ? t.error : "");
+    v->started = t.started_ms;
+    v->completed = t.completed_ms;
+    v->queued = t.queued_ms;
+    v->attempt = t.attempt;
+    shoal_task_free(&t);
+}
+
+struct state_want { int64_t id; const char *state; };
+static bool state_is(void *arg) {
+    struct state_want *s = arg;
+    struct task_view v;
+    get(s->id, &v);
+    return strcmp(v.state, s->state) == 0;
+}
+static void await_state(int64_t id, const char *state, int timeout_ms) {
+    struct state_want s = {id, state};
+    struct task_view v;
+    bool ok = h_eventually(state_is, &s, timeout_ms);
+    get(id, &v);
+    cr_assert(ok, "ServerTasks-%lld is %s (%s), wanted %s", (long long)id, v.state, v.error, state);
+}
+
+static bool all_done(void *arg) {
+    redisReply *r = redisCommand(rc, "ZCARD {shoal}:done");
+    bool ok = r->integer >= *(long long *)arg;
+    freeReplyObject(r);
+    return ok;
+}
+static void await_done(long long n, int timeout_ms) {
+    cr_assert(h_eventually(all_done, &n, timeout_ms), "not all %lld tasks finished", n);
+}
+
+/* The most tasks of `node` whose [started, completed) intervals overlap, over ids [first, last]. */
+static int max_overlap(const char *node, int64_t first, int64_t last) {
+    int64_t ev[4096][2];
+    int n = 0;
+    for (int64_t id = first; id <= last && n < 4094; id++) {
+        struct task_view v;
+        get(id, &v);
+        if (strcmp(v.node, node) != 0) continue;
+        ev[n][0] = v.started; ev[n++][1] = +1;
+        ev[n][0] = v.completed; ev[n++][1] = -1;
+    }
+    /* Sort by time, ends before starts at the same instant. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && (ev[j][0] < ev[j - 1][0] ||
+                                  (ev[j][0] == ev[j - 1][0] && ev[j][1] < ev[j - 1][1])); j--) {
+            int64_t t0 = ev[j][0], t1 = ev[j][1];
+            ev[j][0] = ev[j - 1][0]; ev[j][1] = ev[j - 1][1];
+            ev[j - 1][0] = t0; ev[j - 1][1] = t1;
+        }
+    int cur = 0, best = 0;
+    for (int i = 0; i < n; i++) {
+        cur += (int)ev[i][1];
+        if (cur > best) best = cur;
+    }
+    return best;
+}
+
+static int count_on(const char *node, int64_t first, int64_t last) {
+    int n = 0;
+    for (int64_t id = first; id <= last; id++) {
+        struct task_view v;
+        get(id, &v);
+        n += strcmp(v.node, node) == 0;
+    }
+    return n;
+}
+
+Test(tasks, three_nodes_never_exceed_their_caps) {
+    struct h_worker w[3];
+    const char *caps[] = {"1", "2", "3"}, *names[] = {"c1", "c2", "c3"};
+    for (int i = 0; i < 3; i++) {
+        const char *extra[] = {"--cap", caps[i], NULL};
+        start(&w[i], names[i], extra);
+    }
+    const char *args[] = {"10ms", NULL};
+    int64_t first = enqueue("sleep", args, 300, 0, 0, 0, 0, 0);
+    await_done(300, 60000);
+    int total = 0;
+    for (int i = 0; i < 3; i++) {
+        int over = max_overlap(names[i], first, first + 299);
+        cr_assert(over <= i + 1, "%s ran %d at once with cap %d", names[i], over, i + 1);
+        cr_assert(over >= 1, "%s ran nothing", names[i]);
+        total += count_on(names[i], first, first + 299);
+    }
+    cr_assert_eq(total, 300);
+    for (int64_t id = first; id < first + 300; id++) {
+        struct task_view v;
+        get(id, &v);
+        cr_assert_str_eq(v.state, "Success", "ServerTasks-%lld: %s", (long long)id, v.error);
+    }
+    for (int i = 0; i < 3; i++) stop(&w[i]);
+}
+
+Test(tasks, drained_node_claims_nothing) {
+    struct h_worker a, b;
+    start(&a, "busy", NULL);
+    start(&b, "resting", NULL);
+    char *out = NULL;
+    const char *drain[] = {"drain", "resting", "on", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, drain), 0);
+    free(out);
+    cr_assert(h_ping_is(&b, 418, 2000));
+    const char *args[] = {"5ms", NULL};
+    int64_t first = enqueue("sleep", args, 40, 0, 0, 0, 0, 0);
+    await_done(40, 30000);
+    cr_assert_eq(count_on("busy", first, first + 39), 40);
+    cr_assert_eq(count_on("resting", first, first + 39), 0);
+    stop(&a);
+    stop(&b);
+}
+
+Test(tasks, lowering_the_cap_kills_nothing) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "3", NULL};
+    start(&a, "shrink", extra);
+    const char *long_args[] = {"700ms", NULL};
+    int64_t first = enqueue("sleep", long_args, 3, 0, 0, 0, 0, 0);
+    await_state(first + 2, "Executing", 5000);
+    const char *cap[] = {"cap", "shrink", "1", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, cap), 0);
+    const char *short_args[] = {"50ms", NULL};
+    int64_t next = enqueue("sleep", short_args, 3, 0, 0, 0, 0, 0);
+    await_done(6, 20000);
+    for (int64_t id = first; id < first + 3; id++) {
+        struct task_view v;
+        get(id, &v);
+        cr_assert_str_eq(v.state, "Success", "running tasks must finish: %s", v.error);
+    }
+    cr_assert_eq(max_overlap("shrink", next, next + 2), 1, "new work obeys cap 1");
+    /* None of the new ones started before the old ones made room for it. */
+    struct task_view old, fresh;
+    get(first, &old);
+    get(next, &fresh);
+    cr_assert(fresh.started >= old.completed - 1);
+    stop(&a);
+}
+
+Test(tasks, balancing_spreads_a_small_burst) {
+    struct h_worker a, b;
+    start(&a, "left", NULL);
+    start(&b, "right", NULL);
+    const char *args[] = {"400ms", NULL};
+    int64_t first = enqueue("sleep", args, 4, 0, 0, 0, 0, 0);
+    await_done(4, 10000);
+    int l = count_on("left", first, first + 3), r = count_on("right", first, first + 3);
+    cr_assert(l >= 1 && r >= 1, "one node took everything: left %d right %d", l, r);
+    cr_assert_eq(l + r, 4);
+    stop(&a);
+    stop(&b);
+}
+
+Test(tasks, expiry_priority_and_schedule) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "1", NULL};
+    start(&a, "orderly", extra);
+    const char *drain[] = {"drain", "orderly", "on", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, drain), 0);
+    cr_assert(h_ping_is(&a, 418, 2000));
+    int64_t stale = enqueue("noop", NULL, 1, 0, 200, 0, 0, 0);
+    int64_t low = enqueue("noop", NULL, 1, 0, 0, 0, 0, 0);
+    int64_t high = enqueue("noop", NULL, 1, 7, 0, 0, 0, 0);
+    int64_t at = clock_wall_ms() + 800;
+    int64_t later = enqueue("noop", NULL, 1, 0, 0, 0, 0, at);
+    usleep(300 * 1000); /* let the 200 ms expiry pass while the node is drained */
+    const char *undrain[] = {"drain", "orderly", "off", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, undrain), 0);
+    await_state(later, "Success", 10000);
+    struct task_view s, l, h, t;
+    get(stale, &s);
+    get(low, &l);
+    get(high, &h);
+    get(later, &t);
+    cr_assert_str_eq(s.state, "TimedOut");
+    cr_assert(strstr(s.error, "not picked up within 200ms"), "%s", s.error);
+    cr_assert(h.started <= l.started, "priority 7 first");
+    cr_assert(t.started >= at, "scheduled task started %lld ms early", (long long)(at - t.started));
+    stop(&a);
+}
+
+Test(tasks, cancel_queued_and_executing) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "1", "--allow-exec", "/bin/,/usr/bin/", "--kill-grace", "1s", NULL};
+    start(&a, "canceller", extra);
+    const char *args[] = {"/bin/sleep", "30", NULL};
+    int64_t run = enqueue("exec", args, 1, 0, 0, 0, 0, 0);
+    int64_t waiting = enqueue("exec", args, 1, 0, 0, 0, 0, 0);
+    await_state(run, "Executing", 5000);
+    char *out = NULL;
+    char id[32];
+    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)waiting);
+    const char *c1[] = {"cancel", id, "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, c1), 0);
+    cr_assert(strstr(out, "canceled"), "%s", out);
+    free(out);
+    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)run);
+    const char *c2[] = {"cancel", id, "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, c2), 0);
+    cr_assert(strstr(out, "cancelling"), "%s", out);
+    free(out);
+    await_state(run, "Canceled", 5000);
+    struct task_view v;
+    get(waiting, &v);
+    cr_assert_str_eq(v.state, "Canceled");
+    const char *w[] = {"wait", id, "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, w), 12, "wait's exit code for Canceled");
+    stop(&a);
+}
+
+Test(tasks, retries_backoff_timeout_and_refusals) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "4", "--retry-backoff", "100ms", "--allow-exec", "/bin/",
+                           "--kill-grace", "200ms", NULL};
+    start(&a, "strict", extra);
+    const char *boom[] = {"boom", NULL};
+    int64_t fail = enqueue("fail", boom, 1, 0, 0, 0, 3, 0);
+    const char *slow[] = {"/bin/sh", "-c", "trap '' TERM; sleep 30", NULL};
+    int64_t hung = enqueue("exec", slow, 1, 0, 0, 300, 0, 0);
+    const char *denied[] = {"/usr/bin/env", NULL};
+    int64_t refused = enqueue("exec", denied, 1, 0, 0, 0, 0, 0);
+    int64_t unknown = enqueue("frobnicate", NULL, 1, 0, 0, 0, 0, 0);
+    await_state(fail, "Failed", 10000);
+    await_state(hung, "TimedOut", 10000);
+    await_state(refused, "Failed", 10000);
+    await_state(unknown, "Failed", 10000);
+    struct task_view v;
+    get(fail, &v);
+    cr_assert_eq(v.attempt, 3, "three attempts");
+    cr_assert(v.completed - v.queued >= 150, "backoff 100ms then 200ms (halved by jitter at "
+              "worst): took %lld ms", (long long)(v.completed - v.queued));
+    cr_assert_str_eq(v.error, "boom");
+    get(hung, &v);
+    cr_assert(strstr(v.error, "timeout"), "%s", v.error);
+    get(refused, &v);
+    cr_assert(strstr(v.error, "--allow-exec"), "%s", v.error);
+    get(unknown, &v);
+    cr_assert(strstr(v.error, "unknown task type 'frobnicate'"), "%s", v.error);
+    stop(&a);
+}
+
+Test(tasks, malformed_payload_fails_and_the_node_goes_on) {
+    struct h_worker a;
+    start(&a, "sturdy", NULL);
+    struct shoal_task_opts o;
+    shoal_task_opts_init(&o);
+    o.type = "exec";
+    o.args = "\xc1\xff garbage";
+    o.args_len = 10;
+    int64_t bad;
+    char err[256];
+    cr_assert_eq(shoal_enqueue(&client, &o, 1, &bad, err, sizeof err), 0, "%s", err);
+    await_state(bad, "Failed", 5000);
+    struct task_view v;
+    get(bad, &v);
+    cr_assert(strstr(v.error, "payload cannot be decoded"), "%s", v.error);
+    int64_t ok = enqueue("noop", NULL, 1, 0, 0, 0, 0, 0);
+    await_state(ok, "Success", 5000);
+    stop(&a);
+}
+
+Test(tasks, sigterm_lets_short_tasks_finish_and_requeues_long_ones) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "2", "--grace", "600ms", NULL};
+    start(&a, "leaver", extra);
+    const char *quick[] = {"300ms", NULL}, *slow[] = {"20s", NULL};
+    int64_t q = enqueue("sleep", quick, 1, 0, 0, 0, 0, 0);
+    int64_t s = enqueue("sleep", slow, 1, 0, 0, 0, 0, 0);
+    await_state(s, "Executing", 5000);
+    await_state(q, "Executing", 5000);
+    kill(a.pid, SIGTERM);
+    cr_assert(h_ping_is(&a, 418, 1000), "ping must turn 418 at once");
+    cr_assert_eq(h_wait(a.pid, 10000), 0, "exit 0 after the grace");
+    a.pid = 0;
+    struct task_view v;
+    get(q, &v);
+    cr_assert_str_eq(v.state, "Success", "the short task finished within the grace");
+    get(s, &v);
+    cr_assert_str_eq(v.state, "Queued", "the long task went back to the queue");
+    cr_assert_eq(v.attempt, 0, "without using an attempt");
+    /* The next node runs it. */
+    const char *fast[] = {"--cap", "2", "--grace", "100ms", NULL};
+    start(&a, "heir", fast);
+    await_state(s, "Executing", 5000);
+    get(s, &v);
+    cr_assert_str_eq(v.node, "heir");
+    stop(&a);
+    get(s, &v);
+    cr_assert_str_eq(v.state, "Queued", "interrupted again at the heir's shutdown");
+}

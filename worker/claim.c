@@ -1,0 +1,353 @@
+/* claim.c: claims tasks, runs them through the runner, reports results (see claim.h). */
+#include "worker/claim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define CLAIM_MAX 512            /* tasks per claim call */
+#define REPORT_MAX 512           /* reports per complete call */
+#define LEASE_MARGIN_MS 30000    /* lease deadline = timeout + this (recovery, after a crash) */
+#define RETRY_MAX_MS 3600000     /* backoff ceiling */
+
+struct report {
+    struct runner_task *task;
+    struct runner_result *res;
+};
+
+struct claimer {
+    uv_loop_t *loop;
+    struct node *node;                /* borrowed */
+    const struct shoal_config *cfg;   /* borrowed */
+    struct runner *runner;            /* owned */
+    char **queues;                    /* cfg->queues split, owned */
+    int nqueues;
+    bool claiming;                    /* a claim call is in flight */
+    bool claim_again;                 /* something happened meanwhile: claim again after it */
+    bool reporting;                   /* a complete call is in flight */
+    struct report *pending;           /* finished, not yet sent */
+    size_t npending, cap_pending;
+    struct report *sent;              /* in the call in flight */
+    size_t nsent;
+    uv_timer_t due;                   /* earliest scheduled task */
+    int64_t due_at;                   /* its time (wall ms), 0 when none armed */
+    bool stopped;                     /* claimer_stop called */
+    bool idle_told;
+    void (*idle)(struct claimer *c, void *arg);
+    void *idle_arg;
+    void (*close_done)(void *arg);
+    void *close_arg;
+    int closing;
+};
+
+static void kick(struct claimer *c);
+static void flush(struct claimer *c);
+
+static const char *outcome_names[] = {
+    [RUN_SUCCESS] = "Success", [RUN_FAILED] = "Failed", [RUN_TIMEDOUT] = "TimedOut",
+    [RUN_CANCELED] = "Canceled", [RUN_INTERRUPTED] = "Interrupted",
+};
+
+static void update_view(struct claimer *c) {
+    c->node->view.running = runner_running(c->runner);
+}
+
+static void check_idle(struct claimer *c) {
+    if (!c->stopped || c->idle_told || runner_running(c->runner) > 0 || c->npending > 0 ||
+        c->reporting)
+        return;
+    c->idle_told = true;
+    if (c->idle) c->idle(c, c->idle_arg);
+}
+
+/* --- reporting ----------------------------------------------------------------------------- */
+
+static void report_free(struct report *r) {
+    runner_task_free(r->task);
+    runner_result_free(r->res);
+}
+
+/* Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5..1.0. */
+static int64_t retry_delay(const struct claimer *c, int64_t attempt) {
+    int64_t d = c->cfg->retry_backoff_ms;
+    for (int64_t i = 1; i < attempt && d < RETRY_MAX_MS; i++) d *= 2;
+    if (d > RETRY_MAX_MS) d = RETRY_MAX_MS;
+    return d / 2 + (d > 1 ? rand() % (d / 2 + 1) : 0);
+}
+
+static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    c->reporting = false;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        /* Not applied (or unknown): keep them for the next try; a resend is harmless. */
+        if (r) log_error("reporting results failed", " error=\"%s\"", r->str);
+        size_t need = c->npending + c->nsent;
+        if (need > c->cap_pending) {
+            c->cap_pending = need;
+            c->pending = xrealloc(c->pending, need * sizeof *c->pending);
+        }
+        memmove(c->pending + c->nsent, c->pending, c->npending * sizeof *c->pending);
+        memcpy(c->pending, c->sent, c->nsent * sizeof *c->sent);
+        c->npending = need;
+        free(c->sent);
+        c->sent = NULL;
+        c->nsent = 0;
+        return; /* resent when the node is ready again */
+    }
+    for (size_t i = 3; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        log_warn("result refused: the task's lease is no longer ours (it was recovered "
+                 "elsewhere or already finished)", " task=ServerTasks-%s", r->element[i]->str);
+    for (size_t i = 0; i < c->nsent; i++) report_free(&c->sent[i]);
+    free(c->sent);
+    c->sent = NULL;
+    c->nsent = 0;
+    flush(c);
+    kick(c);
+    check_idle(c);
+}
+
+/* Sends pending reports (at most REPORT_MAX) unless a call is already in flight. */
+static void flush(struct claimer *c) {
+    if (c->reporting || c->npending == 0 || !rconn_is_up(c->node->cmd)) return;
+    size_t n = c->npending < REPORT_MAX ? c->npending : REPORT_MAX;
+    enum { HEAD = 9, PER = 7 };
+    size_t argc = HEAD + PER * n;
+    const char **argv = xcalloc(argc, sizeof *argv);
+    size_t *lens = xcalloc(argc, sizeof *lens);
+    char (*nums)[4][24] = xcalloc(n, sizeof *nums);
+    char run_k[160], stats_k[160], done_k[160], sched_k[160], wake[160], now[24], ret[24], cnt[24];
+    struct keys *k = &c->node->keys;
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    snprintf(ret, sizeof ret, "%lld", (long long)c->cfg->retention_ms);
+    snprintf(cnt, sizeof cnt, "%zu", n);
+    const char *head[HEAD] = {keys_running(k, c->node->view.name, run_k, sizeof run_k),
+                              keys_stats(k, stats_k, sizeof stats_k),
+                              keys_done(k, done_k, sizeof done_k),
+                              keys_scheduled(k, sched_k, sizeof sched_k), k->prefix, now, ret,
+                              keys_wake(k, wake, sizeof wake), cnt};
+    for (size_t i = 0; i < HEAD; i++) { argv[i] = head[i]; lens[i] = strlen(head[i]); }
+    for (size_t i = 0; i < n; i++) {
+        struct report *rp = &c->pending[i];
+        const char *num = strrchr(rp->task->id, '-');
+        snprintf(nums[i][0], 24, "%.23s", num ? num + 1 : rp->task->id);
+        snprintf(nums[i][1], 24, "%lld", (long long)rp->task->lease);
+        snprintf(nums[i][2], 24, "%d", rp->res->exit_code);
+        snprintf(nums[i][3], 24, "%lld", (long long)retry_delay(c, rp->task->attempt));
+        const char *a[PER] = {nums[i][0], nums[i][1], outcome_names[rp->res->outcome],
+                              rp->res->error, nums[i][2], rp->res->log.data ? rp->res->log.data : "",
+                              nums[i][3]};
+        for (size_t j = 0; j < PER; j++) {
+            argv[HEAD + PER * i + j] = a[j];
+            lens[HEAD + PER * i + j] = strlen(a[j]);
+        }
+        lens[HEAD + PER * i + 5] = rp->res->log.len;
+    }
+    if (rconn_eval(c->node->cmd, SCRIPT_COMPLETE, 4, (int)argc, argv, lens, complete_cb, c) == 0) {
+        c->reporting = true;
+        c->sent = xmalloc(n * sizeof *c->sent);
+        memcpy(c->sent, c->pending, n * sizeof *c->sent);
+        c->nsent = n;
+        memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
+        c->npending -= n;
+    }
+    free(nums);
+    free(lens);
+    free(argv);
+}
+
+static void done_cb(struct runner *r, struct runner_task *t, struct runner_result *res, void *arg) {
+    struct claimer *c = arg;
+    update_view(c);
+    char q[300];
+    log_debug("task finished", " task=%s type=%s outcome=%s duration_ms=%lld error=%s", t->id,
+              t->type, outcome_names[res->outcome], (long long)res->duration_ms,
+              log_q(q, sizeof q, res->error));
+    if (c->npending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 64;
+        c->pending = xrealloc(c->pending, c->cap_pending * sizeof *c->pending);
+    }
+    c->pending[c->npending++] = (struct report){t, res};
+    flush(c);
+    kick(c);
+    check_idle(c);
+}
+
+/* --- claiming ------------------------------------------------------------------------------ */
+
+static const char *el_str(const redisReply *r, size_t i, size_t *len) {
+    const redisReply *e = r->element[i];
+    if (len) *len = e->type == REDIS_REPLY_STRING ? e->len : 0;
+    return e->type == REDIS_REPLY_STRING ? e->str : "";
+}
+
+static int64_t el_int(const redisReply *r, size_t i) {
+    const redisReply *e = r->element[i];
+    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
+    if (e->type == REDIS_REPLY_STRING) return strtoll(e->str, NULL, 10);
+    return 0;
+}
+
+static void due_cb(uv_timer_t *t) {
+    struct claimer *c = container_of(t, struct claimer, due);
+    c->due_at = 0;
+    kick(c);
+}
+
+static void arm_due(struct claimer *c, int64_t at) {
+    if (at <= 0 || (c->due_at && c->due_at <= at)) return;
+    int64_t wait = at - clock_wall_ms();
+    c->due_at = at;
+    uv_timer_start(&c->due, due_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    c->claiming = false;
+    if (r == NULL) return;
+    if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+        log_error("claim failed", " error=\"%s\"", r->type == REDIS_REPLY_ERROR ? r->str : "shape");
+        return;
+    }
+    const char *verdict = el_str(r, 0, NULL);
+    arm_due(c, el_int(r, 1));
+    if (el_int(r, 2) > 0)
+        log_info("queued tasks expired", " count=%lld", (long long)el_int(r, 2));
+    size_t claimed = (r->elements - 3) / 6;
+    for (size_t i = 0; i < claimed && strcmp(verdict, "ok") == 0; i++) {
+        size_t b = 3 + 6 * i, alen;
+        struct runner_task *t = xcalloc(1, sizeof *t);
+        snprintf(t->id, sizeof t->id, "ServerTasks-%s", el_str(r, b, NULL));
+        t->lease = el_int(r, b + 1);
+        snprintf(t->type, sizeof t->type, "%s", el_str(r, b + 2, NULL));
+        const char *args = el_str(r, b + 3, &alen);
+        if (alen) {
+            t->args = xmalloc(alen);
+            memcpy(t->args, args, alen);
+            t->args_len = alen;
+        }
+        t->timeout_ms = el_int(r, b + 4);
+        t->attempt = el_int(r, b + 5);
+        log_debug("task claimed", " task=%s type=%s attempt=%lld", t->id, t->type,
+                  (long long)t->attempt);
+        runner_start(c->runner, t);
+    }
+    update_view(c);
+    /* A full batch may mean more is waiting; something may have happened meanwhile too. */
+    if (c->claim_again || (claimed > 0 && claimed == CLAIM_MAX)) kick(c);
+}
+
+/* Claims if the node can take work now; otherwise remembers to try after the call in flight. */
+static void kick(struct claimer *c) {
+    struct node_view *v = &c->node->view;
+    if (c->stopped || v->stopping || v->drain || !v->registered || !rconn_is_up(c->node->cmd))
+        return;
+    int64_t free_slots = v->cap - (int64_t)runner_running(c->runner);
+    if (free_slots <= 0) return;
+    if (c->claiming) {
+        c->claim_again = true;
+        return;
+    }
+    c->claim_again = false;
+    struct keys *k = &c->node->keys;
+    const char *name = v->name;
+    char node_k[160], alive_k[160], run_k[160], stats_k[160], sched_k[160], done_k[160];
+    char now[24], max[24], margin[24], ret[24];
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    snprintf(max, sizeof max, "%lld", (long long)(free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX));
+    snprintf(margin, sizeof margin, "%d", LEASE_MARGIN_MS);
+    snprintf(ret, sizeof ret, "%lld", (long long)c->cfg->retention_ms);
+    const char *argv[8 + 8 + 64] = {
+        keys_node(k, name, node_k, sizeof node_k), keys_alive(k, name, alive_k, sizeof alive_k),
+        keys_running(k, name, run_k, sizeof run_k), keys_stats(k, stats_k, sizeof stats_k),
+        keys_scheduled(k, sched_k, sizeof sched_k), keys_done(k, done_k, sizeof done_k),
+        k->prefix, name, v->instance, now, max, c->cfg->balance ? "1" : "0", margin, ret};
+    int argc = 14;
+    for (int i = 0; i < c->nqueues && argc < (int)ARRAY_SIZE(argv); i++) argv[argc++] = c->queues[i];
+    if (rconn_eval(c->node->cmd, SCRIPT_CLAIM, 6, argc, argv, NULL, claim_cb, c) == 0)
+        c->claiming = true;
+}
+
+void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
+    switch (ev) {
+    case NODE_READY:
+        flush(c);
+        kick(c);
+        break;
+    case NODE_CAPACITY:
+    case NODE_WAKE:
+        kick(c);
+        break;
+    case NODE_BEAT:
+        flush(c);
+        if (arg && strtoll(arg, NULL, 10) > 0) kick(c);
+        break;
+    case NODE_CANCEL: {
+        char id[48];
+        snprintf(id, sizeof id, "ServerTasks-%s", arg);
+        if (runner_cancel(c->runner, id) == 0) log_info("canceling task", " task=%s", id);
+        break;
+    }
+    }
+}
+
+/* --- life cycle ---------------------------------------------------------------------------- */
+
+struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_config *cfg,
+                            const struct shoal_handlers *handlers) {
+    struct claimer *c = xcalloc(1, sizeof *c);
+    c->loop = loop;
+    c->node = n;
+    c->cfg = cfg;
+    struct runner_config rc = {cfg->allow_exec, (size_t)cfg->task_log_cap, cfg->kill_grace_ms,
+                               handlers};
+    c->runner = runner_new(loop, &rc, done_cb, c);
+    char *copy = xstrdup(cfg->queues), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        c->queues = xrealloc(c->queues, (size_t)(c->nqueues + 1) * sizeof *c->queues);
+        c->queues[c->nqueues++] = xstrdup(t);
+    }
+    free(copy);
+    uv_timer_init(loop, &c->due);
+    return c;
+}
+
+unsigned claimer_running(const struct claimer *c) { return runner_running(c->runner); }
+unsigned claimer_unreported(const struct claimer *c) { return (unsigned)(c->npending + c->nsent); }
+
+void claimer_stop(struct claimer *c, void (*idle)(struct claimer *c, void *arg), void *arg) {
+    c->stopped = true;
+    c->idle = idle;
+    c->idle_arg = arg;
+    uv_timer_stop(&c->due);
+    check_idle(c);
+}
+
+void claimer_interrupt(struct claimer *c) { runner_stop_all(c->runner); }
+
+static void part_closed(struct claimer *c) {
+    if (--c->closing > 0) return;
+    void (*done)(void *) = c->close_done;
+    void *arg = c->close_arg;
+    for (size_t i = 0; i < c->npending; i++) report_free(&c->pending[i]);
+    for (size_t i = 0; i < c->nsent; i++) report_free(&c->sent[i]);
+    free(c->pending);
+    free(c->sent);
+    for (int i = 0; i < c->nqueues; i++) free(c->queues[i]);
+    free(c->queues);
+    free(c);
+    if (done) done(arg);
+}
+static void runner_closed_cb(void *arg) { part_closed(arg); }
+static void timer_closed_cb(uv_handle_t *h) { part_closed(h->data); }
+
+void claimer_close(struct claimer *c, void (*done)(void *arg), void *arg) {
+    c->close_done = done;
+    c->close_arg = arg;
+    c->closing = 2;
+    c->due.data = c;
+    uv_close((uv_handle_t *)&c->due, timer_closed_cb);
+    runner_close(c->runner, runner_closed_cb, c);
+}

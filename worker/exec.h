@@ -1,0 +1,56 @@
+/* exec.h: worker-internal interface of the `exec` handler (exec.c): one program run through
+ * libuv's process API, with the node's allowlist, a capped log of stdout+stderr, and a
+ * TERM-then-KILL stop of its whole process group. The runner owns timing (timeouts) and the
+ * task's outcome; exec.c owns the process, its pipes and its grace timer. */
+#ifndef SHOAL_WORKER_EXEC_H
+#define SHOAL_WORKER_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+
+struct exec_proc;
+
+struct exec_opts {
+    const char *allow_exec;   /* comma list (runner_config.allow_exec); borrowed for the call */
+    size_t log_cap;           /* bytes of output kept (> 0) */
+    int64_t kill_grace_ms;    /* SIGTERM -> SIGKILL delay after exec_stop */
+};
+
+struct exec_result {
+    int spawn_err;            /* 0, or uv_spawn's error (the program never ran) */
+    char spawn_what[300];     /* the program and cwd, for the spawn error message */
+    bool exited;              /* the process was reaped */
+    int64_t exit_status;      /* when exited */
+    int term_signal;          /* when exited: the signal that killed it, or 0 */
+    bool killed;              /* SIGKILL was sent after the grace */
+    struct buf log;           /* last log_cap bytes of stdout+stderr; the callee may move it */
+    bool log_truncated;
+};
+
+/* Called once, on the loop, after the process was reaped, both pipes reached EOF (or were
+ * closed) and every handle of p closed. p is freed when the callback returns; res is borrowed
+ * for the callback (move res->log out to keep it: copy the struct, then buf_init the source). */
+typedef void (*exec_done_cb)(struct exec_proc *p, struct exec_result *res, void *arg);
+
+/* Decodes the exec payload, applies the allowlist and spawns the program in a new session.
+ * Returns 0 with *out set (done runs later, also when uv_spawn itself failed), or -EINVAL with
+ * a message for a person in err when the payload is bad or the program is not allowed; then
+ * nothing was created and done never runs. */
+int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, size_t len,
+               exec_done_cb done, void *arg, struct exec_proc **out, char *err, size_t errlen);
+
+/* Asks the program to stop: SIGTERM to its process group now, SIGKILL after the grace. Once the
+ * program exited, whatever is left of its group is killed and its pipes closed at once.
+ * Idempotent; never calls done synchronously. */
+void exec_stop(struct exec_proc *p);
+
+/* Applies the allowlist rule to argv0 (exposed for tests and `shoal worker` start-up checks):
+ * writes the absolute program path to path and returns 0, or -EINVAL/-ENOENT with a message. */
+int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen,
+                 char *err, size_t errlen);
+
+#endif

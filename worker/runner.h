@@ -1,0 +1,83 @@
+/* runner.h: runs claimed tasks on a node, never on the loop thread's time: `exec` through
+ * libuv's process API, `sleep` on a loop timer, C handlers (noop, fail, custom) on libuv's
+ * thread pool. It knows nothing of Redis: the claim side hands it a task and gets the result
+ * back through done_cb; what happens between is the runner's.
+ *
+ * Ownership: runner_start takes the task (malloc'd, args too); done_cb gets it back with the
+ * result (also malloc'd) and owns both from then on: free them with runner_task_free and
+ * runner_result_free. done_cb always runs on the loop thread, exactly once per started task,
+ * never from inside runner_start, runner_cancel or runner_stop_all. */
+#ifndef SHOAL_WORKER_RUNNER_H
+#define SHOAL_WORKER_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "worker/handler.h"
+
+/* A claimed task, as the claim script hands it out. */
+struct runner_task {
+    char id[40];            /* "ServerTasks-123" */
+    char type[64];          /* handler name */
+    char *args;             /* msgpack payload, owned (may be NULL with args_len 0) */
+    size_t args_len;
+    int64_t timeout_ms;     /* execution timeout; 0 = none */
+    int64_t attempt;        /* 1 for the first run */
+    int64_t lease;          /* fencing token of this claim (opaque to the runner) */
+    uint64_t started_ns;    /* monotonic time the runner started it (set by runner_start) */
+    void *user;             /* for the caller */
+};
+
+enum runner_outcome {
+    RUN_SUCCESS,     /* handler reported success / exit code 0 */
+    RUN_FAILED,      /* handler failed, non-zero exit, unknown type, bad payload, refused exec */
+    RUN_TIMEDOUT,    /* execution timeout hit; the work was stopped */
+    RUN_CANCELED,    /* runner_cancel stopped it */
+    RUN_INTERRUPTED, /* runner_stop_all stopped it (shutdown): the caller requeues it */
+};
+
+struct runner_result {
+    enum runner_outcome outcome;
+    char error[512];        /* for a person: why it failed / was stopped ("" on success) */
+    int exit_code;          /* exec: exit status, or 128+signal; others: -1 */
+    struct buf log;         /* last log_cap bytes of output (exec stdout+stderr, handler logs) */
+    bool log_truncated;     /* earlier output was dropped */
+    int64_t duration_ms;
+};
+
+struct runner_config {
+    const char *allow_exec;     /* comma list of absolute paths, or prefixes ending in '/';
+                                 * "" or NULL: exec refused for everything */
+    size_t log_cap;             /* bytes of output kept per task (default 65536) */
+    int64_t kill_grace_ms;      /* SIGTERM -> SIGKILL delay on timeout/cancel/stop */
+    const struct shoal_handlers *handlers;  /* custom C handlers (may be NULL); borrowed */
+};
+
+struct runner;
+typedef void (*runner_done_cb)(struct runner *r, struct runner_task *t,
+                               struct runner_result *res, void *arg);
+
+/* Creates a runner on loop. cfg is copied (strings too). */
+struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runner_done_cb done,
+                          void *arg);
+/* Starts t (takes ownership). Unknown types, undecodable payloads and refused programs still
+ * "start": they complete through done_cb with RUN_FAILED and a message. */
+void runner_start(struct runner *r, struct runner_task *t);
+/* Stops the task with this id (exec: SIGTERM, SIGKILL after kill_grace; C handler: its cancel
+ * flag; sleep: at once). It completes with RUN_CANCELED. Returns 0, or UV_ENOENT if unknown. */
+int runner_cancel(struct runner *r, const char *id);
+/* Stops every running task like runner_cancel, completing them with RUN_INTERRUPTED. */
+void runner_stop_all(struct runner *r);
+/* Tasks started and not yet completed. */
+unsigned runner_running(const struct runner *r);
+/* Frees the runner once no task runs (call after the last done_cb) and its handles closed;
+ * done(arg) then runs. */
+void runner_close(struct runner *r, void (*done)(void *arg), void *arg);
+
+void runner_task_free(struct runner_task *t);
+void runner_result_free(struct runner_result *res);
+
+#endif
