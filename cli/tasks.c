@@ -275,8 +275,7 @@ int cmd_cancel(int argc, char **argv) {
     client_from_cli(&tc, &c);
     if (shoal_task_parse_id(c.pos[0], &id) != 0) {
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a task id (ServerTasks-N)", c.pos[0]);
-    } else if (shoal_task_cancel(&tc, id, c.cfg.retention_ms, result, sizeof result, err,
-                                 sizeof err) != 0) {
+    } else if (shoal_task_cancel(&tc, id, result, sizeof result, err, sizeof err) != 0) {
         code = cli_fail(&c, EXIT_FAIL, "%s", err);
     } else if (strncmp(result, "final:", 6) == 0) {
         printf("ServerTasks-%lld: already finished (%s)\n", (long long)id, result + 6);

@@ -204,18 +204,17 @@ char *shoal_task_log(struct shoal_client *c, int64_t id, size_t *len, char *err,
     return out;
 }
 
-int shoal_task_cancel(struct shoal_client *c, int64_t id, int64_t retention_ms, char *result,
-                      size_t rlen, char *err, size_t errlen) {
-    char task[160], stats[160], sched[160], done[160], ctl[160], num[24], now[24], ret[24];
+int shoal_task_cancel(struct shoal_client *c, int64_t id, char *result, size_t rlen, char *err,
+                      size_t errlen) {
+    char task[160], stats[160], sched[160], done[160], ctl[160], num[24], now[24];
     snprintf(num, sizeof num, "%lld", (long long)id);
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    snprintf(ret, sizeof ret, "%lld", (long long)retention_ms);
     const char *argv[] = {keys_task(&c->keys, id, task, sizeof task),
                           keys_stats(&c->keys, stats, sizeof stats),
                           keys_scheduled(&c->keys, sched, sizeof sched),
-                          keys_done(&c->keys, done, sizeof done), c->keys.prefix, num, now, ret,
+                          keys_done(&c->keys, done, sizeof done), c->keys.prefix, num, now,
                           keys_control(&c->keys, ctl, sizeof ctl)};
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_CANCEL, 4, 9, argv, NULL, err, errlen);
+    redisReply *r = rsync_eval(&c->redis, SCRIPT_CANCEL, 4, 8, argv, NULL, err, errlen);
     if (!r) return SHOAL_EREDIS;
     int rc = 0;
     if (r->type == REDIS_REPLY_ERROR) {

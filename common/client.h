@@ -76,8 +76,8 @@ char *shoal_task_log(struct shoal_client *c, int64_t id, size_t *len, char *err,
 
 /* Cancels (see lua/cancel.lua). *result gets "canceled", "cancelling" or "final:<State>".
  * Returns 0, SHOAL_ENOTASK, or another negative code. */
-int shoal_task_cancel(struct shoal_client *c, int64_t id, int64_t retention_ms, char *result,
-                      size_t rlen, char *err, size_t errlen);
+int shoal_task_cancel(struct shoal_client *c, int64_t id, char *result, size_t rlen, char *err,
+                      size_t errlen);
 
 /* True for Success, Failed, Canceled, TimedOut. */
 bool shoal_state_final(const char *state);

@@ -43,6 +43,9 @@ char *keys_scheduled(const struct keys *k, char *buf, size_t len) {
 }
 char *keys_done(const struct keys *k, char *buf, size_t len) { return with_suffix(k, "done", buf, len); }
 char *keys_wake(const struct keys *k, char *buf, size_t len) { return with_suffix(k, "wake", buf, len); }
+char *keys_recover_lock(const struct keys *k, char *buf, size_t len) {
+    return with_suffix(k, "lock:recover", buf, len);
+}
 
 char *keys_task(const struct keys *k, int64_t n, char *buf, size_t len) {
     snprintf(buf, len, "%stask:%lld", k->prefix, (long long)n);

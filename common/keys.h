@@ -16,6 +16,7 @@
  *   {NS}:done               ZSET   task number -> completion time, for the retention period
  *   {NS}:control            pub/sub channel: "node <name> <cap> <drain>" after cap/drain
  *                           changes, "cancel <node> <n>" to stop an executing task
+ *   {NS}:lock:recover       STRING the node running the recovery pass, PX = one heartbeat
  *   {NS}:wake               pub/sub channel: a queue name when it has new work
  *
  * If you change a key here, change the README's key table and the lua/ scripts' headers. */
@@ -46,5 +47,6 @@ char *keys_queues(const struct keys *k, char *buf, size_t len);
 char *keys_scheduled(const struct keys *k, char *buf, size_t len);
 char *keys_done(const struct keys *k, char *buf, size_t len);
 char *keys_wake(const struct keys *k, char *buf, size_t len);
+char *keys_recover_lock(const struct keys *k, char *buf, size_t len);
 
 #endif

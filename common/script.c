@@ -14,7 +14,7 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_LIST_NODES] = "list_nodes", [SCRIPT_SWEEP] = "sweep",
     [SCRIPT_ENQUEUE] = "enqueue",       [SCRIPT_CLAIM] = "claim",
     [SCRIPT_COMPLETE] = "complete",     [SCRIPT_CANCEL] = "cancel",
-    [SCRIPT_EXPIRE] = "expire",
+    [SCRIPT_EXPIRE] = "expire",         [SCRIPT_RECOVER] = "recover",
 };
 
 const struct script_src *script_get(enum script_id id) {

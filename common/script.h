@@ -30,6 +30,7 @@ enum script_id {
     SCRIPT_COMPLETE,
     SCRIPT_CANCEL,
     SCRIPT_EXPIRE,
+    SCRIPT_RECOVER,
     SCRIPT_COUNT
 };
 

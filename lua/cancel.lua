@@ -9,16 +9,15 @@
 --
 -- KEYS[1] task hash {NS}:task:<n>   KEYS[2] fleet counters {NS}:stats
 -- KEYS[3] scheduled set {NS}:scheduled   KEYS[4] finished index {NS}:done
--- ARGV: 1 key prefix "{NS}:", 2 numeric id, 3 now (ms), 4 retention (ms), 5 control channel
+-- ARGV: 1 key prefix "{NS}:", 2 numeric id, 3 now (ms), 4 control channel
 -- Returns {'canceled'} | {'cancelling', node} | {'final', state}, or an error reply NOTASK.
 -- Cost: O(log N).
-local prefix, id, now, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local f = redis.call('HMGET', KEYS[1], 'state', 'node')
 local state, node = f[1], f[2]
 if not state then return redis.error_reply('NOTASK no task ServerTasks-' .. id) end
 local function finish(why)
   redis.call('HSET', KEYS[1], 'state', 'Canceled', 'completed', now, 'error', why)
-  redis.call('PEXPIRE', KEYS[1], retention)
   redis.call('ZADD', KEYS[4], now, id)
 end
 if state == 'Queued' then
@@ -37,7 +36,7 @@ if state == 'Executing' or state == 'Cancelling' then
     return {'canceled'}
   end
   redis.call('HSET', KEYS[1], 'state', 'Cancelling')
-  redis.call('PUBLISH', ARGV[5], 'cancel ' .. node .. ' ' .. id)
+  redis.call('PUBLISH', ARGV[4], 'cancel ' .. node .. ' ' .. id)
   return {'cancelling', node}
 end
 return {'final', state}

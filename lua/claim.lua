@@ -14,14 +14,13 @@
 -- KEYS[6] finished index {NS}:done
 -- ARGV: 1 key prefix "{NS}:", 2 node name, 3 instance id, 4 now (ms), 5 max tasks,
 --   6 balance (1|0), 7 lease margin (ms, added to the timeout for the lease deadline),
---   8 retention (ms, for tasks finalised here), 9.. queue names in order
+--   8.. queue names in order
 -- Returns {verdict, next_due, expired} where verdict is 'dead', 'drained' or 'full' (nothing
 -- claimed), or {'ok', next_due, expired, id, lease, type, args, timeout, attempt, ...} with
 -- six fields per claimed task. next_due: ms of the earliest scheduled task, or -1.
 -- Cost: O(claimed + expired + promoted + queues * priority levels), independent of how many
 -- tasks wait and of how many nodes there are.
 local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
-local retention = tonumber(ARGV[8])
 
 local function next_due()
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
@@ -68,50 +67,63 @@ local balance = ARGV[6] == '1' and avail > 0
 
 local out = {'ok', 0, 0}
 local claimed, expired, taken = 0, 0, 0
-for qi = 9, #ARGV do
+local leases = {}   -- ZADD arguments for the running set: deadline, id, ...
+local done = {}     -- ZADD arguments for the finished index (expired tasks)
+for qi = 8, #ARGV do
   if claimed >= want then break end
   local queue = ARGV[qi]
   local levels = redis.call('ZREVRANGE', prefix .. 'qp:' .. queue, 0, -1)
   for _, level in ipairs(levels) do
     local list = prefix .. 'q:' .. queue .. ':' .. level
-    while claimed < want do
-      -- Octopus: pick while running/cap <= (fleet running + ready) / available capacity.
-      -- (running + ready) of the fleet does not change as tasks move from ready to running.
-      if balance and (running + claimed) * avail > (fleet_running + claimed + ready) * cap then
+    local empty = false
+    while claimed < want and not empty do
+      -- Pop what is still wanted in one call; give back what balancing then refuses.
+      local ids = redis.call('LPOP', list, want - claimed)
+      if not ids then
+        empty = true
         break
       end
-      local id = redis.call('LPOP', list)
-      if not id then break end
-      local key = prefix .. 'task:' .. id
-      local f = redis.call('HMGET', key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry',
-        'queued')
-      if f[1] == 'Queued' then
-        taken = taken + 1
-        ready = ready - 1
-        if now >= tonumber(f[6]) then
-          redis.call('HSET', key, 'state', 'TimedOut', 'completed', now, 'error',
-            'not picked up within ' .. human(tonumber(f[6]) - tonumber(f[7])) ..
-            ' of its queue time; no node took it before it expired')
-          redis.call('PEXPIRE', key, retention)
-          redis.call('ZADD', KEYS[6], now, id)
-          expired = expired + 1
-        else
-          lease = lease + 1
-          local attempt = tonumber(f[5] or '0') + 1
-          local timeout = tonumber(f[4] or '0')
-          redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now,
-            'lease', lease, 'attempt', attempt)
-          local deadline = 9007199254740991
-          if timeout > 0 then deadline = now + timeout + tonumber(ARGV[7]) end
-          redis.call('ZADD', KEYS[3], deadline, id)
-          local n = #out
-          out[n + 1] = id
-          out[n + 2] = lease
-          out[n + 3] = f[2]
-          out[n + 4] = f[3] or ''
-          out[n + 5] = timeout
-          out[n + 6] = attempt
-          claimed = claimed + 1
+      for k, id in ipairs(ids) do
+        -- Octopus: pick while running/cap <= (fleet running + ready) / available capacity;
+        -- (running + ready) of the fleet does not change as tasks move from ready to running.
+        if balance and (running + claimed) * avail > (fleet_running + claimed + ready) * cap then
+          for j = #ids, k, -1 do redis.call('LPUSH', list, ids[j]) end
+          empty = true -- stop this queue: the ratio is reached
+          want = claimed
+          break
+        end
+        local key = prefix .. 'task:' .. id
+        local f = redis.call('HMGET', key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry')
+        if f[1] == 'Queued' then
+          taken = taken + 1
+          ready = ready - 1
+          if now >= tonumber(f[6]) then
+            local queued = tonumber(redis.call('HGET', key, 'queued'))
+            redis.call('HSET', key, 'state', 'TimedOut', 'completed', now, 'error',
+              'not picked up within ' .. human(tonumber(f[6]) - queued) ..
+              ' of its queue time; no node took it before it expired')
+            done[#done + 1] = now
+            done[#done + 1] = id
+            expired = expired + 1
+          else
+            lease = lease + 1
+            local attempt = tonumber(f[5] or '0') + 1
+            local timeout = tonumber(f[4] or '0')
+            redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now,
+              'lease', lease, 'attempt', attempt)
+            local deadline = 9007199254740991
+            if timeout > 0 then deadline = now + timeout + tonumber(ARGV[7]) end
+            leases[#leases + 1] = deadline
+            leases[#leases + 1] = id
+            local n = #out
+            out[n + 1] = id
+            out[n + 2] = lease
+            out[n + 3] = f[2]
+            out[n + 4] = f[3] or ''
+            out[n + 5] = timeout
+            out[n + 6] = attempt
+            claimed = claimed + 1
+          end
         end
       end
     end
@@ -119,6 +131,14 @@ for qi = 9, #ARGV do
     if claimed >= want then break end
   end
 end
+-- Batched writes: unpack() has a stack limit, so in chunks.
+local function zadd(key, args)
+  for j = 1, #args, 1000 do
+    redis.call('ZADD', key, unpack(args, j, math.min(j + 999, #args)))
+  end
+end
+zadd(KEYS[3], leases)
+zadd(KEYS[6], done)
 if taken > 0 then redis.call('HINCRBY', KEYS[4], 'ready', -taken) end
 if claimed > 0 then
   redis.call('HINCRBY', KEYS[4], 'running', claimed)

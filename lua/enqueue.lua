@@ -14,62 +14,73 @@ local prefix, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 if not n or n < 1 or #ARGV ~= 4 + 9 * n then
   return redis.error_reply('BADARGS expected 4 + 9*N arguments')
 end
--- Checks a whole number in [lo, hi]; returns it, or nil and the reason.
-local function int(v, lo, hi, what, i)
+-- Pass 1 checks everything (nothing is written if anything is wrong); names are checked once.
+local function bad_int(v, lo, hi)
   local x = tonumber(v)
-  if not x or x ~= math.floor(x) or x < lo or x > hi then
-    return nil, 'BADTASK task ' .. i .. ': ' .. what .. ' must be a whole number from ' .. lo ..
-      ' to ' .. hi
-  end
-  return x
+  return not x or x ~= math.floor(x) or x < lo or x > hi
 end
-local fields = {{'prio', -1000, 1000, 'priority'}, {'at', 0, 1e15, 'queue time'},
-  {'expiry', 1, 1e12, 'expiry'}, {'timeout', 0, 1e12, 'timeout'},
-  {'attempts', 1, 1000, 'attempts'}, {'lost', 0, 1000, 'node-loss budget'}}
-local tasks = {}
+local limits = {{-1000, 1000, 'priority'}, {0, 1e15, 'queue time'}, {1, 1e12, 'expiry'},
+  {0, 1e12, 'timeout'}, {1, 1000, 'attempts'}, {0, 1000, 'node-loss budget'}}
+local names_ok = {}
 for i = 1, n do
   local b = 4 + 9 * (i - 1)
-  local t = {queue = ARGV[b + 1], type = ARGV[b + 2], args = ARGV[b + 3]}
-  if not string.match(t.queue, '^[%w._-]+$') or #t.queue > 64 then
-    return redis.error_reply('BADTASK task ' .. i .. ': queue names use A-Z a-z 0-9 . _ -')
+  for j = 1, 2 do
+    local name = ARGV[b + j]
+    if not names_ok[name] then
+      if not string.match(name, '^[%w._-]+$') or #name > 64 then
+        return redis.error_reply('BADTASK task ' .. i .. ': ' .. (j == 1 and 'queue' or 'type') ..
+          ' names use A-Z a-z 0-9 . _ -')
+      end
+      names_ok[name] = true
+    end
   end
-  if not string.match(t.type, '^[%w._-]+$') or #t.type > 64 then
-    return redis.error_reply('BADTASK task ' .. i .. ': type names use A-Z a-z 0-9 . _ -')
+  for j = 1, 6 do
+    local l = limits[j]
+    if bad_int(ARGV[b + 3 + j], l[1], l[2]) then
+      return redis.error_reply('BADTASK task ' .. i .. ': ' .. l[3] ..
+        ' must be a whole number from ' .. l[1] .. ' to ' .. l[2])
+    end
   end
-  for j, f in ipairs(fields) do
-    local v, why = int(ARGV[b + 3 + j], f[2], f[3], f[4], i)
-    if not v then return redis.error_reply(why) end
-    t[f[1]] = v
-  end
-  tasks[i] = t
 end
+
+-- Pass 2 writes.
 local last = redis.call('INCRBY', KEYS[1], n)
-local ids, ready, woken, lists = {}, 0, {}, {}
-for i, t in ipairs(tasks) do
+local ready, woken, lists, queues = 0, {}, {}, {}
+local ids = {}
+for i = 1, n do
+  local b = 4 + 9 * (i - 1)
   local id = last - n + i
   local key = prefix .. 'task:' .. id
+  local queue, args = ARGV[b + 1], ARGV[b + 3]
+  local prio = string.format('%d', tonumber(ARGV[b + 4]))  -- canonical: '05' and '-0' too
+  local at, expiry = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
   local qt = now
-  if t.at > 0 then qt = t.at end
-  redis.call('HSET', key, 'state', 'Queued', 'queue', t.queue, 'type', t.type,
-    'queued', qt, 'expiry', qt + t.expiry)
-  if t.args ~= '' then redis.call('HSET', key, 'args', t.args) end
-  if t.prio ~= 0 then redis.call('HSET', key, 'prio', t.prio) end
-  if t.timeout ~= 0 then redis.call('HSET', key, 'timeout', t.timeout) end
-  if t.attempts ~= 1 then redis.call('HSET', key, 'attempts', t.attempts) end
-  if t.lost ~= 1 then redis.call('HSET', key, 'lost_budget', t.lost) end
+  if at > 0 then qt = at end
+  redis.call('HSET', key, 'state', 'Queued', 'queue', queue, 'type', ARGV[b + 2],
+    'queued', qt, 'expiry', qt + expiry)
+  if args ~= '' then redis.call('HSET', key, 'args', args) end
+  if prio ~= '0' and prio ~= '-0' then redis.call('HSET', key, 'prio', prio) else prio = '0' end
+  if ARGV[b + 7] ~= '0' then redis.call('HSET', key, 'timeout', ARGV[b + 7]) end
+  if ARGV[b + 8] ~= '1' then redis.call('HSET', key, 'attempts', ARGV[b + 8]) end
+  if ARGV[b + 9] ~= '1' then redis.call('HSET', key, 'lost_budget', ARGV[b + 9]) end
   if qt > now then
     redis.call('ZADD', KEYS[3], qt, id)
     -- The new earliest scheduled task: wake nodes so they re-arm their timers.
-    if redis.call('ZRANGE', KEYS[3], 0, 0)[1] == tostring(id) then woken[t.queue] = true end
+    if redis.call('ZRANGE', KEYS[3], 0, 0)[1] == tostring(id) then woken[queue] = true end
   else
-    local list = prefix .. 'q:' .. t.queue .. ':' .. t.prio
-    if not lists[list] then lists[list] = {queue = t.queue, prio = t.prio, ids = {}} end
-    table.insert(lists[list].ids, id)
+    local list = prefix .. 'q:' .. queue .. ':' .. prio
+    local l = lists[list]
+    if not l then
+      l = {queue = queue, prio = prio, ids = {}}
+      lists[list] = l
+    end
+    l.ids[#l.ids + 1] = id
     ready = ready + 1
   end
-  redis.call('SADD', KEYS[4], t.queue)
+  queues[queue] = true
   ids[i] = id
 end
+for q in pairs(queues) do redis.call('SADD', KEYS[4], q) end
 for list, l in pairs(lists) do
   -- Push in chunks: unpack() has a stack limit.
   local len = 0

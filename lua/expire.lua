@@ -5,11 +5,10 @@
 --
 -- KEYS[1] queue names {NS}:queues   KEYS[2] fleet counters {NS}:stats
 -- KEYS[3] finished index {NS}:done   KEYS[4] scheduled set {NS}:scheduled
--- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 retention (ms), 4 most tasks to finalise per call
+-- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 most tasks to finalise per call
 -- Returns the number of tasks that became TimedOut.
 -- Cost: O(queues * priority levels + finalised + max).
-local prefix, now, retention, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4])
+local prefix, now, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local expired = 0
 local function human(ms)
   if ms % 86400000 == 0 then return (ms / 86400000) .. 'd' end
@@ -22,7 +21,6 @@ local function timeout(key, id, f)
   redis.call('HSET', key, 'state', 'TimedOut', 'completed', now, 'error',
     'not picked up within ' .. human(tonumber(f[2]) - tonumber(f[3])) ..
     ' of its queue time; no node took it before it expired')
-  redis.call('PEXPIRE', key, retention)
   redis.call('ZADD', KEYS[3], now, id)
   expired = expired + 1
 end

@@ -2,11 +2,13 @@
 --  * a node whose liveness key is gone stops counting towards the available capacity, and
 --    {NS}:stats avail_cap is recomputed exactly from the nodes (corrects any drift);
 --  * nodes offline longer than the forget period are forgotten, unless tasks are still recorded
---    as running on them (recovery must finish those first); set members without a hash go.
+--    as running on them (recovery must finish those first); set members without a hash go;
+--  * finished tasks older than the retention are deleted (up to 10,000 per call; complete.lua
+--    does the same as it goes, so this matters only for a fleet that finishes nothing).
 --
--- KEYS[1] node set {NS}:nodes   KEYS[2] fleet counters {NS}:stats
--- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 forget period (ms)
--- Returns the names forgotten. Cost: O(nodes).
+-- KEYS[1] node set {NS}:nodes   KEYS[2] fleet counters {NS}:stats   KEYS[3] finished index
+-- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 forget period (ms), 4 retention (ms)
+-- Returns the names forgotten. Cost: O(nodes + tasks deleted).
 local names = redis.call('SMEMBERS', KEYS[1])
 local gone = {}
 local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
@@ -30,4 +32,15 @@ for _, name in ipairs(names) do
   end
 end
 redis.call('HSET', KEYS[2], 'avail_cap', total)
+local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[4]),
+  'LIMIT', 0, 10000)
+for j = 1, #old, 500 do
+  local keys, last = {}, math.min(j + 499, #old)
+  for i = j, last do
+    keys[#keys + 1] = ARGV[1] .. 'task:' .. old[i]
+    keys[#keys + 1] = ARGV[1] .. 'log:' .. old[i]
+  end
+  redis.call('DEL', unpack(keys))
+  redis.call('ZREM', KEYS[3], unpack(old, j, last))
+end
 return gone

@@ -11,7 +11,7 @@
 static struct h_redis redis;
 static struct rsync rs;
 static struct keys k;
-static char node_k[128], alive_k[128], nodes_k[128], run_k[128], ctl[128], stats_k[128];
+static char node_k[128], alive_k[128], nodes_k[128], run_k[128], ctl[128], stats_k[128], done_k[128];
 
 static void setup(void) {
     cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start");
@@ -24,6 +24,7 @@ static void setup(void) {
     keys_running(&k, "n1", run_k, sizeof run_k);
     keys_control(&k, ctl, sizeof ctl);
     keys_stats(&k, stats_k, sizeof stats_k);
+    keys_done(&k, done_k, sizeof done_k);
 }
 static void teardown(void) {
     rsync_close(&rs);
@@ -214,19 +215,19 @@ Test(lua, list_nodes_and_sweep_by_time) {
     cr_assert(r->element[0]->element[1]->integer > 0, "alive pttl");
     freeReplyObject(r);
     /* Alive: never swept. */
-    const char *sw[] = {nodes_k, stats_k, k.prefix, "999999999", "60000"};
-    r = run(SCRIPT_SWEEP, 2, 5, sw);
+    const char *sw[] = {nodes_k, stats_k, done_k, k.prefix, "999999999", "60000", "604800000"};
+    r = run(SCRIPT_SWEEP, 3, 7, sw);
     cr_assert_eq(r->elements, 0);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     /* Offline but within the forget period: kept. */
-    const char *early[] = {nodes_k, stats_k, k.prefix, "50000", "60000"};
-    r = run(SCRIPT_SWEEP, 2, 5, early);
+    const char *early[] = {nodes_k, stats_k, done_k, k.prefix, "50000", "60000", "604800000"};
+    r = run(SCRIPT_SWEEP, 3, 7, early);
     cr_assert_eq(r->elements, 0);
     freeReplyObject(r);
     /* Past it: forgotten. */
-    r = run(SCRIPT_SWEEP, 2, 5, sw);
+    r = run(SCRIPT_SWEEP, 3, 7, sw);
     cr_assert_eq(r->elements, 1);
     cr_assert_str_eq(r->element[0]->str, "n1");
     freeReplyObject(r);
@@ -273,8 +274,8 @@ Test(lua, available_capacity_follows_cap_drain_and_liveness) {
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     freeReplyObject(redisCommand(c, "HINCRBY %s avail_cap 100", stats_k));
     redisFree(c);
-    const char *sw[] = {nodes_k, stats_k, k.prefix, "2000", "60000"};
-    freeReplyObject(run(SCRIPT_SWEEP, 2, 5, sw));
+    const char *sw[] = {nodes_k, stats_k, done_k, k.prefix, "2000", "60000", "604800000"};
+    freeReplyObject(run(SCRIPT_SWEEP, 3, 7, sw));
     cr_assert_eq(avail(), 0);
     /* Clean deregistration takes it out at once. */
     freeReplyObject(reg("bbbb", "3000", "5"));

@@ -105,8 +105,8 @@ static redisReply *claim(const char *name, int max, long long now, bool balance,
     const char *argv[32] = {keys_node(&k, name, nk, sizeof nk), keys_alive(&k, name, ak, sizeof ak),
                             keys_running(&k, name, rk, sizeof rk), keys_stats(&k, sk, sizeof sk),
                             keys_scheduled(&k, sch, sizeof sch), keys_done(&k, dk, sizeof dk),
-                            k.prefix, name, name, n, m, balance ? "1" : "0", "30000", "604800000"};
-    int argc = 14;
+                            k.prefix, name, name, n, m, balance ? "1" : "0", "30000"};
+    int argc = 13;
     static const char *const def[] = {"default", NULL};
     for (const char *const *q = queues ? queues : def; *q; q++) argv[argc++] = *q;
     redisReply *r = eval(SCRIPT_CLAIM, 6, argc, argv);
@@ -227,7 +227,6 @@ Test(tasks, expired_task_becomes_timedout_not_claimed) {
     freeReplyObject(r);
     cr_assert_str_eq(state(old), "TimedOut");
     cr_assert(strstr(str("HGET {t}:task:%lld error", old), "not picked up within 1s"));
-    cr_assert(num("PTTL {t}:task:%lld", old) > 0, "kept for the retention period only");
     cr_assert_eq(num("ZSCORE {t}:done %lld", old), T0 + 1000);
 }
 
@@ -238,8 +237,8 @@ Test(tasks, expire_pass_covers_queues_nobody_serves) {
     char qs[128], sk[128], dk[128], sch[128];
     const char *argv[] = {keys_queues(&k, qs, sizeof qs), keys_stats(&k, sk, sizeof sk),
                           keys_done(&k, dk, sizeof dk), keys_scheduled(&k, sch, sizeof sch),
-                          k.prefix, "1002000", "604800000", "1000"};
-    redisReply *r = eval(SCRIPT_EXPIRE, 4, 8, argv);
+                          k.prefix, "1002000", "1000"};
+    redisReply *r = eval(SCRIPT_EXPIRE, 4, 7, argv);
     cr_assert_eq(r->integer, 2);
     freeReplyObject(r);
     cr_assert_str_eq(state(a), "TimedOut");
@@ -319,9 +318,8 @@ static redisReply *cancel(long long id) {
     snprintf(id_s, sizeof id_s, "%lld", id);
     const char *argv[] = {keys_task(&k, id, tk, sizeof tk), keys_stats(&k, sk, sizeof sk),
                           keys_scheduled(&k, sch, sizeof sch), keys_done(&k, dk, sizeof dk),
-                          k.prefix, id_s, "1000100", "604800000",
-                          keys_control(&k, ctl, sizeof ctl)};
-    return eval(SCRIPT_CANCEL, 4, 9, argv);
+                          k.prefix, id_s, "1000100", keys_control(&k, ctl, sizeof ctl)};
+    return eval(SCRIPT_CANCEL, 4, 8, argv);
 }
 
 Test(tasks, cancel_in_every_state) {
@@ -390,4 +388,102 @@ Test(tasks, bad_enqueue_writes_nothing) {
     cr_assert(strstr(r->str, "timeout must be"), "%s", r->str);
     freeReplyObject(r);
     cr_assert_eq(num("DBSIZE"), 0);
+}
+
+static redisReply *recover(const char *only, const char *token, long long now) {
+    char nk[128], sk[128], dk[128], lk[128], wk[128], n[24];
+    snprintf(n, sizeof n, "%lld", now);
+    const char *argv[] = {keys_nodes(&k, nk, sizeof nk), keys_stats(&k, sk, sizeof sk),
+                          keys_done(&k, dk, sizeof dk), keys_recover_lock(&k, lk, sizeof lk),
+                          k.prefix, n, keys_wake(&k, wk, sizeof wk), token, "1000", only};
+    redisReply *r = eval(SCRIPT_RECOVER, 4, 10, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    return r;
+}
+
+Test(tasks, lost_node_tasks_are_requeued_then_failed_per_budget) {
+    node("doomed", 5);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);   /* budget 1 (default) */
+    long long b = enq("default", "noop", 0, 0, DAY, 1, T0);
+    freeReplyObject(redisCommand(rc, "HSET {t}:task:%lld lost_budget 0", b));
+    long long c = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("doomed", 5, T0, false, NULL);
+    cr_assert_eq(claimed(r), 3);
+    long long old_lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "HSET {t}:task:%lld state Cancelling", c));
+    /* Alive: recovery leaves it alone. */
+    r = recover("", "tok", T0 + 100);
+    cr_assert_eq(r->element[1]->integer + r->element[2]->integer + r->element[3]->integer, 0);
+    freeReplyObject(r);
+    /* Another pass within the lock TTL is refused. */
+    r = recover("", "other", T0 + 200);
+    cr_assert_str_eq(r->element[0]->str, "locked");
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "DEL {t}:alive:doomed"));
+    freeReplyObject(redisCommand(rc, "DEL {t}:lock:recover"));
+    r = recover("", "tok", T0 + 2000);
+    cr_assert_eq(r->element[1]->integer, 1, "requeued");
+    cr_assert_eq(r->element[2]->integer, 1, "failed: budget 0");
+    cr_assert_eq(r->element[3]->integer, 1, "canceled");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Queued");
+    cr_assert_eq(num("HGET {t}:task:%lld attempt", a), 0, "a lost node does not use an attempt");
+    cr_assert(strstr(str("HGET {t}:task:%lld error", a), "node doomed stopped responding"));
+    cr_assert_str_eq(state(b), "Failed");
+    cr_assert(strstr(str("HGET {t}:task:%lld error", b), "node lost"));
+    cr_assert_str_eq(state(c), "Canceled");
+    cr_assert_eq(num("ZCARD {t}:running:doomed"), 0, "no slot leaks");
+    cr_assert_eq(num("HGET {t}:stats running"), 0);
+    cr_assert_eq(num("HGET {t}:stats avail_cap"), 0, "its capacity is gone");
+    /* The dead node's late report is refused; the next claim runs it again. */
+    r = complete("doomed", a, old_lease, "Success", T0 + 2100, 0);
+    cr_assert_eq(r->elements, 4, "refused");
+    freeReplyObject(r);
+    node("heir", 5);
+    r = claim("heir", 5, T0 + 2200, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    cr_assert_eq(claimed_id(r, 0), a);
+    freeReplyObject(r);
+}
+
+Test(tasks, restart_recovers_previous_incarnation_and_stuck_tasks_time_out) {
+    node("phoenix", 5);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
+    freeReplyObject(claim("phoenix", 5, T0, false, NULL));
+    redisReply *r = recover("phoenix", "", T0 + 10);
+    cr_assert_eq(r->element[1]->integer, 1);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Queued");
+    cr_assert(strstr(str("HGET {t}:task:%lld error", a), "restarted"));
+    /* A live node's task past its lease deadline is timed out. */
+    freeReplyObject(redisCommand(rc, "HSET {t}:task:%lld timeout 1000", a));
+    r = claim("phoenix", 5, T0 + 20, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    freeReplyObject(r);
+    cr_assert_eq(num("ZSCORE {t}:running:phoenix %lld", a), T0 + 20 + 1000 + 30000);
+    r = recover("", "tok", T0 + 20 + 31001);
+    cr_assert_eq(r->element[4]->integer, 1);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "TimedOut");
+    cr_assert_eq(num("ZCARD {t}:running:phoenix"), 0);
+}
+
+Test(tasks, finished_tasks_are_deleted_after_the_retention) {
+    node("n1", 500);
+    enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 5, T0, false, NULL);
+    long long id = claimed_id(r, 0), lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    freeReplyObject(complete("n1", id, lease, "Success", T0, 0));
+    cr_assert_eq(num("EXISTS {t}:task:%lld {t}:log:%lld", id, id), 2);
+    /* A week later, the next report sweeps it away. */
+    enq("default", "noop", 0, 0, 30 * DAY, 1, T0);
+    r = claim("n1", 5, T0 + 604800001, false, NULL);
+    long long id2 = claimed_id(r, 0), lease2 = claimed_lease(r, 0);
+    freeReplyObject(r);
+    freeReplyObject(complete("n1", id2, lease2, "Success", T0 + 604800001, 0));
+    cr_assert_eq(num("EXISTS {t}:task:%lld", id), 0);
+    cr_assert_eq(num("ZSCORE {t}:done %lld", id), -1);
+    cr_assert_str_eq(state(id2), "Success");
 }

@@ -288,7 +288,7 @@ Test(nodes, drain_wait_returns_when_idle) {
     free(out);
     /* A task recorded as running keeps --wait waiting until the timeout (exit 3). */
     redisContext *c = h_redis_connect(&redis);
-    freeReplyObject(redisCommand(c, "ZADD {shoal}:running:waiter 1 ServerTasks-9"));
+    freeReplyObject(redisCommand(c, "ZADD {shoal}:running:waiter 9007199254740991 9"));
     redisFree(c);
     const char *args[] = {"drain", "waiter", "on", "--wait", "--timeout", "300ms", "--redis",
                           redis.url, NULL};

@@ -379,7 +379,7 @@ Test(exec, output_held_open_does_not_hang) {
     ctx_free(&c);
 }
 
-static void cancel_first(struct ctx *c) {
+static void cancel_first_cb(struct ctx *c) {
     cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0);
     cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0);   /* twice: still one completion */
     cr_assert_eq(runner_cancel(c->r, "ServerTasks-999"), UV_ENOENT);
@@ -390,7 +390,7 @@ Test(exec, cancel) {
     ctx_init(&c, ALLOW_SYS, 5000, NULL);
     const char *argv[] = {"/bin/sleep", "30"};
     start_exec(&c, 0, argv, 2, NULL, 0, NULL);
-    after(&c, 100, cancel_first);
+    after(&c, 100, cancel_first_cb);
     finish(&c);
     assert_outcome(&c, 0, RUN_CANCELED, "canceled");
     cr_assert_str_eq(c.res[0]->error, "canceled");
@@ -490,7 +490,7 @@ Test(handlers, timeout_sets_stopping_and_waits_for_the_handler) {
     shoal_handlers_free(h);
 }
 
-static void stop_everything(struct ctx *c) {
+static void stop_everything_cb(struct ctx *c) {
     cr_assert_eq(runner_running(c->r), c->started);
     runner_stop_all(c->r);
 }
@@ -504,7 +504,7 @@ Test(handlers, stop_all_interrupts_every_kind) {
     const char *thirty[] = {"30s"};
     start_strings(&c, "sleep", thirty, 1, 0);
     for (int i = 0; i < 6; i++) start(&c, "loop", NULL, 0, 0);   /* more than the pool's 4 threads */
-    after(&c, 150, stop_everything);
+    after(&c, 150, stop_everything_cb);
     finish(&c);
     for (unsigned i = 0; i < c.started; i++)
         assert_outcome(&c, i, RUN_INTERRUPTED, "interrupted: the node is shutting down");
@@ -544,7 +544,7 @@ Test(builtins, sleep_timed_out_and_canceled) {
     const char *ten[] = {"10s"};
     start_strings(&c, "sleep", ten, 1, 0);     /* ServerTasks-1: canceled */
     start_strings(&c, "sleep", ten, 1, 100);   /* timed out */
-    after(&c, 50, cancel_first);
+    after(&c, 50, cancel_first_cb);
     finish(&c);
     assert_outcome(&c, 0, RUN_CANCELED, "canceled");
     cr_assert_lt(c.res[0]->duration_ms, 2000);
@@ -608,7 +608,7 @@ Test(builtins, close_with_nothing_started) {
     finish(&c);
 }
 
-static void close_while_running(struct ctx *c) {
+static void close_while_running_cb(struct ctx *c) {
     runner_close(c->r, closed_cb, c);   /* tasks still run: they are interrupted first */
     uv_close((uv_handle_t *)&c->guard, NULL);
     uv_close((uv_handle_t *)&c->action, NULL);
@@ -621,7 +621,7 @@ Test(builtins, close_while_tasks_run_interrupts_them) {
     const char *ten[] = {"10s"};
     start_strings(&c, "sleep", ten, 1, 0);
     start(&c, "noop", NULL, 0, 0);
-    after(&c, 30, close_while_running);
+    after(&c, 30, close_while_running_cb);
     finish(&c);
     assert_outcome(&c, 0, RUN_INTERRUPTED, "interrupted: the node is shutting down");
     assert_outcome(&c, 1, RUN_SUCCESS, NULL);

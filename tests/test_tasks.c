@@ -378,3 +378,28 @@ Test(tasks, sigterm_lets_short_tasks_finish_and_requeues_long_ones) {
     get(s, &v);
     cr_assert_str_eq(v.state, "Queued", "interrupted again at the heir's shutdown");
 }
+
+Test(tasks, sigkill_mid_task_requeues_to_a_live_node) {
+    struct h_worker a, b;
+    start(&a, "victim", NULL);
+    const char *args[] = {"800ms", NULL};
+    int64_t id = enqueue("sleep", args, 1, 0, 0, 0, 0, 0);
+    await_state(id, "Executing", 5000);
+    start(&b, "survivor", NULL);
+    uint64_t t0 = h_now_ms();
+    kill(a.pid, SIGKILL);
+    h_wait(a.pid, 2000);
+    a.pid = 0;
+    /* TTL (600 ms) + a recovery pass (one heartbeat), then the survivor runs it. */
+    await_state(id, "Success", 10000);
+    struct task_view v;
+    get(id, &v);
+    cr_assert_str_eq(v.node, "survivor");
+    cr_assert_eq(v.attempt, 1, "the lost run did not count as an attempt");
+    uint64_t took = h_now_ms() - t0;
+    cr_assert(took < 5000, "recovered after %llu ms", (unsigned long long)took);
+    redisReply *r = redisCommand(rc, "ZCARD {shoal}:running:victim");
+    cr_assert_eq(r->integer, 0, "no slot left on the dead node");
+    freeReplyObject(r);
+    stop(&b);
+}

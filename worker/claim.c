@@ -12,6 +12,8 @@
 #define REPORT_MAX 512           /* reports per complete call */
 #define LEASE_MARGIN_MS 30000    /* lease deadline = timeout + this (recovery, after a crash) */
 #define RETRY_MAX_MS 3600000     /* backoff ceiling */
+#define MIN_BATCH_MAX 64         /* while tasks run, claim only once this many slots are free
+                                  * (or a quarter of the cap, if smaller): batches, not trickles */
 
 struct report {
     struct runner_task *task;
@@ -33,6 +35,7 @@ struct claimer {
     struct report *sent;              /* in the call in flight */
     size_t nsent;
     uv_timer_t due;                   /* earliest scheduled task */
+    uv_check_t batch;                 /* after this loop iteration: report and claim once */
     int64_t due_at;                   /* its time (wall ms), 0 when none armed */
     bool stopped;                     /* claimer_stop called */
     bool idle_told;
@@ -158,6 +161,13 @@ static void flush(struct claimer *c) {
     free(argv);
 }
 
+static void batch_cb(uv_check_t *h) {
+    struct claimer *c = container_of(h, struct claimer, batch);
+    uv_check_stop(h);
+    flush(c);
+    kick(c);
+}
+
 static void done_cb(struct runner *r, struct runner_task *t, struct runner_result *res, void *arg) {
     struct claimer *c = arg;
     update_view(c);
@@ -170,8 +180,8 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
         c->pending = xrealloc(c->pending, c->cap_pending * sizeof *c->pending);
     }
     c->pending[c->npending++] = (struct report){t, res};
-    flush(c);
-    kick(c);
+    /* Many tasks finish in one loop iteration: report and claim once, after it. */
+    uv_check_start(&c->batch, batch_cb);
     check_idle(c);
 }
 
@@ -244,8 +254,10 @@ static void kick(struct claimer *c) {
     struct node_view *v = &c->node->view;
     if (c->stopped || v->stopping || v->drain || !v->registered || !rconn_is_up(c->node->cmd))
         return;
-    int64_t free_slots = v->cap - (int64_t)runner_running(c->runner);
-    if (free_slots <= 0) return;
+    unsigned running = runner_running(c->runner);
+    int64_t free_slots = v->cap - (int64_t)running;
+    int64_t min_batch = v->cap / 4 < MIN_BATCH_MAX ? v->cap / 4 : MIN_BATCH_MAX;
+    if (free_slots <= 0 || (running > 0 && free_slots < min_batch)) return;
     if (c->claiming) {
         c->claim_again = true;
         return;
@@ -254,17 +266,16 @@ static void kick(struct claimer *c) {
     struct keys *k = &c->node->keys;
     const char *name = v->name;
     char node_k[160], alive_k[160], run_k[160], stats_k[160], sched_k[160], done_k[160];
-    char now[24], max[24], margin[24], ret[24];
+    char now[24], max[24], margin[24];
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
     snprintf(max, sizeof max, "%lld", (long long)(free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX));
     snprintf(margin, sizeof margin, "%d", LEASE_MARGIN_MS);
-    snprintf(ret, sizeof ret, "%lld", (long long)c->cfg->retention_ms);
     const char *argv[8 + 8 + 64] = {
         keys_node(k, name, node_k, sizeof node_k), keys_alive(k, name, alive_k, sizeof alive_k),
         keys_running(k, name, run_k, sizeof run_k), keys_stats(k, stats_k, sizeof stats_k),
         keys_scheduled(k, sched_k, sizeof sched_k), keys_done(k, done_k, sizeof done_k),
-        k->prefix, name, v->instance, now, max, c->cfg->balance ? "1" : "0", margin, ret};
-    int argc = 14;
+        k->prefix, name, v->instance, now, max, c->cfg->balance ? "1" : "0", margin};
+    int argc = 13;
     for (int i = 0; i < c->nqueues && argc < (int)ARRAY_SIZE(argv); i++) argv[argc++] = c->queues[i];
     if (rconn_eval(c->node->cmd, SCRIPT_CLAIM, 6, argc, argv, NULL, claim_cb, c) == 0)
         c->claiming = true;
@@ -311,6 +322,7 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
     }
     free(copy);
     uv_timer_init(loop, &c->due);
+    uv_check_init(loop, &c->batch);
     return c;
 }
 
@@ -346,8 +358,10 @@ static void timer_closed_cb(uv_handle_t *h) { part_closed(h->data); }
 void claimer_close(struct claimer *c, void (*done)(void *arg), void *arg) {
     c->close_done = done;
     c->close_arg = arg;
-    c->closing = 2;
+    c->closing = 3;
     c->due.data = c;
+    c->batch.data = c;
     uv_close((uv_handle_t *)&c->due, timer_closed_cb);
+    uv_close((uv_handle_t *)&c->batch, timer_closed_cb);
     runner_close(c->runner, runner_closed_cb, c);
 }

@@ -76,9 +76,9 @@ static bool each_entry(const char *list, bool (*match)(const char *, size_t, voi
     return false;
 }
 
-static bool any_absolute(const char *e, size_t n, void *ctx) { return e[0] == '/'; }
+static bool entry_absolute_cb(const char *e, size_t n, void *ctx) { return e[0] == '/'; }
 
-static bool allows(const char *e, size_t n, void *ctx) {
+static bool entry_allows_cb(const char *e, size_t n, void *ctx) {
     const char *path = ctx;
     if (e[0] != '/') return false;   /* relative entries mean nothing: ignored */
     if (e[n - 1] == '/') return strncmp(path, e, n) == 0 && path[n] != '\0';
@@ -117,7 +117,7 @@ static int path_lookup(const char *name, char *out, size_t outlen) {
 
 int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen,
                  char *err, size_t errlen) {
-    bool any = each_entry(allow_exec, any_absolute, NULL);
+    bool any = each_entry(allow_exec, entry_absolute_cb, NULL);
     if (strchr(argv0, '/') && argv0[0] != '/') {
         snprintf(err, errlen, "program '%.200s' is a relative path; exec takes an absolute path "
                  "or a bare name looked up in the node's PATH", argv0);
@@ -141,7 +141,7 @@ int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t p
                  "give its canonical absolute path", path);
         return -EINVAL;
     }
-    if (!each_entry(allow_exec, allows, path)) {
+    if (!each_entry(allow_exec, entry_allows_cb, path)) {
         const char *slash = strrchr(path, '/');
         snprintf(err, errlen, "program %.200s is not in this node's --allow-exec list; allow it "
                  "with --allow-exec %.200s (or its directory, %.*s)", path, path,
@@ -330,7 +330,7 @@ void exec_stop(struct exec_proc *p) {
     if (p->stopping || p->pid <= 0) return;
     p->stopping = true;
     if (p->res.exited) {   /* only output draining is left: end it now */
-        group_kill(p, SIGKILL);
+        if (p->out_open || p->err_open) group_kill(p, SIGKILL);   /* what still holds them */
         close_pipes(p);
         maybe_wrap(p);
         return;

@@ -15,6 +15,8 @@
 #define EXPIRE_EVERY_BEATS 4
 
 static void do_register(struct node *n);
+static void recover(struct node *n, const char *only, rconn_reply_cb cb);
+static void log_recovery(const redisReply *r, const char *what);
 
 /* --- reply helpers ------------------------------------------------------------------------ */
 
@@ -91,6 +93,13 @@ alive:;
     n->fatal(n, 2, msg);
 }
 
+static void own_recovery_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct node *n = priv;
+    if (r == NULL || n->stopped) return;
+    log_recovery(r, "recovered tasks of this node's previous incarnation");
+    emit(n, NODE_READY, NULL);
+}
+
 static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
     n->beat_pending = false;
@@ -109,8 +118,8 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
         return;
     }
     const char *prev = el_str(r, 1);
-    if (prev[0] && strcmp(prev, n->view.instance) != 0)
-        log_info("took over node name from previous instance", " previous=%s", prev);
+    bool takeover = prev[0] && strcmp(prev, n->view.instance) != 0;
+    if (takeover) log_info("took over node name from previous instance", " previous=%s", prev);
     n->busy_holder[0] = '\0';
     if (!n->view.registered)
         log_info("registered", " instance=%s cap=%lld cap_by=%s drain=%s ttl_ms=%lld",
@@ -120,7 +129,8 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
     n->view.last_seen_ms = clock_wall_ms();
     apply(n, el_int(r, 2), el_int(r, 3) != 0, "redis");
     set_redis_ok(n, true, NULL);
-    emit(n, NODE_READY, NULL);
+    /* Whatever a previous incarnation left running is recovered before we claim. */
+    recover(n, n->view.name, own_recovery_cb);
 }
 
 static void do_register(struct node *n) {
@@ -154,13 +164,15 @@ static void sweep_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void sweep(struct node *n) {
-    char nodes_k[160], stats_k[160], now[24], after[24];
+    char nodes_k[160], stats_k[160], done_k[160], now[24], after[24], ret[24];
     keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
     keys_stats(&n->keys, stats_k, sizeof stats_k);
+    keys_done(&n->keys, done_k, sizeof done_k);
     num(now, sizeof now, clock_wall_ms());
     num(after, sizeof after, n->cfg->forget_after_ms);
-    const char *argv[] = {nodes_k, stats_k, n->keys.prefix, now, after};
-    (void)rconn_eval(n->cmd, SCRIPT_SWEEP, 2, 5, argv, NULL, sweep_cb, n);
+    num(ret, sizeof ret, n->cfg->retention_ms);
+    const char *argv[] = {nodes_k, stats_k, done_k, n->keys.prefix, now, after, ret};
+    (void)rconn_eval(n->cmd, SCRIPT_SWEEP, 3, 7, argv, NULL, sweep_cb, n);
 }
 
 static void expire_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -172,15 +184,45 @@ static void expire_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void expire(struct node *n) {
-    char queues_k[160], stats_k[160], done_k[160], sched_k[160], now[24], ret[24];
+    char queues_k[160], stats_k[160], done_k[160], sched_k[160], now[24];
     num(now, sizeof now, clock_wall_ms());
-    num(ret, sizeof ret, n->cfg->retention_ms);
     const char *argv[] = {keys_queues(&n->keys, queues_k, sizeof queues_k),
                           keys_stats(&n->keys, stats_k, sizeof stats_k),
                           keys_done(&n->keys, done_k, sizeof done_k),
                           keys_scheduled(&n->keys, sched_k, sizeof sched_k), n->keys.prefix, now,
-                          ret, "1000"};
-    (void)rconn_eval(n->cmd, SCRIPT_EXPIRE, 4, 8, argv, NULL, expire_cb, n);
+                          "1000"};
+    (void)rconn_eval(n->cmd, SCRIPT_EXPIRE, 4, 7, argv, NULL, expire_cb, n);
+}
+
+/* Recovery (lua/recover.lua): in fleet mode (only == NULL) at most one node per heartbeat
+ * period recovers dead nodes' tasks and times out stuck ones; with only == our name, the
+ * tasks our previous incarnation left behind. cb may be NULL. */
+static void recover(struct node *n, const char *only, rconn_reply_cb cb) {
+    char nodes_k[160], stats_k[160], done_k[160], lock_k[160], wake_k[160], now[24], ttl[24];
+    num(now, sizeof now, clock_wall_ms());
+    num(ttl, sizeof ttl, n->cfg->heartbeat_ms);
+    const char *argv[] = {keys_nodes(&n->keys, nodes_k, sizeof nodes_k),
+                          keys_stats(&n->keys, stats_k, sizeof stats_k),
+                          keys_done(&n->keys, done_k, sizeof done_k),
+                          keys_recover_lock(&n->keys, lock_k, sizeof lock_k), n->keys.prefix, now,
+                          keys_wake(&n->keys, wake_k, sizeof wake_k), n->view.instance, ttl,
+                          only ? only : ""};
+    (void)rconn_eval(n->cmd, SCRIPT_RECOVER, 4, 10, argv, NULL, cb, n);
+}
+
+static void log_recovery(const redisReply *r, const char *what) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
+        if (r && r->type == REDIS_REPLY_ERROR) log_warn("recovery failed", " error=\"%s\"", r->str);
+        return;
+    }
+    long long q = r->element[1]->integer, f = r->element[2]->integer,
+              c = r->element[3]->integer, t = r->element[4]->integer;
+    if (q + f + c + t > 0)
+        log_warn(what, " requeued=%lld failed=%lld canceled=%lld timed_out=%lld", q, f, c, t);
+}
+
+static void recover_cb(struct rconn *rc, redisReply *r, void *priv) {
+    log_recovery(r, "recovered tasks of lost nodes");
 }
 
 static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -242,6 +284,7 @@ static void beat_cb(uv_timer_t *t) {
     uint64_t every = (uint64_t)(SWEEP_EVERY_MS / n->cfg->heartbeat_ms);
     if (++n->beats % (every ? every : 1) == 0) sweep(n);
     if (n->beats % EXPIRE_EVERY_BEATS == 0) expire(n);
+    recover(n, NULL, recover_cb);
 }
 
 /* --- Redis link events --------------------------------------------------------------------- */

@@ -8,7 +8,7 @@
  * inside runner_start, runner_cancel or runner_stop_all. The first stop reason (timeout,
  * cancel, stop_all) wins and becomes the outcome, whatever the work did afterwards.
  *
- * C handlers run on libuv's thread pool (noop and fail too). A thread cannot be killed: on
+ * C handlers run on libuv's thread pool (fail too; noop, which does nothing, needs no thread). A thread cannot be killed: on
  * timeout, cancel or stop the job's stopping flag is set (and the work is dequeued if it has
  * not started yet), and the run completes when the handler returns. A handler that never
  * polls shoal_job_stopping() holds its pool thread, and its task slot, until it returns.
@@ -225,14 +225,19 @@ static int decode_error(struct run *run, const char *why) {
     return -EINVAL;
 }
 
-static int noop_fn(struct shoal_job *job, void *arg) { return 0; }
-
 static int fail_fn(struct shoal_job *job, void *arg) {
     shoal_job_fail(job, "%s", (const char *)arg);
     return 1;
 }
 
-static int start_noop(struct run *run) { return start_c(run, noop_fn, NULL); }
+/* noop does no work, so it needs no thread: it succeeds on the next loop iteration through
+ * the same zero timer as an immediate failure (never from inside runner_start). */
+static int start_noop(struct run *run) {
+    run->kind = KIND_IMMEDIATE;
+    run->res->outcome = RUN_SUCCESS;
+    uv_timer_start(&run->timer, timer_cb, 0, 0);
+    return 0;
+}
 
 static int start_fail(struct run *run) {
     char why[256];
@@ -359,8 +364,7 @@ void runner_start(struct runner *r, struct runner_task *t) {
     r->running++;
 
     int rc;
-    if (r->closing) {
-        snprintf(run->res->error, sizeof run->res->error, "the runner is closing");
+    if (r->closing) {   /* started during runner_close: interrupted like the rest */
         rc = -ECANCELED;
         run->stopped = true;
         run->stop_outcome = RUN_INTERRUPTED;

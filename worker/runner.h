@@ -74,7 +74,9 @@ void runner_stop_all(struct runner *r);
 /* Tasks started and not yet completed. */
 unsigned runner_running(const struct runner *r);
 /* Frees the runner once no task runs (call after the last done_cb) and its handles closed;
- * done(arg) then runs. */
+ * done(arg) then runs, always from a later loop callback. Tasks still running are first
+ * stopped as by runner_stop_all (their done_cb still runs); runner_start after this completes
+ * the task with RUN_INTERRUPTED. */
 void runner_close(struct runner *r, void (*done)(void *arg), void *arg);
 
 void runner_task_free(struct runner_task *t);
