@@ -3,6 +3,10 @@
 
 #include <stddef.h>
 
+const double node_latency_bounds[NODE_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 10, 60,
+};
+
 enum node_health node_view_health(const struct node_view *v, const char **why) {
     const char *r;
     enum node_health h;

@@ -9,6 +9,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Counters the worker keeps for /metrics (loop thread only). */
+#define NODE_LATENCY_BUCKETS 12
+extern const double node_latency_bounds[NODE_LATENCY_BUCKETS];  /* seconds, ascending */
+struct node_metrics {
+    uint64_t claimed;                      /* tasks claimed by this node */
+    uint64_t finished[5];                  /* by outcome: Success, Failed, TimedOut, Canceled,
+                                            * Interrupted (requeued at shutdown) */
+    uint64_t latency_counts[NODE_LATENCY_BUCKETS + 1];  /* enqueue-to-start, last = +Inf */
+    double latency_sum;                    /* seconds */
+    uint64_t latency_n;
+    uint64_t reports_refused;              /* results refused: lease lost */
+};
+
 struct node_view {
     char name[65];          /* node name, validated by node_name_valid() */
     char instance[33];      /* this process's random instance id (hex) */
@@ -20,6 +33,8 @@ struct node_view {
     bool stopping;          /* SIGTERM/SIGINT received: draining to exit (not persisted) */
     bool registered;        /* Redis holds our liveness key with our instance id */
     bool redis_ok;          /* command connection up and last heartbeat answered in time */
+    uint64_t beat_ok_mono_ms;  /* monotonic ms of the last heartbeat Redis accepted */
+    struct node_metrics metrics;
 };
 
 enum node_health {

@@ -16,8 +16,8 @@
 --   6 balance (1|0), 7 lease margin (ms, added to the timeout for the lease deadline),
 --   8.. queue names in order
 -- Returns {verdict, next_due, expired} where verdict is 'dead', 'drained' or 'full' (nothing
--- claimed), or {'ok', next_due, expired, id, lease, type, args, timeout, attempt, ...} with
--- six fields per claimed task. next_due: ms of the earliest scheduled task, or -1.
+-- claimed), or {'ok', next_due, expired, id, lease, type, args, timeout, attempt, queued, ...}
+-- with seven fields per claimed task (queued: its queue time, for enqueue-to-start latency). next_due: ms of the earliest scheduled task, or -1.
 -- Cost: O(claimed + expired + promoted + queues * priority levels), independent of how many
 -- tasks wait and of how many nodes there are.
 local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
@@ -93,14 +93,14 @@ for qi = 8, #ARGV do
           break
         end
         local key = prefix .. 'task:' .. id
-        local f = redis.call('HMGET', key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry')
+        local f = redis.call('HMGET', key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry',
+          'queued')
         if f[1] == 'Queued' then
           taken = taken + 1
           ready = ready - 1
           if now >= tonumber(f[6]) then
-            local queued = tonumber(redis.call('HGET', key, 'queued'))
             redis.call('HSET', key, 'state', 'TimedOut', 'completed', now, 'error',
-              'not picked up within ' .. human(tonumber(f[6]) - queued) ..
+              'not picked up within ' .. human(tonumber(f[6]) - tonumber(f[7])) ..
               ' of its queue time; no node took it before it expired')
             done[#done + 1] = now
             done[#done + 1] = id
@@ -122,6 +122,7 @@ for qi = 8, #ARGV do
             out[n + 4] = f[3] or ''
             out[n + 5] = timeout
             out[n + 6] = attempt
+            out[n + 7] = tonumber(f[7])
             claimed = claimed + 1
           end
         end

@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/config.h"
+#include "common/keys.h"
 #include "common/node_view.h"
+#include "common/rconn.h"
 
 struct ping_config {
     const char *listen;          /* "ADDR:PORT", IPv4 or "[v6]:port"; port 0 picks a free one */
@@ -17,12 +20,21 @@ struct ping_config {
     size_t max_header_bytes;     /* request line + headers above this: 431 and close */
 };
 
+/* What routes beyond ping and healthz use, all of it common/ types: the worker fills it. */
+struct ping_services {
+    struct rconn *redis;               /* the node's command connection (may be down) */
+    const struct keys *keys;           /* key names of the namespace */
+    const struct shoal_config *cfg;    /* settings (API keys, package dir, retention, ...) */
+};
+
 struct ping_server;
 
-/* Binds and listens. view is borrowed until ping_server_close()'s callback has run.
- * Returns 0 and *out, or a negative libuv error (bad address, port in use). */
+/* Binds and listens. view and svc (may be NULL: ping and healthz only) are borrowed until
+ * ping_server_close()'s callback has run. Returns 0 and *out, or a negative libuv error (bad
+ * address, port in use); after an error, run the loop once before uv_loop_close() (the
+ * listener closes asynchronously). */
 int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct node_view *view,
-                    struct ping_server **out);
+                    const struct ping_services *svc, struct ping_server **out);
 
 /* The TCP port actually bound (useful with port 0). */
 int ping_server_port(const struct ping_server *s);

@@ -4,6 +4,7 @@
 #include "ping/routes.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "common/util.h"
 
@@ -55,3 +56,21 @@ const struct http_route ping_routes[] = {
     {HTTP_GET, "/healthz", healthz_cb, HTTP_BODY_NONE},
 };
 const size_t ping_nroutes = ARRAY_SIZE(ping_routes);
+
+/* The modules, in lookup order (first match wins; specific paths before patterns). */
+static const struct {
+    const struct http_route *routes;
+    const size_t *n;
+} modules[] = {
+    {ping_routes, &ping_nroutes},
+};
+
+struct http_route *routes_build(size_t *n) {
+    size_t total = 0, at = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(modules); i++) total += *modules[i].n;
+    struct http_route *all = xcalloc(total, sizeof *all);
+    for (size_t i = 0; i < ARRAY_SIZE(modules); i++)
+        for (size_t j = 0; j < *modules[i].n; j++) all[at++] = modules[i].routes[j];
+    *n = total;
+    return all;
+}

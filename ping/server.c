@@ -24,7 +24,8 @@
 struct ping_server {
     uv_loop_t *loop;                 /* borrowed */
     uv_tcp_t listener;
-    struct http_site site;           /* ping_routes, the view, the limits */
+    struct http_site site;           /* routes, the view, the services, the limits */
+    struct http_route *routes;       /* owned: every module's routes (routes_build) */
     uint64_t idle_timeout_ms;        /* 0: never */
     struct conn *conns;              /* every open conn, newest first */
     unsigned nconns;
@@ -71,6 +72,7 @@ static void maybe_done(struct ping_server *s) {
     if (!s->closing || s->listener_open || s->nconns) return;
     void (*done)(void *) = s->done;
     void *arg = s->done_arg;
+    free(s->routes);
     free(s);
     if (done) done(arg);
 }
@@ -348,20 +350,22 @@ static int bound_port(struct ping_server *s) {
 }
 
 int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct node_view *view,
-                    struct ping_server **out) {
+                    const struct ping_services *svc, struct ping_server **out) {
     struct sockaddr_storage addr;
     int err = parse_listen(cfg->listen, &addr);
     if (err) return err;
     struct ping_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     http_site_defaults(&s->site);
-    s->site.routes = ping_routes;
-    s->site.nroutes = ping_nroutes;
+    s->routes = routes_build(&s->site.nroutes);
+    s->site.routes = s->routes;
     s->site.view = view;
+    s->site.data = (void *)svc;
     if (cfg->max_header_bytes) s->site.max_header_bytes = cfg->max_header_bytes;
     s->idle_timeout_ms = cfg->idle_timeout_ms;
     err = uv_tcp_init(loop, &s->listener);
     if (err) {
+        free(s->routes);
         free(s);
         return err;
     }

@@ -84,7 +84,7 @@ static void fx_start_cfg(struct fx *f, uint64_t idle_ms, size_t max_header) {
     f->view.redis_ok = true;
     f->view.registered = true;
     struct ping_config cfg = {"127.0.0.1:0", idle_ms, max_header};
-    cr_assert_eq(ping_server_new(&f->loop, &cfg, &f->view, &f->srv), 0);
+    cr_assert_eq(ping_server_new(&f->loop, &cfg, &f->view, NULL, &f->srv), 0);
     cr_assert_gt(ping_server_port(f->srv), 0);
     uv_timer_init(&f->loop, &f->guard);
     f->guard.data = f;
@@ -529,7 +529,7 @@ Test(http, bad_listen_address_rejected) {
     uv_loop_init(&loop);
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         struct ping_config cfg = {bad[i], 1000, 8192};
-        cr_assert_eq(ping_server_new(&loop, &cfg, &v, &s), UV_EINVAL, "%s", bad[i]);
+        cr_assert_eq(ping_server_new(&loop, &cfg, &v, NULL, &s), UV_EINVAL, "%s", bad[i]);
     }
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
@@ -541,7 +541,7 @@ Test(http, port_in_use_reported) {
     fx_start(&f);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", ping_server_port(f.srv));
     struct ping_config cfg = {listen, 1000, 8192};
-    cr_assert_eq(ping_server_new(&f.loop, &cfg, &f.view, &s2), UV_EADDRINUSE);
+    cr_assert_eq(ping_server_new(&f.loop, &cfg, &f.view, NULL, &s2), UV_EADDRINUSE);
     uv_run(&f.loop, UV_RUN_NOWAIT);  /* the failed listener's close callback frees it */
     fx_finish(&f);
 }

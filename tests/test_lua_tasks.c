@@ -114,9 +114,9 @@ static redisReply *claim(const char *name, int max, long long now, bool balance,
     return r;
 }
 
-static size_t claimed(const redisReply *r) { return (r->elements - 3) / 6; }
-static long long claimed_id(const redisReply *r, size_t i) { return atoll(r->element[3 + 6 * i]->str); }
-static long long claimed_lease(const redisReply *r, size_t i) { return r->element[4 + 6 * i]->integer; }
+static size_t claimed(const redisReply *r) { return (r->elements - 3) / 7; }
+static long long claimed_id(const redisReply *r, size_t i) { return atoll(r->element[3 + 7 * i]->str); }
+static long long claimed_lease(const redisReply *r, size_t i) { return r->element[4 + 7 * i]->integer; }
 
 /* Reports one result for node `name`. Returns the reply (caller frees). */
 static redisReply *complete(const char *name, long long id, long long lease, const char *outcome,

@@ -100,6 +100,7 @@ static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
         c->nsent = 0;
         return; /* resent when the node is ready again */
     }
+    c->node->view.metrics.reports_refused += r->elements > 3 ? r->elements - 3 : 0;
     for (size_t i = 3; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         log_warn("result refused: the task's lease is no longer ours (it was recovered "
                  "elsewhere or already finished)", " task=ServerTasks-%s", r->element[i]->str);
@@ -171,6 +172,7 @@ static void batch_cb(uv_check_t *h) {
 static void done_cb(struct runner *r, struct runner_task *t, struct runner_result *res, void *arg) {
     struct claimer *c = arg;
     update_view(c);
+    c->node->view.metrics.finished[res->outcome]++;
     char q[300];
     log_debug("task finished", " task=%s type=%s outcome=%s duration_ms=%lld error=%s", t->id,
               t->type, outcome_names[res->outcome], (long long)res->duration_ms,
@@ -225,9 +227,18 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
     arm_due(c, el_int(r, 1));
     if (el_int(r, 2) > 0)
         log_info("queued tasks expired", " count=%lld", (long long)el_int(r, 2));
-    size_t claimed = (r->elements - 3) / 6;
-    for (size_t i = 0; i < claimed && strcmp(verdict, "ok") == 0; i++) {
-        size_t b = 3 + 6 * i, alen;
+    size_t claimed = strcmp(verdict, "ok") == 0 ? (r->elements - 3) / 7 : 0;
+    struct node_metrics *m = &c->node->view.metrics;
+    int64_t now = clock_wall_ms();
+    m->claimed += claimed;
+    for (size_t i = 0; i < claimed; i++) {
+        size_t b = 3 + 7 * i, alen;
+        double wait = (double)(now - el_int(r, b + 6)) / 1000.0;
+        size_t bucket = 0;
+        while (bucket < NODE_LATENCY_BUCKETS && wait > node_latency_bounds[bucket]) bucket++;
+        m->latency_counts[bucket]++;
+        m->latency_sum += wait > 0 ? wait : 0;
+        m->latency_n++;
         struct runner_task *t = xcalloc(1, sizeof *t);
         snprintf(t->id, sizeof t->id, "ServerTasks-%s", el_str(r, b, NULL));
         t->lease = el_int(r, b + 1);

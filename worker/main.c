@@ -67,7 +67,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     uv_loop_init(&w->loop);
     struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384};
     /* The view lives in the node; the server only keeps a pointer to it. */
-    rc = ping_server_new(&w->loop, &pc, &w->node.view, &w->http);
+    rc = ping_server_new(&w->loop, &pc, &w->node.view, &w->services, &w->http);
     if (rc != 0) {
         snprintf(err, sizeof err, "cannot listen on %s: %s", w->cfg.listen, shoal_strerror(rc));
         goto fail_listen;
@@ -78,6 +78,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     if (colon) *colon = '\0';
     snprintf(listen, sizeof listen, "%s:%d", host, ping_server_port(w->http));
     node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb, event_cb);
+    w->services = (struct ping_services){w->node.cmd, &w->node.keys, &w->cfg};
     w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers);
 
     char desc[1024];

@@ -250,6 +250,7 @@ static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
     }
     if (el_int(r, 4)) log_warn("heartbeat was late: the liveness TTL had expired", NULL);
     n->view.last_seen_ms = clock_wall_ms();
+    n->view.beat_ok_mono_ms = clock_mono_ms();
     apply(n, el_int(r, 1), el_int(r, 2) != 0, "heartbeat");
     set_redis_ok(n, true, NULL);
     char ready[24];

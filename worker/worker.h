@@ -16,7 +16,8 @@ struct worker {
     uv_loop_t loop;
     struct shoal_config cfg;      /* owned; freed at exit */
     struct node node;             /* membership, heartbeat, cap and drain */
-    struct ping_server *http;     /* ping, healthz */
+    struct ping_server *http;     /* ping, healthz, the API */
+    struct ping_services services;   /* what the HTTP routes use (filled before the loop runs) */
     struct claimer *claimer;      /* claims, runs and reports tasks */
     const struct shoal_handlers *handlers;  /* custom C handlers, borrowed (may be NULL) */
     uv_signal_t sigterm, sigint;  /* shutdown triggers */
