@@ -132,6 +132,9 @@ static const struct setting table[] = {
     {"retry-backoff", "SHOAL_RETRY_BACKOFF", T_DUR, "1s", SCOPE_WORKER, false,
      OFF(retry_backoff_ms), 0, DAY, NULL, "delay before a failed task's first retry; doubles "
      "per attempt (at most 1h), with jitter"},
+    {"package-dir", "SHOAL_PACKAGE_DIR", T_STR, "packages", SCOPE_WORKER, false, OFF(package_dir),
+     0, 0, NULL, "where uploaded packages are stored (relative to the working directory; in "
+     "HA, a volume every node shares)"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {

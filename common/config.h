@@ -36,6 +36,7 @@ struct shoal_config {
     bool balance;             /* --balance / --no-balance / SHOAL_BALANCE */
     int64_t handler_threads;  /* --handler-threads / SHOAL_HANDLER_THREADS */
     int64_t retry_backoff_ms; /* --retry-backoff / SHOAL_RETRY_BACKOFF: first retry delay */
+    char *package_dir;        /* --package-dir / SHOAL_PACKAGE_DIR: uploaded packages */
 };
 
 /* Fills cfg with defaults (the node name from the host name). Free with config_free(). */

@@ -129,8 +129,10 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
     n->view.last_seen_ms = clock_wall_ms();
     apply(n, el_int(r, 2), el_int(r, 3) != 0, "redis");
     set_redis_ok(n, true, NULL);
-    /* Whatever a previous incarnation left running is recovered before we claim. */
-    recover(n, n->view.name, own_recovery_cb);
+    /* Taking over from a previous incarnation: what it left running is recovered before we
+     * claim. Registering again (Redis came back) keeps our own running tasks, of course. */
+    if (takeover) recover(n, n->view.name, own_recovery_cb);
+    else emit(n, NODE_READY, NULL);
 }
 
 static void do_register(struct node *n) {
