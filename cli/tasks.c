@@ -174,7 +174,7 @@ static void task_json(struct json *j, const struct shoal_task *t) {
     json_key(j, "State"); json_str(j, t->state);
     json_key(j, "Queue"); json_str(j, t->queue);
     json_key(j, "Type"); json_str(j, t->type);
-    json_key(j, "ServerNode"); if (t->node[0]) json_str(j, t->node); else json_null(j);
+    json_key(j, "ServerNode"); if (t->node[0]) json_str(j, t->node); else json_null_value(j);
     json_key(j, "Priority"); json_int(j, t->priority);
     json_key(j, "QueueTime"); json_time(j, t->queued_ms);
     json_key(j, "QueueTimeExpiry"); json_time(j, t->expiry_ms);
@@ -186,9 +186,9 @@ static void task_json(struct json *j, const struct shoal_task *t) {
     json_key(j, "Attempt"); json_int(j, t->attempt);
     json_key(j, "Attempts"); json_int(j, t->attempts);
     json_key(j, "TimeoutMs"); json_int(j, t->timeout_ms);
-    json_key(j, "ExitCode"); if (t->has_exit) json_int(j, t->exit_code); else json_null(j);
+    json_key(j, "ExitCode"); if (t->has_exit) json_int(j, t->exit_code); else json_null_value(j);
     json_key(j, "DurationMs");
-    if (final && t->started_ms) json_int(j, t->completed_ms - t->started_ms); else json_null(j);
+    if (final && t->started_ms) json_int(j, t->completed_ms - t->started_ms); else json_null_value(j);
     json_obj_close(j);
 }
 

@@ -115,14 +115,14 @@ void json_key(struct json *j, const char *k) {
 
 void json_strn(struct json *j, const char *s, size_t n) { sep(j); json_escape(j->out, s, n); }
 void json_str(struct json *j, const char *s) {
-    if (!s) { json_null(j); return; }
+    if (!s) { json_null_value(j); return; }
     json_strn(j, s, strlen(s));
 }
 void json_int(struct json *j, int64_t v) { sep(j); buf_printf(j->out, "%lld", (long long)v); }
 void json_bool(struct json *j, bool v) { sep(j); buf_puts(j->out, v ? "true" : "false"); }
-void json_null(struct json *j) { sep(j); buf_puts(j->out, "null"); }
+void json_null_value(struct json *j) { sep(j); buf_puts(j->out, "null"); }
 void json_time(struct json *j, int64_t ms) {
     char t[40];
-    if (ms <= 0) { json_null(j); return; }
+    if (ms <= 0) { json_null_value(j); return; }
     json_str(j, iso8601_ms(ms, t, sizeof t));
 }

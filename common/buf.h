@@ -42,7 +42,7 @@ void json_str(struct json *j, const char *s);      /* NULL writes null */
 void json_strn(struct json *j, const char *s, size_t n);
 void json_int(struct json *j, int64_t v);
 void json_bool(struct json *j, bool v);
-void json_null(struct json *j);
+void json_null_value(struct json *j);
 /* Writes an ISO-8601 time (epoch ms), or null when ms <= 0. */
 void json_time(struct json *j, int64_t ms);
 

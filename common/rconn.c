@@ -1,8 +1,12 @@
 /* rconn.c: the reconnecting async Redis connection.
  *
- * States: IDLE (waiting for the backoff timer) -> CONNECTING (TCP/unix connect under a timeout)
- * -> HANDSHAKE (AUTH, SELECT, SCRIPT LOAD pipelined; the same timeout) -> UP -> back to IDLE on
- * any failure. hiredis owns and frees the async context after the disconnect callback; the
+ * States: IDLE (waiting for the backoff timer) -> [RESOLVING: in Sentinel mode, ask each
+ * sentinel in turn for the master's address] -> CONNECTING (TCP/unix connect under a timeout)
+ * -> HANDSHAKE (AUTH, SELECT, ROLE in Sentinel mode, SCRIPT LOAD pipelined; the same timeout)
+ * -> UP -> back to IDLE on any failure. Every reconnect in Sentinel mode asks again, and the
+ * connection to the sentinel that answered stays open, subscribed to +switch-master: when our
+ * master is switched, the link is reset at once (the old master may keep accepting writes
+ * until Sentinel gets round to demoting it). hiredis owns and frees the async context after the disconnect callback; the
  * libuv adapter frees its poll handle in its own close callback. We only free rc after our two
  * timers have closed. */
 #include "common/rconn.h"
@@ -16,7 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
-enum state { IDLE, CONNECTING, HANDSHAKE, UP, CLOSING };
+enum state { IDLE, RESOLVING, CONNECTING, HANDSHAKE, UP, CLOSING };
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -29,6 +33,11 @@ struct rconn {
     bool load_scripts;             /* SCRIPT LOAD on each connect */
     struct rconn_events ev;        /* user callbacks */
     redisAsyncContext *ac;         /* NULL while not connected; owned by hiredis */
+    redisAsyncContext *sac;        /* the sentinel being asked, while RESOLVING */
+    redisAsyncContext *watch;      /* the sentinel that answered, subscribed to +switch-master */
+    int sentinel;                  /* index of that sentinel */
+    char host[256];                /* where to connect: the URL's host, or the master found */
+    int port;
     enum state state;
     uv_timer_t retry;              /* backoff before the next connect */
     uv_timer_t deadline;           /* connect + handshake timeout */
@@ -47,6 +56,7 @@ struct rconn {
 };
 
 static void connect_now(struct rconn *rc);
+static void connect_master(struct rconn *rc);
 static void retry_cb(uv_timer_t *t);
 
 static void schedule_retry(struct rconn *rc) {
@@ -83,10 +93,19 @@ static void handshake_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
     redisReply *reply = r;
     if (rc == NULL || rc->state != HANDSHAKE) return;
     if (reply == NULL) return; /* the disconnect callback handles it */
-    intptr_t idx = (intptr_t)priv; /* -1: AUTH/SELECT, else script id */
+    intptr_t idx = (intptr_t)priv; /* -1: AUTH/SELECT, -2: ROLE, else script id */
     if (reply->type == REDIS_REPLY_ERROR) {
         log_error("redis handshake failed", " conn=%s error=\"%s\"", rc->name, reply->str);
         rc->handshake_failed = true;
+    } else if (idx == -2) {
+        bool master = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                      reply->element[0]->type == REDIS_REPLY_STRING &&
+                      strcmp(reply->element[0]->str, "master") == 0;
+        if (!master) {
+            log_warn("the address Sentinel gave is not a master (failover in progress?)",
+                     " conn=%s addr=%s:%d", rc->name, rc->host, rc->port);
+            rc->handshake_failed = true;
+        }
     } else if (idx >= 0 && reply->type == REDIS_REPLY_STRING && reply->len == 40) {
         memcpy(rc->sha[idx], reply->str, 40);
         rc->sha[idx][40] = '\0';
@@ -134,6 +153,10 @@ static void connect_cb(const redisAsyncContext *cac, int status) {
         redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)-1, "SELECT %d", rc->url.db);
         rc->handshake_left++;
     }
+    if (rc->url.nsentinels > 0) {
+        redisAsyncCommand(ac, handshake_reply_cb, (void *)(intptr_t)-2, "ROLE");
+        rc->handshake_left++;
+    }
     if (rc->load_scripts) {
         for (int i = 0; i < SCRIPT_COUNT; i++) {
             const struct script_src *s = script_get((enum script_id)i);
@@ -149,8 +172,95 @@ static void connect_cb(const redisAsyncContext *cac, int status) {
     }
 }
 
+static void resolve(struct rconn *rc);
+static void deadline_cb(uv_timer_t *t);
+
+static void drop_watch(struct rconn *rc) {
+    redisAsyncContext *ac = rc->watch;
+    if (!ac) return;
+    rc->watch = NULL;      /* its callback, run with NULL by the free, then ignores it */
+    redisAsyncFree(ac);    /* deferred by hiredis when called from its own callback */
+}
+
+/* +switch-master "<name> <old ip> <old port> <new ip> <new port>": ours moved, reconnect. */
+static void watch_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct rconn *rc = priv;
+    redisReply *reply = r;
+    if (rc->watch != ac) return;
+    if (reply == NULL) {
+        rc->watch = NULL;
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    size_t n = strlen(rc->url.master);
+    const char *msg = reply->element[2]->str;
+    if (strncmp(msg, rc->url.master, n) != 0 || msg[n] != ' ') return;
+    log_warn("sentinel switched the master; reconnecting", " conn=%s switch=\"%s\"", rc->name,
+             msg);
+    drop_watch(rc);
+    rconn_reset(rc, "sentinel switched the master");
+}
+
+/* The sentinel's answer (NULL when it could not be reached: hiredis runs the callback of a
+ * queued command with NULL when the connection fails). Drives the next step either way. */
+static void sentinel_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct rconn *rc = priv;
+    redisReply *reply = r;
+    if (rc->state != RESOLVING || rc->sac != ac) return;
+    rc->sac = NULL;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(rc->host, sizeof rc->host, "%s", reply->element[0]->str);
+        rc->port = atoi(reply->element[1]->str);
+        drop_watch(rc);
+        rc->watch = ac; /* keep it: it tells us when the master moves */
+        redisAsyncCommand(ac, watch_cb, rc, "SUBSCRIBE +switch-master");
+        log_debug("sentinel named the master", " conn=%s master=%s addr=%s:%d", rc->name,
+                  rc->url.master, rc->host, rc->port);
+        connect_master(rc);
+        return;
+    }
+    if (reply) redisAsyncDisconnect(ac); /* answered, but not the master's address */
+    const struct rurl_sentinel *s = &rc->url.sentinels[rc->sentinel];
+    log_warn("sentinel did not name the master", " conn=%s sentinel=%s:%d master=%s", rc->name,
+             s->host, s->port, rc->url.master);
+    rc->sentinel++;
+    resolve(rc);
+}
+
+/* Asks sentinel number rc->sentinel; past the last one, waits and starts over. */
+static void resolve(struct rconn *rc) {
+    if (rc->sentinel >= rc->url.nsentinels) {
+        rc->sentinel = 0;
+        report_down(rc, "no sentinel named the master");
+        schedule_retry(rc);
+        return;
+    }
+    const struct rurl_sentinel *s = &rc->url.sentinels[rc->sentinel];
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    if (ac == NULL) abort();
+    if (ac->err || redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        rc->sentinel++;
+        resolve(rc);
+        return;
+    }
+    rc->sac = ac;
+    rc->state = RESOLVING;
+    uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
+    redisAsyncCommand(ac, sentinel_reply_cb, rc, "SENTINEL get-master-addr-by-name %s",
+                      rc->url.master);
+}
+
 static void deadline_cb(uv_timer_t *t) {
     struct rconn *rc = container_of(t, struct rconn, deadline);
+    if (rc->state == RESOLVING) {
+        /* Freeing runs sentinel_reply_cb with NULL, which moves on to the next sentinel. */
+        if (rc->sac) redisAsyncFree(rc->sac);
+        return;
+    }
     if (rc->state != CONNECTING && rc->state != HANDSHAKE) return;
     report_down(rc, "connect timed out");
     if (rc->ac) {
@@ -168,8 +278,19 @@ static void deadline_cb(uv_timer_t *t) {
 
 static void connect_now(struct rconn *rc) {
     if (rc->state == CLOSING) return;
+    if (rc->url.nsentinels > 0) {
+        rc->sentinel = 0;
+        resolve(rc);
+        return;
+    }
+    snprintf(rc->host, sizeof rc->host, "%s", rc->url.host);
+    rc->port = rc->url.port;
+    connect_master(rc);
+}
+
+static void connect_master(struct rconn *rc) {
     redisAsyncContext *ac = rc->url.path[0] ? redisAsyncConnectUnix(rc->url.path)
-                                            : redisAsyncConnect(rc->url.host, rc->url.port);
+                                            : redisAsyncConnect(rc->host, rc->port);
     if (ac == NULL) abort(); /* out of memory */
     if (ac->err) {
         report_down(rc, ac->errstr);
@@ -356,6 +477,12 @@ static void timer_closed_cb(uv_handle_t *h) {
 void rconn_free(struct rconn *rc, void (*done)(void *arg), void *arg) {
     rc->state = CLOSING;
     rc->sub_cb = NULL;
+    if (rc->sac) {
+        redisAsyncContext *sac = rc->sac;
+        rc->sac = NULL;
+        redisAsyncFree(sac); /* its callback sees CLOSING and returns */
+    }
+    drop_watch(rc);
     rc->done = done;
     rc->done_arg = arg;
     if (rc->ac) {

@@ -2,6 +2,7 @@
 #include "common/rsync.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,34 @@ static int lost(struct rsync *r, char *err, size_t errlen) {
     return SHOAL_EREDIS;
 }
 
+/* Sentinel mode: asks each sentinel for the master's address until one answers. */
+static int ask_sentinels(struct rurl *u, struct timeval tv, char *err, size_t errlen) {
+    for (int i = 0; i < u->nsentinels; i++) {
+        redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
+        if (s == NULL) abort();
+        redisReply *r = s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s",
+                                                     u->master);
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+        if (ok) {
+            snprintf(u->host, sizeof u->host, "%s", r->element[0]->str);
+            u->port = atoi(r->element[1]->str);
+        }
+        if (r) freeReplyObject(r);
+        redisFree(s);
+        if (ok) return 0;
+    }
+    snprintf(err, errlen, "no sentinel named master '%s' (asked %d sentinel%s)", u->master,
+             u->nsentinels, u->nsentinels == 1 ? "" : "s");
+    return SHOAL_EREDIS;
+}
+
 int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen) {
     struct rurl u;
     int rc;
     memset(r, 0, sizeof *r);
     if ((rc = rurl_parse(url, &u, err, errlen)) != 0) return rc;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
     r->c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
                      : redisConnectWithTimeout(u.host, u.port, tv);
     if (r->c == NULL) abort();

@@ -31,6 +31,75 @@ static int fail(char *err, size_t errlen, const char *url, const char *why) {
     return SHOAL_EURL;
 }
 
+/* Splits "host:port" (or "[v6]:port") of length n into h/port. Returns 0 or -1. */
+static int host_port(const char *s, size_t n, char *h, size_t hlen, int *port) {
+    const char *colon = NULL;
+    if (n > 0 && s[0] == '[') {
+        const char *rb = memchr(s, ']', n);
+        if (!rb || (size_t)(rb - s - 1) >= hlen || rb + 1 >= s + n || rb[1] != ':') return -1;
+        memcpy(h, s + 1, (size_t)(rb - s - 1));
+        h[rb - s - 1] = '\0';
+        colon = rb + 1;
+    } else {
+        for (const char *c = s; c < s + n; c++) if (*c == ':') colon = c;
+        if (!colon || (size_t)(colon - s) >= hlen || colon == s) return -1;
+        memcpy(h, s, (size_t)(colon - s));
+        h[colon - s] = '\0';
+    }
+    char p[16] = {0};
+    int64_t v;
+    size_t plen = (size_t)(s + n - colon - 1);
+    if (plen == 0 || plen >= sizeof p) return -1;
+    memcpy(p, colon + 1, plen);
+    if (parse_int64(p, 1, 65535, &v)) return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/* redis-sentinel://[user:pass@]h:p[,h:p...]/master[/db] */
+static int parse_sentinel(const char *url, struct rurl *u, char *err, size_t errlen) {
+    const char *p = url + 17;
+    const char *slash = strchr(p, '/');
+    if (!slash || !slash[1]) return fail(err, errlen, url, "expected redis-sentinel://host:port[,host:port]/master-name");
+    const char *at = NULL;
+    for (const char *c = p; c < slash; c++) if (*c == '@') at = c;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *uend = colon ? colon : at;
+        if (decode(p, (size_t)(uend - p), u->user, sizeof u->user) ||
+            (colon && decode(colon + 1, (size_t)(at - colon - 1), u->pass, sizeof u->pass)))
+            return fail(err, errlen, url, "user or password too long");
+        if (!colon) {
+            snprintf(u->pass, sizeof u->pass, "%s", u->user);
+            u->user[0] = '\0';
+        }
+        p = at + 1;
+    }
+    while (p < slash) {
+        const char *comma = memchr(p, ',', (size_t)(slash - p));
+        const char *end = comma ? comma : slash;
+        if (u->nsentinels == RURL_MAX_SENTINELS)
+            return fail(err, errlen, url, "at most 8 sentinels");
+        struct rurl_sentinel *s = &u->sentinels[u->nsentinels++];
+        if (host_port(p, (size_t)(end - p), s->host, sizeof s->host, &s->port) != 0)
+            return fail(err, errlen, url, "each sentinel is host:port");
+        p = comma ? comma + 1 : slash;
+    }
+    if (u->nsentinels == 0) return fail(err, errlen, url, "no sentinel given");
+    const char *name = slash + 1, *db = strchr(name, '/');
+    size_t nlen = db ? (size_t)(db - name) : strlen(name);
+    if (nlen == 0 || nlen >= sizeof u->master) return fail(err, errlen, url, "bad master name");
+    memcpy(u->master, name, nlen);
+    if (db && db[1]) {
+        int64_t v;
+        if (parse_int64(db + 1, 0, 100000, &v)) return fail(err, errlen, url, "bad db number");
+        u->db = (int)v;
+    }
+    /* host/port are filled in by asking the sentinels. */
+    u->port = 0;
+    return 0;
+}
+
 int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
     memset(u, 0, sizeof *u);
     u->port = 6379;
@@ -49,9 +118,7 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
         }
         return 0;
     }
-    if (strncmp(url, "redis-sentinel://", 17) == 0)
-        return fail(err, errlen, url, "Sentinel is not supported by this version yet; "
-                                      "use redis:// to the master");
+    if (strncmp(url, "redis-sentinel://", 17) == 0) return parse_sentinel(url, u, err, errlen);
     if (strncmp(url, "rediss://", 9) == 0)
         return fail(err, errlen, url, "TLS (rediss://) is not supported: Debian's hiredis 0.14 "
                                       "has no TLS");

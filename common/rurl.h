@@ -1,9 +1,17 @@
-/* rurl.h: Redis URLs. redis://[user:pass@]host[:port][/db] and unix:///path[?db=N].
- * (redis-sentinel:// is recognised and refused with a clear message until Sentinel lands.) */
+/* rurl.h: Redis URLs: redis://[user:pass@]host[:port][/db], unix:///path[?db=N], and
+ * redis-sentinel://[user:pass@]host:port[,host:port...]/master-name[/db]: ask the sentinels
+ * for the master's address (user and password are the master's). */
 #ifndef SHOAL_RURL_H
 #define SHOAL_RURL_H
 
 #include <stddef.h>
+
+#define RURL_MAX_SENTINELS 8
+
+struct rurl_sentinel {
+    char host[256];
+    int port;
+};
 
 struct rurl {
     char host[256];      /* TCP host ("" for unix) */
@@ -12,6 +20,9 @@ struct rurl {
     char user[128];      /* ACL user ("" = none, AUTH with password only) */
     char pass[256];      /* password ("" = no AUTH) */
     int db;              /* SELECT this db when non-zero */
+    int nsentinels;      /* > 0: Sentinel mode; host/port are then found by asking them */
+    struct rurl_sentinel sentinels[RURL_MAX_SENTINELS];
+    char master[128];    /* the master's name in Sentinel */
 };
 
 /* Parses url into *u. Returns 0, or SHOAL_EURL with a one-line reason in err. */

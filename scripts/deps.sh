@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libhiredis-dev libuv1-dev libmsgpack-dev
       libcriterion-dev node-llhttp redis-server redis-tools clang libclang-rt-14-dev
-      curl python3 python3-redis python3-msgpack "$@")
+      curl python3 python3-redis python3-msgpack redis-sentinel "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -149,8 +149,18 @@ Test(rurl, forms) {
     cr_assert_str_eq(u.host, "::1"); cr_assert_eq(u.port, 7000);
     cr_assert_eq(rurl_parse("unix:///run/redis.sock?db=2", &u, err, sizeof err), 0);
     cr_assert_str_eq(u.path, "/run/redis.sock"); cr_assert_eq(u.db, 2);
+    cr_assert_eq(rurl_parse("redis-sentinel://app:pw@10.0.0.1:26379,[::1]:26380/mymaster/2", &u,
+                            err, sizeof err), 0, "%s", err);
+    cr_assert_eq(u.nsentinels, 2);
+    cr_assert_str_eq(u.sentinels[0].host, "10.0.0.1");
+    cr_assert_eq(u.sentinels[1].port, 26380);
+    cr_assert_str_eq(u.sentinels[1].host, "::1");
+    cr_assert_str_eq(u.master, "mymaster");
+    cr_assert_eq(u.db, 2);
+    cr_assert_str_eq(u.pass, "pw");
     const char *bad[] = {"http://x", "redis://", "redis://h:99999", "redis://h/x", "unix://rel",
-                         "rediss://h"};
+                         "rediss://h", "redis-sentinel://h:1", "redis-sentinel://h/m",
+                         "redis-sentinel:///m"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         cr_assert_eq(rurl_parse(bad[i], &u, err, sizeof err), SHOAL_EURL, "accepted %s", bad[i]);
 }
@@ -163,7 +173,7 @@ Test(json, writer_and_escaping) {
     json_obj_open(&j);
     json_key(&j, "a"); json_str(&j, "q\"\\\n\x01");
     json_key(&j, "n"); json_int(&j, -5);
-    json_key(&j, "l"); json_arr_open(&j); json_bool(&j, true); json_null(&j); json_arr_close(&j);
+    json_key(&j, "l"); json_arr_open(&j); json_bool(&j, true); json_null_value(&j); json_arr_close(&j);
     json_key(&j, "t"); json_time(&j, 0);
     json_obj_close(&j);
     cr_assert_str_eq(b.data, "{\"a\":\"q\\\"\\\\\\n\\u0001\",\"n\":-5,\"l\":[true,null],\"t\":null}");

@@ -78,7 +78,9 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     if (colon) *colon = '\0';
     snprintf(listen, sizeof listen, "%s:%d", host, ping_server_port(w->http));
     node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb, event_cb);
-    w->services = (struct ping_services){w->node.cmd, &w->node.keys, &w->cfg};
+    w->services.redis = w->node.cmd;  /* w is zeroed: fields not set here stay NULL */
+    w->services.keys = &w->node.keys;
+    w->services.cfg = &w->cfg;
     w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers);
 
     char desc[1024];
