@@ -4,6 +4,7 @@
 #   make test SANITIZE=1  the same suite under ASan+UBSan (build-asan/)
 #   make fuzz           libFuzzer on the HTTP request path (FUZZ_SECONDS, default 60)
 #   make bench          the figures printed in the README
+#   make chaos          the full chaos run: 5,000 tasks, kills, a Redis restart, a failover
 SANITIZE ?= 0
 SHELL := /bin/bash
 FUZZ_SECONDS ?= 60
@@ -15,7 +16,7 @@ else
 BUILD ?= build
 endif
 
-.PHONY: all deps build test run fuzz fuzz-short bench clean
+.PHONY: all deps build test run fuzz fuzz-short bench chaos clean
 
 all: build
 
@@ -50,6 +51,9 @@ build-fuzz/CMakeCache.txt: | deps
 fuzz: deps build-fuzz/CMakeCache.txt
 	cmake --build build-fuzz -j $(JOBS)
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+chaos: build
+	@/usr/bin/python3 scripts/chaos.py $(BUILD) --tasks $(or $(CHAOS_TASKS),5000) --seconds $(or $(CHAOS_SECONDS),60)
 
 bench: build
 	@scripts/bench.sh $(BUILD)

@@ -15,6 +15,7 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_ENQUEUE] = "enqueue",       [SCRIPT_CLAIM] = "claim",
     [SCRIPT_COMPLETE] = "complete",     [SCRIPT_CANCEL] = "cancel",
     [SCRIPT_EXPIRE] = "expire",         [SCRIPT_RECOVER] = "recover",
+    [SCRIPT_RECONCILE] = "reconcile",
 };
 
 const struct script_src *script_get(enum script_id id) {

@@ -31,6 +31,7 @@ enum script_id {
     SCRIPT_CANCEL,
     SCRIPT_EXPIRE,
     SCRIPT_RECOVER,
+    SCRIPT_RECONCILE,
     SCRIPT_COUNT
 };
 

@@ -12,6 +12,7 @@
 #define REPORT_MAX 512           /* reports per complete call */
 #define LEASE_MARGIN_MS 30000    /* lease deadline = timeout + this (recovery, after a crash) */
 #define RETRY_MAX_MS 3600000     /* backoff ceiling */
+#define RECONCILE_EVERY_BEATS 12 /* and after every (re)registration: see lua/reconcile.lua */
 #define MIN_BATCH_MAX 64         /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
 
@@ -38,6 +39,8 @@ struct claimer {
     uv_check_t batch;                 /* after this loop iteration: report and claim once */
     int64_t due_at;                   /* its time (wall ms), 0 when none armed */
     bool stopped;                     /* claimer_stop called */
+    bool reconcile_due;               /* reconcile as soon as no claim is in flight */
+    unsigned beats;                   /* heartbeats seen, for the reconcile cadence */
     bool idle_told;
     void (*idle)(struct claimer *c, void *arg);
     void *idle_arg;
@@ -187,6 +190,58 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
     check_idle(c);
 }
 
+/* --- reconciling -------------------------------------------------------------------------- */
+
+struct idlist {
+    const char **v;
+    size_t n;
+};
+
+static void add_id(struct idlist *l, const char *id) {
+    const char *num = strrchr(id, '-');
+    l->v[l->n++] = num ? num + 1 : id;
+}
+static void add_running_cb(const struct runner_task *t, void *arg) { add_id(arg, t->id); }
+
+static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+        log_warn("requeued tasks Redis recorded as running here that this node does not run "
+                 "(lost in a Redis failover or restart)", " count=%lld", (long long)r->integer);
+    else if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("reconcile failed", " error=\"%s\"", r->str);
+}
+
+/* Sends reconcile.lua with every task this node runs or still has to report. Only while no
+ * claim is in flight: a claim Redis already ran but whose answer we have not read would look
+ * like tasks we do not run. */
+static void reconcile(struct claimer *c) {
+    if (c->claiming || !c->node->view.registered || !rconn_is_up(c->node->cmd)) {
+        c->reconcile_due = true;
+        return;
+    }
+    c->reconcile_due = false;
+    size_t known = runner_running(c->runner) + c->npending + c->nsent;
+    enum { HEAD = 7 };
+    const char **argv = xcalloc(HEAD + known, sizeof *argv);
+    struct idlist l = {argv + HEAD, 0};
+    runner_foreach(c->runner, add_running_cb, &l);
+    for (size_t i = 0; i < c->npending; i++) add_id(&l, c->pending[i].task->id);
+    for (size_t i = 0; i < c->nsent; i++) add_id(&l, c->sent[i].task->id);
+    struct keys *k = &c->node->keys;
+    char run_k[160], stats_k[160], done_k[160], wake[160], now[24];
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    argv[0] = keys_running(k, c->node->view.name, run_k, sizeof run_k);
+    argv[1] = keys_stats(k, stats_k, sizeof stats_k);
+    argv[2] = keys_done(k, done_k, sizeof done_k);
+    argv[3] = k->prefix;
+    argv[4] = c->node->view.name;
+    argv[5] = now;
+    argv[6] = keys_wake(k, wake, sizeof wake);
+    (void)rconn_eval(c->node->cmd, SCRIPT_RECONCILE, 3, (int)(HEAD + l.n), argv, NULL,
+                     reconcile_cb, c);
+    free(argv);
+}
+
 /* --- claiming ------------------------------------------------------------------------------ */
 
 static const char *el_str(const redisReply *r, size_t i, size_t *len) {
@@ -256,6 +311,7 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
         runner_start(c->runner, t);
     }
     update_view(c);
+    if (c->reconcile_due) reconcile(c);
     /* A full batch may mean more is waiting; something may have happened meanwhile too. */
     if (c->claim_again || (claimed > 0 && claimed == CLAIM_MAX)) kick(c);
 }
@@ -296,6 +352,7 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
     switch (ev) {
     case NODE_READY:
         flush(c);
+        reconcile(c);
         kick(c);
         break;
     case NODE_CAPACITY:
@@ -304,6 +361,7 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
         break;
     case NODE_BEAT:
         flush(c);
+        if (++c->beats % RECONCILE_EVERY_BEATS == 0) reconcile(c);
         if (arg && strtoll(arg, NULL, 10) > 0) kick(c);
         break;
     case NODE_CANCEL: {

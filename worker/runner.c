@@ -378,6 +378,11 @@ void runner_start(struct runner *r, struct runner_task *t) {
     }
 }
 
+void runner_foreach(const struct runner *r, void (*fn)(const struct runner_task *t, void *arg),
+                    void *arg) {
+    for (const struct run *run = r->runs; run; run = run->next) fn(run->t, arg);
+}
+
 int runner_cancel(struct runner *r, const char *id) {
     int rc = UV_ENOENT;
     for (struct run *run = r->runs; run; run = run->next) {

@@ -73,6 +73,9 @@ int runner_cancel(struct runner *r, const char *id);
 void runner_stop_all(struct runner *r);
 /* Tasks started and not yet completed. */
 unsigned runner_running(const struct runner *r);
+/* Calls fn for every task started and not yet completed (fn must not start or stop tasks). */
+void runner_foreach(const struct runner *r, void (*fn)(const struct runner_task *t, void *arg),
+                    void *arg);
 /* Frees the runner once no task runs (call after the last done_cb) and its handles closed;
  * done(arg) then runs, always from a later loop callback. Tasks still running are first
  * stopped as by runner_stop_all (their done_cb still runs); runner_start after this completes

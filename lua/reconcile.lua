@@ -1,0 +1,42 @@
+-- reconcile.lua: a live node's running set against what the node really runs. Redis can lose
+-- acknowledged writes (a failover to a replica that had not received them yet, a restart from
+-- an AOF that missed the last second), so a task can be recorded as Executing on a node that
+-- finished it or never got it. Such a task would wait forever (no timeout) or until its lease
+-- deadline. The node sends every task it runs or still has to report; the rest of its running
+-- set is requeued at the head of its queue (no attempt and no node-loss budget used: the node
+-- did not fail), or finalised Canceled when it was being canceled.
+--
+-- KEYS[1] node running set {NS}:running:<name>   KEYS[2] fleet counters {NS}:stats
+-- KEYS[3] finished index {NS}:done
+-- ARGV: 1 key prefix "{NS}:", 2 node name, 3 now (ms), 4 wake channel, 5.. task numbers the
+--   node knows
+-- Returns the number of tasks requeued or finalised. Cost: O(running + known).
+local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local known = {}
+for i = 5, #ARGV do known[ARGV[i]] = true end
+local fixed, woken = 0, {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not known[id] then
+    local key = prefix .. 'task:' .. id
+    local f = redis.call('HMGET', key, 'state', 'node', 'queue', 'prio', 'attempt')
+    if f[1] == 'Cancelling' then
+      redis.call('HSET', key, 'state', 'Canceled', 'completed', now, 'error',
+        'Canceled by an operator (its run was lost in a Redis failover or restart)')
+      redis.call('ZADD', KEYS[3], now, id)
+    elseif f[1] == 'Executing' and f[2] == name then
+      local prio = f[4] or '0'
+      redis.call('HSET', key, 'state', 'Queued', 'attempt', tonumber(f[5] or '1') - 1, 'error',
+        'its run on ' .. name .. ' was lost in a Redis failover or restart; requeued')
+      redis.call('HDEL', key, 'node', 'lease', 'started')
+      redis.call('LPUSH', prefix .. 'q:' .. f[3] .. ':' .. prio, id)
+      redis.call('ZADD', prefix .. 'qp:' .. f[3], prio, prio)
+      redis.call('HINCRBY', KEYS[2], 'ready', 1)
+      woken[f[3]] = true
+    end
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HINCRBY', KEYS[2], 'running', -1)
+    fixed = fixed + 1
+  end
+end
+for q in pairs(woken) do redis.call('PUBLISH', ARGV[4], q) end
+return fixed
