@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# bench-peers.sh BUILD_DIR: shoal next to established task queues, in one invocation on one
+# machine. Runs ../shared/bench-peers/run.sh (it needs root, apt, Node.js >= 18 and npm; see its
+# README), then scripts/bench-tasks.sh with the same N, LAT_K and ROUNDS, and prints both
+# results and a side-by-side table with shoal/peer ratios per figure.
+# Knobs: PEERS ("bullmq bee sidekiq beanstalkd ceiling"), ROUNDS (1), N (20000), LAT_K (200),
+#   PEERS_DIR (../shared/bench-peers next to this repository), BENCH_WORKDIR, REDIS_PORT and
+#   BEANSTALK_PORT (free loopback ports by default); bench-tasks.sh's own knobs pass through.
+# Both halves start and stop their own servers by PID; run.sh bounds every peer with timeout.
+set -euo pipefail
+build=${1:-build}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+peers_dir=${PEERS_DIR:-$root/../shared/bench-peers}
+[ -f "$peers_dir/run.sh" ] || { echo "bench-peers: no $peers_dir/run.sh (set PEERS_DIR)" >&2; exit 2; }
+export PEERS=${PEERS:-bullmq bee sidekiq beanstalkd ceiling} ROUNDS=${ROUNDS:-1} N=${N:-20000}
+export LAT_K=${LAT_K:-200}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export REDIS_PORT=${REDIS_PORT:-$(free_port)} BEANSTALK_PORT=${BEANSTALK_PORT:-$(free_port)}
+tmp=$(mktemp -d /tmp/shoal-bench-peers-XXXXXX)
+child=""
+cleanup() {
+  if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== peers: PEERS=\"$PEERS\" ROUNDS=$ROUNDS N=$N LAT_K=$LAT_K (bench-peers/run.sh)"
+# In the background + wait, so that Ctrl-C / TERM reach run.sh (it stops its peers by PID).
+RESULTS_DIR="$tmp/peers" bash "$peers_dir/run.sh" & child=$!
+set +e; wait "$child"; prc=$?; set -e; child=""
+[ "$prc" -eq 0 ] || echo "bench-peers: run.sh exited $prc (3: a peer failed in some round; see its log)" >&2
+ls "$tmp"/peers/raw-*.jsonl >/dev/null 2>&1 || { echo "bench-peers: run.sh left no raw results" >&2; exit 1; }
+
+echo; echo "== shoal: scripts/bench-tasks.sh $build (N=$N LAT_K=$LAT_K ROUNDS=$ROUNDS)"
+RAW_OUT="$tmp/shoal.jsonl" "$root/scripts/bench-tasks.sh" "$build" & child=$!
+set +e; wait "$child"; src=$?; set -e; child=""
+[ "$src" -eq 0 ] || { echo "bench-peers: bench-tasks.sh exited $src" >&2; exit 1; }
+
+echo; echo "== side by side (same run, same machine; medians over rounds; ratio = shoal / peer)"
+python3 - "$tmp/shoal.jsonl" "$tmp"/peers/raw-*.jsonl <<'PY'
+import json, statistics, sys
+vals = {}
+for path in sys.argv[1:]:
+    for line in open(path):
+        if line.startswith("{"):
+            d = json.loads(line)
+            m = d["metric"].replace("server_cpu_us_", "redis_cpu_us_")   # beanstalkd's own CPU
+            vals.setdefault((d["peer"], m), []).append(float(d["value"]))
+order = ["shoal", "bullmq", "bee-queue", "sidekiq", "rq", "celery", "beanstalkd"]
+peers = [p for p in order if any(k[0] == p for k in vals)]
+cols = [("enqueue_single", "enq single/s", "+"), ("enqueue_bulk", "enq bulk/s", "+"),
+        ("drain_c10", "proc C=10/s", "+"), ("drain_c50", "proc C=50/s", "+"),
+        ("bytes_per_job_single", "B/job single", "-"), ("bytes_per_job_bulk", "B/job bulk", "-"),
+        ("lat_p50_ms", "lat p50 ms", "-"), ("lat_p99_ms", "lat p99 ms", "-"),
+        ("redis_cpu_us_enqueue_bulk", "CPU us enq bulk", "-"), ("redis_cpu_us_drain_c50", "CPU us C=50", "-")]
+def med(p, m):
+    xs = vals.get((p, m))
+    return statistics.median(xs) if xs else None
+def fmt(x):
+    if x is None: return "n/a"
+    return "{:,.0f}".format(x) if x >= 100 else "{:.2f}".format(x)
+w = 16
+print("%-12s" % "" + "".join("%*s" % (w, c[1]) for c in cols))
+for p in peers:
+    print("%-12s" % p + "".join("%*s" % (w, fmt(med(p, c[0]))) for c in cols))
+print("\nshoal / peer (higher is better for rates, lower for bytes, latency and CPU):")
+for p in peers[1:]:
+    cells = []
+    for m, _, _ in cols:
+        s, q = med("shoal", m), med(p, m)
+        cells.append("%*s" % (w, "%.2f" % (s / q) if s is not None and q else "n/a"))
+    print("%-12s" % p + "".join(cells))
+PY
+exit "$prc"
