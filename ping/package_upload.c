@@ -1,0 +1,747 @@
+/* package_upload.c: POST /api/{space}/packages/raw, streamed to disk in constant memory.
+ *
+ * Life of an upload (one struct upload, freed after its answer):
+ *   head in    auth, space, overwrite mode, file name (raw bodies: ?filename= or
+ *              Content-Disposition; multipart: the file part's, known later). A raw body whose
+ *              package already exists is refused (409) before a byte of it is read.
+ *   prepare    mkdir <dir>, <dir>/<space>; open <dir>/<space>/.upload-<node>-<token>.tmp
+ *              (O_EXCL); then http_body_start(): "100 Continue" goes out now.
+ *   body       bytes (multipart: the file part's data) are hashed (SHA-256, on the loop in
+ *              pieces of at most one socket read) and copied into UP_BUFS buffers of UP_BUF
+ *              bytes; each full buffer is written at its offset with uv_fs_write on the thread
+ *              pool. Backpressure: when no buffer is free the sink answers "pause", the core
+ *              stops reading the socket, and the first write to complete resumes it. Memory per
+ *              upload is thus UP_BUFS * UP_BUF, whatever the size. One data write is in
+ *              flight at a time (the pool's threads copying into the page cache would
+ *              otherwise take the CPU from the loop), and after UP_BURST bytes the sink pauses
+ *              until the next loop turn, so that a fast client cannot hold the loop for more
+ *              than a fraction of a millisecond: ping is answered in between. Every UP_SYNC_EVERY bytes
+ *              an fdatasync on the pool starts the disk writing while the body still comes, so
+ *              the final fsync waits for the tail only (and dirty pages stay few).
+ *   commit     last buffer written, fsync, close; take the package lock (lua/package.lua);
+ *              check the mode against an existing version; rename the temp file into place;
+ *              record the metadata with the lock's token; answer 201 with the package.
+ *   failure    first error wins (client gone, malformed multipart, bad name, disk full, Redis
+ *              lost): wait for writes in flight, close and unlink the temp file, release the
+ *              lock, answer. Nothing partial remains, on disk or in Redis. */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/rconn.h"
+#include "common/util.h"
+#include "ping/api.h"
+#include "ping/multipart.h"
+#include "ping/packages_int.h"
+
+#define UP_BUF (1u << 20)   /* bytes per write */
+#define UP_BUFS 4           /* buffers per upload: its whole memory for data */
+#define UP_SYNC_EVERY (32ull << 20)  /* start writeback (fdatasync) after this much more */
+#define UP_BURST (256u << 10)  /* body bytes taken per loop turn before letting others run */
+
+enum mode { MODE_FAIL, MODE_OVERWRITE, MODE_IGNORE };
+
+struct chunk {
+    uv_fs_t req;
+    struct upload *u;
+    char *data;                    /* UP_BUF bytes, owned */
+    size_t len;                    /* filled */
+    size_t written;                /* of len, done (a short write is continued) */
+    uint64_t offset;               /* in the file */
+};
+
+struct upload {
+    struct http_exchange *ex;      /* ours until answered */
+    const struct ping_services *svc;
+    uv_loop_t *loop;
+    enum mode mode;
+    char space[PACKAGE_SPACE_MAX + 1];
+    bool named;                    /* ref holds the package (file name known and valid) */
+    struct pkg_ref ref;
+    bool multipart;
+    struct multipart mp;
+    bool file_part;                /* a multipart file part was found */
+    char tmp[PATH_MAX];            /* the temporary file */
+    char final[PATH_MAX];          /* where it goes */
+    uv_fs_t req;                   /* the one sequential file operation in flight */
+    uv_file fd;                    /* -1 when not open */
+    bool created;                  /* tmp exists (and is not renamed) */
+    bool renamed;
+    bool stepping;                 /* a sequential operation (file or Redis) is in flight */
+    struct chunk chunks[UP_BUFS];
+    struct chunk *spare[UP_BUFS];  /* free buffers */
+    unsigned nspare;
+    struct chunk *fill;            /* being filled, or NULL */
+    struct buf overflow;           /* bytes taken while no buffer was free (one piece at most) */
+    unsigned writes;               /* in flight (the periodic fdatasync counts as one) */
+    struct chunk *queue[UP_BUFS];  /* full buffers waiting for the (one) data write */
+    unsigned qhead, qlen;
+    bool writing;                  /* a data write is in flight */
+    uv_timer_t yield;              /* resumes the body on the next loop turn (UP_BURST) */
+    size_t burst;                  /* body bytes taken since the last yield */
+    bool yielding;                 /* paused for one loop turn */
+    uv_fs_t sync_req;              /* the periodic fdatasync */
+    bool syncing;                  /* ... in flight */
+    uint64_t written;              /* bytes whose writes completed */
+    uint64_t synced;               /* written when the last periodic fdatasync started */
+    uint64_t offset;               /* bytes handed to writes so far */
+    uint64_t size;                 /* file bytes received */
+    EVP_MD_CTX *sha;
+    char hash[65];
+    bool paused;                   /* the sink said "pause" */
+    bool body_done;                /* the whole body is in */
+    bool cleaning;                 /* the failure path runs */
+    struct pkg_lock lock;
+    int status;                    /* the answer, once decided (a failure, 200 ignored, 201) */
+    char msg[320];                 /* a failure's message */
+    struct buf json;               /* a success's body */
+};
+
+static void cleanup(struct upload *u);
+static void drain(struct upload *u);
+
+/* Records the first failure and starts cleaning once nothing is in flight. */
+static void fail(struct upload *u, int status, const char *fmt, ...) {
+    if (!u->status) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(u->msg, sizeof u->msg, fmt, ap);
+        va_end(ap);
+        u->status = status;
+        log_info("package upload failed", " space=%s status=%d err=\"%s\"", u->space, status, u->msg);
+    }
+    if (!u->writes && !u->stepping && !u->cleaning) cleanup(u);
+}
+
+static void fail_disk(struct upload *u, const char *what, int err) {
+    if (err == UV_ENOSPC || err == -EDQUOT)
+        fail(u, 507, "the package directory is full (%s); nothing was kept", uv_strerror(err));
+    else
+        fail(u, 500, "cannot %s the package file: %s; nothing was kept", what, uv_strerror(err));
+}
+
+static void upload_free_cb(struct pkg_lock *l) {
+    struct upload *u = container_of(l, struct upload, lock);
+    for (unsigned i = 0; i < UP_BUFS; i++) free(u->chunks[i].data);
+    buf_free(&u->overflow);
+    buf_free(&u->json);
+    if (u->multipart) multipart_free(&u->mp);
+    EVP_MD_CTX_free(u->sha);
+    free(u);
+}
+
+static void yield_closed_cb(uv_handle_t *h) {
+    struct upload *u = container_of((uv_timer_t *)h, struct upload, yield);
+    pkg_lock_close(&u->lock, upload_free_cb);
+}
+
+/* Answers (the decided status) and frees u once its timers have closed. */
+static void finish(struct upload *u) {
+    pkg_lock_release(&u->lock, &u->ref);
+    if (u->json.len) http_respond(u->ex, u->status, "application/json", u->json.data, u->json.len);
+    else http_respond_error(u->ex, u->status, u->msg);
+    u->ex = NULL;
+    uv_close((uv_handle_t *)&u->yield, yield_closed_cb);
+}
+
+/* ---- the failure path: close, unlink, release, answer ---- */
+
+static void cleanup_close_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    uv_fs_req_cleanup(req);
+    cleanup(u);
+}
+
+static void cleanup(struct upload *u) {
+    u->cleaning = true;
+    if (u->fd >= 0) {
+        uv_file fd = u->fd;
+        u->fd = -1;
+        if (uv_fs_close(u->loop, &u->req, fd, cleanup_close_cb) == 0) return;
+    }
+    if (u->created && !u->renamed) {
+        u->created = false;
+        if (uv_fs_unlink(u->loop, &u->req, u->tmp, cleanup_close_cb) == 0) return;
+    }
+    finish(u);
+}
+
+/* ---- commit ---- */
+
+static void committed_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct upload *u = priv;
+    u->stepping = false;
+    u->lock.held = false;  /* the script released it (or the link is gone, and so the lock) */
+    if (!r) {
+        buf_reset(&u->json);
+        fail(u, 503, "Redis connection lost while recording the package; the file is in place "
+                     "but may not be listed: upload it again");
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        buf_reset(&u->json);
+        fail(u, 500, "recording the package failed: %s", r->str);
+        return;
+    }
+    u->status = 201;
+    log_info("package uploaded", " space=%s package=%s size=%llu sha256=%s", u->space,
+             u->ref.key, (unsigned long long)u->size, u->hash);
+    finish(u);
+}
+
+/* The answer's JSON from the fields being recorded (pkg_json reads them as from Redis). */
+static void write_json(struct upload *u, const char *const *kv, size_t n) {
+    redisReply *el[32], items[32];
+    redisReply flat = {.type = REDIS_REPLY_ARRAY, .elements = n < 32 ? n : 32, .element = el};
+    for (size_t i = 0; i < flat.elements; i++) {
+        items[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i], .len = strlen(kv[i])};
+        el[i] = &items[i];
+    }
+    struct json j;
+    buf_reset(&u->json);
+    json_init(&j, &u->json);
+    pkg_json(&j, &flat, 0);
+}
+
+static void commit(struct upload *u) {
+    const struct pkg_ref *f = &u->ref;
+    char id[PACKAGE_ID_MAX + PACKAGE_VERSION_MAX + 16], size[24], published[24], file[PATH_MAX];
+    int64_t now = clock_wall_ms();
+    snprintf(id, sizeof id, PACKAGE_OCTOPUS_PREFIX "%s", f->key);
+    snprintf(size, sizeof size, "%llu", (unsigned long long)u->size);
+    snprintf(published, sizeof published, "%lld", (long long)now);
+    package_file(f->space, &f->name, file, sizeof file);
+    const char *kv[] = {"id", id, "package_id", f->name.id, "version", f->name.version,
+                        "space", f->space, "ext", f->name.ext, "file", file, "size", size,
+                        "hash", u->hash, "published", published, "node", u->svc->cfg->name};
+    const char *argv[9 + ARRAY_SIZE(kv)] = {f->hash_key, f->index_key, f->spaces_key,
+                                            f->lock_key, "commit", u->lock.token, f->key,
+                                            f->space, published};
+    memcpy(argv + 9, kv, sizeof kv);
+    write_json(u, kv, ARRAY_SIZE(kv));
+    u->stepping = true;
+    if (rconn_eval(u->svc->redis, SCRIPT_PACKAGE, 4, 9 + (int)ARRAY_SIZE(kv), argv, NULL,
+                   committed_cb, u) != 0) {
+        u->stepping = false;
+        buf_reset(&u->json);
+        fail(u, 503, "Redis is unreachable from this node; the file is in place but not "
+                     "recorded: upload it again");
+    }
+}
+
+static void renamed_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    int err = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (err < 0) {
+        fail_disk(u, "rename", err);
+        return;
+    }
+    u->renamed = true;
+    u->created = false;
+    commit(u);
+}
+
+static void rename_into_place(struct upload *u) {
+    u->stepping = true;
+    int err = uv_fs_rename(u->loop, &u->req, u->tmp, u->final, renamed_cb);
+    if (err) {
+        u->stepping = false;
+        fail_disk(u, "rename", err);
+    }
+}
+
+/* Under the lock, with a mode that cares: what is there already? */
+static void existing_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct upload *u = priv;
+    u->stepping = false;
+    if (!r) {
+        fail(u, 503, "Redis connection lost; try again");
+        return;
+    }
+    bool exists = r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+    if (!exists) {
+        rename_into_place(u);
+        return;
+    }
+    if (u->mode == MODE_IGNORE) {  /* Octopus answers with the package that is there */
+        struct json j;
+        json_init(&j, &u->json);
+        pkg_json(&j, r, 0);
+        u->status = 200;
+        cleanup(u);
+        return;
+    }
+    fail(u, 409, "package %s version %s already exists in %s; upload with ?replace=true or "
+                 "?overwriteMode=OverwriteExisting to replace it",
+         u->ref.name.id, u->ref.name.version, u->space);
+}
+
+static void locked_cb(struct pkg_lock *l, int err) {
+    struct upload *u = container_of(l, struct upload, lock);
+    u->stepping = false;
+    if (err == SHOAL_ETIMEOUT) {
+        fail(u, 409, "another upload or delete of %s %s kept it locked; try again",
+             u->ref.name.id, u->ref.name.version);
+        return;
+    }
+    if (err) {
+        fail(u, 503, "Redis is unreachable from this node; nothing was kept");
+        return;
+    }
+    if (u->mode == MODE_OVERWRITE) {
+        rename_into_place(u);
+        return;
+    }
+    const char *argv[] = {"HGETALL", u->ref.hash_key};
+    u->stepping = true;
+    if (rconn_command(u->svc->redis, existing_cb, u, 2, argv, NULL) != 0) {
+        u->stepping = false;
+        fail(u, 503, "Redis is unreachable from this node; nothing was kept");
+    }
+}
+
+static void closed_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    int err = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (err < 0) {
+        fail_disk(u, "close", err);
+        return;
+    }
+    snprintf(u->final, sizeof u->final, "%s/%s/%s.%s%s", u->svc->cfg->package_dir, u->space,
+             u->ref.name.id, u->ref.name.version, u->ref.name.ext);
+    u->stepping = true;
+    pkg_lock_acquire(&u->lock, u->loop, u->svc->redis, u->ref.lock_key, locked_cb);
+}
+
+static void synced_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    int err = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (err < 0) {
+        fail_disk(u, "sync", err);
+        return;
+    }
+    uv_file fd = u->fd;
+    u->fd = -1;
+    u->stepping = true;
+    if ((err = uv_fs_close(u->loop, &u->req, fd, closed_cb)) != 0) {
+        u->stepping = false;
+        fail_disk(u, "close", err);
+    }
+}
+
+/* ---- writing ---- */
+
+static void write_cb(uv_fs_t *req);
+
+static int submit(struct upload *u, struct chunk *k) {
+    uv_buf_t b = uv_buf_init(k->data + k->written, (unsigned)(k->len - k->written));
+    int err = uv_fs_write(u->loop, &k->req, u->fd, &b, 1, (int64_t)(k->offset + k->written), write_cb);
+    if (err == 0) {
+        u->writes++;
+        u->writing = true;
+    }
+    return err;
+}
+
+/* Starts the next queued write when none is in flight. */
+static void pump_writes(struct upload *u) {
+    while (!u->writing && u->qlen && !u->status) {
+        struct chunk *k = u->queue[u->qhead];
+        u->qhead = (u->qhead + 1) % UP_BUFS;
+        u->qlen--;
+        int err = submit(u, k);
+        if (err) {
+            u->spare[u->nspare++] = k;
+            fail_disk(u, "write", err);
+        }
+    }
+}
+
+/* Queues the fill buffer for writing. */
+static void submit_fill(struct upload *u) {
+    struct chunk *k = u->fill;
+    u->fill = NULL;
+    k->written = 0;
+    k->offset = u->offset;
+    u->offset += k->len;
+    u->queue[(u->qhead + u->qlen) % UP_BUFS] = k;
+    u->qlen++;
+    pump_writes(u);
+}
+
+/* Copies file bytes into buffers, writing each as it fills; what finds no buffer waits in
+ * overflow (the sink has said "pause" by then, so that is one piece at most). */
+static void stage(struct upload *u, const char *at, size_t n) {
+    while (n) {
+        if (!u->fill) {
+            if (!u->nspare || u->status) {
+                if (!u->status) buf_append(&u->overflow, at, n);
+                return;
+            }
+            u->fill = u->spare[--u->nspare];
+            u->fill->len = 0;
+        }
+        size_t k = UP_BUF - u->fill->len;
+        if (k > n) k = n;
+        memcpy(u->fill->data + u->fill->len, at, k);
+        u->fill->len += k;
+        at += k;
+        n -= k;
+        if (u->fill->len == UP_BUF) submit_fill(u);
+    }
+}
+
+static bool saturated(const struct upload *u) {
+    return u->overflow.len > 0 || (!u->fill && !u->nspare);
+}
+
+static void sync_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, sync_req);
+    int err = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->writes--;
+    u->syncing = false;
+    if (err < 0) fail_disk(u, "write", err);
+    if (u->status) fail(u, u->status, "%s", u->msg);  /* cleans once the last write is back */
+    else drain(u);
+}
+
+/* Starts writeback of what is written so far, when enough has piled up since the last one. */
+static void sync_some(struct upload *u) {
+    if (u->syncing || u->status || u->body_done || u->written - u->synced < UP_SYNC_EVERY) return;
+    u->synced = u->written;
+    if (uv_fs_fdatasync(u->loop, &u->sync_req, u->fd, sync_cb) == 0) {
+        u->syncing = true;
+        u->writes++;
+    }
+}
+
+static void write_cb(uv_fs_t *req) {
+    struct chunk *k = container_of(req, struct chunk, req);
+    struct upload *u = k->u;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    u->writes--;
+    u->writing = false;
+    if (n > 0 && (size_t)n < k->len - k->written && !u->status) {  /* short: write the rest */
+        k->written += (size_t)n;
+        int err = submit(u, k);
+        if (err) fail_disk(u, "write", err);
+        else return;
+    }
+    u->spare[u->nspare++] = k;
+    if (u->status)  /* queued buffers will not be written */
+        for (; u->qlen; u->qlen--, u->qhead = (u->qhead + 1) % UP_BUFS)
+            u->spare[u->nspare++] = u->queue[u->qhead];
+    if (n > 0) u->written += (uint64_t)n;
+    if (n < 0) fail_disk(u, "write", (int)n);
+    else if (n == 0 && k->len) fail_disk(u, "write", UV_EIO);
+    if (u->status) {
+        fail(u, u->status, "%s", u->msg);  /* cleans once the last write is back */
+        return;
+    }
+    if (u->overflow.len) {
+        struct buf held = u->overflow;
+        buf_init(&u->overflow);
+        stage(u, held.data, held.len);
+        buf_free(&held);
+    }
+    pump_writes(u);
+    sync_some(u);
+    drain(u);
+}
+
+/* After each write (and at the body's end): resume the body when a buffer is free, or, the
+ * body being in, write what is left and then sync. */
+static void drain(struct upload *u) {
+    if (u->status) return;
+    if (!u->body_done) {
+        if (u->paused && !saturated(u) && !u->yielding && u->ex) {
+            u->paused = false;
+            http_body_resume(u->ex);  /* may call the sink at once */
+        }
+        return;
+    }
+    if (u->overflow.len) return;  /* staged as buffers come back */
+    if (u->fill && u->fill->len) submit_fill(u);
+    if (u->writes || u->qlen || u->stepping || u->status) return;
+    u->stepping = true;
+    int err = uv_fs_fsync(u->loop, &u->req, u->fd, synced_cb);
+    if (err) {
+        u->stepping = false;
+        fail_disk(u, "sync", err);
+    }
+}
+
+/* ---- the body ---- */
+
+static void file_bytes(struct upload *u, const char *at, size_t n) {
+    if (u->status) return;
+    EVP_DigestUpdate(u->sha, at, n);
+    u->size += n;
+    stage(u, at, n);
+}
+
+/* The name of the file being uploaded: checked, then the package it names. */
+static bool take_name(struct upload *u, const char *filename) {
+    char err[300];
+    struct package_name n;
+    if (package_name_parse(filename, &n, err, sizeof err) != 0) {
+        fail(u, 400, "%s", err);
+        return false;
+    }
+    pkg_ref_init(&u->ref, u->svc, u->space, &n);
+    u->named = true;
+    return true;
+}
+
+static bool mp_part(void *arg, const char *name, const char *filename) {
+    struct upload *u = arg;
+    if (u->file_part || !filename || u->status) return false;  /* the first file part only */
+    u->file_part = true;
+    return take_name(u, filename);
+}
+
+static void mp_data(void *arg, const char *at, size_t n) { file_bytes(arg, at, n); }
+
+static void yield_cb(uv_timer_t *t) {
+    struct upload *u = container_of(t, struct upload, yield);
+    u->yielding = false;
+    drain(u);
+}
+
+static int sink_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
+    struct upload *u = arg;
+    if (u->status) return 1;  /* failed: read no more; the answer closes the connection */
+    if (!u->multipart) file_bytes(u, at, n);
+    else if (multipart_feed(&u->mp, at, n) != 0)
+        fail(u, 400, "malformed multipart body: %s", u->mp.error);
+    if (u->status || saturated(u)) {
+        u->paused = true;
+        return 1;
+    }
+    if ((u->burst += n) >= UP_BURST) {  /* let the loop serve others; go on next turn */
+        u->burst = 0;
+        u->yielding = true;
+        u->paused = true;
+        uv_timer_start(&u->yield, yield_cb, 0, 0);
+        return 1;
+    }
+    return 0;
+}
+
+static void sink_end(struct http_exchange *ex, int err, void *arg) {
+    struct upload *u = arg;
+    if (err == UV_EPROTO) {
+        fail(u, 400, "malformed request body (chunked encoding); nothing was kept");
+        return;
+    }
+    if (err) {
+        fail(u, 400, "the connection ended before the whole body was received; nothing was kept");
+        return;
+    }
+    if (u->multipart && multipart_finish(&u->mp) != 0) {
+        fail(u, 400, "malformed multipart body: %s", u->mp.error);
+        return;
+    }
+    if (u->multipart && !u->file_part) {
+        fail(u, 400, "the multipart body has no file part (a part with a filename, as in "
+                     "Content-Disposition: form-data; name=\"file\"; filename=\"MyApp.1.0.3.zip\")");
+        return;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_DigestFinal_ex(u->sha, md, &mdlen);
+    for (unsigned i = 0; i < mdlen && i < 32; i++) sprintf(u->hash + 2 * i, "%02x", md[i]);
+    u->body_done = true;
+    drain(u);
+}
+
+static const struct http_sink upload_sink = {sink_data, sink_end};
+
+/* ---- preparing: directories, temp file, then the body ---- */
+
+static void opened_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    int fd = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (fd < 0) {
+        fail_disk(u, "create", fd);
+        return;
+    }
+    u->fd = fd;
+    u->created = true;
+    if (u->status) {  /* failed meanwhile (cannot happen today: kept for safety) */
+        fail(u, u->status, "%s", u->msg);
+        return;
+    }
+    if (http_body_start(u->ex, &upload_sink, u) != 0)
+        fail(u, 400, "the connection ended before the body was sent; nothing was kept");
+}
+
+static void space_dir_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    int err = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (err < 0 && err != UV_EEXIST) {
+        fail_disk(u, "create the directory of", err);
+        return;
+    }
+    char token[17];
+    pkg_random_hex(token, 8);
+    snprintf(u->tmp, sizeof u->tmp, "%s/%s/.upload-%s-%s.tmp", u->svc->cfg->package_dir,
+             u->space, u->svc->cfg->name, token);
+    u->stepping = true;
+    err = uv_fs_open(u->loop, &u->req, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644,
+                     opened_cb);
+    if (err) {
+        u->stepping = false;
+        fail_disk(u, "create", err);
+    }
+}
+
+static void dir_cb(uv_fs_t *req) {
+    struct upload *u = container_of(req, struct upload, req);
+    int err = (int)req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (err < 0 && err != UV_EEXIST) {
+        fail_disk(u, "create the directory of", err);
+        return;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s", u->svc->cfg->package_dir, u->space);
+    u->stepping = true;
+    if ((err = uv_fs_mkdir(u->loop, &u->req, dir, 0755, space_dir_cb)) != 0) {
+        u->stepping = false;
+        fail_disk(u, "create the directory of", err);
+    }
+}
+
+static void prepare(struct upload *u) {
+    u->stepping = true;
+    int err = uv_fs_mkdir(u->loop, &u->req, u->svc->cfg->package_dir, 0755, dir_cb);
+    if (err) {
+        u->stepping = false;
+        fail_disk(u, "create the directory of", err);
+    }
+}
+
+/* A raw body's name is known: a package that exists is refused before its body is read. */
+static void precheck_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct upload *u = priv;
+    u->stepping = false;
+    if (!r) {
+        fail(u, 503, "Redis connection lost; try again");
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        u->stepping = true;  /* existing_cb decides, with nothing on disk yet */
+        existing_cb(rc, r, priv);
+        return;
+    }
+    prepare(u);
+}
+
+/* ---- the handler ---- */
+
+static int parse_mode(const char *query, enum mode *mode) {
+    char v[32];
+    *mode = MODE_FAIL;
+    if (api_query_get(query, "overwriteMode", v, sizeof v)) {
+        if (!strcasecmp(v, "FailIfExists") || !strcasecmp(v, "fail")) *mode = MODE_FAIL;
+        else if (!strcasecmp(v, "OverwriteExisting") || !strcasecmp(v, "overwrite")) *mode = MODE_OVERWRITE;
+        else if (!strcasecmp(v, "IgnoreIfExists") || !strcasecmp(v, "ignore")) *mode = MODE_IGNORE;
+        else return -1;
+    } else if (api_query_get(query, "replace", v, sizeof v)) {
+        if (!strcasecmp(v, "true") || !strcmp(v, "1")) *mode = MODE_OVERWRITE;
+        else if (strcasecmp(v, "false") && strcmp(v, "0")) return -1;
+    }
+    return 0;
+}
+
+static struct upload *upload_new(struct http_exchange *ex, const struct ping_services *svc,
+                                 const char *space, enum mode mode) {
+    struct upload *u = xcalloc(1, sizeof *u);
+    u->ex = ex;
+    u->svc = svc;
+    u->loop = http_site_of(ex)->loop;
+    u->mode = mode;
+    u->fd = -1;
+    snprintf(u->space, sizeof u->space, "%s", space);
+    for (unsigned i = 0; i < UP_BUFS; i++) {
+        u->chunks[i].u = u;
+        u->chunks[i].data = xmalloc(UP_BUF);
+        u->spare[u->nspare++] = &u->chunks[i];
+    }
+    buf_init(&u->overflow);
+    buf_init(&u->json);
+    uv_timer_init(u->loop, &u->yield);
+    u->sha = EVP_MD_CTX_new();
+    if (!u->sha || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) abort();
+    return u;
+}
+
+void pkg_upload_cb(struct http_exchange *ex) {
+    const struct ping_services *svc = api_begin(ex);
+    if (!svc) return;
+    const char *space = http_param(ex, 0), *ctype = http_header(ex, "content-type");
+    enum mode mode;
+    if (!package_space_valid(space)) {
+        http_respond_error(ex, 400, "the space must be 1-64 of A-Z a-z 0-9 _ - (e.g. Spaces-1)");
+        return;
+    }
+    if (parse_mode(http_query(ex), &mode) != 0) {
+        http_respond_error(ex, 400, "overwriteMode must be FailIfExists, OverwriteExisting or "
+                                    "IgnoreIfExists (replace: true or false)");
+        return;
+    }
+    if (!http_site_of(ex)->loop) {
+        http_respond_error(ex, 503, "uploads need the node's event loop");
+        return;
+    }
+    struct upload *u = upload_new(ex, svc, space, mode);
+    char name[1024];
+    if (multipart_is_form(ctype)) {
+        u->multipart = true;
+        if (multipart_init(&u->mp, ctype) != 0) {
+            fail(u, 400, "multipart/form-data needs a boundary parameter of 1-70 characters");
+            return;
+        }
+        u->mp.on_part = mp_part;
+        u->mp.on_data = mp_data;
+        u->mp.arg = u;
+    } else if (api_query_get(http_query(ex), "filename", name, sizeof name) ||
+               disposition_param(http_header(ex, "content-disposition"), "filename", name, sizeof name)) {
+        if (!take_name(u, name)) return;
+    } else {
+        fail(u, 400, "no package file name: send multipart/form-data with a file part, or a raw "
+                     "body with ?filename=<PackageId>.<Version>.<ext> or Content-Disposition");
+        return;
+    }
+    if (u->named && mode != MODE_OVERWRITE) {
+        const char *argv[] = {"HGETALL", u->ref.hash_key};
+        u->stepping = true;
+        if (rconn_command(svc->redis, precheck_cb, u, 2, argv, NULL) != 0) {
+            u->stepping = false;
+            fail(u, 503, "Redis is unreachable from this node; try again");
+        }
+        return;
+    }
+    prepare(u);
+}
