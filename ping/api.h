@@ -1,0 +1,130 @@
+/* api.h: what the keyed HTTP API's handlers share (api_nodes.c, api_tasks.c, the Nodes page):
+ * the API's per-server state, the gate every keyed handler passes first, query parsing, Redis
+ * reply checks, and the Octopus-shaped JSON of nodes, tasks and collections.
+ *
+ * Every handler is asynchronous: it checks the request, sends one or more pipelined Redis
+ * commands (rconn_eval/rconn_command: Redis runs them in order on the one connection), and
+ * answers from the last reply callback. A reply of NULL means the connection was lost: 503.
+ * JSON shapes follow Octopus.Client's resources (OctopusServerNodeResource,
+ * OctopusServerNodeSummaryResource, OctopusServerNodeDetailsResource, TaskResource,
+ * ResourceCollection); the README's "HTTP API" section lists them. */
+#ifndef SHOAL_PING_API_H
+#define SHOAL_PING_API_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/client.h"
+#include "common/config.h"
+#include "common/node_info.h"
+#include "ping/auth.h"
+#include "ping/http.h"
+#include "ping/ping.h"
+
+#define API_NODE_PREFIX "OctopusServerNodes-"
+#define API_TASK_PREFIX "ServerTasks-"
+#define API_TAKE_DEFAULT 30     /* Octopus's page size */
+#define API_TAKE_MAX 1000
+
+struct metrics_cache;
+
+/* The API's state for one server: its keys and the /metrics cache. Built once at start-up by
+ * the worker and put in ping_services.api; freed after the loop has stopped. */
+struct api_state {
+    struct auth_keys *keys;         /* owned; may hold no key (keyed routes then answer 403) */
+    struct metrics_cache *metrics;  /* owned */
+};
+
+/* Reads the keys of cfg (--api-key, --api-key-file). Returns 0 and *out, or SHOAL_ECONFIG with
+ * a one-line message in err (never a key): an unreadable or empty key file. */
+int api_state_new(const struct shoal_config *cfg, struct api_state **out, char *err,
+                  size_t errlen);
+void api_state_free(struct api_state *a);
+
+/* The gate of every keyed handler: returns the services when ex may proceed. Otherwise answers
+ * ex (503 when the server has no Redis services, 401 without a key, 403 with a wrong key or
+ * when none is configured) and returns NULL; ex must then not be used. */
+const struct ping_services *api_begin(struct http_exchange *ex);
+
+/* Answers with b as application/json. */
+void api_respond_json(struct http_exchange *ex, int status, const struct buf *b);
+
+/* For a reply callback: when r is NULL (503, connection lost) or an error reply (500, or the
+ * status of its code in codes: {"NONODE", 404}, ... terminated by {NULL, 0}), answers ex and
+ * returns true. The message is the error's text after its code word. */
+struct api_error_code { const char *code; int status; };
+bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
+                      const struct api_error_code *codes);
+
+/* Sends a command or script and answers 503 when the connection is down. Returns 0 when cb
+ * will run, -1 when ex was answered (cb will not run; free what priv owns). */
+int api_send(struct http_exchange *ex, const struct ping_services *svc, rconn_reply_cb cb,
+             void *priv, int argc, const char **argv, const size_t *lens);
+int api_eval(struct http_exchange *ex, const struct ping_services *svc, enum script_id id,
+             int nkeys, int argc, const char **argv, const size_t *lens, rconn_reply_cb cb,
+             void *priv);
+
+/* --- query strings ("a=1&b=x%2Cy") --- */
+
+/* The first value of name, percent-decoded (and '+' as space) into out. False when absent. */
+bool api_query_get(const char *query, const char *name, char *out, size_t len);
+/* An integer parameter in [min, max], def when absent. Returns 0, or answers 400 naming the
+ * parameter and returns -1 (ex must then not be used). */
+int api_query_int(struct http_exchange *ex, const char *name, int64_t def, int64_t min,
+                  int64_t max, int64_t *out);
+
+/* --- nodes --- */
+
+/* "OctopusServerNodes-vm" or "vm" -> "vm". False (name untouched) when it is no valid name. */
+bool api_node_name(const char *id, char *name, size_t len);
+/* A node as Octopus shows it: Id, Name, LastSeen, IsOffline, MaxConcurrentTasks,
+ * IsInMaintenanceMode, RunningTaskCount, plus shoal's Status and Version, and Links (Self,
+ * Node, Details). The same object serves the collection, /all, /{id} and /summary. */
+void api_node_json(struct json *j, const struct node_info *n);
+
+/* --- tasks --- */
+
+/* A task as Octopus's TaskResource shows it (Id, State, ServerNode, QueueTime, ...). now_ms
+ * gives a running task's Duration. */
+void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms);
+
+/* list_tasks.lua's arguments: one page of tasks, filtered by node (NULL: any) and states (a
+ * comma list; NULL: all). Candidates looked at are bounded by API_SCAN_LIMIT. */
+#define API_SCAN_LIMIT 10000
+#define API_LIST_NKEYS 4
+#define API_LIST_ARGC 10
+struct api_list_args {
+    char nodes_k[160], queues_k[160], sched_k[160], done_k[160], skip[24], take[24], limit[24];
+    const char *argv[API_LIST_ARGC];   /* borrowed strings: node, states, keys' prefix */
+};
+void api_list_args_init(struct api_list_args *a, const struct keys *k, const char *node,
+                        const char *states, int64_t skip, int64_t take);
+/* Checks list_tasks.lua's reply shape: {total, truncated, {id, field, value...}...}. */
+bool api_list_reply_ok(const redisReply *r);
+
+/* --- collections (Octopus's ResourceCollection) --- */
+
+/* Opens {"ItemType":type, "TotalResults", "ItemsPerPage", "NumberOfPages", "LastPageNumber",
+ * "Items": [ ; the caller writes the items, then api_collection_close. */
+void api_collection_open(struct json *j, const char *type, int64_t total, int64_t take);
+/* Closes Items and writes Links (Self, Template, Page.All, Page.Current, Page.Last, and
+ * Page.Next when there is one) for path ("/api/octopusservernodes") and the page. */
+void api_collection_close(struct json *j, const char *path, const char *template_q,
+                          int64_t skip, int64_t take, int64_t total);
+
+/* Route tables of the API modules (routes.c joins them). */
+extern const struct http_route api_node_routes[];
+extern const size_t api_node_nroutes;
+extern const struct http_route api_task_routes[];
+extern const size_t api_task_nroutes;
+extern const struct http_route metrics_routes[];
+extern const size_t metrics_nroutes;
+
+/* The metrics cache (metrics.c). */
+struct metrics_cache *metrics_cache_new(void);
+void metrics_cache_free(struct metrics_cache *m);
+
+#endif

@@ -1,0 +1,510 @@
+/* api_tasks.c: the task endpoints of the keyed API, shaped like Octopus's /api/tasks: a paged
+ * listing (list_tasks.lua), one task, its log as text (/raw), enqueueing (enqueue.lua, with the
+ * CLI's rules) and cancelling (cancel.lua). Task ids are ServerTasks-<n> (or just <n>).
+ *
+ * POST /api/tasks takes {"Type", "Queue", "Arguments", "Priority", "QueueTime" | "Delay",
+ * "Expiry", "Timeout", "Attempts", "NodeLossBudget"}; every field but Arguments (for exec) is
+ * optional; the README's "HTTP API" section documents each. */
+#define _GNU_SOURCE
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/rconn.h"
+#include "common/task_codec.h"
+#include "common/util.h"
+#include "ping/api.h"
+
+struct task_call {
+    struct http_exchange *ex;         /* answered exactly once, then NULL */
+    const struct ping_services *svc;  /* borrowed */
+    int pending;                      /* reply callbacks still to run */
+    int64_t id;                       /* the task of /{id} routes (and the enqueued one) */
+    int64_t skip, take;               /* the listing's page */
+    int status;                       /* the status of the final answer (200, 201) */
+    bool missing;                     /* /raw, cancel: the first reply found no such task */
+};
+
+static struct task_call *call_new(struct http_exchange *ex, const struct ping_services *svc) {
+    struct task_call *c = xcalloc(1, sizeof *c);
+    c->ex = ex;
+    c->svc = svc;
+    c->status = 200;
+    return c;
+}
+
+/* Ends one reply: frees c after its last one. */
+static void call_done(struct task_call *c) {
+    if (--c->pending > 0) return;
+    if (c->ex) http_respond_error(c->ex, 500, "no answer was produced");   /* defensive */
+    free(c);
+}
+
+/* Handles a failed reply (answers once); true when r carries nothing to use. */
+static bool failed(struct task_call *c, const redisReply *r,
+                   const struct api_error_code *codes) {
+    if (!c->ex) return true;
+    if (!api_reply_failed(c->ex, r, codes)) return false;
+    c->ex = NULL;
+    return true;
+}
+
+static void not_found(struct task_call *c) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "no task " API_TASK_PREFIX "%lld (unknown, or past its retention)",
+             (long long)c->id);
+    http_respond_error(c->ex, 404, msg);
+    c->ex = NULL;
+}
+
+/* The {id} of the route, or answers 404 and returns NULL. */
+static struct task_call *id_call(struct http_exchange *ex, const struct ping_services *svc) {
+    struct task_call *c = call_new(ex, svc);
+    if (shoal_task_parse_id(http_param(ex, 0), &c->id) == 0) return c;
+    char msg[200];
+    snprintf(msg, sizeof msg, "'%.80s' is not a task id (ServerTasks-<n>)", http_param(ex, 0));
+    http_respond_error(ex, 404, msg);
+    free(c);
+    return NULL;
+}
+
+/* Sends HGETALL of the task with task_cb. Returns 0, or -1 when the link is down. */
+static void task_cb(struct rconn *rc, redisReply *r, void *priv);
+static int send_get(struct task_call *c) {
+    char key[160];
+    const char *argv[] = {"HGETALL", keys_task(c->svc->keys, c->id, key, sizeof key)};
+    if (rconn_command(c->svc->redis, task_cb, c, 2, argv, NULL) != 0) return -1;
+    c->pending++;
+    return 0;
+}
+
+/* A task hash: answers the task (the last reply of GET, POST and cancel). */
+static void task_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    if (failed(c, r, NULL)) goto done;
+    if (c->missing || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        not_found(c);
+        goto done;
+    }
+    struct shoal_task t;
+    struct buf b;
+    struct json j;
+    shoal_task_from_reply(r, 0, c->id, &t);
+    buf_init(&b);
+    json_init(&j, &b);
+    api_task_json(&j, &t, clock_wall_ms());
+    api_respond_json(c->ex, c->status, &b);
+    c->ex = NULL;
+    buf_free(&b);
+    shoal_task_free(&t);
+done:
+    call_done(c);
+}
+
+/* GET /api/tasks/{id} */
+static void get_cb(struct http_exchange *ex) {
+    const struct ping_services *svc = api_begin(ex);
+    struct task_call *c = svc ? id_call(ex, svc) : NULL;
+    if (!c) return;
+    if (send_get(c) != 0) {
+        http_respond_error(ex, 503, "Redis is unreachable from this node; try again");
+        free(c);
+    }
+}
+
+/* /raw's first reply: EXISTS of the task. */
+static void exists_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    if (!failed(c, r, NULL)) c->missing = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    call_done(c);
+}
+
+/* /raw's second reply: the log (nil when the task has none yet). */
+static void log_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    if (failed(c, r, NULL)) goto done;
+    if (c->missing) {
+        not_found(c);
+        goto done;
+    }
+    bool has = r->type == REDIS_REPLY_STRING;
+    http_respond(c->ex, 200, "text/plain; charset=utf-8", has ? r->str : "", has ? r->len : 0);
+    c->ex = NULL;
+done:
+    call_done(c);
+}
+
+/* GET /api/tasks/{id}/raw: the task's output (the last --task-log-cap bytes) as text. */
+static void raw_cb(struct http_exchange *ex) {
+    const struct ping_services *svc = api_begin(ex);
+    struct task_call *c = svc ? id_call(ex, svc) : NULL;
+    if (!c) return;
+    char task_k[160], log_k[160];
+    const char *exists[] = {"EXISTS", keys_task(svc->keys, c->id, task_k, sizeof task_k)};
+    const char *get[] = {"GET", keys_log(svc->keys, c->id, log_k, sizeof log_k)};
+    if (api_send(ex, svc, exists_cb, c, 2, exists, NULL) != 0) {
+        free(c);
+        return;
+    }
+    c->pending++;
+    if (rconn_command(svc->redis, log_cb, c, 2, get, NULL) == 0) c->pending++;
+}
+
+/* cancel.lua's reply; the task hash follows (pipelined) and answers. */
+static void cancel_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    static const struct api_error_code codes[] = {{"NOTASK", 404}, {NULL, 0}};
+    failed(c, r, codes);
+    call_done(c);
+}
+
+/* POST /api/tasks/{id}/cancel: answers the task as it is after the cancel (Canceled, or
+ * Cancelling while its node stops it; a finished task is left as it was). */
+static void cancel_cb(struct http_exchange *ex) {
+    const struct ping_services *svc = api_begin(ex);
+    struct task_call *c = svc ? id_call(ex, svc) : NULL;
+    if (!c) return;
+    char task_k[160], stats_k[160], sched_k[160], done_k[160], ctl_k[160], num[24], now[24];
+    snprintf(num, sizeof num, "%lld", (long long)c->id);
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    const char *argv[] = {keys_task(svc->keys, c->id, task_k, sizeof task_k),
+                          keys_stats(svc->keys, stats_k, sizeof stats_k),
+                          keys_scheduled(svc->keys, sched_k, sizeof sched_k),
+                          keys_done(svc->keys, done_k, sizeof done_k), svc->keys->prefix, num, now,
+                          keys_control(svc->keys, ctl_k, sizeof ctl_k)};
+    if (api_eval(ex, svc, SCRIPT_CANCEL, 4, 8, argv, NULL, cancel_reply_cb, c) != 0) {
+        free(c);
+        return;
+    }
+    c->pending++;
+    send_get(c);   /* if the link dropped meanwhile, the cancel's NULL reply answers 503 */
+}
+
+/* --- listing ------------------------------------------------------------------------------- */
+
+static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success", "Failed",
+                                     "Canceled", "TimedOut"};
+
+/* Checks a comma list of states; returns the first unknown one's position or -1. */
+static int bad_state(const char *list, char *bad, size_t len) {
+    char copy[256], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", list);
+    for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        bool ok = false;
+        for (size_t i = 0; i < ARRAY_SIZE(states); i++) ok |= strcmp(s, states[i]) == 0;
+        if (!ok) {
+            snprintf(bad, len, "%s", s);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void list_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    if (failed(c, r, NULL)) goto done;
+    if (!api_list_reply_ok(r)) {
+        http_respond_error(c->ex, 500, "unexpected reply from list_tasks.lua");
+        c->ex = NULL;
+        goto done;
+    }
+    struct buf b;
+    struct json j;
+    int64_t now = clock_wall_ms();
+    buf_init(&b);
+    json_init(&j, &b);
+    api_collection_open(&j, "Task", r->element[0]->integer, c->take);
+    for (size_t i = 2; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        struct shoal_task t;
+        shoal_task_from_reply(e, 1, strtoll(e->element[0]->str, NULL, 10), &t);
+        api_task_json(&j, &t, now);
+        shoal_task_free(&t);
+    }
+    api_collection_close(&j, "/api/tasks", "{?skip,take,node,states}", c->skip, c->take,
+                         r->element[0]->integer);
+    api_respond_json(c->ex, 200, &b);
+    c->ex = NULL;
+    buf_free(&b);
+done:
+    call_done(c);
+}
+
+/* GET /api/tasks[?node&states&skip&take]: node is a name or OctopusServerNodes-<name>, states
+ * a comma list (Executing,Cancelling). Other parameters (spaces, includeSystem) are ignored. */
+static void list_tasks_cb(struct http_exchange *ex) {
+    const struct ping_services *svc = api_begin(ex);
+    if (!svc) return;
+    struct task_call *c = call_new(ex, svc);
+    char node_q[128] = "", node[65] = "", st[256] = "", bad[64];
+    if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||
+        api_query_int(ex, "take", API_TAKE_DEFAULT, 0, API_TAKE_MAX, &c->take) != 0) {
+        free(c);
+        return;
+    }
+    char msg[200];
+    const char *why = NULL;
+    if (api_query_get(http_query(ex), "node", node_q, sizeof node_q) && node_q[0] &&
+        !api_node_name(node_q, node, sizeof node)) {
+        snprintf(msg, sizeof msg, "node: '%.80s' is not a node name or id", node_q);
+        why = msg;
+    } else if (api_query_get(http_query(ex), "states", st, sizeof st) && bad_state(st, bad, sizeof bad)) {
+        snprintf(msg, sizeof msg, "states: '%.40s' is not a state (Queued, Executing, Cancelling, "
+                 "Success, Failed, Canceled, TimedOut)", bad);
+        why = msg;
+    }
+    if (why) {
+        http_respond_error(ex, 400, why);
+        free(c);
+        return;
+    }
+    struct api_list_args a;
+    api_list_args_init(&a, svc->keys, node, st, c->skip, c->take);
+    if (api_eval(ex, svc, SCRIPT_LIST_TASKS, API_LIST_NKEYS, API_LIST_ARGC, a.argv, NULL, list_cb,
+                 c) != 0) {
+        free(c);
+        return;
+    }
+    c->pending++;
+}
+
+/* --- enqueue ------------------------------------------------------------------------------- */
+
+
+/* One numeric field of the body: a whole number, a duration ("30s" or ms) or a time (ISO-8601
+ * UTC or epoch ms). */
+enum field_kind { F_INT, F_DUR, F_TIME };
+struct num_field {
+    const char *name;
+    enum field_kind kind;
+    size_t off;              /* into struct shoal_task_opts */
+    int64_t min, max;
+    const char *expect;      /* for the 400 message */
+};
+
+#define OPT(f) offsetof(struct shoal_task_opts, f)
+static const struct num_field num_fields[] = {
+    {"Priority", F_INT, OPT(priority), -1000, 1000, "a whole number from -1000 to 1000"},
+    {"QueueTime", F_TIME, OPT(at_ms), 0, INT64_MAX,
+     "a time like 2026-11-28T10:00:00Z, or epoch milliseconds"},
+    {"Expiry", F_DUR, OPT(expiry_ms), 1, 1000000000000LL,
+     "a positive duration like 30m or 1d (or milliseconds)"},
+    {"Timeout", F_DUR, OPT(timeout_ms), 0, 1000000000000LL,
+     "a duration like 30s or 10m (or milliseconds; 0 = none)"},
+    {"Attempts", F_INT, OPT(attempts), 1, 1000, "a whole number from 1 to 1000"},
+    {"NodeLossBudget", F_INT, OPT(lost_budget), 0, 1000, "a whole number from 0 to 1000"},
+};
+
+static int read_num(json_t *v, const struct num_field *f, int64_t *out) {
+    if (json_is_integer(v)) *out = json_integer_value(v);
+    else if (!json_is_string(v) || f->kind == F_INT) return -1;
+    else if (f->kind == F_DUR && parse_duration_ms(json_string_value(v), out) != 0) return -1;
+    else if (f->kind == F_TIME && parse_iso8601_ms(json_string_value(v), out) != 0) return -1;
+    return *out >= f->min && *out <= f->max ? 0 : -1;
+}
+
+/* Collects a JSON array of strings into a NULL-terminated vector (borrowed strings). */
+static const char **strings_of(json_t *arr, int *n) {
+    size_t len = json_array_size(arr);
+    const char **v = xcalloc(len + 1, sizeof *v);
+    for (size_t i = 0; i < len; i++) {
+        json_t *s = json_array_get(arr, i);
+        if (!json_is_string(s)) { free(v); return NULL; }
+        v[i] = json_string_value(s);
+    }
+    *n = (int)len;
+    return v;
+}
+
+/* Encodes Arguments into args: exec takes {"argv": [..], "env": {K: V} or ["K=V"], "cwd": ".."}
+ * (or just the argv array); other types an array of strings or one string. */
+static const char *encode_args(const char *type, json_t *a, struct buf *args) {
+    bool exec = strcmp(type, "exec") == 0;
+    int n = 0;
+    if (!exec) {
+        if (!a || json_is_null(a)) return NULL;
+        if (json_is_string(a)) {
+            const char *one = json_string_value(a);
+            task_args_strings_encode(args, &one, 1);
+            return NULL;
+        }
+        const char **v = json_is_array(a) ? strings_of(a, &n) : NULL;
+        if (!v) return "Arguments: expected an array of strings (or one string)";
+        task_args_strings_encode(args, v, n);
+        free(v);
+        return NULL;
+    }
+    json_t *argv = json_is_array(a) ? a : json_object_get(a, "argv");
+    if (!a || !argv) return "Arguments.argv: required for an exec task, e.g. "
+                            "{\"argv\": [\"/usr/bin/echo\", \"hello\"]}";
+    const char **v = json_is_array(argv) ? strings_of(argv, &n) : NULL;
+    if (!v || n == 0) {
+        free(v);
+        return "Arguments.argv: expected a non-empty array of strings";
+    }
+    json_t *env = json_is_object(a) ? json_object_get(a, "env") : NULL;
+    json_t *cwd = json_is_object(a) ? json_object_get(a, "cwd") : NULL;
+    const char *why = NULL;
+    char **envv = NULL;
+    int envc = 0;
+    if (env && json_is_object(env)) {
+        envv = xcalloc(json_object_size(env) + 1, sizeof *envv);
+        const char *k;
+        json_t *val;
+        json_object_foreach(env, k, val) {
+            if (!json_is_string(val)) { why = "Arguments.env: values must be strings"; break; }
+            size_t l = strlen(k) + json_string_length(val) + 2;
+            envv[envc] = xmalloc(l);
+            snprintf(envv[envc++], l, "%s=%s", k, json_string_value(val));
+        }
+    } else if (env && json_is_array(env)) {
+        envv = xcalloc(json_array_size(env) + 1, sizeof *envv);
+        for (size_t i = 0; i < json_array_size(env) && !why; i++) {
+            json_t *e = json_array_get(env, i);
+            if (!json_is_string(e) || !strchr(json_string_value(e), '='))
+                why = "Arguments.env: expected {\"K\": \"V\"} or [\"K=V\", ...]";
+            else
+                envv[envc++] = xstrdup(json_string_value(e));
+        }
+    } else if (env && !json_is_null(env)) {
+        why = "Arguments.env: expected {\"K\": \"V\"} or [\"K=V\", ...]";
+    }
+    if (!why && cwd && !json_is_null(cwd) && !json_is_string(cwd))
+        why = "Arguments.cwd: expected a string";
+    if (!why)
+        task_args_exec_encode(args, v, n, (const char *const *)envv, envc,
+                              json_is_string(cwd) ? json_string_value(cwd) : NULL);
+    for (int i = 0; i < envc; i++) free(envv[i]);
+    free(envv);
+    free(v);
+    return why;
+}
+
+/* Fills o and args from the body; returns NULL or the 400 message (static or in msg). */
+static const char *read_task(json_t *root, struct shoal_task_opts *o, struct buf *args,
+                             char *msg, size_t len) {
+    if (!json_is_object(root)) return "body: expected a JSON object, e.g. {\"Type\": \"noop\"}";
+    json_t *v;
+    /* Octopus names a task's kind "Name"; shoal's field is "Type". */
+    static const struct { const char *field; size_t off; } names[] = {
+        {"Type", OPT(type)}, {"Name", OPT(type)}, {"Queue", OPT(queue)}};
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        if (!(v = json_object_get(root, names[i].field)) || json_is_null(v)) continue;
+        if (!json_is_string(v)) {
+            snprintf(msg, len, "%s: expected a string", names[i].field);
+            return msg;
+        }
+        *(const char **)((char *)o + names[i].off) = json_string_value(v);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(num_fields); i++) {
+        const struct num_field *f = &num_fields[i];
+        if (!(v = json_object_get(root, f->name)) || json_is_null(v)) continue;
+        if (read_num(v, f, (int64_t *)((char *)o + f->off)) != 0) {
+            snprintf(msg, len, "%s: expected %s", f->name, f->expect);
+            return msg;
+        }
+    }
+    if ((v = json_object_get(root, "Delay")) && !json_is_null(v)) {
+        int64_t d;
+        static const struct num_field delay = {"Delay", F_DUR, 0, 0, 1000000000000LL, ""};
+        if (json_object_get(root, "QueueTime")) return "Delay: excludes QueueTime (give one)";
+        if (read_num(v, &delay, &d) != 0)
+            return "Delay: expected a duration like 30s or 10m (or milliseconds)";
+        o->at_ms = clock_wall_ms() + d;
+    }
+    const char *why = encode_args(o->type, json_object_get(root, "Arguments"), args);
+    if (why) return why;
+    o->args = args->data;
+    o->args_len = args->len;
+    char check[200];
+    if (shoal_task_opts_check(o, check, sizeof check) != 0) {
+        snprintf(msg, len, "%s", check);
+        return msg;
+    }
+    return NULL;
+}
+
+/* enqueue.lua's reply: the new id; its hash follows and answers 201. */
+static void enqueue_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    static const struct api_error_code codes[] = {{"BADTASK", 400}, {"BADARGS", 400}, {NULL, 0}};
+    if (failed(c, r, codes)) goto done;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        http_respond_error(c->ex, 500, "unexpected reply from enqueue.lua");
+        c->ex = NULL;
+        goto done;
+    }
+    c->id = r->element[0]->integer;
+    c->status = 201;
+    char loc[96];
+    snprintf(loc, sizeof loc, "/api/tasks/" API_TASK_PREFIX "%lld", (long long)c->id);
+    http_add_header(c->ex, "Location", loc);
+    if (send_get(c) != 0) {
+        snprintf(loc, sizeof loc, "enqueued " API_TASK_PREFIX "%lld, then the Redis link dropped",
+                 (long long)c->id);
+        http_respond_error(c->ex, 503, loc);
+        c->ex = NULL;
+    }
+done:
+    call_done(c);
+}
+
+/* POST /api/tasks: enqueues one task; 201 with the task (and Location). */
+static void enqueue_http_cb(struct http_exchange *ex) {
+    const struct ping_services *svc = api_begin(ex);
+    if (!svc) return;
+    const struct buf *body = http_body(ex);
+    json_error_t e;
+    char msg[300];
+    const char *why = NULL;
+    struct shoal_task_opts o;
+    struct buf args;
+    shoal_task_opts_init(&o);
+    buf_init(&args);
+    json_t *root = json_loadb(body->data ? body->data : "", body->len, JSON_DECODE_ANY, &e);
+    if (!root) {
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text,
+                 e.line, e.column);
+        why = msg;
+    } else {
+        why = read_task(root, &o, &args, msg, sizeof msg);
+    }
+    if (why) {
+        http_respond_error(ex, 400, why);
+        goto out;
+    }
+    char nums[6][24], seq[160], stats[160], sched[160], queues[160], wake[160], now[24];
+    int64_t vals[6] = {o.priority, o.at_ms, o.expiry_ms, o.timeout_ms, o.attempts, o.lost_budget};
+    for (int i = 0; i < 6; i++) snprintf(nums[i], sizeof nums[i], "%lld", (long long)vals[i]);
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    const char *argv[] = {keys_seq(svc->keys, seq, sizeof seq),
+                          keys_stats(svc->keys, stats, sizeof stats),
+                          keys_scheduled(svc->keys, sched, sizeof sched),
+                          keys_queues(svc->keys, queues, sizeof queues), svc->keys->prefix, now,
+                          keys_wake(svc->keys, wake, sizeof wake), "1", o.queue, o.type,
+                          o.args ? o.args : "", nums[0], nums[1], nums[2], nums[3], nums[4],
+                          nums[5]};
+    size_t lens[ARRAY_SIZE(argv)];
+    for (size_t i = 0; i < ARRAY_SIZE(argv); i++) lens[i] = strlen(argv[i]);
+    lens[10] = o.args ? o.args_len : 0;
+    struct task_call *c = call_new(ex, svc);
+    if (api_eval(ex, svc, SCRIPT_ENQUEUE, 4, (int)ARRAY_SIZE(argv), argv, lens, enqueue_cb, c) != 0)
+        free(c);
+    else
+        c->pending++;
+out:
+    json_decref(root);
+    buf_free(&args);
+}
+
+const struct http_route api_task_routes[] = {
+    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE},
+    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER},
+    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE},
+    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE},
+};
+const size_t api_task_nroutes = ARRAY_SIZE(api_task_routes);

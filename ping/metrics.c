@@ -1,0 +1,193 @@
+/* metrics.c: GET /metrics in Prometheus's text format (version 0.0.4), open like ping.
+ *
+ * The node's own figures come from memory (node_view and its counters, the Redis connection's
+ * reconnect count). The fleet's queue figures (depth and oldest queued task per queue, ready,
+ * running, capacity, scheduled) come from a cache refreshed by one queue_stats.lua call when a
+ * scrape finds it older than METRICS_REFRESH_MS: that scrape answers from the previous figures
+ * and the next one sees the new ones, so a scrape never waits on Redis and Redis sees at most
+ * one call per refresh period, whatever the number of queues or scrapers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rconn.h"
+#include "common/util.h"
+#include "ping/api.h"
+
+#define METRICS_REFRESH_MS 2000
+
+struct queue_stat {
+    char name[72];
+    int64_t depth;       /* ready list entries */
+    int64_t oldest_ms;   /* queue time of the oldest ready task, 0 when none */
+};
+
+struct metrics_cache {
+    uint64_t fetched_mono_ms;   /* when the figures below arrived; 0 = never */
+    uint64_t asked_mono_ms;     /* when the last refresh was sent */
+    bool in_flight;             /* a refresh awaits its reply */
+    int64_t ready, running, avail_cap, scheduled;   /* fleet counters */
+    struct queue_stat *queues;  /* owned, sorted by name */
+    size_t nqueues;
+};
+
+struct metrics_cache *metrics_cache_new(void) { return xcalloc(1, sizeof(struct metrics_cache)); }
+
+void metrics_cache_free(struct metrics_cache *m) {
+    if (!m) return;
+    free(m->queues);
+    free(m);
+}
+
+static int64_t num(const redisReply *r) {
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+/* queue_stats.lua's reply: {ready, running, avail_cap, scheduled, queue, depth, oldest, ...}.
+ * A failed refresh keeps the previous figures (their age shows it). */
+static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct metrics_cache *m = priv;
+    m->in_flight = false;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4 || (r->elements - 4) % 3 != 0)
+        return;
+    size_t n = (r->elements - 4) / 3;
+    struct queue_stat *q = xcalloc(n ? n : 1, sizeof *q);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *name = r->element[4 + 3 * i];
+        if (name->type == REDIS_REPLY_STRING)
+            snprintf(q[i].name, sizeof q[i].name, "%.*s", (int)name->len, name->str);
+        q[i].depth = num(r->element[5 + 3 * i]);
+        q[i].oldest_ms = num(r->element[6 + 3 * i]);
+    }
+    free(m->queues);
+    m->queues = q;
+    m->nqueues = n;
+    m->ready = num(r->element[0]);
+    m->running = num(r->element[1]);
+    m->avail_cap = num(r->element[2]);
+    m->scheduled = num(r->element[3]);
+    m->fetched_mono_ms = clock_mono_ms();
+}
+
+/* Sends a refresh when the figures are stale and none is on its way. */
+static void maybe_refresh(struct metrics_cache *m, const struct ping_services *svc) {
+    uint64_t now = clock_mono_ms();
+    if (m->in_flight || (m->asked_mono_ms && now - m->asked_mono_ms < METRICS_REFRESH_MS)) return;
+    char queues[160], stats[160], sched[160];
+    const char *argv[] = {keys_queues(svc->keys, queues, sizeof queues),
+                          keys_stats(svc->keys, stats, sizeof stats),
+                          keys_scheduled(svc->keys, sched, sizeof sched), svc->keys->prefix};
+    m->asked_mono_ms = now;
+    if (rconn_eval(svc->redis, SCRIPT_QUEUE_STATS, 3, 4, argv, NULL, refresh_cb, m) == 0)
+        m->in_flight = true;
+}
+
+/* One metric family: HELP and TYPE lines. */
+static void family(struct buf *b, const char *name, const char *type, const char *help) {
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void node_metrics(struct buf *b, const struct node_view *v, const struct rconn *redis) {
+    static const char *const outcomes[] = {"Success", "Failed", "TimedOut", "Canceled",
+                                           "Interrupted"};
+    const struct node_metrics *m = &v->metrics;
+    family(b, "shoal_node_info", "gauge", "This node: name and version (always 1).");
+    buf_printf(b, "shoal_node_info{node=\"%s\",version=\"%s\"} 1\n", v->name,
+               v->version ? v->version : "");
+    family(b, "shoal_node_up", "gauge", "1 while registered with Redis reachable (ping not 503).");
+    buf_printf(b, "shoal_node_up %d\n", v->registered && v->redis_ok);
+    family(b, "shoal_node_task_cap", "gauge", "The node's task cap (MaxConcurrentTasks).");
+    buf_printf(b, "shoal_node_task_cap %lld\n", (long long)v->cap);
+    family(b, "shoal_node_drain", "gauge", "1 while an operator drain is on.");
+    buf_printf(b, "shoal_node_drain %d\n", v->drain);
+    family(b, "shoal_node_stopping", "gauge", "1 once SIGTERM/SIGINT started the shutdown drain.");
+    buf_printf(b, "shoal_node_stopping %d\n", v->stopping);
+    family(b, "shoal_tasks_running", "gauge", "Tasks running on this node now.");
+    buf_printf(b, "shoal_tasks_running %lld\n", (long long)v->running);
+    family(b, "shoal_tasks_claimed_total", "counter", "Tasks this node has claimed.");
+    buf_printf(b, "shoal_tasks_claimed_total %llu\n", (unsigned long long)m->claimed);
+    family(b, "shoal_tasks_finished_total", "counter",
+           "Tasks this node finished, by outcome (Interrupted: requeued at shutdown).");
+    for (size_t i = 0; i < ARRAY_SIZE(outcomes); i++)
+        buf_printf(b, "shoal_tasks_finished_total{outcome=\"%s\"} %llu\n", outcomes[i],
+                   (unsigned long long)m->finished[i]);
+    family(b, "shoal_task_start_latency_seconds", "histogram",
+           "Time from a task's queue time to its start on this node.");
+    uint64_t cum = 0;
+    for (int i = 0; i < NODE_LATENCY_BUCKETS; i++) {
+        cum += m->latency_counts[i];
+        buf_printf(b, "shoal_task_start_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                   node_latency_bounds[i], (unsigned long long)cum);
+    }
+    cum += m->latency_counts[NODE_LATENCY_BUCKETS];
+    buf_printf(b, "shoal_task_start_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+               (unsigned long long)cum);
+    buf_printf(b, "shoal_task_start_latency_seconds_sum %.6f\n", m->latency_sum);
+    buf_printf(b, "shoal_task_start_latency_seconds_count %llu\n", (unsigned long long)cum);
+    family(b, "shoal_reports_refused_total", "counter",
+           "Task results Redis refused because the claim's lease was no longer current.");
+    buf_printf(b, "shoal_reports_refused_total %llu\n", (unsigned long long)m->reports_refused);
+    if (redis) {
+        family(b, "shoal_redis_reconnects_total", "counter",
+               "Times the node's Redis command connection was re-established.");
+        buf_printf(b, "shoal_redis_reconnects_total %lu\n", rconn_reconnects(redis));
+    }
+    if (v->beat_ok_mono_ms) {
+        family(b, "shoal_heartbeat_age_seconds", "gauge",
+               "Seconds since Redis last accepted this node's heartbeat.");
+        buf_printf(b, "shoal_heartbeat_age_seconds %.3f\n",
+                   (double)(clock_mono_ms() - v->beat_ok_mono_ms) / 1000.0);
+    }
+}
+
+static void fleet_metrics(struct buf *b, const struct metrics_cache *m) {
+    if (!m->fetched_mono_ms) return;   /* first scrape: the refresh is on its way */
+    int64_t now = clock_wall_ms();
+    family(b, "shoal_fleet_stats_age_seconds", "gauge",
+           "Age of the fleet and queue figures below (cached, refreshed every 2s at most).");
+    buf_printf(b, "shoal_fleet_stats_age_seconds %.3f\n",
+               (double)(clock_mono_ms() - m->fetched_mono_ms) / 1000.0);
+    family(b, "shoal_fleet_ready_tasks", "gauge", "Tasks ready to run, all queues.");
+    buf_printf(b, "shoal_fleet_ready_tasks %lld\n", (long long)m->ready);
+    family(b, "shoal_fleet_running_tasks", "gauge", "Tasks running, all nodes.");
+    buf_printf(b, "shoal_fleet_running_tasks %lld\n", (long long)m->running);
+    family(b, "shoal_fleet_task_capacity", "gauge", "Sum of the caps of live, undrained nodes.");
+    buf_printf(b, "shoal_fleet_task_capacity %lld\n", (long long)m->avail_cap);
+    family(b, "shoal_fleet_scheduled_tasks", "gauge",
+           "Tasks waiting for a future queue time or a retry's backoff.");
+    buf_printf(b, "shoal_fleet_scheduled_tasks %lld\n", (long long)m->scheduled);
+    if (m->nqueues == 0) return;
+    family(b, "shoal_queue_depth", "gauge", "Ready tasks per queue.");
+    for (size_t i = 0; i < m->nqueues; i++)
+        buf_printf(b, "shoal_queue_depth{queue=\"%s\"} %lld\n", m->queues[i].name,
+                   (long long)m->queues[i].depth);
+    family(b, "shoal_queue_oldest_age_seconds", "gauge",
+           "Age of the oldest ready task per queue (0 when empty).");
+    for (size_t i = 0; i < m->nqueues; i++) {
+        int64_t o = m->queues[i].oldest_ms;
+        buf_printf(b, "shoal_queue_oldest_age_seconds{queue=\"%s\"} %.3f\n", m->queues[i].name,
+                   o > 0 && now > o ? (double)(now - o) / 1000.0 : 0.0);
+    }
+}
+
+/* GET /metrics */
+static void metrics_cb(struct http_exchange *ex) {
+    const struct http_site *site = http_site_of(ex);
+    const struct ping_services *svc = site->data;
+    struct buf b;
+    buf_init(&b);
+    node_metrics(&b, site->view, svc ? svc->redis : NULL);
+    if (svc && svc->api) {
+        maybe_refresh(svc->api->metrics, svc);
+        fleet_metrics(&b, svc->api->metrics);
+    }
+    http_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    buf_free(&b);
+}
+
+const struct http_route metrics_routes[] = {
+    {HTTP_GET, "/metrics", metrics_cb, HTTP_BODY_NONE},
+};
+const size_t metrics_nroutes = ARRAY_SIZE(metrics_routes);

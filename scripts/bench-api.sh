@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# scripts/bench-api.sh [BUILD]: the keyed API's figures for the README. Starts its own
+# redis-server and one shoal node (with an API key) on free loopback ports, registers 100 more
+# nodes by running lua/register.lua with redis-cli (alive for an hour), then measures at a fixed
+# rate over keep-alive connections (bench/api_latency.c, bench/ping_latency.c):
+#   1. GET /api/octopusservernodes/summary (101 nodes) with the key: target p99 < 5 ms;
+#   2. ping alone, then ping while the API traffic of 1 runs: target p99 < 1 ms both times.
+# Stops exactly the PIDs it started.
+#   BENCH_SECONDS (default 10), BENCH_API_RATE (default 500/s), BENCH_RATE (ping, default 5000/s)
+set -euo pipefail
+build=${1:-build}
+secs=${BENCH_SECONDS:-10}
+api_rate=${BENCH_API_RATE:-500}
+ping_rate=${BENCH_RATE:-5000}
+key=bench-key-$RANDOM$RANDOM$RANDOM
+tmp=$(mktemp -d /tmp/shoal-bench-api-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+  --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
+for _ in $(seq 1 200); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+now=$(date +%s%3N)
+for i in $(seq -w 1 100); do
+  n=fleet-$i
+  redis-cli -p "$rport" --eval lua/register.lua "{shoal}:node:$n" "{shoal}:alive:$n" '{shoal}:nodes' \
+    '{shoal}:stats' , "$n" "instance$i" "$now" 3600000 5 0.1.0 "host$i" "$i" "10.0.0.$i:8080" \
+    default 5000 >/dev/null
+done
+[ "$(redis-cli -p "$rport" scard '{shoal}:nodes')" = 100 ] || { echo "registration failed" >&2; exit 1; }
+
+nport=$(free_port)
+SHOAL_API_KEY=$key "$build/shoal" worker --redis "redis://127.0.0.1:$rport/0" --name bench-node \
+  --listen "127.0.0.1:$nport" --log-level warn 2>"$tmp/node.log" & pids+=($!)
+for _ in $(seq 1 200); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$nport/api/octopusservernodes/ping")" = 200 ] && break
+  sleep 0.05
+done
+nodes=$(curl -s -H "X-Octopus-ApiKey: $key" "http://127.0.0.1:$nport/api/octopusservernodes/summary" |
+        python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Nodes"]))')
+size=$(curl -s -H "X-Octopus-ApiKey: $key" "http://127.0.0.1:$nport/api/octopusservernodes/summary" | wc -c)
+
+summary=$("$build/api_latency" "$nport" /api/octopusservernodes/summary 10 "$api_rate" "$secs" \
+          "X-Octopus-ApiKey: $key")
+ping_alone=$("$build/ping_latency" "$nport" /api/octopusservernodes/ping 100 "$ping_rate" "$secs")
+"$build/api_latency" "$nport" /api/octopusservernodes/summary 10 "$api_rate" "$((secs + 1))" \
+  "X-Octopus-ApiKey: $key" >"$tmp/api-bg.txt" & bg=$!
+ping_busy=$("$build/ping_latency" "$nport" /api/octopusservernodes/ping 100 "$ping_rate" "$secs")
+wait "$bg"
+
+echo "fleet: $nodes nodes in /summary ($size bytes), key required"
+echo "summary with key:  $summary (target p99 < 5 ms)"
+echo "ping alone:        $ping_alone (target p99 < 1 ms)"
+echo "ping + API load:   $ping_busy (target p99 < 1 ms)"
+echo "  (API load meanwhile: $(cat "$tmp/api-bg.txt"))"

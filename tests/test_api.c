@@ -1,0 +1,601 @@
+/* test_api.c: the keyed HTTP API against real `shoal worker` processes and a real
+ * redis-server: API keys (401/403, both headers, key files, none configured, never logged),
+ * the node endpoints in Octopus's shapes (collection paging, /all, /summary, /{id}, details,
+ * PUT reaching ping and Redis, DELETE of live and offline nodes), the task endpoints (enqueue
+ * with the CLI's rules, get, raw log, list filters, cancel), 400s naming the field, 404s, 503
+ * when Redis is gone, and Octopus's own HA scripts (tests/octopus/, Python) replayed against a
+ * three-node fleet. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+#define KEY "test-key-0123456789abcdef"
+#define KEYH "X-Octopus-ApiKey: " KEY "\r\n"
+
+static struct h_redis redis;
+
+static void setup(void) { cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start"); }
+static void teardown(void) { h_redis_stop(&redis, false); }
+
+TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);
+
+/* --- a small HTTP client: any method, extra headers, a body ------------------------------- */
+
+struct resp {
+    int status;
+    char head[4096];
+    char *body;       /* malloc'd, NUL-terminated */
+    json_t *json;     /* parsed body, or NULL */
+};
+
+static void resp_free(struct resp *r) {
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+/* One request on a fresh connection; hdrs are full "Name: value\r\n" lines (may be NULL). */
+static int req(int port, const char *method, const char *path, const char *hdrs,
+               const char *body, struct resp *r) {
+    memset(r, 0, sizeof *r);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { close(fd); return r->status = -1; }
+    size_t blen = body ? strlen(body) : 0;
+    char *msg = NULL;
+    size_t mlen = 0;
+    FILE *f = open_memstream(&msg, &mlen);
+    fprintf(f, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
+            hdrs ? hdrs : "");
+    if (body) fprintf(f, "Content-Length: %zu\r\n\r\n%s", blen, body);
+    else fprintf(f, "\r\n");
+    fclose(f);
+    ssize_t w = write(fd, msg, mlen);
+    free(msg);
+    if (w != (ssize_t)mlen) { close(fd); return r->status = -1; }
+    size_t cap = 65536, got = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while ((n = read(fd, buf + got, cap - got - 1)) > 0) {
+        got += (size_t)n;
+        if (cap - got < 1024) buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    buf[got] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) { free(buf); return r->status = -1; }
+    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
+    r->body = strdup(sep + 4);
+    free(buf);
+    r->json = json_loads(r->body, JSON_DECODE_ANY, NULL);
+    return r->status;
+}
+
+static json_t *get(const json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    cr_assert_not_null(v, "missing field %s", k);
+    return v;
+}
+static const char *sget(const json_t *o, const char *k) { return json_string_value(get(o, k)); }
+static long long iget(const json_t *o, const char *k) { return json_integer_value(get(o, k)); }
+
+static void start(struct h_worker *w, const char *name, const char *const *extra) {
+    const char *args[16] = {"--api-key", KEY};
+    int n = 2;
+    for (int i = 0; extra && extra[i]; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    h_worker_start(w, &redis, name, args);
+    cr_assert(h_ping_is(w, 200, 10000), "%s did not come up", name);
+}
+
+/* The ErrorMessage of r contains want. */
+static void error_says(const struct resp *r, int status, const char *want) {
+    cr_assert_eq(r->status, status, "status %d, body %s", r->status, r->body);
+    cr_assert_not_null(r->json, "body is not JSON: %s", r->body);
+    cr_assert(strstr(sget(r->json, "ErrorMessage"), want), "'%s' lacks '%s'",
+              sget(r->json, "ErrorMessage"), want);
+}
+
+/* --- auth ----------------------------------------------------------------------------------- */
+
+Test(api, keys_are_required_checked_and_never_shown) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "auth", NULL);
+    req(w.port, "GET", "/api/octopusservernodes", NULL, NULL, &r);
+    error_says(&r, 401, "X-Octopus-ApiKey");
+    cr_assert(strstr(r.head, "WWW-Authenticate: Bearer"));
+    cr_assert(strstr(r.head, "Octopus-Node: auth"));
+    resp_free(&r);
+    req(w.port, "GET", "/api/octopusservernodes", "X-Octopus-ApiKey: wrong\r\n", NULL, &r);
+    error_says(&r, 403, "not valid");
+    cr_assert_null(strstr(r.body, "wrong"));
+    resp_free(&r);
+    /* Same length as the key, one byte off. */
+    req(w.port, "GET", "/api/tasks", "Authorization: Bearer test-key-0123456789abcdeF\r\n", NULL, &r);
+    cr_assert_eq(r.status, 403);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/summary",
+                     "Authorization: Bearer " KEY "\r\n", NULL, &r), 200);
+    resp_free(&r);
+    /* ping, healthz and metrics stay open; ping never shows the key. */
+    static const char *const open[] = {"/api/octopusservernodes/ping", "/healthz", "/metrics"};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(req(w.port, "GET", open[i], NULL, NULL, &r), 200, "%s", open[i]);
+        cr_assert_null(strstr(r.body, KEY));
+        resp_free(&r);
+    }
+    cr_assert_eq(h_worker_stop(&w), 0);
+    char *log = h_read_file(w.log);
+    cr_assert_not_null(log);
+    cr_assert(strstr(log, "api-key=***"), "the start-up line masks the key");
+    cr_assert_null(strstr(log, KEY), "the key appears in the log");
+    free(log);
+    /* --help shows no key either. */
+    char *out = NULL;
+    const char *help[] = {"worker", "--help", NULL};
+    setenv("SHOAL_API_KEY", KEY, 1);
+    h_shoal(&out, NULL, help);
+    unsetenv("SHOAL_API_KEY");
+    cr_assert(strstr(out, "--api-key"));
+    cr_assert_null(strstr(out, KEY));
+    free(out);
+}
+
+Test(api, no_key_configured_answers_403_saying_how) {
+    struct h_worker w;
+    struct resp r;
+    h_worker_start(&w, &redis, "nokey", NULL);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    req(w.port, "GET", "/api/octopusservernodes/all", KEYH, NULL, &r);
+    error_says(&r, 403, "SHOAL_API_KEY");
+    resp_free(&r);
+    req(w.port, "DELETE", "/api/octopusservernodes/nokey", NULL, NULL, &r);
+    error_says(&r, 403, "SHOAL_API_KEY_FILE");
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+Test(api, key_file_holds_several_keys_and_a_bad_file_stops_startup) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/keys", redis.dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# operators\nfirst-key-aaaaaaaa\n\n  second-key-bbbbbbbb  \n");
+    fclose(f);
+    struct h_worker w;
+    struct resp r;
+    const char *extra[] = {"--api-key-file", path, NULL};
+    h_worker_start(&w, &redis, "keyfile", extra);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: first-key-aaaaaaaa\r\n",
+                     NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/tasks", "Authorization: Bearer second-key-bbbbbbbb\r\n",
+                     NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: # operators\r\n", NULL, &r), 403);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/nope", redis.dir);
+    const char *bad[] = {"--api-key-file", missing, NULL};
+    h_worker_start(&w, &redis, "badfile", bad);
+    cr_assert_eq(h_wait(w.pid, 10000), 2);
+    char *log = h_read_file(w.log);
+    cr_assert(strstr(log, "--api-key-file") && strstr(log, "cannot read"), "%s", log);
+    free(log);
+}
+
+/* --- nodes ---------------------------------------------------------------------------------- */
+
+/* Registers an offline node by hand, as a node that went away leaves it. */
+static void fake_node(const char *name, int cap, int drain) {
+    redisContext *c = h_redis_connect(&redis);
+    redisReply *x = redisCommand(c, "HSET {shoal}:node:%s name %s cap %d drain %d last_seen %lld "
+                                 "version 0.1.0", name, name, cap, drain, 1700000000000LL);
+    freeReplyObject(x);
+    freeReplyObject(redisCommand(c, "SADD {shoal}:nodes %s", name));
+    redisFree(c);
+}
+
+Test(api, node_collection_pages_and_filters_like_octopus) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "web-1", NULL);
+    fake_node("web-2", 5, 0);
+    fake_node("worker-3", 3, 1);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?take=2", KEYH, NULL, &r), 200);
+    cr_assert_str_eq(sget(r.json, "ItemType"), "OctopusServerNode");
+    cr_assert_eq(iget(r.json, "TotalResults"), 3);
+    cr_assert_eq(iget(r.json, "ItemsPerPage"), 2);
+    cr_assert_eq(iget(r.json, "NumberOfPages"), 2);
+    cr_assert_eq(iget(r.json, "LastPageNumber"), 1);
+    json_t *items = get(r.json, "Items");
+    cr_assert_eq(json_array_size(items), 2);
+    json_t *n0 = json_array_get(items, 0);
+    cr_assert_str_eq(sget(n0, "Id"), "OctopusServerNodes-web-1");
+    cr_assert_eq(json_is_false(get(n0, "IsOffline")), true);
+    cr_assert_str_eq(sget(get(n0, "Links"), "Node"), "/api/octopusservernodes/OctopusServerNodes-web-1");
+    cr_assert_str_eq(sget(get(r.json, "Links"), "Page.Next"), "/api/octopusservernodes?skip=2&take=2");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?skip=2&take=2", KEYH, NULL, &r), 200);
+    cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Name"), "worker-3");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?partialName=WEB", KEYH, NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "TotalResults"), 2);
+    resp_free(&r);
+    req(w.port, "GET", "/api/octopusservernodes?take=x", KEYH, NULL, &r);
+    error_says(&r, 400, "take");
+    resp_free(&r);
+
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/all", KEYH, NULL, &r), 200);
+    cr_assert_eq(json_array_size(r.json), 3);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/summary", KEYH, NULL, &r), 200);
+    json_t *w3 = json_array_get(get(r.json, "Nodes"), 2);
+    cr_assert_eq(json_is_true(get(w3, "IsOffline")), true);
+    cr_assert_eq(json_is_true(get(w3, "IsInMaintenanceMode")), true);
+    cr_assert_eq(iget(w3, "RunningTaskCount"), 0);
+    cr_assert_str_eq(sget(w3, "LastSeen"), "2023-11-14T22:13:20.000+00:00");
+    cr_assert_str_eq(sget(w3, "Status"), "Offline");
+    resp_free(&r);
+    /* By id or by name, doubled slashes tolerated; unknown ids 404. */
+    cr_assert_eq(req(w.port, "GET", "//api/octopusservernodes//OctopusServerNodes-web-2", KEYH,
+                     NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "MaxConcurrentTasks"), 5);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/web-1/details", KEYH, NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "RunningTasks"), 0);
+    cr_assert_eq(json_array_size(get(r.json, "Tasks")), 0);
+    resp_free(&r);
+    req(w.port, "GET", "/api/octopusservernodes/OctopusServerNodes-ghost", KEYH, NULL, &r);
+    error_says(&r, 404, "ghost");
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+Test(api, put_changes_cap_and_drain_and_validates_the_body) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "node-1", NULL);
+    const char *path = "/api/octopusservernodes/OctopusServerNodes-node-1";
+    /* Octopus's DrainOddOrEven script puts the task cap in Name: accepted, ignored. */
+    cr_assert_eq(req(w.port, "PUT", path, KEYH, "{\"Id\":\"OctopusServerNodes-node-1\",\"Name\":5,"
+                     "\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}", &r), 200, "%s", r.body);
+    cr_assert_eq(iget(r.json, "MaxConcurrentTasks"), 8);
+    cr_assert_eq(json_is_true(get(r.json, "IsInMaintenanceMode")), true);
+    cr_assert_str_eq(sget(r.json, "Name"), "node-1");
+    resp_free(&r);
+    cr_assert(h_ping_is(&w, 418, 5000), "drain reaches ping");
+    redisContext *c = h_redis_connect(&redis);
+    redisReply *x = redisCommand(c, "HMGET {shoal}:node:node-1 cap drain cap_by");
+    cr_assert_str_eq(x->element[0]->str, "8");
+    cr_assert_str_eq(x->element[1]->str, "1");
+    cr_assert_str_eq(x->element[2]->str, "operator");
+    freeReplyObject(x);
+    redisFree(c);
+    cr_assert_eq(req(w.port, "PUT", "/api/octopusservernodes/node-1", KEYH,
+                     "{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":false}", &r), 200);
+    resp_free(&r);
+    cr_assert(h_ping_is(&w, 200, 5000));
+
+    static const struct { const char *body; const char *says; } bad[] = {
+        {"{\"MaxConcurrentTasks\":8", "not valid JSON"},
+        {"[1,2]", "JSON object"},
+        {"{\"IsInMaintenanceMode\":true}", "MaxConcurrentTasks: required"},
+        {"{\"MaxConcurrentTasks\":\"8\",\"IsInMaintenanceMode\":true}", "MaxConcurrentTasks"},
+        {"{\"MaxConcurrentTasks\":10001,\"IsInMaintenanceMode\":true}", "MaxConcurrentTasks"},
+        {"{\"MaxConcurrentTasks\":8}", "IsInMaintenanceMode: required"},
+        {"{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":\"yes\"}", "IsInMaintenanceMode"},
+        {"{\"Id\":\"OctopusServerNodes-other\",\"MaxConcurrentTasks\":8,"
+         "\"IsInMaintenanceMode\":true}", "Id"},
+        {"{\"Id\":7,\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}", "Id"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        req(w.port, "PUT", path, KEYH, bad[i].body, &r);
+        error_says(&r, 400, bad[i].says);
+        resp_free(&r);
+    }
+    req(w.port, "PUT", "/api/octopusservernodes/ghost", KEYH,
+        "{\"MaxConcurrentTasks\":1,\"IsInMaintenanceMode\":true}", &r);
+    error_says(&r, 404, "ghost");
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+Test(api, delete_forgets_offline_nodes_only) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "live", NULL);
+    fake_node("gone", 5, 0);
+    req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-live", KEYH, NULL, &r);
+    error_says(&r, 409, "alive");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-gone", KEYH,
+                     NULL, &r), 200);
+    resp_free(&r);
+    req(w.port, "GET", "/api/octopusservernodes/gone", KEYH, NULL, &r);
+    error_says(&r, 404, "gone");
+    resp_free(&r);
+    req(w.port, "DELETE", "/api/octopusservernodes/gone", KEYH, NULL, &r);
+    error_says(&r, 404, "gone");
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* --- tasks ---------------------------------------------------------------------------------- */
+
+struct task_want { int port; const char *path; const char *state; };
+static bool task_is(void *arg) {
+    struct task_want *t = arg;
+    struct resp r;
+    bool ok = req(t->port, "GET", t->path, KEYH, NULL, &r) == 200 && r.json &&
+              strcmp(json_string_value(json_object_get(r.json, "State")), t->state) == 0;
+    resp_free(&r);
+    return ok;
+}
+
+/* POSTs a task; returns its id (malloc'd). */
+static char *post_task(int port, const char *body) {
+    struct resp r;
+    cr_assert_eq(req(port, "POST", "/api/tasks", KEYH, body, &r), 201, "%s", r.body);
+    char *id = strdup(sget(r.json, "Id"));
+    char loc[96];
+    snprintf(loc, sizeof loc, "Location: /api/tasks/%s", id);
+    cr_assert(strstr(r.head, loc), "%s", r.head);
+    cr_assert(strstr("Queued Executing Success TimedOut", sget(r.json, "State")));  /* a node may be quick */
+    resp_free(&r);
+    return id;
+}
+
+Test(api, tasks_enqueue_run_list_log_and_cancel) {
+    struct h_worker w;
+    struct resp r;
+    const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
+    start(&w, "runner", extra);
+    char *echo = post_task(w.port, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\","
+                                   "\"hello\",\"api\"],\"env\":{\"A\":\"1\"}},\"Timeout\":\"10s\"}");
+    char path[96];
+    snprintf(path, sizeof path, "/api/tasks/%s", echo);
+    struct task_want tw = {w.port, path, "Success"};
+    cr_assert(h_eventually(task_is, &tw, 10000), "the exec task did not succeed");
+    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200);
+    cr_assert_str_eq(sget(r.json, "ServerNode"), "runner");
+    cr_assert_eq(json_is_true(get(r.json, "IsCompleted")), true);
+    cr_assert_eq(json_is_true(get(r.json, "FinishedSuccessfully")), true);
+    cr_assert(json_is_string(get(r.json, "StartTime")) && json_is_string(get(r.json, "CompletedTime")));
+    cr_assert_eq(iget(r.json, "ExitCode"), 0);
+    resp_free(&r);
+    snprintf(path, sizeof path, "/api/tasks/%s/raw", echo);
+    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200);
+    cr_assert_str_eq(r.body, "hello api\n");
+    cr_assert(strstr(r.head, "Content-Type: text/plain"));
+    resp_free(&r);
+
+    /* A task due in an hour waits; cancel finalises it. */
+    char *later = post_task(w.port, "{\"Type\":\"noop\",\"Queue\":\"default\",\"Delay\":\"1h\","
+                                    "\"Priority\":3,\"Attempts\":2}");
+    cr_assert_eq(req(w.port, "GET", "/api/tasks?states=Queued", KEYH, NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "TotalResults"), 1);
+    cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Id"), later);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/tasks?node=OctopusServerNodes-runner&states=Success",
+                     KEYH, NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "TotalResults"), 1);
+    cr_assert_str_eq(sget(r.json, "ItemType"), "Task");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/tasks?take=1", KEYH, NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "TotalResults"), 2);
+    cr_assert_eq(json_array_size(get(r.json, "Items")), 1);
+    resp_free(&r);
+    snprintf(path, sizeof path, "/api/tasks/%s/cancel", later);
+    cr_assert_eq(req(w.port, "POST", path, KEYH, NULL, &r), 200);
+    cr_assert_str_eq(sget(r.json, "State"), "Canceled");
+    cr_assert(strstr(sget(r.json, "ErrorMessage"), "Canceled"));
+    resp_free(&r);
+
+    /* Unknown ids, bad filters, bad bodies. */
+    req(w.port, "GET", "/api/tasks/ServerTasks-999", KEYH, NULL, &r);
+    error_says(&r, 404, "ServerTasks-999");
+    resp_free(&r);
+    req(w.port, "GET", "/api/tasks/ServerTasks-999/raw", KEYH, NULL, &r);
+    error_says(&r, 404, "ServerTasks-999");
+    resp_free(&r);
+    req(w.port, "POST", "/api/tasks/ServerTasks-999/cancel", KEYH, NULL, &r);
+    error_says(&r, 404, "ServerTasks-999");
+    resp_free(&r);
+    req(w.port, "GET", "/api/tasks/bogus", KEYH, NULL, &r);
+    error_says(&r, 404, "not a task id");
+    resp_free(&r);
+    req(w.port, "GET", "/api/tasks?states=Running", KEYH, NULL, &r);
+    error_says(&r, 400, "states");
+    resp_free(&r);
+    static const struct { const char *body; const char *says; } bad[] = {
+        {"{\"Type\":", "not valid JSON"},
+        {"\"noop\"", "JSON object"},
+        {"{\"Type\":\"exec\"}", "Arguments.argv: required"},
+        {"{\"Type\":\"exec\",\"Arguments\":{\"argv\":[1]}}", "Arguments.argv"},
+        {"{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\"],\"env\":3}}", "Arguments.env"},
+        {"{\"Type\":\"noop\",\"Arguments\":{\"x\":1}}", "Arguments"},
+        {"{\"Type\":7}", "Type"},
+        {"{\"Type\":\"no spaces\"}", "type"},
+        {"{\"Type\":\"noop\",\"Priority\":1001}", "Priority"},
+        {"{\"Type\":\"noop\",\"Priority\":\"high\"}", "Priority"},
+        {"{\"Type\":\"noop\",\"Attempts\":0}", "Attempts"},
+        {"{\"Type\":\"noop\",\"Expiry\":\"soon\"}", "Expiry"},
+        {"{\"Type\":\"noop\",\"Timeout\":-5}", "Timeout"},
+        {"{\"Type\":\"noop\",\"QueueTime\":\"yesterday\"}", "QueueTime"},
+        {"{\"Type\":\"noop\",\"Delay\":\"1s\",\"QueueTime\":0}", "Delay"},
+        {"{\"Type\":\"noop\",\"Queue\":\"a b\"}", "queue"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        req(w.port, "POST", "/api/tasks", KEYH, bad[i].body, &r);
+        error_says(&r, 400, bad[i].says);
+        resp_free(&r);
+    }
+    /* An explicit QueueTime and a string argument. */
+    char *at = post_task(w.port, "{\"Name\":\"fail\",\"Arguments\":\"boom\","
+                                 "\"QueueTime\":\"2020-01-01T00:00:00Z\",\"Expiry\":3600000}");
+    snprintf(path, sizeof path, "/api/tasks/%s", at);
+    struct task_want tf = {w.port, path, "TimedOut"};
+    cr_assert(h_eventually(task_is, &tf, 10000), "a task past its expiry times out");
+    free(echo);
+    free(later);
+    free(at);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+Test(api, redis_gone_answers_503) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "lonely", NULL);
+    h_redis_stop(&redis, true);
+    cr_assert(h_ping_is(&w, 503, 5000));
+    static const char *const paths[] = {"/api/octopusservernodes", "/api/tasks",
+                                        "/api/tasks/ServerTasks-1"};
+    for (size_t i = 0; i < 3; i++) {
+        req(w.port, "GET", paths[i], KEYH, NULL, &r);
+        error_says(&r, 503, "Redis");
+        resp_free(&r);
+    }
+    cr_assert_eq(req(w.port, "GET", "/metrics", NULL, NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(h_redis_restart(&redis), 0);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* --- Octopus's scripts, replayed ------------------------------------------------------------ */
+
+/* Runs python3 tests/octopus/SCRIPT URL KEY args...; returns the exit code, output in *out. */
+static int replay(const char *script, int port, const char *a1, const char *a2, const char *a3,
+                  char **out) {
+    char path[512], url[64], log[300];
+    const char *src = getenv("SHOAL_SRC");
+    snprintf(path, sizeof path, "%s/tests/octopus/%s", src ? src : ".", script);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    snprintf(log, sizeof log, "%s/%s.out", redis.dir, script);
+    unlink(log);
+    const char *argv[] = {"/usr/bin/python3", path, url, KEY, a1, a2, a3, NULL};
+    int rc = h_wait(h_spawn(argv, NULL, log), 30000);
+    *out = h_read_file(log);
+    return rc;
+}
+
+static bool drained(const char *name) {
+    redisContext *c = h_redis_connect(&redis);
+    redisReply *x = redisCommand(c, "HGET {shoal}:node:%s drain", name);
+    bool on = x->type == REDIS_REPLY_STRING && strcmp(x->str, "1") == 0;
+    freeReplyObject(x);
+    redisFree(c);
+    return on;
+}
+
+Test(api, octopus_drain_odd_or_even_script) {
+    struct h_worker w[3];
+    static const char *const names[] = {"node-1", "node-2", "node-3"};
+    for (int i = 0; i < 3; i++) start(&w[i], names[i], NULL);
+    char *out = NULL;
+    cr_assert_eq(replay("drain_odd_or_even.py", w[1].port, NULL, NULL, NULL, &out), 0, "%s", out);
+    cr_assert(strstr(out, "Draining node: node-1") && strstr(out, "Draining node: node-3"), "%s", out);
+    cr_assert(strstr(out, "Skipping drain of node: node-2 as its not a valid candidate"), "%s", out);
+    free(out);
+    cr_assert(h_ping_is(&w[0], 418, 2000) && h_ping_is(&w[2], 418, 5000));
+    cr_assert(h_ping_is(&w[1], 200, 5000));
+    cr_assert(drained("node-1") && !drained("node-2") && drained("node-3"));
+    /* Run again: already drained nodes are skipped. Then the even ones. */
+    cr_assert_eq(replay("drain_odd_or_even.py", w[0].port, NULL, NULL, NULL, &out), 0, "%s", out);
+    cr_assert(strstr(out, "Skipping drain of node: node-3 as its already in a draining/drained "
+                          "state"), "%s", out);
+    free(out);
+    cr_assert_eq(replay("drain_odd_or_even.py", w[0].port, "--even", NULL, NULL, &out), 0, "%s", out);
+    cr_assert(strstr(out, "Draining node: node-2"), "%s", out);
+    free(out);
+    cr_assert(h_ping_is(&w[1], 418, 5000));
+    for (int i = 0; i < 3; i++) cr_assert_eq(h_worker_stop(&w[i]), 0);
+}
+
+static bool node_gone(void *arg) {
+    const int *port = arg;
+    struct resp r;
+    bool gone = req(*port, "GET", "/api/octopusservernodes/node-3", KEYH, NULL, &r) == 404;
+    resp_free(&r);
+    return gone;
+}
+
+Test(api, octopus_scale_in_script_with_a_draining_node) {
+    struct h_worker w[3];
+    static const char *const names[] = {"node-1", "node-2"};
+    for (int i = 0; i < 2; i++) start(&w[i], names[i], NULL);
+    /* Only node-3 serves queue "slow"; its task runs ~1 s. */
+    const char *q[] = {"--queues", "slow", NULL};
+    start(&w[2], "node-3", q);
+    char *id = post_task(w[0].port, "{\"Type\":\"sleep\",\"Queue\":\"slow\",\"Arguments\":[\"1s\"]}");
+    char path[96];
+    snprintf(path, sizeof path, "/api/tasks/%s", id);
+    struct task_want tw = {w[0].port, path, "Executing"};
+    cr_assert(h_eventually(task_is, &tw, 5000));
+    char pid[24], *out = NULL;
+    snprintf(pid, sizeof pid, "%d", (int)w[2].pid);
+    cr_assert_eq(replay("scale_in.py", w[0].port, "node-3", "--terminate-pid", pid, &out), 0,
+                 "%s", out);
+    cr_assert(strstr(out, "IsInMaintenanceMode=True"), "%s", out);
+    cr_assert(strstr(out, "finished processing all the tasks"), "%s", out);
+    cr_assert(strstr(out, "Deleted"), "%s", out);
+    free(out);
+    cr_assert_eq(h_wait(w[2].pid, 10000), 0, "the terminated node exits cleanly");
+    tw.state = "Success";
+    cr_assert(task_is(&tw), "the drain let the running task finish");
+    cr_assert(node_gone(&w[0].port));
+    free(id);
+    for (int i = 0; i < 2; i++) cr_assert_eq(h_worker_stop(&w[i]), 0);
+}
+
+Test(api, octopus_scale_in_script_after_the_node_died) {
+    struct h_worker w[3];
+    static const char *const names[] = {"node-1", "node-2"};
+    for (int i = 0; i < 2; i++) start(&w[i], names[i], NULL);
+    const char *q[] = {"--queues", "slow", NULL};
+    start(&w[2], "node-3", q);
+    char *id = post_task(w[0].port, "{\"Type\":\"sleep\",\"Queue\":\"slow\",\"Arguments\":[\"60s\"],"
+                                    "\"NodeLossBudget\":0}");
+    char path[96];
+    snprintf(path, sizeof path, "/api/tasks/%s", id);
+    struct task_want tw = {w[0].port, path, "Executing"};
+    cr_assert(h_eventually(task_is, &tw, 5000));
+    kill(w[2].pid, SIGKILL);
+    h_wait(w[2].pid, 5000);
+    char *out = NULL;
+    cr_assert_eq(replay("scale_in.py", w[0].port, "node-3", "--stale-after", "1", &out), 0,
+                 "%s", out);
+    /* Whether the script saw it stale or saw recovery empty it first, it ends deleted. */
+    cr_assert(strstr(out, "Deleted"), "%s", out);
+    free(out);
+    cr_assert(node_gone(&w[0].port));
+    /* Cancelled by the script, or failed "node lost" by recovery first: never left Executing. */
+    struct resp r;
+    cr_assert_eq(req(w[0].port, "GET", path, KEYH, NULL, &r), 200);
+    const char *st = sget(r.json, "State");
+    cr_assert(strcmp(st, "Canceled") == 0 || strcmp(st, "Failed") == 0, "state %s", st);
+    resp_free(&r);
+    free(id);
+    for (int i = 0; i < 2; i++) cr_assert_eq(h_worker_stop(&w[i]), 0);
+}
