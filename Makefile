@@ -5,6 +5,7 @@
 #   make fuzz           libFuzzer on the HTTP request path (FUZZ_SECONDS, default 60)
 #   make bench          the figures printed in the README
 #   make chaos          the full chaos run: 5,000 tasks, kills, a Redis restart, a failover
+#   make package        build/shoal_<version>_<arch>.deb (CPack; README "Run it in production")
 SANITIZE ?= 0
 SHELL := /bin/bash
 FUZZ_SECONDS ?= 60
@@ -16,7 +17,7 @@ else
 BUILD ?= build
 endif
 
-.PHONY: all deps build test run fuzz fuzz-short bench chaos clean
+.PHONY: all deps build test run fuzz fuzz-short bench chaos clean package
 
 all: build
 
@@ -57,6 +58,12 @@ chaos: build
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+	@scripts/bench-packages.sh $(BUILD)
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# The .deb (CPack, prefix /usr): binary, systemd unit, /etc/shoal/shoal.env; Depends from
+# dpkg-shlibdeps. Install with: apt install ./$(BUILD)/shoal_*.deb
+package: build
+	cd $(BUILD) && cpack -G DEB

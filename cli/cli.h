@@ -56,5 +56,7 @@ int cmd_tasks(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
+int cmd_packages(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 #endif

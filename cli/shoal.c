@@ -32,6 +32,8 @@ static const struct {
     {"task", cmd_task, "task ID [--log]: one task, with its output"},
     {"cancel", cmd_cancel, "cancel ID: cancel a queued or executing task"},
     {"wait", cmd_wait, "wait ID [--timeout DUR]: wait for a task to finish"},
+    {"packages", cmd_packages, "packages [--space S] [--json]: uploaded packages"},
+    {"stats", cmd_stats, "the fleet at a glance: capacity, running, free slots, queues"},
     {"settings", cmd_settings, "print every setting (flag, environment variable, default)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this text"},
@@ -55,6 +57,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return cmd_help(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) return cmd_version(argc - 1, argv + 1);
+    /* Not in help: how a node spawns exec tasks so they die with it (worker/exec.h). */
+    if (strcmp(argv[1], "exec-child") == 0) return shoal_worker_main(argc - 1, argv + 1, NULL);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "shoal: unknown command '%s' (see shoal help)\n", argv[1]);

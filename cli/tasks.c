@@ -28,19 +28,7 @@ static void client_from_cli(struct shoal_client *tc, struct cli *c) {
 /* "2026-11-28T10:00:00Z", "...T10:00:00.250Z", "...+00:00", or epoch milliseconds. */
 static int parse_time(const char *s, int64_t *ms) {
     if (parse_int64(s, 0, INT64_MAX, ms) == 0) return 0;
-    struct tm tm = {0};
-    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest) return -EINVAL;
-    int64_t frac = 0;
-    if (*rest == '.') {
-        int digits = 0;
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
-            if (digits < 3) frac = frac * 10 + (*rest - '0');
-        while (digits++ < 3) frac *= 10;
-    }
-    if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0 && *rest != '\0') return -EINVAL;
-    *ms = (int64_t)timegm(&tm) * 1000 + frac;
-    return 0;
+    return parse_iso8601_ms(s, ms);
 }
 
 static const char enqueue_usage[] =

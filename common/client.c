@@ -136,8 +136,47 @@ bool shoal_state_final(const char *s) {
            strcmp(s, "TimedOut") == 0;
 }
 
-static void field_str(char *dst, size_t len, const redisReply *v) {
-    snprintf(dst, len, "%.*s", (int)v->len, v->str);
+void shoal_task_from_reply(const redisReply *r, size_t from, int64_t id, struct shoal_task *t) {
+    static const struct { const char *name; size_t off; } nums[] = {
+        {"prio", offsetof(struct shoal_task, priority)},
+        {"queued", offsetof(struct shoal_task, queued_ms)},
+        {"expiry", offsetof(struct shoal_task, expiry_ms)},
+        {"started", offsetof(struct shoal_task, started_ms)},
+        {"completed", offsetof(struct shoal_task, completed_ms)},
+        {"timeout", offsetof(struct shoal_task, timeout_ms)},
+        {"attempt", offsetof(struct shoal_task, attempt)},
+        {"attempts", offsetof(struct shoal_task, attempts)},
+    };
+    static const struct { const char *name; size_t off, len; } strs[] = {
+        {"state", offsetof(struct shoal_task, state), sizeof(((struct shoal_task *)0)->state)},
+        {"queue", offsetof(struct shoal_task, queue), sizeof(((struct shoal_task *)0)->queue)},
+        {"type", offsetof(struct shoal_task, type), sizeof(((struct shoal_task *)0)->type)},
+        {"node", offsetof(struct shoal_task, node), sizeof(((struct shoal_task *)0)->node)},
+    };
+    memset(t, 0, sizeof *t);
+    t->id = id;
+    t->attempts = 1;
+    for (size_t i = from; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        if (strcmp(k->str, "error") == 0) {
+            free(t->error);
+            t->error = xstrndup(v->str, v->len);
+        } else if (strcmp(k->str, "args") == 0) {
+            free(t->args);
+            t->args = xstrndup(v->str, v->len);
+            t->args_len = v->len;
+        } else if (strcmp(k->str, "exit") == 0) {
+            t->exit_code = strtoll(v->str, NULL, 10);
+            t->has_exit = true;
+        }
+        for (size_t s = 0; s < ARRAY_SIZE(strs); s++)
+            if (strcmp(k->str, strs[s].name) == 0)
+                snprintf((char *)t + strs[s].off, strs[s].len, "%.*s", (int)v->len, v->str);
+        for (size_t s = 0; s < ARRAY_SIZE(nums); s++)
+            if (strcmp(k->str, nums[s].name) == 0)
+                *(int64_t *)((char *)t + nums[s].off) = strtoll(v->str, NULL, 10);
+    }
 }
 
 int shoal_task_get(struct shoal_client *c, int64_t id, struct shoal_task *t, char *err,
@@ -154,32 +193,7 @@ int shoal_task_get(struct shoal_client *c, int64_t id, struct shoal_task *t, cha
                  (long long)id);
         return SHOAL_ENOTASK;
     }
-    static const struct { const char *name; size_t off; } nums[] = {
-        {"prio", offsetof(struct shoal_task, priority)},
-        {"queued", offsetof(struct shoal_task, queued_ms)},
-        {"expiry", offsetof(struct shoal_task, expiry_ms)},
-        {"started", offsetof(struct shoal_task, started_ms)},
-        {"completed", offsetof(struct shoal_task, completed_ms)},
-        {"timeout", offsetof(struct shoal_task, timeout_ms)},
-        {"attempt", offsetof(struct shoal_task, attempt)},
-        {"attempts", offsetof(struct shoal_task, attempts)},
-    };
-    t->attempts = 1;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const char *k = r->element[i]->str;
-        const redisReply *v = r->element[i + 1];
-        if (strcmp(k, "state") == 0) field_str(t->state, sizeof t->state, v);
-        else if (strcmp(k, "queue") == 0) field_str(t->queue, sizeof t->queue, v);
-        else if (strcmp(k, "type") == 0) field_str(t->type, sizeof t->type, v);
-        else if (strcmp(k, "node") == 0) field_str(t->node, sizeof t->node, v);
-        else if (strcmp(k, "error") == 0) t->error = xstrndup(v->str, v->len);
-        else if (strcmp(k, "args") == 0) { t->args = xstrndup(v->str, v->len); t->args_len = v->len; }
-        else if (strcmp(k, "exit") == 0) { t->exit_code = strtoll(v->str, NULL, 10); t->has_exit = true; }
-        else
-            for (size_t j = 0; j < ARRAY_SIZE(nums); j++)
-                if (strcmp(k, nums[j].name) == 0)
-                    *(int64_t *)((char *)t + nums[j].off) = strtoll(v->str, NULL, 10);
-    }
+    shoal_task_from_reply(r, 0, id, t);
     freeReplyObject(r);
     return 0;
 }

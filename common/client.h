@@ -67,6 +67,10 @@ int shoal_enqueue(struct shoal_client *c, const struct shoal_task_opts *tasks, s
 /* "ServerTasks-12" or "12" -> 12. Returns 0 or -EINVAL. */
 int shoal_task_parse_id(const char *s, int64_t *id);
 
+/* Fills t from a task hash's field/value pairs in reply elements [from, ...) (HGETALL shape);
+ * unknown fields are ignored. Free with shoal_task_free. */
+void shoal_task_from_reply(const redisReply *r, size_t from, int64_t id, struct shoal_task *t);
+
 /* Reads a task. Returns 0, SHOAL_ENOTASK (unknown or expired), or another negative code. */
 int shoal_task_get(struct shoal_client *c, int64_t id, struct shoal_task *t, char *err,
                    size_t errlen);

@@ -36,6 +36,8 @@ struct shoal_config {
     bool balance;             /* --balance / --no-balance / SHOAL_BALANCE */
     int64_t handler_threads;  /* --handler-threads / SHOAL_HANDLER_THREADS */
     int64_t retry_backoff_ms; /* --retry-backoff / SHOAL_RETRY_BACKOFF: first retry delay */
+    char *api_key;            /* --api-key / SHOAL_API_KEY: HTTP API key(s), comma list; secret */
+    char *api_key_file;       /* --api-key-file / SHOAL_API_KEY_FILE: file of keys, one a line */
     char *package_dir;        /* --package-dir / SHOAL_PACKAGE_DIR: uploaded packages */
 };
 

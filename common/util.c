@@ -1,4 +1,5 @@
 /* util.c: allocation, clocks, number and duration parsing shared by every module. */
+#define _GNU_SOURCE
 #include "common/util.h"
 
 #include <ctype.h>
@@ -115,4 +116,21 @@ int node_name_valid(const char *s) {
         if (!isalnum(c) && c != '.' && c != '_' && c != '-') return 0;
     }
     return 1;
+}
+
+int parse_iso8601_ms(const char *s, int64_t *ms) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest) return -EINVAL;
+    int64_t frac = 0;
+    if (*rest == '.') {
+        int digits = 0;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
+            if (digits < 3) frac = frac * 10 + (*rest - '0');
+        while (digits++ < 3) frac *= 10;
+    }
+    if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0 && *rest != '\0') return -EINVAL;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac;
+    return 0;
 }

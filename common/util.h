@@ -35,6 +35,10 @@ int parse_duration_ms(const char *s, int64_t *ms);
 /* Writes ms back in the shortest exact form ("1d", "250ms", "90s"). Returns buf. */
 char *format_duration_ms(int64_t ms, char *buf, size_t len);
 
+/* Parses "2026-11-28T10:00:00Z" (also with .250 milliseconds, "+00:00" or no zone: UTC) into
+ * epoch ms. Returns 0 or -EINVAL. */
+int parse_iso8601_ms(const char *s, int64_t *ms);
+
 /* A node name: 1..64 of [A-Za-z0-9._-], not starting with '-' (pod and host names fit). */
 int node_name_valid(const char *s);
 

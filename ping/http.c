@@ -6,7 +6,17 @@
  * Flow: on_message_begin creates c->cur; spans fill its head; on_headers_complete routes it;
  * on_message_complete queues and dispatches it. A handler answers with http_respond(), which
  * marks the exchange done and flushes every done exchange at the queue's head. A refused or
- * malformed request is answered by the core, with Connection: close, behind earlier answers. */
+ * malformed request is answered by the core, with Connection: close, behind earlier answers.
+ *
+ * Streaming (HTTP_BODY_STREAM routes, http_respond_stream): a streamed-body exchange is queued
+ * and dispatched at on_headers_complete and stays c->cur while its body is read; on_body hands
+ * the bytes to its sink, and a sink that says "pause" pauses llhttp (the rest of the input is
+ * held and the transport told to stop reading) until http_body_resume(). A streamed answer
+ * stays at the head of the queue after its head is written; flush() pulls its pieces one at a
+ * time while less than HTTP_STREAM_WINDOW is unacknowledged, then pops it. flush() is not
+ * re-entered: a nested call (a source answering its pull at once, a handler answering while
+ * parsing resumes) asks the running one for another pass, so a synchronous source loops
+ * instead of recursing. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +35,20 @@ static void flush(struct http_conn *c);
 
 static struct http_conn *conn_of(llhttp_t *p) { return container_of(p, struct http_conn, parser); }
 
-/* True when parsing must wait for answers; a limit of 0 is taken as 1, never as a deadlock. */
+/* True when cur is a streamed-body exchange whose body is being read. */
+static bool body_open(const struct http_conn *c) { return c->cur && c->cur->streaming; }
+
+/* True when parsing must wait for answers; a limit of 0 is taken as 1, never as a deadlock. A
+ * streamed body being read is not waited for: its own exchange does not count. */
 static bool too_many_pending(const struct http_conn *c) {
     unsigned max = c->site->max_pending ? c->site->max_pending : 1;
-    return c->pending >= max;
+    return c->pending - (body_open(c) ? 1 : 0) >= max;
+}
+
+/* Every write goes through here, counted while the transport has not acknowledged it. */
+static void out_write(struct http_conn *c, char *data, size_t len) {
+    if (c->io->acks_writes) c->unacked += len;
+    c->io->write(c, data, len);
 }
 
 static struct http_exchange *exchange_new(struct http_conn *c) {
@@ -77,8 +97,24 @@ static const char *refusal_text(int status, const llhttp_t *p) {
     }
 }
 
-/* Answers the request being parsed (or a new one) with status, and reads no more. */
+/* A streamed body will not complete (err): its handler hears it and answers; nothing more is
+ * read. Its exchange is already queued and with the handler. */
+static void body_abort(struct http_conn *c, int err) {
+    struct http_exchange *ex = c->cur;
+    c->cur = NULL;
+    c->stopped = true;
+    c->body_wait = false;
+    ex->close = true;
+    if (ex->sink) ex->sink->end(ex, err, ex->sink_arg);
+}
+
+/* Answers the request being parsed (or a new one) with status, and reads no more. A streamed
+ * body's handler answers instead (it owns that exchange). */
 static void refuse_now(struct http_conn *c, int status) {
+    if (body_open(c)) {
+        body_abort(c, UV_EPROTO);
+        return;
+    }
     struct http_exchange *ex = c->cur ? c->cur : exchange_new(c);
     c->cur = NULL;
     c->stopped = true;
@@ -166,7 +202,31 @@ static void expect_continue(struct http_conn *c, struct http_exchange *ex) {
     const char *expect = http_header(ex, "expect");
     if (!expect || strcasecmp(expect, "100-continue") != 0 || c->head) return;
     if (c->parser.http_major != 1 || c->parser.http_minor < 1) return;
-    c->io->write(c, xstrdup(cont), sizeof cont - 1);
+    out_write(c, xstrdup(cont), sizeof cont - 1);
+}
+
+/* The same for a streamed body, whose exchange is queued: sent once its handler has taken the
+ * body and every earlier answer has left (flush() calls this again as they do). */
+static void stream_continue(struct http_conn *c) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct http_exchange *ex = c->cur;
+    if (!body_open(c) || !ex->want_continue || !ex->sink || c->head != ex || c->closed) return;
+    ex->want_continue = false;
+    out_write(c, xstrdup(cont), sizeof cont - 1);
+}
+
+/* A STREAM route's request head is in: queue its exchange now and let the handler decide.
+ * Parsing pauses until the handler takes the body (http_body_start), unless it did at once. */
+static int stream_begin(struct http_conn *c, struct http_exchange *ex) {
+    const char *expect = http_header(ex, "expect");
+    ex->streaming = true;
+    ex->want_continue = expect && strcasecmp(expect, "100-continue") == 0 &&
+                        c->parser.http_major == 1 && c->parser.http_minor >= 1;
+    enqueue(c, ex);
+    c->body_wait = true;
+    ex->route->handler(ex);  /* may answer, and so free ex */
+    if (c->stopped || c->body_wait) return HPE_PAUSED;
+    return 0;
 }
 
 static int on_headers_complete(llhttp_t *p) {
@@ -182,6 +242,7 @@ static int on_headers_complete(llhttp_t *p) {
     ex->headers_end = ex->head.len;
     ex->method = p->method;
     http_route_lookup(c->site, ex);
+    if (ex->route && ex->route->body == HTTP_BODY_STREAM) return stream_begin(c, ex);
     bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
     uint64_t limit = buffered ? c->site->max_body_bytes : c->site->max_discard_bytes;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > limit) return refuse(c, 413);
@@ -192,6 +253,13 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
     struct http_conn *c = conn_of(p);
     struct http_exchange *ex = c->cur;
+    if (body_open(c)) {
+        int more = ex->sink->data(ex, at, n, ex->sink_arg);  /* may answer and free ex */
+        if (c->stopped) return HPE_PAUSED;
+        if (more == 0) return 0;
+        c->body_wait = true;
+        return HPE_PAUSED;
+    }
     bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
     uint64_t limit = buffered ? c->site->max_body_bytes : c->site->max_discard_bytes;
     c->body_bytes += n;
@@ -200,7 +268,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     return 0;
 }
 
-/* Queues and dispatches the request. Pauses the parser when the connection will close after
+/* Queues and dispatches the request (a streamed body's: tells its sink the body is in). Pauses the parser when the connection will close after
  * this answer (stopped for good) or when max_pending answers are outstanding (resumed by
  * flush()). ex may be freed by a handler that answers at once: not touched after dispatch. */
 static int on_message_complete(llhttp_t *p) {
@@ -210,10 +278,14 @@ static int on_message_complete(llhttp_t *p) {
     bool http10 = p->http_major == 1 && p->http_minor == 0;
     ex->close = !llhttp_should_keep_alive(p) || http10 || p->upgrade;
     bool stop = ex->close;
-    enqueue(c, ex);
-    if (ex->status) http_respond_error(ex, ex->status,
-                                       ex->status == 404 ? "Not found" : "Method not allowed");
-    else ex->route->handler(ex);
+    if (ex->streaming) {  /* queued and dispatched at its head already: the body is all in */
+        ex->sink->end(ex, 0, ex->sink_arg);
+    } else {
+        enqueue(c, ex);
+        if (ex->status) http_respond_error(ex, ex->status,
+                                           ex->status == 404 ? "Not found" : "Method not allowed");
+        else ex->route->handler(ex);
+    }
     if (stop) {
         c->stopped = true;
         return HPE_PAUSED;
@@ -257,17 +329,28 @@ static void execute(struct http_conn *c, const char *data, size_t len) {
     if (!c->stopped) refuse_now(c, c->fail_status ? c->fail_status : 400);
 }
 
-/* Parses held input once answers have drained below max_pending; never re-entered. */
+/* The peer sent EOF and every byte before it is parsed, yet a streamed body is incomplete. */
+static void body_eof(struct http_conn *c) {
+    if (c->eof && body_open(c) && !c->paused && !c->feeding && !c->closed && !c->held.len)
+        body_abort(c, UV_EOF);
+}
+
+/* Parses held input once answers have drained below max_pending and a streamed body's sink
+ * takes more; never re-entered. */
 static void resume(struct http_conn *c) {
-    while (c->paused && !c->feeding && !c->stopped && !c->closed && !too_many_pending(c)) {
+    while (c->paused && !c->feeding && !c->stopped && !c->closed && !too_many_pending(c) &&
+           !c->body_wait) {
         struct buf in = c->held;
         buf_init(&c->held);
         c->paused = false;
         llhttp_resume(&c->parser);
-        if (in.len) execute(c, in.data, in.len);
+        /* Even with nothing held: a pause can sit before a step that needs no input (the
+         * end of a body that paused on its last byte, a bodiless message after its head). */
+        execute(c, in.len ? in.data : "", in.len);
         buf_free(&in);
     }
     if (!c->paused && !c->stopped && !c->closed) set_reading(c, true);
+    body_eof(c);
 }
 
 static void shut(struct http_conn *c) {
@@ -276,26 +359,52 @@ static void shut(struct http_conn *c) {
     c->io->close(c);
 }
 
-/* Writes every answered exchange at the head of the queue, in order. */
-static void flush(struct http_conn *c) {
+/* Writes every answered exchange at the head of the queue, in order. A streamed answer stays
+ * at the head, pulling pieces while the window allows, until its body is all out. */
+static void write_answered(struct http_conn *c) {
     while (!c->closed && c->head && c->head->done) {
         struct http_exchange *ex = c->head;
+        if (ex->out.len) {  /* the whole answer, or a streamed answer's head */
+            char *data = ex->out.data;
+            size_t len = ex->out.len;
+            buf_init(&ex->out);
+            out_write(c, data, len);
+        }
+        if (ex->src && ex->remaining > 0 && !ex->failed) {
+            if (ex->pulling || c->unacked >= HTTP_STREAM_WINDOW) return;
+            ex->pulling = true;
+            ex->src->pull(ex, ex->src_arg);  /* may send at once: then loop, not recurse */
+            continue;
+        }
         c->head = ex->next;
         if (!c->head) c->tail = NULL;
         c->pending--;
-        bool close = ex->close;
-        char *data = ex->out.data;
-        size_t len = ex->out.len;
-        buf_init(&ex->out);
+        bool close = ex->close || ex->failed;
+        const struct http_source *src = ex->src;
+        void *arg = ex->src_arg;
+        int err = ex->failed ? ex->fail_err : 0;
         exchange_free(ex);
-        c->io->write(c, data, len);
+        if (src) src->end(arg, err);
         if (close) {
             shut(c);
             return;
         }
     }
-    if (c->closed) return;
-    resume(c);
+    stream_continue(c);
+}
+
+static void flush(struct http_conn *c) {
+    if (c->flushing) {
+        c->reflush = true;
+        return;
+    }
+    c->flushing = true;
+    do {
+        c->reflush = false;
+        write_answered(c);
+        if (!c->closed) resume(c);
+    } while (c->reflush && !c->closed);
+    c->flushing = false;
     if (c->eof && !c->head && !c->paused && !c->feeding && !c->closed) shut(c);
 }
 
@@ -331,22 +440,36 @@ void http_conn_eof(struct http_conn *c) {
     if (c->closed || c->eof) return;
     c->eof = true;
     if (!c->head && !c->paused && !c->feeding) shut(c);
+    else body_eof(c);
 }
 
 bool http_conn_busy(const struct http_conn *c) {
-    return c->pending > 0 || c->held.len > 0;
+    unsigned waiting = c->pending;
+    if (body_open(c) && c->cur->sink && !c->body_wait) waiting--;  /* on the peer's body */
+    return waiting > 0 || c->held.len > 0;
+}
+
+void http_conn_written(struct http_conn *c, size_t len) {
+    if (c->closed) return;
+    c->unacked -= len < c->unacked ? len : c->unacked;
+    struct http_exchange *ex = c->head;
+    if (ex && ex->done && ex->src && !ex->pulling && c->unacked < HTTP_STREAM_WINDOW) flush(c);
 }
 
 void http_conn_close(struct http_conn *c) {
-    if (c->cur) exchange_free(c->cur);
+    struct http_exchange *body = body_open(c) ? c->cur : NULL;  /* queued: detached below */
+    if (c->cur && !body) exchange_free(c->cur);
     c->cur = NULL;
     for (struct http_exchange *ex = c->head, *next; ex; ex = next) {
         next = ex->next;
-        if (ex->done) {
+        ex->next = NULL;
+        if (ex->done && !(ex->src && ex->pulling)) {
+            const struct http_source *src = ex->src;
+            void *arg = ex->src_arg;
             exchange_free(ex);
-        } else {  /* with its handler: freed by its http_respond() */
+            if (src) src->end(arg, UV_ECONNRESET);
+        } else {  /* with its handler (or a pull): freed by its answer */
             ex->conn = NULL;
-            ex->next = NULL;
         }
     }
     c->head = c->tail = NULL;
@@ -354,6 +477,8 @@ void http_conn_close(struct http_conn *c) {
     buf_free(&c->held);
     c->closed = true;
     c->stopped = true;
+    c->body_wait = false;
+    if (body && body->sink) body->sink->end(body, UV_ECONNRESET, body->sink_arg);
 }
 
 llhttp_method_t http_method(const struct http_exchange *ex) { return ex->method; }
@@ -392,12 +517,41 @@ const char *http_reason(int status) {
         {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
         {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
         {405, "Method Not Allowed"}, {409, "Conflict"}, {413, "Payload Too Large"},
-        {418, "I'm a teapot"}, {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"}, {503, "Service Unavailable"},
+        {415, "Unsupported Media Type"}, {418, "I'm a teapot"},
+        {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
+        {503, "Service Unavailable"}, {507, "Insufficient Storage"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
         if (reasons[i].status == status) return reasons[i].text;
     return "Unknown";
+}
+
+/* Writes ex's answer head into ex->out; returns false when the status takes no body. An
+ * answer given while ex's streamed body is still coming ends reading: the rest is not read, so
+ * the connection closes after the answer. */
+static bool answer_head(struct http_exchange *ex, int status, const char *content_type,
+                        uint64_t len) {
+    struct http_conn *c = ex->conn;
+    if (c->cur == ex) {
+        c->cur = NULL;
+        c->stopped = true;
+        c->body_wait = false;
+        ex->close = true;
+    }
+    bool bodiless = status < 200 || status == 204 || status == 304;
+    const struct node_view *v = c->site->view;
+    struct buf *o = &ex->out;
+    buf_reserve(o, 160 + ex->extra.len + (bodiless ? 0 : (size_t)(len < 65536 ? len : 0)));
+    buf_printf(o, "HTTP/1.1 %d %s\r\nOctopus-Node: %s\r\n", status, http_reason(status),
+               v ? v->name : "");
+    if (!bodiless) {
+        if (len > 0 && content_type) buf_printf(o, "Content-Type: %s\r\n", content_type);
+        buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)len);
+    }
+    buf_append(o, ex->extra.data, ex->extra.len);
+    if (ex->close) buf_puts(o, "Connection: close\r\n");
+    buf_puts(o, "\r\n");
+    return !bodiless;
 }
 
 void http_respond(struct http_exchange *ex, int status, const char *content_type,
@@ -408,22 +562,79 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
         exchange_free(ex);
         return;
     }
-    bool bodiless = status < 200 || status == 204 || status == 304;
-    const struct node_view *v = c->site->view;
-    struct buf *o = &ex->out;
-    buf_reserve(o, 160 + ex->extra.len + len);
-    buf_printf(o, "HTTP/1.1 %d %s\r\nOctopus-Node: %s\r\n", status, http_reason(status),
-               v ? v->name : "");
-    if (!bodiless) {
-        if (len > 0 && content_type) buf_printf(o, "Content-Type: %s\r\n", content_type);
-        buf_printf(o, "Content-Length: %zu\r\n", len);
-    }
-    buf_append(o, ex->extra.data, ex->extra.len);
-    if (ex->close) buf_puts(o, "Connection: close\r\n");
-    buf_puts(o, "\r\n");
-    if (!bodiless && ex->method != HTTP_HEAD) buf_append(o, body, len);
+    if (answer_head(ex, status, content_type, len) && ex->method != HTTP_HEAD)
+        buf_append(&ex->out, body, len);
     ex->done = true;
     flush(c);
+}
+
+void http_respond_stream(struct http_exchange *ex, int status, const char *content_type,
+                         uint64_t len, const struct http_source *src, void *arg) {
+    assert(!ex->done);
+    struct http_conn *c = ex->conn;
+    if (!c) {
+        exchange_free(ex);
+        src->end(arg, UV_ECONNRESET);
+        return;
+    }
+    bool body = answer_head(ex, status, content_type, len);
+    ex->src = src;
+    ex->src_arg = arg;
+    ex->remaining = body && ex->method != HTTP_HEAD ? len : 0;
+    ex->done = true;
+    flush(c);
+}
+
+void http_stream_send(struct http_exchange *ex, char *data, size_t n) {
+    assert(ex->pulling && n > 0 && n <= ex->remaining);
+    ex->pulling = false;
+    struct http_conn *c = ex->conn;
+    if (!c) {  /* the connection went while the piece was being made */
+        const struct http_source *src = ex->src;
+        void *arg = ex->src_arg;
+        free(data);
+        exchange_free(ex);
+        src->end(arg, UV_ECONNRESET);
+        return;
+    }
+    ex->remaining -= n;
+    out_write(c, data, n);
+    flush(c);
+}
+
+void http_stream_fail(struct http_exchange *ex, int err) {
+    assert(ex->pulling);
+    ex->pulling = false;
+    struct http_conn *c = ex->conn;
+    if (!c) {
+        const struct http_source *src = ex->src;
+        void *arg = ex->src_arg;
+        exchange_free(ex);
+        src->end(arg, err);
+        return;
+    }
+    ex->failed = true;
+    ex->fail_err = err;
+    flush(c);
+}
+
+int http_body_start(struct http_exchange *ex, const struct http_sink *sink, void *arg) {
+    struct http_conn *c = ex->conn;
+    if (!c) return UV_ECONNRESET;
+    assert(ex->streaming && !ex->sink && c->cur == ex);
+    ex->sink = sink;
+    ex->sink_arg = arg;
+    c->body_wait = false;
+    stream_continue(c);
+    if (!c->feeding) resume(c);  /* inside the handler's first call, parsing just goes on */
+    return 0;
+}
+
+void http_body_resume(struct http_exchange *ex) {
+    struct http_conn *c = ex->conn;
+    if (!c || c->cur != ex || !c->body_wait || !ex->sink) return;
+    c->body_wait = false;
+    resume(c);
 }
 
 void http_respond_error(struct http_exchange *ex, int status, const char *msg) {

@@ -10,7 +10,14 @@
  * Lifetimes: a site is borrowed by every conn until http_conn_close(). An exchange belongs to
  * the core until its handler is called, then to the handler until http_respond(); if the
  * connection goes first the exchange is detached and http_respond() merely frees it.
- * Everything runs on the loop thread. */
+ * Everything runs on the loop thread.
+ *
+ * Streaming, both ways, in constant memory: an HTTP_BODY_STREAM route's handler runs when the
+ * request head is in and takes the body through a sink (struct http_sink) as it arrives, with
+ * backpressure (the sink says "pause", the core stops reading the socket until
+ * http_body_resume()); http_respond_stream() sends a body of known length that a source
+ * (struct http_source) produces piece by piece, each piece pulled only while the transport
+ * holds less than HTTP_STREAM_WINDOW unacknowledged bytes (http_conn_written()). */
 #ifndef SHOAL_PING_HTTP_H
 #define SHOAL_PING_HTTP_H
 
@@ -18,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "common/buf.h"
 #include "common/node_view.h"
@@ -29,6 +37,8 @@ struct http_conn;
 enum http_body {
     HTTP_BODY_NONE,    /* read and discarded, up to site->max_discard_bytes; 413 above */
     HTTP_BODY_BUFFER,  /* collected for http_body(), up to site->max_body_bytes; 413 above */
+    HTTP_BODY_STREAM,  /* no limit: the handler runs after the head and takes the body through
+                        * http_body_start() as it arrives (see "streamed request bodies") */
 };
 
 /* One row of a route table. A pattern is an absolute path whose "{name}" segments each match
@@ -46,6 +56,8 @@ struct http_site {
     size_t nroutes;
     const struct node_view *view;     /* borrowed: Octopus-Node on every answer, and handlers */
     void *data;                       /* borrowed: handlers' context (http_site_of(ex)->data) */
+    uv_loop_t *loop;                  /* borrowed: the loop handlers run on (timers, file I/O);
+                                       * NULL without a libuv transport (core tests, fuzzing) */
     size_t max_header_bytes;          /* request line + headers above this: 431 and close */
     size_t max_body_bytes;            /* HTTP_BODY_BUFFER limit */
     size_t max_discard_bytes;         /* HTTP_BODY_NONE limit */
@@ -66,7 +78,14 @@ struct http_conn_io {
     /* The core is done: close after what was written has been flushed. The core will write
      * no more; the transport calls http_conn_close() once it has let go of the connection. */
     void (*close)(struct http_conn *c);
+    /* True when the transport calls http_conn_written() as writes complete (streamed answers
+     * then pace themselves on it); false: every write counts as done at once. */
+    bool acks_writes;
 };
+
+/* A streamed answer pulls its next piece only while fewer unacknowledged bytes than this are
+ * with the transport (so a slow reader costs at most this plus one piece). */
+#define HTTP_STREAM_WINDOW (512u << 10)
 
 /* Which span of a request head the parser is in (http.c keeps spans NUL-separated). */
 enum http_span { HTTP_SPAN_URL, HTTP_SPAN_LINE, HTTP_SPAN_FIELD, HTTP_SPAN_FIELD_DONE,
@@ -84,10 +103,14 @@ struct http_conn {
     struct buf held;                /* input received while paused, parsed on resume */
     size_t head_bytes;              /* request line + headers of cur, counted so far */
     uint64_t body_bytes;            /* body of cur, counted so far */
+    uint64_t unacked;               /* written to io, not yet acknowledged (acks_writes only) */
     int fail_status;                /* set by a parser callback that refuses the request */
     enum http_span span;            /* which span of cur's head is being received */
     bool feeding;                   /* inside llhttp_execute: no re-entry */
     bool paused;                    /* llhttp paused; input goes to held */
+    bool body_wait;                 /* cur's streamed body has no taker yet, or it paused */
+    bool flushing;                  /* inside flush(): a nested call only asks for another pass */
+    bool reflush;                   /* ... which this records */
     bool read_off;                  /* io->read_ctl(c, false) is in force */
     bool stopped;                   /* no more requests are read (close, error, upgrade) */
     bool eof;                       /* the peer sent EOF: close once answered */
@@ -106,8 +129,13 @@ int http_conn_feed(struct http_conn *c, const char *data, size_t len);
 /* The peer will send no more: the connection closes once every request read is answered. */
 void http_conn_eof(struct http_conn *c);
 
-/* True while a dispatched request awaits its answer, or input is held (not idle). */
+/* True while a dispatched request awaits its answer, or input is held (not idle). A streamed
+ * body being read does not count: then the core waits on the peer, not on itself. */
 bool http_conn_busy(const struct http_conn *c);
+
+/* The transport wrote len bytes it was given (io->acks_writes): streamed answers go on. Call
+ * from the transport's write callback, never from inside an io function. */
+void http_conn_written(struct http_conn *c, size_t len);
 
 /* Frees what c owns. Exchanges still with their handler are detached, not freed. Call once,
  * from outside the core's callbacks (the transport's close callback); calls no io. */
@@ -140,6 +168,57 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
 
 /* Answers with {"ErrorMessage":msg} as application/json. */
 void http_respond_error(struct http_exchange *ex, int status, const char *msg);
+
+/* --- streamed request bodies (HTTP_BODY_STREAM routes) ---
+ * The handler runs as soon as the request head is in, before any body byte is read. It either
+ * answers at once (the body is then never read and the connection closes after the answer), or
+ * calls http_body_start(), now or later (nothing is read meanwhile), with a sink that gets the
+ * body as it arrives. "100 Continue" is sent at that moment (when the client asked and no
+ * earlier answer is outstanding), so a client that waits for it sends a body only to a handler
+ * that takes it. The handler answers after sink->end, or earlier to refuse the body half-way
+ * (the connection then closes after the answer, as the rest of the body is not read). */
+struct http_sink {
+    /* n bytes of body, borrowed for the call. Returns 0 for more, or 1 to stop reading until
+     * http_body_resume(ex) (backpressure: the socket is not read meanwhile). May answer ex
+     * (then no further sink calls; the return value is ignored). */
+    int (*data)(struct http_exchange *ex, const char *at, size_t n, void *arg);
+    /* The body is complete (err 0) or never will be: UV_EPROTO (malformed framing, such as bad
+     * chunked encoding), UV_EOF (the peer closed its side first), UV_ECONNRESET (the connection
+     * is gone: the answer will be dropped). Called once, unless the handler answered before.
+     * The handler then answers ex, now or later, as always (that also frees it). */
+    void (*end)(struct http_exchange *ex, int err, void *arg);
+};
+
+/* Starts delivering the body of a STREAM route's exchange to sink (sink and arg borrowed until
+ * end or the handler's answer). Sink calls may happen before this returns. Returns 0, or
+ * UV_ECONNRESET when the connection is already gone (no sink call will come; answer ex). */
+int http_body_start(struct http_exchange *ex, const struct http_sink *sink, void *arg);
+
+/* Reading goes on after sink->data returned 1. Harmless when not paused or ex is detached. */
+void http_body_resume(struct http_exchange *ex);
+
+/* --- streamed answers --- */
+struct http_source {
+    /* Wants the next piece: the handler calls http_stream_send() (or http_stream_fail()) once,
+     * now or later. Never called again before that. */
+    void (*pull)(struct http_exchange *ex, void *arg);
+    /* The answer is over: err 0 when all len bytes were handed to the transport, negative when
+     * the connection went away (UV_ECONNRESET) or http_stream_fail() gave up. ex is gone by
+     * then: release arg. Called exactly once, possibly from inside http_respond_stream()
+     * (HEAD, len 0, connection gone), http_stream_send() or http_stream_fail(). */
+    void (*end)(void *arg, int err);
+};
+
+/* Answers ex with status, Content-Type and a body of exactly len bytes produced by src (src and
+ * arg borrowed until src->end). HEAD answers carry the head only. Gives ex to the core. */
+void http_respond_stream(struct http_exchange *ex, int status, const char *content_type,
+                         uint64_t len, const struct http_source *src, void *arg);
+/* The piece a pull asked for: n > 0 bytes, no more than what remains of len; takes ownership
+ * of data (malloc'd). */
+void http_stream_send(struct http_exchange *ex, char *data, size_t n);
+/* The body cannot be completed (a read error): the connection is closed, so the client sees
+ * fewer bytes than Content-Length promised; src->end gets err. Answers a pull. */
+void http_stream_fail(struct http_exchange *ex, int err);
 
 /* The reason phrase for a status ("Not Found"); "Unknown" for codes we never send. */
 const char *http_reason(int status);

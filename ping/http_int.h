@@ -28,7 +28,20 @@ struct http_exchange {
     int status;                        /* 404/405 decided by routing; 0 = dispatch to route */
     llhttp_method_t method;            /* as requested; HEAD answers carry no body */
     bool close;                        /* close the connection after this answer */
-    bool done;                         /* out holds the answer */
+    bool done;                         /* out holds the answer (a streamed one: its head) */
+    /* A streamed request body (HTTP_BODY_STREAM): queued when its head was in; the body is
+     * read while it is the conn's cur. */
+    bool streaming;                    /* queued at its head; its body goes to sink */
+    bool want_continue;                /* "Expect: 100-continue" not yet answered */
+    const struct http_sink *sink;      /* borrowed, set by http_body_start() */
+    void *sink_arg;
+    /* A streamed answer (http_respond_stream). */
+    const struct http_source *src;     /* borrowed; NULL for an answer held in out */
+    void *src_arg;
+    uint64_t remaining;                /* body bytes still to pull */
+    bool pulling;                      /* src->pull asked, no http_stream_send() yet */
+    bool failed;                       /* http_stream_fail(): close instead of finishing */
+    int fail_err;
 };
 
 /* Normalises ex's url (doubled slashes, trailing slash, absolute form, query), finds the route

@@ -78,10 +78,17 @@ void http_route_lookup(const struct http_site *site, struct http_exchange *ex) {
     uint64_t seen = 0;
     size_t cap[HTTP_MAX_PARAMS][2];
     buf_init(&allow);
+    /* The most specific routes win: a literal path ("/api/octopusservernodes/ping") shadows a
+     * pattern that also matches it ("/api/octopusservernodes/{id}"), for every method. */
+    int fewest = -1;
     for (size_t i = 0; i < site->nroutes; i++) {
+        int n = match(site->routes[i].pattern, path, cap);
+        if (n >= 0 && (fewest < 0 || n < fewest)) fewest = n;
+    }
+    for (size_t i = 0; i < site->nroutes && fewest >= 0; i++) {
         const struct http_route *r = &site->routes[i];
         int n = match(r->pattern, path, cap);
-        if (n < 0) continue;
+        if (n != fewest) continue;
         if (r->method != want) {
             allow_add(&allow, &seen, r->method);
             continue;

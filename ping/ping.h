@@ -20,11 +20,15 @@ struct ping_config {
     size_t max_header_bytes;     /* request line + headers above this: 431 and close */
 };
 
+struct api_state;
+
 /* What routes beyond ping and healthz use, all of it common/ types: the worker fills it. */
 struct ping_services {
     struct rconn *redis;               /* the node's command connection (may be down) */
     const struct keys *keys;           /* key names of the namespace */
     const struct shoal_config *cfg;    /* settings (API keys, package dir, retention, ...) */
+    struct api_state *api;             /* API keys and the /metrics cache (ping/api.h), or NULL:
+                                        * keyed routes then answer 503 */
 };
 
 struct ping_server;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 
 #include "common/util.h"
+#include "ping/packages.h"
+#include "ping/api.h"
 
 int ping_node_json(const struct node_view *v, struct buf *out) {
     static const int status_of[] = {[NODE_ONLINE] = 200, [NODE_DRAINING] = 418,
@@ -63,6 +65,10 @@ static const struct {
     const size_t *n;
 } modules[] = {
     {ping_routes, &ping_nroutes},
+    {metrics_routes, &metrics_nroutes},
+    {api_node_routes, &api_node_nroutes},
+    {api_task_routes, &api_task_nroutes},
+    {package_routes, &package_nroutes},
 };
 
 struct http_route *routes_build(size_t *n) {

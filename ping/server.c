@@ -160,7 +160,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 static void write_cb(uv_write_t *req, int status) {
     struct write_req *wr = container_of(req, struct write_req, req);
     struct conn *c = req->handle->data;
-    c->out_bytes -= wr->len;
+    size_t len = wr->len;
+    c->out_bytes -= len;
     free(wr->data);
     free(wr);
     if (c->closing) return;
@@ -170,6 +171,7 @@ static void write_cb(uv_write_t *req, int status) {
         return;
     }
     if (!c->lingering && !c->http.closed) arm(c, c->srv->idle_timeout_ms);
+    http_conn_written(&c->http, len);  /* a streamed answer may write its next piece */
     update_reading(c);
 }
 
@@ -231,6 +233,7 @@ static const struct http_conn_io conn_io = {
     .write = io_write,
     .read_ctl = io_read_ctl,
     .close = io_close,
+    .acks_writes = true,
 };
 
 static struct conn *conn_new(struct ping_server *s) {
@@ -361,6 +364,7 @@ int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct
     s->site.routes = s->routes;
     s->site.view = view;
     s->site.data = (void *)svc;
+    s->site.loop = loop;
     if (cfg->max_header_bytes) s->site.max_header_bytes = cfg->max_header_bytes;
     s->idle_timeout_ms = cfg->idle_timeout_ms;
     err = uv_tcp_init(loop, &s->listener);

@@ -99,7 +99,7 @@ class Chaos:
         with open(conf, "w") as f:
             f.write(f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.tmp}\n"
                     f"sentinel monitor mymaster 127.0.0.1 {self.master_port} 1\n"
-                    "sentinel down-after-milliseconds mymaster 5000\n"
+                    "sentinel down-after-milliseconds mymaster 60000\n"
                     "sentinel failover-timeout mymaster 10000\n")
         self.spawn("sentinel", ["redis-sentinel", conf])
         s = redis.Redis(port=self.sentinel_port)

@@ -5,7 +5,12 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libhiredis-dev libuv1-dev libmsgpack-dev
       libcriterion-dev node-llhttp redis-server redis-tools clang libclang-rt-14-dev
-      curl python3 python3-redis python3-msgpack redis-sentinel "$@")
+      curl python3 python3-redis python3-msgpack redis-sentinel libssl-dev libjansson-dev "$@")
+# /metrics is validated with promtool (Debian's prometheus package) in tests/test_metrics.c.
+pkgs+=(prometheus)
+# tests/deploy (make test): HAProxy for the maintenance procedure, PyYAML for the manifests,
+# file + dpkg-dev for CPack's dependency list (make package).
+pkgs+=(haproxy python3-yaml file dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,6 +29,11 @@ if [ -z "${SHOAL_REDIS_URL:-}" ]; then
   fi
   export SHOAL_REDIS_URL="redis://127.0.0.1:$port/0"
 fi
+# A local development node: it may run programs from /usr/bin and /bin (production nodes allow
+# nothing by default) and keeps uploaded packages under build/, unless told otherwise.
+export SHOAL_ALLOW_EXEC=${SHOAL_ALLOW_EXEC:-/usr/bin/,/bin/}
+export SHOAL_PACKAGE_DIR=${SHOAL_PACKAGE_DIR:-$(dirname "$bin")/packages}
+echo "run: this node may run programs from $SHOAL_ALLOW_EXEC (SHOAL_ALLOW_EXEC)" >&2
 # Foreground: Ctrl-C reaches the node, which drains and deregisters; then cleanup stops redis.
 set +e
 "$bin" worker ${ARGS:-} "$@"

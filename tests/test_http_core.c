@@ -42,7 +42,7 @@ static void fake_close(struct http_conn *c) {
     f->closed = true;
 }
 
-static const struct http_conn_io fake_io = {fake_write, fake_read_ctl, fake_close};
+static const struct http_conn_io fake_io = {fake_write, fake_read_ctl, fake_close, false};
 
 static void now_cb(struct http_exchange *ex) { http_respond(ex, 200, "text/plain", "now", 3); }
 

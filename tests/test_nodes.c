@@ -95,14 +95,14 @@ Test(nodes, three_nodes_drain_cap_and_kill) {
     cr_assert_eq(cli(&out, NULL, "drain", "beta", "on", NULL), 0);
     cr_assert(strstr(out, "beta: drain on"), "%s", out);
     free(out);
-    cr_assert(wait_ping(&w[1], 418, 2000));
+    cr_assert(wait_ping(&w[1], 418, 5000));
     cr_assert_eq(h_http(w[0].port, "GET", "/api/octopusservernodes/ping", NULL, 0), 200);
     cr_assert_eq(h_http(w[2].port, "GET", "/api/octopusservernodes/ping", NULL, 0), 200);
     char *line = nodes_line("beta");
     cr_assert(strstr(line, "Drained") && strstr(line, " on"), "%s", line);
     free(line);
     cr_assert_eq(cli(NULL, NULL, "drain", "beta", "off", NULL), 0);
-    cr_assert(wait_ping(&w[1], 200, 2000));
+    cr_assert(wait_ping(&w[1], 200, 5000));
 
     /* Cap: shown by `shoal nodes` and in ping's body. */
     cr_assert_eq(cli(NULL, NULL, "cap", "gamma", "7", NULL), 0);

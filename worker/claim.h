@@ -21,7 +21,7 @@ struct claimer;
 
 /* Creates the pipeline for node n (borrowed) with a runner of its own, configured from cfg. */
 struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_config *cfg,
-                            const struct shoal_handlers *handlers);
+                            const struct shoal_handlers *handlers, const char *exec_shim);
 /* Node events (node.h) drive it. */
 void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg);
 /* Tasks running now. */

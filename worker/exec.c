@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -252,8 +253,31 @@ static void exit_cb(uv_process_t *proc, int64_t status, int sig) {
     maybe_wrap(p);
 }
 
-static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_args *a, const char *path) {
+int exec_child_main(int argc, char **argv) {
+    pid_t parent = getppid();
+    if (argc < 3) {
+        fprintf(stderr, "usage: shoal exec-child PATH ARGV...\n");
+        return 127;
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    execv(argv[1], argv + 2);
+    fprintf(stderr, "shoal: cannot run %s: %s\n", argv[1], strerror(errno));
+    return 127;
+}
+
+static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_args *a, const char *path,
+                 const char *shim) {
     char **env = a->env ? build_env(a) : NULL;
+    char **args = a->argv;
+    const char *file = path;
+    if (shim) {   /* shim exec-child PATH ARGV... */
+        args = xcalloc((size_t)a->argc + 4, sizeof *args);
+        args[0] = (char *)"shoal";
+        args[1] = (char *)"exec-child";
+        args[2] = (char *)path;
+        for (int i = 0; i < a->argc; i++) args[i + 3] = a->argv[i];
+        file = shim;
+    }
     uv_stdio_container_t stdio[3] = {
         {.flags = UV_IGNORE},
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
@@ -261,8 +285,8 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_args *a
     };
     uv_process_options_t opts = {
         .exit_cb = exit_cb,
-        .file = path,
-        .args = a->argv,
+        .file = file,
+        .args = args,
         .env = env,
         .cwd = a->cwd,
         .flags = UV_PROCESS_DETACHED,   /* setsid(): its own process group, signalled as -pid */
@@ -271,6 +295,7 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_args *a
     };
     int rc = uv_spawn(loop, &p->proc, &opts);
     free(env);
+    if (args != a->argv) free(args);
     return rc;
 }
 
@@ -286,6 +311,12 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
     }
     if ((rc = exec_resolve(o->allow_exec, a.argv[0], path, sizeof path, err, errlen)) < 0)
         goto fail_args;
+    /* Through the shim, a program that cannot run would only show as exit code 127. */
+    if (o->shim && access(path, X_OK) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot run %s: %s", path, strerror(errno));
+        goto fail_args;
+    }
 
     struct exec_proc *p = xcalloc(1, sizeof *p);
     p->log_cap = o->log_cap;
@@ -300,7 +331,7 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
     p->open = 4;
     snprintf(p->res.spawn_what, sizeof p->res.spawn_what, "%.200s%s%.90s", path,
              a.cwd ? " in " : "", a.cwd ? a.cwd : "");
-    rc = spawn(loop, p, &a, path);
+    rc = spawn(loop, p, &a, path, o->shim);
     p->proc.data = p;   /* uv_spawn initialised the handle */
     if (rc < 0) {
         /* The handles exist either way: close them all; done reports the spawn error. */

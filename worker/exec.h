@@ -18,7 +18,15 @@ struct exec_opts {
     const char *allow_exec;   /* comma list (runner_config.allow_exec); borrowed for the call */
     size_t log_cap;           /* bytes of output kept (> 0) */
     int64_t kill_grace_ms;    /* SIGTERM -> SIGKILL delay after exec_stop */
+    const char *shim;         /* NULL, or a program run as `shim exec-child PATH ARGV...` that
+                               * ties the child's life to the node (exec_child_main) */
 };
+
+/* `exec-child PATH ARGV...`: the shim. Asks the kernel to SIGKILL this process when the node
+ * that spawned it dies (PR_SET_PDEATHSIG survives execve), then becomes PATH. Without it a
+ * node killed with SIGKILL would leave its tasks' programs running, in their own sessions,
+ * while recovery runs the tasks again elsewhere. Returns only on failure (exit code 127). */
+int exec_child_main(int argc, char **argv);
 
 struct exec_result {
     int spawn_err;            /* 0, or uv_spawn's error (the program never ran) */

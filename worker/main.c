@@ -1,14 +1,19 @@
 /* main.c: `shoal worker`: wires settings, the node, the HTTP server and shutdown together.
  * Start-up errors (bad settings, address in use) exit here with a clear line; afterwards the
  * process only exits through shutdown.c. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rurl.h"
 #include "common/util.h"
+#include "ping/api.h"
+#include "ping/packages.h"
+#include "worker/exec.h"
 #include "worker/worker.h"
 
 static void usage(FILE *out) {
@@ -60,9 +65,13 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     }
     struct rurl url;
     if (rurl_parse(w->cfg.redis_url, &url, err, sizeof err) != 0) goto fail_config;
+    struct api_state *api = NULL;   /* API keys (read now: a bad key file stops start-up) */
+    if (api_state_new(&w->cfg, &api, err, sizeof err) != 0) goto fail_config;
     log_set_level(w->cfg.log_level);
     log_set_node(w->cfg.name);
     size_thread_pool(w->cfg.handler_threads);
+    /* Temp files of uploads a crash cut off (never fatal: uploads would then fail clearly). */
+    (void)packages_startup_clean(w->cfg.package_dir, w->cfg.name);
 
     uv_loop_init(&w->loop);
     struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384};
@@ -81,7 +90,12 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     w->services.redis = w->node.cmd;  /* w is zeroed: fields not set here stay NULL */
     w->services.keys = &w->node.keys;
     w->services.cfg = &w->cfg;
-    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers);
+    w->services.api = api;
+    /* exec tasks go through our own binary's exec-child, so they die with this node. */
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0) self[sl] = '\0';
+    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL);
 
     char desc[1024];
     config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);
@@ -91,6 +105,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     uv_run(&w->loop, UV_RUN_DEFAULT);
     code = w->exit_code;
     if (uv_loop_close(&w->loop) != 0) log_warn("event loop closed with handles still open", NULL);
+    api_state_free(api);   /* every reply callback has run by now */
     config_free(&w->cfg);
     free(w);
     return code;
@@ -98,6 +113,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
 fail_listen:
     uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_loop_close(&w->loop);
+    api_state_free(api);
     log_error(err, NULL);
     config_free(&w->cfg);
     free(w);
@@ -111,6 +127,7 @@ fail_config:
 
 int shoal_worker_main(int argc, char **argv, const struct shoal_handlers *handlers) {
     if (argc >= 1 && strcmp(argv[0], "worker") == 0) return run_worker(argc, argv, handlers);
+    if (argc >= 1 && strcmp(argv[0], "exec-child") == 0) return exec_child_main(argc, argv);
     fprintf(stderr, "shoal_worker_main: expected argv[0] = \"worker\"\n");
     return 2;
 }

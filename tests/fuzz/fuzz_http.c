@@ -2,6 +2,9 @@
  * test routes: /later (answered only between chunks or at the end, so pausing, queueing and
  * detaching are exercised) and /echo/{id} (a buffered body).
  *
+ * Streaming: /stream/{id} takes its body through a sink that pauses every other piece (resumed
+ * between chunks), /blob/{n} answers with a streamed body pulled in 7-byte pieces.
+ *
  * Input: byte 0 is flags, bytes 1..3 choose where the rest is cut into 4 chunks; the rest is
  * fed to one connection through a fake writer. Invariants checked (abort on violation):
  * every write is a whole response ("HTTP/1.1 ", a head ended by CRLFCRLF, Octopus-Node);
@@ -31,6 +34,10 @@ struct fuzz {
     bool closed;
     struct http_exchange *later[64];
     unsigned nlater;
+    struct http_exchange *paused;  /* a streamed body whose sink said "pause" */
+    struct http_exchange *ended;   /* a streamed body that ended, to answer between chunks */
+    size_t streamed;               /* body bytes the sinks took */
+    unsigned calls;
 };
 
 static void check(bool ok, const char *what) {
@@ -43,6 +50,12 @@ static void check(bool ok, const char *what) {
 static void fuzz_write(struct http_conn *c, char *data, size_t len) {
     struct fuzz *f = container_of(c, struct fuzz, c);
     check(!f->closed, "write after close");
+    size_t bs = 0;
+    while (bs < len && data[bs] == 'b') bs++;
+    if (len > 0 && len <= 7 && bs == len) {  /* a piece of a /blob body */
+        free(data);
+        return;
+    }
     check(len >= 9 && memcmp(data, "HTTP/1.1 ", 9) == 0, "response starts with HTTP/1.1");
     if (len == 25 && memcmp(data, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0) {
         free(data);  /* the one interim answer */
@@ -61,7 +74,7 @@ static void fuzz_close(struct http_conn *c) {
     f->closed = true;
 }
 
-static const struct http_conn_io fuzz_io = {fuzz_write, fuzz_read_ctl, fuzz_close};
+static const struct http_conn_io fuzz_io = {fuzz_write, fuzz_read_ctl, fuzz_close, false};
 
 static void later_cb(struct http_exchange *ex) {
     struct fuzz *f = http_site_of(ex)->data;
@@ -81,6 +94,70 @@ static void echo_cb(struct http_exchange *ex) {
     buf_append(&out, b->data, b->len);
     http_respond(ex, 201, "text/plain", out.data, out.len);
     buf_free(&out);
+}
+
+/* POST /stream/{id}: a streamed body. id "no" is refused before its body; "early" is answered
+ * half-way; otherwise the sink pauses every other piece (resumed between chunks) and the
+ * answer comes between chunks after the end. */
+static int stream_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
+    struct fuzz *f = arg;
+    f->streamed += n;
+    if (++f->calls % 2 == 0) {
+        f->paused = ex;
+        return 1;
+    }
+    if (strcmp(http_param(ex, 0), "early") == 0 && f->streamed > 4) {
+        http_respond(ex, 413, "text/plain", "enough", 6);
+        return 1;
+    }
+    return 0;
+}
+
+static void stream_end(struct http_exchange *ex, int err, void *arg) {
+    struct fuzz *f = arg;
+    if (f->paused == ex) f->paused = NULL;
+    if (err) http_respond(ex, 400, "text/plain", "cut", 3);
+    else if (f->ended) http_respond(ex, 201, "text/plain", "now", 3);
+    else f->ended = ex;
+}
+
+static const struct http_sink stream_sink = {stream_data, stream_end};
+
+static void stream_cb(struct http_exchange *ex) {
+    struct fuzz *f = http_site_of(ex)->data;
+    if (strcmp(http_param(ex, 0), "no") == 0) {
+        http_respond(ex, 409, "text/plain", "no", 2);
+        return;
+    }
+    if (http_body_start(ex, &stream_sink, f) != 0) http_respond(ex, 400, "text/plain", "gone", 4);
+}
+
+/* GET /blob/{n}: a streamed answer of n bytes (at most 4096) in pieces of 7. */
+struct blob { size_t left; };
+static void blob_pull(struct http_exchange *ex, void *arg) {
+    struct blob *b = arg;
+    size_t n = b->left < 7 ? b->left : 7;
+    char *p = malloc(n);
+    memset(p, 'b', n);
+    b->left -= n;
+    http_stream_send(ex, p, n);
+}
+static void blob_end(void *arg, int err) { free(arg); }
+static const struct http_source blob_source = {blob_pull, blob_end};
+
+static void blob_cb(struct http_exchange *ex) {
+    struct blob *b = malloc(sizeof *b);
+    b->left = (size_t)strtoul(http_param(ex, 0), NULL, 10) % 4097;
+    http_respond_stream(ex, 200, "text/plain", b->left, &blob_source, b);
+}
+
+/* Between chunks: resume a paused streamed body, answer an ended one. */
+static void stream_step(struct fuzz *f) {
+    struct http_exchange *p = f->paused, *e = f->ended;
+    f->paused = NULL;
+    f->ended = NULL;
+    if (p) http_body_resume(p);
+    if (e) http_respond(e, 201, "text/plain", "done", 4);
 }
 
 /* Answers every held /later exchange; answering may resume parsing and hold more. */
@@ -106,6 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         routes[nroutes++] = (struct http_route){HTTP_GET, "/later", later_cb, HTTP_BODY_NONE};
         routes[nroutes++] = (struct http_route){HTTP_POST, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER};
         routes[nroutes++] = (struct http_route){HTTP_PUT, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER};
+        routes[nroutes++] = (struct http_route){HTTP_POST, "/stream/{id}", stream_cb, HTTP_BODY_STREAM};
+        routes[nroutes++] = (struct http_route){HTTP_GET, "/blob/{n}", blob_cb, HTTP_BODY_NONE};
     }
     if (size < 4) return 0;
     uint8_t flags = data[0];
@@ -137,11 +216,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 4; i++) {
         if (cut[i + 1] > cut[i]) http_conn_feed(&f.c, in + cut[i], cut[i + 1] - cut[i]);
         if (flags & F_BETWEEN) answer_later(&f, flags & F_REVERSE);
+        stream_step(&f);
     }
     if (flags & F_EOF) http_conn_eof(&f.c);
+    for (int i = 0; i < 64 && (f.paused || f.ended); i++) stream_step(&f);
     if (flags & F_DETACH) {
-        http_conn_close(&f.c);
+        http_conn_close(&f.c);  /* a streamed body still open hears UV_ECONNRESET and answers */
         answer_later(&f, flags & F_REVERSE);  /* detached: freed without writing */
+        if (f.ended) http_respond(f.ended, 201, "text/plain", "late", 4);
     } else {
         answer_later(&f, flags & F_REVERSE);
         check(f.closed || !http_conn_busy(&f.c), "all answered once handlers are done");
