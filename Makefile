@@ -58,6 +58,8 @@ chaos: build
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+	@scripts/bench-tasks.sh $(BUILD)
+	@scripts/bench-api.sh $(BUILD)
 	@scripts/bench-packages.sh $(BUILD)
 
 clean:

@@ -29,6 +29,7 @@ void api_state_free(struct api_state *a) {
     if (!a) return;
     auth_keys_free(a->keys);
     metrics_cache_free(a->metrics);
+    buf_free(&a->summary);
     free(a);
 }
 

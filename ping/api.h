@@ -33,9 +33,16 @@ struct metrics_cache;
 
 /* The API's state for one server: its keys and the /metrics cache. Built once at start-up by
  * the worker and put in ping_services.api; freed after the loop has stopped. */
+/* /summary answers from this for SUMMARY_FRESH_MS: monitoring and scale-in scripts poll it,
+ * and building it is O(nodes) of work on the loop that would otherwise delay ping. A change
+ * made through this node's API clears it; one made elsewhere shows within that time. */
+#define SUMMARY_FRESH_MS 100
+
 struct api_state {
     struct auth_keys *keys;         /* owned; may hold no key (keyed routes then answer 403) */
     struct metrics_cache *metrics;  /* owned */
+    struct buf summary;             /* the last /summary body */
+    uint64_t summary_at_ms;         /* monotonic ms it was built; 0: none */
 };
 
 /* Reads the keys of cfg (--api-key, --api-key-file). Returns 0 and *out, or SHOAL_ECONFIG with

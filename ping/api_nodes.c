@@ -190,7 +190,12 @@ static void list_cb(struct rconn *rc, redisReply *r, void *priv) {
     switch (c->op) {
     case OP_COLLECTION: render_collection(c, v, n, &b); break;
     case OP_ALL: render_all(v, n, &b); break;
-    case OP_SUMMARY: render_summary(v, n, &b); break;
+    case OP_SUMMARY:
+        render_summary(v, n, &b);
+        buf_reset(&c->svc->api->summary);
+        buf_append(&c->svc->api->summary, b.data, b.len);
+        c->svc->api->summary_at_ms = clock_mono_ms();
+        break;
     case OP_ONE:
     case OP_PUT:
     case OP_DETAILS:
@@ -238,7 +243,13 @@ static void all_cb(struct http_exchange *ex) {
 
 static void summary_cb(struct http_exchange *ex) {
     const struct ping_services *svc = api_begin(ex);
-    if (svc) send_list(call_new(ex, svc, OP_SUMMARY), list_cb);
+    if (!svc) return;
+    struct api_state *a = svc->api;
+    if (a->summary_at_ms && clock_mono_ms() - a->summary_at_ms < SUMMARY_FRESH_MS) {
+        api_respond_json(ex, 200, &a->summary);
+        return;
+    }
+    send_list(call_new(ex, svc, OP_SUMMARY), list_cb);
 }
 
 /* A call for a /{id} route, or NULL after answering 404 for an id that names no valid node. */
@@ -371,6 +382,8 @@ static int put_body(struct node_call *c) {
 
 /* PUT /api/octopusservernodes/{id}: answers with the node as it is after the change. */
 static void put_cb(struct http_exchange *ex) {
+    const struct ping_services *s = http_site_of(ex)->data;
+    if (s && s->api) s->api->summary_at_ms = 0;   /* this node's own change shows at once */
     const struct ping_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_PUT) : NULL;
     if (!c) return;
@@ -407,6 +420,8 @@ static void forget_cb(struct rconn *rc, redisReply *r, void *priv) {
 /* DELETE /api/octopusservernodes/{id}: forgets an offline node (409 while it is alive or
  * still has tasks recorded as running). */
 static void delete_cb(struct http_exchange *ex) {
+    const struct ping_services *s = http_site_of(ex)->data;
+    if (s && s->api) s->api->summary_at_ms = 0;
     const struct ping_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_ONE) : NULL;
     if (!c) return;
