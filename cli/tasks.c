@@ -34,7 +34,7 @@ static int parse_time(const char *s, int64_t *ms) {
 static const char enqueue_usage[] =
     "shoal enqueue [--type T] [--queue Q] [--priority N] [--at TIME | --delay DUR]\n"
     "              [--expiry DUR] [--timeout DUR] [--attempts N] [--count N]\n"
-    "              [--env K=V ...] [--cwd DIR] [--json] -- ARGV...\n\n"
+    "              [--env K=V ...] [--cwd DIR] [--package SPACE/ID.VERSION] [--json] -- ARGV...\n\n"
     "Queues a task and prints its id. Type exec (the default) runs ARGV on a node whose\n"
     "--allow-exec permits it; other types get ARGV as a list of strings (sleep: a duration,\n"
     "fail: a message). --at takes 2026-11-28T10:00:00Z or epoch ms; --expiry (default 1d) is\n"
@@ -42,7 +42,7 @@ static const char enqueue_usage[] =
     "--priority (-1000..1000, default 0) runs higher first; --count queues N copies.";
 
 enum { F_TYPE, F_QUEUE, F_PRIO, F_AT, F_DELAY, F_EXPIRY, F_TIMEOUT, F_ATTEMPTS, F_COUNT, F_ENV,
-       F_CWD, F_JSON, F_LOST, F_N };
+       F_CWD, F_JSON, F_LOST, F_PACKAGE, F_N };
 
 /* Fills o from the flags; returns 0 or prints why and returns EXIT_USAGE. */
 static int opts_from_flags(struct cli *c, struct cli_flag *f, struct shoal_task_opts *o,
@@ -96,6 +96,7 @@ int cmd_enqueue(int argc, char **argv) {
         [F_CWD] = {.name = "cwd", .has_value = true},
         [F_JSON] = {.name = "json"},
         [F_LOST] = {.name = "lost-budget", .has_value = true},
+        [F_PACKAGE] = {.name = "package", .has_value = true},
     };
     int code = cli_open(&c, argc, argv, f, F_N, 0, 1000, enqueue_usage);
     if (code >= 0) { cli_close(&c); return code; }
@@ -117,11 +118,13 @@ int cmd_enqueue(int argc, char **argv) {
                 code = cli_fail(&c, EXIT_USAGE, "--env '%s': expected K=V", f[F_ENV].values[i]);
                 goto out;
             }
-        task_args_exec_encode(&args, (const char *const *)c.pos, c.npos, f[F_ENV].values,
-                              f[F_ENV].nvalues, f[F_CWD].set ? f[F_CWD].value : NULL);
+        task_args_exec_encode_package(&args, (const char *const *)c.pos, c.npos,
+                                      f[F_ENV].values, f[F_ENV].nvalues,
+                                      f[F_CWD].set ? f[F_CWD].value : NULL,
+                                      f[F_PACKAGE].set ? f[F_PACKAGE].value : NULL);
     } else {
-        if (f[F_ENV].set || f[F_CWD].set) {
-            code = cli_fail(&c, EXIT_USAGE, "--env and --cwd apply to exec tasks only");
+        if (f[F_ENV].set || f[F_CWD].set || f[F_PACKAGE].set) {
+            code = cli_fail(&c, EXIT_USAGE, "--env, --cwd and --package apply to exec tasks only");
             goto out;
         }
         if (c.npos > 0) task_args_strings_encode(&args, (const char *const *)c.pos, c.npos);

@@ -35,9 +35,15 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n) {
 
 void task_args_exec_encode(struct buf *out, const char *const *argv, int argc,
                            const char *const *env, int envc, const char *cwd) {
+    task_args_exec_encode_package(out, argv, argc, env, envc, cwd, NULL);
+}
+
+void task_args_exec_encode_package(struct buf *out, const char *const *argv, int argc,
+                                   const char *const *env, int envc, const char *cwd,
+                                   const char *package) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, buf_write_cb);
-    msgpack_pack_map(&pk, 1 + (env && envc > 0) + (cwd != NULL));
+    msgpack_pack_map(&pk, 1 + (env && envc > 0) + (cwd != NULL) + (package != NULL));
     pack_str(&pk, "argv", 4);
     msgpack_pack_array(&pk, argc > 0 ? (size_t)argc : 0);
     for (int i = 0; i < argc; i++) pack_str(&pk, argv[i], strlen(argv[i]));
@@ -55,6 +61,10 @@ void task_args_exec_encode(struct buf *out, const char *const *argv, int argc,
     if (cwd) {
         pack_str(&pk, "cwd", 3);
         pack_str(&pk, cwd, strlen(cwd));
+    }
+    if (package) {
+        pack_str(&pk, "package", 7);
+        pack_str(&pk, package, strlen(package));
     }
 }
 
@@ -236,7 +246,7 @@ static int decode_env(const msgpack_object *o, struct exec_args *out, char *err,
 
 static int decode_exec_field(const msgpack_object_kv *kv, struct exec_args *out,
                              unsigned *seen, char *err, size_t errlen) {
-    static const char *const names[] = {"argv", "env", "cwd"};
+    static const char *const names[] = {"argv", "env", "cwd", "package"};
     const msgpack_object *k = &kv->key;
     if (k->type != MSGPACK_OBJECT_STR)
         return fail(err, errlen, "a key of the exec map is not a string (got %s)", type_name(k->type));
@@ -247,11 +257,13 @@ static int decode_exec_field(const msgpack_object_kv *kv, struct exec_args *out,
         if (i == 0) return decode_argv(&kv->val, out, err, errlen);
         if (i == 1) return decode_env(&kv->val, out, err, errlen);
         if (kv->val.type == MSGPACK_OBJECT_NIL) return 0;
-        if (!(out->cwd = dup_str(&kv->val, "cwd", err, errlen))) return -EINVAL;
-        if (!out->cwd[0]) return fail(err, errlen, "cwd is empty");
+        char **dst = i == 2 ? &out->cwd : &out->package;
+        if (!(*dst = dup_str(&kv->val, names[i], err, errlen))) return -EINVAL;
+        if (!(*dst)[0]) return fail(err, errlen, "%s is empty", names[i]);
         return 0;
     }
-    return fail(err, errlen, "unknown key '%.*s' in the exec map (expected argv, env, cwd)",
+    return fail(err, errlen, "unknown key '%.*s' in the exec map (expected argv, env, cwd, "
+                "package)",
                 k->via.str.size > 40 ? 40 : (int)k->via.str.size,
                 k->via.str.size ? k->via.str.ptr : "");
 }
@@ -283,6 +295,7 @@ void exec_args_free(struct exec_args *a) {
     free(a->argv);
     free(a->env);
     free(a->cwd);
+    free(a->package);
     memset(a, 0, sizeof *a);
 }
 

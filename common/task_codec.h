@@ -1,6 +1,8 @@
 /* task_codec.h: task payloads (the only msgpack in shoal) for the built-in types.
  *
- *   exec   map {"argv": [str, ...] (1+ items), "env": {str: str} (optional), "cwd": str (opt.)}
+ *   exec   map {"argv": [str, ...] (1+ items), "env": {str: str} (optional), "cwd": str (opt.),
+ *          "package": "<space>/<PackageId>.<Version>" (optional: the node puts the path of that
+ *          uploaded package in SHOAL_PACKAGE_PATH)}
  *   sleep  int (milliseconds), or str duration ("250ms"), or [str duration]
  *   fail   str message, or [str, ...] joined by spaces (empty: "failed on purpose")
  *   noop   anything (ignored)
@@ -25,11 +27,16 @@ struct exec_args {
     char **env;      /* "K=V" strings, NULL-terminated; owned (NULL when none) */
     int envc;
     char *cwd;       /* owned, NULL when none */
+    char *package;   /* "<space>/<PackageId>.<Version>", owned, NULL when none */
 };
 
 /* Appends an exec payload to out. env entries are "K=V" (may be NULL/0); cwd may be NULL. */
 void task_args_exec_encode(struct buf *out, const char *const *argv, int argc,
                            const char *const *env, int envc, const char *cwd);
+/* The same with a package reference (may be NULL). */
+void task_args_exec_encode_package(struct buf *out, const char *const *argv, int argc,
+                                   const char *const *env, int envc, const char *cwd,
+                                   const char *package);
 /* Decodes an exec payload. Returns 0, or -EINVAL with a message in err. Free with
  * exec_args_free (also after a failure). */
 int task_args_exec_decode(const char *data, size_t len, struct exec_args *out, char *err,

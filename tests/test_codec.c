@@ -313,3 +313,21 @@ Test(codec, errors_fit_small_buffers) {
     cr_assert_eq(task_args_exec_decode("\xc1", 1, &a, NULL, 0), -EINVAL);
     exec_args_free(&a);
 }
+
+Test(codec, exec_package_round_trip) {
+    struct buf b;
+    buf_init(&b);
+    const char *argv[] = {"/bin/sh", "-c", "ls \"$SHOAL_PACKAGE_PATH\""};
+    task_args_exec_encode_package(&b, argv, 3, NULL, 0, NULL, "Spaces-1/MyApp.1.0.3");
+    struct exec_args a;
+    cr_assert_eq(task_args_exec_decode(b.data, b.len, &a, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(a.package, "Spaces-1/MyApp.1.0.3");
+    cr_assert_eq(a.argc, 3);
+    exec_args_free(&a);
+    buf_reset(&b);
+    task_args_exec_encode_package(&b, argv, 3, NULL, 0, NULL, "");
+    cr_assert_neq(task_args_exec_decode(b.data, b.len, &a, err, sizeof err), 0);
+    cr_assert(strstr(err, "package is empty"), "%s", err);
+    exec_args_free(&a);
+    buf_free(&b);
+}

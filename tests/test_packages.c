@@ -408,3 +408,38 @@ Test(packages, crashed_upload_temp_files_removed_at_start) {
     cr_assert_neq(stat(other_old, &st), 0, "an old orphan of another node is removed");
     cr_assert_eq(stat(other_new, &st), 0, "another node's recent upload may be live: kept");
 }
+
+/* A task naming a package gets its path in SHOAL_PACKAGE_PATH; an unknown one fails clearly. */
+Test(packages, exec_task_gets_the_package_path) {
+    struct pc_result r;
+    struct pc_upload o = raw("?filename=Tool.2.0.0.tar.gz", 1 * MiB + 5, 9);
+    upload_ok(&o, 201, &r);
+    struct h_worker runner;
+    const char *extra[] = {"--package-dir", pkgdir, "--allow-exec", "/bin/", NULL};
+    h_worker_start(&runner, &redis, "pkgrunner", extra);
+    cr_assert(h_ping_is(&runner, 200, 10000));
+    char *out = NULL;
+    const char *enq[] = {"enqueue", "--package", SPACE "/Tool.2.0.0", "--redis", redis.url, "--",
+                         "/bin/sh", "-c", "sha256sum \"$SHOAL_PACKAGE_PATH\"", NULL};
+    cr_assert_eq(h_shoal(&out, NULL, enq), 0);
+    char id[64];
+    cr_assert_eq(sscanf(out, "%63s", id), 1);
+    free(out);
+    const char *wait[] = {"wait", id, "--timeout", "10s", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, wait), 0, "%s", out);
+    free(out);
+    const char *log[] = {"task", id, "--log", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, log), 0);
+    cr_assert(strstr(out, r.sha) && strstr(out, "Tool.2.0.0.tar.gz"), "%s", out);
+    free(out);
+    const char *missing[] = {"enqueue", "--package", SPACE "/Nope.1.0.0", "--redis", redis.url,
+                             "--", "/bin/true", NULL};
+    cr_assert_eq(h_shoal(&out, NULL, missing), 0);
+    cr_assert_eq(sscanf(out, "%63s", id), 1);
+    free(out);
+    const char *wait2[] = {"wait", id, "--timeout", "10s", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, wait2), 10, "Failed");
+    cr_assert(strstr(out, "not in this node's --package-dir"), "%s", out);
+    free(out);
+    cr_assert_eq(h_worker_stop(&runner), 0);
+}

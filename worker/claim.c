@@ -382,7 +382,7 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
     c->node = n;
     c->cfg = cfg;
     struct runner_config rc = {cfg->allow_exec, (size_t)cfg->task_log_cap, cfg->kill_grace_ms,
-                               handlers, exec_shim};
+                               handlers, cfg->package_dir, exec_shim};
     c->runner = runner_new(loop, &rc, done_cb, c);
     char *copy = xstrdup(cfg->queues), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/package.h"
 #include "common/task_codec.h"
 #include "common/util.h"
 #include "worker/handlers_int.h"
@@ -156,10 +157,10 @@ int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t p
 
 /* The node's environment with task entries overriding or added. The strings are borrowed (from
  * environ and a): uv_spawn copies them into the child before returning. */
-static char **build_env(const struct exec_args *a) {
+static char **build_env(const struct exec_args *a, const char *extra) {
     size_t n = 0;
     while (environ && environ[n]) n++;
-    char **env = xcalloc(n + (size_t)a->envc + 1, sizeof *env);
+    char **env = xcalloc(n + (size_t)a->envc + 2, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const char *eq = strchr(environ[i], '=');
@@ -170,6 +171,7 @@ static char **build_env(const struct exec_args *a) {
         if (!overridden) env[k++] = environ[i];
     }
     for (int j = 0; j < a->envc; j++) env[k++] = a->env[j];
+    if (extra) env[k++] = (char *)extra;
     return env;
 }
 
@@ -266,8 +268,8 @@ int exec_child_main(int argc, char **argv) {
 }
 
 static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_args *a, const char *path,
-                 const char *shim) {
-    char **env = a->env ? build_env(a) : NULL;
+                 const char *shim, const char *extra_env) {
+    char **env = a->env || extra_env ? build_env(a, extra_env) : NULL;
     char **args = a->argv;
     const char *file = path;
     if (shim) {   /* shim exec-child PATH ARGV... */
@@ -311,6 +313,22 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
     }
     if ((rc = exec_resolve(o->allow_exec, a.argv[0], path, sizeof path, err, errlen)) < 0)
         goto fail_args;
+    /* A task that names an uploaded package gets its path in SHOAL_PACKAGE_PATH. */
+    char pkg_env[PATH_MAX + 32] = "";
+    if (a.package) {
+        char pkg[PATH_MAX], why2[256];
+        rc = package_locate(o->package_dir ? o->package_dir : "packages", a.package, pkg,
+                            sizeof pkg, why2, sizeof why2);
+        if (rc < 0) {
+            if (rc == -ENOENT)
+                snprintf(err, errlen, "package '%s' is not in this node's --package-dir (%s)",
+                         a.package, o->package_dir ? o->package_dir : "packages");
+            else
+                snprintf(err, errlen, "package '%s': %s", a.package, why2);
+            goto fail_args;
+        }
+        snprintf(pkg_env, sizeof pkg_env, "SHOAL_PACKAGE_PATH=%s", pkg);
+    }
     /* Through the shim, a program that cannot run would only show as exit code 127. */
     if (o->shim && access(path, X_OK) != 0) {
         rc = -errno;
@@ -331,7 +349,7 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
     p->open = 4;
     snprintf(p->res.spawn_what, sizeof p->res.spawn_what, "%.200s%s%.90s", path,
              a.cwd ? " in " : "", a.cwd ? a.cwd : "");
-    rc = spawn(loop, p, &a, path, o->shim);
+    rc = spawn(loop, p, &a, path, o->shim, pkg_env[0] ? pkg_env : NULL);
     p->proc.data = p;   /* uv_spawn initialised the handle */
     if (rc < 0) {
         /* The handles exist either way: close them all; done reports the spawn error. */

@@ -18,6 +18,7 @@ struct exec_opts {
     const char *allow_exec;   /* comma list (runner_config.allow_exec); borrowed for the call */
     size_t log_cap;           /* bytes of output kept (> 0) */
     int64_t kill_grace_ms;    /* SIGTERM -> SIGKILL delay after exec_stop */
+    const char *package_dir;  /* where a task's "package" is looked up (SHOAL_PACKAGE_PATH) */
     const char *shim;         /* NULL, or a program run as `shim exec-child PATH ARGV...` that
                                * ties the child's life to the node (exec_child_main) */
 };

@@ -64,6 +64,7 @@ struct runner {
     uv_loop_t *loop;
     char *allow_exec;               /* owned copy of cfg->allow_exec ("" when none) */
     char *exec_shim;                /* owned copy of cfg->exec_shim, or NULL */
+    char *package_dir;              /* owned copy of cfg->package_dir, or NULL */
     size_t log_cap;
     int64_t kill_grace_ms;
     const struct shoal_handlers *handlers;  /* borrowed */
@@ -291,7 +292,8 @@ static void exec_finished_cb(struct exec_proc *p, struct exec_result *x, void *a
 static int start_exec(struct run *run) {
     struct runner *r = run->r;
     struct exec_opts o = {.allow_exec = r->allow_exec, .log_cap = r->log_cap,
-                          .kill_grace_ms = r->kill_grace_ms, .shim = r->exec_shim};
+                          .kill_grace_ms = r->kill_grace_ms, .shim = r->exec_shim,
+                          .package_dir = r->package_dir};
     if (exec_start(r->loop, &o, run->t->args, run->t->args_len, exec_finished_cb, run, &run->exec,
                    run->res->error, sizeof run->res->error) < 0)
         return -EINVAL;
@@ -339,6 +341,7 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runn
     r->loop = loop;
     r->allow_exec = xstrdup(cfg->allow_exec ? cfg->allow_exec : "");
     r->exec_shim = cfg->exec_shim ? xstrdup(cfg->exec_shim) : NULL;
+    r->package_dir = cfg->package_dir ? xstrdup(cfg->package_dir) : NULL;
     r->log_cap = cfg->log_cap ? cfg->log_cap : DEFAULT_LOG_CAP;
     r->kill_grace_ms = cfg->kill_grace_ms > 0 ? cfg->kill_grace_ms : 0;
     r->handlers = cfg->handlers;
@@ -408,6 +411,7 @@ static void self_closed_cb(uv_handle_t *h) {
     void *arg = r->close_arg;
     free(r->allow_exec);
     free(r->exec_shim);
+    free(r->package_dir);
     free(r);
     if (done) done(arg);
 }

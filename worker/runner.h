@@ -54,6 +54,7 @@ struct runner_config {
     size_t log_cap;             /* bytes of output kept per task (default 65536) */
     int64_t kill_grace_ms;      /* SIGTERM -> SIGKILL delay on timeout/cancel/stop */
     const struct shoal_handlers *handlers;  /* custom C handlers (may be NULL); borrowed */
+    const char *package_dir;    /* uploaded packages, for exec tasks naming one */
     const char *exec_shim;      /* the node's own binary, to spawn exec tasks through
                                  * `exec-child` (see worker/exec.h); NULL: spawn directly */
 };
