@@ -158,9 +158,11 @@ class Chaos:
         m = self.master()
         port = m.connection_pool.connection_kwargs["port"]
         name = "master" if port == self.master_port else "replica"
-        extra = () if name == "master" else ("--replicaof", "127.0.0.1", str(self.master_port))
+        # It is the master now (after a failover, the former replica): it must come back as a
+        # master, not with the --replicaof it was first started with, or it would resync from
+        # the old master and roll back everything written since the failover.
         self.stop(name)
-        self.redis_server(name, port, extra)
+        self.redis_server(name, port)
         self.settle()
         self.redis_events.append(("restart", t0, time.time()))
 

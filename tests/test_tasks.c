@@ -463,3 +463,18 @@ Test(tasks, exec_programs_die_with_their_node) {
               "pid %d outlived its node (it would run on while recovery runs the task again)",
               (int)child);
 }
+
+Test(tasks, exec_programs_run_below_the_node) {
+    struct h_worker a;
+    const char *extra[] = {"--allow-exec", "/usr/bin/nice", NULL};
+    start(&a, "polite", extra);
+    const char *args[] = {"/usr/bin/nice", NULL};
+    int64_t id = enqueue("exec", args, 1, 0, 0, 0, 0, 0);
+    await_state(id, "Success", 5000);
+    size_t len = 0;
+    char err[256];
+    char *log = shoal_task_log(&client, id, &len, err, sizeof err);
+    cr_assert(log && atoi(log) == 10, "niceness of the task: %s", log ? log : "(no log)");
+    free(log);
+    stop(&a);
+}

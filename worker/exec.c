@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -262,6 +263,8 @@ int exec_child_main(int argc, char **argv) {
         return 127;
     }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    /* Below the node: a CPU-bound task must not delay ping or the heartbeat. */
+    if (setpriority(PRIO_PROCESS, 0, TASK_NICE) != 0) { /* keep going at the node's priority */ }
     execv(argv[1], argv + 2);
     fprintf(stderr, "shoal: cannot run %s: %s\n", argv[1], strerror(errno));
     return 127;

@@ -29,6 +29,10 @@ struct exec_opts {
  * while recovery runs the tasks again elsewhere. Returns only on failure (exit code 127). */
 int exec_child_main(int argc, char **argv);
 
+/* Task programs (through exec-child) and handler threads run this much nicer than the node, so
+ * CPU-bound tasks cannot starve the event loop that answers ping and keeps the heartbeat. */
+#define TASK_NICE 10
+
 struct exec_result {
     int spawn_err;            /* 0, or uv_spawn's error (the program never ran) */
     char spawn_what[300];     /* the program and cwd, for the spawn error message */

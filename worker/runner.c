@@ -17,6 +17,7 @@
  * Freeing: a completed run leaves the list at once (runner_running drops) and is freed in its
  * timer's close callback; runner_close waits for those, then closes its own idle handle, so
  * the runner is freed, and close's callback runs, only after every handle it opened closed. */
+#define _GNU_SOURCE   /* gettid */
 #include "worker/runner.h"
 
 #include <ctype.h>
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "common/task_codec.h"
 #include "common/util.h"
@@ -183,6 +186,12 @@ static void timer_cb(uv_timer_t *h) {
 /* ---- the kinds ---- */
 
 static void work_cb(uv_work_t *w) {
+    /* Handler threads run below the node's loop (TASK_NICE), set once per pool thread. */
+    static __thread bool niced;
+    if (!niced) {
+        niced = true;
+        if (setpriority(PRIO_PROCESS, (id_t)gettid(), TASK_NICE) != 0) { /* stay as we are */ }
+    }
     struct run *run = container_of(w, struct run, work);
     run->fn_rc = run->fn(&run->job, run->fn_arg);
 }
