@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "ping/packages.h"
+#include "ping/page.h"
 #include "ping/api.h"
 
 int ping_node_json(const struct node_view *v, struct buf *out) {
@@ -69,6 +70,7 @@ static const struct {
     {api_node_routes, &api_node_nroutes},
     {api_task_routes, &api_task_nroutes},
     {package_routes, &package_nroutes},
+    {page_routes, &page_nroutes},
 };
 
 struct http_route *routes_build(size_t *n) {

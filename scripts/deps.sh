@@ -11,6 +11,9 @@ pkgs+=(prometheus)
 # tests/deploy (make test): HAProxy for the maintenance procedure, PyYAML for the manifests,
 # file + dpkg-dev for CPack's dependency list (make package).
 pkgs+=(haproxy python3-yaml file dpkg-dev)
+# tests/page (the Nodes page, ctest nodes_page): headless Chromium, driven by playwright-core
+# (tests/page/run.sh runs npm ci; node and npm must be on PATH).
+pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
