@@ -2,7 +2,7 @@
 # scripts/bench-api.sh [BUILD]: the keyed API's figures for the README. Starts its own
 # redis-server and one shoal node (with an API key) on free loopback ports, registers 100 more
 # nodes by running lua/register.lua with redis-cli (alive for an hour), then measures at a fixed
-# rate over keep-alive connections (bench/api_latency.c, bench/ping_latency.c):
+# rate over keep-alive connections (bench/ping_latency.c):
 #   1. GET /api/octopusservernodes/summary (101 nodes) with the key: target p99 < 5 ms;
 #   2. ping alone, then ping while the API traffic of 1 runs: target p99 < 1 ms both times.
 # Stops exactly the PIDs it started.
@@ -48,10 +48,10 @@ nodes=$(curl -s -H "X-Octopus-ApiKey: $key" "http://127.0.0.1:$nport/api/octopus
         python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Nodes"]))')
 size=$(curl -s -H "X-Octopus-ApiKey: $key" "http://127.0.0.1:$nport/api/octopusservernodes/summary" | wc -c)
 
-summary=$("$build/api_latency" "$nport" /api/octopusservernodes/summary 10 "$api_rate" "$secs" \
+summary=$("$build/ping_latency" "$nport" /api/octopusservernodes/summary 10 "$api_rate" "$secs" \
           "X-Octopus-ApiKey: $key")
 ping_alone=$("$build/ping_latency" "$nport" /api/octopusservernodes/ping 100 "$ping_rate" "$secs")
-"$build/api_latency" "$nport" /api/octopusservernodes/summary 10 "$api_rate" "$((secs + 1))" \
+"$build/ping_latency" "$nport" /api/octopusservernodes/summary 10 "$api_rate" "$((secs + 1))" \
   "X-Octopus-ApiKey: $key" >"$tmp/api-bg.txt" & bg=$!
 ping_busy=$("$build/ping_latency" "$nport" /api/octopusservernodes/ping 100 "$ping_rate" "$secs")
 wait "$bg"
