@@ -16,6 +16,7 @@ Exit status 0 when every check holds. Everything runs on 127.0.0.1, every wait i
 only the processes started here are stopped (by PID).
 """
 import argparse
+import ctypes
 import os
 import random
 import shutil
@@ -29,6 +30,11 @@ import time
 import redis
 
 NS = "shoal"
+LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def die_with_parent():
+    LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 FINAL = {"Success", "Failed", "Canceled", "TimedOut"}
 
 
@@ -68,7 +74,9 @@ class Chaos:
     # --- processes -------------------------------------------------------------------------
     def spawn(self, name, argv, **kw):
         log = open(os.path.join(self.tmp, name + ".log"), "ab")
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, **kw)
+        # Our children die with us even if we are killed (a CI timeout): PR_SET_PDEATHSIG.
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                            preexec_fn=die_with_parent, **kw)
         return self.procs[name]
 
     def stop(self, name, sig=signal.SIGTERM, timeout=15):

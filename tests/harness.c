@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -45,8 +46,12 @@ bool h_eventually(bool (*cond)(void *arg), void *arg, int timeout_ms) {
 }
 
 pid_t h_spawn(const char *const *argv, const char *const *env, const char *log_path) {
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
+    /* Dies with the test process: a failed assertion ends the test before it can stop what it
+     * started, and nothing may outlive the suite. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
     int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
     int in = open("/dev/null", O_RDONLY);

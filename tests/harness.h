@@ -3,7 +3,8 @@
  * kept by PID, a tiny blocking HTTP client for 127.0.0.1, and bounded polling.
  *
  * Nothing here sleeps for a fixed time to synchronise: h_eventually() polls a condition every
- * 10 ms up to a deadline. Every child started is stopped by its PID (never by name). */
+ * 10 ms up to a deadline. Every child started is stopped by its PID (never by name), and dies
+ * with the test process if a failed assertion ends the test first (PR_SET_PDEATHSIG). */
 #ifndef SHOAL_TEST_HARNESS_H
 #define SHOAL_TEST_HARNESS_H
 
