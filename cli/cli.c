@@ -33,8 +33,9 @@ static struct cli_flag *find(struct cli_flag *flags, int n, const char *name, si
     return NULL;
 }
 
-int cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
-             int min_pos, int max_pos, const char *usage) {
+/* cli_open's work: -1 when ready, else the exit code (after printing why). */
+static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
+                     int min_pos, int max_pos, const char *usage) {
     char err[512];
     memset(c, 0, sizeof *c);
     c->cmd = argv[0];
@@ -93,6 +94,15 @@ int cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int n
     if (rsync_open(&c->redis, c->cfg.redis_url, 5000, err, sizeof err) != 0)
         return cli_fail(c, EXIT_FAIL, "%s", err);
     return -1;
+}
+
+bool cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
+              int min_pos, int max_pos, const char *usage, int *code) {
+    int r = open_args(c, argc, argv, flags, nflags, min_pos, max_pos, usage);
+    *code = r >= 0 ? r : EXIT_OK;
+    if (r < 0) return true;
+    cli_close(c);
+    return false;
 }
 
 void cli_close(struct cli *c) {

@@ -35,9 +35,10 @@ struct cli_flag {
 
 /* Parses argv: command flags (from flags[]), shared settings, positionals (must be within
  * [min_pos, max_pos]); prints help (usage text + settings) for --help; connects to Redis.
- * Returns -1 when ready, or an exit code to return at once (after printing why). */
-int cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
-             int min_pos, int max_pos, const char *usage);
+ * Returns true when the command may go on, with *code = EXIT_OK. Otherwise it has printed why
+ * (or the help), closed c, and *code is the exit code to return. */
+bool cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
+              int min_pos, int max_pos, const char *usage, int *code);
 void cli_close(struct cli *c);
 
 /* Prints "shoal CMD: message" on stderr and returns code. */

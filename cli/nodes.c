@@ -72,9 +72,8 @@ static const char nodes_usage[] =
 int cmd_nodes(int argc, char **argv) {
     struct cli c;
     struct cli_flag flags[] = {{.name = "json"}};
-    int code = cli_open(&c, argc, argv, flags, 1, 0, 0, nodes_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, flags, 1, 0, 0, nodes_usage, &code)) return code;
     struct node_info *v = NULL;
     int n = load_nodes(&c, &v);
     if (n < 0) { cli_close(&c); return EXIT_FAIL; }
@@ -132,9 +131,8 @@ static const char drain_usage[] =
 int cmd_drain(int argc, char **argv) {
     struct cli c;
     struct cli_flag flags[] = {{.name = "wait"}, {.name = "timeout", .has_value = true}};
-    int code = cli_open(&c, argc, argv, flags, 2, 2, 2, drain_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, flags, 2, 2, 2, drain_usage, &code)) return code;
     const char *name = c.pos[0], *mode = c.pos[1];
     int64_t timeout = 600000;
     if (strcmp(mode, "on") != 0 && strcmp(mode, "off") != 0)
@@ -183,9 +181,8 @@ static const char cap_usage[] =
 
 int cmd_cap(int argc, char **argv) {
     struct cli c;
-    int code = cli_open(&c, argc, argv, NULL, 0, 2, 2, cap_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, NULL, 0, 2, 2, cap_usage, &code)) return code;
     int64_t cap;
     if (!node_name_valid(c.pos[0]))
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a valid node name", c.pos[0]);
@@ -205,12 +202,10 @@ static const char forget_usage[] =
 
 int cmd_forget(int argc, char **argv) {
     struct cli c;
-    int code = cli_open(&c, argc, argv, NULL, 0, 1, 1, forget_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, NULL, 0, 1, 1, forget_usage, &code)) return code;
     const char *name = c.pos[0];
     char node_k[160], alive_k[160], nodes_k[160], run_k[160], err[256];
-    code = EXIT_OK;
     if (!node_name_valid(name)) {
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a valid node name", name);
         cli_close(&c);

@@ -67,8 +67,8 @@ static int list_space(struct cli *c, const char *space, struct json *j) {
 int cmd_packages(int argc, char **argv) {
     struct cli c;
     struct cli_flag flags[] = {{.name = "space", .has_value = true}, {.name = "json"}};
-    int code = cli_open(&c, argc, argv, flags, 2, 0, 0, packages_usage);
-    if (code >= 0) { cli_close(&c); return code; }
+    int code;
+    if (!cli_open(&c, argc, argv, flags, 2, 0, 0, packages_usage, &code)) return code;
     const char *one = flags[0].set ? flags[0].value : NULL;
     if (one && !package_space_valid(one)) {
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a space name (1-64 of A-Z a-z 0-9 _ -)", one);
@@ -93,7 +93,6 @@ int cmd_packages(int argc, char **argv) {
     else printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", "SPACE", "PACKAGE", "VERSION", "SIZE",
                 "PUBLISHED", "SHA-256");
     size_t n = one ? 1 : sp->elements;
-    code = EXIT_OK;
     for (size_t i = 0; i < n && code == EXIT_OK; i++) {
         const char *space = one ? one : sp->element[i]->str;
         if (list_space(&c, space, as_json ? &j : NULL) != 0) code = EXIT_FAIL;

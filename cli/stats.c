@@ -50,9 +50,8 @@ static const char stats_usage[] =
 int cmd_stats(int argc, char **argv) {
     struct cli c;
     struct cli_flag flags[] = {{.name = "json"}};
-    int code = cli_open(&c, argc, argv, flags, 1, 0, 0, stats_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, flags, 1, 0, 0, stats_usage, &code)) return code;
     struct fleet f;
     if ((code = read_fleet(&c, &f)) != 0) { cli_close(&c); return code; }
     char q_k[160], s_k[160], sch_k[160], err[256];

@@ -98,15 +98,13 @@ int cmd_enqueue(int argc, char **argv) {
         [F_LOST] = {.name = "lost-budget", .has_value = true},
         [F_PACKAGE] = {.name = "package", .has_value = true},
     };
-    int code = cli_open(&c, argc, argv, f, F_N, 0, 1000, enqueue_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, f, F_N, 0, 1000, enqueue_usage, &code)) return code;
     struct shoal_task_opts o;
     int64_t count;
     struct buf args;
     buf_init(&args);
     if ((code = opts_from_flags(&c, f, &o, &count)) != 0) goto out;
-    code = EXIT_OK;
     if (strcmp(o.type, "exec") == 0) {
         if (c.npos == 0) {
             code = cli_fail(&c, EXIT_USAGE, "an exec task needs a program: shoal enqueue -- "
@@ -194,9 +192,8 @@ static const char task_usage[] =
 int cmd_task(int argc, char **argv) {
     struct cli c;
     struct cli_flag f[] = {{.name = "log"}, {.name = "json"}};
-    int code = cli_open(&c, argc, argv, f, 2, 1, 1, task_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, f, 2, 1, 1, task_usage, &code)) return code;
     int64_t id;
     struct shoal_client tc;
     struct shoal_task t;
@@ -257,9 +254,8 @@ static const char cancel_usage[] =
 
 int cmd_cancel(int argc, char **argv) {
     struct cli c;
-    int code = cli_open(&c, argc, argv, NULL, 0, 1, 1, cancel_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, NULL, 0, 1, 1, cancel_usage, &code)) return code;
     int64_t id;
     struct shoal_client tc;
     char err[512], result[64];
@@ -287,9 +283,8 @@ static const char wait_usage[] =
 int cmd_wait(int argc, char **argv) {
     struct cli c;
     struct cli_flag f[] = {{.name = "timeout", .has_value = true}};
-    int code = cli_open(&c, argc, argv, f, 1, 1, 1, wait_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, f, 1, 1, 1, wait_usage, &code)) return code;
     int64_t id, timeout = 0;
     struct shoal_client tc;
     char err[512];
@@ -427,9 +422,8 @@ int cmd_tasks(int argc, char **argv) {
                            {.name = "queue", .has_value = true},
                            {.name = "limit", .has_value = true},
                            {.name = "json"}};
-    int code = cli_open(&c, argc, argv, f, 5, 0, 0, tasks_usage);
-    if (code >= 0) { cli_close(&c); return code; }
-    code = EXIT_OK;
+    int code;
+    if (!cli_open(&c, argc, argv, f, 5, 0, 0, tasks_usage, &code)) return code;
     static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success", "Failed",
                                          "Canceled", "TimedOut", NULL};
     const char *state = f[1].value;
