@@ -56,25 +56,31 @@ static int host_port(const char *s, size_t n, char *h, size_t hlen, int *port) {
     return 0;
 }
 
+/* Takes "[user[:pass]@]" off the front of p (which ends before end) into u; "pass@" alone
+ * is a password (redis://secret@host is a common shorthand). Returns 0, or -1 when too long. */
+static int userinfo(const char **p, const char *end, struct rurl *u) {
+    const char *at = NULL;
+    for (const char *c = *p; c < end; c++) if (*c == '@') at = c;
+    if (!at) return 0;
+    const char *colon = memchr(*p, ':', (size_t)(at - *p));
+    const char *uend = colon ? colon : at;
+    if (decode(*p, (size_t)(uend - *p), u->user, sizeof u->user) ||
+        (colon && decode(colon + 1, (size_t)(at - colon - 1), u->pass, sizeof u->pass)))
+        return -1;
+    if (!colon) {
+        snprintf(u->pass, sizeof u->pass, "%s", u->user);
+        u->user[0] = '\0';
+    }
+    *p = at + 1;
+    return 0;
+}
+
 /* redis-sentinel://[user:pass@]h:p[,h:p...]/master[/db] */
 static int parse_sentinel(const char *url, struct rurl *u, char *err, size_t errlen) {
     const char *p = url + 17;
     const char *slash = strchr(p, '/');
     if (!slash || !slash[1]) return fail(err, errlen, url, "expected redis-sentinel://host:port[,host:port]/master-name");
-    const char *at = NULL;
-    for (const char *c = p; c < slash; c++) if (*c == '@') at = c;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *uend = colon ? colon : at;
-        if (decode(p, (size_t)(uend - p), u->user, sizeof u->user) ||
-            (colon && decode(colon + 1, (size_t)(at - colon - 1), u->pass, sizeof u->pass)))
-            return fail(err, errlen, url, "user or password too long");
-        if (!colon) {
-            snprintf(u->pass, sizeof u->pass, "%s", u->user);
-            u->user[0] = '\0';
-        }
-        p = at + 1;
-    }
+    if (userinfo(&p, slash, u) != 0) return fail(err, errlen, url, "user or password too long");
     while (p < slash) {
         const char *comma = memchr(p, ',', (size_t)(slash - p));
         const char *end = comma ? comma : slash;
@@ -127,20 +133,7 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
     const char *p = url + 8;
     const char *slash = strchr(p, '/');
     const char *end = slash ? slash : p + strlen(p);
-    const char *at = NULL;
-    for (const char *c = p; c < end; c++) if (*c == '@') at = c;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *uend = colon ? colon : at;
-        if (decode(p, (size_t)(uend - p), u->user, sizeof u->user) ||
-            (colon && decode(colon + 1, (size_t)(at - colon - 1), u->pass, sizeof u->pass)))
-            return fail(err, errlen, url, "user or password too long");
-        if (!colon) { /* redis://password@host is a common shorthand */
-            snprintf(u->pass, sizeof u->pass, "%s", u->user);
-            u->user[0] = '\0';
-        }
-        p = at + 1;
-    }
+    if (userinfo(&p, end, u) != 0) return fail(err, errlen, url, "user or password too long");
     const char *hend;
     if (*p == '[') {
         const char *rb = memchr(p, ']', (size_t)(end - p));

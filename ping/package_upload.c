@@ -127,6 +127,14 @@ static void fail_disk(struct upload *u, const char *what, int err) {
         fail(u, 500, "cannot %s the package file: %s; nothing was kept", what, uv_strerror(err));
 }
 
+/* A libuv fs request was just started with err its result: on success one step is in flight
+ * (libuv never runs the callback from inside the call); otherwise the upload fails with what
+ * could not be done. */
+static void fs_started(struct upload *u, int err, const char *what) {
+    if (err) fail_disk(u, what, err);
+    else u->stepping = true;
+}
+
 static void upload_free_cb(struct pkg_lock *l) {
     struct upload *u = container_of(l, struct upload, lock);
     for (unsigned i = 0; i < UP_BUFS; i++) free(u->chunks[i].data);
@@ -251,12 +259,7 @@ static void renamed_cb(uv_fs_t *req) {
 }
 
 static void rename_into_place(struct upload *u) {
-    u->stepping = true;
-    int err = uv_fs_rename(u->loop, &u->req, u->tmp, u->final, renamed_cb);
-    if (err) {
-        u->stepping = false;
-        fail_disk(u, "rename", err);
-    }
+    fs_started(u, uv_fs_rename(u->loop, &u->req, u->tmp, u->final, renamed_cb), "rename");
 }
 
 /* Under the lock, with a mode that cares: what is there already? */
@@ -335,11 +338,7 @@ static void synced_cb(uv_fs_t *req) {
     }
     uv_file fd = u->fd;
     u->fd = -1;
-    u->stepping = true;
-    if ((err = uv_fs_close(u->loop, &u->req, fd, closed_cb)) != 0) {
-        u->stepping = false;
-        fail_disk(u, "close", err);
-    }
+    fs_started(u, uv_fs_close(u->loop, &u->req, fd, closed_cb), "close");
 }
 
 /* ---- writing ---- */
@@ -478,12 +477,7 @@ static void drain(struct upload *u) {
     if (u->overflow.len) return;  /* staged as buffers come back */
     if (u->fill && u->fill->len) submit_fill(u);
     if (u->writes || u->qlen || u->stepping || u->status) return;
-    u->stepping = true;
-    int err = uv_fs_fsync(u->loop, &u->req, u->fd, synced_cb);
-    if (err) {
-        u->stepping = false;
-        fail_disk(u, "sync", err);
-    }
+    fs_started(u, uv_fs_fsync(u->loop, &u->req, u->fd, synced_cb), "sync");
 }
 
 /* ---- the body ---- */
@@ -606,13 +600,8 @@ static void space_dir_cb(uv_fs_t *req) {
     pkg_random_hex(token, 8);
     snprintf(u->tmp, sizeof u->tmp, "%s/%s/.upload-%s-%s.tmp", u->svc->cfg->package_dir,
              u->space, u->svc->cfg->name, token);
-    u->stepping = true;
-    err = uv_fs_open(u->loop, &u->req, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644,
-                     opened_cb);
-    if (err) {
-        u->stepping = false;
-        fail_disk(u, "create", err);
-    }
+    fs_started(u, uv_fs_open(u->loop, &u->req, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                             0644, opened_cb), "create");
 }
 
 static void dir_cb(uv_fs_t *req) {
@@ -626,20 +615,13 @@ static void dir_cb(uv_fs_t *req) {
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/%s", u->svc->cfg->package_dir, u->space);
-    u->stepping = true;
-    if ((err = uv_fs_mkdir(u->loop, &u->req, dir, 0755, space_dir_cb)) != 0) {
-        u->stepping = false;
-        fail_disk(u, "create the directory of", err);
-    }
+    fs_started(u, uv_fs_mkdir(u->loop, &u->req, dir, 0755, space_dir_cb),
+               "create the directory of");
 }
 
 static void prepare(struct upload *u) {
-    u->stepping = true;
-    int err = uv_fs_mkdir(u->loop, &u->req, u->svc->cfg->package_dir, 0755, dir_cb);
-    if (err) {
-        u->stepping = false;
-        fail_disk(u, "create the directory of", err);
-    }
+    fs_started(u, uv_fs_mkdir(u->loop, &u->req, u->svc->cfg->package_dir, 0755, dir_cb),
+               "create the directory of");
 }
 
 /* A raw body's name is known: a package that exists is refused before its body is read. */

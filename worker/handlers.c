@@ -120,19 +120,8 @@ void shoal_job_log(struct shoal_job *job, const char *fmt, ...) {
     buf_init(&line);
     va_list ap;
     va_start(ap, fmt);
-    char small[256];
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    buf_vprintf(&line, fmt, ap);
     va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        buf_append(&line, small, (size_t)n);
-    } else {
-        buf_reserve(&line, (size_t)n);
-        va_start(ap, fmt);
-        vsnprintf(line.data, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        line.len = (size_t)n;
-    }
     if (line.len == 0 || line.data[line.len - 1] != '\n') buf_append(&line, "\n", 1);
     pthread_mutex_lock(&job->mu);
     log_keep_tail(&job->log, job->log_cap, &job->log_truncated, line.data, line.len);
