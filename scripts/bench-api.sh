@@ -13,20 +13,10 @@ secs=${BENCH_SECONDS:-10}
 api_rate=${BENCH_API_RATE:-500}
 ping_rate=${BENCH_RATE:-5000}
 key=bench-key-$RANDOM$RANDOM$RANDOM
-tmp=$(mktemp -d /tmp/shoal-bench-api-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_init api
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
-for _ in $(seq 1 200); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+bench_redis
 
 now=$(date +%s%3N)
 for i in $(seq -w 1 100); do

@@ -7,19 +7,10 @@ set -euo pipefail
 build=${1:-build}
 n=${2:-100000}
 bin=$build/shoal
-tmp=$(mktemp -d /tmp/shoal-bench-noop-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
-for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-url="redis://127.0.0.1:$port/0"
+. "$(dirname "$0")/bench-lib.sh"
+bench_init noop
+bench_redis
+port=$rport
 "$bin" enqueue --redis "$url" --type noop --count "$n" > /dev/null
 cpu() { redis-cli -p "$port" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {s+=$2} END {print s}'; }
 c0=$(cpu)

@@ -14,20 +14,10 @@ build=${1:-build}
 mib=${BENCH_PKG_MIB:-2048}
 rate=${BENCH_PKG_RATE:-1000}
 bin=$build/shoal
-tmp=$(mktemp -d /tmp/shoal-bench-pkg-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_init pkg
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
-for _ in $(seq 1 200); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+bench_redis
 
 nport=$(free_port)
 key=bench-key
@@ -58,7 +48,8 @@ wait "$lat" || true
 multi=$("${up[@]}" "$mib" Bench.2.0.0.zip multipart download)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$node/status)
 rm -rf "$tmp/packages"
-dd_line=$(head -c $((256 << 20)) /dev/urandom > "$tmp/rnd" && for _ in $(seq 1 $((mib / 256))); do cat "$tmp/rnd"; done \
+chunk=$(( mib < 256 ? mib : 256 ))   # MiB of random bytes, repeated up to $mib
+dd_line=$(head -c $((chunk << 20)) /dev/urandom > "$tmp/rnd" && for _ in $(seq 1 $((mib / chunk))); do cat "$tmp/rnd"; done \
   | dd of="$tmp/dd.bin" bs=1M iflag=fullblock conv=fsync 2>&1 | tail -1)
 rm -f "$tmp/dd.bin" "$tmp/rnd"
 

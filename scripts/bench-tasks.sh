@@ -21,22 +21,11 @@ for b in bench_tasks bench_node; do
   [ -x "$build/$b" ] || { echo "bench-tasks: $build/$b missing (cmake --build $build --target bench_tasks bench_node)" >&2; exit 2; }
 done
 build=$(cd "$build" && pwd)
-tmp=$(mktemp -d /tmp/shoal-bench-tasks-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/bench-lib.sh"
+bench_init tasks
 trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
-  --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
-for _ in $(seq 1 200); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-redis-cli -p "$rport" ping >/dev/null || { echo "bench-tasks: redis-server did not start" >&2; exit 1; }
+bench_redis
 url0="redis://127.0.0.1:$rport/0" url1="redis://127.0.0.1:$rport/1" url=$url0
 raw="$tmp/raw.jsonl"
 

@@ -8,22 +8,10 @@ build=${1:-build}
 secs=${BENCH_SECONDS:-10}
 scripts/deps.sh wrk nginx-light >/dev/null
 bin=$build/shoal
-tmp=$(mktemp -d /tmp/shoal-bench-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0; sleep 0.05; done; return 1; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_init main
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
-for _ in $(seq 1 200); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-url="redis://127.0.0.1:$rport/0"
+bench_redis
 
 nport=$(free_port)
 "$bin" worker --redis "$url" --name bench-node --listen "127.0.0.1:$nport" --log-level warn \

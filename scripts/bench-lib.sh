@@ -1,0 +1,37 @@
+# bench-lib.sh: what every benchmark script shares; source it, don't run it.
+#   bench_init NAME   a temp dir in $tmp, the PIDs started (append to pids), and an EXIT trap
+#                     that stops exactly those PIDs (TERM, then wait) and removes $tmp
+#   free_port         a free TCP port on 127.0.0.1
+#   bench_redis       its own redis-server (no persistence) on a free loopback port: sets
+#                     $rport and $url (redis://127.0.0.1:$rport/0); fails if it does not answer
+#   wait_http PORT PATH   until 127.0.0.1:PORT answers PATH (10 s at most)
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+
+bench_init() {
+  tmp=$(mktemp -d "/tmp/shoal-bench-$1-XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+bench_redis() {
+  rport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+    --daemonize no --logfile "$tmp/redis.log" & pids+=($!)
+  for _ in $(seq 1 200); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis-cli -p "$rport" ping >/dev/null 2>&1 || { echo "bench: redis-server did not start" >&2; exit 1; }
+  url="redis://127.0.0.1:$rport/0"
+}
+
+wait_http() {
+  for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0; sleep 0.05; done
+  return 1
+}
