@@ -141,6 +141,11 @@ static const struct setting table[] = {
     {"package-dir", "SHOAL_PACKAGE_DIR", T_STR, "packages", SCOPE_WORKER, false, OFF(package_dir),
      0, 0, NULL, "where uploaded packages are stored (relative to the working directory; in "
      "HA, a volume every node shares)"},
+    {"package-direct-io", "SHOAL_PACKAGE_DIRECT_IO", T_BOOL, "on", SCOPE_WORKER, false,
+     OFF(package_direct_io), 0, 0, NULL,
+     "write uploads with O_DIRECT where the file system takes it, bypassing the page cache "
+     "(--no-package-direct-io: through the cache, e.g. for a network file system that is "
+     "slow with it)"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {

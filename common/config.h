@@ -39,6 +39,7 @@ struct shoal_config {
     char *api_key;            /* --api-key / SHOAL_API_KEY: HTTP API key(s), comma list; secret */
     char *api_key_file;       /* --api-key-file / SHOAL_API_KEY_FILE: file of keys, one a line */
     char *package_dir;        /* --package-dir / SHOAL_PACKAGE_DIR: uploaded packages */
+    bool package_direct_io;   /* --package-direct-io / SHOAL_PACKAGE_DIRECT_IO: O_DIRECT writes */
 };
 
 /* Fills cfg with defaults (the node name from the host name). Free with config_free(). */

@@ -29,6 +29,8 @@ struct ping_services {
     const struct shoal_config *cfg;    /* settings (API keys, package dir, retention, ...) */
     struct api_state *api;             /* API keys and the /metrics cache (ping/api.h), or NULL:
                                         * keyed routes then answer 503 */
+    struct bgq *bg;                    /* threads below the loop (hashing, writing uploads), or
+                                        * NULL: uploads then answer 503 */
 };
 
 struct ping_server;

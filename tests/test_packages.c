@@ -443,3 +443,78 @@ Test(packages, exec_task_gets_the_package_path) {
     free(out);
     cr_assert_eq(h_worker_stop(&runner), 0);
 }
+
+/* ---- how the bytes reach the disk ---- */
+
+/* Whether dir's file system takes O_DIRECT (tmpfs before Linux 6.6 does not). */
+static bool direct_io_works(const char *dir) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/.direct-probe", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0600);
+    unlink(path);
+    if (fd < 0) return false;
+    close(fd);
+    return true;
+}
+
+static int log_count(const char *what) {
+    char *log = h_read_file(node.log);
+    int n = 0;
+    for (const char *p = log; p && (p = strstr(p, what)); p += strlen(what)) n++;
+    free(log);
+    return n;
+}
+
+/* Uploads size bytes as Edge.<version>.zip, checks the answer, the file and a download. */
+static void upload_checked(const char *version, uint64_t size, uint64_t seed) {
+    char q[128], path[512], dl[256];
+    snprintf(q, sizeof q, "?filename=Edge.%s.zip", version);
+    struct pc_upload o = raw(q, size, seed);
+    struct pc_result r;
+    upload_ok(&o, 201, &r);
+    char hash[65];
+    json_hash(r.body, hash);
+    cr_assert_str_eq(hash, r.sha, "%llu bytes: the node's SHA-256 differs", (unsigned long long)size);
+    snprintf(path, sizeof path, "%s/" SPACE "/Edge.%s.zip", pkgdir, version);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq((uint64_t)st.st_size, size, "%llu bytes: the file has %lld (padding left?)",
+                 (unsigned long long)size, (long long)st.st_size);
+    snprintf(dl, sizeof dl, "/api/" SPACE "/packages/packages-Edge.%s/raw", version);
+    int status;
+    uint64_t len;
+    char dsha[65];
+    pc_download(node.port, dl, KEY, &status, &len, dsha);
+    cr_assert_eq(status, 200);
+    cr_assert_eq(len, size);
+    cr_assert_str_eq(dsha, r.sha, "%llu bytes: download matches upload", (unsigned long long)size);
+}
+
+/* O_DIRECT writes whole blocks: sizes around a block and around a 2 MiB buffer are padded and
+ * cut back exactly. The log says which way the bytes went. */
+Test(packages, direct_io_sizes_around_blocks_and_buffers, .timeout = 180) {
+    const uint64_t sizes[] = {1, 4095, 4096, 4097, 2 * MiB - 1, 2 * MiB, 2 * MiB + 1,
+                              12 * MiB + 4095, 13 * MiB};
+    for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "1.0.%u", i);
+        upload_checked(v, sizes[i], 100 + i);
+    }
+    bool direct = direct_io_works(pkgdir);
+    cr_assert_eq(log_count(direct ? "io=direct" : "io=cached"), 9, "%s", direct ?
+                 "the package directory takes O_DIRECT, so every upload must use it" :
+                 "without O_DIRECT every upload goes through the page cache");
+}
+
+/* --no-package-direct-io: through the page cache, same results. */
+Test(packages, page_cache_with_no_package_direct_io, .timeout = 180) {
+    cr_assert_eq(h_worker_stop(&node), 0);
+    const char *extra[] = {"--api-key", KEY, "--package-dir", pkgdir, "--cap", "0",
+                           "--no-package-direct-io", NULL};
+    h_worker_start(&node, &redis, "pkgnode", extra);
+    cr_assert(h_ping_is(&node, 200, 10000), "the node did not come up");
+    upload_checked("2.0.0", 2 * MiB + 4097, 7);
+    upload_checked("2.0.1", 40 * MiB + 1, 8);  /* past one writeback fdatasync */
+    cr_assert_eq(log_count("io=cached"), 2);
+    cr_assert_eq(log_count("io=direct"), 0);
+}

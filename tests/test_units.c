@@ -1,9 +1,17 @@
 /* test_units.c: pure unit tests: durations, numbers, settings table, Redis URLs, JSON writer,
- * node status and health. */
+ * node status and health, the background queue (bgq). */
+#define _GNU_SOURCE  /* gettid */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bgq.h"
 #include "common/buf.h"
 #include "common/config.h"
 #include "common/err.h"
@@ -200,4 +208,68 @@ Test(status, node_status_and_health) {
     cr_assert_eq(node_view_health(&v, NULL), NODE_UNAVAILABLE);
     v.redis_ok = true; v.registered = false;
     cr_assert_eq(node_view_health(&v, NULL), NODE_UNAVAILABLE);
+}
+
+/* ---- bgq: background threads, results back on the loop ---- */
+
+struct bg_item {
+    struct bgq_job job;
+    int index;
+    pthread_t loop_thread;       /* the test's thread, where done must run */
+    bool ran_elsewhere;          /* work ran on another thread */
+    int nice;                    /* of the thread that ran work */
+    int *done_order, *ndone;
+    bool done_on_loop;
+    struct bgq *q;
+    int resubmit;                /* submit again from done this many times */
+};
+
+static void bg_work(struct bgq_job *job) {
+    struct bg_item *it = container_of(job, struct bg_item, job);
+    it->ran_elsewhere = !pthread_equal(pthread_self(), it->loop_thread);
+    errno = 0;
+    it->nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+    usleep(200);
+}
+
+static void bg_done(struct bgq_job *job) {
+    struct bg_item *it = container_of(job, struct bg_item, job);
+    it->done_on_loop = pthread_equal(pthread_self(), it->loop_thread);
+    if (it->resubmit-- > 0) {
+        bgq_submit(it->q, &it->job);  /* the loop must stay alive for this one too */
+        return;
+    }
+    it->done_order[(*it->ndone)++] = it->index;
+}
+
+Test(bgq, runs_below_the_loop_and_answers_on_it) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bgq *q;
+    cr_assert_eq(bgq_new(&loop, 3, 19, &q), 0);
+    enum { N = 50 };
+    static struct bg_item items[N];
+    int order[N], ndone = 0;
+    for (int i = 0; i < N; i++) {
+        items[i] = (struct bg_item){.job = {bg_work, bg_done, NULL}, .index = i,
+                                    .loop_thread = pthread_self(), .done_order = order,
+                                    .ndone = &ndone, .q = q, .resubmit = i % 7 == 0 ? 2 : 0};
+        bgq_submit(q, &items[i].job);
+    }
+    /* uv_run returns only when every job is done: the queue holds the loop while any is out. */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(ndone, N, "every done callback ran before the loop ended (%d of %d)", ndone, N);
+    bool seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        cr_assert(!seen[order[i]], "job %d done twice", order[i]);
+        seen[order[i]] = true;
+        cr_assert(items[i].ran_elsewhere, "job %d ran on the loop's thread", i);
+        cr_assert(items[i].done_on_loop, "job %d's done ran off the loop's thread", i);
+        cr_assert_eq(items[i].nice, 19, "job %d ran at nice %d", i, items[i].nice);
+    }
+    /* An idle queue does not keep the loop alive. */
+    cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    bgq_close(q);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "the queue's handle is closed");
 }

@@ -1,0 +1,44 @@
+/* bgq.h: background threads for CPU-heavy work, running below the event loop, with their
+ * results handed back to the loop.
+ *
+ * Why not uv_queue_work: libuv 1.44 (Debian 12) hands a finished job back with uv_async_send,
+ * and the loop thread spins (uv__async_spin) while a pool thread is between claiming the
+ * async handle and writing its eventfd. A thread that runs below the loop (nicer than it)
+ * is preempted in exactly that window, by the loop thread its write just woke, and the loop
+ * then burns its CPU waiting for a thread that cannot run: turns of 0.5-2 ms, measured during
+ * uploads (every 2 MiB hashed or written is one such hand-back). Here a thread files the
+ * finished job under a mutex, lets go of it, and only then writes an eventfd the loop polls:
+ * the loop never waits for a thread below it.
+ *
+ * Jobs run in submission order as threads free up; several run at once with several threads.
+ * A job's done callback runs on the loop, in the order jobs finished.
+ *
+ * Threads can only be made nicer, never less nice (that needs CAP_SYS_NICE), so a queue's
+ * threads keep their priority for life; libuv's pool threads may run C handlers at
+ * TASK_NICE and would pass that on to anything else they run later. */
+#ifndef SHOAL_BGQ_H
+#define SHOAL_BGQ_H
+
+#include <uv.h>
+
+struct bgq_job {
+    void (*work)(struct bgq_job *job);   /* on a background thread */
+    void (*done)(struct bgq_job *job);   /* then on the loop */
+    struct bgq_job *next;                /* the queue's */
+};
+
+struct bgq;
+
+/* Starts threads at nice (worker/exec.h's TASK_NICE, or nicer) and watches their results on loop.
+ * The loop is kept alive only while jobs are outstanding. Returns 0 and *out, or a negative
+ * libuv error. */
+int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out);
+
+/* Queues job; its done callback will run on the loop. */
+void bgq_submit(struct bgq *q, struct bgq_job *job);
+
+/* Once no job is outstanding (after uv_run has returned): stops and joins the threads and
+ * closes the loop's handle; run the loop once more before uv_loop_close() to free it. */
+void bgq_close(struct bgq *q);
+
+#endif
