@@ -1,9 +1,10 @@
 /* bgq.c: background threads below the loop; results back through an eventfd (see bgq.h). */
-#define _GNU_SOURCE  /* gettid */
+#define _GNU_SOURCE  /* gettid, SCHED_IDLE */
 #include "common/bgq.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ struct bgq {
     struct bgq_job *done, *done_tail;    /* FIFO, under mu */
     bool stop;                           /* under mu */
     unsigned outstanding;                /* submitted, done callback not yet run (loop only) */
-    int nice;                            /* of the threads */
+    int nice;                            /* of the threads, or BGQ_IDLE */
     unsigned nthreads;
     pthread_t threads[BGQ_MAX_THREADS];
 };
@@ -39,7 +40,10 @@ static void push(struct bgq_job **head, struct bgq_job **tail, struct bgq_job *j
 
 static void *thread_main(void *arg) {
     struct bgq *q = arg;
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), q->nice) != 0) { /* run as we are */ }
+    if (q->nice == BGQ_IDLE) {
+        struct sched_param none = {0};
+        if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &none) != 0) { /* run as we are */ }
+    } else if (setpriority(PRIO_PROCESS, (id_t)gettid(), q->nice) != 0) { /* run as we are */ }
     pthread_mutex_lock(&q->mu);
     for (;;) {
         while (!q->todo && !q->stop) pthread_cond_wait(&q->cv, &q->mu);

@@ -29,9 +29,16 @@ struct bgq_job {
 
 struct bgq;
 
-/* Starts threads at nice (worker/exec.h's TASK_NICE, or nicer) and watches their results on loop.
- * The loop is kept alive only while jobs are outstanding. Returns 0 and *out, or a negative
- * libuv error. */
+/* SCHED_IDLE instead of a nice value: the threads run only on CPU nothing else wants, and a
+ * waking thread of any normal priority preempts them at once (Linux's EEVDF otherwise lets a
+ * thread at any nice value finish its slice, up to 1.5 ms on 2 CPUs, before the loop gets the
+ * CPU back). For pure CPU work: a thread starved while it holds a kernel lock would hold up
+ * others, so work that enters the file system belongs at nice 19. */
+#define BGQ_IDLE 20
+
+/* Starts threads at nice (worker/exec.h's TASK_NICE, or nicer; or BGQ_IDLE) and watches
+ * their results on loop. The loop is kept alive only while jobs are outstanding. Returns 0
+ * and *out, or a negative libuv error. */
 int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out);
 
 /* Queues job; its done callback will run on the loop. */

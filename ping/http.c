@@ -436,6 +436,20 @@ int http_conn_feed(struct http_conn *c, const char *data, size_t len) {
     return 0;
 }
 
+bool http_conn_read_buffer(struct http_conn *c, char **base, size_t *len) {
+    if (!body_open(c) || c->paused || c->feeding || c->stopped || c->closed || c->held.len ||
+        c->body_wait)
+        return false;
+    struct http_exchange *ex = c->cur;
+    const llhttp_t *p = &c->parser;
+    if (!ex->sink || !ex->sink->buffer || (p->flags & F_CHUNKED) || !(p->flags & F_CONTENT_LENGTH) ||
+        p->content_length == 0)
+        return false;
+    if (ex->sink->buffer(ex, ex->sink_arg, base, len) != 0 || *len == 0) return false;
+    if (*len > p->content_length) *len = (size_t)p->content_length;
+    return true;
+}
+
 void http_conn_eof(struct http_conn *c) {
     if (c->closed || c->eof) return;
     c->eof = true;

@@ -126,6 +126,11 @@ void http_conn_init(struct http_conn *c, const struct http_site *site,
  * reads (stopped or closed: the bytes are dropped). */
 int http_conn_feed(struct http_conn *c, const char *data, size_t len);
 
+/* Where the transport should read next: true with the body's sink's own memory (see
+ * http_sink.buffer; *len is at most what remains of the body, so no byte of a next request
+ * lands there), false for the transport's own buffer. */
+bool http_conn_read_buffer(struct http_conn *c, char **base, size_t *len);
+
 /* The peer will send no more: the connection closes once every request read is answered. */
 void http_conn_eof(struct http_conn *c);
 
@@ -187,6 +192,12 @@ struct http_sink {
      * is gone: the answer will be dropped). Called once, unless the handler answered before.
      * The handler then answers ex, now or later, as always (that also frees it). */
     void (*end)(struct http_exchange *ex, int err, void *arg);
+    /* Optional: memory of the sink's own where the next body bytes are to be read, so that
+     * they arrive where the sink keeps them instead of being copied there. Returns 0 with
+     * *base and *len (at least 1), or -1: the transport's buffer as usual. Asked only while a
+     * Content-Length body (not chunked) is being read and no input is held; the next data call
+     * then gets at most *len bytes at *base. */
+    int (*buffer)(struct http_exchange *ex, void *arg, char **base, size_t *len);
 };
 
 /* Starts delivering the body of a STREAM route's exchange to sink (sink and arg borrowed until

@@ -53,7 +53,7 @@
 #define UP_ALIGN 4096u      /* O_DIRECT: buffer addresses, offsets and lengths */
 #define UP_INFLIGHT_DIRECT 2  /* data writes in flight with O_DIRECT (one through the cache) */
 #define UP_SYNC_EVERY (32ull << 20)  /* buffered: start writeback (fdatasync) after this much */
-#define UP_BURST (256u << 10)  /* body bytes taken per loop turn before letting others run */
+#define UP_BURST (64u << 10)  /* body bytes taken per loop turn (one socket read) before others */
 
 enum mode { MODE_FAIL, MODE_OVERWRITE, MODE_IGNORE };
 
@@ -420,7 +420,7 @@ static void submit(struct upload *u, struct chunk *k) {
     k->direct = u->direct;
     u->writes++;
     u->writing++;
-    bgq_submit(u->svc->bg, &k->wjob);
+    bgq_submit(u->svc->bg_io, &k->wjob);
 }
 
 /* Writes through the page cache from now on (O_DIRECT refused a write, or a short write left
@@ -455,7 +455,7 @@ static void pump_hash(struct upload *u) {
     k->hjob.done = hashed_cb;
     u->hashing = true;
     u->writes++;
-    bgq_submit(u->svc->bg, &k->hjob);
+    bgq_submit(u->svc->bg_cpu, &k->hjob);
 }
 
 static void hashed_cb(struct bgq_job *job) {
@@ -508,7 +508,8 @@ static void stage(struct upload *u, const char *at, size_t n) {
         }
         size_t k = UP_BUF - u->fill->len;
         if (k > n) k = n;
-        memcpy(u->fill->data + u->fill->len, at, k);
+        if (at != u->fill->data + u->fill->len)  /* else read there already (sink_buffer) */
+            memcpy(u->fill->data + u->fill->len, at, k);
         u->fill->len += k;
         at += k;
         n -= k;
@@ -678,7 +679,22 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
     drain(u);
 }
 
-static const struct http_sink upload_sink = {sink_data, sink_end};
+/* A raw body is read straight into the buffer being filled: the loop's one copy of it saved. */
+static int sink_buffer(struct http_exchange *ex, void *arg, char **base, size_t *len) {
+    struct upload *u = arg;
+    if (u->multipart || u->status || u->overflow.len) return -1;
+    if (!u->fill) {
+        if (!u->nspare) return -1;
+        u->fill = u->spare[--u->nspare];
+        u->fill->len = 0;
+    }
+    *base = u->fill->data + u->fill->len;
+    *len = UP_BUF - u->fill->len;
+    if (*len > UP_BURST) *len = UP_BURST;
+    return 0;
+}
+
+static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer};
 
 /* ---- preparing: directories, temp file, then the body ---- */
 
@@ -809,7 +825,7 @@ void pkg_upload_cb(struct http_exchange *ex) {
                                     "IgnoreIfExists (replace: true or false)");
         return;
     }
-    if (!http_site_of(ex)->loop || !svc->bg) {
+    if (!http_site_of(ex)->loop || !svc->bg_cpu || !svc->bg_io) {
         http_respond_error(ex, 503, "uploads need the node's event loop");
         return;
     }

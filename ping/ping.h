@@ -29,8 +29,9 @@ struct ping_services {
     const struct shoal_config *cfg;    /* settings (API keys, package dir, retention, ...) */
     struct api_state *api;             /* API keys and the /metrics cache (ping/api.h), or NULL:
                                         * keyed routes then answer 503 */
-    struct bgq *bg;                    /* threads below the loop (hashing, writing uploads), or
-                                        * NULL: uploads then answer 503 */
+    struct bgq *bg_cpu;                /* threads below the loop: hashing uploads (BGQ_IDLE) */
+    struct bgq *bg_io;                 /* ... writing them (nice 19); either NULL: uploads
+                                        * then answer 503 */
 };
 
 struct ping_server;

@@ -86,6 +86,13 @@ static void arm(struct conn *c, uint64_t ms) {
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *c = h->data;
+    char *base;
+    size_t len;
+    if (http_conn_read_buffer(&c->http, &base, &len)) {  /* a body straight where it goes */
+        buf->base = base;
+        buf->len = len;
+        return;
+    }
     buf->base = c->srv->rbuf;
     buf->len = sizeof c->srv->rbuf;
 }

@@ -1,7 +1,8 @@
 /* test_http_core.c: the HTTP connection core without sockets, through a fake io that records
  * what the core writes and asks. Covers what sockets make awkward to provoke: answers given
  * later and out of order, pausing at max_pending and resuming, detached exchanges, route
- * parameters and buffered bodies, byte-at-a-time input, EOF with answers outstanding. */
+ * parameters and buffered bodies, byte-at-a-time input, EOF with answers outstanding, a streamed
+ * body read straight into its sink's memory. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,45 @@ static void echo_cb(struct http_exchange *ex) {
     http_respond(ex, 201, "text/plain", out, (size_t)n);
 }
 
+/* A streamed body's sink with memory of its own (http_sink.buffer). */
+struct zsink {
+    char mem[64];
+    size_t used;
+    unsigned direct, copied;           /* data calls whose bytes were there already / not */
+    bool ended;
+};
+static struct zsink zs;
+
+static int z_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
+    struct zsink *z = arg;
+    cr_assert_leq(z->used + n, sizeof z->mem);
+    if (at == z->mem + z->used) z->direct++;
+    else {
+        memcpy(z->mem + z->used, at, n);
+        z->copied++;
+    }
+    z->used += n;
+    return 0;
+}
+
+static void z_end(struct http_exchange *ex, int err, void *arg) {
+    struct zsink *z = arg;
+    z->ended = true;
+    http_respond(ex, 201, "text/plain", z->mem, z->used);
+}
+
+static int z_buffer(struct http_exchange *ex, void *arg, char **base, size_t *len) {
+    struct zsink *z = arg;
+    *base = z->mem + z->used;
+    *len = sizeof z->mem - z->used;
+    return 0;
+}
+
+static const struct http_sink zsink = {z_data, z_end, z_buffer};
+static void stream_cb(struct http_exchange *ex) { http_body_start(ex, &zsink, &zs); }
+
 static const struct http_route routes[] = {
+    {HTTP_POST, "/stream", stream_cb, HTTP_BODY_STREAM},
     {HTTP_GET, "/now", now_cb, HTTP_BODY_NONE},
     {HTTP_GET, "/later", later_cb, HTTP_BODY_NONE},
     {HTTP_POST, "/echo/{a}", echo_cb, HTTP_BODY_BUFFER},
@@ -299,5 +338,38 @@ Test(http_core, header_limit_counts_many_small_headers) {
     cr_assert(f.closed);
     buf_reset(&f.out);
     buf_free(&in);
+    fake_free(&f);
+}
+
+/* http_conn_read_buffer: a Content-Length body is read into the sink's own memory, never past
+ * the body's end (a pipelined request behind it goes through the transport's buffer); chunked
+ * bodies and connections without a body open say no. */
+Test(http_core, body_read_into_the_sinks_memory) {
+    struct fake f;
+    char *base;
+    size_t len;
+    fake_init(&f);
+    memset(&zs, 0, sizeof zs);
+    cr_assert_not(http_conn_read_buffer(&f.c, &base, &len), "no body open yet");
+    feed(&f, "POST /stream HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    cr_assert_eq(zs.copied, 1, "bytes that came with the head are copied");
+    cr_assert(http_conn_read_buffer(&f.c, &base, &len));
+    cr_assert_eq(base, zs.mem + 3);
+    cr_assert_eq(len, 7, "at most what remains of the body (7), not the sink's room (61)");
+    memcpy(base, "defghij", 7);  /* what the transport's read does */
+    http_conn_feed(&f.c, base, 7);
+    cr_assert_eq(zs.direct, 1, "read in place: the sink copies nothing");
+    cr_assert(zs.ended);
+    take(&f, answer("201 Created", "abcdefghij", false));
+    cr_assert_not(http_conn_read_buffer(&f.c, &base, &len), "the body is complete");
+    feed(&f, "GET /now HTTP/1.1\r\n\r\n");
+    take(&f, answer("200 OK", "now", false));
+
+    memset(&zs, 0, sizeof zs);
+    feed(&f, "POST /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    cr_assert_not(http_conn_read_buffer(&f.c, &base, &len), "chunk framing must be parsed out");
+    feed(&f, "3\r\nxyz\r\n0\r\n\r\n");
+    cr_assert(zs.ended);
+    take(&f, answer("201 Created", "xyz", false));
     fake_free(&f);
 }

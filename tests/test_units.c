@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -217,7 +218,7 @@ struct bg_item {
     int index;
     pthread_t loop_thread;       /* the test's thread, where done must run */
     bool ran_elsewhere;          /* work ran on another thread */
-    int nice;                    /* of the thread that ran work */
+    int nice, policy;            /* of the thread that ran work */
     int *done_order, *ndone;
     bool done_on_loop;
     struct bgq *q;
@@ -229,6 +230,7 @@ static void bg_work(struct bgq_job *job) {
     it->ran_elsewhere = !pthread_equal(pthread_self(), it->loop_thread);
     errno = 0;
     it->nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+    it->policy = sched_getscheduler(0);
     usleep(200);
 }
 
@@ -242,11 +244,13 @@ static void bg_done(struct bgq_job *job) {
     it->done_order[(*it->ndone)++] = it->index;
 }
 
-Test(bgq, runs_below_the_loop_and_answers_on_it) {
+/* Runs 50 jobs (some submitted again from their done callback) on a queue of 3 threads at
+ * nice (or BGQ_IDLE) and checks where and how everything ran. */
+static void bgq_check(int nice) {
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct bgq *q;
-    cr_assert_eq(bgq_new(&loop, 3, 19, &q), 0);
+    cr_assert_eq(bgq_new(&loop, 3, nice, &q), 0);
     enum { N = 50 };
     static struct bg_item items[N];
     int order[N], ndone = 0;
@@ -265,7 +269,10 @@ Test(bgq, runs_below_the_loop_and_answers_on_it) {
         seen[order[i]] = true;
         cr_assert(items[i].ran_elsewhere, "job %d ran on the loop's thread", i);
         cr_assert(items[i].done_on_loop, "job %d's done ran off the loop's thread", i);
-        cr_assert_eq(items[i].nice, 19, "job %d ran at nice %d", i, items[i].nice);
+        if (nice == BGQ_IDLE)
+            cr_assert_eq(items[i].policy, SCHED_IDLE, "job %d ran under policy %d", i, items[i].policy);
+        else
+            cr_assert_eq(items[i].nice, nice, "job %d ran at nice %d", i, items[i].nice);
     }
     /* An idle queue does not keep the loop alive. */
     cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -273,3 +280,6 @@ Test(bgq, runs_below_the_loop_and_answers_on_it) {
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0, "the queue's handle is closed");
 }
+
+Test(bgq, runs_below_the_loop_and_answers_on_it) { bgq_check(19); }
+Test(bgq, idle_policy) { bgq_check(BGQ_IDLE); }
