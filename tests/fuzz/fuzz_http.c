@@ -27,6 +27,7 @@ enum {
     F_DETACH = 8,       /* close the connection before answering what is left */
     F_REVERSE = 16,     /* answer /later newest first */
     F_DRAIN = 32,       /* the node is draining */
+    F_DIRECT = 64,      /* without F_SMALL: read bodies into the sink's memory when offered */
 };
 
 struct fuzz {
@@ -38,6 +39,9 @@ struct fuzz {
     struct http_exchange *ended;   /* a streamed body that ended, to answer between chunks */
     size_t streamed;               /* body bytes the sinks took */
     unsigned calls;
+    char room[37];                 /* the sink's own memory (http_sink.buffer) */
+    const char *offered;           /* where the last read went, or NULL */
+    size_t offered_len;
 };
 
 static void check(bool ok, const char *what) {
@@ -101,6 +105,11 @@ static void echo_cb(struct http_exchange *ex) {
  * answer comes between chunks after the end. */
 static int stream_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
     struct fuzz *f = arg;
+    if (f->offered) {
+        check(at == f->offered && n == f->offered_len, "a body read into the sink's memory "
+                                                        "arrives there whole: no byte past its end");
+        f->offered = NULL;
+    }
     f->streamed += n;
     if (++f->calls % 2 == 0) {
         f->paused = ex;
@@ -121,7 +130,31 @@ static void stream_end(struct http_exchange *ex, int err, void *arg) {
     else f->ended = ex;
 }
 
-static const struct http_sink stream_sink = {stream_data, stream_end};
+static int stream_buffer(struct http_exchange *ex, void *arg, char **base, size_t *len) {
+    struct fuzz *f = arg;
+    *base = f->room;
+    *len = 1 + f->calls % sizeof f->room;
+    return 0;
+}
+
+static const struct http_sink stream_sink = {stream_data, stream_end, stream_buffer};
+
+/* Feeds n bytes as a transport would: into the sink's memory while the core offers it. */
+static void feed(struct fuzz *f, const char *in, size_t n, bool direct) {
+    char *base;
+    size_t len;
+    while (n && direct && http_conn_read_buffer(&f->c, &base, &len)) {
+        size_t k = len < n ? len : n;
+        memcpy(base, in, k);
+        f->offered = base;
+        f->offered_len = k;
+        http_conn_feed(&f->c, base, k);
+        f->offered = NULL;
+        in += k;
+        n -= k;
+    }
+    if (n) http_conn_feed(&f->c, in, n);
+}
 
 static void stream_cb(struct http_exchange *ex) {
     struct fuzz *f = http_site_of(ex)->data;
@@ -214,7 +247,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     http_conn_init(&f.c, &site, &fuzz_io);
     for (int i = 0; i < 4; i++) {
-        if (cut[i + 1] > cut[i]) http_conn_feed(&f.c, in + cut[i], cut[i + 1] - cut[i]);
+        if (cut[i + 1] > cut[i])
+            feed(&f, in + cut[i], cut[i + 1] - cut[i], !(flags & F_SMALL) && (flags & F_DIRECT));
         if (flags & F_BETWEEN) answer_later(&f, flags & F_REVERSE);
         stream_step(&f);
     }
