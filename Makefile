@@ -58,6 +58,7 @@ chaos: build
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+	@scripts/bench-busy.sh $(BUILD)
 	@scripts/bench-tasks.sh $(BUILD)
 	@scripts/bench-noop.sh $(BUILD)
 	@scripts/bench-api.sh $(BUILD)

@@ -3,12 +3,39 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
+
+/* sched_setattr(2)'s argument (SCHED_ATTR_SIZE_VER0): glibc 2.36 has no wrapper, and
+ * <linux/sched/types.h> clashes with <sched.h>, which libuv's header includes. */
+struct kernel_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+};
+#define KERNEL_SCHED_NORMAL 0
+#define KERNEL_SCHED_FLAG_RESET_ON_FORK 0x01
+#define SHORT_SLICE_NS 100000u  /* the kernel's minimum */
+
+int thread_short_slices(void) {
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    if (nice == -1 && errno) return -errno;
+    struct kernel_sched_attr a = {.size = sizeof a, .sched_policy = KERNEL_SCHED_NORMAL,
+                                  .sched_flags = KERNEL_SCHED_FLAG_RESET_ON_FORK,
+                                  .sched_nice = nice, .sched_runtime = SHORT_SLICE_NS};
+    return syscall(SYS_sched_setattr, 0, &a, 0) == 0 ? 0 : -errno;
+}
 
 static void oom(size_t n) {
     fprintf(stderr, "shoal: out of memory allocating %zu bytes\n", n);

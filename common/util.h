@@ -42,4 +42,12 @@ int parse_iso8601_ms(const char *s, int64_t *ms);
 /* A node name: 1..64 of [A-Za-z0-9._-], not starting with '-' (pod and host names fit). */
 int node_name_valid(const char *s);
 
+/* For the event loop's thread: asks the scheduler for the shortest time slice (0.1 ms; Linux
+ * 6.12+ EEVDF honours sched_attr.sched_runtime for normal tasks, older kernels ignore it), so
+ * that a request arriving while CPU-bound tasks hold every core preempts them at once instead
+ * of waiting for the end of their slice (1.5 ms on 2 CPUs, longer on larger machines). Same
+ * nice value; threads and processes started later get the default slice (reset on fork).
+ * Returns 0 or -errno (nothing changes then). */
+int thread_short_slices(void);
+
 #endif

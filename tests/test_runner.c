@@ -61,11 +61,13 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
     }
 }
 
+static const char *ctx_shim;  /* exec through `shoal exec-child` when set (the node's way) */
+
 static void ctx_init(struct ctx *c, const char *allow, int64_t grace_ms, const struct shoal_handlers *h) {
     memset(c, 0, sizeof *c);
     cr_assert_eq(uv_loop_init(&c->loop), 0);
     c->cfg = (struct runner_config){.allow_exec = allow, .log_cap = 65536, .kill_grace_ms = grace_ms,
-                                    .handlers = h};
+                                    .handlers = h, .exec_shim = ctx_shim};
     c->loop_thread = pthread_self();
     c->r = runner_new(&c->loop, &c->cfg, done_cb, c);
     uv_timer_init(&c->loop, &c->guard);
@@ -361,6 +363,41 @@ Test(exec, children_die_with_the_task) {
     cr_assert_gt(pid, 0, "log: %s", log_of(&c, 0));
     for (int i = 0; i < 200 && !gone(pid); i++) usleep(10000);
     cr_assert(gone(pid), "child %ld survived its task", pid);
+    ctx_free(&c);
+}
+
+/* Through the shim, as a node runs them: the program is in its own process group (signals go
+ * to the group) but in the node's session (a new session would be a scheduler autogroup of its
+ * own, where nice 10 no longer puts it below the node), at nice 10; its children die with it. */
+Test(exec, shim_own_group_same_session_nice) {
+    ctx_shim = getenv("SHOAL_BIN");
+    cr_assert(ctx_shim, "SHOAL_BIN is set by ctest");
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 5000, NULL);
+    ctx_shim = NULL;
+    start_sh(&c, 5000, "cat /proc/$$/stat");
+    start_sh(&c, 300, "sleep 30 & echo $!; wait");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    const char *st = strrchr(log_of(&c, 0), ')');
+    cr_assert(st, "log: %s", log_of(&c, 0));
+    long pid = atol(log_of(&c, 0)), pgrp, sid, nice;
+    char state;
+    long f[16];
+    /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime stime cutime cstime priority nice */
+    int n = sscanf(st + 2, "%c %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld",
+                   &state, &f[0], &pgrp, &sid, &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7],
+                   &f[8], &f[9], &f[10], &f[11], &f[12], &nice);
+    cr_assert_eq(n, 17, "stat: %s", log_of(&c, 0));
+    cr_assert_eq(pgrp, pid, "a process group of its own");
+    cr_assert_eq(sid, (long)getsid(0), "the node's session");
+    cr_assert_eq(nice, 10, "TASK_NICE");
+    assert_outcome(&c, 1, RUN_TIMEDOUT, "process stopped");
+    long child = atol(log_of(&c, 1));
+    cr_assert_gt(child, 0, "log: %s", log_of(&c, 1));
+    for (int i = 0; i < 200 && !gone(child); i++) usleep(10000);
+    cr_assert(gone(child), "child %ld survived its task", child);
     ctx_free(&c);
 }
 

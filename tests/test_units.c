@@ -1,5 +1,5 @@
 /* test_units.c: pure unit tests: durations, numbers, settings table, Redis URLs, JSON writer,
- * node status and health, the background queue (bgq). */
+ * node status and health, the background queue (bgq), short slices for the loop. */
 #define _GNU_SOURCE  /* gettid */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <uv.h>
 #include <stdlib.h>
@@ -283,3 +284,54 @@ static void bgq_check(int nice) {
 
 Test(bgq, runs_below_the_loop_and_answers_on_it) { bgq_check(19); }
 Test(bgq, idle_policy) { bgq_check(BGQ_IDLE); }
+
+/* ---- short time slices for the loop's thread ---- */
+
+static long sched_slice(const char *path) {
+    char *text = NULL;
+    size_t cap = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long v = -1;
+    ssize_t n;
+    while ((n = getline(&text, &cap, f)) > 0)
+        if (strncmp(text, "se.slice", 8) == 0) v = atol(strchr(text, ':') + 1);
+    free(text);
+    fclose(f);
+    return v;
+}
+
+static void *child_slice(void *arg) {
+    *(long *)arg = sched_slice("/proc/thread-self/sched");
+    return NULL;
+}
+
+static void *short_slices_thread(void *arg) {
+    int *rc = arg;
+    rc[0] = thread_short_slices();
+    rc[1] = (int)sched_slice("/proc/thread-self/sched");
+    long inherited = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, child_slice, &inherited);
+    pthread_join(t, NULL);
+    rc[2] = (int)inherited;
+    return NULL;
+}
+
+/* Linux 6.12+ takes the 0.1 ms slice; threads started afterwards get the default back. Older
+ * kernels accept the call and keep their slices (nothing to check there). */
+Test(sched, loop_thread_short_slices) {
+    int rc[3] = {0};
+    pthread_t t;
+    pthread_create(&t, NULL, short_slices_thread, rc);  /* not the test's own thread */
+    pthread_join(t, NULL);
+    cr_assert_eq(rc[0], 0, "sched_setattr: %s", strerror(-rc[0]));
+    struct utsname u;
+    int major = 0, minor = 0;
+    cr_assert_eq(uname(&u), 0);
+    sscanf(u.release, "%d.%d", &major, &minor);
+    if (major > 6 || (major == 6 && minor >= 12)) {
+        cr_assert_eq(rc[1], 100000, "the thread's slice (ns)");
+        cr_assert_gt(rc[2], 100000, "a thread it starts has the default slice, not %d", rc[2]);
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# bench-busy.sh [BUILD]: ping while every task slot is busy (make bench). Starts its own
+# redis-server and one node with --cap 2×cores, measures ping at a fixed rate on the idle node
+# (the machine's floor, same run), then fills every slot with a CPU-bound exec task (a shell
+# loop, timeout 60 s) and measures again. Stops exactly the PIDs it started; the tasks' programs
+# die with the node (exec-child's PR_SET_PDEATHSIG).
+#   BENCH_SECONDS (default 10), BENCH_BUSY_RATE (ping, default 1000/s)
+set -euo pipefail
+build=${1:-build}
+secs=${BENCH_SECONDS:-10}
+rate=${BENCH_BUSY_RATE:-1000}
+cap=$(( $(nproc) * 2 ))
+. "$(dirname "$0")/bench-lib.sh"
+bench_init busy
+bench_redis
+
+nport=$(free_port)
+"$build/shoal" worker --redis "$url" --name bench-busy --listen "127.0.0.1:$nport" --cap "$cap" \
+  --allow-exec /bin/sh --grace 1s --log-level warn 2>"$tmp/node.log" &
+node=$!; pids+=($node)
+wait_http "$nport" /api/octopusservernodes/ping || { echo "bench-busy: the node did not start" >&2; exit 1; }
+probe() { "$build/ping_latency" "$nport" /api/octopusservernodes/ping 10 "$rate" "$secs"; }
+
+idle=$(probe)
+for _ in $(seq 1 "$cap"); do
+  "$build/shoal" enqueue --redis "$url" --timeout 60s -- /bin/sh -c 'while :; do :; done' >/dev/null
+done
+running=0
+for _ in $(seq 1 100); do   # until every slot runs one (10 s at most)
+  running=$("$build/shoal" stats --redis "$url" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["Running"])' 2>/dev/null || echo 0)
+  [ "$running" -ge "$cap" ] && break
+  sleep 0.1
+done
+[ "$running" -ge "$cap" ] || { echo "bench-busy: only $running of $cap slots busy" >&2; exit 1; }
+busy=$(probe)
+
+echo "ping with every task slot busy, $(nproc) cores, $(date -u +%Y-%m-%d): cap $cap, $running CPU-bound exec tasks running (nice 10)"
+echo "idle node: $idle"
+echo "all slots busy: $busy (target p99 < 1 ms)"
