@@ -353,16 +353,21 @@ static bool gone(long pid) {
     return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
+/* Task i ran "sleep 30 & echo $!; wait" and timed out: the sleep it started must be gone. */
+static void assert_child_died(struct ctx *c, size_t i) {
+    assert_outcome(c, i, RUN_TIMEDOUT, "process stopped");
+    long pid = atol(log_of(c, i));
+    cr_assert_gt(pid, 0, "log: %s", log_of(c, i));
+    for (int k = 0; k < 200 && !gone(pid); k++) usleep(10000);
+    cr_assert(gone(pid), "child %ld survived its task", pid);
+}
+
 Test(exec, children_die_with_the_task) {
     struct ctx c;
     ctx_init(&c, ALLOW_SYS, 5000, NULL);
     start_sh(&c, 300, "sleep 30 & echo $!; wait");
     finish(&c);
-    assert_outcome(&c, 0, RUN_TIMEDOUT, "process stopped");
-    long pid = atol(log_of(&c, 0));
-    cr_assert_gt(pid, 0, "log: %s", log_of(&c, 0));
-    for (int i = 0; i < 200 && !gone(pid); i++) usleep(10000);
-    cr_assert(gone(pid), "child %ld survived its task", pid);
+    assert_child_died(&c, 0);
     ctx_free(&c);
 }
 
@@ -393,11 +398,7 @@ Test(exec, shim_own_group_same_session_nice) {
     cr_assert_eq(pgrp, pid, "a process group of its own");
     cr_assert_eq(sid, (long)getsid(0), "the node's session");
     cr_assert_eq(nice, 10, "TASK_NICE");
-    assert_outcome(&c, 1, RUN_TIMEDOUT, "process stopped");
-    long child = atol(log_of(&c, 1));
-    cr_assert_gt(child, 0, "log: %s", log_of(&c, 1));
-    for (int i = 0; i < 200 && !gone(child); i++) usleep(10000);
-    cr_assert(gone(child), "child %ld survived its task", child);
+    assert_child_died(&c, 1);
     ctx_free(&c);
 }
 
