@@ -181,8 +181,13 @@ PC_FN void pc_read_answer(int fd, struct pc_result *r) {
     }
 }
 
-PC_FN void pc_hex(const unsigned char *md, unsigned n, char *out) {
+/* Finishes sha into 64 hex digits (out holds 65) and frees it. */
+PC_FN void pc_sha_done(EVP_MD_CTX *sha, char *out) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(sha, md, &n);
     for (unsigned i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", md[i]);
+    EVP_MD_CTX_free(sha);
 }
 
 /* Uploads per o; fills r. Returns 0, or -1 when no connection could be made. */
@@ -258,14 +263,10 @@ PC_FN int pc_upload(int port, const struct pc_upload *o, struct pc_result *r) {
     }
     if (ok && npost) ok = pc_send_framed(fd, o->chunked, post, (size_t)npost);
     if (ok && o->chunked) ok = pc_send(fd, "0\r\n\r\n", 5);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    EVP_DigestFinal_ex(sha, md, &mdlen);
-    pc_hex(md, mdlen, r->sha);
+    pc_sha_done(sha, r->sha);
     pc_read_answer(fd, r);
     close(fd);
     free(block);
-    EVP_MD_CTX_free(sha);
     return 0;
 }
 
@@ -279,12 +280,8 @@ PC_FN void pc_expected_sha(uint64_t seed, uint64_t size, char out[65]) {
         pc_fill(seed, b, block, n);
         EVP_DigestUpdate(sha, block, n);
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    EVP_DigestFinal_ex(sha, md, &mdlen);
-    pc_hex(md, mdlen, out);
+    pc_sha_done(sha, out);
     free(block);
-    EVP_MD_CTX_free(sha);
 }
 
 /* A request with a small body (or none); the answer's status and body into r. */
@@ -330,13 +327,9 @@ PC_FN int pc_download(int port, const char *path, const char *key, int *status,
         EVP_DigestUpdate(sha, block, (size_t)k);
         got += (uint64_t)k;
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    EVP_DigestFinal_ex(sha, md, &mdlen);
-    pc_hex(md, mdlen, sha_hex);
+    pc_sha_done(sha, sha_hex);
     *len = got;
     free(block);
-    EVP_MD_CTX_free(sha);
     close(fd);
     return 0;
 }

@@ -93,7 +93,6 @@ struct upload {
     unsigned nspare;
     struct chunk *fill;            /* being filled, or NULL */
     struct buf overflow;           /* bytes taken while no buffer was free (one piece at most) */
-    unsigned writes;               /* in flight (hashing and the periodic fdatasync count) */
     struct chunk *hq[UP_BUFS];     /* full buffers waiting to be hashed, in file order */
     unsigned hhead, hlen;
     bool hashing;                  /* a buffer is being hashed (one at a time: SHA-256 is serial) */
@@ -125,6 +124,11 @@ struct upload {
 static void cleanup(struct upload *u);
 static void drain(struct upload *u);
 
+/* Background work in flight: data writes, the hashing, the periodic fdatasync. */
+static unsigned in_flight(const struct upload *u) {
+    return u->writing + u->hashing + u->syncing;
+}
+
 /* Records the first failure and starts cleaning once nothing is in flight. */
 static void fail(struct upload *u, int status, const char *fmt, ...) {
     if (!u->status) {
@@ -135,7 +139,7 @@ static void fail(struct upload *u, int status, const char *fmt, ...) {
         u->status = status;
         log_info("package upload failed", " space=%s status=%d err=\"%s\"", u->space, status, u->msg);
     }
-    if (!u->writes && !u->stepping && !u->cleaning) cleanup(u);
+    if (!in_flight(u) && !u->stepping && !u->cleaning) cleanup(u);
 }
 
 static void fail_disk(struct upload *u, const char *what, int err) {
@@ -151,6 +155,21 @@ static void fail_disk(struct upload *u, const char *what, int err) {
 static void fs_started(struct upload *u, int err, const char *what) {
     if (err) fail_disk(u, what, err);
     else u->stepping = true;
+}
+
+/* ... and that step (u->req) finished: its upload, with the result in *result; NULL when it
+ * failed (what names the step; EEXIST counts as done where exist_ok). */
+static struct upload *fs_finished(uv_fs_t *req, const char *what, bool exist_ok, ssize_t *result) {
+    struct upload *u = container_of(req, struct upload, req);
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    u->stepping = false;
+    if (r < 0 && !(exist_ok && r == UV_EEXIST)) {
+        fail_disk(u, what, (int)r);
+        return NULL;
+    }
+    if (result) *result = r;
+    return u;
 }
 
 static void upload_free_cb(struct pkg_lock *l) {
@@ -263,14 +282,8 @@ static void commit(struct upload *u) {
 }
 
 static void renamed_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int err = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (err < 0) {
-        fail_disk(u, "rename", err);
-        return;
-    }
+    struct upload *u = fs_finished(req, "rename", false, NULL);
+    if (!u) return;
     u->renamed = true;
     u->created = false;
     commit(u);
@@ -331,14 +344,8 @@ static void locked_cb(struct pkg_lock *l, int err) {
 }
 
 static void closed_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int err = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (err < 0) {
-        fail_disk(u, "close", err);
-        return;
-    }
+    struct upload *u = fs_finished(req, "close", false, NULL);
+    if (!u) return;
     snprintf(u->final, sizeof u->final, "%s/%s/%s.%s%s", u->svc->cfg->package_dir, u->space,
              u->ref.name.id, u->ref.name.version, u->ref.name.ext);
     u->stepping = true;
@@ -346,26 +353,16 @@ static void closed_cb(uv_fs_t *req) {
 }
 
 static void synced_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int err = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (err < 0) {
-        fail_disk(u, "sync", err);
-        return;
-    }
+    struct upload *u = fs_finished(req, "sync", false, NULL);
+    if (!u) return;
     uv_file fd = u->fd;
     u->fd = -1;
     fs_started(u, uv_fs_close(u->loop, &u->req, fd, closed_cb), "close");
 }
 
 static void truncated_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int err = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (err < 0) fail_disk(u, "write", err);
-    else fs_started(u, uv_fs_fsync(u->loop, &u->req, u->fd, synced_cb), "sync");
+    struct upload *u = fs_finished(req, "write", false, NULL);
+    if (u) fs_started(u, uv_fs_fsync(u->loop, &u->req, u->fd, synced_cb), "sync");
 }
 
 /* Every byte is hashed and written: the hash is final; cut the last write's padding, if any,
@@ -418,7 +415,6 @@ static void submit(struct upload *u, struct chunk *k) {
     k->wjob.work = write_work;
     k->wjob.done = write_cb;
     k->direct = u->direct;
-    u->writes++;
     u->writing++;
     bgq_submit(u->svc->bg_io, &k->wjob);
 }
@@ -454,14 +450,12 @@ static void pump_hash(struct upload *u) {
     k->hjob.work = hash_work;
     k->hjob.done = hashed_cb;
     u->hashing = true;
-    u->writes++;
     bgq_submit(u->svc->bg_cpu, &k->hjob);
 }
 
 static void hashed_cb(struct bgq_job *job) {
     struct chunk *k = container_of(job, struct chunk, hjob);
     struct upload *u = k->u;
-    u->writes--;
     u->hashing = false;
     if (u->status) {
         u->spare[u->nspare++] = k;
@@ -525,7 +519,6 @@ static void sync_cb(uv_fs_t *req) {
     struct upload *u = container_of(req, struct upload, sync_req);
     int err = (int)req->result;
     uv_fs_req_cleanup(req);
-    u->writes--;
     u->syncing = false;
     if (err < 0) fail_disk(u, "write", err);
     if (u->status) fail(u, u->status, "%s", u->msg);  /* cleans once the last write is back */
@@ -541,7 +534,6 @@ static void sync_some(struct upload *u) {
     u->synced = u->written;
     if (uv_fs_fdatasync(u->loop, &u->sync_req, u->fd, sync_cb) == 0) {
         u->syncing = true;
-        u->writes++;
     }
 }
 
@@ -549,7 +541,6 @@ static void write_cb(struct bgq_job *job) {
     struct chunk *k = container_of(job, struct chunk, wjob);
     struct upload *u = k->u;
     ssize_t n = k->result;
-    u->writes--;
     u->writing--;
     bool again = n == UV_EINVAL && k->direct && !u->status;
     if (again) {  /* the file system wants another alignment: the same bytes, buffered */
@@ -596,7 +587,7 @@ static void drain(struct upload *u) {
     }
     if (u->overflow.len) return;  /* staged as buffers come back */
     if (u->fill && u->fill->len) submit_fill(u, true);
-    if (u->writes || u->qlen || u->hlen || u->stepping || u->status) return;
+    if (in_flight(u) || u->qlen || u->hlen || u->stepping || u->status) return;
     sync_file(u);
 }
 
@@ -699,18 +690,14 @@ static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer};
 /* ---- preparing: directories, temp file, then the body ---- */
 
 static void opened_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int fd = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (fd < 0) {
-        fail_disk(u, "create", fd);
-        return;
-    }
-    u->fd = fd;
+    ssize_t fd;
+    struct upload *u = fs_finished(req, "create", false, &fd);
+    if (!u) return;
+    u->fd = (uv_file)fd;
     u->created = true;
-    int fl = fcntl(fd, F_GETFL);  /* a file system without O_DIRECT says EINVAL: buffered then */
-    u->direct = u->svc->cfg->package_direct_io && fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+    int fl = fcntl(u->fd, F_GETFL);  /* a file system without O_DIRECT says EINVAL: buffered then */
+    u->direct = u->svc->cfg->package_direct_io && fl >= 0 &&
+                fcntl(u->fd, F_SETFL, fl | O_DIRECT) == 0;
     if (u->status) {  /* failed meanwhile (cannot happen today: kept for safety) */
         fail(u, u->status, "%s", u->msg);
         return;
@@ -720,14 +707,8 @@ static void opened_cb(uv_fs_t *req) {
 }
 
 static void space_dir_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int err = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (err < 0 && err != UV_EEXIST) {
-        fail_disk(u, "create the directory of", err);
-        return;
-    }
+    struct upload *u = fs_finished(req, "create the directory of", true, NULL);
+    if (!u) return;
     char token[17];
     pkg_random_hex(token, 8);
     snprintf(u->tmp, sizeof u->tmp, "%s/%s/.upload-%s-%s.tmp", u->svc->cfg->package_dir,
@@ -737,14 +718,8 @@ static void space_dir_cb(uv_fs_t *req) {
 }
 
 static void dir_cb(uv_fs_t *req) {
-    struct upload *u = container_of(req, struct upload, req);
-    int err = (int)req->result;
-    uv_fs_req_cleanup(req);
-    u->stepping = false;
-    if (err < 0 && err != UV_EEXIST) {
-        fail_disk(u, "create the directory of", err);
-        return;
-    }
+    struct upload *u = fs_finished(req, "create the directory of", true, NULL);
+    if (!u) return;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/%s", u->svc->cfg->package_dir, u->space);
     fs_started(u, uv_fs_mkdir(u->loop, &u->req, dir, 0755, space_dir_cb),
