@@ -258,8 +258,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         http_conn_close(&f.c);  /* a streamed body still open hears UV_ECONNRESET and answers */
         answer_later(&f, flags & F_REVERSE);  /* detached: freed without writing */
         if (f.ended) http_respond(f.ended, 201, "text/plain", "late", 4);
-    } else {
-        answer_later(&f, flags & F_REVERSE);
+    } else {  /* answering may resume parsing, which may dispatch more: until all are done */
+        for (int i = 0; i < 64 && (f.nlater || f.paused || f.ended); i++) {
+            answer_later(&f, flags & F_REVERSE);
+            stream_step(&f);
+        }
         check(f.closed || !http_conn_busy(&f.c), "all answered once handlers are done");
         http_conn_close(&f.c);
     }
