@@ -436,18 +436,32 @@ int http_conn_feed(struct http_conn *c, const char *data, size_t len) {
     return 0;
 }
 
-bool http_conn_read_buffer(struct http_conn *c, char **base, size_t *len) {
+bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size_t *len) {
     if (!body_open(c) || c->paused || c->feeding || c->stopped || c->closed || c->held.len ||
-        c->body_wait)
+        c->body_wait || c->lent || *len == 0)
         return false;
     struct http_exchange *ex = c->cur;
     const llhttp_t *p = &c->parser;
-    if (!ex->sink || !ex->sink->buffer || (p->flags & F_CHUNKED) || !(p->flags & F_CONTENT_LENGTH) ||
-        p->content_length == 0)
+    const struct http_sink *sink = ex->sink;
+    if (!sink || !sink->buffer || (off_loop && !sink->returned) || (p->flags & F_CHUNKED) ||
+        !(p->flags & F_CONTENT_LENGTH) || p->content_length == 0)
         return false;
-    if (ex->sink->buffer(ex, ex->sink_arg, base, len) != 0 || *len == 0) return false;
+    size_t most = *len;
+    if (sink->buffer(ex, ex->sink_arg, off_loop, base, len) != 0 || *len == 0) return false;
+    if (*len > most) *len = most;
     if (*len > p->content_length) *len = (size_t)p->content_length;
+    if (off_loop) {
+        c->lent = true;
+        c->lent_sink = sink;
+        c->lent_arg = ex->sink_arg;
+    }
     return true;
+}
+
+void http_conn_lent_back(struct http_conn *c) {
+    if (!c->lent) return;
+    c->lent = false;
+    c->lent_sink->returned(c->lent_arg);
 }
 
 void http_conn_eof(struct http_conn *c) {

@@ -115,6 +115,9 @@ struct http_conn {
     bool stopped;                   /* no more requests are read (close, error, upgrade) */
     bool eof;                       /* the peer sent EOF: close once answered */
     bool closed;                    /* io->close() was called or http_conn_close() ran */
+    bool lent;                      /* a sink's memory is out for a read off the loop */
+    const struct http_sink *lent_sink;  /* ... whose returned() http_conn_lent_back() calls */
+    void *lent_arg;
 };
 
 /* Initialises c to serve site through io; both borrowed until http_conn_close(). */
@@ -127,9 +130,17 @@ void http_conn_init(struct http_conn *c, const struct http_site *site,
 int http_conn_feed(struct http_conn *c, const char *data, size_t len);
 
 /* Where the transport should read next: true with the body's sink's own memory (see
- * http_sink.buffer; *len is at most what remains of the body, so no byte of a next request
- * lands there), false for the transport's own buffer. */
-bool http_conn_read_buffer(struct http_conn *c, char **base, size_t *len);
+ * http_sink.buffer), false for the transport's own buffer. On entry *len is the most the
+ * transport reads now; on return it is also at most what remains of the body, so no byte of a
+ * next request lands there. off_loop: the transport will read into that memory on another
+ * thread (only with a sink that has returned()); the memory is then lent until
+ * http_conn_lent_back(), and the transport feeds what it read with http_conn_feed() first. */
+bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size_t *len);
+
+/* The read off the loop that http_conn_read_buffer(c, true, ...) lent memory for is over and
+ * its bytes (if any) fed: the sink gets the memory back (http_sink.returned). Call it exactly
+ * once per lending, before http_conn_close(); harmless when nothing is lent. */
+void http_conn_lent_back(struct http_conn *c);
 
 /* The peer will send no more: the connection closes once every request read is answered. */
 void http_conn_eof(struct http_conn *c);
@@ -193,11 +204,18 @@ struct http_sink {
      * The handler then answers ex, now or later, as always (that also frees it). */
     void (*end)(struct http_exchange *ex, int err, void *arg);
     /* Optional: memory of the sink's own where the next body bytes are to be read, so that
-     * they arrive where the sink keeps them instead of being copied there. Returns 0 with
-     * *base and *len (at least 1), or -1: the transport's buffer as usual. Asked only while a
-     * Content-Length body (not chunked) is being read and no input is held; the next data call
-     * then gets at most *len bytes at *base. */
-    int (*buffer)(struct http_exchange *ex, void *arg, char **base, size_t *len);
+     * they arrive where the sink keeps them instead of being copied there. On entry *len is
+     * the most the transport will read. Returns 0 with *base and *len (at least 1, at most
+     * that), or -1: the transport's buffer as usual. Asked only while a Content-Length body
+     * (not chunked) is being read and no input is held; the next data call then gets at most
+     * *len bytes at *base. off_loop (only asked of a sink with returned): another thread will
+     * write that memory, and it stays lent until returned() (see below). */
+    int (*buffer)(struct http_exchange *ex, void *arg, bool off_loop, char **base, size_t *len);
+    /* Optional, with buffer: the sink takes reads off the loop. Memory lent by buffer(ex, arg,
+     * true, ...) comes back by this call, exactly once per lending, after the data call with
+     * the bytes read there (if any) and even when the handler answered or end came meanwhile:
+     * until then the sink keeps arg and that memory alive. */
+    void (*returned)(void *arg);
 };
 
 /* Starts delivering the body of a STREAM route's exchange to sink (sink and arg borrowed until

@@ -112,6 +112,7 @@ struct upload {
     uint64_t size;                 /* file bytes received */
     EVP_MD_CTX *sha;
     char hash[65];
+    bool lent;                     /* the fill buffer is being read into off the loop */
     bool paused;                   /* the sink said "pause" */
     bool body_done;                /* the whole body is in */
     bool cleaning;                 /* the failure path runs */
@@ -124,9 +125,10 @@ struct upload {
 static void cleanup(struct upload *u);
 static void drain(struct upload *u);
 
-/* Background work in flight: data writes, the hashing, the periodic fdatasync. */
+/* Background work in flight: data writes, the hashing, the periodic fdatasync, a socket read
+ * into our memory (sink_buffer off the loop, until sink_returned). */
 static unsigned in_flight(const struct upload *u) {
-    return u->writing + u->hashing + u->syncing;
+    return u->writing + u->hashing + u->syncing + u->lent;
 }
 
 /* Records the first failure and starts cleaning once nothing is in flight. */
@@ -670,22 +672,33 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
     drain(u);
 }
 
-/* A raw body is read straight into the buffer being filled: the loop's one copy of it saved. */
-static int sink_buffer(struct http_exchange *ex, void *arg, char **base, size_t *len) {
+/* A raw body is read straight into the buffer being filled (the loop's one copy of it saved),
+ * by the server's background thread when it reads off the loop (ping/server.c). */
+static int sink_buffer(struct http_exchange *ex, void *arg, bool off_loop, char **base,
+                       size_t *len) {
     struct upload *u = arg;
-    if (u->multipart || u->status || u->overflow.len) return -1;
+    if (u->multipart || u->status || u->overflow.len || u->lent) return -1;
     if (!u->fill) {
         if (!u->nspare) return -1;
         u->fill = u->spare[--u->nspare];
         u->fill->len = 0;
     }
     *base = u->fill->data + u->fill->len;
-    *len = UP_BUF - u->fill->len;
-    if (*len > UP_BURST) *len = UP_BURST;
+    if (*len > UP_BUF - u->fill->len) *len = UP_BUF - u->fill->len;
+    u->lent = off_loop;
     return 0;
 }
 
-static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer};
+/* The read off the loop is over (its bytes came through sink_data first): go on, or clean up
+ * if the upload failed or was answered meanwhile. */
+static void sink_returned(void *arg) {
+    struct upload *u = arg;
+    u->lent = false;
+    if (u->status) fail(u, u->status, "%s", u->msg);  /* cleans once nothing is in flight */
+    else drain(u);
+}
+
+static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer, sink_returned};
 
 /* ---- preparing: directories, temp file, then the body ---- */
 

@@ -70,6 +70,9 @@ struct zsink {
     size_t used;
     unsigned direct, copied;           /* data calls whose bytes were there already / not */
     bool ended;
+    struct http_exchange *ex;          /* the last exchange whose memory was asked for */
+    unsigned asked, lent, returned;    /* buffer calls; off the loop; returned calls */
+    unsigned data_calls_at_return;     /* data calls (direct + copied) when last returned */
 };
 static struct zsink zs;
 
@@ -91,18 +94,30 @@ static void z_end(struct http_exchange *ex, int err, void *arg) {
     http_respond(ex, 201, "text/plain", z->mem, z->used);
 }
 
-static int z_buffer(struct http_exchange *ex, void *arg, char **base, size_t *len) {
+static int z_buffer(struct http_exchange *ex, void *arg, bool off_loop, char **base, size_t *len) {
     struct zsink *z = arg;
+    z->ex = ex;
+    z->asked++;
+    z->lent += off_loop;
     *base = z->mem + z->used;
-    *len = sizeof z->mem - z->used;
+    if (*len > sizeof z->mem - z->used) *len = sizeof z->mem - z->used;
     return 0;
 }
 
-static const struct http_sink zsink = {z_data, z_end, z_buffer};
+static void z_returned(void *arg) {
+    struct zsink *z = arg;
+    z->returned++;
+    z->data_calls_at_return = z->direct + z->copied;
+}
+
+static const struct http_sink zsink = {z_data, z_end, z_buffer, z_returned};
+static const struct http_sink zsink_on_loop = {z_data, z_end, z_buffer, NULL};
 static void stream_cb(struct http_exchange *ex) { http_body_start(ex, &zsink, &zs); }
+static void stream_loop_cb(struct http_exchange *ex) { http_body_start(ex, &zsink_on_loop, &zs); }
 
 static const struct http_route routes[] = {
     {HTTP_POST, "/stream", stream_cb, HTTP_BODY_STREAM},
+    {HTTP_POST, "/stream-loop", stream_loop_cb, HTTP_BODY_STREAM},
     {HTTP_GET, "/now", now_cb, HTTP_BODY_NONE},
     {HTTP_GET, "/later", later_cb, HTTP_BODY_NONE},
     {HTTP_POST, "/echo/{a}", echo_cb, HTTP_BODY_BUFFER},
@@ -350,10 +365,11 @@ Test(http_core, body_read_into_the_sinks_memory) {
     size_t len;
     fake_init(&f);
     memset(&zs, 0, sizeof zs);
-    cr_assert_not(http_conn_read_buffer(&f.c, &base, &len), "no body open yet");
+    len = 1000;
+    cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len), "no body open yet");
     feed(&f, "POST /stream HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     cr_assert_eq(zs.copied, 1, "bytes that came with the head are copied");
-    cr_assert(http_conn_read_buffer(&f.c, &base, &len));
+    cr_assert(http_conn_read_buffer(&f.c, false, &base, &len));
     cr_assert_eq(base, zs.mem + 3);
     cr_assert_eq(len, 7, "at most what remains of the body (7), not the sink's room (61)");
     memcpy(base, "defghij", 7);  /* what the transport's read does */
@@ -361,15 +377,72 @@ Test(http_core, body_read_into_the_sinks_memory) {
     cr_assert_eq(zs.direct, 1, "read in place: the sink copies nothing");
     cr_assert(zs.ended);
     take(&f, answer("201 Created", "abcdefghij", false));
-    cr_assert_not(http_conn_read_buffer(&f.c, &base, &len), "the body is complete");
+    len = 1000;
+    cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len), "the body is complete");
     feed(&f, "GET /now HTTP/1.1\r\n\r\n");
     take(&f, answer("200 OK", "now", false));
 
     memset(&zs, 0, sizeof zs);
     feed(&f, "POST /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
-    cr_assert_not(http_conn_read_buffer(&f.c, &base, &len), "chunk framing must be parsed out");
+    len = 1000;
+    cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len), "chunk framing must be parsed out");
     feed(&f, "3\r\nxyz\r\n0\r\n\r\n");
     cr_assert(zs.ended);
     take(&f, answer("201 Created", "xyz", false));
+    fake_free(&f);
+}
+
+/* A read off the loop (ping/server.c): the sink's memory is lent, no more is asked for until it
+ * comes back, the transport's limit is kept, and it comes back exactly once, after the data
+ * call with its bytes, even when the handler answered while it was out. A sink without
+ * returned() is only read into on the loop. */
+Test(http_core, body_memory_lent_off_loop_comes_back_once) {
+    struct fake f;
+    char *base;
+    size_t len = 4;
+    fake_init(&f);
+    memset(&zs, 0, sizeof zs);
+    feed(&f, "POST /stream HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+    cr_assert(http_conn_read_buffer(&f.c, true, &base, &len));
+    cr_assert_eq(base, zs.mem);
+    cr_assert_eq(len, 4, "no more than the transport reads");
+    cr_assert_eq(zs.lent, 1);
+    len = 4;
+    cr_assert_not(http_conn_read_buffer(&f.c, true, &base, &len), "lent: not asked again");
+    cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len));
+    cr_assert_eq(zs.asked, 1);
+    memcpy(zs.mem, "abcd", 4);  /* the background thread's read */
+    http_conn_feed(&f.c, zs.mem, 4);
+    cr_assert_eq(zs.direct, 1);
+    cr_assert_eq(zs.returned, 0, "handed back by the transport, not by the data call");
+    http_conn_lent_back(&f.c);
+    cr_assert_eq(zs.returned, 1);
+    cr_assert_eq(zs.data_calls_at_return, 1, "after the data call with its bytes");
+    http_conn_lent_back(&f.c);
+    cr_assert_eq(zs.returned, 1, "once");
+
+    len = 100;
+    cr_assert(http_conn_read_buffer(&f.c, true, &base, &len));
+    cr_assert_eq(len, 6, "what remains of the body");
+    http_respond(zs.ex, 409, "text/plain", "no", 2);  /* answered while the memory is out */
+    take(&f, "HTTP/1.1 409 Conflict\r\n");
+    cr_assert_eq(zs.returned, 1);
+    http_conn_feed(&f.c, base, 3);  /* what the read got: dropped, the body is no longer read */
+    cr_assert_eq(zs.direct + zs.copied, 1);
+    http_conn_lent_back(&f.c);
+    cr_assert_eq(zs.returned, 2, "back although the exchange was answered");
+    buf_reset(&f.out);
+    fake_free(&f);
+
+    fake_init(&f);
+    memset(&zs, 0, sizeof zs);
+    feed(&f, "POST /stream-loop HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+    len = 100;
+    cr_assert_not(http_conn_read_buffer(&f.c, true, &base, &len), "no returned(): loop only");
+    cr_assert(http_conn_read_buffer(&f.c, false, &base, &len));
+    cr_assert_eq(zs.lent, 0);
+    memcpy(base, "0123456789", 10);
+    http_conn_feed(&f.c, base, 10);
+    take(&f, answer("201 Created", "0123456789", false));
     fake_free(&f);
 }

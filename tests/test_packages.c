@@ -202,6 +202,41 @@ Test(packages, client_cut_off_half_way_leaves_nothing) {
     cr_assert(h_ping_is(&node, 200, 1000));
 }
 
+static bool has_temp_file(void *arg) { return !no_temp_files(arg); }
+
+/* Raw bodies are read off the loop (ping/server.c): a node stopped while two uploads stream in
+ * closes their connections once each read in flight is back, exits 0, and keeps no package
+ * (nor, after the start-up sweep, a temporary file). Under ASan this is where a connection
+ * freed under a running read would show. */
+Test(packages, node_stopped_during_uploads_exits_cleanly) {
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {  /* 4 GiB each: still sending when the node stops */
+            char q[64];
+            snprintf(q, sizeof q, "?filename=Stopped%d.1.0.0.zip", i);
+            struct pc_result r;
+            struct pc_upload o = raw(q, 4096 * MiB, (uint64_t)(300 + i));
+            o.no_hash = true;
+            pc_upload(node.port, &o, &r);
+            _exit(r.status == 201 ? 1 : 0);
+        }
+    }
+    cr_assert(h_eventually(has_temp_file, NULL, 10000), "the uploads did not start");
+    cr_assert_eq(h_worker_stop(&node), 0, "the node must exit 0 on SIGTERM mid-upload");
+    for (int i = 0; i < 2; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "upload %d was not cut off", i);
+    }
+    start_node();
+    cr_assert(h_eventually(no_temp_files, NULL, 10000), "the temporary files must be removed");
+    char files[4096];
+    space_files(files, sizeof files);
+    cr_assert_null(strstr(files, "Stopped"), "no package file: %s", files);
+    cr_assert_eq(redis_exists("{shoal}:pkg:" SPACE ":Stopped0.1.0.0"), 0);
+}
+
 static void malformed(const char *body, const char *ctype, const char *want) {
     struct pc_result r;
     struct pc_upload o = {.space = SPACE, .key = KEY, .raw_body = body, .content_type = ctype};

@@ -28,6 +28,7 @@ enum {
     F_REVERSE = 16,     /* answer /later newest first */
     F_DRAIN = 32,       /* the node is draining */
     F_DIRECT = 64,      /* without F_SMALL: read bodies into the sink's memory when offered */
+    F_LEND = 128,       /* ... as a read off the loop: the memory lent, then handed back */
 };
 
 struct fuzz {
@@ -42,6 +43,7 @@ struct fuzz {
     char room[37];                 /* the sink's own memory (http_sink.buffer) */
     const char *offered;           /* where the last read went, or NULL */
     size_t offered_len;
+    bool lent;                     /* room is lent for a read off the loop */
 };
 
 static void check(bool ok, const char *what) {
@@ -130,28 +132,45 @@ static void stream_end(struct http_exchange *ex, int err, void *arg) {
     else f->ended = ex;
 }
 
-static int stream_buffer(struct http_exchange *ex, void *arg, char **base, size_t *len) {
+static int stream_buffer(struct http_exchange *ex, void *arg, bool off_loop, char **base,
+                         size_t *len) {
     struct fuzz *f = arg;
+    check(!f->lent, "no memory asked for while some is lent");
     *base = f->room;
-    *len = 1 + f->calls % sizeof f->room;
+    if (*len > 1 + f->calls % sizeof f->room) *len = 1 + f->calls % sizeof f->room;
+    f->lent = off_loop;
     return 0;
 }
 
-static const struct http_sink stream_sink = {stream_data, stream_end, stream_buffer};
+static void stream_returned(void *arg) {
+    struct fuzz *f = arg;
+    check(f->lent, "memory handed back once per lending");
+    f->lent = false;
+}
 
-/* Feeds n bytes as a transport would: into the sink's memory while the core offers it. */
-static void feed(struct fuzz *f, const char *in, size_t n, bool direct) {
+static const struct http_sink stream_sink = {stream_data, stream_end, stream_buffer,
+                                             stream_returned};
+
+/* Feeds n bytes as a transport would: into the sink's memory while the core offers it (lent:
+ * as the server's read off the loop, which hands the memory back after feeding). */
+static void feed(struct fuzz *f, const char *in, size_t n, bool direct, bool lend) {
     char *base;
-    size_t len;
-    while (n && direct && http_conn_read_buffer(&f->c, &base, &len)) {
+    size_t len = 1 + n % 50;
+    size_t most = len;
+    while (n && direct && http_conn_read_buffer(&f->c, lend, &base, &len)) {
+        check(len >= 1 && len <= most, "no more memory than the transport reads");
         size_t k = len < n ? len : n;
         memcpy(base, in, k);
         f->offered = base;
         f->offered_len = k;
         http_conn_feed(&f->c, base, k);
         f->offered = NULL;
+        check(f->lent == lend, "lent memory stays lent until handed back");
+        http_conn_lent_back(&f->c);
+        check(!f->lent, "handed back");
         in += k;
         n -= k;
+        most = len = 1 + n % 50;
     }
     if (n) http_conn_feed(&f->c, in, n);
 }
@@ -248,7 +267,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     http_conn_init(&f.c, &site, &fuzz_io);
     for (int i = 0; i < 4; i++) {
         if (cut[i + 1] > cut[i])
-            feed(&f, in + cut[i], cut[i + 1] - cut[i], !(flags & F_SMALL) && (flags & F_DIRECT));
+            feed(&f, in + cut[i], cut[i + 1] - cut[i], !(flags & F_SMALL) && (flags & F_DIRECT),
+                 flags & F_LEND);
         if (flags & F_BETWEEN) answer_later(&f, flags & F_REVERSE);
         stream_step(&f);
     }
