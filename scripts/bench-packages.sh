@@ -6,6 +6,9 @@
 #     checks the node's size and SHA-256 against its own: throughput (target >= 500 MB/s);
 #   - ping latency at a fixed rate on the idle node, then while uploads run back to back
 #     (target p99 < 1 ms), the second time with the probe at real-time priority (root only);
+#   - the control: ping of the idle node while build/tcp_blast moves the same MB/s over
+#     loopback with no shoal in the path (a sender and a receiver that drops the bytes): what a
+#     bulk transfer alone costs a probe sharing this machine's cores, with the ratio to it;
 #   - the node's peak resident memory (VmHWM) over all of it (target < 32 MiB);
 #   - a 2 GiB multipart upload downloaded back (hash checked), and, for context, what the disk
 #     itself takes: dd of 2 GiB of non-zero bytes with fsync right after.
@@ -60,6 +63,13 @@ ping_during() {  # PREFIX...: prints the upload line of the first upload, then t
 during=$(ping_during)
 rt_during=""
 if [ "$(id -u)" = 0 ] && chrt -f 10 true 2>/dev/null; then rt_during=$(ping_during chrt -f 10); fi
+# 3. The control, right after: the first upload's rate, no shoal in the path.
+ctl_rate=$(echo "$during" | head -1 | sed -n 's/.* s: \([0-9]*\) MB\/s.*/\1/p')
+nice -n 10 "$build/tcp_blast" $((secs + 1)) "${ctl_rate:-1000}" > "$tmp/blast.out" &
+blast=$!; pids+=($blast)
+ctl_ping=$(probe)
+wait "$blast" || true
+p99() { sed -n 's/.* p99 \([0-9.]*\) ms.*/\1/p'; }
 multi=$("${up[@]}" "$mib" Bench.2.0.0.zip multipart download)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$node/status)
 rm -rf "$tmp/packages"
@@ -75,5 +85,7 @@ echo "raw again, with ping at ${rate}/s: $(echo "$during" | head -1)"
 echo "ping on the idle node (this machine's floor): $idle_ping"
 echo "ping $(echo "$during" | tail -1) (target p99 < 1 ms)"
 [ -z "$rt_during" ] || echo "ping, probe at real-time priority, $(echo "$rt_during" | tail -1) (target p99 < 1 ms)"
+echo "control, ping of the idle node while tcp_blast moves ${ctl_rate:-1000} MB/s over loopback (no shoal in the path; $(cat "$tmp/blast.out")): $ctl_ping"
+echo "ping p99 during uploads / during the plain transfer: $(echo "$during" | tail -1 | p99) / $(echo "$ctl_ping" | p99) ms = $(awk -v a="$(echo "$during" | tail -1 | p99)" -v b="$(echo "$ctl_ping" | p99)" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')"
 echo "node resident memory: idle $(kib "$rss_idle"), peak over all uploads $(kib "$hwm") (target < 32 MiB)"
 echo "the disk itself, dd of ${mib} MiB non-zero bytes with fsync: $dd_line"
