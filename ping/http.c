@@ -458,6 +458,10 @@ bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size
     return true;
 }
 
+void http_conn_lent_prepare(struct http_conn *c, char *at, size_t n) {
+    if (c->lent && n && c->lent_sink->prepare) c->lent_sink->prepare(c->lent_arg, at, n);
+}
+
 void http_conn_lent_back(struct http_conn *c) {
     if (!c->lent) return;
     c->lent = false;

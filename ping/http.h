@@ -137,6 +137,10 @@ int http_conn_feed(struct http_conn *c, const char *data, size_t len);
  * http_conn_lent_back(), and the transport feeds what it read with http_conn_feed() first. */
 bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size_t *len);
 
+/* On the reading thread, after reading n bytes into the lent memory at at: the sink's prepare
+ * (when it has one). The only core call allowed off the loop. */
+void http_conn_lent_prepare(struct http_conn *c, char *at, size_t n);
+
 /* The read off the loop that http_conn_read_buffer(c, true, ...) lent memory for is over and
  * its bytes (if any) fed: the sink gets the memory back (http_sink.returned). Call it exactly
  * once per lending, before http_conn_close(); harmless when nothing is lent. */
@@ -216,6 +220,11 @@ struct http_sink {
      * the bytes read there (if any) and even when the handler answered or end came meanwhile:
      * until then the sink keeps arg and that memory alive. */
     void (*returned)(void *arg);
+    /* Optional, with returned: runs on the reading thread after a read into lent memory and
+     * before the data call with those bytes on the loop (which still gets the span the
+     * transport read). It may rework that memory in place (an upload strips multipart framing
+     * there) and touch only what the loop leaves alone while the memory is lent. */
+    void (*prepare)(void *arg, char *at, size_t n);
 };
 
 /* Starts delivering the body of a STREAM route's exchange to sink (sink and arg borrowed until

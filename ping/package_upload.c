@@ -113,6 +113,14 @@ struct upload {
     EVP_MD_CTX *sha;
     char hash[65];
     bool lent;                     /* the fill buffer is being read into off the loop */
+    /* Multipart off the loop (sink_prepare): the parser runs on the reading thread and packs
+     * the file part's bytes in place in the fill buffer; sink_data then takes them in. */
+    bool mp_thread;                /* inside sink_prepare: the parser's callbacks pack */
+    bool mp_prepared;              /* the bytes of the next data call were parsed there */
+    int mp_rc;                     /* ... multipart_feed's result */
+    size_t mp_w;                   /* where the next packed byte goes in the fill buffer */
+    bool mp_named;                 /* ... and a file part began: take_name(mp_filename) */
+    char mp_filename[1024];
     bool paused;                   /* the sink said "pause" */
     bool body_done;                /* the whole body is in */
     bool cleaning;                 /* the failure path runs */
@@ -616,12 +624,56 @@ static bool take_name(struct upload *u, const char *filename) {
 
 static bool mp_part(void *arg, const char *name, const char *filename) {
     struct upload *u = arg;
+    if (u->mp_thread) {  /* off the loop: the name is checked in sink_data */
+        if (u->file_part || !filename) return false;
+        u->file_part = true;
+        snprintf(u->mp_filename, sizeof u->mp_filename, "%s", filename);
+        u->mp_named = true;
+        return true;
+    }
     if (u->file_part || !filename || u->status) return false;  /* the first file part only */
     u->file_part = true;
     return take_name(u, filename);
 }
 
-static void mp_data(void *arg, const char *at, size_t n) { file_bytes(arg, at, n); }
+static void mp_data(void *arg, const char *at, size_t n) {
+    struct upload *u = arg;
+    if (!u->mp_thread) {
+        file_bytes(u, at, n);
+        return;
+    }
+    char *to = u->fill->data + u->mp_w;  /* never past unparsed input (sink_buffer) */
+    if (at != to) memmove(to, at, n);
+    u->mp_w += n;
+}
+
+/* On the reading thread (http_sink.prepare): a multipart body's bytes, read into the fill
+ * buffer after room for the delimiter bytes the parser holds back, are parsed there and the
+ * file part's bytes packed from u->mp_w on. Only the parser, the fill buffer and the mp_
+ * fields are touched: the loop leaves them alone while the buffer is lent. */
+static void sink_prepare(void *arg, char *at, size_t n) {
+    struct upload *u = arg;
+    if (!u->multipart) return;
+    u->mp_thread = true;
+    u->mp_rc = multipart_feed(&u->mp, at, n);
+    u->mp_thread = false;
+    u->mp_prepared = true;
+}
+
+/* Back on the loop: what sink_prepare found. */
+static void take_prepared(struct upload *u) {
+    u->mp_prepared = false;
+    if (u->mp_named) {
+        u->mp_named = false;
+        if (!u->status) take_name(u, u->mp_filename);
+    }
+    if (!u->status && u->mp_w > u->fill->len) {
+        u->size += u->mp_w - u->fill->len;
+        u->fill->len = u->mp_w;
+        if (u->fill->len == UP_BUF) submit_fill(u, false);
+    }
+    if (u->mp_rc != 0) fail(u, 400, "malformed multipart body: %s", u->mp.error);
+}
 
 static void yield_cb(uv_timer_t *t) {
     struct upload *u = container_of(t, struct upload, yield);
@@ -632,7 +684,8 @@ static void yield_cb(uv_timer_t *t) {
 static int sink_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
     struct upload *u = arg;
     if (u->status) return 1;  /* failed: read no more; the answer closes the connection */
-    if (!u->multipart) file_bytes(u, at, n);
+    if (u->mp_prepared) take_prepared(u);
+    else if (!u->multipart) file_bytes(u, at, n);
     else if (multipart_feed(&u->mp, at, n) != 0)
         fail(u, 400, "malformed multipart body: %s", u->mp.error);
     if (u->status || saturated(u)) {
@@ -673,19 +726,26 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
 }
 
 /* A raw body is read straight into the buffer being filled (the loop's one copy of it saved),
- * by the server's background thread when it reads off the loop (ping/server.c). */
+ * by the server's background thread when it reads off the loop (ping/server.c). A multipart
+ * body too, but only off the loop (sink_prepare parses it there), and after as many bytes as
+ * the parser holds back from the last read: it may emit them (as data) before the new bytes, so
+ * packing never overtakes input not yet parsed. */
 static int sink_buffer(struct http_exchange *ex, void *arg, bool off_loop, char **base,
                        size_t *len) {
     struct upload *u = arg;
-    if (u->multipart || u->status || u->overflow.len || u->lent) return -1;
+    if ((u->multipart && (!off_loop || u->mp.error)) || u->status || u->overflow.len || u->lent)
+        return -1;
+    size_t gap = u->multipart ? u->mp.matched : 0;
     if (!u->fill) {
         if (!u->nspare) return -1;
         u->fill = u->spare[--u->nspare];
         u->fill->len = 0;
     }
-    *base = u->fill->data + u->fill->len;
-    if (*len > UP_BUF - u->fill->len) *len = UP_BUF - u->fill->len;
+    if (UP_BUF - u->fill->len <= gap) return -1;  /* the loop reads; the buffer fills there */
+    *base = u->fill->data + u->fill->len + gap;
+    if (*len > UP_BUF - u->fill->len - gap) *len = UP_BUF - u->fill->len - gap;
     u->lent = off_loop;
+    u->mp_w = u->fill->len;
     return 0;
 }
 
@@ -698,7 +758,8 @@ static void sink_returned(void *arg) {
     else drain(u);
 }
 
-static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer, sink_returned};
+static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer, sink_returned,
+                                             sink_prepare};
 
 /* ---- preparing: directories, temp file, then the body ---- */
 

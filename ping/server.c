@@ -194,9 +194,7 @@ static void timer_cb(uv_timer_t *t) {
     conn_abort(c);
 }
 
-/* On a bg_cpu thread: what the socket holds, up to the lent room, without waiting. */
-static void off_read_work(struct bgq_job *job) {
-    struct off_read *o = container_of(job, struct off_read, job);
+static void off_read_recv(struct off_read *o) {
     while (o->got < o->len) {
         size_t want = o->len - o->got;
         ssize_t n = recv(o->fd, o->base + o->got, want < OFF_READ_PIECE ? want : OFF_READ_PIECE,
@@ -211,6 +209,14 @@ static void off_read_work(struct bgq_job *job) {
             return;
         }
     }
+}
+
+/* On a bg_cpu thread: what the socket holds, up to the lent room, without waiting; then the
+ * sink's own work on those bytes (http_sink.prepare). */
+static void off_read_work(struct bgq_job *job) {
+    struct conn *c = container_of(job, struct conn, off.job);
+    off_read_recv(&c->off);
+    http_conn_lent_prepare(&c->http, c->off.base, c->off.got);
 }
 
 /* Back on the loop: the bytes to the core, the memory back to the sink, then as read_cb. */

@@ -73,6 +73,7 @@ struct zsink {
     struct http_exchange *ex;          /* the last exchange whose memory was asked for */
     unsigned asked, lent, returned;    /* buffer calls; off the loop; returned calls */
     unsigned data_calls_at_return;     /* data calls (direct + copied) when last returned */
+    unsigned prepared;                 /* prepare calls (off the loop, before the data call) */
 };
 static struct zsink zs;
 
@@ -110,8 +111,14 @@ static void z_returned(void *arg) {
     z->data_calls_at_return = z->direct + z->copied;
 }
 
-static const struct http_sink zsink = {z_data, z_end, z_buffer, z_returned};
-static const struct http_sink zsink_on_loop = {z_data, z_end, z_buffer, NULL};
+static void z_prepare(void *arg, char *at, size_t n) {
+    struct zsink *z = arg;
+    cr_assert_eq(at, z->mem + z->used, "the lent memory");
+    z->prepared++;
+}
+
+static const struct http_sink zsink = {z_data, z_end, z_buffer, z_returned, z_prepare};
+static const struct http_sink zsink_on_loop = {z_data, z_end, z_buffer, NULL, NULL};
 static void stream_cb(struct http_exchange *ex) { http_body_start(ex, &zsink, &zs); }
 static void stream_loop_cb(struct http_exchange *ex) { http_body_start(ex, &zsink_on_loop, &zs); }
 
@@ -411,7 +418,9 @@ Test(http_core, body_memory_lent_off_loop_comes_back_once) {
     cr_assert_not(http_conn_read_buffer(&f.c, true, &base, &len), "lent: not asked again");
     cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len));
     cr_assert_eq(zs.asked, 1);
-    memcpy(zs.mem, "abcd", 4);  /* the background thread's read */
+    memcpy(zs.mem, "abcd", 4);  /* the background thread's read, then the sink's work there */
+    http_conn_lent_prepare(&f.c, zs.mem, 4);
+    cr_assert_eq(zs.prepared, 1);
     http_conn_feed(&f.c, zs.mem, 4);
     cr_assert_eq(zs.direct, 1);
     cr_assert_eq(zs.returned, 0, "handed back by the transport, not by the data call");
@@ -427,6 +436,8 @@ Test(http_core, body_memory_lent_off_loop_comes_back_once) {
     http_respond(zs.ex, 409, "text/plain", "no", 2);  /* answered while the memory is out */
     take(&f, "HTTP/1.1 409 Conflict\r\n");
     cr_assert_eq(zs.returned, 1);
+    http_conn_lent_prepare(&f.c, base, 0);
+    cr_assert_eq(zs.prepared, 1, "nothing read: nothing to prepare");
     http_conn_feed(&f.c, base, 3);  /* what the read got: dropped, the body is no longer read */
     cr_assert_eq(zs.direct + zs.copied, 1);
     http_conn_lent_back(&f.c);

@@ -246,6 +246,44 @@ static void malformed(const char *body, const char *ctype, const char *want) {
 }
 
 #define B "----shoalTestBoundary7MA4YWxkTrZu0gW"
+/* Multipart bodies are parsed off the loop, in place in the upload's buffers, with room left
+ * for the delimiter bytes the parser holds back between reads. A file dense with near-miss
+ * delimiters ("\r\n--" and every proper prefix of the boundary, lone CRs, CR CR LF) must come
+ * out byte for byte: its size and SHA-256 as the client computed them. */
+Test(packages, multipart_file_full_of_near_delimiters) {
+    const char *head = "--" B "\r\nContent-Disposition: form-data; name=\"file\"; "
+                       "filename=\"Delim.1.0.0.zip\"\r\nContent-Type: application/octet-stream\r\n\r\n";
+    const char *tail = "\r\n--" B "--\r\n";
+    size_t cap = 7 * MiB, n = 0, blen = strlen(B);
+    char *content = malloc(cap);
+    for (unsigned i = 0; n + 256 < cap - 2 * blen; i++) {
+        size_t k = i % blen;  /* a proper prefix of the boundary: never the whole delimiter */
+        const char *lead = (i % 3 == 0) ? "\r\n--" : (i % 3 == 1) ? "\r\r\n--" : "\r\n-\r\n--";
+        n += (size_t)sprintf(content + n, "%s%.*s%c", lead, (int)k, B, 'a' + i % 26);
+        for (unsigned j = 0; j < i % 97; j++) content[n++] = (char)(j % 7 ? 'x' : '\r');
+    }
+    char *body = malloc(strlen(head) + n + strlen(tail) + 1);
+    size_t blen_all = (size_t)sprintf(body, "%s", head);
+    memcpy(body + blen_all, content, n);
+    strcpy(body + blen_all + n, tail);
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+    EVP_DigestUpdate(sha, content, n);
+    char want[65], got[65];
+    pc_sha_done(sha, want);
+
+    struct pc_result r;
+    struct pc_upload o = {.space = SPACE, .key = KEY, .raw_body = body};
+    upload_ok(&o, 201, &r);
+    json_hash(r.body, got);
+    cr_assert_str_eq(got, want, "the file came out changed: %s", r.body);
+    char size[64];
+    snprintf(size, sizeof size, "\"Size\":%zu,", n);
+    cr_assert(strstr(r.body, size), "size %zu: %s", n, r.body);
+    free(body);
+    free(content);
+}
+
 Test(packages, malformed_multipart_variants) {
     const char *part = "--" B "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"M.1.0.0.zip\"\r\n\r\n";
     char body[1024];

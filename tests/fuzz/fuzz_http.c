@@ -148,8 +148,13 @@ static void stream_returned(void *arg) {
     f->lent = false;
 }
 
+static void stream_prepare(void *arg, char *at, size_t n) {
+    struct fuzz *f = arg;
+    check(f->lent && at == f->room && n <= sizeof f->room, "prepare: on lent memory only");
+}
+
 static const struct http_sink stream_sink = {stream_data, stream_end, stream_buffer,
-                                             stream_returned};
+                                             stream_returned, stream_prepare};
 
 /* Feeds n bytes as a transport would: into the sink's memory while the core offers it (lent:
  * as the server's read off the loop, which hands the memory back after feeding). */
@@ -161,6 +166,7 @@ static void feed(struct fuzz *f, const char *in, size_t n, bool direct, bool len
         check(len >= 1 && len <= most, "no more memory than the transport reads");
         size_t k = len < n ? len : n;
         memcpy(base, in, k);
+        http_conn_lent_prepare(&f->c, base, k);
         f->offered = base;
         f->offered_len = k;
         http_conn_feed(&f->c, base, k);
