@@ -5,7 +5,8 @@
 #   - a 2 GiB raw upload (Expect: 100-continue), generated on the fly by build/pkg_upload, which
 #     checks the node's size and SHA-256 against its own: throughput (target >= 500 MB/s);
 #   - ping latency at a fixed rate on the idle node, then while uploads run back to back
-#     (target p99 < 1 ms), the second time with the probe at real-time priority (root only);
+#     (target p99 < 1 ms): raw, then multipart, then raw with the probe at real-time priority
+#     (root only);
 #   - the control: ping of the idle node while build/tcp_blast moves the same MB/s over
 #     loopback with no shoal in the path (a sender and a receiver that drops the bytes): what a
 #     bulk transfer alone costs a probe sharing this machine's cores, with the ratio to it;
@@ -47,20 +48,23 @@ first=$("${up[@]}" "$mib" Bench.1.0.0.zip raw)
 secs=$(( mib / 256 + 4 ))
 probe() { "$@" "$build/ping_latency" "$nport" /api/octopusservernodes/ping 10 "$rate" "$secs"; }
 idle_ping=$(probe)
-ping_during() {  # PREFIX...: prints the upload line of the first upload, then the ping line
+ping_during() {  # [MODE] PREFIX...: the upload line of the first upload, then the ping line
+  local mode=raw
+  if [ "${1:-}" = multipart ]; then mode=multipart; shift; fi
   probe "$@" > "$tmp/ping.out" &
   local lat=$!
   pids+=($lat)
   local first more=1
-  first=$("${up[@]}" "$mib" Bench.1.0.1.zip raw)
+  first=$("${up[@]}" "$mib" Bench.1.0.1.zip $mode)
   while kill -0 "$lat" 2>/dev/null; do
-    "${up[@]}" 256 Bench.1.0.2.zip raw >/dev/null; more=$((more + 1))
+    "${up[@]}" 256 Bench.1.0.2.zip $mode >/dev/null; more=$((more + 1))
   done
   wait "$lat" || true
   echo "$first"
   echo "during $more back-to-back uploads: $(cat "$tmp/ping.out")"
 }
 during=$(ping_during)
+mp_during=$(ping_during multipart)  # Octopus's own form (octo push, Octopus.Client)
 rt_during=""
 if [ "$(id -u)" = 0 ] && chrt -f 10 true 2>/dev/null; then rt_during=$(ping_during chrt -f 10); fi
 # 3. The control, right after: the first upload's rate, no shoal in the path.
@@ -84,6 +88,7 @@ echo "multipart, then downloaded: $(echo "$multi" | tr '\n' ';' | sed 's/;$//; s
 echo "raw again, with ping at ${rate}/s: $(echo "$during" | head -1)"
 echo "ping on the idle node (this machine's floor): $idle_ping"
 echo "ping $(echo "$during" | tail -1) (target p99 < 1 ms)"
+echo "ping, multipart uploads, $(echo "$mp_during" | tail -1) (target p99 < 1 ms)"
 [ -z "$rt_during" ] || echo "ping, probe at real-time priority, $(echo "$rt_during" | tail -1) (target p99 < 1 ms)"
 echo "control, ping of the idle node while tcp_blast moves ${ctl_rate:-1000} MB/s over loopback (no shoal in the path; $(cat "$tmp/blast.out")): $ctl_ping"
 echo "ping p99 during uploads / during the plain transfer: $(echo "$during" | tail -1 | p99) / $(echo "$ctl_ping" | p99) ms = $(awk -v a="$(echo "$during" | tail -1 | p99)" -v b="$(echo "$ctl_ping" | p99)" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')"
