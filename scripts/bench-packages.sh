@@ -54,14 +54,11 @@ ping_during() {  # [MODE] PREFIX...: the upload line of the first upload, then t
   probe "$@" > "$tmp/ping.out" &
   local lat=$!
   pids+=($lat)
-  local first more=1
-  first=$("${up[@]}" "$mib" Bench.1.0.1.zip $mode)
-  while kill -0 "$lat" 2>/dev/null; do
-    "${up[@]}" 256 Bench.1.0.2.zip $mode >/dev/null; more=$((more + 1))
-  done
+  local out  # one client process uploads again and again for as long as the probe runs
+  out=$("${up[@]}" "$mib" Bench.1.0.1.zip $mode "repeat=$secs")
   wait "$lat" || true
-  echo "$first"
-  echo "during $more back-to-back uploads: $(cat "$tmp/ping.out")"
+  echo "$out" | head -1
+  echo "during $(echo "$out" | sed -n 's/^repeated \([0-9]*\) uploads.*/\1/p') back-to-back uploads: $(cat "$tmp/ping.out")"
 }
 during=$(ping_during)
 mp_during=$(ping_during multipart)  # Octopus's own form (octo push, Octopus.Client)
