@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,26 +18,59 @@
 
 #define BGQ_MAX_THREADS 16
 
+/* The loop never takes a lock a background thread may hold: such a thread runs below the loop
+ * (nicer, or SCHED_IDLE), and one preempted inside a critical section can wait a long time for
+ * a CPU on a busy node, with the loop stuck behind it (seen: 0.2-0.4 ms waits on a mutex during
+ * uploads). Jobs go in and results come out through lock-free stacks; only the threads share a
+ * mutex, for the queue they take jobs from, and a semaphore (whose post never blocks) wakes
+ * them. */
 struct bgq {
     uv_loop_t *loop;
     uv_poll_t poll;                      /* the eventfd: results are waiting */
     int efd;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;                   /* work was queued, or stop */
-    struct bgq_job *todo, *todo_tail;    /* FIFO, under mu */
-    struct bgq_job *done, *done_tail;    /* FIFO, under mu */
-    bool stop;                           /* under mu */
+    _Atomic(struct bgq_job *) incoming;  /* submitted, newest first: loop pushes, threads take all */
+    _Atomic(struct bgq_job *) finished;  /* done, newest first: threads push, the loop takes all */
+    sem_t ready;                         /* a post per job, and one per thread to stop it */
+    pthread_mutex_t mu;                  /* threads only: */
+    struct bgq_job *todo, *todo_tail;    /* ... taken from incoming, oldest first */
     unsigned outstanding;                /* submitted, done callback not yet run (loop only) */
     int nice;                            /* of the threads, or BGQ_IDLE */
     unsigned nthreads;
     pthread_t threads[BGQ_MAX_THREADS];
 };
 
-static void push(struct bgq_job **head, struct bgq_job **tail, struct bgq_job *job) {
-    job->next = NULL;
-    if (*tail) (*tail)->next = job;
-    else *head = job;
-    *tail = job;
+static void stack_push(_Atomic(struct bgq_job *) *top, struct bgq_job *job) {
+    struct bgq_job *old = atomic_load_explicit(top, memory_order_relaxed);
+    do {
+        job->next = old;
+    } while (!atomic_compare_exchange_weak_explicit(top, &old, job, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* Everything on the stack, oldest first. */
+static struct bgq_job *stack_take_all(_Atomic(struct bgq_job *) *top) {
+    struct bgq_job *job = atomic_exchange_explicit(top, NULL, memory_order_acquire), *fifo = NULL;
+    while (job) {
+        struct bgq_job *next = job->next;
+        job->next = fifo;
+        fifo = job;
+        job = next;
+    }
+    return fifo;
+}
+
+/* The next job, oldest first, or NULL (a stop post). */
+static struct bgq_job *take(struct bgq *q) {
+    pthread_mutex_lock(&q->mu);
+    if (!q->todo) {
+        q->todo = stack_take_all(&q->incoming);
+        for (q->todo_tail = q->todo; q->todo_tail && q->todo_tail->next;)
+            q->todo_tail = q->todo_tail->next;
+    }
+    struct bgq_job *job = q->todo;
+    if (job && !(q->todo = job->next)) q->todo_tail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    return job;
 }
 
 static void *thread_main(void *arg) {
@@ -44,25 +79,16 @@ static void *thread_main(void *arg) {
         struct sched_param none = {0};
         if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &none) != 0) { /* run as we are */ }
     } else if (setpriority(PRIO_PROCESS, (id_t)gettid(), q->nice) != 0) { /* run as we are */ }
-    pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (!q->todo && !q->stop) pthread_cond_wait(&q->cv, &q->mu);
-        if (!q->todo) break;  /* stopping, and nothing left */
-        struct bgq_job *job = q->todo;
-        q->todo = job->next;
-        if (!q->todo) q->todo_tail = NULL;
-        pthread_mutex_unlock(&q->mu);
+        while (sem_wait(&q->ready) != 0) {}  /* EINTR */
+        /* A post per job, made after its push: a job is there for every post but the stops. */
+        struct bgq_job *job = take(q);
+        if (!job) break;
         job->work(job);
-        pthread_mutex_lock(&q->mu);
-        push(&q->done, &q->done_tail, job);
-        pthread_mutex_unlock(&q->mu);
-        /* After the unlock: if this write wakes the loop and the loop preempts us, it finds
-         * the mutex free. */
+        stack_push(&q->finished, job);
         uint64_t one = 1;
         while (write(q->efd, &one, sizeof one) < 0 && errno == EINTR) {}
-        pthread_mutex_lock(&q->mu);
     }
-    pthread_mutex_unlock(&q->mu);
     return NULL;
 }
 
@@ -70,10 +96,7 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     struct bgq *q = h->data;
     uint64_t v;
     while (read(q->efd, &v, sizeof v) < 0 && errno == EINTR) {}  /* EAGAIN: nothing new */
-    pthread_mutex_lock(&q->mu);
-    struct bgq_job *job = q->done;
-    q->done = q->done_tail = NULL;
-    pthread_mutex_unlock(&q->mu);
+    struct bgq_job *job = stack_take_all(&q->finished);
     while (job) {
         struct bgq_job *next = job->next;
         if (--q->outstanding == 0) uv_unref((uv_handle_t *)&q->poll);
@@ -101,8 +124,10 @@ int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out) {
     q->poll.data = q;
     uv_poll_start(&q->poll, UV_READABLE, poll_cb);
     uv_unref((uv_handle_t *)&q->poll);
+    atomic_init(&q->incoming, NULL);
+    atomic_init(&q->finished, NULL);
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
+    sem_init(&q->ready, 0, 0);
     if (threads < 1) threads = 1;
     if (threads > BGQ_MAX_THREADS) threads = BGQ_MAX_THREADS;
     for (unsigned i = 0; i < threads; i++) {
@@ -110,7 +135,6 @@ int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out) {
         q->nthreads++;
     }
     if (!q->nthreads) {
-        q->stop = true;
         bgq_close(q);
         return UV_EAGAIN;
     }
@@ -120,25 +144,20 @@ int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out) {
 
 void bgq_submit(struct bgq *q, struct bgq_job *job) {
     if (q->outstanding++ == 0) uv_ref((uv_handle_t *)&q->poll);
-    pthread_mutex_lock(&q->mu);
-    push(&q->todo, &q->todo_tail, job);
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    stack_push(&q->incoming, job);
+    sem_post(&q->ready);
 }
 
 static void closed_cb(uv_handle_t *h) {
     struct bgq *q = h->data;
     close(q->efd);
     pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->cv);
+    sem_destroy(&q->ready);
     free(q);
 }
 
 void bgq_close(struct bgq *q) {
-    pthread_mutex_lock(&q->mu);
-    q->stop = true;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    for (unsigned i = 0; i < q->nthreads; i++) sem_post(&q->ready);  /* each finds no job: stops */
     for (unsigned i = 0; i < q->nthreads; i++) pthread_join(q->threads[i], NULL);
     uv_close((uv_handle_t *)&q->poll, closed_cb);
 }

@@ -282,6 +282,32 @@ static void bgq_check(int nice) {
     cr_assert_eq(uv_loop_close(&loop), 0, "the queue's handle is closed");
 }
 
+/* One thread: jobs run in submission order, and done callbacks come in that order too (the
+ * queues are stacks underneath, turned round when taken). Submissions from a done callback
+ * queue behind those already waiting. */
+Test(bgq, one_thread_keeps_submission_order) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bgq *q;
+    cr_assert_eq(bgq_new(&loop, 1, 19, &q), 0);
+    enum { N = 300 };
+    static struct bg_item items[N];
+    int order[N], ndone = 0;
+    for (int i = 0; i < N; i++) {
+        items[i] = (struct bg_item){.job = {bg_work, bg_done, NULL}, .index = i,
+                                    .loop_thread = pthread_self(), .done_order = order,
+                                    .ndone = &ndone, .q = q};
+        bgq_submit(q, &items[i].job);
+        if (i == N / 2) uv_run(&loop, UV_RUN_NOWAIT);  /* some finish while more come */
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(ndone, N);
+    for (int i = 0; i < N; i++) cr_assert_eq(order[i], i, "done %d came as %d", i, order[i]);
+    bgq_close(q);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
 Test(bgq, runs_below_the_loop_and_answers_on_it) { bgq_check(19); }
 Test(bgq, idle_policy) { bgq_check(BGQ_IDLE); }
 
