@@ -6,9 +6,10 @@
  * async handle and writing its eventfd. A thread that runs below the loop (nicer than it)
  * is preempted in exactly that window, by the loop thread its write just woke, and the loop
  * then burns its CPU waiting for a thread that cannot run: turns of 0.5-2 ms, measured during
- * uploads (every 2 MiB hashed or written is one such hand-back). Here a thread files the
- * finished job under a mutex, lets go of it, and only then writes an eventfd the loop polls:
- * the loop never waits for a thread below it.
+ * uploads (every 2 MiB hashed or written is one such hand-back). Here a thread pushes the
+ * finished job onto a lock-free stack and then writes an eventfd the loop polls, and jobs go in
+ * the same way (plus a semaphore post): the loop never takes a lock or waits for a thread
+ * below it (bgq.c says what a shared mutex cost).
  *
  * Jobs run in submission order as threads free up; several run at once with several threads.
  * A job's done callback runs on the loop, in the order jobs finished.
