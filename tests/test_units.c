@@ -245,6 +245,15 @@ static void bg_done(struct bgq_job *job) {
     it->done_order[(*it->ndone)++] = it->index;
 }
 
+/* Submits job i of a run whose done callbacks record their order in order[]. */
+static void bg_submit_item(struct bg_item *it, int i, struct bgq *q, int *order, int *ndone,
+                           int resubmit) {
+    *it = (struct bg_item){.job = {bg_work, bg_done, NULL}, .index = i,
+                           .loop_thread = pthread_self(), .done_order = order, .ndone = ndone,
+                           .q = q, .resubmit = resubmit};
+    bgq_submit(q, &it->job);
+}
+
 /* Runs 50 jobs (some submitted again from their done callback) on a queue of 3 threads at
  * nice (or BGQ_IDLE) and checks where and how everything ran. */
 static void bgq_check(int nice) {
@@ -255,12 +264,7 @@ static void bgq_check(int nice) {
     enum { N = 50 };
     static struct bg_item items[N];
     int order[N], ndone = 0;
-    for (int i = 0; i < N; i++) {
-        items[i] = (struct bg_item){.job = {bg_work, bg_done, NULL}, .index = i,
-                                    .loop_thread = pthread_self(), .done_order = order,
-                                    .ndone = &ndone, .q = q, .resubmit = i % 7 == 0 ? 2 : 0};
-        bgq_submit(q, &items[i].job);
-    }
+    for (int i = 0; i < N; i++) bg_submit_item(&items[i], i, q, order, &ndone, i % 7 == 0 ? 2 : 0);
     /* uv_run returns only when every job is done: the queue holds the loop while any is out. */
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(ndone, N, "every done callback ran before the loop ended (%d of %d)", ndone, N);
@@ -294,10 +298,7 @@ Test(bgq, one_thread_keeps_submission_order) {
     static struct bg_item items[N];
     int order[N], ndone = 0;
     for (int i = 0; i < N; i++) {
-        items[i] = (struct bg_item){.job = {bg_work, bg_done, NULL}, .index = i,
-                                    .loop_thread = pthread_self(), .done_order = order,
-                                    .ndone = &ndone, .q = q};
-        bgq_submit(q, &items[i].job);
+        bg_submit_item(&items[i], i, q, order, &ndone, 0);
         if (i == N / 2) uv_run(&loop, UV_RUN_NOWAIT);  /* some finish while more come */
     }
     uv_run(&loop, UV_RUN_DEFAULT);
