@@ -7,11 +7,12 @@
  * the server only after every conn and the listener.
  *
  * Bulk bodies are read off the loop. When a body's sink takes reads into its own memory off
- * the loop (an upload's raw body), the socket is read by a background thread (the services'
- * bg_cpu queue, SCHED_IDLE) instead of by libuv on the loop: libuv's alloc callback gets an
- * empty buffer, which it answers with UV_ENOBUFS in the read callback; reading stops there, a
- * job reads what the socket holds (up to the sink's buffer, never waiting), and its done
- * callback feeds it to the core on the loop and starts reading again. At 1 GB/s the loop's
+ * the loop (an upload's body with a Content-Length, raw or multipart), the socket is read by a
+ * background thread (the services' bg_cpu queue, SCHED_IDLE) instead of by libuv on the loop:
+ * libuv's alloc callback gets an empty buffer, which it answers with UV_ENOBUFS in the read
+ * callback; reading stops there, a job reads what the socket holds (up to the sink's buffer,
+ * never waiting) and lets the sink work on it there (http_sink.prepare: multipart parsing), and
+ * its done callback feeds it to the core on the loop and starts reading again. At 1 GB/s the loop's
  * share of an upload falls from 0.7 to under 0.05 CPU-seconds per GiB, and the copying runs
  * on CPU nothing else wants. While a job reads, the conn's handles stay open (a close is
  * deferred to the job's done callback), so the socket cannot be closed and reused under it. */
