@@ -6,15 +6,18 @@
  *              package already exists is refused (409) before a byte of it is read.
  *   prepare    mkdir <dir>, <dir>/<space>; open <dir>/<space>/.upload-<node>-<token>.tmp
  *              (O_EXCL); then http_body_start(): "100 Continue" goes out now.
- *   body       bytes (multipart: the file part's data) are copied on the loop into UP_BUFS
- *              buffers of UP_BUF bytes; each full buffer is hashed (SHA-256) and then written
- *              at its offset by background threads (common/bgq.h, below the loop: the hashing
- *              is most of an upload's CPU). Backpressure: when no buffer is free the sink
+ *   body       bytes (multipart: the file part's data) go into UP_BUFS buffers of UP_BUF
+ *              bytes. A body with a Content-Length is read into them off the loop, by the
+ *              server's background thread (sink_buffer lends the buffer being filled; for
+ *              multipart, sink_prepare parses there and packs the file's bytes in place); a
+ *              chunked one is read and copied by the loop, which then pauses after UP_BURST
+ *              bytes until its next turn, so that a fast client cannot hold it for more than a
+ *              fraction of a millisecond: ping is answered in between. Each full buffer is
+ *              hashed (SHA-256) and then written at its offset by background threads
+ *              (common/bgq.h, below the loop). Backpressure: when no buffer is free the sink
  *              answers "pause", the core stops reading the socket, and the first write to
  *              complete resumes it. Memory per upload is thus UP_BUFS * UP_BUF, whatever the
- *              size. After UP_BURST bytes the sink pauses until the next loop turn, so that a
- *              fast client cannot hold the loop for more than a fraction of a millisecond:
- *              ping is answered in between.
+ *              size.
  *   disk       the file is written with O_DIRECT where the file system takes it (the page
  *              cache's copy and writeback were the bottleneck: 290 MB/s against 900 MB/s on
  *              the same disk), two writes in flight; the last buffer is padded to whole
@@ -53,7 +56,7 @@
 #define UP_ALIGN 4096u      /* O_DIRECT: buffer addresses, offsets and lengths */
 #define UP_INFLIGHT_DIRECT 2  /* data writes in flight with O_DIRECT (one through the cache) */
 #define UP_SYNC_EVERY (32ull << 20)  /* buffered: start writeback (fdatasync) after this much */
-#define UP_BURST (64u << 10)  /* body bytes taken per loop turn (one socket read) before others */
+#define UP_BURST (64u << 10)  /* body bytes the loop reads per turn before others (loop reads) */
 
 enum mode { MODE_FAIL, MODE_OVERWRITE, MODE_IGNORE };
 
@@ -692,7 +695,9 @@ static int sink_data(struct http_exchange *ex, const char *at, size_t n, void *a
         u->paused = true;
         return 1;
     }
-    if ((u->burst += n) >= UP_BURST) {  /* let the loop serve others; go on next turn */
+    /* Read by the loop: let it serve others, go on next turn. Read off the loop (lent): the
+     * loop only took note, and the next read is a background job anyway. */
+    if (!u->lent && (u->burst += n) >= UP_BURST) {
         u->burst = 0;
         u->yielding = true;
         u->paused = true;
