@@ -81,8 +81,8 @@ struct ping_server {
     struct http_site site;           /* routes, the view, the services, the limits */
     struct http_route *routes;       /* owned: every module's routes (routes_build) */
     uint64_t idle_timeout_ms;        /* 0: never */
-    uint64_t head_timeout_ms;        /* 0: never */
-    uint64_t body_timeout_ms;        /* 0: never */
+    uint64_t head_timeout_ms;        /* 0: never (with no idle timeout either) */
+    uint64_t body_timeout_ms;        /* 0: never (likewise) */
     unsigned max_conns;              /* connections served at once; 0: no cap */
     unsigned max_conns_per_ip;       /* ... from one peer address; 0: no cap */
     struct http_stats stats;         /* site.stats points here; stats.open counts served conns */
@@ -711,8 +711,10 @@ int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct
     s->site.stats = &s->stats;
     if (cfg->max_header_bytes) s->site.max_header_bytes = cfg->max_header_bytes;
     s->idle_timeout_ms = cfg->idle_timeout_ms;
-    s->head_timeout_ms = cfg->head_timeout_ms;
-    s->body_timeout_ms = cfg->body_timeout_ms;
+    /* Without their own, a head and a body get the idle timeout (still not extended by a
+     * head's bytes). */
+    s->head_timeout_ms = cfg->head_timeout_ms ? cfg->head_timeout_ms : cfg->idle_timeout_ms;
+    s->body_timeout_ms = cfg->body_timeout_ms ? cfg->body_timeout_ms : cfg->idle_timeout_ms;
     s->max_conns = cfg->max_conns;
     s->max_conns_per_ip = cfg->max_conns_per_ip;
     err = uv_tcp_init(loop, &s->listener);
