@@ -63,6 +63,7 @@ bench: build
 	@scripts/bench-noop.sh $(BUILD)
 	@scripts/bench-api.sh $(BUILD)
 	@scripts/bench-packages.sh $(BUILD)
+	@scripts/bench-slowloris.sh $(BUILD)
 
 clean:
 	rm -rf build build-asan build-fuzz

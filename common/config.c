@@ -113,6 +113,22 @@ static const struct setting table[] = {
      "on SIGTERM, how long running tasks get to finish before they are stopped and requeued"},
     {"http-idle-timeout", "SHOAL_HTTP_IDLE_TIMEOUT", T_DUR, "60s", SCOPE_WORKER, false,
      OFF(http_idle_ms), 100, DAY, NULL, "idle keep-alive HTTP connections are closed after this"},
+    {"http-head-timeout", "SHOAL_HTTP_HEAD_TIMEOUT", T_DUR, "10s", SCOPE_WORKER, false,
+     OFF(http_head_ms), 100, DAY, NULL, "a request's head (line and headers) must arrive within "
+     "this of its first byte (of accept, for a connection's first request): else 408 and close"},
+    {"http-body-timeout", "SHOAL_HTTP_BODY_TIMEOUT", T_DUR, "30s", SCOPE_WORKER, false,
+     OFF(http_body_ms), 100, DAY, NULL, "a request body (uploads included) that sends no byte "
+     "for this long is cut off (time the node itself holds the body back does not count)"},
+    {"http-max-connections", "SHOAL_HTTP_MAX_CONNECTIONS", T_INT, "4096", SCOPE_WORKER, false,
+     OFF(http_max_conns), 1, 1000000, NULL, "HTTP connections served at once; more are reset at "
+     "accept (lowered at start-up to fit the open-file limit)"},
+    {"http-max-connections-per-ip", "SHOAL_HTTP_MAX_CONNECTIONS_PER_IP", T_INT, "256",
+     SCOPE_WORKER, false, OFF(http_max_conns_per_ip), 1, 1000000, NULL, "HTTP connections from "
+     "one client address; more are reset at accept. Behind a load balancer every client has "
+     "its address: keep this above the connections it opens"},
+    {"http-max-uploads", "SHOAL_HTTP_MAX_UPLOADS", T_INT, "4", SCOPE_WORKER, false,
+     OFF(http_max_uploads), 1, 1024, NULL, "package uploads at once (12 MiB of buffers each); "
+     "more are answered 429 with Retry-After before their body is read"},
     {"log-level", "SHOAL_LOG_LEVEL", T_STR, "info", SCOPE_REDIS | SCOPE_WORKER, false,
      OFF(log_level), 0, 0, check_level, "debug, info, warn or error"},
     {"allow-exec", "SHOAL_ALLOW_EXEC", T_STR, "", SCOPE_WORKER, false, OFF(allow_exec), 0, 0,

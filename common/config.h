@@ -28,6 +28,11 @@ struct shoal_config {
     int64_t forget_after_ms;  /* --forget-after / SHOAL_FORGET_AFTER */
     int64_t grace_ms;         /* --grace / SHOAL_GRACE */
     int64_t http_idle_ms;     /* --http-idle-timeout / SHOAL_HTTP_IDLE_TIMEOUT */
+    int64_t http_head_ms;     /* --http-head-timeout / SHOAL_HTTP_HEAD_TIMEOUT */
+    int64_t http_body_ms;     /* --http-body-timeout / SHOAL_HTTP_BODY_TIMEOUT */
+    int64_t http_max_conns;   /* --http-max-connections / SHOAL_HTTP_MAX_CONNECTIONS */
+    int64_t http_max_conns_per_ip;  /* --http-max-connections-per-ip / ..._PER_IP */
+    int64_t http_max_uploads; /* --http-max-uploads / SHOAL_HTTP_MAX_UPLOADS */
     char *log_level;          /* --log-level / SHOAL_LOG_LEVEL */
     char *allow_exec;         /* --allow-exec / SHOAL_ALLOW_EXEC: programs `exec` may run */
     int64_t task_log_cap;     /* --task-log-cap / SHOAL_TASK_LOG_CAP: bytes of output kept */

@@ -90,6 +90,7 @@ static const char *refusal_text(int status, const llhttp_t *p) {
     switch (status) {
     case 413: return "Request body too large";
     case 431: return "Request header fields too large";
+    case 408: return "The request did not arrive in time: the connection is closed";
     default: {
         const char *r = llhttp_get_error_reason(p);
         return r && *r ? r : "Malformed request";
@@ -138,6 +139,8 @@ static void nul(struct http_conn *c) { buf_append(&c->cur->head, "", 1); }
 static int on_message_begin(llhttp_t *p) {
     struct http_conn *c = conn_of(p);
     if (!c->cur) c->cur = exchange_new(c);
+    c->requests++;
+    c->head_done = false;
     c->head_bytes = LINE_OVERHEAD;
     c->body_bytes = 0;
     c->fail_status = 0;
@@ -239,6 +242,7 @@ static int on_headers_complete(llhttp_t *p) {
         nul(c);
     }
     c->span = HTTP_SPAN_LINE;
+    c->head_done = true;
     ex->headers_end = ex->head.len;
     ex->method = p->method;
     http_route_lookup(c->site, ex);
@@ -481,6 +485,27 @@ bool http_conn_busy(const struct http_conn *c) {
     return waiting > 0 || c->held.len > 0;
 }
 
+enum http_wait http_conn_waiting(const struct http_conn *c) {
+    if (c->closed) return HTTP_WAIT_NONE;
+    if (http_conn_busy(c) || c->paused || c->body_wait || c->lent || c->feeding)
+        return HTTP_WAIT_US;
+    if (c->stopped) return HTTP_WAIT_NONE;
+    if (!c->cur) return HTTP_WAIT_REQUEST;
+    return c->head_done ? HTTP_WAIT_BODY : HTTP_WAIT_HEAD;
+}
+
+bool http_conn_expire(struct http_conn *c) {
+    enum http_wait w = http_conn_waiting(c);
+    if (w != HTTP_WAIT_HEAD && w != HTTP_WAIT_BODY) return false;
+    set_reading(c, false);
+    if (body_open(c)) {
+        body_abort(c, UV_ETIMEDOUT);  /* the handler answers, now or after its cleanup */
+        return true;
+    }
+    refuse_now(c, 408);
+    return true;
+}
+
 void http_conn_written(struct http_conn *c, size_t len) {
     if (c->closed) return;
     c->unacked -= len < c->unacked ? len : c->unacked;
@@ -548,8 +573,8 @@ const char *http_reason(int status) {
     static const struct { int status; const char *text; } reasons[] = {
         {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
         {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
-        {405, "Method Not Allowed"}, {409, "Conflict"}, {413, "Payload Too Large"},
-        {415, "Unsupported Media Type"}, {418, "I'm a teapot"},
+        {405, "Method Not Allowed"}, {408, "Request Timeout"}, {409, "Conflict"}, {413, "Payload Too Large"},
+        {415, "Unsupported Media Type"}, {418, "I'm a teapot"}, {429, "Too Many Requests"},
         {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
         {503, "Service Unavailable"}, {507, "Insufficient Storage"},
     };

@@ -62,6 +62,18 @@ struct http_site {
     size_t max_body_bytes;            /* HTTP_BODY_BUFFER limit */
     size_t max_discard_bytes;         /* HTTP_BODY_NONE limit */
     unsigned max_pending;             /* answers outstanding on one connection before pausing */
+    const struct http_stats *stats;   /* borrowed: the transport's connection counters (for
+                                       * /metrics), or NULL without one */
+};
+
+/* A server's connection counters, kept by the transport (server.c) and read by /metrics. */
+struct http_stats {
+    uint64_t open;            /* connections being served now (refused ones not counted) */
+    uint64_t refused_node;    /* closed at accept: the node's connection cap was reached */
+    uint64_t refused_ip;      /* ... the peer address's connection cap was reached */
+    uint64_t head_timeouts;   /* closed: a request head (or a first request) came too slowly */
+    uint64_t body_timeouts;   /* closed: a request body delivered nothing for too long */
+    uint64_t accept_errors;   /* accept() failed (EMFILE, ENFILE, ENOMEM, ...) */
 };
 
 /* Fills site with the defaults (8 KiB headers, 1 MiB bodies, 64 KiB discard, 16 pending). */
@@ -116,6 +128,9 @@ struct http_conn {
     bool eof;                       /* the peer sent EOF: close once answered */
     bool closed;                    /* io->close() was called or http_conn_close() ran */
     bool lent;                      /* a sink's memory is out for a read off the loop */
+    bool head_done;                 /* cur's head is complete: its body (if any) is being read */
+    uint64_t requests;              /* requests begun on this connection (deadlines tell them
+                                     * apart) */
     const struct http_sink *lent_sink;  /* ... whose returned() http_conn_lent_back() calls */
     void *lent_arg;
 };
@@ -152,6 +167,28 @@ void http_conn_eof(struct http_conn *c);
 /* True while a dispatched request awaits its answer, or input is held (not idle). A streamed
  * body being read does not count: then the core waits on the peer, not on itself. */
 bool http_conn_busy(const struct http_conn *c);
+
+/* What the core waits for now, for the transport's deadlines: the peer's next request (idle
+ * keep-alive, or a fresh connection when c->requests is 0), the rest of a request head, more
+ * of a request body; or nothing from the peer: a handler is working, the answers pause
+ * parsing, a sink pushed back or holds lent memory (WAIT_US: no deadline is the peer's
+ * fault), or the core reads no more (WAIT_NONE: closing, or stopped with nothing to answer). */
+enum http_wait {
+    HTTP_WAIT_REQUEST,
+    HTTP_WAIT_HEAD,
+    HTTP_WAIT_BODY,
+    HTTP_WAIT_US,
+    HTTP_WAIT_NONE,
+};
+enum http_wait http_conn_waiting(const struct http_conn *c);
+
+/* The transport's deadline for what http_conn_waiting() reports passed. A late head, or a late
+ * buffered or discarded body, is answered 408 (Connection: close; the core then reads no more
+ * and calls io->close once the answer is written); a late streamed body ends for its sink with
+ * UV_ETIMEDOUT and its handler answers. Returns true when an answer will come (let the
+ * connection be closed through io->close), false when there is nothing to answer (the
+ * transport closes at once). */
+bool http_conn_expire(struct http_conn *c);
 
 /* The transport wrote len bytes it was given (io->acks_writes): streamed answers go on. Call
  * from the transport's write callback, never from inside an io function. */

@@ -172,6 +172,40 @@ static void fleet_metrics(struct buf *b, const struct metrics_cache *m) {
     }
 }
 
+/* The HTTP edge: connections (server.c's counters) and uploads (package_upload.c's). */
+static void http_metrics(struct buf *b, const struct http_stats *st, const struct api_state *api) {
+    if (st) {
+        family(b, "shoal_http_connections_open", "gauge", "HTTP connections being served now.");
+        buf_printf(b, "shoal_http_connections_open %llu\n", (unsigned long long)st->open);
+        family(b, "shoal_http_connections_refused_total", "counter",
+               "HTTP connections reset at accept: the node's cap (--http-max-connections) or "
+               "the client address's (--http-max-connections-per-ip) was reached.");
+        buf_printf(b, "shoal_http_connections_refused_total{reason=\"node_cap\"} %llu\n",
+                   (unsigned long long)st->refused_node);
+        buf_printf(b, "shoal_http_connections_refused_total{reason=\"ip_cap\"} %llu\n",
+                   (unsigned long long)st->refused_ip);
+        family(b, "shoal_http_connections_timed_out_total", "counter",
+               "HTTP connections closed because a request's head (--http-head-timeout) or body "
+               "(--http-body-timeout) came too slowly.");
+        buf_printf(b, "shoal_http_connections_timed_out_total{deadline=\"head\"} %llu\n",
+                   (unsigned long long)st->head_timeouts);
+        buf_printf(b, "shoal_http_connections_timed_out_total{deadline=\"body\"} %llu\n",
+                   (unsigned long long)st->body_timeouts);
+        family(b, "shoal_http_accept_errors_total", "counter",
+               "Failed accepts (out of file descriptors, say).");
+        buf_printf(b, "shoal_http_accept_errors_total %llu\n",
+                   (unsigned long long)st->accept_errors);
+    }
+    if (api) {
+        family(b, "shoal_package_uploads_active", "gauge", "Package uploads in progress.");
+        buf_printf(b, "shoal_package_uploads_active %u\n", api->uploads);
+        family(b, "shoal_package_uploads_refused_total", "counter",
+               "Package uploads answered 429 because --http-max-uploads were in progress.");
+        buf_printf(b, "shoal_package_uploads_refused_total %llu\n",
+                   (unsigned long long)api->uploads_refused);
+    }
+}
+
 /* GET /metrics */
 static void metrics_cb(struct http_exchange *ex) {
     const struct http_site *site = http_site_of(ex);
@@ -179,6 +213,7 @@ static void metrics_cb(struct http_exchange *ex) {
     struct buf b;
     buf_init(&b);
     node_metrics(&b, site->view, svc ? svc->redis : NULL);
+    http_metrics(&b, site->stats, svc ? svc->api : NULL);
     if (svc && svc->api) {
         maybe_refresh(svc->api->metrics, svc);
         fleet_metrics(&b, svc->api->metrics);

@@ -75,6 +75,7 @@ struct chunk {
 
 struct upload {
     struct http_exchange *ex;      /* ours until answered */
+    struct api_state *api;         /* counts us in api->uploads until freed */
     const struct ping_services *svc;
     uv_loop_t *loop;
     enum mode mode;
@@ -187,6 +188,7 @@ static struct upload *fs_finished(uv_fs_t *req, const char *what, bool exist_ok,
 
 static void upload_free_cb(struct pkg_lock *l) {
     struct upload *u = container_of(l, struct upload, lock);
+    u->api->uploads--;
     for (unsigned i = 0; i < UP_BUFS; i++) free(u->chunks[i].data);
     buf_free(&u->overflow);
     buf_free(&u->json);
@@ -713,6 +715,11 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
         fail(u, 400, "malformed request body (chunked encoding); nothing was kept");
         return;
     }
+    if (err == UV_ETIMEDOUT) {
+        fail(u, 408, "the body stopped arriving (nothing for --http-body-timeout); nothing was "
+                     "kept");
+        return;
+    }
     if (err) {
         fail(u, 400, "the connection ended before the whole body was received; nothing was kept");
         return;
@@ -848,6 +855,8 @@ static struct upload *upload_new(struct http_exchange *ex, const struct ping_ser
     struct upload *u = xcalloc(1, sizeof *u);
     u->ex = ex;
     u->svc = svc;
+    u->api = svc->api;
+    u->api->uploads++;
     u->loop = http_site_of(ex)->loop;
     u->mode = mode;
     u->fd = -1;
@@ -863,6 +872,34 @@ static struct upload *upload_new(struct http_exchange *ex, const struct ping_ser
     u->sha = EVP_MD_CTX_new();
     if (!u->sha || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) abort();
     return u;
+}
+
+/* Seconds a client refused for too many uploads is told to wait (Retry-After). */
+#define UP_RETRY_AFTER "5"
+
+/* --http-max-uploads are in progress: 429 before any body byte is read (so no 100 Continue
+ * goes out, and the connection closes after the answer), in Octopus's error shape. */
+static void refuse_busy(struct http_exchange *ex, struct api_state *api, int64_t max) {
+    char msg[200];
+    struct buf b;
+    struct json j;
+    api->uploads_refused++;
+    snprintf(msg, sizeof msg, "this node is taking %lld package uploads already (its limit, "
+             "--http-max-uploads); retry in " UP_RETRY_AFTER " seconds or upload to another "
+             "node", (long long)max);
+    buf_init(&b);
+    json_init(&j, &b);
+    json_obj_open(&j);
+    json_key(&j, "ErrorMessage");
+    json_str(&j, "Too many package uploads in progress");
+    json_key(&j, "Errors");
+    json_arr_open(&j);
+    json_str(&j, msg);
+    json_arr_close(&j);
+    json_obj_close(&j);
+    http_add_header(ex, "Retry-After", UP_RETRY_AFTER);
+    api_respond_json(ex, 429, &b);
+    buf_free(&b);
 }
 
 void pkg_upload_cb(struct http_exchange *ex) {
@@ -881,6 +918,11 @@ void pkg_upload_cb(struct http_exchange *ex) {
     }
     if (!http_site_of(ex)->loop || !svc->bg_cpu || !svc->bg_io) {
         http_respond_error(ex, 503, "uploads need the node's event loop");
+        return;
+    }
+    int64_t max = svc->cfg->http_max_uploads;
+    if (max > 0 && svc->api->uploads >= (uint64_t)max) {
+        refuse_busy(ex, svc->api, max);
         return;
     }
     struct upload *u = upload_new(ex, svc, space, mode);

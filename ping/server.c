@@ -15,7 +15,26 @@
  * its done callback feeds it to the core on the loop and starts reading again. At 1 GB/s the loop's
  * share of an upload falls from 0.7 to under 0.05 CPU-seconds per GiB, and the copying runs
  * on CPU nothing else wants. While a job reads, the conn's handles stay open (a close is
- * deferred to the job's done callback), so the socket cannot be closed and reused under it. */
+ * deferred to the job's done callback), so the socket cannot be closed and reused under it.
+ *
+ * Deadlines (one timer per conn; conn_update() sets it from what the core waits for):
+ *   fresh      accepted, no byte yet: --http-head-timeout from accept, then closed silently
+ *   head       a request head begun: --http-head-timeout from its first byte (from accept for
+ *              the first request), never extended by its bytes; then 408 and close
+ *   body       a request body being read: --http-body-timeout since its last byte; then 408
+ *              (a streamed body: its handler answers) and close
+ *   idle       keep-alive, between requests: --http-idle-timeout since the last answer
+ *   writing    an answer not yet taken by the peer: --http-idle-timeout since the last write
+ *              completed (reads do not extend it)
+ *   us         a handler works, answers pause parsing, a sink pushes back (the disk, the
+ *              hashing thread), a read runs off the loop: no deadline (the timer only looks
+ *              again every idle timeout, in case a transition went unnoticed)
+ *   linger     after the last answer: LINGER_MS at most
+ * Caps: a connection over --http-max-connections, or over --http-max-connections-per-ip for
+ * its peer's address, is accepted and reset at once (no answer), and counted (struct
+ * http_stats, shown by /metrics). When accept() itself fails for want of descriptors, libuv
+ * closes its reserve descriptor, accepts and closes what is queued, and reopens it
+ * (uv__emfile_trick), so the listener never spins on a full queue; we count and log it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +58,22 @@
 #define OUT_LOW (64 << 10)    /* ... until it falls back to this */
 #define LINGER_MS 2000        /* after our final answer, wait this long at most for EOF */
 #define BACKLOG 511
+#define IP_BUCKETS 1024       /* per-address connection counts (chained) */
+#define ACCEPT_LOG_MS 10000   /* accept failures are logged at most this often */
+
+/* How many connections one peer address holds (only with a per-address cap). */
+struct ip_count {
+    struct ip_count *next;           /* the bucket's chain */
+    unsigned char addr[16];          /* IPv4 in the first 4 bytes, or IPv6 */
+    unsigned char len;               /* 4 or 16 */
+    unsigned n;                      /* open connections from it */
+};
+
+/* What a conn waits for, and so which deadline runs (see the top of the file). */
+enum conn_phase { PH_NEW, PH_FRESH, PH_IDLE, PH_HEAD, PH_BODY, PH_WRITING, PH_US, PH_DONE };
+/* What just happened, for conn_update(): a read extends a body's deadline, a completed write
+ * a slow reader's. */
+enum conn_event { EV_NONE, EV_READ, EV_WROTE };
 
 struct ping_server {
     uv_loop_t *loop;                 /* borrowed */
@@ -46,7 +81,14 @@ struct ping_server {
     struct http_site site;           /* routes, the view, the services, the limits */
     struct http_route *routes;       /* owned: every module's routes (routes_build) */
     uint64_t idle_timeout_ms;        /* 0: never */
-    struct conn *conns;              /* every open conn, newest first */
+    uint64_t head_timeout_ms;        /* 0: never (with no idle timeout either) */
+    uint64_t body_timeout_ms;        /* 0: never (likewise) */
+    unsigned max_conns;              /* connections served at once; 0: no cap */
+    unsigned max_conns_per_ip;       /* ... from one peer address; 0: no cap */
+    struct http_stats stats;         /* site.stats points here; stats.open counts served conns */
+    uint64_t accept_logged_ms;       /* loop time of the last accept failure logged */
+    struct ip_count *ips[IP_BUCKETS];  /* with max_conns_per_ip: counts per peer address */
+    struct conn *conns;              /* every open conn, newest first (refused ones too) */
     unsigned nconns;
     int port;
     bool listener_open;              /* until the listener's close callback */
@@ -76,6 +118,13 @@ struct conn {
     bool lingering;                  /* our side shut down: input is drained and dropped */
     bool closing;                    /* closed, or to be closed once the read job is done */
     bool handles_closing;            /* uv_close called */
+    bool served;                     /* counted in stats.open (not a refused connection) */
+    enum conn_phase phase;           /* what the timer is set for */
+    uint64_t deadline;               /* loop ms when the phase's time is up; 0: none */
+    uint64_t accepted_ms;            /* loop ms at accept: a fresh conn's head deadline */
+    uint64_t head_req;               /* the request (http.requests) head_deadline is for */
+    uint64_t head_deadline;          /* ... from its first byte (from accept for the first) */
+    struct ip_count *ip;             /* its address's count, or NULL */
     struct off_read {                /* a read off the loop (see the top of the file) */
         struct bgq_job job;
         int fd;
@@ -95,6 +144,7 @@ struct write_req {
 };
 
 static void conn_abort(struct conn *c);
+static void conn_update(struct conn *c, enum conn_event ev);
 static void timer_cb(uv_timer_t *t);
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
@@ -156,11 +206,65 @@ static void update_reading(struct conn *c) {
     c->reading = on;
 }
 
+/* ---- connections per peer address ---- */
+
+static unsigned ip_hash(const unsigned char *a, unsigned len) {
+    uint32_t h = 2166136261u;  /* FNV-1a */
+    for (unsigned i = 0; i < len; i++) h = (h ^ a[i]) * 16777619u;
+    return h % IP_BUCKETS;
+}
+
+/* The peer address of an accepted tcp handle into a (4 or 16 bytes); 0 when unknown. */
+static unsigned peer_addr(uv_tcp_t *tcp, unsigned char a[16]) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+    if (ss.ss_family == AF_INET) {
+        memcpy(a, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        return 4;
+    }
+    if (ss.ss_family == AF_INET6) {
+        memcpy(a, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
+/* Counts one more connection from the address a; NULL (and nothing counted) when that
+ * address already holds the cap. */
+static struct ip_count *ip_take(struct ping_server *s, const unsigned char *a, unsigned len) {
+    struct ip_count **b = &s->ips[ip_hash(a, len)], *e;
+    for (e = *b; e; e = e->next)
+        if (e->len == len && memcmp(e->addr, a, len) == 0) break;
+    if (e && e->n >= s->max_conns_per_ip) return NULL;
+    if (!e) {
+        e = xcalloc(1, sizeof *e);
+        memcpy(e->addr, a, len);
+        e->len = (unsigned char)len;
+        e->next = *b;
+        *b = e;
+    }
+    e->n++;
+    return e;
+}
+
+static void ip_release(struct ping_server *s, struct ip_count *e) {
+    if (!e || --e->n > 0) return;
+    for (struct ip_count **p = &s->ips[ip_hash(e->addr, e->len)]; *p; p = &(*p)->next)
+        if (*p == e) {
+            *p = e->next;
+            free(e);
+            return;
+        }
+}
+
 static void conn_close_cb(uv_handle_t *h) {
     struct conn *c = h->data;
     if (--c->open_handles > 0) return;
     struct ping_server *s = c->srv;
     http_conn_close(&c->http);
+    if (c->served) s->stats.open--;
+    ip_release(s, c->ip);
     if (c->prev) c->prev->next = c->next;
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -184,15 +288,82 @@ static void conn_abort(struct conn *c) {
     if (!c->off.running) close_handles(c);
 }
 
+/* What c waits for now (see the top of the file). */
+static enum conn_phase phase_of(const struct conn *c) {
+    if (c->off.running) return PH_US;  /* bytes read, not yet taken in */
+    if (c->out_bytes) return PH_WRITING;
+    switch (http_conn_waiting(&c->http)) {
+    case HTTP_WAIT_REQUEST: return c->http.requests ? PH_IDLE : PH_FRESH;
+    case HTTP_WAIT_HEAD: return PH_HEAD;
+    case HTTP_WAIT_BODY: return PH_BODY;
+    case HTTP_WAIT_US: return PH_US;
+    case HTTP_WAIT_NONE: break;
+    }
+    return PH_DONE;
+}
+
+static uint64_t after(uint64_t now, uint64_t ms) { return ms ? now + ms : 0; }
+
+/* Sets c's deadline from its phase, after anything that may have changed it (ev: what just
+ * happened). A head's deadline stays with its request whatever comes between (answers being
+ * written, parsing paused); a body's moves with every read, a slow reader's with every write
+ * completed; the others start when their phase does. Lingering has its own (io_close). */
+static void conn_update(struct conn *c, enum conn_event ev) {
+    if (c->closing || c->lingering || !c->has_timer) return;
+    const struct ping_server *s = c->srv;
+    uint64_t now = uv_now(s->loop), deadline = c->deadline;
+    enum conn_phase ph = phase_of(c);
+    bool moved = (ph == PH_BODY && ev == EV_READ) || (ph == PH_WRITING && ev == EV_WROTE);
+    if (ph == PH_HEAD && c->head_req != c->http.requests) {
+        c->head_req = c->http.requests;
+        c->head_deadline = after(c->http.requests == 1 ? c->accepted_ms : now, s->head_timeout_ms);
+    }
+    if (ph != c->phase || moved) {
+        switch (ph) {
+        case PH_FRESH: deadline = after(c->accepted_ms, s->head_timeout_ms); break;
+        case PH_HEAD: deadline = c->head_deadline; break;
+        case PH_BODY: deadline = after(now, s->body_timeout_ms); break;
+        default: deadline = after(now, s->idle_timeout_ms); break;
+        }
+    }
+    c->phase = ph;
+    if (deadline == c->deadline && uv_is_active((uv_handle_t *)&c->timer)) return;
+    c->deadline = deadline;
+    arm(c, deadline ? (deadline > now ? deadline - now : 1) : 0);
+}
+
 static void timer_cb(uv_timer_t *t) {
     struct conn *c = t->data;
-    bool waiting_on_us = c->off.running ||  /* bytes read, not yet taken in */
-                         (!c->http.closed && c->out_bytes == 0 && http_conn_busy(&c->http));
-    if (!c->lingering && waiting_on_us) {  /* a handler is still working: not idle */
-        arm(c, c->srv->idle_timeout_ms);
+    struct ping_server *s = c->srv;
+    if (c->lingering) {  /* the peer had its time to read our last answer */
+        conn_abort(c);
         return;
     }
-    conn_abort(c);
+    conn_update(c, EV_NONE);  /* a transition may have gone unnoticed */
+    if (c->closing || !c->deadline || uv_now(s->loop) < c->deadline) return;
+    switch (c->phase) {
+    case PH_US:  /* not the peer's doing: look again later */
+        c->deadline = after(uv_now(s->loop), s->idle_timeout_ms);
+        arm(c, s->idle_timeout_ms);
+        return;
+    case PH_FRESH:
+        s->stats.head_timeouts++;
+        log_debug("http connection closed: no request in time", NULL);
+        conn_abort(c);
+        return;
+    case PH_HEAD:
+    case PH_BODY:
+        if (c->phase == PH_HEAD) s->stats.head_timeouts++;
+        else s->stats.body_timeouts++;
+        log_debug("http connection closed: request too slow", " part=%s",
+                  c->phase == PH_HEAD ? "head" : "body");
+        if (!http_conn_expire(&c->http)) conn_abort(c);  /* else io_close follows the answer */
+        else conn_update(c, EV_NONE);
+        return;
+    default:  /* idle keep-alive, a reader that takes nothing, a core done reading */
+        conn_abort(c);
+        return;
+    }
 }
 
 static void off_read_recv(struct off_read *o) {
@@ -231,12 +402,10 @@ static void off_read_done(struct bgq_job *job) {
         close_handles(c);
         return;
     }
-    if (o->got) {
-        arm(c, c->srv->idle_timeout_ms);
-        http_conn_feed(&c->http, o->base, o->got);
-    }
+    if (o->got) http_conn_feed(&c->http, o->base, o->got);
     http_conn_lent_back(&c->http);
     if (c->closing) return;
+    conn_update(c, o->got ? EV_READ : EV_NONE);
     if (o->err) {
         log_debug("http read failed", " err=%s", uv_strerror(o->err));
         conn_abort(c);
@@ -285,8 +454,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (nread == 0 || c->closing) return;
     if (nread > 0) {
         if (c->lingering) return;  /* after our last answer: dropped */
-        arm(c, c->srv->idle_timeout_ms);
         http_conn_feed(&c->http, buf->base, (size_t)nread);
+        conn_update(c, EV_READ);
         return;
     }
     if (nread != UV_EOF || c->lingering) {
@@ -313,9 +482,9 @@ static void write_cb(uv_write_t *req, int status) {
         conn_abort(c);
         return;
     }
-    if (!c->lingering && !c->http.closed) arm(c, c->srv->idle_timeout_ms);
     http_conn_written(&c->http, len);  /* a streamed answer may write its next piece */
     update_reading(c);
+    conn_update(c, EV_WROTE);
 }
 
 static void io_write(struct http_conn *hc, char *data, size_t len) {
@@ -337,12 +506,14 @@ static void io_write(struct http_conn *hc, char *data, size_t len) {
     }
     c->out_bytes += len;
     update_reading(c);
+    conn_update(c, EV_NONE);
 }
 
 static void io_read_ctl(struct http_conn *hc, bool on) {
     struct conn *c = container_of(hc, struct conn, http);
     c->want_read = on;
     update_reading(c);
+    conn_update(c, EV_NONE);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
@@ -399,15 +570,32 @@ static int conn_start(struct conn *c) {
     c->open_handles++;
     http_conn_init(&c->http, &s->site, &conn_io);
     c->want_read = true;
-    arm(c, s->idle_timeout_ms);
+    c->accepted_ms = uv_now(s->loop);
+    c->served = true;
+    s->stats.open++;
+    conn_update(c, EV_NONE);
     update_reading(c);
     return c->closing ? UV_EIO : 0;
 }
 
+/* Over a cap: c (accepted) is reset at once, without an answer; its close callback frees it. */
+static void conn_refuse(struct conn *c, uint64_t *counter) {
+    (*counter)++;
+    c->closing = true;
+    c->handles_closing = true;
+    if (uv_tcp_close_reset(&c->h.tcp, conn_close_cb) != 0) uv_close(&c->h.handle, conn_close_cb);
+}
+
 static void connection_cb(uv_stream_t *listener, int status) {
     struct ping_server *s = container_of(listener, struct ping_server, listener);
-    if (status < 0) {
-        log_warn("http accept failed", " err=%s", uv_strerror(status));
+    if (status < 0) {  /* libuv has drained the queue already when descriptors ran out */
+        s->stats.accept_errors++;
+        uint64_t now = uv_now(s->loop);
+        if (!s->accept_logged_ms || now - s->accept_logged_ms >= ACCEPT_LOG_MS) {
+            s->accept_logged_ms = now;
+            log_warn("http accept failed", " err=%s failures=%llu", uv_strerror(status),
+                     (unsigned long long)s->stats.accept_errors);
+        }
         return;
     }
     struct conn *c = conn_new(s);
@@ -422,6 +610,18 @@ static void connection_cb(uv_stream_t *listener, int status) {
     c->h.handle.data = c;
     c->open_handles = 1;
     err = uv_accept(listener, &c->h.stream);
+    if (!err && s->max_conns && s->stats.open >= s->max_conns) {
+        conn_refuse(c, &s->stats.refused_node);
+        return;
+    }
+    if (!err && s->max_conns_per_ip) {
+        unsigned char a[16];
+        unsigned len = peer_addr(&c->h.tcp, a);
+        if (len && !(c->ip = ip_take(s, a, len))) {
+            conn_refuse(c, &s->stats.refused_ip);
+            return;
+        }
+    }
     if (!err) err = uv_tcp_nodelay(&c->h.tcp, 1);
     if (!err) err = conn_start(c);
     if (err) {
@@ -508,8 +708,15 @@ int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct
     s->site.view = view;
     s->site.data = (void *)svc;
     s->site.loop = loop;
+    s->site.stats = &s->stats;
     if (cfg->max_header_bytes) s->site.max_header_bytes = cfg->max_header_bytes;
     s->idle_timeout_ms = cfg->idle_timeout_ms;
+    /* Without their own, a head and a body get the idle timeout (still not extended by a
+     * head's bytes). */
+    s->head_timeout_ms = cfg->head_timeout_ms ? cfg->head_timeout_ms : cfg->idle_timeout_ms;
+    s->body_timeout_ms = cfg->body_timeout_ms ? cfg->body_timeout_ms : cfg->idle_timeout_ms;
+    s->max_conns = cfg->max_conns;
+    s->max_conns_per_ip = cfg->max_conns_per_ip;
     err = uv_tcp_init(loop, &s->listener);
     if (err) {
         free(s->routes);

@@ -73,7 +73,8 @@ static bool spin(struct fx *f, bool (*pred)(void *), void *arg, uint64_t ms) {
     return pred(arg);
 }
 
-static void fx_start_cfg(struct fx *f, uint64_t idle_ms, size_t max_header) {
+/* Starts the fixture's server with cfg (its listen address is replaced by 127.0.0.1:0). */
+static void fx_start_conf(struct fx *f, struct ping_config cfg) {
     memset(f, 0, sizeof *f);
     log_set_level("warn");
     cr_assert_eq(uv_loop_init(&f->loop), 0);
@@ -83,11 +84,15 @@ static void fx_start_cfg(struct fx *f, uint64_t idle_ms, size_t max_header) {
     f->view.cap = 4;
     f->view.redis_ok = true;
     f->view.registered = true;
-    struct ping_config cfg = {"127.0.0.1:0", idle_ms, max_header};
+    cfg.listen = "127.0.0.1:0";
     cr_assert_eq(ping_server_new(&f->loop, &cfg, &f->view, NULL, &f->srv), 0);
     cr_assert_gt(ping_server_port(f->srv), 0);
     uv_timer_init(&f->loop, &f->guard);
     f->guard.data = f;
+}
+
+static void fx_start_cfg(struct fx *f, uint64_t idle_ms, size_t max_header) {
+    fx_start_conf(f, (struct ping_config){.idle_timeout_ms = idle_ms, .max_header_bytes = max_header});
 }
 
 static void fx_start(struct fx *f) { fx_start_cfg(f, 5000, 8192); }
@@ -172,6 +177,19 @@ static void connect_cb(uv_connect_t *req, int status) {
     }
     cl->connected = true;
     uv_read_start(&cl->h.stream, alloc_cb, read_cb);
+}
+
+/* A loopback TCP client of the fixture's server from the address from (127.x.y.z); not
+ * registered with the fixture. */
+static void client_tcp_from(struct fx *f, struct client *cl, const char *from) {
+    struct sockaddr_in a, src;
+    memset(cl, 0, sizeof *cl);
+    uv_ip4_addr("127.0.0.1", ping_server_port(f->srv), &a);
+    uv_ip4_addr(from, 0, &src);
+    cr_assert_eq(uv_tcp_init(&f->loop, &cl->h.tcp), 0);
+    cl->h.handle.data = cl;
+    cr_assert_eq(uv_tcp_bind(&cl->h.tcp, (struct sockaddr *)&src, 0), 0);
+    cr_assert_eq(uv_tcp_connect(&cl->creq, &cl->h.tcp, (struct sockaddr *)&a, connect_cb), 0);
 }
 
 /* A loopback TCP client of the fixture's server; not registered with the fixture. */
@@ -528,7 +546,7 @@ Test(http, bad_listen_address_rejected) {
     static const char *bad[] = {"nohost", "1.2.3.4:99999", "[::1:80", "300.1.1.1:80", "1.2.3.4:x"};
     uv_loop_init(&loop);
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-        struct ping_config cfg = {bad[i], 1000, 8192};
+        struct ping_config cfg = {.listen = bad[i], .idle_timeout_ms = 1000, .max_header_bytes = 8192};
         cr_assert_eq(ping_server_new(&loop, &cfg, &v, NULL, &s), UV_EINVAL, "%s", bad[i]);
     }
     cr_assert_eq(uv_loop_close(&loop), 0);
@@ -540,7 +558,7 @@ Test(http, port_in_use_reported) {
     char listen[32];
     fx_start(&f);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", ping_server_port(f.srv));
-    struct ping_config cfg = {listen, 1000, 8192};
+    struct ping_config cfg = {.listen = listen, .idle_timeout_ms = 1000, .max_header_bytes = 8192};
     cr_assert_eq(ping_server_new(&f.loop, &cfg, &f.view, NULL, &s2), UV_EADDRINUSE);
     uv_run(&f.loop, UV_RUN_NOWAIT);  /* the failed listener's close callback frees it */
     fx_finish(&f);
@@ -718,5 +736,225 @@ Test(http, forked_blocking_client) {
     cr_assert(ok && result.in.len == 1, "child did not report");
     cr_assert_eq(result.in.data[0], 0, "child failed with %d", result.in.data[0]);
     buf_reset(&result.in);
+    fx_finish(&f);
+}
+
+/* --- slow and greedy clients: deadlines and connection caps --- */
+
+/* Sends data to a client's peer one byte per tick. */
+struct trickle {
+    uv_timer_t timer;
+    struct client *cl;
+    const char *data;
+    size_t pos, len;
+    bool closed;
+};
+
+static void trickle_cb(uv_timer_t *t) {
+    struct trickle *tr = t->data;
+    if (tr->cl->eof || tr->pos >= tr->len) {
+        uv_timer_stop(t);
+        return;
+    }
+    client_send(tr->cl, tr->data + tr->pos++, 1);
+}
+
+static void trickle_start(struct fx *f, struct trickle *tr, struct client *cl, const char *data,
+                          uint64_t every_ms) {
+    memset(tr, 0, sizeof *tr);
+    tr->cl = cl;
+    tr->data = data;
+    tr->len = strlen(data);
+    uv_timer_init(&f->loop, &tr->timer);
+    tr->timer.data = tr;
+    uv_timer_start(&tr->timer, trickle_cb, 0, every_ms);
+}
+
+static void trickle_closed_cb(uv_handle_t *h) { ((struct trickle *)h->data)->closed = true; }
+static bool trickle_closed(void *arg) { return ((struct trickle *)arg)->closed; }
+
+static void trickle_stop(struct fx *f, struct trickle *tr) {
+    uv_close((uv_handle_t *)&tr->timer, trickle_closed_cb);
+    cr_assert(spin(f, trickle_closed, tr, 1000));
+}
+
+static bool never(void *arg) { return false; }
+
+#define TIMEOUT_408 resp("408 Request Timeout", "Connection: close\r\n", \
+    "{\"ErrorMessage\":\"The request did not arrive in time: the connection is closed\"}", false)
+
+/* Slowloris: every byte of the head used to re-arm the idle timer, so a head trickled in
+ * never ended. Its deadline now runs from the first byte (here from accept) and bytes do not
+ * extend it: 408, then close. */
+Test(http, head_trickled_closed_at_head_deadline) {
+    struct fx f;
+    struct client cl;
+    struct trickle tr;
+    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+                                           .head_timeout_ms = 1000});
+    client_pair(&f, &cl);
+    uint64_t t0 = clock_mono_ms();
+    trickle_start(&f, &tr, &cl, PING_REQ, 250);
+    cr_assert(spin(&f, got_eof, &cl, 4000), "a head trickled for 4 s is still open");
+    uint64_t waited = clock_mono_ms() - t0;
+    cr_assert_geq(waited, 900, "closed after %llu ms", (unsigned long long)waited);
+    cr_assert_lt(waited, 2500, "closed after %llu ms", (unsigned long long)waited);
+    cr_assert_geq(tr.pos, 3, "bytes kept coming until the deadline: %zu", tr.pos);
+    expect(&f, &cl, TIMEOUT_408);
+    trickle_stop(&f, &tr);
+    fx_finish(&f);
+}
+
+/* A connection that never sends a byte lives until the head deadline, not the idle timeout;
+ * it gets no answer. */
+Test(http, connection_that_sends_nothing_closed_at_head_deadline) {
+    struct fx f;
+    struct client cl;
+    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+                                           .head_timeout_ms = 500});
+    client_pair(&f, &cl);
+    uint64_t t0 = clock_mono_ms();
+    cr_assert(spin(&f, got_eof, &cl, 3000), "an empty connection is still open after 3 s");
+    uint64_t waited = clock_mono_ms() - t0;
+    cr_assert_geq(waited, 400, "closed after %llu ms", (unsigned long long)waited);
+    cr_assert_lt(waited, 2000, "closed after %llu ms", (unsigned long long)waited);
+    cr_assert_eq(cl.in.len, 0);
+    fx_finish(&f);
+}
+
+/* A body's deadline runs from its last byte: bytes 400 ms apart keep it going for longer than
+ * both deadlines, then a stall ends it (408, close) one body deadline later. */
+Test(http, stalled_body_closed_at_body_deadline) {
+    struct fx f;
+    struct client cl;
+    struct trickle tr;
+    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+                                           .head_timeout_ms = 1000, .body_timeout_ms = 1000});
+    client_pair(&f, &cl);
+    client_sends(&cl, "GET /healthz HTTP/1.1\r\nContent-Length: 8\r\n\r\n");
+    uint64_t t0 = clock_mono_ms();
+    trickle_start(&f, &tr, &cl, "abcd", 400);
+    cr_assert(spin(&f, got_eof, &cl, 4500), "a stalled body is still open after 4.5 s");
+    uint64_t waited = clock_mono_ms() - t0;
+    cr_assert_eq(tr.pos, 4, "closed before the body stalled (%zu bytes)", tr.pos);
+    cr_assert_geq(waited, 2000, "closed after %llu ms", (unsigned long long)waited);
+    cr_assert_lt(waited, 3800, "closed after %llu ms", (unsigned long long)waited);
+    expect(&f, &cl, TIMEOUT_408);
+    trickle_stop(&f, &tr);
+    fx_finish(&f);
+}
+
+/* Between requests a kept-alive connection is idle, not late: it outlives the head and body
+ * deadlines and is served again. */
+Test(http, keep_alive_idle_outlives_head_deadline) {
+    struct fx f;
+    struct client cl;
+    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 3000, .max_header_bytes = 8192,
+                                           .head_timeout_ms = 300, .body_timeout_ms = 300});
+    client_pair(&f, &cl);
+    client_sends(&cl, "GET /healthz HTTP/1.1\r\n\r\n");
+    expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
+    spin(&f, never, NULL, 1000);
+    cr_assert(!cl.eof, "closed while idle for less than the idle timeout");
+    client_sends(&cl, "GET /healthz HTTP/1.1\r\n\r\n");
+    expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
+    fx_finish(&f);
+}
+
+static bool client_connected(void *arg) {
+    struct client *cl = arg;
+    return cl->connected || cl->eof;
+}
+
+/* A TCP client from the address from that is answered a ping (kept alive). */
+static void tcp_pinged(struct fx *f, struct client *cl, const char *from) {
+    client_tcp_from(f, cl, from);
+    cr_assert(spin(f, client_connected, cl, 3000) && cl->connected, "%s did not connect", from);
+    client_sends(cl, PING_REQ);
+    expect(f, cl, resp("200 OK", NULL, ONLINE_JSON, false));
+}
+
+/* A TCP client from the address from that the server resets at once: no answer to its ping. */
+static void tcp_refused(struct fx *f, struct client *cl, const char *from) {
+    client_tcp_from(f, cl, from);
+    client_sends(cl, PING_REQ);  /* queued by libuv until connected */
+    cr_assert(spin(f, got_eof, cl, 3000), "a connection over the cap was not closed");
+    cr_assert_eq(cl->in.len, 0, "a connection over the cap was answered: %s", cl->in.data);
+}
+
+static void tcp_close(struct fx *f, struct client *cl) {
+    client_close(cl);
+    cr_assert(spin(f, client_closed, cl, 2000));
+    buf_free(&cl->in);
+}
+
+/* GET /metrics on a new connection from 127.0.0.1; the body, into out. */
+static void tcp_metrics(struct fx *f, char *out, size_t len) {
+    struct client cl;
+    client_tcp(f, &cl);
+    client_sends(&cl, "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cr_assert(spin(f, got_eof, &cl, 3000));
+    const char *body = cl.in.data ? strstr(cl.in.data, "\r\n\r\n") : NULL;
+    cr_assert(body && strncmp(cl.in.data, "HTTP/1.1 200", 12) == 0, "%s", cl.in.data);
+    snprintf(out, len, "%s", body + 4);
+    tcp_close(f, &cl);
+}
+
+static bool conns_are(void *arg) {
+    struct fx *f = ((void **)arg)[0];
+    return ping_server_conn_count(f->srv) == *(unsigned *)((void **)arg)[1];
+}
+
+/* With --http-max-connections-per-ip 3, 127.0.0.2's fourth connection is reset at once, with
+ * no answer; other addresses are served; /metrics counts the refusal. */
+Test(http, per_ip_cap_resets_the_next_connection_from_that_address) {
+    struct fx f;
+    struct client a[4], b;
+    char m[16384];
+    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+                                           .max_conns_per_ip = 3});
+    for (int i = 0; i < 3; i++) tcp_pinged(&f, &a[i], "127.0.0.2");
+    tcp_refused(&f, &a[3], "127.0.0.2");
+    tcp_pinged(&f, &b, "127.0.0.1");
+    client_sends(&a[0], PING_REQ);  /* the ones admitted are served still */
+    expect(&f, &a[0], resp("200 OK", NULL, ONLINE_JSON, false));
+    tcp_metrics(&f, m, sizeof m);
+    cr_assert(strstr(m, "shoal_http_connections_refused_total{reason=\"ip_cap\"} 1\n"), "%s", m);
+    cr_assert(strstr(m, "shoal_http_connections_refused_total{reason=\"node_cap\"} 0\n"), "%s", m);
+    cr_assert(strstr(m, "shoal_http_connections_open 5\n"), "%s", m);  /* 3 + b + metrics */
+    tcp_close(&f, &a[0]);  /* a slot frees up */
+    unsigned want = 3;
+    void *arg[2] = {&f, &want};
+    cr_assert(spin(&f, conns_are, arg, 3000));
+    tcp_pinged(&f, &a[0], "127.0.0.2");
+    for (int i = 0; i < 4; i++) tcp_close(&f, &a[i]);
+    tcp_close(&f, &b);
+    fx_finish(&f);
+}
+
+/* With --http-max-connections 4, a fifth connection is reset at once while the four open ones
+ * (a kept-alive ping client among them) are still answered. */
+Test(http, node_cap_resets_new_connections_while_open_ones_answer) {
+    static const char *const from[] = {"127.0.0.1", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+    struct fx f;
+    struct client a[4], extra;
+    char m[16384];
+    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+                                           .max_conns = 4, .max_conns_per_ip = 100});
+    for (int i = 0; i < 4; i++) tcp_pinged(&f, &a[i], from[i]);
+    tcp_refused(&f, &extra, "127.0.0.6");
+    tcp_close(&f, &extra);
+    for (int r = 0; r < 3; r++) {
+        client_sends(&a[0], PING_REQ);
+        expect(&f, &a[0], resp("200 OK", NULL, ONLINE_JSON, false));
+    }
+    tcp_close(&f, &a[3]);
+    unsigned want = 3;
+    void *arg[2] = {&f, &want};
+    cr_assert(spin(&f, conns_are, arg, 3000));
+    tcp_metrics(&f, m, sizeof m);
+    cr_assert(strstr(m, "shoal_http_connections_refused_total{reason=\"node_cap\"} 1\n"), "%s", m);
+    cr_assert(strstr(m, "shoal_http_connections_open 4\n"), "%s", m);
+    for (int i = 0; i < 3; i++) tcp_close(&f, &a[i]);
     fx_finish(&f);
 }

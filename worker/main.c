@@ -1,10 +1,12 @@
 /* main.c: `shoal worker`: wires settings, the node, the HTTP server and shutdown together.
  * Start-up errors (bad settings, address in use) exit here with a clear line; afterwards the
  * process only exits through shutdown.c. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/bgq.h"
@@ -26,6 +28,40 @@
 #define BG_CPU_THREADS 2
 #define BG_IO_THREADS 3
 #define BG_IO_NICE 19
+
+/* Descriptors kept free of HTTP connections: Redis links, the loop's own, logs, the
+ * background queues, plus per task (its pipes and process handle) and per upload (its file). */
+#define FD_RESERVE_BASE 64
+#define FD_RESERVE_PER_TASK 4
+#define FD_RESERVE_PER_UPLOAD 4
+
+/* Every HTTP connection holds a descriptor: raises the soft open-file limit to the hard one,
+ * then lowers --http-max-connections (in cfg, so the start-up line shows it) when it and the
+ * reserve would not fit, so that refusing at the cap happens before accept() runs out. */
+static void fit_file_limit(struct shoal_config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            log_info("open-file limit not raised", " soft=%llu hard=%llu err=\"%s\"",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = was;
+        }
+    }
+    if (rl.rlim_cur == RLIM_INFINITY) return;
+    uint64_t reserve = FD_RESERVE_BASE + FD_RESERVE_PER_TASK * (uint64_t)cfg->cap +
+                       FD_RESERVE_PER_UPLOAD * (uint64_t)cfg->http_max_uploads;
+    uint64_t limit = rl.rlim_cur;
+    if ((uint64_t)cfg->http_max_conns + reserve <= limit) return;
+    int64_t fit = limit > reserve + 16 ? (int64_t)(limit - reserve) : 16;
+    log_warn("http connection cap lowered to fit the open-file limit",
+             " max_connections=%lld was=%lld nofile=%llu reserve=%llu", (long long)fit,
+             (long long)cfg->http_max_conns, (unsigned long long)limit,
+             (unsigned long long)reserve);
+    cfg->http_max_conns = fit;
+}
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -89,7 +125,11 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     if ((rc = thread_short_slices()) != 0)
         log_info("short time slices for the event loop refused", " err=\"%s\"", strerror(-rc));
     uv_loop_init(&w->loop);
-    struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384};
+    fit_file_limit(&w->cfg);
+    struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384,
+                             (uint64_t)w->cfg.http_head_ms, (uint64_t)w->cfg.http_body_ms,
+                             (unsigned)w->cfg.http_max_conns,
+                             (unsigned)w->cfg.http_max_conns_per_ip};
     /* The view lives in the node; the server only keeps a pointer to it. */
     rc = ping_server_new(&w->loop, &pc, &w->node.view, &w->services, &w->http);
     if (rc != 0) {
@@ -116,7 +156,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     if (sl > 0) self[sl] = '\0';
     w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL);
 
-    char desc[1024];
+    char desc[2048];
     config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);
     log_info("starting", " version=%s http=%s%s", SHOAL_VERSION, listen, desc);
     shutdown_init(w);

@@ -6,7 +6,9 @@
  * between chunks), /blob/{n} answers with a streamed body pulled in 7-byte pieces.
  *
  * Input: byte 0 is flags, bytes 1..3 choose where the rest is cut into 4 chunks; the rest is
- * fed to one connection through a fake writer. Invariants checked (abort on violation):
+ * fed to one connection through a fake writer. After a chunk whose cut byte is odd the
+ * transport's deadline passes (http_conn_waiting, then http_conn_expire: a late head or body
+ * is answered 408, a streamed body's sink hears UV_ETIMEDOUT). Invariants checked (abort on violation):
  * every write is a whole response ("HTTP/1.1 ", a head ended by CRLFCRLF, Octopus-Node);
  * nothing is written after close; close happens once; at the end every exchange is answered
  * and freed (LeakSanitizer). */
@@ -232,6 +234,20 @@ static void answer_later(struct fuzz *f, bool reverse) {
     }
 }
 
+/* The transport's deadline for what the core waits on passes: only a late head or body is
+ * answered, and then nothing more is read. */
+static void deadline(struct fuzz *f) {
+    enum http_wait w = http_conn_waiting(&f->c);
+    check(!f->closed || w == HTTP_WAIT_NONE, "a closed core waits for nothing");
+    bool answered = http_conn_expire(&f->c);
+    check(answered == (w == HTTP_WAIT_HEAD || w == HTTP_WAIT_BODY),
+          "a deadline answers a late head or body, nothing else");
+    enum http_wait after = http_conn_waiting(&f->c);
+    check(!answered || after == HTTP_WAIT_US || after == HTTP_WAIT_NONE,
+          "nothing is read after a deadline");
+    check(!answered || http_conn_feed(&f->c, "x", 1) == UV_EPIPE, "late input is dropped");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct http_route routes[16];
     static size_t nroutes;
@@ -275,6 +291,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (cut[i + 1] > cut[i])
             feed(&f, in + cut[i], cut[i + 1] - cut[i], !(flags & F_SMALL) && (flags & F_DIRECT),
                  flags & F_LEND);
+        if (i < 3 && (data[1 + i] & 1)) deadline(&f);
         if (flags & F_BETWEEN) answer_later(&f, flags & F_REVERSE);
         stream_step(&f);
     }
