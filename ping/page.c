@@ -20,13 +20,12 @@ extern const size_t page_nodes_html_len;
 /* GET|HEAD /nodes */
 static void nodes_cb(struct http_exchange *ex) {
     http_add_header(ex, "Content-Security-Policy", PAGE_CSP);
-    http_add_header(ex, "X-Content-Type-Options", "nosniff");
     http_add_header(ex, "Referrer-Policy", "no-referrer");
     http_add_header(ex, "Cache-Control", "no-store");
     http_respond(ex, 200, "text/html; charset=utf-8", page_nodes_html, page_nodes_html_len);
 }
 
 const struct http_route page_routes[] = {
-    {HTTP_GET, "/nodes", nodes_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/nodes", nodes_cb, HTTP_BODY_NONE, NULL},
 };
 const size_t page_nroutes = ARRAY_SIZE(page_routes);

@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "tests/harness.h"
 
 #define KEY "test-key-0123456789abcdef"
@@ -598,4 +599,182 @@ Test(api, octopus_scale_in_script_after_the_node_died) {
     resp_free(&r);
     free(id);
     for (int i = 0; i < 2; i++) cr_assert_eq(h_worker_stop(&w[i]), 0);
+}
+
+/* --- request-level hardening ---------------------------------------------------------------- */
+
+/* Sends raw bytes on a fresh connection, then reads for at most wait_ms (or until EOF) and
+ * returns what came back (malloc'd, NUL-terminated). The peer's close sets *closed. */
+static char *raw_exchange(int port, const char *bytes, int wait_ms, bool *closed) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(write(fd, bytes, strlen(bytes)), (ssize_t)strlen(bytes));
+    size_t cap = 8192, got = 0;
+    char *buf = malloc(cap);
+    ssize_t n = 0;
+    uint64_t end = h_now_ms() + (uint64_t)wait_ms;
+    while (got + 1 < cap && h_now_ms() < end && (n = read(fd, buf + got, cap - got - 1)) > 0)
+        got += (size_t)n;
+    if (closed) *closed = n == 0;
+    close(fd);
+    buf[got] = '\0';
+    return buf;
+}
+
+/* The ErrorMessage of a raw answer contains want. */
+static void raw_error_says(const char *raw, int status, const char *want) {
+    int st = 0;
+    cr_assert_eq(sscanf(raw, "HTTP/1.1 %d", &st), 1, "no answer: '%s'", raw);
+    cr_assert_eq(st, status, "%s", raw);
+    const char *body = strstr(raw, "\r\n\r\n");
+    cr_assert_not_null(body, "%s", raw);
+    json_t *j = json_loads(body + 4, 0, NULL);
+    cr_assert_not_null(j, "body is not JSON: %s", raw);
+    cr_assert(strstr(sget(j, "ErrorMessage"), want), "'%s' lacks '%s'", sget(j, "ErrorMessage"),
+              want);
+    json_decref(j);
+}
+
+/* A client that waits for "100 Continue" gets it only once the key is checked: a keyless or
+ * wrong-key request is answered at once, no body byte read, and the connection closed. */
+Test(api, continue_only_after_the_key_is_checked) {
+    struct h_worker w;
+    start(&w, "cont", NULL);
+    static const char *const heads[] = {
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "X-Octopus-ApiKey: wrong-key-0123456789\r\nContent-Length: 1000000\r\n\r\n",
+        "POST /api/Spaces-1/packages/raw?filename=A.1.0.0.zip HTTP/1.1\r\nHost: x\r\n"
+        "Expect: 100-continue\r\nContent-Length: 1000000\r\n\r\n",
+        "PUT /api/octopusservernodes/cont HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n",
+    };
+    static const int want[] = {401, 403, 401, 401};
+    for (size_t i = 0; i < ARRAY_SIZE(heads); i++) {
+        bool closed = false;
+        char *got = raw_exchange(w.port, heads[i], 3000, &closed);
+        cr_assert_null(strstr(got, "100 Continue"), "interim answer before the key check:\n%s",
+                       got);
+        raw_error_says(got, want[i], want[i] == 401 ? "API key is required" : "not valid");
+        cr_assert(strstr(got, "Connection: close"), "%s", got);
+        cr_assert(closed, "the connection stays open for a body nobody reads");
+        free(got);
+    }
+    /* A keyless request without a body keeps its connection. */
+    char *got = raw_exchange(w.port, "GET /api/tasks HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             3000, NULL);
+    cr_assert(strstr(got, "HTTP/1.1 401") && strstr(got, "HTTP/1.1 200"), "%s", got);
+    free(got);
+    /* With the key, 100 Continue comes and the task is enqueued. */
+    static const char body[] = "{\"Type\":\"noop\",\"Delay\":\"1h\"}";
+    char head[512];
+    snprintf(head, sizeof head, "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+             KEYH "Connection: close\r\nContent-Length: %zu\r\n\r\n", sizeof body - 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    char in[4096];
+    ssize_t n = read(fd, in, sizeof in - 1);
+    cr_assert_gt(n, 0);
+    in[n] = '\0';
+    cr_assert_str_eq(in, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_eq(write(fd, body, sizeof body - 1), (ssize_t)(sizeof body - 1));
+    size_t got_n = 0;
+    while (got_n + 1 < sizeof in && (n = read(fd, in + got_n, sizeof in - 1 - got_n)) > 0)
+        got_n += (size_t)n;
+    in[got_n] = '\0';
+    close(fd);
+    cr_assert(strncmp(in, "HTTP/1.1 201", 12) == 0, "%s", in);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* obs-fold (a header line that starts with SP or HT continues the previous one) is refused:
+ * a key folded over two lines does not authenticate, nor does any folded header pass. */
+Test(api, folded_header_lines_are_refused) {
+    struct h_worker w;
+    start(&w, "fold", NULL);
+    static const char *const reqs[] = {
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Octopus-ApiKey:\r\n " KEY "\r\n\r\n",
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Octopus-ApiKey:\r\n\t" KEY "\r\n\r\n",
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\n" KEYH "X-Other: a\r\n b\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: a\r\n \r\n\r\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(reqs); i++) {
+        bool closed = false;
+        char *got = raw_exchange(w.port, reqs[i], 3000, &closed);
+        raw_error_says(got, 400, "folded");
+        cr_assert(closed);
+        free(got);
+    }
+    struct resp r;
+    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey:   " KEY "  \r\n", NULL, &r),
+                 200);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* %00 in a path or a query value is refused, not cut at the NUL. */
+Test(api, percent_00_is_refused) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "nul", NULL);
+    static const char *const paths[] = {
+        "/api/tasks?states=Queued%00Running", "/api/tasks?states=Queued%00",
+        "/api/tasks/ServerTasks-1%00", "/api/octopusservernodes?partialName=n%00x",
+        "/api/Spaces-1/packages?filter=a%00b", "/healthz?x=%00",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        req(w.port, "GET", paths[i], KEYH, NULL, &r);
+        error_says(&r, 400, "%00");
+        resp_free(&r);
+    }
+    cr_assert_eq(req(w.port, "GET", "/api/tasks?states=Queued%2CSuccess", KEYH, NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* Every answer carries X-Content-Type-Options: nosniff (and Octopus-Node). */
+Test(api, every_answer_says_nosniff) {
+    struct h_worker w;
+    struct resp r;
+    const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
+    start(&w, "sniff", extra);
+    char *id = post_task(w.port, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\","
+                                 "\"<html><script>alert(1)</script>\"]}}");
+    char path[96], raw[112];
+    snprintf(path, sizeof path, "/api/tasks/%s", id);
+    snprintf(raw, sizeof raw, "/api/tasks/%s/raw", id);
+    struct task_want tw = {w.port, path, "Success"};
+    cr_assert(h_eventually(task_is, &tw, 10000));
+    const struct { const char *method, *path, *hdrs; int status; } probes[] = {
+        {"GET", raw, KEYH, 200},
+        {"GET", path, KEYH, 200},
+        {"GET", "/api/tasks", NULL, 401},
+        {"GET", "/api/octopusservernodes/ping", NULL, 200},
+        {"HEAD", "/healthz", NULL, 200},
+        {"GET", "/metrics", NULL, 200},
+        {"GET", "/nodes", NULL, 200},
+        {"GET", "/nope", NULL, 404},
+        {"DELETE", "/healthz", NULL, 405},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
+        cr_assert_eq(req(w.port, probes[i].method, probes[i].path, probes[i].hdrs, NULL, &r),
+                     probes[i].status, "%s %s", probes[i].method, probes[i].path);
+        cr_assert(strstr(r.head, "\r\nX-Content-Type-Options: nosniff"), "%s %s:\n%s",
+                  probes[i].method, probes[i].path, r.head);
+        cr_assert(strstr(r.head, "\r\nOctopus-Node: sniff"), "%s", r.head);
+        resp_free(&r);
+    }
+    free(id);
+    cr_assert_eq(h_worker_stop(&w), 0);
 }
