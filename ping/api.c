@@ -72,6 +72,7 @@ bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
     for (size_t i = 0; codes && codes[i].code; i++)
         if (strlen(codes[i].code) == code_len && strncmp(r->str, codes[i].code, code_len) == 0)
             status = codes[i].status;
+    /* A 500 shows an error id, not this text (http_respond_error logs it under that id). */
     http_respond_error(ex, status, status == 500 ? r->str : (sp ? sp + 1 : r->str));
     return true;
 }

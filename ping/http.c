@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "ping/http_int.h"
 
@@ -737,9 +738,31 @@ void http_body_resume(struct http_exchange *ex) {
     resume(c);
 }
 
+/* A 500's message goes to the log under a fresh id; the client gets the id only. */
+static const char *internal_error(const struct http_exchange *ex, const char *msg, char *out,
+                                  size_t len) {
+    uint8_t r[6] = {0};
+    char id[16], q[600], pq[300];
+    if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0) {  /* no entropy: a counter */
+        static uint64_t seq;
+        uint64_t n = ++seq;
+        memcpy(r, &n, sizeof r);
+    }
+    snprintf(id, sizeof id, "E-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
+    const char *path = ex->head.data && ex->path_off ? http_path(ex) : "";
+    log_error("internal error answered 500", " error_id=%s method=%s path=%s detail=%s", id,
+              llhttp_method_name(ex->method), log_q(pq, sizeof pq, path),
+              log_q(q, sizeof q, msg ? msg : ""));
+    snprintf(out, len, "internal error on this node (error id %s); the node's log has the "
+             "details under that id", id);
+    return out;
+}
+
 void http_respond_error(struct http_exchange *ex, int status, const char *msg) {
     struct buf b;
     struct json j;
+    char shown[160];
+    if (status == 500) msg = internal_error(ex, msg, shown, sizeof shown);
     buf_init(&b);
     json_init(&j, &b);
     json_obj_open(&j);

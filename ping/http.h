@@ -204,7 +204,10 @@ void http_add_header(struct http_exchange *ex, const char *name, const char *val
 void http_respond(struct http_exchange *ex, int status, const char *content_type,
                   const char *body, size_t len);
 
-/* Answers with {"ErrorMessage":msg} as application/json. */
+/* Answers with {"ErrorMessage":msg} as application/json. A 500 does not show msg: it is
+ * logged at error level with a fresh error id ("E-" and 12 hex digits), and the answer gives a
+ * short message holding that id, so internal text (Redis's errors, Lua line numbers) never
+ * reaches a client while an operator can still find it. */
 void http_respond_error(struct http_exchange *ex, int status, const char *msg);
 
 /* --- streamed request bodies (HTTP_BODY_STREAM routes) ---

@@ -743,6 +743,43 @@ Test(api, percent_00_is_refused) {
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
+/* A 500 tells the client an error id, never Redis's text; the log has both at error level. */
+Test(api, internal_errors_answer_an_id_not_redis_text) {
+    struct h_worker w;
+    struct resp r;
+    const char *extra[] = {"--cap", "0", NULL};
+    start(&w, "e500", extra);
+    redisContext *c = h_redis_connect(&redis);
+    freeReplyObject(redisCommand(c, "DEL {shoal}:queues"));
+    freeReplyObject(redisCommand(c, "SET {shoal}:queues not-a-set"));
+    req(w.port, "GET", "/api/tasks", KEYH, NULL, &r);
+    freeReplyObject(redisCommand(c, "DEL {shoal}:queues"));
+    redisFree(c);
+    cr_assert_eq(r.status, 500, "%d %s", r.status, r.body);
+    cr_assert_null(strstr(r.body, "WRONGTYPE"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "script"), "%s", r.body);
+    const char *msg = sget(r.json, "ErrorMessage");
+    const char *id = strstr(msg, "E-");
+    cr_assert_not_null(id, "no error id in '%s'", msg);
+    char want[64];
+    size_t idlen = strspn(id + 2, "0123456789abcdef") + 2;
+    cr_assert_geq(idlen, 10, "%s", msg);
+    snprintf(want, sizeof want, "error_id=%.*s", (int)idlen, id);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+    char *log = h_read_file(w.log);
+    const char *line = strstr(log, want);
+    cr_assert_not_null(line, "no log line with %s:\n%s", want, log);
+    const char *bol = line;
+    while (bol > log && bol[-1] != '\n') bol--;
+    const char *eol = strchr(line, '\n');
+    cr_assert(strstr(bol, "level=error") && strstr(bol, "level=error") < line, "%.*s",
+              (int)(eol - bol), bol);
+    char *wt = strstr(bol, "WRONGTYPE");
+    cr_assert(wt && (!eol || wt < eol), "the full text is logged: %.*s", (int)(eol - bol), bol);
+    free(log);
+}
+
 /* Every answer carries X-Content-Type-Options: nosniff (and Octopus-Node). */
 Test(api, every_answer_says_nosniff) {
     struct h_worker w;
