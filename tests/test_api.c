@@ -815,3 +815,36 @@ Test(api, every_answer_says_nosniff) {
     free(id);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
+
+/* Keys shorter than 16 characters stop start-up, from any source, without showing the key. */
+Test(api, short_keys_stop_startup) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/shortkeys", redis.dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# ops\nlong-enough-key-0001\nshort-key-01\n");
+    fclose(f);
+    const char *flag[] = {"--api-key", "long-enough-key-0001,tiny-key-0001", NULL};
+    const char *file[] = {"--api-key-file", path, NULL};
+    const struct {
+        const char *const *extra;
+        const char *env, *says, *secret;
+    } cases[] = {
+        {flag, NULL, "--api-key", "tiny-key-0001"},
+        {NULL, "SHOAL_API_KEY=tiny-key", "--api-key", "tiny-key"},
+        {file, NULL, "line 3", "short-key-01"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct h_worker w;
+        if (cases[i].env) putenv((char *)cases[i].env);
+        h_worker_start(&w, &redis, "short", cases[i].extra);
+        int code = h_wait(w.pid, 5000);
+        if (cases[i].env) unsetenv("SHOAL_API_KEY");
+        if (code < 0) h_worker_stop(&w);
+        cr_assert_eq(code, 2, "case %zu: a short key must stop start-up (exit %d)", i, code);
+        char *log = h_read_file(w.log);
+        cr_assert(strstr(log, "at least 16"), "%s", log);
+        cr_assert(strstr(log, cases[i].says), "%s", log);
+        cr_assert_null(strstr(log, cases[i].secret), "the key is shown: %s", log);
+        free(log);
+    }
+}

@@ -22,7 +22,7 @@ if (!shoal || !buildDir) {
   console.error("usage: node nodes.test.js BUILD/shoal BUILD_DIR");
   process.exit(2);
 }
-const KEY = "page-test-key";
+const KEY = "page-test-key-0123456789";
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
   "--no-first-run", "--disable-background-networking", "--disable-component-update",
   "--disable-sync"];
