@@ -45,6 +45,11 @@ int api_admit(struct http_exchange *ex, const char **why) {
     return status;
 }
 
+void api_state_set_keys(struct api_state *a, struct auth_keys *k) {
+    auth_keys_free(a->keys);
+    a->keys = k;
+}
+
 const struct ping_services *api_begin(struct http_exchange *ex) {
     const char *why;
     int status = api_admit(ex, &why);

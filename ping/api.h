@@ -50,6 +50,8 @@ struct api_state {
 int api_state_new(const struct shoal_config *cfg, struct api_state **out, char *err,
                   size_t errlen);
 void api_state_free(struct api_state *a);
+/* Puts k in force (takes ownership) and frees the keys it replaces. Loop thread only. */
+void api_state_set_keys(struct api_state *a, struct auth_keys *k);
 
 /* The admit function (http_admit_fn) of every keyed route: the core calls it on the request
  * head, before any "100 Continue" and before a body byte is read. Returns 0, or 503 when the

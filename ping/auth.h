@@ -2,7 +2,7 @@
  *
  * Keys come from --api-key / SHOAL_API_KEY (a comma list, fixed for the life of the process)
  * and --api-key-file / SHOAL_API_KEY_FILE (one key a line, blank lines and # comments skipped,
- * read at start-up). Every key has at least AUTH_KEY_MIN characters: a
+ * read at start-up and again on SIGHUP). Every key has at least AUTH_KEY_MIN characters: a
  * shorter one stops start-up (or fails the reload). Only each key's SHA-256 digest is kept in
  * memory. A request presents its key as `X-Octopus-ApiKey: KEY` or `Authorization: Bearer KEY`;
  * its digest is compared with every configured one by CRYPTO_memcmp, so the time taken depends

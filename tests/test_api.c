@@ -848,3 +848,85 @@ Test(api, short_keys_stop_startup) {
         free(log);
     }
 }
+
+static void write_keys(const char *path, const char *text) {
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(rename(tmp, path), 0);
+}
+
+struct key_want { int port; const char *hdr; int status; };
+static bool key_answers(void *arg) {
+    struct key_want *k = arg;
+    struct resp r;
+    int st = req(k->port, "GET", "/api/octopusservernodes", k->hdr, NULL, &r);
+    resp_free(&r);
+    return st == k->status;
+}
+
+struct keyed_task_want { int port; const char *path, *hdr, *state; };
+static bool keyed_task_is(void *arg) {
+    struct keyed_task_want *t = arg;
+    struct resp r;
+    bool ok = req(t->port, "GET", t->path, t->hdr, NULL, &r) == 200 && r.json &&
+              strcmp(json_string_value(json_object_get(r.json, "State")), t->state) == 0;
+    resp_free(&r);
+    return ok;
+}
+
+/* SIGHUP re-reads the key file; the node keeps running, and so does its task. A file that
+ * fails to load keeps the keys in force and logs the error. */
+Test(api, sighup_reloads_the_key_file_and_keeps_running, .timeout = 90) {
+#define OLDK "X-Octopus-ApiKey: old-key-0123456789abcdef\r\n"
+#define NEWK "X-Octopus-ApiKey: new-key-0123456789abcdef\r\n"
+    char path[256];
+    snprintf(path, sizeof path, "%s/hupkeys", redis.dir);
+    write_keys(path, "old-key-0123456789abcdef\n");
+    struct h_worker w;
+    const char *extra[] = {"--api-key-file", path, NULL};
+    h_worker_start(&w, &redis, "hup", extra);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    struct resp r;
+    cr_assert_eq(req(w.port, "POST", "/api/tasks", OLDK,
+                     "{\"Type\":\"sleep\",\"Arguments\":[\"2s\"]}", &r), 201, "%s", r.body);
+    char task[96];
+    snprintf(task, sizeof task, "/api/tasks/%s", sget(r.json, "Id"));
+    resp_free(&r);
+    struct keyed_task_want running = {w.port, task, OLDK, "Executing"};
+    cr_assert(h_eventually(keyed_task_is, &running, 5000), "the task did not start");
+
+    write_keys(path, "# rotated\nnew-key-0123456789abcdef\nsecond-key-0123456789\n");
+    cr_assert_eq(kill(w.pid, SIGHUP), 0);
+    struct key_want fresh = {w.port, NEWK, 200};
+    cr_assert(h_eventually(key_answers, &fresh, 5000), "the new key is not accepted");
+    struct key_want stale = {w.port, OLDK, 403};
+    cr_assert(key_answers(&stale), "the removed key still works");
+    cr_assert(h_ping_is(&w, 200, 1000), "the node stopped serving");
+    running.hdr = NEWK;
+    cr_assert(keyed_task_is(&running), "the task did not survive the reload");
+
+    /* A file that no longer loads (a short key): the keys in force stay, the error is logged. */
+    write_keys(path, "tiny\n");
+    cr_assert_eq(kill(w.pid, SIGHUP), 0);
+    struct key_want still = {w.port, "X-Octopus-ApiKey: second-key-0123456789\r\n", 200};
+    for (uint64_t until = h_now_ms() + 500; h_now_ms() < until;)
+        cr_assert(key_answers(&still), "a failed reload dropped the keys");
+
+    struct keyed_task_want done = {w.port, task, NEWK, "Success"};
+    cr_assert(h_eventually(keyed_task_is, &done, 10000), "the task did not finish on this node");
+    cr_assert_eq(h_wait(w.pid, 0), -1, "the node exited");
+    cr_assert_eq(h_worker_stop(&w), 0, "a clean drain after the reloads");
+    char *log = h_read_file(w.log);
+    cr_assert(strstr(log, "API keys reloaded") && strstr(log, "keys=2"), "%s", log);
+    const char *bad = strstr(log, "API key reload failed");
+    cr_assert(bad && strstr(bad, "at least 16"), "%s", log);
+    cr_assert_null(strstr(log, "new-key-0123456789abcdef"), "%s", log);
+    cr_assert_null(strstr(log, "old-key-0123456789abcdef"), "%s", log);
+    cr_assert_null(strstr(log, "tiny"), "%s", log);
+    free(log);
+#undef OLDK
+#undef NEWK
+}
