@@ -616,6 +616,7 @@ void http_add_header(struct http_exchange *ex, const char *name, const char *val
 const char *http_reason(int status) {
     static const struct { int status; const char *text; } reasons[] = {
         {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+        {304, "Not Modified"},
         {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
         {405, "Method Not Allowed"}, {409, "Conflict"}, {413, "Payload Too Large"},
         {415, "Unsupported Media Type"}, {418, "I'm a teapot"},
