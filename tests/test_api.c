@@ -879,7 +879,7 @@ static bool keyed_task_is(void *arg) {
 
 /* SIGHUP re-reads the key file; the node keeps running, and so does its task. A file that
  * fails to load keeps the keys in force and logs the error. */
-Test(api, sighup_reloads_the_key_file_and_keeps_running, .timeout = 90) {
+Test(api, sighup_reloads_the_key_file_and_keeps_running) {
 #define OLDK "X-Octopus-ApiKey: old-key-0123456789abcdef\r\n"
 #define NEWK "X-Octopus-ApiKey: new-key-0123456789abcdef\r\n"
     char path[256];
