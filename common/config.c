@@ -149,11 +149,11 @@ static const struct setting table[] = {
      OFF(retry_backoff_ms), 0, DAY, NULL, "delay before a failed task's first retry; doubles "
      "per attempt (at most 1h), with jitter"},
     {"api-key", "SHOAL_API_KEY", T_STR, "", SCOPE_WORKER, true, OFF(api_key), 0, 0, NULL,
-     "key(s) for the HTTP API (X-Octopus-ApiKey or Authorization: Bearer), comma list; masked "
-     "in logs. Prefer --api-key-file: flags show in ps"},
+     "key(s) for the HTTP API (X-Octopus-ApiKey or Authorization: Bearer), comma list, each "
+     "at least 16 characters; masked in logs. Prefer --api-key-file: flags show in ps"},
     {"api-key-file", "SHOAL_API_KEY_FILE", T_STR, "", SCOPE_WORKER, false, OFF(api_key_file), 0,
-     0, NULL, "file of API keys, one a line (# comments); read at start-up, so a restart picks "
-     "up changes"},
+     0, NULL, "file of API keys, one a line (# comments), each at least 16 characters; read at "
+     "start-up and again on SIGHUP (a file that fails to load keeps the keys in force)"},
     {"package-dir", "SHOAL_PACKAGE_DIR", T_STR, "packages", SCOPE_WORKER, false, OFF(package_dir),
      0, 0, NULL, "where uploaded packages are stored (relative to the working directory; in "
      "HA, a volume every node shares)"},

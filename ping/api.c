@@ -33,21 +33,31 @@ void api_state_free(struct api_state *a) {
     free(a);
 }
 
-const struct ping_services *api_begin(struct http_exchange *ex) {
+int api_admit(struct http_exchange *ex, const char **why) {
     const struct http_site *site = http_site_of(ex);
     const struct ping_services *svc = site ? site->data : NULL;
     if (!svc || !svc->api || !svc->redis) {
-        http_respond_error(ex, 503, "the API is not available on this server");
-        return NULL;
+        *why = "the API is not available on this server";
+        return 503;
     }
+    int status = auth_check(svc->api->keys, ex, why);
+    if (status == 401) http_add_header(ex, "WWW-Authenticate", "Bearer");
+    return status;
+}
+
+void api_state_set_keys(struct api_state *a, struct auth_keys *k) {
+    auth_keys_free(a->keys);
+    a->keys = k;
+}
+
+const struct ping_services *api_begin(struct http_exchange *ex) {
     const char *why;
-    int status = auth_check(svc->api->keys, ex, &why);
+    int status = api_admit(ex, &why);
     if (status) {
-        if (status == 401) http_add_header(ex, "WWW-Authenticate", "Bearer");
         http_respond_error(ex, status, why);
         return NULL;
     }
-    return svc;
+    return http_site_of(ex)->data;
 }
 
 void api_respond_json(struct http_exchange *ex, int status, const struct buf *b) {
@@ -67,6 +77,7 @@ bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
     for (size_t i = 0; codes && codes[i].code; i++)
         if (strlen(codes[i].code) == code_len && strncmp(r->str, codes[i].code, code_len) == 0)
             status = codes[i].status;
+    /* A 500 shows an error id, not this text (http_respond_error logs it under that id). */
     http_respond_error(ex, status, status == 500 ? r->str : (sp ? sp + 1 : r->str));
     return true;
 }

@@ -52,10 +52,19 @@ struct api_state {
 int api_state_new(const struct shoal_config *cfg, struct api_state **out, char *err,
                   size_t errlen);
 void api_state_free(struct api_state *a);
+/* Puts k in force (takes ownership) and frees the keys it replaces. Loop thread only. */
+void api_state_set_keys(struct api_state *a, struct auth_keys *k);
+
+/* The admit function (http_admit_fn) of every keyed route: the core calls it on the request
+ * head, before any "100 Continue" and before a body byte is read. Returns 0, or 503 when the
+ * server has no Redis services, 401 without a key (adding WWW-Authenticate: Bearer), 403 with
+ * a wrong key or when none is configured, with the message in *why. */
+int api_admit(struct http_exchange *ex, const char **why);
 
 /* The gate of every keyed handler: returns the services when ex may proceed. Otherwise answers
- * ex (503 when the server has no Redis services, 401 without a key, 403 with a wrong key or
- * when none is configured) and returns NULL; ex must then not be used. */
+ * ex as api_admit() decides and returns NULL; ex must then not be used. The core has admitted
+ * ex already on a keyed row; checking again keeps a row added without api_admit closed, and
+ * judges a buffered body's request with the keys in force when its body is in. */
 const struct ping_services *api_begin(struct http_exchange *ex);
 
 /* Answers with b as application/json. */

@@ -435,12 +435,12 @@ static void delete_cb(struct http_exchange *ex) {
 
 /* Fixed paths before the {id} pattern: first match wins. */
 const struct http_route api_node_routes[] = {
-    {HTTP_GET, "/api/octopusservernodes", collection_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/api/octopusservernodes/all", all_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/api/octopusservernodes/summary", summary_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/api/octopusservernodes/{id}", one_cb, HTTP_BODY_NONE},
-    {HTTP_PUT, "/api/octopusservernodes/{id}", put_cb, HTTP_BODY_BUFFER},
-    {HTTP_DELETE, "/api/octopusservernodes/{id}", delete_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/api/octopusservernodes/{id}/details", details_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/api/octopusservernodes", collection_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/octopusservernodes/all", all_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/octopusservernodes/summary", summary_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/octopusservernodes/{id}", one_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_PUT, "/api/octopusservernodes/{id}", put_cb, HTTP_BODY_BUFFER, api_admit},
+    {HTTP_DELETE, "/api/octopusservernodes/{id}", delete_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/octopusservernodes/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
 };
 const size_t api_node_nroutes = ARRAY_SIZE(api_node_routes);

@@ -501,10 +501,10 @@ out:
 }
 
 const struct http_route api_task_routes[] = {
-    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE},
-    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER},
-    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE},
-    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER, api_admit},
+    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
 };
 const size_t api_task_nroutes = ARRAY_SIZE(api_task_routes);

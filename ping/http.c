@@ -8,6 +8,16 @@
  * marks the exchange done and flushes every done exchange at the queue's head. A refused or
  * malformed request is answered by the core, with Connection: close, behind earlier answers.
  *
+ * Admission: once a head is in and routed, the route's admit function (the API's key check)
+ * judges it before anything else happens: no "100 Continue" and no body byte read for a
+ * refused request. A refusal of a request that announced a body is answered at once and the
+ * connection closed after it (the body is never read, so the next request's start is unknown);
+ * one without a body is answered like a 404, and the connection lives on.
+ *
+ * Header hygiene: obs-fold (a header line starting with SP or HT, which continues the line
+ * before) is accepted by llhttp 8 and would be glued onto the previous value; the core refuses
+ * it with 400 instead (see on_header_value). Every answer says X-Content-Type-Options: nosniff.
+ *
  * Streaming (HTTP_BODY_STREAM routes, http_respond_stream): a streamed-body exchange is queued
  * and dispatched at on_headers_complete and stays c->cur while its body is read; on_body hands
  * the bytes to its sink, and a sink that says "pause" pauses llhttp (the rest of the input is
@@ -23,6 +33,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "ping/http_int.h"
 
@@ -86,13 +97,14 @@ static int refuse(struct http_conn *c, int status) {
     return HPE_USER;
 }
 
-static const char *refusal_text(int status, const llhttp_t *p) {
+static const char *refusal_text(const struct http_conn *c, int status, const llhttp_t *p) {
+    if (c->fail_text) return c->fail_text;
     switch (status) {
     case 413: return "Request body too large";
     case 431: return "Request header fields too large";
     case 408: return "The request did not arrive in time: the connection is closed";
     default: {
-        const char *r = llhttp_get_error_reason(p);
+        const char *r = llhttp_get_error_reason(p);  /* llhttp's own refusals */
         return r && *r ? r : "Malformed request";
     }
     }
@@ -123,7 +135,7 @@ static void refuse_now(struct http_conn *c, int status) {
     ex->route = NULL;
     buf_reset(&ex->extra);
     enqueue(c, ex);
-    http_respond_error(ex, status, refusal_text(status, &c->parser));
+    http_respond_error(ex, status, refusal_text(c, status, &c->parser));
 }
 
 /* Adds n bytes of request head, enforcing max_header_bytes. */
@@ -144,6 +156,7 @@ static int on_message_begin(llhttp_t *p) {
     c->head_bytes = LINE_OVERHEAD;
     c->body_bytes = 0;
     c->fail_status = 0;
+    c->fail_text = NULL;
     c->span = HTTP_SPAN_URL;
     return 0;
 }
@@ -184,8 +197,28 @@ static int on_header_field_complete(llhttp_t *p) {
     return 0;
 }
 
+/* The byte before at, SP and HT skipped, across earlier input. */
+static char byte_before(const struct http_conn *c, const char *at) {
+    const char *s = at;
+    while (s > c->in_start && (s[-1] == ' ' || s[-1] == '\t')) s--;
+    return s > c->in_start ? s[-1] : c->before;
+}
+
+/* A value's bytes, whole or in pieces (llhttp reports a value cut by the end of the input in
+ * two calls). llhttp 8 also calls here for an obs-fold line ("X: a\r\n b": " b" after "a",
+ * or "b" alone when the first line was empty), which would glue the lines into one value: a
+ * split key would authenticate, and a proxy in front may read the header otherwise. Such a
+ * piece is the only one with bytes that is preceded (blanks skipped) by the end of a line:
+ * refused. (An empty value comes as an empty piece after the next line's CRLF; a folded line
+ * of blanks only under an empty value is not reported at all, and adds nothing.) */
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
     struct http_conn *c = conn_of(p);
+    char b = n > 0 ? byte_before(c, at) : 0;
+    if (b == '\n' || b == '\r') {
+        c->fail_text = "folded header line: a header line may not start with a space or tab "
+                       "(obs-fold); send each header on one line";
+        return refuse(c, 400);
+    }
     c->span = HTTP_SPAN_VALUE;
     return head_add(c, 0, at, n);
 }
@@ -232,6 +265,22 @@ static int stream_begin(struct http_conn *c, struct http_exchange *ex) {
     return 0;
 }
 
+/* The request announced a body: Content-Length above 0, or chunked. */
+static bool body_announced(const llhttp_t *p) {
+    return (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+}
+
+/* ex was refused on its head (ex->status, ex->why) and announced a body: answer now, read no
+ * more (the body's end, so the next request's start, is unknown), close after the answer. */
+static int refuse_head(struct http_conn *c, struct http_exchange *ex) {
+    c->cur = NULL;
+    c->stopped = true;
+    ex->close = true;
+    enqueue(c, ex);
+    http_respond_error(ex, ex->status, ex->why);  /* may free ex */
+    return HPE_PAUSED;
+}
+
 static int on_headers_complete(llhttp_t *p) {
     struct http_conn *c = conn_of(p);
     struct http_exchange *ex = c->cur;
@@ -246,6 +295,18 @@ static int on_headers_complete(llhttp_t *p) {
     ex->headers_end = ex->head.len;
     ex->method = p->method;
     http_route_lookup(c->site, ex);
+    if (ex->route && ex->route->admit) {
+        const char *why = NULL;
+        int status = ex->route->admit(ex, &why);
+        if (status) {
+            ex->status = status;
+            ex->why = why ? why : http_reason(status);
+        }
+    }
+    if (ex->status && ex->why) {  /* refused on its head: no 100 Continue, no body read */
+        if (body_announced(p)) return refuse_head(c, ex);
+        return 0;  /* answered at on_message_complete, right after this */
+    }
     if (ex->route && ex->route->body == HTTP_BODY_STREAM) return stream_begin(c, ex);
     bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
     uint64_t limit = buffered ? c->site->max_body_bytes : c->site->max_discard_bytes;
@@ -286,7 +347,7 @@ static int on_message_complete(llhttp_t *p) {
         ex->sink->end(ex, 0, ex->sink_arg);
     } else {
         enqueue(c, ex);
-        if (ex->status) http_respond_error(ex, ex->status,
+        if (ex->status) http_respond_error(ex, ex->status, ex->why ? ex->why :
                                            ex->status == 404 ? "Not found" : "Method not allowed");
         else ex->route->handler(ex);
     }
@@ -315,13 +376,21 @@ static const llhttp_settings_t settings = {
  * upgrade (not supported: stop reading), or an error (answer 400/413/431 and close). */
 static void execute(struct http_conn *c, const char *data, size_t len) {
     c->feeding = true;
+    c->in_start = data;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     c->feeding = false;
+    /* What the next input's first header value is preceded by (see on_header_value). */
+    const char *end = data + len, *pos = llhttp_get_error_pos(&c->parser);
+    if (err == HPE_PAUSED && pos && pos >= data && pos < end) end = pos;
+    for (const char *s = end; s > data; s--)
+        if (s[-1] != ' ' && s[-1] != '\t') {
+            c->before = s[-1];
+            break;
+        }
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {
         if (c->stopped) return;
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        if (pos && pos >= data && pos < data + len) buf_append(&c->held, pos, (size_t)(data + len - pos));
+        if (end < data + len) buf_append(&c->held, end, (size_t)(data + len - end));
         c->paused = true;
         set_reading(c, false);
         return;
@@ -572,6 +641,7 @@ void http_add_header(struct http_exchange *ex, const char *name, const char *val
 const char *http_reason(int status) {
     static const struct { int status; const char *text; } reasons[] = {
         {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+        {304, "Not Modified"},
         {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
         {405, "Method Not Allowed"}, {408, "Request Timeout"}, {409, "Conflict"}, {413, "Payload Too Large"},
         {415, "Unsupported Media Type"}, {418, "I'm a teapot"}, {429, "Too Many Requests"},
@@ -599,8 +669,8 @@ static bool answer_head(struct http_exchange *ex, int status, const char *conten
     const struct node_view *v = c->site->view;
     struct buf *o = &ex->out;
     buf_reserve(o, 160 + ex->extra.len + (bodiless ? 0 : (size_t)(len < 65536 ? len : 0)));
-    buf_printf(o, "HTTP/1.1 %d %s\r\nOctopus-Node: %s\r\n", status, http_reason(status),
-               v ? v->name : "");
+    buf_printf(o, "HTTP/1.1 %d %s\r\nOctopus-Node: %s\r\nX-Content-Type-Options: nosniff\r\n",
+               status, http_reason(status), v ? v->name : "");
     if (!bodiless) {
         if (len > 0 && content_type) buf_printf(o, "Content-Type: %s\r\n", content_type);
         buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)len);
@@ -694,9 +764,31 @@ void http_body_resume(struct http_exchange *ex) {
     resume(c);
 }
 
+/* A 500's message goes to the log under a fresh id; the client gets the id only. */
+static const char *internal_error(const struct http_exchange *ex, const char *msg, char *out,
+                                  size_t len) {
+    uint8_t r[6] = {0};
+    char id[16], q[600], pq[300];
+    if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0) {  /* no entropy: a counter */
+        static uint64_t seq;
+        uint64_t n = ++seq;
+        memcpy(r, &n, sizeof r);
+    }
+    snprintf(id, sizeof id, "E-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
+    const char *path = ex->head.data && ex->path_off ? http_path(ex) : "";
+    log_error("internal error answered 500", " error_id=%s method=%s path=%s detail=%s", id,
+              llhttp_method_name(ex->method), log_q(pq, sizeof pq, path),
+              log_q(q, sizeof q, msg ? msg : ""));
+    snprintf(out, len, "internal error on this node (error id %s); the node's log has the "
+             "details under that id", id);
+    return out;
+}
+
 void http_respond_error(struct http_exchange *ex, int status, const char *msg) {
     struct buf b;
     struct json j;
+    char shown[160];
+    if (status == 500) msg = internal_error(ex, msg, shown, sizeof shown);
     buf_init(&b);
     json_init(&j, &b);
     json_obj_open(&j);

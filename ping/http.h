@@ -12,6 +12,11 @@
  * connection goes first the exchange is detached and http_respond() merely frees it.
  * Everything runs on the loop thread.
  *
+ * Every answer carries Octopus-Node (the node's name) and X-Content-Type-Options: nosniff. A
+ * route's admit function (if any) judges a request on its head before any "100 Continue" and
+ * before its body is read. The core refuses with 400, itself: folded header lines (obs-fold, a
+ * line starting with SP or HT) and a request target holding %00.
+ *
  * Streaming, both ways, in constant memory: an HTTP_BODY_STREAM route's handler runs when the
  * request head is in and takes the body through a sink (struct http_sink) as it arrives, with
  * backpressure (the sink says "pause", the core stops reading the socket until
@@ -41,6 +46,15 @@ enum http_body {
                         * http_body_start() as it arrives (see "streamed request bodies") */
 };
 
+/* Decides on a request from its head alone, before the core sends "100 Continue" or reads a
+ * byte of its body, and before the handler runs. Returns 0 to admit ex, or the status to refuse
+ * it with (401, 403, 503...) and a message in *why (static text); it may add headers to the
+ * refusal (http_add_header) but must not answer ex. The core then answers with
+ * http_respond_error(): at once, closing the connection after the answer when a body was
+ * announced (it is never read), or after the (empty) message otherwise, keeping the connection.
+ * The core knows nothing of what is checked: the API's key check is one such function. */
+typedef int (*http_admit_fn)(struct http_exchange *ex, const char **why);
+
 /* One row of a route table. A pattern is an absolute path whose "{name}" segments each match
  * one non-empty segment (read with http_param()); the row's GET also answers HEAD. */
 struct http_route {
@@ -48,6 +62,7 @@ struct http_route {
     const char *pattern;                          /* "/api/octopusservernodes/{id}" */
     void (*handler)(struct http_exchange *ex);    /* must answer ex, now or later, exactly once */
     enum http_body body;
+    http_admit_fn admit;                          /* NULL: open to every request */
 };
 
 /* A route table plus the limits and context shared by every connection of one server. */
@@ -117,6 +132,9 @@ struct http_conn {
     uint64_t body_bytes;            /* body of cur, counted so far */
     uint64_t unacked;               /* written to io, not yet acknowledged (acks_writes only) */
     int fail_status;                /* set by a parser callback that refuses the request */
+    const char *fail_text;          /* ... and its message (static), or NULL: the default */
+    const char *in_start;           /* the input llhttp_execute() is running over */
+    char before;                    /* the last byte other than SP/HT parsed before in_start */
     enum http_span span;            /* which span of cur's head is being received */
     bool feeding;                   /* inside llhttp_execute: no re-entry */
     bool paused;                    /* llhttp paused; input goes to held */
@@ -223,7 +241,10 @@ void http_add_header(struct http_exchange *ex, const char *name, const char *val
 void http_respond(struct http_exchange *ex, int status, const char *content_type,
                   const char *body, size_t len);
 
-/* Answers with {"ErrorMessage":msg} as application/json. */
+/* Answers with {"ErrorMessage":msg} as application/json. A 500 does not show msg: it is
+ * logged at error level with a fresh error id ("E-" and 12 hex digits), and the answer gives a
+ * short message holding that id, so internal text (Redis's errors, Lua line numbers) never
+ * reaches a client while an operator can still find it. */
 void http_respond_error(struct http_exchange *ex, int status, const char *msg);
 
 /* --- streamed request bodies (HTTP_BODY_STREAM routes) ---

@@ -25,7 +25,9 @@ struct http_exchange {
     size_t query_off;                  /* query string, "" if none */
     size_t param_off[HTTP_MAX_PARAMS]; /* captured "{name}" segments */
     unsigned nparams;
-    int status;                        /* 404/405 decided by routing; 0 = dispatch to route */
+    int status;                        /* 404/405/400 decided by routing, or a refusal by
+                                        * the route's admit; 0 = dispatch to route */
+    const char *why;                   /* status's message (static), or NULL: the default */
     llhttp_method_t method;            /* as requested; HEAD answers carry no body */
     bool close;                        /* close the connection after this answer */
     bool done;                         /* out holds the answer (a streamed one: its head) */
@@ -45,7 +47,8 @@ struct http_exchange {
 };
 
 /* Normalises ex's url (doubled slashes, trailing slash, absolute form, query), finds the route
- * for ex->method and sets ex->route and params, or ex->status 404, or 405 plus an Allow header.
+ * for ex->method and sets ex->route and params, or ex->status 404, or 405 plus an Allow header,
+ * or 400 with ex->why when the url holds %00 (decoded anywhere, it would cut a string short).
  * ex->head must hold the url and headers, headers_end set. */
 void http_route_lookup(const struct http_site *site, struct http_exchange *ex);
 

@@ -1,7 +1,10 @@
 /* http_route.c: from a request target to a route row. Owns path normalisation (absolute-form
  * targets, doubled and trailing slashes, the query split off) and pattern matching with
  * "{name}" segments. Tables are scanned in order: a handful of rows, no allocation beyond the
- * exchange's own head buffer. Percent-decoding is left to handlers (ids need none today). */
+ * exchange's own head buffer. Percent-decoding is left to handlers (ids need none today), but
+ * a target holding %00 is refused here, for every route: decoded, it would end a C string
+ * early and the rest would be dropped without a word. */
+#define _GNU_SOURCE  /* memmem */
 #include <string.h>
 #include <strings.h>
 
@@ -72,6 +75,12 @@ static void allow_add(struct buf *allow, uint64_t *seen, llhttp_method_t m) {
 
 void http_route_lookup(const struct http_site *site, struct http_exchange *ex) {
     normalise(ex);
+    size_t url_len = ex->url_end ? ex->url_end - 1 : 0;
+    if (url_len >= 3 && memmem(ex->head.data, url_len, "%00", 3)) {
+        ex->status = 400;
+        ex->why = "the request target holds %00 (a NUL byte), which no path or parameter may hold";
+        return;
+    }
     const char *path = ex->head.data + ex->path_off;
     llhttp_method_t want = ex->method == HTTP_HEAD ? HTTP_GET : ex->method;
     struct buf allow;

@@ -223,6 +223,6 @@ static void metrics_cb(struct http_exchange *ex) {
 }
 
 const struct http_route metrics_routes[] = {
-    {HTTP_GET, "/metrics", metrics_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/metrics", metrics_cb, HTTP_BODY_NONE, NULL},
 };
 const size_t metrics_nroutes = ARRAY_SIZE(metrics_routes);

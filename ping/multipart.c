@@ -76,6 +76,7 @@ bool disposition_param(const char *value, const char *param, char *out, size_t l
         if (c == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
             c = hexval(s[1]) * 16 + hexval(s[2]);
             s += 2;
+            if (c == 0) return false;  /* a NUL would cut the name short: no name at all */
         }
         if (k + 1 >= len) return false;
         out[k++] = (char)c;
@@ -160,6 +161,8 @@ static int headers_done(struct multipart *m) {
             const char *v = line + 20;
             while (*v == ' ' || *v == '\t') v++;
             if (strncasecmp(v, "form-data", 9) != 0) return fail(m, "a part's Content-Disposition is not form-data");
+            if (strstr(v, "%00"))
+                return fail(m, "a part's Content-Disposition holds %00 (a NUL byte) in a parameter");
             has_name = disposition_param(v, "name", name, sizeof name);
             has_file = disposition_param(v, "filename", filename, sizeof filename);
         }

@@ -51,7 +51,8 @@ int multipart_feed(struct multipart *m, const char *at, size_t n);
 int multipart_finish(struct multipart *m);
 
 /* The filename parameter of a Content-Disposition value ('attachment; filename="a.zip"', or
- * filename*=UTF-8''a.zip percent-decoded), copied into out. False when absent or too long. */
+ * filename*=UTF-8''a.zip percent-decoded), copied into out. False when absent, too long, or
+ * when it decodes to a NUL byte (%00): never a name cut short. */
 bool disposition_param(const char *value, const char *param, char *out, size_t len);
 
 #endif

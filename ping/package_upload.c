@@ -925,6 +925,12 @@ void pkg_upload_cb(struct http_exchange *ex) {
         refuse_busy(ex, svc->api, max);
         return;
     }
+    const char *disp = http_header(ex, "content-disposition");
+    if (disp && strstr(disp, "%00")) {
+        http_respond_error(ex, 400, "Content-Disposition holds %00 (a NUL byte) in a parameter; "
+                                    "send the file name without it");
+        return;
+    }
     struct upload *u = upload_new(ex, svc, space, mode);
     char name[1024];
     if (multipart_is_form(ctype)) {
@@ -937,7 +943,7 @@ void pkg_upload_cb(struct http_exchange *ex) {
         u->mp.on_data = mp_data;
         u->mp.arg = u;
     } else if (api_query_get(http_query(ex), "filename", name, sizeof name) ||
-               disposition_param(http_header(ex, "content-disposition"), "filename", name, sizeof name)) {
+               disposition_param(disp, "filename", name, sizeof name)) {
         if (!take_name(u, name)) return;
     } else {
         fail(u, 400, "no package file name: send multipart/form-data with a file part, or a raw "

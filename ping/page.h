@@ -1,4 +1,5 @@
-/* page.h: the Nodes page, GET /nodes (page.c; the page itself is ping/nodes.html). */
+/* page.h: the Nodes page, GET /nodes, /nodes.js, /nodes.css (page.c; the files themselves are
+ * ping/nodes.html, nodes.js, nodes.css). */
 #ifndef SHOAL_PING_PAGE_H
 #define SHOAL_PING_PAGE_H
 

@@ -55,8 +55,8 @@ static void healthz_cb(struct http_exchange *ex) {
 }
 
 const struct http_route ping_routes[] = {
-    {HTTP_GET, "/api/octopusservernodes/ping", ping_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/healthz", healthz_cb, HTTP_BODY_NONE},
+    {HTTP_GET, "/api/octopusservernodes/ping", ping_cb, HTTP_BODY_NONE, NULL},
+    {HTTP_GET, "/healthz", healthz_cb, HTTP_BODY_NONE, NULL},
 };
 const size_t ping_nroutes = ARRAY_SIZE(ping_routes);
 

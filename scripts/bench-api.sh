@@ -12,7 +12,7 @@ build=${1:-build}
 secs=${BENCH_SECONDS:-10}
 api_rate=${BENCH_API_RATE:-500}
 ping_rate=${BENCH_RATE:-5000}
-key=bench-key-$RANDOM$RANDOM$RANDOM
+key=bench-key-0123456789-$RANDOM$RANDOM
 . "$(dirname "$0")/bench-lib.sh"
 bench_init api
 

@@ -25,7 +25,7 @@ bench_init pkg
 bench_redis
 
 nport=$(free_port)
-key=bench-key
+key=bench-key-0123456789abcdef
 "$bin" worker --redis "redis://127.0.0.1:$rport/0" --name bench-pkg --listen "127.0.0.1:$nport" \
   --cap 0 --api-key "$key" --package-dir "$tmp/packages" --log-level warn 2>"$tmp/node.log" &
 node=$!; pids+=($node)

@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "tests/harness.h"
 
 #define KEY "test-key-0123456789abcdef"
@@ -598,4 +599,334 @@ Test(api, octopus_scale_in_script_after_the_node_died) {
     resp_free(&r);
     free(id);
     for (int i = 0; i < 2; i++) cr_assert_eq(h_worker_stop(&w[i]), 0);
+}
+
+/* --- request-level hardening ---------------------------------------------------------------- */
+
+/* Sends raw bytes on a fresh connection, then reads for at most wait_ms (or until EOF) and
+ * returns what came back (malloc'd, NUL-terminated). The peer's close sets *closed. */
+static char *raw_exchange(int port, const char *bytes, int wait_ms, bool *closed) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(write(fd, bytes, strlen(bytes)), (ssize_t)strlen(bytes));
+    size_t cap = 8192, got = 0;
+    char *buf = malloc(cap);
+    ssize_t n = 0;
+    uint64_t end = h_now_ms() + (uint64_t)wait_ms;
+    while (got + 1 < cap && h_now_ms() < end && (n = read(fd, buf + got, cap - got - 1)) > 0)
+        got += (size_t)n;
+    if (closed) *closed = n == 0;
+    close(fd);
+    buf[got] = '\0';
+    return buf;
+}
+
+/* The ErrorMessage of a raw answer contains want. */
+static void raw_error_says(const char *raw, int status, const char *want) {
+    int st = 0;
+    cr_assert_eq(sscanf(raw, "HTTP/1.1 %d", &st), 1, "no answer: '%s'", raw);
+    cr_assert_eq(st, status, "%s", raw);
+    const char *body = strstr(raw, "\r\n\r\n");
+    cr_assert_not_null(body, "%s", raw);
+    json_t *j = json_loads(body + 4, 0, NULL);
+    cr_assert_not_null(j, "body is not JSON: %s", raw);
+    cr_assert(strstr(sget(j, "ErrorMessage"), want), "'%s' lacks '%s'", sget(j, "ErrorMessage"),
+              want);
+    json_decref(j);
+}
+
+/* A client that waits for "100 Continue" gets it only once the key is checked: a keyless or
+ * wrong-key request is answered at once, no body byte read, and the connection closed. */
+Test(api, continue_only_after_the_key_is_checked) {
+    struct h_worker w;
+    start(&w, "cont", NULL);
+    static const char *const heads[] = {
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "X-Octopus-ApiKey: wrong-key-0123456789\r\nContent-Length: 1000000\r\n\r\n",
+        "POST /api/Spaces-1/packages/raw?filename=A.1.0.0.zip HTTP/1.1\r\nHost: x\r\n"
+        "Expect: 100-continue\r\nContent-Length: 1000000\r\n\r\n",
+        "PUT /api/octopusservernodes/cont HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n",
+    };
+    static const int want[] = {401, 403, 401, 401};
+    for (size_t i = 0; i < ARRAY_SIZE(heads); i++) {
+        bool closed = false;
+        char *got = raw_exchange(w.port, heads[i], 3000, &closed);
+        cr_assert_null(strstr(got, "100 Continue"), "interim answer before the key check:\n%s",
+                       got);
+        raw_error_says(got, want[i], want[i] == 401 ? "API key is required" : "not valid");
+        cr_assert(strstr(got, "Connection: close"), "%s", got);
+        cr_assert(closed, "the connection stays open for a body nobody reads");
+        free(got);
+    }
+    /* A keyless request without a body keeps its connection. */
+    char *got = raw_exchange(w.port, "GET /api/tasks HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             3000, NULL);
+    cr_assert(strstr(got, "HTTP/1.1 401") && strstr(got, "HTTP/1.1 200"), "%s", got);
+    free(got);
+    /* With the key, 100 Continue comes and the task is enqueued. */
+    static const char body[] = "{\"Type\":\"noop\",\"Delay\":\"1h\"}";
+    char head[512];
+    snprintf(head, sizeof head, "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+             KEYH "Connection: close\r\nContent-Length: %zu\r\n\r\n", sizeof body - 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    char in[4096];
+    ssize_t n = read(fd, in, sizeof in - 1);
+    cr_assert_gt(n, 0);
+    in[n] = '\0';
+    cr_assert_str_eq(in, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_eq(write(fd, body, sizeof body - 1), (ssize_t)(sizeof body - 1));
+    size_t got_n = 0;
+    while (got_n + 1 < sizeof in && (n = read(fd, in + got_n, sizeof in - 1 - got_n)) > 0)
+        got_n += (size_t)n;
+    in[got_n] = '\0';
+    close(fd);
+    cr_assert(strncmp(in, "HTTP/1.1 201", 12) == 0, "%s", in);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* obs-fold (a header line that starts with SP or HT continues the previous one) is refused:
+ * a key folded over two lines does not authenticate, nor does any folded header pass. */
+Test(api, folded_header_lines_are_refused) {
+    struct h_worker w;
+    start(&w, "fold", NULL);
+    static const char *const reqs[] = {
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Octopus-ApiKey:\r\n " KEY "\r\n\r\n",
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Octopus-ApiKey:\r\n\t" KEY "\r\n\r\n",
+        "GET /api/tasks HTTP/1.1\r\nHost: x\r\n" KEYH "X-Other: a\r\n b\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: a\r\n \r\n\r\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(reqs); i++) {
+        bool closed = false;
+        char *got = raw_exchange(w.port, reqs[i], 3000, &closed);
+        raw_error_says(got, 400, "folded");
+        cr_assert(closed);
+        free(got);
+    }
+    struct resp r;
+    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey:   " KEY "  \r\n", NULL, &r),
+                 200);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* %00 in a path or a query value is refused, not cut at the NUL. */
+Test(api, percent_00_is_refused) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "nul", NULL);
+    static const char *const paths[] = {
+        "/api/tasks?states=Queued%00Running", "/api/tasks?states=Queued%00",
+        "/api/tasks/ServerTasks-1%00", "/api/octopusservernodes?partialName=n%00x",
+        "/api/Spaces-1/packages?filter=a%00b", "/healthz?x=%00",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        req(w.port, "GET", paths[i], KEYH, NULL, &r);
+        error_says(&r, 400, "%00");
+        resp_free(&r);
+    }
+    cr_assert_eq(req(w.port, "GET", "/api/tasks?states=Queued%2CSuccess", KEYH, NULL, &r), 200);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* A 500 tells the client an error id, never Redis's text; the log has both at error level. */
+Test(api, internal_errors_answer_an_id_not_redis_text) {
+    struct h_worker w;
+    struct resp r;
+    const char *extra[] = {"--cap", "0", NULL};
+    start(&w, "e500", extra);
+    redisContext *c = h_redis_connect(&redis);
+    freeReplyObject(redisCommand(c, "DEL {shoal}:queues"));
+    freeReplyObject(redisCommand(c, "SET {shoal}:queues not-a-set"));
+    req(w.port, "GET", "/api/tasks", KEYH, NULL, &r);
+    freeReplyObject(redisCommand(c, "DEL {shoal}:queues"));
+    redisFree(c);
+    cr_assert_eq(r.status, 500, "%d %s", r.status, r.body);
+    cr_assert_null(strstr(r.body, "WRONGTYPE"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "script"), "%s", r.body);
+    const char *msg = sget(r.json, "ErrorMessage");
+    const char *id = strstr(msg, "E-");
+    cr_assert_not_null(id, "no error id in '%s'", msg);
+    char want[64];
+    size_t idlen = strspn(id + 2, "0123456789abcdef") + 2;
+    cr_assert_geq(idlen, 10, "%s", msg);
+    snprintf(want, sizeof want, "error_id=%.*s", (int)idlen, id);
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+    char *log = h_read_file(w.log);
+    const char *line = strstr(log, want);
+    cr_assert_not_null(line, "no log line with %s:\n%s", want, log);
+    const char *bol = line;
+    while (bol > log && bol[-1] != '\n') bol--;
+    const char *eol = strchr(line, '\n');
+    cr_assert(strstr(bol, "level=error") && strstr(bol, "level=error") < line, "%.*s",
+              (int)(eol - bol), bol);
+    char *wt = strstr(bol, "WRONGTYPE");
+    cr_assert(wt && (!eol || wt < eol), "the full text is logged: %.*s", (int)(eol - bol), bol);
+    free(log);
+}
+
+/* Every answer carries X-Content-Type-Options: nosniff (and Octopus-Node). */
+Test(api, every_answer_says_nosniff) {
+    struct h_worker w;
+    struct resp r;
+    const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
+    start(&w, "sniff", extra);
+    char *id = post_task(w.port, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\","
+                                 "\"<html><script>alert(1)</script>\"]}}");
+    char path[96], raw[112];
+    snprintf(path, sizeof path, "/api/tasks/%s", id);
+    snprintf(raw, sizeof raw, "/api/tasks/%s/raw", id);
+    struct task_want tw = {w.port, path, "Success"};
+    cr_assert(h_eventually(task_is, &tw, 10000));
+    const struct { const char *method, *path, *hdrs; int status; } probes[] = {
+        {"GET", raw, KEYH, 200},
+        {"GET", path, KEYH, 200},
+        {"GET", "/api/tasks", NULL, 401},
+        {"GET", "/api/octopusservernodes/ping", NULL, 200},
+        {"HEAD", "/healthz", NULL, 200},
+        {"GET", "/metrics", NULL, 200},
+        {"GET", "/nodes", NULL, 200},
+        {"GET", "/nope", NULL, 404},
+        {"DELETE", "/healthz", NULL, 405},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
+        cr_assert_eq(req(w.port, probes[i].method, probes[i].path, probes[i].hdrs, NULL, &r),
+                     probes[i].status, "%s %s", probes[i].method, probes[i].path);
+        cr_assert(strstr(r.head, "\r\nX-Content-Type-Options: nosniff"), "%s %s:\n%s",
+                  probes[i].method, probes[i].path, r.head);
+        cr_assert(strstr(r.head, "\r\nOctopus-Node: sniff"), "%s", r.head);
+        resp_free(&r);
+    }
+    free(id);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
+/* Keys shorter than 16 characters stop start-up, from any source, without showing the key. */
+Test(api, short_keys_stop_startup) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/shortkeys", redis.dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# ops\nlong-enough-key-0001\nshort-key-01\n");
+    fclose(f);
+    const char *flag[] = {"--api-key", "long-enough-key-0001,tiny-key-0001", NULL};
+    const char *file[] = {"--api-key-file", path, NULL};
+    const struct {
+        const char *const *extra;
+        const char *env, *says, *secret;
+    } cases[] = {
+        {flag, NULL, "--api-key", "tiny-key-0001"},
+        {NULL, "SHOAL_API_KEY=tiny-key", "--api-key", "tiny-key"},
+        {file, NULL, "line 3", "short-key-01"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct h_worker w;
+        if (cases[i].env) putenv((char *)cases[i].env);
+        h_worker_start(&w, &redis, "short", cases[i].extra);
+        int code = h_wait(w.pid, 5000);
+        if (cases[i].env) unsetenv("SHOAL_API_KEY");
+        if (code < 0) h_worker_stop(&w);
+        cr_assert_eq(code, 2, "case %zu: a short key must stop start-up (exit %d)", i, code);
+        char *log = h_read_file(w.log);
+        cr_assert(strstr(log, "at least 16"), "%s", log);
+        cr_assert(strstr(log, cases[i].says), "%s", log);
+        cr_assert_null(strstr(log, cases[i].secret), "the key is shown: %s", log);
+        free(log);
+    }
+}
+
+static void write_keys(const char *path, const char *text) {
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(rename(tmp, path), 0);
+}
+
+struct key_want { int port; const char *hdr; int status; };
+static bool key_answers(void *arg) {
+    struct key_want *k = arg;
+    struct resp r;
+    int st = req(k->port, "GET", "/api/octopusservernodes", k->hdr, NULL, &r);
+    resp_free(&r);
+    return st == k->status;
+}
+
+struct keyed_task_want { int port; const char *path, *hdr, *state; };
+static bool keyed_task_is(void *arg) {
+    struct keyed_task_want *t = arg;
+    struct resp r;
+    bool ok = req(t->port, "GET", t->path, t->hdr, NULL, &r) == 200 && r.json &&
+              strcmp(json_string_value(json_object_get(r.json, "State")), t->state) == 0;
+    resp_free(&r);
+    return ok;
+}
+
+/* SIGHUP re-reads the key file; the node keeps running, and so does its task. A file that
+ * fails to load keeps the keys in force and logs the error. */
+Test(api, sighup_reloads_the_key_file_and_keeps_running) {
+#define OLDK "X-Octopus-ApiKey: old-key-0123456789abcdef\r\n"
+#define NEWK "X-Octopus-ApiKey: new-key-0123456789abcdef\r\n"
+    char path[256];
+    snprintf(path, sizeof path, "%s/hupkeys", redis.dir);
+    write_keys(path, "old-key-0123456789abcdef\n");
+    struct h_worker w;
+    const char *extra[] = {"--api-key-file", path, NULL};
+    h_worker_start(&w, &redis, "hup", extra);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    struct resp r;
+    cr_assert_eq(req(w.port, "POST", "/api/tasks", OLDK,
+                     "{\"Type\":\"sleep\",\"Arguments\":[\"2s\"]}", &r), 201, "%s", r.body);
+    char task[96];
+    snprintf(task, sizeof task, "/api/tasks/%s", sget(r.json, "Id"));
+    resp_free(&r);
+    struct keyed_task_want running = {w.port, task, OLDK, "Executing"};
+    cr_assert(h_eventually(keyed_task_is, &running, 5000), "the task did not start");
+
+    write_keys(path, "# rotated\nnew-key-0123456789abcdef\nsecond-key-0123456789\n");
+    cr_assert_eq(kill(w.pid, SIGHUP), 0);
+    struct key_want fresh = {w.port, NEWK, 200};
+    cr_assert(h_eventually(key_answers, &fresh, 5000), "the new key is not accepted");
+    struct key_want stale = {w.port, OLDK, 403};
+    cr_assert(key_answers(&stale), "the removed key still works");
+    cr_assert(h_ping_is(&w, 200, 1000), "the node stopped serving");
+    running.hdr = NEWK;
+    cr_assert(keyed_task_is(&running), "the task did not survive the reload");
+
+    /* A file that no longer loads (a short key): the keys in force stay, the error is logged. */
+    write_keys(path, "tiny\n");
+    cr_assert_eq(kill(w.pid, SIGHUP), 0);
+    struct key_want still = {w.port, "X-Octopus-ApiKey: second-key-0123456789\r\n", 200};
+    for (uint64_t until = h_now_ms() + 500; h_now_ms() < until;)
+        cr_assert(key_answers(&still), "a failed reload dropped the keys");
+
+    struct keyed_task_want done = {w.port, task, NEWK, "Success"};
+    cr_assert(h_eventually(keyed_task_is, &done, 10000), "the task did not finish on this node");
+    cr_assert_eq(h_wait(w.pid, 0), -1, "the node exited");
+    cr_assert_eq(h_worker_stop(&w), 0, "a clean drain after the reloads");
+    char *log = h_read_file(w.log);
+    cr_assert(strstr(log, "API keys reloaded") && strstr(log, "keys=2"), "%s", log);
+    const char *bad = strstr(log, "API key reload failed");
+    cr_assert(bad && strstr(bad, "at least 16"), "%s", log);
+    cr_assert_null(strstr(log, "new-key-0123456789abcdef"), "%s", log);
+    cr_assert_null(strstr(log, "old-key-0123456789abcdef"), "%s", log);
+    cr_assert_null(strstr(log, "tiny"), "%s", log);
+    free(log);
+#undef OLDK
+#undef NEWK
 }

@@ -234,7 +234,8 @@ static void expect_eof(struct fx *f, struct client *cl) {
 static const char *resp(const char *status, const char *extra, const char *body, bool head) {
     static char out[4096];
     size_t n = strlen(body);
-    snprintf(out, sizeof out, "HTTP/1.1 %s\r\nOctopus-Node: " NODE "\r\n%sContent-Length: %zu\r\n%s\r\n%s",
+    snprintf(out, sizeof out, "HTTP/1.1 %s\r\nOctopus-Node: " NODE "\r\n"
+             "X-Content-Type-Options: nosniff\r\n%sContent-Length: %zu\r\n%s\r\n%s",
              status, n ? "Content-Type: application/json\r\n" : "", n, extra ? extra : "",
              head ? "" : body);
     return out;

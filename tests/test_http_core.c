@@ -2,7 +2,7 @@
  * what the core writes and asks. Covers what sockets make awkward to provoke: answers given
  * later and out of order, pausing at max_pending and resuming, detached exchanges, route
  * parameters and buffered bodies, byte-at-a-time input, EOF with answers outstanding, a streamed
- * body read straight into its sink's memory. */
+ * body read straight into its sink's memory, admission before 100 Continue, obs-fold and %00. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,14 +122,27 @@ static const struct http_sink zsink_on_loop = {z_data, z_end, z_buffer, NULL, NU
 static void stream_cb(struct http_exchange *ex) { http_body_start(ex, &zsink, &zs); }
 static void stream_loop_cb(struct http_exchange *ex) { http_body_start(ex, &zsink_on_loop, &zs); }
 
+/* Admits a request that presents "X-Key: k"; refuses others with 401 and a header. */
+static unsigned admit_calls;
+static int key_admit(struct http_exchange *ex, const char **why) {
+    const char *k = http_header(ex, "x-key");
+    admit_calls++;
+    if (k && strcmp(k, "k") == 0) return 0;
+    http_add_header(ex, "WWW-Authenticate", "Bearer");
+    *why = "no key";
+    return 401;
+}
+
 static const struct http_route routes[] = {
-    {HTTP_POST, "/stream", stream_cb, HTTP_BODY_STREAM},
-    {HTTP_POST, "/stream-loop", stream_loop_cb, HTTP_BODY_STREAM},
-    {HTTP_GET, "/now", now_cb, HTTP_BODY_NONE},
-    {HTTP_GET, "/later", later_cb, HTTP_BODY_NONE},
-    {HTTP_POST, "/echo/{a}", echo_cb, HTTP_BODY_BUFFER},
-    {HTTP_PUT, "/echo/{a}/and/{b}", echo_cb, HTTP_BODY_BUFFER},
-    {HTTP_DELETE, "/now", now_cb, HTTP_BODY_NONE},
+    {HTTP_POST, "/keyed/{a}", echo_cb, HTTP_BODY_BUFFER, key_admit},
+    {HTTP_POST, "/keyed-stream", stream_cb, HTTP_BODY_STREAM, key_admit},
+    {HTTP_POST, "/stream", stream_cb, HTTP_BODY_STREAM, NULL},
+    {HTTP_POST, "/stream-loop", stream_loop_cb, HTTP_BODY_STREAM, NULL},
+    {HTTP_GET, "/now", now_cb, HTTP_BODY_NONE, NULL},
+    {HTTP_GET, "/later", later_cb, HTTP_BODY_NONE, NULL},
+    {HTTP_POST, "/echo/{a}", echo_cb, HTTP_BODY_BUFFER, NULL},
+    {HTTP_PUT, "/echo/{a}/and/{b}", echo_cb, HTTP_BODY_BUFFER, NULL},
+    {HTTP_DELETE, "/now", now_cb, HTTP_BODY_NONE, NULL},
 };
 
 static void fake_init(struct fake *f) {
@@ -151,10 +164,25 @@ static void fake_free(struct fake *f) {
 
 static void feed(struct fake *f, const char *s) { http_conn_feed(&f->c, s, strlen(s)); }
 
+#define HEAD_START(status) "HTTP/1.1 " status "\r\nOctopus-Node: n1\r\n" \
+                           "X-Content-Type-Options: nosniff\r\n"
+
 static const char *answer(const char *status, const char *body, bool close) {
     static char out[512];
-    snprintf(out, sizeof out, "HTTP/1.1 %s\r\nOctopus-Node: n1\r\n%sContent-Length: %zu\r\n%s\r\n%s",
-             status, *body ? "Content-Type: text/plain\r\n" : "", strlen(body),
+    snprintf(out, sizeof out, HEAD_START("%s") "%sContent-Length: %zu\r\n%s\r\n%s", status,
+             *body ? "Content-Type: text/plain\r\n" : "", strlen(body),
+             close ? "Connection: close\r\n" : "", body);
+    return out;
+}
+
+/* The core's JSON error answer. */
+static const char *error_answer(const char *status, const char *extra, const char *msg,
+                                bool close) {
+    static char out[768];
+    char body[400];
+    snprintf(body, sizeof body, "{\"ErrorMessage\":\"%s\"}", msg);
+    snprintf(out, sizeof out, HEAD_START("%s") "Content-Type: application/json\r\n"
+             "Content-Length: %zu\r\n%s%s\r\n%s", status, strlen(body), extra,
              close ? "Connection: close\r\n" : "", body);
     return out;
 }
@@ -246,12 +274,12 @@ Test(http_core, params_query_headers_and_buffered_body) {
     take(&f, "HTTP/1.1 404 Not Found\r\n");
     buf_reset(&f.out);
     feed(&f, "GET /echo/x HTTP/1.1\r\n\r\n");
-    take(&f, "HTTP/1.1 405 Method Not Allowed\r\nOctopus-Node: n1\r\nContent-Type: "
-             "application/json\r\nContent-Length: 37\r\nAllow: POST\r\n\r\n");
+    take(&f, HEAD_START("405 Method Not Allowed") "Content-Type: application/json\r\n"
+             "Content-Length: 37\r\nAllow: POST\r\n\r\n");
     buf_reset(&f.out);
     feed(&f, "PATCH /now HTTP/1.1\r\n\r\n");
-    take(&f, "HTTP/1.1 405 Method Not Allowed\r\nOctopus-Node: n1\r\nContent-Type: "
-             "application/json\r\nContent-Length: 37\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
+    take(&f, HEAD_START("405 Method Not Allowed") "Content-Type: application/json\r\n"
+             "Content-Length: 37\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
     buf_reset(&f.out);
     fake_free(&f);
 }
@@ -302,6 +330,91 @@ Test(http_core, byte_at_a_time_equals_all_at_once) {
     cr_assert(memcmp(a.out.data, b.out.data, a.out.len) == 0);
     fake_free(&a);
     fake_free(&b);
+}
+
+/* A refused head gets no 100 Continue and no body read: answered at once, then closed. */
+Test(http_core, admit_refuses_before_continue_and_body) {
+    struct fake f;
+    fake_init(&f);
+    admit_calls = 0;
+    feed(&f, "POST /keyed/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 900000\r\n\r\n");
+    cr_assert_eq(admit_calls, 1);
+    take(&f, error_answer("401 Unauthorized", "WWW-Authenticate: Bearer\r\n", "no key", true));
+    cr_assert_eq(f.out.len, 0, "nothing but the refusal");
+    cr_assert(f.closed, "closed after the refusal: the body is never read");
+    cr_assert_eq(http_conn_feed(&f.c, "body", 4), UV_EPIPE);
+    fake_free(&f);
+
+    /* Chunked, and a streamed route: the same; the stream handler never runs. */
+    fake_init(&f);
+    memset(&zs, 0, sizeof zs);
+    feed(&f, "POST /keyed-stream HTTP/1.1\r\nExpect: 100-continue\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    take(&f, error_answer("401 Unauthorized", "WWW-Authenticate: Bearer\r\n", "no key", true));
+    cr_assert_eq(f.out.len, 0);
+    cr_assert(f.closed);
+    cr_assert_eq(zs.used + zs.asked, 0, "the stream's sink saw nothing");
+    fake_free(&f);
+
+    /* Without a body the connection lives on; later requests are served. */
+    fake_init(&f);
+    feed(&f, "POST /keyed/a HTTP/1.1\r\n\r\nGET /now HTTP/1.1\r\n\r\n");
+    take(&f, error_answer("401 Unauthorized", "WWW-Authenticate: Bearer\r\n", "no key", false));
+    take(&f, answer("200 OK", "now", false));
+    cr_assert_not(f.closed);
+    fake_free(&f);
+
+    /* Admitted: 100 Continue, then the handler with the body. */
+    fake_init(&f);
+    feed(&f, "POST /keyed/b HTTP/1.1\r\nX-Key: k\r\nExpect: 100-continue\r\n"
+             "Content-Length: 2\r\n\r\n");
+    take(&f, "HTTP/1.1 100 Continue\r\n\r\n");
+    feed(&f, "ok");
+    take(&f, answer("201 Created", "b,-,ok,,k", false));
+    fake_free(&f);
+}
+
+/* obs-fold is refused wherever the input is cut; so is %00 in a path or query. */
+Test(http_core, folded_headers_and_percent_00_are_refused) {
+    static const char *const folded[] = {
+        "GET /now HTTP/1.1\r\nX-Key: a\r\n b\r\n\r\n",
+        "GET /now HTTP/1.1\r\nX-Key:\r\n b\r\n\r\n",
+        "GET /now HTTP/1.1\r\nX-Key: a\r\n\t\r\n\r\n",
+        "GET /now HTTP/1.1\r\nA: b\r\nX-Key: a\r\n \tc\r\nB: d\r\n\r\n",
+    };
+    const char *fold_msg = "folded header line: a header line may not start with a space or tab "
+                           "(obs-fold); send each header on one line";
+    for (size_t i = 0; i < ARRAY_SIZE(folded); i++)
+        for (size_t cut = 0; cut <= strlen(folded[i]); cut++) {
+            struct fake f;
+            fake_init(&f);
+            http_conn_feed(&f.c, folded[i], cut);
+            http_conn_feed(&f.c, folded[i] + cut, strlen(folded[i]) - cut);
+            take(&f, error_answer("400 Bad Request", "", fold_msg, true));
+            cr_assert(f.closed, "case %zu cut %zu", i, cut);
+            fake_free(&f);
+        }
+    /* Empty values, blanks around values, values cut anywhere: fine. */
+    static const char ok[] = "GET /now HTTP/1.1\r\nEmpty:\r\nX-Key:  v w \r\nB: \r\n\r\n";
+    for (size_t cut = 0; cut <= sizeof ok - 1; cut++) {
+        struct fake f;
+        fake_init(&f);
+        http_conn_feed(&f.c, ok, cut);
+        http_conn_feed(&f.c, ok + cut, sizeof ok - 1 - cut);
+        take(&f, answer("200 OK", "now", false));
+        fake_free(&f);
+    }
+    static const char *const nul[] = {"GET /now?x=%00 HTTP/1.1\r\n\r\n",
+                                      "POST /echo/a%00b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"};
+    for (size_t i = 0; i < ARRAY_SIZE(nul); i++) {
+        struct fake f;
+        fake_init(&f);
+        feed(&f, nul[i]);
+        take(&f, error_answer("400 Bad Request", "", "the request target holds %00 (a NUL byte), "
+                              "which no path or parameter may hold", i == 1));
+        cr_assert_eq(f.out.len, 0);
+        fake_free(&f);
+    }
 }
 
 Test(http_core, eof_waits_for_outstanding_answers) {

@@ -19,7 +19,7 @@
 #include "bench/pkg_client.h"
 #include "tests/harness.h"
 
-#define KEY "edge-test-key"
+#define KEY "edge-test-key-0123456789"
 #define SPACE "Spaces-1"
 #define MiB (1024ull * 1024)
 

@@ -44,7 +44,7 @@ static bool sample_at_least(void *arg) {
 
 Test(metrics, prometheus_text_with_node_and_queue_figures) {
     struct h_worker w;
-    const char *extra[] = {"--api-key", "k-0123456789", NULL};
+    const char *extra[] = {"--api-key", "k-0123456789abcdef", NULL};
     h_worker_start(&w, &redis, "metered", extra);
     cr_assert(h_ping_is(&w, 200, 10000));
     enqueue("noop", "default", "x");

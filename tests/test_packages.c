@@ -19,7 +19,7 @@
 #include "bench/pkg_client.h"
 #include "tests/harness.h"
 
-#define KEY "pkg-test-key"
+#define KEY "pkg-test-key-0123456789"
 #define SPACE "Spaces-1"
 #define MiB (1024ull * 1024)
 
@@ -282,6 +282,22 @@ Test(packages, multipart_file_full_of_near_delimiters) {
     cr_assert(strstr(r.body, size), "size %zu: %s", n, r.body);
     free(body);
     free(content);
+}
+
+/* %00 in a file name (RFC 5987 filename*=, raw or in a multipart part) is refused, not cut
+ * short to a name the client did not send. */
+Test(packages, percent_00_in_a_file_name_is_refused) {
+    struct pc_result r;
+    struct pc_upload o = {.space = SPACE, .key = KEY, .size = 10, .seed = 3,
+                          .extra = "Content-Disposition: attachment; "
+                                   "filename*=UTF-8''Nul.1.0.0.zip%00.exe\r\n"};
+    upload_ok(&o, 400, &r);
+    cr_assert(strstr(r.body, "%00"), "%s", r.body);
+    malformed("--" B "\r\nContent-Disposition: form-data; name=\"file\"; "
+              "filename*=UTF-8''Nul.1.0.1.zip%00.exe\r\n\r\nx\r\n--" B "--\r\n", NULL, "%00");
+    struct pc_result g;
+    pc_request(node.port, "GET", "/api/" SPACE "/packages?filter=Nul", KEY, &g);
+    cr_assert(strstr(g.body, "\"TotalResults\":0"), "%s", g.body);
 }
 
 Test(packages, malformed_multipart_variants) {

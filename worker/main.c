@@ -68,7 +68,8 @@ static void usage(FILE *out) {
             "Usage: shoal worker [flags]\n\n"
             "Runs a node: registers it in Redis under its name, keeps its heartbeat, applies its\n"
             "task cap and drain as they change, and answers ping on --listen.\n"
-            "SIGTERM/SIGINT drain the node and exit 0; a second signal stops at once.\n\n");
+            "SIGTERM/SIGINT drain the node and exit 0; a second signal stops at once.\n"
+            "SIGHUP re-reads --api-key-file (the node keeps running).\n\n");
     config_usage(out, SCOPE_WORKER);
 }
 
@@ -160,6 +161,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);
     log_info("starting", " version=%s http=%s%s", SHOAL_VERSION, listen, desc);
     shutdown_init(w);
+    reload_init(w);
     node_start(&w->node);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (w->services.bg_cpu) bgq_close(w->services.bg_cpu);

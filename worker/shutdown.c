@@ -25,8 +25,9 @@ static void node_closed_cb(struct node *n) {
 
 /* Everything is finished: close all handles so uv_run returns. */
 static void close_all(struct worker *w) {
-    w->open_parts = 7;
-    w->sigterm.data = w->sigint.data = w->grace.data = w;
+    w->open_parts = 8;
+    w->sigterm.data = w->sigint.data = w->grace.data = w->reload.sighup.data = w;
+    uv_close((uv_handle_t *)&w->reload.sighup, handle_closed_cb);
     uv_close((uv_handle_t *)&w->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&w->sigint, handle_closed_cb);
     uv_close((uv_handle_t *)&w->grace, handle_closed_cb);

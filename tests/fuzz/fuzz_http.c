@@ -2,6 +2,9 @@
  * test routes: /later (answered only between chunks or at the end, so pausing, queueing and
  * detaching are exercised) and /echo/{id} (a buffered body).
  *
+ * Admission: /keyed/{id} (buffered) and /keyed-stream/{id} (streamed) admit only "X-Key: k";
+ * the corpus also holds folded header lines and %00 targets, which the core refuses.
+ *
  * Streaming: /stream/{id} takes its body through a sink that pauses every other piece (resumed
  * between chunks), /blob/{n} answers with a streamed body pulled in 7-byte pieces.
  *
@@ -9,7 +12,8 @@
  * fed to one connection through a fake writer. After a chunk whose cut byte is odd the
  * transport's deadline passes (http_conn_waiting, then http_conn_expire: a late head or body
  * is answered 408, a streamed body's sink hears UV_ETIMEDOUT). Invariants checked (abort on violation):
- * every write is a whole response ("HTTP/1.1 ", a head ended by CRLFCRLF, Octopus-Node);
+ * every write is a whole response ("HTTP/1.1 ", a head ended by CRLFCRLF, Octopus-Node,
+ * nosniff);
  * nothing is written after close; close happens once; at the end every exchange is answered
  * and freed (LeakSanitizer). */
 #define _GNU_SOURCE  /* memmem */
@@ -71,6 +75,8 @@ static void fuzz_write(struct http_conn *c, char *data, size_t len) {
     }
     check(memmem(data, len, "\r\n\r\n", 4) != NULL, "response head ends with CRLFCRLF");
     check(memmem(data, len, "\r\nOctopus-Node: ", 16) != NULL, "Octopus-Node header");
+    static const char nosniff[] = "\r\nX-Content-Type-Options: nosniff\r\n";
+    check(memmem(data, len, nosniff, sizeof nosniff - 1) != NULL, "nosniff header");
     free(data);
 }
 
@@ -192,6 +198,16 @@ static void stream_cb(struct http_exchange *ex) {
     if (http_body_start(ex, &stream_sink, f) != 0) http_respond(ex, 400, "text/plain", "gone", 4);
 }
 
+/* The admit function of /keyed/{id} and /keyed-stream/{id}: "X-Key: k" admits; anything
+ * else is refused on the head (401 plus a header), before any 100 Continue or body byte. */
+static int key_admit(struct http_exchange *ex, const char **why) {
+    const char *k = http_header(ex, "x-key");
+    if (k && strcmp(k, "k") == 0) return 0;
+    http_add_header(ex, "WWW-Authenticate", "Bearer");
+    *why = "no key";
+    return 401;
+}
+
 /* GET /blob/{n}: a streamed answer of n bytes (at most 4096) in pieces of 7. */
 struct blob { size_t left; };
 static void blob_pull(struct http_exchange *ex, void *arg) {
@@ -254,11 +270,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!nroutes) {
         memcpy(routes, ping_routes, ping_nroutes * sizeof *routes);
         nroutes = ping_nroutes;
-        routes[nroutes++] = (struct http_route){HTTP_GET, "/later", later_cb, HTTP_BODY_NONE};
-        routes[nroutes++] = (struct http_route){HTTP_POST, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER};
-        routes[nroutes++] = (struct http_route){HTTP_PUT, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER};
-        routes[nroutes++] = (struct http_route){HTTP_POST, "/stream/{id}", stream_cb, HTTP_BODY_STREAM};
-        routes[nroutes++] = (struct http_route){HTTP_GET, "/blob/{n}", blob_cb, HTTP_BODY_NONE};
+        static const struct http_route more[] = {
+            {HTTP_GET, "/later", later_cb, HTTP_BODY_NONE, NULL},
+            {HTTP_POST, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER, NULL},
+            {HTTP_PUT, "/echo/{id}", echo_cb, HTTP_BODY_BUFFER, NULL},
+            {HTTP_POST, "/stream/{id}", stream_cb, HTTP_BODY_STREAM, NULL},
+            {HTTP_GET, "/blob/{n}", blob_cb, HTTP_BODY_NONE, NULL},
+            {HTTP_POST, "/keyed/{id}", echo_cb, HTTP_BODY_BUFFER, key_admit},
+            {HTTP_POST, "/keyed-stream/{id}", stream_cb, HTTP_BODY_STREAM, key_admit},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(more); i++) routes[nroutes++] = more[i];
     }
     if (size < 4) return 0;
     uint8_t flags = data[0];

@@ -5,7 +5,9 @@
 // http://127.0.0.1:<node-1>/nodes in Debian's chromium (driven by playwright-core), and checks:
 // a wrong key is refused in words, the right one shows every node, a dead node shows Offline,
 // the drain toggle and the cap input reach Redis and ping, a CLI change shows without a reload,
-// the tasks view lists a running task, and a node that cannot be reached is said so. Saves
+// the tasks view lists a running task, and a node that cannot be reached is said so; and that
+// the page runs under a CSP without 'unsafe-inline' (script and style are files of their own,
+// served with their type, nosniff and an ETag) with no violation reported. Saves
 // BUILD_DIR/nodes-page.png. Prints PASS/FAIL lines and last "N passed, M failed"; exits 1 on any
 // failure. Every wait has a deadline; everything started is stopped by its own PID.
 "use strict";
@@ -22,7 +24,7 @@ if (!shoal || !buildDir) {
   console.error("usage: node nodes.test.js BUILD/shoal BUILD_DIR");
   process.exit(2);
 }
-const KEY = "page-test-key";
+const KEY = "page-test-key-0123456789";
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
   "--no-first-run", "--disable-background-networking", "--disable-component-update",
   "--disable-sync"];
@@ -133,6 +135,12 @@ async function browse(context, nodes, { ping, hget, cli }) {
   const pageErrors = [], foreign = [];
   page.on("pageerror", (e) => pageErrors.push(e.message));
   page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) pageErrors.push(m.text()); });
+  // Every CSP violation the page meets, as the page itself hears of it.
+  await page.addInitScript(() => {
+    window.cspViolations = [];
+    document.addEventListener("securitypolicyviolation",
+      (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   page.on("request", (r) => { if (!r.url().startsWith(base + "/") && !r.url().startsWith("data:")) foreign.push(r.url()); });
   const row = (name) => page.locator(`#nodes tr[data-name="${name}"]`);
   const cellText = (name, i) => row(name).locator("td").nth(i).textContent();
@@ -141,8 +149,27 @@ async function browse(context, nodes, { ping, hget, cli }) {
   check("GET /nodes answers 200 text/html without a key",
     res.status() === 200 && /^text\/html/.test(res.headers()["content-type"]), `${res.status()}`);
   const html = await res.text();
+  const csp = res.headers()["content-security-policy"] || "";
+  check("the CSP allows no inline script or style", /script-src 'self'/.test(csp) &&
+    /style-src 'self'/.test(csp) && !/unsafe-inline|unsafe-eval/.test(csp), csp);
+  check("the page holds no inline script, style or handler",
+    !/<script>|<script [^>]*>[^<]|<style|\sstyle=|\son[a-z]+=/i.test(html));
+  const assets = {};
+  for (const [file, label, type] of [["nodes.js", "text/javascript", /^text\/javascript/],
+                                    ["nodes.css", "text/css", /^text\/css/]]) {
+    const r = await page.request.get(`${base}/${file}`);
+    const h = r.headers();
+    assets[file] = await r.text();
+    check(`GET /${file}: 200 ${label}, nosniff, revalidated by ETag`,
+      r.status() === 200 && type.test(h["content-type"]) &&
+      h["x-content-type-options"] === "nosniff" && h["cache-control"] === "no-cache" && /^"[0-9a-f]{32}"$/.test(h["etag"] || ""),
+      `${r.status()} ${h["content-type"]} ${h["cache-control"]} ${h["etag"]}`);
+    const again = await page.request.get(`${base}/${file}`,
+      { headers: { "If-None-Match": h["etag"] } });
+    check(`GET /${file} with its ETag: 304`, again.status() === 304, `${again.status()}`);
+  }
   check("the page puts no HTML strings in the DOM",
-    !/innerHTML|outerHTML|insertAdjacentHTML|document\.write/.test(html));
+    !/innerHTML|outerHTML|insertAdjacentHTML|document\.write/.test(html + assets["nodes.js"]));
 
   // The key: a wrong one is refused with the server's words, the right one opens the table.
   await page.fill("#key", "wrong-key");
@@ -230,6 +257,9 @@ async function browse(context, nodes, { ping, hget, cli }) {
   check("a node that cannot be reached is said so", words, words || "");
 
   check("no script errors or CSP violations", pageErrors.length === 0, pageErrors.join(" | "));
+  const violations = await page.evaluate(() => window.cspViolations);
+  check("no securitypolicyviolation event", Array.isArray(violations) && violations.length === 0,
+    JSON.stringify(violations));
   check("no request left 127.0.0.1", foreign.length === 0, foreign.join(" "));
   await stop(nodes["node-2"].proc);   // a sanitizer build reports leaks at exit: non-zero
   check("node-2 exits 0 on SIGTERM", nodes["node-2"].proc.exitCode === 0,
