@@ -91,8 +91,13 @@ static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flag
     if (code >= 0) return code;
     log_set_level(c->cfg.log_level);
     keys_init(&c->keys, c->cfg.namespace);
-    if (rsync_open(&c->redis, c->cfg.redis_url, 5000, err, sizeof err) != 0)
+    struct rurl u;
+    if (rurl_parse_with_password(c->cfg.redis_url, c->cfg.redis_password_file, &u, err,
+                                 sizeof err) != 0)
         return cli_fail(c, EXIT_FAIL, "%s", err);
+    int rc = rsync_open_rurl(&c->redis, &u, 5000, err, sizeof err);
+    explicit_bzero(u.pass, sizeof u.pass);
+    if (rc != 0) return cli_fail(c, EXIT_FAIL, "%s", err);
     return -1;
 }
 

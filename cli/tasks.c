@@ -12,6 +12,7 @@
 #include "common/client.h"
 #include "common/err.h"
 #include "common/task_codec.h"
+#include "common/task_env.h"
 #include "common/util.h"
 
 /* wait's exit codes for how the task ended (besides 0 Success, 1 error, 2 usage, 3 timeout). */
@@ -116,6 +117,11 @@ int cmd_enqueue(int argc, char **argv) {
                 code = cli_fail(&c, EXIT_USAGE, "--env '%s': expected K=V", f[F_ENV].values[i]);
                 goto out;
             }
+        char why[300];
+        if (task_env_check(f[F_ENV].values, f[F_ENV].nvalues, NULL, why, sizeof why) != 0) {
+            code = cli_fail(&c, EXIT_USAGE, "--env: %s", why);
+            goto out;
+        }
         task_args_exec_encode_package(&args, (const char *const *)c.pos, c.npos,
                                       f[F_ENV].values, f[F_ENV].nvalues,
                                       f[F_CWD].set ? f[F_CWD].value : NULL,

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/task_codec.h"
+#include "common/task_env.h"
 #include "common/util.h"
 
 #define BATCH 10000
@@ -40,6 +41,17 @@ int shoal_task_opts_check(const struct shoal_task_opts *o, char *err, size_t err
     else if (o->attempts < 1 || o->attempts > 1000) why = "attempts: from 1 to 1000";
     else if (o->lost_budget < 0 || o->lost_budget > 1000) why = "node-loss budget: from 0 to 1000";
     else if (o->args_len > TASK_ARGS_MAX) why = "arguments: larger than 1 MiB";
+    if (!why && strcmp(o->type, "exec") == 0 && o->args_len > 0) {
+        /* A task env a node would refuse never enters the queue. A payload that does not
+         * decode is left to the node, which reports it on the task. */
+        struct exec_args a;
+        char msg[256];
+        int rc = 0;
+        if (task_args_exec_decode(o->args, o->args_len, &a, msg, sizeof msg) == 0)
+            rc = task_env_check((const char *const *)a.env, a.envc, NULL, err, errlen);
+        exec_args_free(&a);
+        if (rc < 0) return -EINVAL;
+    }
     if (!why) return 0;
     snprintf(err, errlen, "%s", why);
     return -EINVAL;

@@ -52,7 +52,9 @@ struct shoal_task {
 };
 
 void shoal_task_opts_init(struct shoal_task_opts *o);
-/* Checks one task's options; returns 0 or -EINVAL with a message naming the field. */
+/* Checks one task's options; returns 0 or -EINVAL with a message naming the field. An exec
+ * task whose env sets a variable common/task_env.h denies (LD_PRELOAD, SHOAL_*, ...) is
+ * refused here, naming the variable, so it never enters the queue. */
 int shoal_task_opts_check(const struct shoal_task_opts *o, char *err, size_t errlen);
 
 int shoal_client_open(struct shoal_client *c, const char *url, const char *ns, char *err,

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/task_env.h"
 #include "common/util.h"
 
 enum setting_type { T_STR, T_INT, T_DUR, T_BOOL };
@@ -66,6 +67,31 @@ static int check_allow(const struct setting *s, const void *v, char *err, size_t
             rc = SHOAL_ECONFIG;
             break;
         }
+    free(copy);
+    return rc;
+}
+
+static int check_env_list(const struct setting *s, const void *v, char *err, size_t n) {
+    const char *l = *(char *const *)v;
+    char what[64];
+    snprintf(what, sizeof what, "--%s", s->flag);
+    if (task_env_list_check(l, what, err, n) != 0) return SHOAL_ECONFIG;
+    return 0;
+}
+
+/* --exec-env-allow: the node's SHOAL_* variables (its Redis URL, its API keys) never reach a
+ * task, so naming one is a mistake worth stopping for. */
+static int check_exec_env(const struct setting *s, const void *v, char *err, size_t n) {
+    int rc = check_env_list(s, v, err, n);
+    char *copy = xstrdup(*(char *const *)v), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); rc == 0 && t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ' || *t == '\t') t++;
+        if (strncmp(t, "SHOAL", 5) == 0) {   /* "S*" or "*" are fine: SHOAL_* is skipped anyway */
+            snprintf(err, n, "--%s: '%s': SHOAL_* variables are the node's own (its Redis URL, "
+                     "its API keys) and never reach a task", s->flag, t);
+            rc = SHOAL_ECONFIG;
+        }
+    }
     free(copy);
     return rc;
 }
@@ -162,6 +188,20 @@ static const struct setting table[] = {
      "write uploads with O_DIRECT where the file system takes it, bypassing the page cache "
      "(--no-package-direct-io: through the cache, e.g. for a network file system that is "
      "slow with it)"},
+    {"exec-env-allow", "SHOAL_EXEC_ENV_ALLOW", T_STR, "", SCOPE_WORKER, false,
+     OFF(exec_env_allow), 0, 0, check_exec_env, "variables of the node's environment that "
+     "exec tasks get besides PATH, HOME, LANG, TZ: comma list of names or prefixes ending in * "
+     "(never SHOAL_*)"},
+    {"task-env-allow", "SHOAL_TASK_ENV_ALLOW", T_STR, "", SCOPE_WORKER, false,
+     OFF(task_env_allow), 0, 0, check_env_list, "names a task's env may set: comma list of "
+     "names or prefixes ending in * (empty: any name not on the deny list: LD_*, PYTHON*, "
+     "SHOAL_*, ...)"},
+    {"exec-user", "SHOAL_EXEC_USER", T_STR, "", SCOPE_WORKER, false, OFF(exec_user), 0, 0,
+     NULL, "USER[:GROUP] exec tasks run as (empty: the node's own account); the node needs "
+     "root or CAP_SETUID+CAP_SETGID"},
+    {"redis-password-file", "SHOAL_REDIS_PASSWORD_FILE", T_STR, "", SCOPE_REDIS | SCOPE_WORKER,
+     false, OFF(redis_password_file), 0, 0, NULL, "file holding the Redis password (one "
+     "line), used for AUTH instead of a password in the URL; read at start-up"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {

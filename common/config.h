@@ -45,6 +45,10 @@ struct shoal_config {
     char *api_key_file;       /* --api-key-file / SHOAL_API_KEY_FILE: file of keys, one a line */
     char *package_dir;        /* --package-dir / SHOAL_PACKAGE_DIR: uploaded packages */
     bool package_direct_io;   /* --package-direct-io / SHOAL_PACKAGE_DIRECT_IO: O_DIRECT writes */
+    char *exec_env_allow;     /* --exec-env-allow / SHOAL_EXEC_ENV_ALLOW: node vars tasks get */
+    char *task_env_allow;     /* --task-env-allow / SHOAL_TASK_ENV_ALLOW: names a task may set */
+    char *exec_user;          /* --exec-user / SHOAL_EXEC_USER: USER[:GROUP] exec tasks run as */
+    char *redis_password_file;  /* --redis-password-file / SHOAL_REDIS_PASSWORD_FILE */
 };
 
 /* Fills cfg with defaults (the node name from the host name). Free with config_free(). */

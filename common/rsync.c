@@ -42,6 +42,14 @@ int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size
     int rc;
     memset(r, 0, sizeof *r);
     if ((rc = rurl_parse(url, &u, err, errlen)) != 0) return rc;
+    return rsync_open_rurl(r, &u, timeout_ms, err, errlen);
+}
+
+int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, char *err,
+                    size_t errlen) {
+    struct rurl u = *url;   /* Sentinel mode fills in the master's address */
+    int rc;
+    memset(r, 0, sizeof *r);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     if (u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
     r->c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)

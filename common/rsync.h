@@ -16,6 +16,9 @@ struct rsync {
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line
  * message in err ("cannot reach Redis at 127.0.0.1:6379: Connection refused"). */
 int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen);
+/* The same with a parsed URL (e.g. with its password from rurl_password_file). */
+int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, char *err,
+                    size_t errlen);
 void rsync_close(struct rsync *r);
 
 /* Runs a script (nkeys of argv are keys; lens may be NULL for NUL-terminated strings, else

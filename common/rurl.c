@@ -2,6 +2,8 @@
 #include "common/rurl.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,4 +166,39 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
         u->db = (int)db;
     }
     return 0;
+}
+
+int rurl_password_file(struct rurl *u, const char *file, char *err, size_t errlen) {
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        snprintf(err, errlen, "--redis-password-file %s: %s", file, strerror(errno));
+        return SHOAL_ECONFIG;
+    }
+    char buf[sizeof u->pass + 2];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    bool more = n == sizeof buf, bad = ferror(f);
+    fclose(f);
+    const char *why = NULL;
+    if (bad) why = "cannot be read";
+    else if (n > 0 && buf[n - 1] == '\n') n -= 1 + (n > 1 && buf[n - 2] == '\r');
+    if (why) {}
+    else if (more) why = "holds more than 255 bytes (a password of one line is expected)";
+    else if (n == 0) why = "is empty";
+    else if (memchr(buf, '\n', n) || memchr(buf, '\0', n))
+        why = "holds more than one line (or a NUL byte); put the password alone on one line";
+    if (why) {
+        snprintf(err, errlen, "--redis-password-file %s %s", file, why);
+        return SHOAL_ECONFIG;
+    }
+    memcpy(u->pass, buf, n);
+    u->pass[n] = '\0';
+    explicit_bzero(buf, sizeof buf);
+    return 0;
+}
+
+int rurl_parse_with_password(const char *url, const char *file, struct rurl *u, char *err,
+                             size_t errlen) {
+    int rc = rurl_parse(url, u, err, errlen);
+    if (rc == 0 && file && *file) rc = rurl_password_file(u, file, err, errlen);
+    return rc;
 }

@@ -28,4 +28,14 @@ struct rurl {
 /* Parses url into *u. Returns 0, or SHOAL_EURL with a one-line reason in err. */
 int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen);
 
+/* Reads the Redis password from file (--redis-password-file): its one line, a trailing "\n"
+ * or "\r\n" dropped, replaces any password the URL carries (the URL may then name the user
+ * only, or nobody). Keeps the secret out of the environment, flags and `ps`. Returns 0, or
+ * SHOAL_ECONFIG with a message naming the file (never the password). */
+int rurl_password_file(struct rurl *u, const char *file, char *err, size_t errlen);
+
+/* rurl_parse, then rurl_password_file when file is set and non-empty. */
+int rurl_parse_with_password(const char *url, const char *file, struct rurl *u, char *err,
+                             size_t errlen);
+
 #endif

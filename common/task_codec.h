@@ -1,8 +1,9 @@
 /* task_codec.h: task payloads (the only msgpack in shoal) for the built-in types.
  *
- *   exec   map {"argv": [str, ...] (1+ items), "env": {str: str} (optional), "cwd": str (opt.),
- *          "package": "<space>/<PackageId>.<Version>" (optional: the node puts the path of that
- *          uploaded package in SHOAL_PACKAGE_PATH)}
+ *   exec   map {"argv": [str, ...] (1+ items), "env": {str: str} (optional; names checked by
+ *          common/task_env.h, not here), "cwd": str (opt.), "package":
+ *          "<space>/<PackageId>.<Version>" (optional: the node puts the path of that uploaded
+ *          package in SHOAL_TASK_PACKAGE_PATH and SHOAL_PACKAGE_PATH)}
  *   sleep  int (milliseconds), or str duration ("250ms"), or [str duration]
  *   fail   str message, or [str, ...] joined by spaces (empty: "failed on purpose")
  *   noop   anything (ignored)

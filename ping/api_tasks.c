@@ -418,11 +418,7 @@ static const char *read_task(json_t *root, struct shoal_task_opts *o, struct buf
     if (why) return why;
     o->args = args->data;
     o->args_len = args->len;
-    char check[200];
-    if (shoal_task_opts_check(o, check, sizeof check) != 0) {
-        snprintf(msg, len, "%s", check);
-        return msg;
-    }
+    if (shoal_task_opts_check(o, msg, len) != 0) return msg;
     return NULL;
 }
 

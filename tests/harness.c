@@ -92,7 +92,9 @@ static bool redis_answers(void *arg) {
     bool ok = false;
     if (c && !c->err) {
         redisReply *rep = redisCommand(c, "PING");
-        ok = rep && rep->type == REDIS_REPLY_STATUS;
+        /* With --requirepass it answers NOAUTH: up all the same. */
+        ok = rep && (rep->type == REDIS_REPLY_STATUS ||
+                     (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOAUTH", 6) == 0));
         if (rep) freeReplyObject(rep);
     }
     if (c) redisFree(c);

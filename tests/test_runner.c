@@ -12,12 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "common/buf.h"
 #include "common/task_codec.h"
 #include "common/util.h"
 #include "worker/exec.h"
 #include "worker/handler.h"
 #include "worker/runner.h"
+#include "harness.h"
 
 #define MAX_TASKS 64
 #define ALLOW_SYS "/bin/,/usr/bin/"
@@ -74,6 +77,13 @@ static void ctx_init(struct ctx *c, const char *allow, int64_t grace_ms, const s
     uv_timer_init(&c->loop, &c->action);
     c->guard.data = c->action.data = c;
     uv_timer_start(&c->guard, guard_cb, 20000, 0);
+}
+
+/* Replaces the runner (nothing started yet) after a test changed c->cfg. */
+static void ctx_reconfig(struct ctx *c) {
+    runner_close(c->r, NULL, NULL);
+    uv_run(&c->loop, UV_RUN_NOWAIT);
+    c->r = runner_new(&c->loop, &c->cfg, done_cb, c);
 }
 
 /* Starts a task of type with a copy of args; returns its index. */
@@ -216,7 +226,7 @@ Test(exec, allowlist_rules) {
         {"/bin/", "/bin/echo", 0, NULL},
         {"/usr/bin/", "/usr/bin/echo", 0, NULL},
         {" /usr/local/bin/x , /bin/echo ", "/bin/echo", 0, NULL},
-        {"/bin/", "/usr/bin/echo", -EINVAL, "not in this node's --allow-exec list; allow it with --allow-exec /usr/bin/echo (or its directory, /usr/bin/)"},
+        {"/sbin/", "/usr/bin/echo", -EINVAL, "not in this node's --allow-exec list; allow it with --allow-exec /usr/bin/echo (or its directory, /usr/bin/)"},
         {"/bin", "/bin/echo", -EINVAL, "not in this node's --allow-exec list"},
         {"/bin/ech", "/bin/echo", -EINVAL, "not in this node's --allow-exec list"},
         {"/bin/", "/bin/", -EINVAL, "an empty, '.' or '..' segment"},
@@ -232,8 +242,9 @@ Test(exec, allowlist_rules) {
         err[0] = '\0';
         int rc = exec_resolve(cases[i].allow, cases[i].argv0, path, sizeof path, err, sizeof err);
         cr_assert_eq(rc, cases[i].rc, "case %zu: rc %d (%s)", i, rc, err);
+        char real[4096];
         if (cases[i].err) cr_assert(strstr(err, cases[i].err), "case %zu: '%s'", i, err);
-        else cr_assert_str_eq(path, cases[i].argv0);
+        else cr_assert_str_eq(path, realpath(cases[i].argv0, real), "case %zu", i);
     }
 }
 
@@ -259,7 +270,8 @@ Test(exec, refused_through_the_runner) {
     start_exec(&c, 0, a0, 1, NULL, 0, NULL);
     start_exec(&c, 0, a1, 1, NULL, 0, NULL);
     finish(&c);
-    assert_outcome(&c, 0, RUN_FAILED, "program /bin/echo is not in this node's --allow-exec list");
+    assert_outcome(&c, 0, RUN_FAILED, "program /bin/echo");
+    assert_outcome(&c, 0, RUN_FAILED, "is not in this node's --allow-exec list");
     assert_outcome(&c, 1, RUN_FAILED, "is a relative path");
     ctx_free(&c);
 }
@@ -277,28 +289,262 @@ Test(exec, spawn_failures_name_the_reason) {
     start_exec(&c, 5000, noexec, 1, NULL, 0, NULL);
     finish(&c);
     unlink(file);
-    assert_outcome(&c, 0, RUN_FAILED, "cannot start /bin/pwd in /nonexistent-shoal: no such file or directory");
+    char pwd_real[4096], want[4200];
+    snprintf(want, sizeof want, "cannot start %s in /nonexistent-shoal: no such file or directory",
+             realpath("/bin/pwd", pwd_real));
+    assert_outcome(&c, 0, RUN_FAILED, want);
     assert_outcome(&c, 1, RUN_FAILED, "permission denied");
     cr_assert(strstr(c.res[1]->error, file), "%s", c.res[1]->error);
     ctx_free(&c);
 }
 
 Test(exec, env_and_cwd) {
-    setenv("SHOAL_T_KEEP", "kept", 1);
-    setenv("SHOAL_T_OVER", "node", 1);
+    setenv("T_NODE_ONLY", "node", 1);
+    setenv("T_OVER", "node", 1);
     struct ctx c;
     ctx_init(&c, ALLOW_SYS, 1000, NULL);
-    const char *argv[] = {"/bin/sh", "-c", "printf '%s|%s|%s|' \"$SHOAL_T_KEEP\" \"$SHOAL_T_OVER\" \"$NEW\"; /bin/pwd"};
-    const char *env[] = {"SHOAL_T_OVER=task", "NEW=x y"};
+    const char *argv[] = {"/bin/sh", "-c", "printf '%s|%s|%s|' \"$T_NODE_ONLY\" \"$T_OVER\" \"$NEW\"; /bin/pwd"};
+    const char *env[] = {"T_OVER=task", "NEW=x y"};
     start_exec(&c, 5000, argv, 3, env, 2, "/tmp");
-    const char *plain[] = {"/bin/sh", "-c", "printf '%s' \"$SHOAL_T_OVER\""};
-    start_exec(&c, 5000, plain, 3, NULL, 0, NULL);
     finish(&c);
     assert_outcome(&c, 0, RUN_SUCCESS, NULL);
-    cr_assert_str_eq(log_of(&c, 0), "kept|task|x y|/tmp\n");
-    assert_outcome(&c, 1, RUN_SUCCESS, NULL);
-    cr_assert_str_eq(log_of(&c, 1), "node");
+    cr_assert_str_eq(log_of(&c, 0), "|task|x y|/tmp\n");   /* the node's own: not inherited */
     ctx_free(&c);
+}
+
+/* ---- the task's environment: built, not inherited; loader hooks refused ---- */
+
+#define NODE_KEY "node-api-key-6b1f0e"
+#define NODE_PW "redis-pw-93c2aa"
+#define NODE_FOO "foo-secret-7d41"
+
+static void node_secrets(void) {
+    setenv("SHOAL_API_KEY", NODE_KEY, 1);
+    setenv("SHOAL_REDIS_URL", "redis://shoal:" NODE_PW "@127.0.0.1:6379/0", 1);
+    setenv("FOO_SECRET", NODE_FOO, 1);
+    setenv("LANG", "C.UTF-8", 1);
+}
+
+/* /usr/bin/env run as a task, through the shim (as a node does) or not: none of the node's
+ * secrets show; what it allows with --exec-env-allow does; the generated SHOAL_TASK_* do. */
+static void env_is_built(const char *shim) {
+    node_secrets();
+    struct ctx c;
+    ctx_shim = shim;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    ctx_shim = NULL;
+    c.cfg.node_name = "node-7";
+    ctx_reconfig(&c);
+    const char *argv[] = {"/usr/bin/env"};
+    const char *env[] = {"TASK_VAR=from-task", "LANG=de_DE.UTF-8"};
+    start_exec(&c, 5000, argv, 1, env, 2, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    const char *log = log_of(&c, 0);
+    cr_assert_null(strstr(log, NODE_KEY), "the node's API key leaked:\n%s", log);
+    cr_assert_null(strstr(log, NODE_PW), "the Redis password leaked:\n%s", log);
+    cr_assert_null(strstr(log, "SHOAL_API_KEY"), "%s", log);
+    cr_assert_null(strstr(log, "SHOAL_REDIS_URL"), "%s", log);
+    cr_assert_null(strstr(log, "FOO_SECRET"), "not allowed, yet passed:\n%s", log);
+    cr_assert(strstr(log, "SHOAL_TASK_ID=ServerTasks-1\n"), "%s", log);
+    cr_assert(strstr(log, "SHOAL_TASK_ATTEMPT=1\n"), "%s", log);
+    cr_assert(strstr(log, "SHOAL_TASK_NODE=node-7\n"), "%s", log);
+    cr_assert(strstr(log, "TASK_VAR=from-task\n"), "%s", log);
+    cr_assert(strstr(log, "LANG=de_DE.UTF-8\n"), "the task's value wins:\n%s", log);
+    cr_assert(strstr(log, "PATH=/"), "%s", log);
+    ctx_free(&c);
+}
+
+Test(exec, env_is_built_not_inherited) { env_is_built(NULL); }
+Test(exec, env_is_built_not_inherited_shim) { env_is_built(getenv("SHOAL_BIN")); }
+
+Test(exec, exec_env_allow_passes_named_node_variables) {
+    node_secrets();
+    struct ctx c;
+    ctx_shim = getenv("SHOAL_BIN");
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    ctx_shim = NULL;
+    c.cfg.exec_env_allow = "FOO_*, SHOAL*";   /* SHOAL_* never passes, whatever the list */
+    ctx_reconfig(&c);
+    const char *argv[] = {"/usr/bin/env"};
+    start_exec(&c, 5000, argv, 1, NULL, 0, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    const char *log = log_of(&c, 0);
+    cr_assert(strstr(log, "FOO_SECRET=" NODE_FOO "\n"), "%s", log);
+    cr_assert_null(strstr(log, NODE_KEY), "%s", log);
+    cr_assert_null(strstr(log, NODE_PW), "%s", log);
+    ctx_free(&c);
+}
+
+/* Loader, shell and interpreter hooks, and SHOAL_*, in a task's env: the task fails naming the
+ * variable, and nothing ran (the program would have created a file). */
+Test(exec, denied_env_fails_before_anything_runs) {
+    static const char *const bad[] = {
+        "LD_PRELOAD=/tmp/shoal-evil.so", "GCONV_PATH=/tmp", "BASH_ENV=/tmp/x", "PYTHONPATH=/tmp",
+        "NODE_OPTIONS=--require /tmp/x.js", "SHOAL_TASK_ID=ServerTasks-999",
+        "LD_LIBRARY_PATH=/tmp", "GLIBC_TUNABLES=glibc.malloc.check=3", "PERL5OPT=-d",
+    };
+    char dir[] = "/tmp/shoal-deny-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    struct ctx c;
+    ctx_shim = getenv("SHOAL_BIN");
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    ctx_shim = NULL;
+    char script[ARRAY_SIZE(bad)][300];
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        snprintf(script[i], sizeof script[i], "touch %s/ran-%zu", dir, i);
+        const char *argv[] = {"/bin/sh", "-c", script[i]};
+        const char *env[] = {"OK_VAR=1", bad[i]};
+        start_exec(&c, 5000, argv, 3, env, 2, NULL);
+    }
+    const char *argv[] = {"/bin/sh", "-c", "touch \"$0\"/ran-ok", dir};
+    const char *okenv[] = {"OK_VAR=1", "TMPDIR=/tmp"};
+    start_exec(&c, 5000, argv, 4, okenv, 2, NULL);
+    finish(&c);
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char want[128], f[300];
+        snprintf(want, sizeof want, "env %.*s is refused: ", (int)(strchr(bad[i], '=') - bad[i]),
+                 bad[i]);
+        assert_outcome(&c, i, RUN_FAILED, want);
+        snprintf(f, sizeof f, "%s/ran-%zu", dir, i);
+        cr_assert_neq(access(f, F_OK), 0, "task %zu (%s) ran", i, bad[i]);
+    }
+    assert_outcome(&c, 0, RUN_FAILED, "it changes how programs are loaded");
+    assert_outcome(&c, 5, RUN_FAILED, "SHOAL_* names belong to the node");
+    assert_outcome(&c, ARRAY_SIZE(bad), RUN_SUCCESS, NULL);   /* the control did run */
+    char f[300];
+    snprintf(f, sizeof f, "%s/ran-ok", dir);
+    cr_assert_eq(unlink(f), 0, "the control task did not run");
+    cr_assert_eq(rmdir(dir), 0);
+    ctx_free(&c);
+}
+
+Test(exec, task_env_allow_limits_names) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    c.cfg.task_env_allow = "APP_*,MODE";
+    ctx_reconfig(&c);
+    const char *argv[] = {"/bin/sh", "-c", "echo $APP_X $MODE"};
+    const char *ok[] = {"APP_X=1", "MODE=fast"};
+    const char *no[] = {"APP_X=1", "OTHER=2"};
+    start_exec(&c, 5000, argv, 3, ok, 2, NULL);
+    start_exec(&c, 5000, argv, 3, no, 2, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert_str_eq(log_of(&c, 0), "1 fast\n");
+    assert_outcome(&c, 1, RUN_FAILED, "env OTHER is refused: this node's --task-env-allow (APP_*,MODE) does not list it");
+    ctx_free(&c);
+}
+
+/* The shim is the node's own binary: were it started with the task's environment, LD_PRELOAD
+ * and friends would run inside it. A wrapper in its place records the environment it starts
+ * with: it must hold neither the task's variables nor the node's. */
+Test(exec, shim_starts_without_the_task_env) {
+    node_secrets();
+    char dir[] = "/tmp/shoal-shim-XXXXXX", wrapper[300], seen[300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(wrapper, sizeof wrapper, "%s/shim", dir);
+    snprintf(seen, sizeof seen, "%s/shim-env", dir);
+    FILE *f = fopen(wrapper, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\n/usr/bin/env > %s\nexec %s \"$@\"\n", seen, getenv("SHOAL_BIN"));
+    fclose(f);
+    cr_assert_eq(chmod(wrapper, 0755), 0);
+    struct ctx c;
+    ctx_shim = wrapper;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    ctx_shim = NULL;
+    const char *argv[] = {"/usr/bin/env"};
+    const char *env[] = {"TASK_MARKER=only-for-the-program"};
+    start_exec(&c, 5000, argv, 1, env, 1, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    cr_assert(strstr(log_of(&c, 0), "TASK_MARKER=only-for-the-program"), "%s", log_of(&c, 0));
+    char *shim_env = h_read_file(seen);
+    cr_assert_not_null(shim_env, "the wrapper did not run");
+    cr_assert_null(strstr(shim_env, "TASK_MARKER"), "the shim started with the task's env:\n%s",
+                   shim_env);
+    cr_assert_null(strstr(shim_env, NODE_KEY), "the shim started with the node's env:\n%s",
+                   shim_env);
+    free(shim_env);
+    unlink(seen);
+    unlink(wrapper);
+    rmdir(dir);
+    ctx_free(&c);
+}
+
+/* ---- allow-list and symlinks ---- */
+
+struct links { char dir[64], bin[128], opt[128], out_link[200], alias[200], real[200]; };
+#pragma GCC diagnostic ignored "-Wformat-truncation"   /* short /tmp paths */
+
+/* dir/bin/ (to allow) holds out -> /usr/bin/id (outside it); dir/opt/prog is a copy of sh, and
+ * dir/bin2/alias -> dir/opt/prog. */
+static void make_links(struct links *l) {
+    snprintf(l->dir, sizeof l->dir, "/tmp/shoal-links-XXXXXX");
+    cr_assert_not_null(mkdtemp(l->dir));
+    char b2[160], cmd[600];
+    snprintf(l->bin, sizeof l->bin, "%s/bin/", l->dir);
+    snprintf(l->opt, sizeof l->opt, "%s/opt/", l->dir);
+    snprintf(b2, sizeof b2, "%s/bin2", l->dir);
+    snprintf(l->out_link, sizeof l->out_link, "%sout", l->bin);
+    snprintf(l->real, sizeof l->real, "%sprog", l->opt);
+    snprintf(l->alias, sizeof l->alias, "%s/alias", b2);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s %s %s && ln -s /usr/bin/id %s && cp /bin/sh %s && "
+             "ln -s %s %s", l->bin, l->opt, b2, l->out_link, l->real, l->real, l->alias);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static void rm_links(struct links *l) {
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", l->dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(exec, symlink_out_of_an_allowed_directory_is_refused) {
+    struct links l;
+    make_links(&l);
+    char path[4096], err[512];
+    int rc = exec_resolve(l.bin, l.out_link, path, sizeof path, err, sizeof err);
+    cr_assert_eq(rc, -EINVAL, "a link to /usr/bin/id in an allowed directory was allowed");
+    cr_assert(strstr(err, "resolves to /usr/bin/id, which is not in this node's --allow-exec "
+                     "list (a symlink in an allowed directory does not allow"), "%s", err);
+    struct ctx c;
+    ctx_init(&c, l.bin, 1000, NULL);
+    const char *argv[] = {l.out_link};
+    start_exec(&c, 5000, argv, 1, NULL, 0, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_FAILED, "resolves to /usr/bin/id");
+    cr_assert_str_eq(log_of(&c, 0), "");
+    ctx_free(&c);
+    rm_links(&l);
+}
+
+/* Allowing a link by name allows what it points to (the node runs the resolved file, with
+ * argv[0] as the task gave it); allowing the directory the link points into works too. */
+Test(exec, symlink_allowed_by_name_still_works) {
+    struct links l;
+    make_links(&l);
+    char path[4096], err[512];
+    cr_assert_eq(exec_resolve(l.alias, l.real, path, sizeof path, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(path, l.real);
+    cr_assert_eq(exec_resolve(l.alias, l.alias, path, sizeof path, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(path, l.real, "the resolved path runs");
+    cr_assert_eq(exec_resolve(l.opt, l.alias, path, sizeof path, err, sizeof err), 0, "%s", err);
+    struct ctx c;
+    ctx_shim = getenv("SHOAL_BIN");
+    ctx_init(&c, l.alias, 1000, NULL);
+    ctx_shim = NULL;
+    const char *argv[] = {l.alias, "-c", "echo \"$0\"; readlink /proc/$$/exe"};
+    start_exec(&c, 5000, argv, 3, NULL, 0, NULL);
+    finish(&c);
+    assert_outcome(&c, 0, RUN_SUCCESS, NULL);
+    char want[500];
+    snprintf(want, sizeof want, "%s\n%s\n", l.alias, l.real);
+    cr_assert_str_eq(log_of(&c, 0), want);
+    ctx_free(&c);
+    rm_links(&l);
 }
 
 Test(exec, log_keeps_the_last_bytes) {

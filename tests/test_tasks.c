@@ -307,7 +307,9 @@ Test(tasks, retries_backoff_timeout_and_refusals) {
     int64_t fail = enqueue("fail", boom, 1, 0, 0, 0, 3, 0);
     const char *slow[] = {"/bin/sh", "-c", "trap '' TERM; sleep 30", NULL};
     int64_t hung = enqueue("exec", slow, 1, 0, 0, 300, 0, 0);
-    const char *denied[] = {"/usr/bin/env", NULL};
+    /* Not /usr/bin/env: on a merged-/usr system /bin/ is /usr/bin/, and the allow-list
+     * compares resolved paths. */
+    const char *denied[] = {"/usr/sbin/nologin", NULL};
     int64_t refused = enqueue("exec", denied, 1, 0, 0, 0, 0, 0);
     int64_t unknown = enqueue("frobnicate", NULL, 1, 0, 0, 0, 0, 0);
     await_state(fail, "Failed", 10000);

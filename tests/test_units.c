@@ -362,3 +362,65 @@ Test(sched, loop_thread_short_slices) {
         cr_assert_gt(rc[2], 100000, "a thread it starts has the default slice, not %d", rc[2]);
     }
 }
+
+/* ---- task environment rules (common/task_env.c) ---- */
+
+#include "common/task_env.h"
+
+Test(task_env, deny_list_names_and_allow_lists) {
+    static const char *const denied[] = {
+        "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES",
+        "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_CHECK_", "NIS_PATH", "NLSPATH",
+        "RESOLV_HOST_CONF", "RES_OPTIONS", "TZDIR", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS",
+        "PS4", "PROMPT_COMMAND", "IFS", "CDPATH", "PYTHONPATH", "PYTHONSTARTUP", "PERL5LIB",
+        "PERL5OPT", "PERLLIB", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH",
+        "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "DOTNET_STARTUP_HOOKS",
+        "CORECLR_PROFILER", "OPENSSL_CONF", "OPENSSL_ENGINES", "SHOAL_TASK_ID", "SHOAL_API_KEY",
+        "SHOAL_PACKAGE_PATH",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(denied); i++)
+        cr_assert_not_null(task_env_denied(denied[i], strlen(denied[i])), "%s allowed", denied[i]);
+    static const char *const fine[] = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "APP_MODE",
+                                       "LDX", "ENVIRONMENT", "SHOAL", "PYTHO", "_x1"};
+    for (size_t i = 0; i < ARRAY_SIZE(fine); i++)
+        cr_assert_null(task_env_denied(fine[i], strlen(fine[i])), "%s denied", fine[i]);
+    cr_assert(task_env_name_valid("A_1", 3));
+    cr_assert_not(task_env_name_valid("1A", 2));
+    cr_assert_not(task_env_name_valid("A-B", 3));
+    cr_assert_not(task_env_name_valid("", 0));
+    cr_assert(task_env_list_match(" AWS_* , MODE", "AWS_REGION", 10));
+    cr_assert(task_env_list_match("AWS_*,MODE", "MODE", 4));
+    cr_assert_not(task_env_list_match("AWS_*,MODE", "MODES", 5));
+    cr_assert_not(task_env_list_match("", "MODE", 4));
+    char err[256];
+    cr_assert_eq(task_env_list_check("A,B_*, C", "--x", err, sizeof err), 0);
+    cr_assert_eq(task_env_list_check("A,,B", "--x", err, sizeof err), -EINVAL);
+    cr_assert_eq(task_env_list_check("A-B", "--x", err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "'A-B' is not a variable name"), "%s", err);
+    const char *dup[] = {"A=1", "A=2"};
+    cr_assert_eq(task_env_check(dup, 2, NULL, err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "env A is given twice"), "%s", err);
+    const char *bad[] = {"OK=1", "LD_PRELOAD=/x.so"};
+    cr_assert_eq(task_env_check(bad, 2, NULL, err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "env LD_PRELOAD is refused: it changes how programs are loaded"), "%s", err);
+}
+
+Test(task_env, env_block_round_trip_and_bad_blocks) {
+    const char *env[] = {"A=1", "B=x=y", "C=", NULL};
+    struct buf b;
+    buf_init(&b);
+    task_env_block_encode(&b, env);
+    char **v, err[128];
+    cr_assert_eq(task_env_block_parse(b.data, b.len, &v, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 3; i++) cr_assert_str_eq(v[i], env[i]);
+    cr_assert_null(v[3]);
+    free(v);
+    cr_assert_eq(task_env_block_parse("", 0, &v, err, sizeof err), 0);
+    cr_assert_null(v[0]);
+    free(v);
+    cr_assert_eq(task_env_block_parse("A=1", 3, &v, err, sizeof err), -EINVAL);   /* no NUL */
+    cr_assert_eq(task_env_block_parse("A\0", 2, &v, err, sizeof err), -EINVAL);   /* no '=' */
+    cr_assert_eq(task_env_block_parse("=1\0", 3, &v, err, sizeof err), -EINVAL);
+    cr_assert_null(v);
+    buf_free(&b);
+}

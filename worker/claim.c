@@ -376,13 +376,15 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
 /* --- life cycle ---------------------------------------------------------------------------- */
 
 struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_config *cfg,
-                            const struct shoal_handlers *handlers, const char *exec_shim) {
+                            const struct shoal_handlers *handlers, const char *exec_shim,
+                            const struct exec_cred *exec_cred) {
     struct claimer *c = xcalloc(1, sizeof *c);
     c->loop = loop;
     c->node = n;
     c->cfg = cfg;
     struct runner_config rc = {cfg->allow_exec, (size_t)cfg->task_log_cap, cfg->kill_grace_ms,
-                               handlers, cfg->package_dir, exec_shim};
+                               handlers, cfg->package_dir, exec_shim, cfg->exec_env_allow,
+                               cfg->task_env_allow, cfg->name, exec_cred};
     c->runner = runner_new(loop, &rc, done_cb, c);
     char *copy = xstrdup(cfg->queues), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

@@ -19,9 +19,11 @@
 
 struct claimer;
 
-/* Creates the pipeline for node n (borrowed) with a runner of its own, configured from cfg. */
+/* Creates the pipeline for node n (borrowed) with a runner of its own, configured from cfg.
+ * exec_shim and exec_cred (may be NULL) are copied: see struct runner_config. */
 struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_config *cfg,
-                            const struct shoal_handlers *handlers, const char *exec_shim);
+                            const struct shoal_handlers *handlers, const char *exec_shim,
+                            const struct exec_cred *exec_cred);
 /* Node events (node.h) drive it. */
 void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg);
 /* Tasks running now. */

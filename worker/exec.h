@@ -8,26 +8,57 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "common/buf.h"
 
 struct exec_proc;
 
+#define EXEC_MAX_GROUPS 64
+
+/* The account exec tasks run as (--exec-user), resolved at start-up by exec_cred_resolve. */
+struct exec_cred {
+    uid_t uid;
+    gid_t gid;
+    int ngroups;                       /* supplementary groups (the user's, from /etc/group) */
+    gid_t groups[EXEC_MAX_GROUPS];
+    char name[64];                     /* user name, for messages */
+    char home[256];                    /* its home directory: the task's HOME */
+};
+
 struct exec_opts {
     const char *allow_exec;   /* comma list (runner_config.allow_exec); borrowed for the call */
     size_t log_cap;           /* bytes of output kept (> 0) */
     int64_t kill_grace_ms;    /* SIGTERM -> SIGKILL delay after exec_stop */
     const char *package_dir;  /* where a task's "package" is looked up (SHOAL_PACKAGE_PATH) */
-    const char *shim;         /* NULL, or a program run as `shim exec-child PATH ARGV...` that
-                               * ties the child's life to the node (exec_child_main) */
+    const char *shim;         /* NULL, or a program run as `shim exec-child ... -- PATH ARGV...`
+                               * that ties the child's life to the node (exec_child_main) */
+    const char *exec_env_allow;  /* names/prefixes copied from the node's environment, or NULL */
+    const char *task_env_allow;  /* names/prefixes a task's env may set ("" / NULL: any not
+                                  * denied by common/task_env.h) */
+    const char *node_name;    /* SHOAL_TASK_NODE */
+    const char *task_id;      /* SHOAL_TASK_ID */
+    int64_t attempt;          /* SHOAL_TASK_ATTEMPT */
+    const struct exec_cred *cred;  /* NULL, or the account to run as (needs shim) */
 };
 
-/* `exec-child PATH ARGV...`: the shim. Asks the kernel to SIGKILL this process when the node
- * that spawned it dies (PR_SET_PDEATHSIG survives execve), then becomes PATH. Without it a
- * node killed with SIGKILL would leave its tasks' programs running, in their own sessions,
- * while recovery runs the tasks again elsewhere. Returns only on failure (exit code 127). */
+/* `exec-child [--env-fd N] [--cred UID:GID:G1,G2] -- PATH ARGV...`: the shim (exec_child.c).
+ * Asks the kernel to SIGKILL this process when the node that spawned it dies
+ * (PR_SET_PDEATHSIG survives execve), reads the task's environment from fd N, switches to the
+ * task account when --cred is given, then execve()s PATH with ARGV and that environment.
+ * Without it a node killed with SIGKILL would leave its tasks' programs running while recovery
+ * runs the tasks again elsewhere. Returns only on failure (exit code 127). */
 int exec_child_main(int argc, char **argv);
+
+/* Resolves --exec-user USER[:GROUP] (names or numbers) with the user's supplementary groups.
+ * Returns 0, or a negative errno with a message. */
+int exec_cred_resolve(const char *spec, struct exec_cred *out, char *err, size_t errlen);
+/* Tries the shim's exact credential switch in a forked child: 0 when this process may switch
+ * to c, else -EPERM with a message naming the failing step. Call at start-up, before threads. */
+int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen);
+/* "UID:GID:G1,G2,...", the shim's --cred argument. */
+void exec_cred_format(const struct exec_cred *c, char *buf, size_t len);
 
 /* Task programs (through exec-child) and handler threads run this much nicer than the node, so
  * CPU-bound tasks cannot starve the event loop that answers ping and keeps the heartbeat. */
@@ -62,7 +93,8 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
 void exec_stop(struct exec_proc *p);
 
 /* Applies the allowlist rule to argv0 (exposed for tests and `shoal worker` start-up checks):
- * writes the absolute program path to path and returns 0, or -EINVAL/-ENOENT with a message. */
+ * writes the program's resolved absolute path (symlinks followed: the file that will run) to
+ * path and returns 0, or -EINVAL/-ENOENT with a message. */
 int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen,
                  char *err, size_t errlen);
 

@@ -112,7 +112,26 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
         goto fail_config;
     }
     struct rurl url;
-    if (rurl_parse(w->cfg.redis_url, &url, err, sizeof err) != 0) goto fail_config;
+    if (rurl_parse_with_password(w->cfg.redis_url, w->cfg.redis_password_file, &url, err,
+                                 sizeof err) != 0)
+        goto fail_config;
+    /* exec tasks go through our own binary's exec-child, so they die with this node. */
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0) self[sl] = '\0';
+    /* --exec-user: resolved and tried now (in a forked child, before any thread exists), so a
+     * missing account or a node without the right to switch stops start-up, not every task. */
+    struct exec_cred cred, *credp = NULL;
+    if (w->cfg.exec_user && w->cfg.exec_user[0]) {
+        if (sl <= 0) {
+            snprintf(err, sizeof err, "--exec-user needs /proc/self/exe (the exec-child shim)");
+            goto fail_config;
+        }
+        if (exec_cred_resolve(w->cfg.exec_user, &cred, err, sizeof err) != 0 ||
+            exec_cred_probe(&cred, err, sizeof err) != 0)
+            goto fail_config;
+        credp = &cred;
+    }
     struct api_state *api = NULL;   /* API keys (read now: a bad key file stops start-up) */
     if (api_state_new(&w->cfg, &api, err, sizeof err) != 0) goto fail_config;
     log_set_level(w->cfg.log_level);
@@ -151,11 +170,8 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
         (rc = bgq_new(&w->loop, BG_IO_THREADS, BG_IO_NICE, &w->services.bg_io)) != 0)
         log_warn("no background threads: package uploads will answer 503", " err=\"%s\"",
                  uv_strerror(rc));
-    /* exec tasks go through our own binary's exec-child, so they die with this node. */
-    char self[PATH_MAX];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl > 0) self[sl] = '\0';
-    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL);
+    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL,
+                             credp);
 
     char desc[2048];
     config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);

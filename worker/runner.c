@@ -68,6 +68,10 @@ struct runner {
     char *allow_exec;               /* owned copy of cfg->allow_exec ("" when none) */
     char *exec_shim;                /* owned copy of cfg->exec_shim, or NULL */
     char *package_dir;              /* owned copy of cfg->package_dir, or NULL */
+    char *exec_env_allow;           /* owned copy of cfg->exec_env_allow, or NULL */
+    char *task_env_allow;           /* owned copy of cfg->task_env_allow, or NULL */
+    char *node_name;                /* owned copy of cfg->node_name, or NULL */
+    struct exec_cred *exec_cred;    /* owned copy of cfg->exec_cred, or NULL */
     size_t log_cap;
     int64_t kill_grace_ms;
     const struct shoal_handlers *handlers;  /* borrowed */
@@ -302,7 +306,10 @@ static int start_exec(struct run *run) {
     struct runner *r = run->r;
     struct exec_opts o = {.allow_exec = r->allow_exec, .log_cap = r->log_cap,
                           .kill_grace_ms = r->kill_grace_ms, .shim = r->exec_shim,
-                          .package_dir = r->package_dir};
+                          .package_dir = r->package_dir, .exec_env_allow = r->exec_env_allow,
+                          .task_env_allow = r->task_env_allow, .node_name = r->node_name,
+                          .task_id = run->t->id, .attempt = run->t->attempt,
+                          .cred = r->exec_cred};
     if (exec_start(r->loop, &o, run->t->args, run->t->args_len, exec_finished_cb, run, &run->exec,
                    run->res->error, sizeof run->res->error) < 0)
         return -EINVAL;
@@ -351,6 +358,13 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runn
     r->allow_exec = xstrdup(cfg->allow_exec ? cfg->allow_exec : "");
     r->exec_shim = cfg->exec_shim ? xstrdup(cfg->exec_shim) : NULL;
     r->package_dir = cfg->package_dir ? xstrdup(cfg->package_dir) : NULL;
+    r->exec_env_allow = cfg->exec_env_allow ? xstrdup(cfg->exec_env_allow) : NULL;
+    r->task_env_allow = cfg->task_env_allow ? xstrdup(cfg->task_env_allow) : NULL;
+    r->node_name = cfg->node_name ? xstrdup(cfg->node_name) : NULL;
+    if (cfg->exec_cred) {
+        r->exec_cred = xmalloc(sizeof *r->exec_cred);
+        *r->exec_cred = *cfg->exec_cred;
+    }
     r->log_cap = cfg->log_cap ? cfg->log_cap : DEFAULT_LOG_CAP;
     r->kill_grace_ms = cfg->kill_grace_ms > 0 ? cfg->kill_grace_ms : 0;
     r->handlers = cfg->handlers;
@@ -421,6 +435,10 @@ static void self_closed_cb(uv_handle_t *h) {
     free(r->allow_exec);
     free(r->exec_shim);
     free(r->package_dir);
+    free(r->exec_env_allow);
+    free(r->task_env_allow);
+    free(r->node_name);
+    free(r->exec_cred);
     free(r);
     if (done) done(arg);
 }

@@ -18,6 +18,8 @@
 #include "common/buf.h"
 #include "worker/handler.h"
 
+struct exec_cred;   /* worker/exec.h */
+
 /* A claimed task, as the claim script hands it out. */
 struct runner_task {
     char id[40];            /* "ServerTasks-123" */
@@ -57,6 +59,11 @@ struct runner_config {
     const char *package_dir;    /* uploaded packages, for exec tasks naming one */
     const char *exec_shim;      /* the node's own binary, to spawn exec tasks through
                                  * `exec-child` (see worker/exec.h); NULL: spawn directly */
+    const char *exec_env_allow; /* node variables exec tasks get (--exec-env-allow), or NULL */
+    const char *task_env_allow; /* names a task's env may set (--task-env-allow); ""/NULL: any
+                                 * name common/task_env.h does not deny */
+    const char *node_name;      /* SHOAL_TASK_NODE */
+    const struct exec_cred *exec_cred;  /* --exec-user, resolved; NULL: the node's account */
 };
 
 struct runner;

@@ -111,12 +111,20 @@ def check_kubernetes(known, dflt):
     nn = env.get("SHOAL_NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
     check("SHOAL_NODE_NAME comes from the pod name (downward API)",
           nn.get("fieldPath") == "metadata.name")
-    refs = [(e["name"], e["valueFrom"]["secretKeyRef"]) for e in c["env"]
-            if "secretKeyRef" in e.get("valueFrom", {})]
-    check("SHOAL_REDIS_URL and SHOAL_API_KEY come from the Secret",
-          {"SHOAL_REDIS_URL", "SHOAL_API_KEY"} <= {n for n, _ in refs} and
-          all(r["name"] == "shoal" and r["key"] in secret_keys for _, r in refs),
-          ", ".join(f"{n}<-{r['key']}" for n, r in refs))
+    refs = [e["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    refs += [r["secretRef"]["name"] for r in c.get("envFrom", []) if "secretRef" in r]
+    check("no secret in the node's environment (a task or a dump of it would see it)",
+          not refs, f"{refs}")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    smounts = [m for m in c.get("volumeMounts", [])
+               if vols.get(m["name"], {}).get("secret", {}).get("secretName") == "shoal"]
+    pwf = env.get("SHOAL_REDIS_PASSWORD_FILE", {}).get("value", "")
+    check("the Secret is a read-only volume; SHOAL_REDIS_PASSWORD_FILE points at its "
+          "redis-password; the URL carries no password",
+          len(smounts) == 1 and smounts[0].get("readOnly") is True and
+          pwf == smounts[0]["mountPath"].rstrip("/") + "/redis-password" and
+          "redis-password" in secret_keys and "@" not in cm.get("SHOAL_REDIS_URL", ""),
+          f"mounts {smounts}, SHOAL_REDIS_PASSWORD_FILE={pwf}")
     check("settings come from the ConfigMap (envFrom)",
           any(e.get("configMapRef", {}).get("name") == "shoal" for e in c.get("envFrom", [])))
 

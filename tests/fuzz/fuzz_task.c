@@ -3,7 +3,10 @@
  *
  * Invariants checked (abort on violation): a decoder either succeeds with a well-formed value
  * or fails with a non-empty message; an accepted exec payload re-encodes to bytes that decode
- * to the same argv, env and cwd; nothing leaks (LeakSanitizer), also after a failure. */
+ * to the same argv, env and cwd; nothing leaks (LeakSanitizer), also after a failure. The same
+ * bytes also go to the env rules (common/task_env.c): task_env_check on a decoded env (an
+ * accepted env has valid, undenied, distinct names) and task_env_block_parse (the shim's env
+ * block: every accepted entry is NAME=value within the input). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 
 #include "common/buf.h"
 #include "common/task_codec.h"
+#include "common/task_env.h"
 
 static void check(int ok, const char *what) {
     if (!ok) {
@@ -61,6 +65,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (task_args_exec_decode(p, size, &a, err, sizeof err) == 0) {
         check_exec_shape(&a);
         check_exec_round_trip(&a);
+        err[0] = '\0';
+        if (task_env_check((const char *const *)a.env, a.envc, "A*,B", err, sizeof err) == 0) {
+            for (int i = 0; i < a.envc; i++) {
+                size_t kl = (size_t)(strchr(a.env[i], '=') - a.env[i]);
+                check(task_env_name_valid(a.env[i], kl), "accepted env name is valid");
+                check(task_env_denied(a.env[i], kl) == NULL, "accepted env name not denied");
+                check(task_env_list_match("A*,B", a.env[i], kl), "accepted env name allowed");
+            }
+        } else {
+            check(err[0] != '\0', "env refusal has a message");
+        }
     } else {
         check(err[0] != '\0', "exec error has a message");
     }
@@ -78,5 +93,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     else
         check(msg == NULL && err[0] != '\0', "fail error has a message");
     free(msg);
+
+    char **v = NULL;
+    err[0] = '\0';
+    if (task_env_block_parse(p, size, &v, err, sizeof err) == 0) {
+        for (size_t i = 0; v[i]; i++) {
+            check(v[i] >= p && v[i] < p + size, "entry points into the block");
+            const char *eq = strchr(v[i], '=');
+            check(eq && task_env_name_valid(v[i], (size_t)(eq - v[i])), "entry is NAME=value");
+        }
+        free(v);
+    } else {
+        check(v == NULL && err[0] != '\0', "block refusal has a message");
+    }
     return 0;
 }

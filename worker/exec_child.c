@@ -1,0 +1,283 @@
+/* exec_child.c: the exec-child shim (`shoal exec-child ...`) and the --exec-user account it
+ * switches to. The node spawns every exec task through the shim (exec.c); the shim ties the
+ * program's life to the node, puts it in its own process group below the node's priority,
+ * optionally becomes the task account, and only then execve()s the program with the task's
+ * environment.
+ *
+ * Why the task's environment does not reach the shim's own start: the shim is the node's own
+ * binary, and LD_PRELOAD (or any loader variable) in its environment would run code inside it
+ * before main(), with the node's rights. So the node starts the shim with an EMPTY environment
+ * and hands it the task's final environment in a memfd on fd 3 (not in argv: /proc/PID/cmdline
+ * is world-readable); the shim reads it and applies it only at its execve.
+ *
+ * The credential switch happens here, just before execve, and not in libuv's child (setuid
+ * option) for this reason: a node that runs non-root with CAP_SETUID/CAP_SETGID (systemd
+ * AmbientCapabilities, or file capabilities) keeps its capabilities across a non-root to
+ * non-root setuid; the kernel only clears them on a switch away from uid 0. The shim drops
+ * them all (effective, permitted, inheritable, ambient, and the bounding set when it may), sets
+ * PR_SET_NO_NEW_PRIVS, and checks that it cannot get uid 0 back. A credential change clears
+ * PR_SET_PDEATHSIG, so the shim sets it again and checks its parent is still the node. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/task_env.h"
+#include "common/util.h"
+#include "worker/exec.h"
+
+/* ---- --exec-user ---- */
+
+/* A uid/gid given as digits, or -1. */
+static long number_of(const char *s) {
+    if (!*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return *end || errno || v < 0 || v > 0x7fffffff ? -1 : v;
+}
+
+int exec_cred_resolve(const char *spec, struct exec_cred *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    char user[128], group[128] = "";
+    const char *colon = strchr(spec, ':');
+    size_t ul = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (ul == 0 || ul >= sizeof user || (colon && (!colon[1] || strlen(colon + 1) >= sizeof group))) {
+        snprintf(err, errlen, "--exec-user '%.100s': expected USER or USER:GROUP", spec);
+        return -EINVAL;
+    }
+    memcpy(user, spec, ul);
+    user[ul] = '\0';
+    if (colon) snprintf(group, sizeof group, "%s", colon + 1);
+    struct passwd *pw = getpwnam(user);
+    if (!pw && number_of(user) >= 0) pw = getpwuid((uid_t)number_of(user));
+    if (!pw) {
+        snprintf(err, errlen, "--exec-user: no user '%s' on this system (create it, e.g. "
+                 "useradd --system --no-create-home --shell /usr/sbin/nologin %s)", user, user);
+        return -ENOENT;
+    }
+    out->uid = pw->pw_uid;
+    out->gid = pw->pw_gid;
+    snprintf(out->name, sizeof out->name, "%s", pw->pw_name);
+    snprintf(out->home, sizeof out->home, "%s", pw->pw_dir ? pw->pw_dir : "/");
+    if (group[0]) {
+        struct group *gr = getgrnam(group);
+        if (!gr && number_of(group) >= 0) gr = getgrgid((gid_t)number_of(group));
+        if (!gr) {
+            snprintf(err, errlen, "--exec-user: no group '%s' on this system", group);
+            return -ENOENT;
+        }
+        out->gid = gr->gr_gid;
+    }
+    int n = EXEC_MAX_GROUPS;
+    if (getgrouplist(out->name, out->gid, out->groups, &n) < 0) {
+        snprintf(err, errlen, "--exec-user: %s is in more than %d groups", out->name,
+                 EXEC_MAX_GROUPS);
+        return -E2BIG;
+    }
+    out->ngroups = n;
+    return 0;
+}
+
+void exec_cred_format(const struct exec_cred *c, char *buf, size_t len) {
+    size_t off = (size_t)snprintf(buf, len, "%u:%u:", (unsigned)c->uid, (unsigned)c->gid);
+    for (int i = 0; i < c->ngroups && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%u", i ? "," : "", (unsigned)c->groups[i]);
+}
+
+/* The shim's side of exec_cred_format. Returns 0 or -EINVAL. */
+static int cred_parse(const char *s, struct exec_cred *c) {
+    memset(c, 0, sizeof *c);
+    char *end;
+    unsigned long v[2];
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        v[i] = strtoul(s, &end, 10);
+        if (end == s || *end != ':' || errno || v[i] > 0x7fffffff) return -EINVAL;
+        s = end + 1;
+    }
+    c->uid = (uid_t)v[0];
+    c->gid = (gid_t)v[1];
+    while (*s) {
+        if (c->ngroups == EXEC_MAX_GROUPS) return -EINVAL;
+        errno = 0;
+        unsigned long g = strtoul(s, &end, 10);
+        if (end == s || (*end && *end != ',') || errno || g > 0x7fffffff) return -EINVAL;
+        c->groups[c->ngroups++] = (gid_t)g;
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static int capset_zero(void) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    return (int)syscall(SYS_capset, &h, d);
+}
+
+static bool caps_all_zero(void) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return false;
+    for (int i = 0; i < 2; i++)
+        if (d[i].effective || d[i].permitted || d[i].inheritable) return false;
+    return true;
+}
+
+/* Becomes c for good: groups, gid, uid, no capabilities of any kind, no way back, no new
+ * privileges through execve. Returns 0, or a negative errno naming the step in *step. */
+static int become(const struct exec_cred *c, const char **step) {
+    *step = "setgroups";
+    if (setgroups((size_t)c->ngroups, c->groups) != 0) return -errno;
+    *step = "setresgid";
+    if (setresgid(c->gid, c->gid, c->gid) != 0) return -errno;
+    /* The bounding set needs CAP_SETPCAP: root has it; a node with only CAP_SETUID/SETGID
+     * does not, and then NO_NEW_PRIVS below keeps execve from gaining anything anyway. */
+    for (int cap = 0; cap < 64 && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        (void)prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    *step = "setresuid";
+    if (setresuid(c->uid, c->uid, c->uid) != 0) return -errno;
+    *step = "clearing ambient capabilities";
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return -errno;
+    *step = "capset";
+    if (capset_zero() != 0) return -errno;
+    *step = "PR_SET_NO_NEW_PRIVS";
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+    *step = "checking the switch";
+    uid_t r, e, s;
+    gid_t gr, ge, gs;
+    if (getresuid(&r, &e, &s) != 0 || r != c->uid || e != c->uid || s != c->uid ||
+        getresgid(&gr, &ge, &gs) != 0 || gr != c->gid || ge != c->gid || gs != c->gid ||
+        !caps_all_zero())
+        return -EPERM;
+    if (c->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) return -EPERM;   /* no way back */
+    return 0;
+}
+
+int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen) {
+    int p[2];
+    if (pipe(p) != 0) {
+        snprintf(err, errlen, "--exec-user: pipe: %s", strerror(errno));
+        return -errno;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        snprintf(err, errlen, "--exec-user: fork: %s", strerror(errno));
+        return -EAGAIN;
+    }
+    if (pid == 0) {   /* the child tries the real switch and reports the failing step */
+        close(p[0]);
+        const char *step = "";
+        int rc = become(c, &step);
+        if (rc != 0) {
+            char m[160];
+            int n = snprintf(m, sizeof m, "%s: %s", step, strerror(-rc));
+            if (write(p[1], m, (size_t)n) < 0) { /* the exit code still tells */ }
+        }
+        _exit(rc == 0 ? 0 : 1);
+    }
+    close(p[1]);
+    char m[160] = "";
+    ssize_t n = read(p[0], m, sizeof m - 1);
+    m[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+    snprintf(err, errlen, "--exec-user %s: this node cannot switch to uid %u gid %u (%s); run "
+             "it as root, or give it CAP_SETUID and CAP_SETGID (see the deploy files)", c->name,
+             (unsigned)c->uid, (unsigned)c->gid, m[0] ? m : "the probe died");
+    return -EPERM;
+}
+
+/* ---- the shim ---- */
+
+/* Reads the whole env block from fd into a malloc'd buffer. Returns its length or -1. */
+static ssize_t read_block(int fd, char **out) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size < 0 || st.st_size > TASK_ENV_BLOCK_MAX) return -1;
+    char *b = xmalloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = pread(fd, b + got, (size_t)st.st_size - got, (off_t)got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { free(b); return -1; }
+        got += (size_t)n;
+    }
+    *out = b;
+    return (ssize_t)got;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: shoal exec-child [--env-fd N] [--cred UID:GID:GROUPS] -- PATH ARGV...\n");
+    return 127;
+}
+
+int exec_child_main(int argc, char **argv) {
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    int env_fd = -1, i = 1;
+    const char *cred_arg = NULL;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
+        if (i + 1 >= argc) return usage();
+        if (strcmp(argv[i], "--env-fd") == 0) env_fd = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--cred") == 0) cred_arg = argv[i + 1];
+        else return usage();
+    }
+    if (i + 2 >= argc) return usage();   /* "--", PATH and argv[0] at least */
+    const char *path = argv[i + 1];
+    char **args = argv + i + 2;
+    char **env = NULL, *block = NULL, why[160];
+    if (env_fd >= 0) {
+        ssize_t n = read_block(env_fd, &block);
+        close(env_fd);
+        if (n < 0 || task_env_block_parse(block, (size_t)n, &env, why, sizeof why) != 0) {
+            fprintf(stderr, "shoal: cannot read the task's environment: %s\n",
+                    n < 0 ? "bad env fd" : why);
+            return 127;
+        }
+    }
+    struct exec_cred cred;
+    if (cred_arg && cred_parse(cred_arg, &cred) != 0) {
+        fprintf(stderr, "shoal: bad --cred '%s'\n", cred_arg);
+        return 127;
+    }
+    /* A process group of its own, in the node's session (see exec.c, "Process group"); the
+     * node does the same from its side, so the group exists before either signals it. */
+    if (setpgid(0, 0) != 0) return 127;
+    /* Below the node: a CPU-bound task must not delay ping or the heartbeat. */
+    if (setpriority(PRIO_PROCESS, 0, TASK_NICE) != 0) { /* keep going at the node's priority */ }
+    if (cred_arg) {
+        const char *step = "";
+        int rc = become(&cred, &step);
+        if (rc != 0) {
+            fprintf(stderr, "shoal: cannot switch to uid %u: %s: %s\n", (unsigned)cred.uid, step,
+                    strerror(-rc));
+            return 127;
+        }
+        /* The switch cleared the parent-death signal: ask again, then check the node did not
+         * die in between (we would have been reparented). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    }
+    static char *empty[] = {NULL};
+    execve(path, args, env ? env : env_fd >= 0 ? empty : environ);
+    fprintf(stderr, "shoal: cannot run %s: %s\n", path, strerror(errno));
+    free(env);
+    free(block);
+    return 127;
+}
