@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""The least-privilege Redis ACL user of README "Run it in production", tested for real.
+"""The least-privilege Redis ACL user of docs/operations.md ("Redis ACL user"), tested for real.
 
 Usage: tests/deploy/acl.py BUILD/shoal
 
-Takes the `redis-cli ACL SETUSER shoal ...` line from the README as it is written (so the README
+Takes the `redis-cli ACL SETUSER shoal ...` line from docs/operations.md as it is written (so the document
 cannot drift from what works), runs it against a redis-server of our own with a generated
 password, disables the default user, and then runs nodes and every CLI command through
 redis://shoal:PASSWORD@127.0.0.1:PORT/0: register, heartbeat, pub/sub, enqueue of each task
@@ -26,7 +26,7 @@ from lib import ROOT, check, say, wait_for  # noqa: E402
 
 
 def readme_acl_line():
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = open(os.path.join(ROOT, "docs", "operations.md")).read()
     m = re.search(r"^redis-cli ACL SETUSER shoal .*$", text, re.M)
     return m.group(0) if m else None
 
@@ -67,7 +67,7 @@ def main():
         sys.exit(__doc__)
     binary = os.path.abspath(sys.argv[1])
     line = readme_acl_line()
-    if not check("README gives the ACL line (redis-cli ACL SETUSER shoal ...)", bool(line)):
+    if not check("docs/operations.md gives the ACL line (redis-cli ACL SETUSER shoal ...)", bool(line)):
         return
     tmp = lib.tmpdir("shoal-acl-")
     redis = lib.Redis(tmp)
@@ -84,7 +84,7 @@ def main():
     pw = secrets.token_hex(16)
     args = [a.replace(">PASSWORD", ">" + pw) for a in shlex.split(line)[1:]]
     out = redis.cli(*args, check=False)
-    check("the README's ACL SETUSER line is accepted", out == "OK", out)
+    check("the ACL SETUSER line of docs/operations.md is accepted", out == "OK", out)
     # From here on only the shoal user can do anything.
     admin_pw = secrets.token_hex(16)
     redis.cli("ACL", "SETUSER", "admin", "on", ">" + admin_pw, "~*", "&*", "+@all")

@@ -7,7 +7,7 @@ Kubernetes manifests, compose.yaml, haproxy.cfg (haproxy -c), the systemd unit (
 verify and security, when the tool works here), the example environment file, the Dockerfile
 and .dockerignore, and the runtime dependencies (the binary's NEEDED libraries = the .deb's
 Depends = the runtime image's packages). Every SHOAL_* name used anywhere in deploy/ and in the
-README's "Run it in production" section must exist in `shoal settings`.
+"Run it in production" section of docs/operations.md must exist in `shoal settings`.
 """
 import glob
 import os
@@ -415,10 +415,16 @@ def check_dockerfile(binary, known):
     return names_in(text)
 
 
-def check_readme(known):
-    text = open(os.path.join(ROOT, "README.md")).read()
+def check_readme(known, settings_md):
+    text = open(os.path.join(ROOT, "docs", "operations.md")).read()
+    table = [l for l in settings_md.splitlines() if l.startswith("|")]
+    doc = re.search(r"^### Settings\n(.*?)(?=^#)", text, re.M | re.S)
+    doc_rows = [l for l in (doc.group(1) if doc else "").splitlines() if l.startswith("|")]
+    check("docs/operations.md's settings table is `shoal settings` verbatim", doc_rows == table,
+          f"{len(doc_rows)} rows in the document, {len(table)} from the binary; paste "
+          "`shoal settings` into docs/operations.md")
     m = re.search(r"^## Run it in production\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    if not check("README has a \"Run it in production\" section", m is not None):
+    if not check("docs/operations.md has a \"Run it in production\" section", m is not None):
         return set()
     return names_in(m.group(1))
 
@@ -436,9 +442,9 @@ def main():
     check_haproxy()
     used |= check_systemd(binary, known, dflt)
     used |= check_dockerfile(binary, known)
-    used |= check_readme(known)
+    used |= check_readme(known, md)
     unknown = sorted(used - known)
-    check("every SHOAL_* name used in deploy/ and the README's production section is a setting "
+    check("every SHOAL_* name used in deploy/ and the production section of docs/operations.md is a setting "
           "(`shoal settings`)", not unknown,
           f"unknown: {unknown}" if unknown else f"{len(used)} names used")
 

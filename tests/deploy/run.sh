@@ -4,7 +4,7 @@
 #   maintenance.py  the maintenance procedure through a real HAProxy in front of three nodes
 #   probes.py       kubelet-style readiness/liveness on SIGTERM and drain; HEALTHCHECK; memory;
 #                   a node runs with each shipped set of settings
-#   acl.py          the README's Redis ACL user, for real
+#   acl.py          the Redis ACL user of docs/operations.md, for real
 #   package.py      cmake --install and the .deb
 # Each prints PASS/FAIL/SKIP lines; this script counts them and ends with "N passed, M failed"
 # (what CI reads), exiting non-zero on any failure. Everything runs on 127.0.0.1 and stops only
