@@ -1,5 +1,5 @@
 # Turns one file into one C source holding its bytes as an array, for files the binary serves
-# (ping/nodes.html, nodes.js, nodes.css). Run at build time by add_custom_command, so the
+# (api/nodes.html, nodes.js, nodes.css). Run at build time by add_custom_command, so the
 # binary and the file cannot drift (as cmake/embed_lua.cmake does for the Lua scripts).
 # Inputs: -DIN=<file> -DOUT=<file.c> -DNAME=<C identifier>
 # Output: const char NAME[] (the bytes plus a NUL), const size_t NAME_len (without the NUL), and

@@ -1,6 +1,6 @@
 /* node_view.h: what a running node knows about itself, in memory, on the loop thread.
  *
- * The worker owns and updates one node_view; the HTTP server (ping/) borrows it read-only and
+ * The worker owns and updates one node_view; the HTTP modules (ping/, api/) borrow it read-only and
  * answers ping from it without a Redis round trip. Both run on the same libuv loop thread, so
  * no locking: a field is always read whole between two loop iterations. */
 #ifndef SHOAL_NODE_VIEW_H

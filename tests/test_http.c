@@ -1,5 +1,5 @@
 /* test_http.c: the node's HTTP server through real sockets. Most tests hand the server one end
- * of a socketpair (ping_server_adopt_fd) and speak on the other through a uv_pipe in the same
+ * of a socketpair (http_server_adopt_fd) and speak on the other through a uv_pipe in the same
  * loop: exact request bytes in, exact response bytes out. Others use loopback TCP on port 0
  * (one connection, 2,000 at once, a forked blocking client). Every wait is bounded by a guard
  * timer; every test ends with uv_loop_close() == 0. */
@@ -18,8 +18,10 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "ping/http.h"
-#include "ping/ping.h"
+#include "common/services.h"
+#include "http/http.h"
+#include "http/server.h"
+#include "worker/routes.h"
 
 #define NODE "node-a"
 #define SELF "/api/octopusservernodes/OctopusServerNodes-" NODE
@@ -32,7 +34,9 @@ struct client;
 struct fx {
     uv_loop_t loop;
     struct node_view view;
-    struct ping_server *srv;
+    struct node_services svc;       /* the view only: keyed routes answer 503 */
+    struct http_site site;          /* the node's routes (worker/routes.c) */
+    struct http_server *srv;
     uv_timer_t guard;               /* bounds every spin() */
     bool expired;
     bool srv_closed;
@@ -74,7 +78,7 @@ static bool spin(struct fx *f, bool (*pred)(void *), void *arg, uint64_t ms) {
 }
 
 /* Starts the fixture's server with cfg (its listen address is replaced by 127.0.0.1:0). */
-static void fx_start_conf(struct fx *f, struct ping_config cfg) {
+static void fx_start_conf(struct fx *f, struct http_server_config cfg) {
     memset(f, 0, sizeof *f);
     log_set_level("warn");
     cr_assert_eq(uv_loop_init(&f->loop), 0);
@@ -85,14 +89,18 @@ static void fx_start_conf(struct fx *f, struct ping_config cfg) {
     f->view.redis_ok = true;
     f->view.registered = true;
     cfg.listen = "127.0.0.1:0";
-    cr_assert_eq(ping_server_new(&f->loop, &cfg, &f->view, NULL, &f->srv), 0);
-    cr_assert_gt(ping_server_port(f->srv), 0);
+    f->svc.view = &f->view;
+    f->site.data = &f->svc;
+    f->site.headers = "Octopus-Node: " NODE "\r\n";
+    f->site.routes = node_routes_build(&f->site.nroutes);
+    cr_assert_eq(http_server_new(&f->loop, &cfg, &f->site, &f->srv), 0);
+    cr_assert_gt(http_server_port(f->srv), 0);
     uv_timer_init(&f->loop, &f->guard);
     f->guard.data = f;
 }
 
 static void fx_start_cfg(struct fx *f, uint64_t idle_ms, size_t max_header) {
-    fx_start_conf(f, (struct ping_config){.idle_timeout_ms = idle_ms, .max_header_bytes = max_header});
+    fx_start_conf(f, (struct http_server_config){.idle_timeout_ms = idle_ms, .max_header_bytes = max_header});
 }
 
 static void fx_start(struct fx *f) { fx_start_cfg(f, 5000, 8192); }
@@ -118,11 +126,12 @@ static void fx_finish(struct fx *f) {
         cr_assert(spin(f, client_closed, f->clients[i], 2000));
         buf_free(&f->clients[i]->in);
     }
-    ping_server_close(f->srv, srv_done_cb, f);
+    http_server_close(f->srv, srv_done_cb, f);
     cr_assert(spin(f, srv_closed, f, 2000), "server did not finish closing");
     uv_close((uv_handle_t *)&f->guard, NULL);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     cr_assert_eq(uv_loop_close(&f->loop), 0, "a handle was left open");
+    free((void *)f->site.routes);
 }
 
 /* --- clients --- */
@@ -161,7 +170,7 @@ static void client_pair(struct fx *f, struct client *cl) {
     cr_assert_eq(uv_pipe_init(&f->loop, &cl->h.pipe, 0), 0);
     cl->h.handle.data = cl;
     cr_assert_eq(uv_pipe_open(&cl->h.pipe, sv[1]), 0);
-    cr_assert_eq(ping_server_adopt_fd(f->srv, sv[0]), 0);
+    cr_assert_eq(http_server_adopt_fd(f->srv, sv[0]), 0);
     cr_assert_eq(uv_read_start(&cl->h.stream, alloc_cb, read_cb), 0);
     cl->connected = true;
     cr_assert_lt(f->nclients, MAX_CLIENTS);
@@ -184,7 +193,7 @@ static void connect_cb(uv_connect_t *req, int status) {
 static void client_tcp_from(struct fx *f, struct client *cl, const char *from) {
     struct sockaddr_in a, src;
     memset(cl, 0, sizeof *cl);
-    uv_ip4_addr("127.0.0.1", ping_server_port(f->srv), &a);
+    uv_ip4_addr("127.0.0.1", http_server_port(f->srv), &a);
     uv_ip4_addr(from, 0, &src);
     cr_assert_eq(uv_tcp_init(&f->loop, &cl->h.tcp), 0);
     cl->h.handle.data = cl;
@@ -196,7 +205,7 @@ static void client_tcp_from(struct fx *f, struct client *cl, const char *from) {
 static void client_tcp(struct fx *f, struct client *cl) {
     struct sockaddr_in a;
     memset(cl, 0, sizeof *cl);
-    uv_ip4_addr("127.0.0.1", ping_server_port(f->srv), &a);
+    uv_ip4_addr("127.0.0.1", http_server_port(f->srv), &a);
     cr_assert_eq(uv_tcp_init(&f->loop, &cl->h.tcp), 0);
     cl->h.handle.data = cl;
     cr_assert_eq(uv_tcp_connect(&cl->creq, &cl->h.tcp, (struct sockaddr *)&a, connect_cb), 0);
@@ -399,7 +408,7 @@ Test(http, keep_alive_two_sequential_requests) {
     client_sends(&cl, "GET /healthz HTTP/1.1\r\n\r\n");
     expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
     cr_assert_not(cl.eof);
-    cr_assert_eq(ping_server_conn_count(f.srv), 1);
+    cr_assert_eq(http_server_conn_count(f.srv), 1);
     fx_finish(&f);
 }
 
@@ -500,7 +509,7 @@ Test(http, idle_keep_alive_connection_times_out) {
     uint64_t waited = clock_mono_ms() - t0;
     cr_assert_geq(waited, 80, "closed after %llu ms", (unsigned long long)waited);
     cr_assert_lt(waited, 2000);
-    cr_assert_eq(ping_server_conn_count(f.srv), 0);
+    cr_assert_eq(http_server_conn_count(f.srv), 0);
     fx_finish(&f);
 }
 
@@ -526,7 +535,7 @@ Test(http, server_close_with_open_connections) {
     client_sends(&a, "GET /healthz HTTP/1.1\r\n\r\n");
     expect(&f, &a, resp("200 OK", NULL, HEALTHZ_BODY, false));
     client_sends(&b, "GET /heal");  /* half a request */
-    ping_server_close(f.srv, srv_done_cb, &f);
+    http_server_close(f.srv, srv_done_cb, &f);
     cr_assert(spin(&f, srv_closed, &f, 2000));
     cr_assert(spin(&f, got_eof, &a, 2000));
     cr_assert(spin(&f, got_eof, &b, 2000));
@@ -542,25 +551,25 @@ Test(http, server_close_with_open_connections) {
 
 Test(http, bad_listen_address_rejected) {
     uv_loop_t loop;
-    struct node_view v = {.name = NODE};
-    struct ping_server *s = NULL;
+    struct http_site site = {.headers = "Octopus-Node: " NODE "\r\n"};
+    struct http_server *s = NULL;
     static const char *bad[] = {"nohost", "1.2.3.4:99999", "[::1:80", "300.1.1.1:80", "1.2.3.4:x"};
     uv_loop_init(&loop);
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-        struct ping_config cfg = {.listen = bad[i], .idle_timeout_ms = 1000, .max_header_bytes = 8192};
-        cr_assert_eq(ping_server_new(&loop, &cfg, &v, NULL, &s), UV_EINVAL, "%s", bad[i]);
+        struct http_server_config cfg = {.listen = bad[i], .idle_timeout_ms = 1000, .max_header_bytes = 8192};
+        cr_assert_eq(http_server_new(&loop, &cfg, &site, &s), UV_EINVAL, "%s", bad[i]);
     }
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
 Test(http, port_in_use_reported) {
     struct fx f;
-    struct ping_server *s2 = NULL;
+    struct http_server *s2 = NULL;
     char listen[32];
     fx_start(&f);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", ping_server_port(f.srv));
-    struct ping_config cfg = {.listen = listen, .idle_timeout_ms = 1000, .max_header_bytes = 8192};
-    cr_assert_eq(ping_server_new(&f.loop, &cfg, &f.view, NULL, &s2), UV_EADDRINUSE);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", http_server_port(f.srv));
+    struct http_server_config cfg = {.listen = listen, .idle_timeout_ms = 1000, .max_header_bytes = 8192};
+    cr_assert_eq(http_server_new(&f.loop, &cfg, &f.site, &s2), UV_EADDRINUSE);
     uv_run(&f.loop, UV_RUN_NOWAIT);  /* the failed listener's close callback frees it */
     fx_finish(&f);
 }
@@ -669,12 +678,12 @@ Test(http, two_thousand_concurrent_connections, .timeout = 90) {
         if (cl[i].err) nerr++, err = cl[i].err;
     }
     cr_assert(ok && nerr == 0, "server has %u connections; clients: %zu connected, %zu failed (%s)",
-              ping_server_conn_count(f.srv), nconn, nerr, err ? uv_strerror(err) : "-");
+              http_server_conn_count(f.srv), nconn, nerr, err ? uv_strerror(err) : "-");
     for (size_t i = 0; i < N; i++) {
         cr_assert_eq(cl[i].in.len, c.want, "client %zu", i);
         cr_assert(memcmp(cl[i].in.data, want, c.want) == 0, "client %zu", i);
     }
-    cr_assert_eq(ping_server_conn_count(f.srv), N, "all open at once");
+    cr_assert_eq(http_server_conn_count(f.srv), N, "all open at once");
     for (size_t i = 0; i < N; i++) client_close(&cl[i]);
     cr_assert(spin(&f, crowd_closed, &c, 10000));
     for (size_t i = 0; i < N; i++) buf_free(&cl[i].in);
@@ -718,7 +727,7 @@ Test(http, forked_blocking_client) {
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         close(p[0]);
-        char code = (char)child_client(ping_server_port(f.srv));
+        char code = (char)child_client(http_server_port(f.srv));
         if (write(p[1], &code, 1) != 1) _exit(1);
         _exit(0);
     }
@@ -791,7 +800,7 @@ Test(http, head_trickled_closed_at_head_deadline) {
     struct fx f;
     struct client cl;
     struct trickle tr;
-    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
                                            .head_timeout_ms = 1000});
     client_pair(&f, &cl);
     uint64_t t0 = clock_mono_ms();
@@ -811,7 +820,7 @@ Test(http, head_trickled_closed_at_head_deadline) {
 Test(http, connection_that_sends_nothing_closed_at_head_deadline) {
     struct fx f;
     struct client cl;
-    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
                                            .head_timeout_ms = 500});
     client_pair(&f, &cl);
     uint64_t t0 = clock_mono_ms();
@@ -829,7 +838,7 @@ Test(http, stalled_body_closed_at_body_deadline) {
     struct fx f;
     struct client cl;
     struct trickle tr;
-    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
                                            .head_timeout_ms = 1000, .body_timeout_ms = 1000});
     client_pair(&f, &cl);
     client_sends(&cl, "GET /healthz HTTP/1.1\r\nContent-Length: 8\r\n\r\n");
@@ -850,7 +859,7 @@ Test(http, stalled_body_closed_at_body_deadline) {
 Test(http, keep_alive_idle_outlives_head_deadline) {
     struct fx f;
     struct client cl;
-    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 3000, .max_header_bytes = 8192,
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 3000, .max_header_bytes = 8192,
                                            .head_timeout_ms = 300, .body_timeout_ms = 300});
     client_pair(&f, &cl);
     client_sends(&cl, "GET /healthz HTTP/1.1\r\n\r\n");
@@ -903,7 +912,7 @@ static void tcp_metrics(struct fx *f, char *out, size_t len) {
 
 static bool conns_are(void *arg) {
     struct fx *f = ((void **)arg)[0];
-    return ping_server_conn_count(f->srv) == *(unsigned *)((void **)arg)[1];
+    return http_server_conn_count(f->srv) == *(unsigned *)((void **)arg)[1];
 }
 
 /* With --http-max-connections-per-ip 3, 127.0.0.2's fourth connection is reset at once, with
@@ -912,7 +921,7 @@ Test(http, per_ip_cap_resets_the_next_connection_from_that_address) {
     struct fx f;
     struct client a[4], b;
     char m[16384];
-    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
                                            .max_conns_per_ip = 3});
     for (int i = 0; i < 3; i++) tcp_pinged(&f, &a[i], "127.0.0.2");
     tcp_refused(&f, &a[3], "127.0.0.2");
@@ -940,7 +949,7 @@ Test(http, node_cap_resets_new_connections_while_open_ones_answer) {
     struct fx f;
     struct client a[4], extra;
     char m[16384];
-    fx_start_conf(&f, (struct ping_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
                                            .max_conns = 4, .max_conns_per_ip = 100});
     for (int i = 0; i < 4; i++) tcp_pinged(&f, &a[i], from[i]);
     tcp_refused(&f, &extra, "127.0.0.6");

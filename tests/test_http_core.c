@@ -10,12 +10,11 @@
 #include <uv.h>
 
 #include "common/util.h"
-#include "ping/http.h"
+#include "http/http.h"
 
 struct fake {
     struct http_conn c;
     struct http_site site;
-    struct node_view view;
     struct buf out;                    /* everything written, concatenated */
     unsigned writes;
     bool reading;                      /* as last set by read_ctl */
@@ -147,11 +146,10 @@ static const struct http_route routes[] = {
 
 static void fake_init(struct fake *f) {
     memset(f, 0, sizeof *f);
-    snprintf(f->view.name, sizeof f->view.name, "n1");
     http_site_defaults(&f->site);
     f->site.routes = routes;
     f->site.nroutes = ARRAY_SIZE(routes);
-    f->site.view = &f->view;
+    f->site.headers = "Octopus-Node: n1\r\n";
     f->site.data = f;
     f->reading = true;
     http_conn_init(&f->c, &f->site, &fake_io);
@@ -512,7 +510,7 @@ Test(http_core, body_read_into_the_sinks_memory) {
     fake_free(&f);
 }
 
-/* A read off the loop (ping/server.c): the sink's memory is lent, no more is asked for until it
+/* A read off the loop (http/server.c): the sink's memory is lent, no more is asked for until it
  * comes back, the transport's limit is kept, and it comes back exactly once, after the data
  * call with its bytes, even when the handler answered while it was out. A sink without
  * returned() is only read into on the loop. */

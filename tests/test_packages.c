@@ -204,7 +204,7 @@ Test(packages, client_cut_off_half_way_leaves_nothing) {
 
 static bool has_temp_file(void *arg) { return !no_temp_files(arg); }
 
-/* Raw bodies are read off the loop (ping/server.c): a node stopped while two uploads stream in
+/* Raw bodies are read off the loop (http/server.c): a node stopped while two uploads stream in
  * closes their connections once each read in flight is back, exits 0, and keeps no package
  * (nor, after the start-up sweep, a temporary file). Under ASan this is where a connection
  * freed under a running read would show. */

@@ -14,9 +14,10 @@
 #include "common/log.h"
 #include "common/rurl.h"
 #include "common/util.h"
-#include "ping/api.h"
-#include "ping/packages.h"
+#include "api/api.h"
+#include "packages/packages.h"
 #include "worker/exec.h"
+#include "worker/routes.h"
 #include "worker/worker.h"
 
 /* Background threads for uploads (per upload at most one hashing, two writing). Hashing, the
@@ -146,12 +147,30 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
         log_info("short time slices for the event loop refused", " err=\"%s\"", strerror(-rc));
     uv_loop_init(&w->loop);
     fit_file_limit(&w->cfg);
-    struct ping_config pc = {w->cfg.listen, (uint64_t)w->cfg.http_idle_ms, 16384,
-                             (uint64_t)w->cfg.http_head_ms, (uint64_t)w->cfg.http_body_ms,
-                             (unsigned)w->cfg.http_max_conns,
-                             (unsigned)w->cfg.http_max_conns_per_ip};
-    /* The view lives in the node; the server only keeps a pointer to it. */
-    rc = ping_server_new(&w->loop, &pc, &w->node.view, &w->services, &w->http);
+    /* Background threads below the loop: they read and hash upload bodies, and write them. */
+    if ((rc = bgq_new(&w->loop, BG_CPU_THREADS, BGQ_IDLE, &w->services.bg_cpu)) != 0 ||
+        (rc = bgq_new(&w->loop, BG_IO_THREADS, BG_IO_NICE, &w->services.bg_io)) != 0)
+        log_warn("no background threads: package uploads will answer 503", " err=\"%s\"",
+                 uv_strerror(rc));
+    w->services.view = &w->node.view;  /* w is zeroed: fields not set here stay NULL */
+    w->services.keys = &w->node.keys;
+    w->services.cfg = &w->cfg;
+    w->services.api = api;
+    snprintf(w->http_headers, sizeof w->http_headers, "Octopus-Node: %s\r\n", w->cfg.name);
+    struct http_site site = {.data = &w->services, .headers = w->http_headers};
+    w->routes = node_routes_build(&site.nroutes);
+    site.routes = w->routes;
+    struct http_server_config pc = {
+        .listen = w->cfg.listen,
+        .idle_timeout_ms = (uint64_t)w->cfg.http_idle_ms,
+        .max_header_bytes = 16384,
+        .head_timeout_ms = (uint64_t)w->cfg.http_head_ms,
+        .body_timeout_ms = (uint64_t)w->cfg.http_body_ms,
+        .max_conns = (unsigned)w->cfg.http_max_conns,
+        .max_conns_per_ip = (unsigned)w->cfg.http_max_conns_per_ip,
+        .reader = w->services.bg_cpu,
+    };
+    rc = http_server_new(&w->loop, &pc, &site, &w->http);
     if (rc != 0) {
         snprintf(err, sizeof err, "cannot listen on %s: %s", w->cfg.listen, shoal_strerror(rc));
         goto fail_listen;
@@ -160,16 +179,9 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     snprintf(host, sizeof host, "%s", w->cfg.listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
-    snprintf(listen, sizeof listen, "%s:%d", host, ping_server_port(w->http));
+    snprintf(listen, sizeof listen, "%s:%d", host, http_server_port(w->http));
     node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb, event_cb);
-    w->services.redis = w->node.cmd;  /* w is zeroed: fields not set here stay NULL */
-    w->services.keys = &w->node.keys;
-    w->services.cfg = &w->cfg;
-    w->services.api = api;
-    if ((rc = bgq_new(&w->loop, BG_CPU_THREADS, BGQ_IDLE, &w->services.bg_cpu)) != 0 ||
-        (rc = bgq_new(&w->loop, BG_IO_THREADS, BG_IO_NICE, &w->services.bg_io)) != 0)
-        log_warn("no background threads: package uploads will answer 503", " err=\"%s\"",
-                 uv_strerror(rc));
+    w->services.redis = w->node.cmd;
     w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL,
                              credp);
 
@@ -186,13 +198,17 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     code = w->exit_code;
     if (uv_loop_close(&w->loop) != 0) log_warn("event loop closed with handles still open", NULL);
     api_state_free(api);   /* every reply callback has run by now */
+    free(w->routes);
     config_free(&w->cfg);
     free(w);
     return code;
 
 fail_listen:
+    if (w->services.bg_cpu) bgq_close(w->services.bg_cpu);
+    if (w->services.bg_io) bgq_close(w->services.bg_io);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_loop_close(&w->loop);
+    free(w->routes);
     api_state_free(api);
     log_error(err, NULL);
     config_free(&w->cfg);

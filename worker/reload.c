@@ -9,7 +9,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "ping/api.h"
+#include "api/api.h"
 #include "worker/worker.h"
 
 static void reload_start(struct worker *w);

@@ -31,7 +31,7 @@ static void close_all(struct worker *w) {
     uv_close((uv_handle_t *)&w->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&w->sigint, handle_closed_cb);
     uv_close((uv_handle_t *)&w->grace, handle_closed_cb);
-    if (w->http) ping_server_close(w->http, http_closed_cb, w);
+    if (w->http) http_server_close(w->http, http_closed_cb, w);
     else w->open_parts--;
     w->http = NULL;
     claimer_close(w->claimer, claimer_closed_cb, w);

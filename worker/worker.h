@@ -8,7 +8,8 @@
 #include <uv.h>
 
 #include "common/config.h"
-#include "ping/ping.h"
+#include "common/services.h"
+#include "http/server.h"
 #include "worker/claim.h"
 #include "worker/handler.h"
 #include "worker/node.h"
@@ -17,8 +18,10 @@ struct worker {
     uv_loop_t loop;
     struct shoal_config cfg;      /* owned; freed at exit */
     struct node node;             /* membership, heartbeat, cap and drain */
-    struct ping_server *http;     /* ping, healthz, the API */
-    struct ping_services services;   /* what the HTTP routes use (filled before the loop runs) */
+    struct http_server *http;     /* ping, healthz, the API */
+    struct http_route *routes;    /* owned: the server's route table (worker/routes.c) */
+    char http_headers[96];        /* "Octopus-Node: <name>\r\n", on every answer */
+    struct node_services services;   /* what the HTTP routes use (filled before the loop runs) */
     struct claimer *claimer;      /* claims, runs and reports tasks */
     const struct shoal_handlers *handlers;  /* custom C handlers, borrowed (may be NULL) */
     uv_signal_t sigterm, sigint;  /* shutdown triggers */

@@ -50,7 +50,7 @@ def commands_in_sources():
             r"\[\d*\]\s*=\s*\{\s*\"([A-Z]+)\"()",
             r"\bxstrdup\(\"([A-Z]{3,})\"\)()",
             r"\bmemcpy\([^,]+,\s*\"([A-Z]{3,})\"()"]
-    for d in ("common", "cli", "worker", "ping"):
+    for d in ("common", "cli", "worker", "http", "ping", "api", "packages"):
         for f in sorted(glob.glob(os.path.join(ROOT, d, "*.c"))):
             text = open(f).read()
             for pat in pats:

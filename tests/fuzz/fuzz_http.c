@@ -1,4 +1,4 @@
-/* fuzz_http.c: libFuzzer on the HTTP connection core (ping/http.c) with ping's routes plus two
+/* fuzz_http.c: libFuzzer on the HTTP connection core (http/http.c) with ping's routes plus two
  * test routes: /later (answered only between chunks or at the end, so pausing, queueing and
  * detaching are exercised) and /echo/{id} (a buffered body).
  *
@@ -22,9 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/services.h"
 #include "common/util.h"
-#include "ping/http.h"
-#include "ping/routes.h"
+#include "http/http.h"
+#include "ping/ping.h"
 
 enum {
     F_EOF = 1,          /* the peer sends EOF after the last chunk */
@@ -38,6 +39,7 @@ enum {
 };
 
 struct fuzz {
+    struct node_services svc;      /* first: ping's handlers read the site's data as this */
     struct http_conn c;
     bool closed;
     struct http_exchange *later[64];
@@ -298,8 +300,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     http_site_defaults(&site);
     site.routes = routes;
     site.nroutes = nroutes;
-    site.view = &view;
-    struct fuzz f = {.closed = false};
+    site.headers = "Octopus-Node: fuzz\r\n";
+    struct fuzz f = {.svc = {.view = &view}, .closed = false};
     site.data = &f;
     if (flags & F_SMALL) {
         site.max_header_bytes = 128;

@@ -1,16 +1,16 @@
-/* page.c: the Nodes page, Octopus's Nodes tab for shoal. GET /nodes answers ping/nodes.html,
+/* page.c: the Nodes page, Octopus's Nodes tab for shoal. GET /nodes answers api/nodes.html,
  * GET /nodes.js and /nodes.css its script and style, each embedded in the binary at build time
  * (cmake/embed_file.cmake), so page and binary cannot drift. The routes are open: the page
  * holds no data. It asks for the API key in the browser and sends it as X-Octopus-ApiKey on its
  * calls to the keyed API (/api/octopusservernodes/..., /api/tasks), which does the checking. No
  * Redis, no file I/O: one copy from memory. */
-#include "ping/page.h"
+#include "api/page.h"
 
 #include <string.h>
 
 #include "common/util.h"
 
-/* Generated (nodes_*_gen.c): the bytes of ping/nodes.*, NUL-terminated, and their ETags. */
+/* Generated (nodes_*_gen.c): the bytes of api/nodes.*, NUL-terminated, and their ETags. */
 extern const char page_nodes_html[], page_nodes_html_etag[];
 extern const size_t page_nodes_html_len;
 extern const char page_nodes_js[], page_nodes_js_etag[];

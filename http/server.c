@@ -8,7 +8,7 @@
  *
  * Bulk bodies are read off the loop. When a body's sink takes reads into its own memory off
  * the loop (an upload's body with a Content-Length, raw or multipart), the socket is read by a
- * background thread (the services' bg_cpu queue, SCHED_IDLE) instead of by libuv on the loop:
+ * background thread (the config's reader queue, SCHED_IDLE) instead of by libuv on the loop:
  * libuv's alloc callback gets an empty buffer, which it answers with UV_ENOBUFS in the read
  * callback; reading stops there, a job reads what the socket holds (up to the sink's buffer,
  * never waiting) and lets the sink work on it there (http_sink.prepare: multipart parsing), and
@@ -44,9 +44,8 @@
 #include "common/bgq.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "ping/http.h"
-#include "ping/ping.h"
-#include "ping/routes.h"
+#include "http/http.h"
+#include "http/server.h"
 
 #define READ_BUF_SIZE (64 << 10)
 /* Off the loop, bytes per recv(): on a kernel without forced preemption (Debian's default is
@@ -75,11 +74,11 @@ enum conn_phase { PH_NEW, PH_FRESH, PH_IDLE, PH_HEAD, PH_BODY, PH_WRITING, PH_US
  * a slow reader's. */
 enum conn_event { EV_NONE, EV_READ, EV_WROTE };
 
-struct ping_server {
+struct http_server {
     uv_loop_t *loop;                 /* borrowed */
     uv_tcp_t listener;
-    struct http_site site;           /* routes, the view, the services, the limits */
-    struct http_route *routes;       /* owned: every module's routes (routes_build) */
+    struct http_site site;           /* routes, handlers' context, headers, limits (a copy) */
+    struct bgq *reader;              /* borrowed: reads bodies off the loop, or NULL */
     uint64_t idle_timeout_ms;        /* 0: never */
     uint64_t head_timeout_ms;        /* 0: never (with no idle timeout either) */
     uint64_t body_timeout_ms;        /* 0: never (likewise) */
@@ -92,7 +91,7 @@ struct ping_server {
     unsigned nconns;
     int port;
     bool listener_open;              /* until the listener's close callback */
-    bool closing;                    /* ping_server_close() called (or new failed) */
+    bool closing;                    /* http_server_close() called (or new failed) */
     void (*done)(void *arg);         /* called once everything is closed */
     void *done_arg;
     char rbuf[READ_BUF_SIZE];        /* every conn reads here; consumed within read_cb */
@@ -107,7 +106,7 @@ struct conn {
     } h;
     uv_timer_t timer;                /* idle timeout, then linger timeout */
     struct http_conn http;           /* the protocol state */
-    struct ping_server *srv;
+    struct http_server *srv;
     struct conn *prev, *next;        /* srv->conns */
     size_t out_bytes;                /* written but not yet acknowledged by a write callback */
     int open_handles;                /* handles initialised and not yet closed */
@@ -148,11 +147,10 @@ static void conn_update(struct conn *c, enum conn_event ev);
 static void timer_cb(uv_timer_t *t);
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
-static void maybe_done(struct ping_server *s) {
+static void maybe_done(struct http_server *s) {
     if (!s->closing || s->listener_open || s->nconns) return;
     void (*done)(void *) = s->done;
     void *arg = s->done_arg;
-    free(s->routes);
     free(s);
     if (done) done(arg);
 }
@@ -165,8 +163,7 @@ static void arm(struct conn *c, uint64_t ms) {
 }
 
 static struct bgq *off_queue(const struct conn *c) {
-    const struct ping_services *svc = c->srv->site.data;
-    return svc ? svc->bg_cpu : NULL;
+    return c->srv->reader;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -232,7 +229,7 @@ static unsigned peer_addr(uv_tcp_t *tcp, unsigned char a[16]) {
 
 /* Counts one more connection from the address a; NULL (and nothing counted) when that
  * address already holds the cap. */
-static struct ip_count *ip_take(struct ping_server *s, const unsigned char *a, unsigned len) {
+static struct ip_count *ip_take(struct http_server *s, const unsigned char *a, unsigned len) {
     struct ip_count **b = &s->ips[ip_hash(a, len)], *e;
     for (e = *b; e; e = e->next)
         if (e->len == len && memcmp(e->addr, a, len) == 0) break;
@@ -248,7 +245,7 @@ static struct ip_count *ip_take(struct ping_server *s, const unsigned char *a, u
     return e;
 }
 
-static void ip_release(struct ping_server *s, struct ip_count *e) {
+static void ip_release(struct http_server *s, struct ip_count *e) {
     if (!e || --e->n > 0) return;
     for (struct ip_count **p = &s->ips[ip_hash(e->addr, e->len)]; *p; p = &(*p)->next)
         if (*p == e) {
@@ -261,7 +258,7 @@ static void ip_release(struct ping_server *s, struct ip_count *e) {
 static void conn_close_cb(uv_handle_t *h) {
     struct conn *c = h->data;
     if (--c->open_handles > 0) return;
-    struct ping_server *s = c->srv;
+    struct http_server *s = c->srv;
     http_conn_close(&c->http);
     if (c->served) s->stats.open--;
     ip_release(s, c->ip);
@@ -310,7 +307,7 @@ static uint64_t after(uint64_t now, uint64_t ms) { return ms ? now + ms : 0; }
  * completed; the others start when their phase does. Lingering has its own (io_close). */
 static void conn_update(struct conn *c, enum conn_event ev) {
     if (c->closing || c->lingering || !c->has_timer) return;
-    const struct ping_server *s = c->srv;
+    const struct http_server *s = c->srv;
     uint64_t now = uv_now(s->loop), deadline = c->deadline;
     enum conn_phase ph = phase_of(c);
     bool moved = (ph == PH_BODY && ev == EV_READ) || (ph == PH_WRITING && ev == EV_WROTE);
@@ -334,7 +331,7 @@ static void conn_update(struct conn *c, enum conn_event ev) {
 
 static void timer_cb(uv_timer_t *t) {
     struct conn *c = t->data;
-    struct ping_server *s = c->srv;
+    struct http_server *s = c->srv;
     if (c->lingering) {  /* the peer had its time to read our last answer */
         conn_abort(c);
         return;
@@ -550,7 +547,7 @@ static const struct http_conn_io conn_io = {
     .acks_writes = true,
 };
 
-static struct conn *conn_new(struct ping_server *s) {
+static struct conn *conn_new(struct http_server *s) {
     struct conn *c = xcalloc(1, sizeof *c);
     c->srv = s;
     c->next = s->conns;
@@ -562,7 +559,7 @@ static struct conn *conn_new(struct ping_server *s) {
 
 /* Starts serving c, whose stream handle is initialised and connected. */
 static int conn_start(struct conn *c) {
-    struct ping_server *s = c->srv;
+    struct http_server *s = c->srv;
     int err = uv_timer_init(s->loop, &c->timer);
     if (err) return err;
     c->timer.data = c;
@@ -587,7 +584,7 @@ static void conn_refuse(struct conn *c, uint64_t *counter) {
 }
 
 static void connection_cb(uv_stream_t *listener, int status) {
-    struct ping_server *s = container_of(listener, struct ping_server, listener);
+    struct http_server *s = container_of(listener, struct http_server, listener);
     if (status < 0) {  /* libuv has drained the queue already when descriptors ran out */
         s->stats.accept_errors++;
         uint64_t now = uv_now(s->loop);
@@ -630,7 +627,7 @@ static void connection_cb(uv_stream_t *listener, int status) {
     }
 }
 
-int ping_server_adopt_fd(struct ping_server *s, int fd) {
+int http_server_adopt_fd(struct http_server *s, int fd) {
     struct conn *c = conn_new(s);
     int err = uv_pipe_init(s->loop, &c->h.pipe, 0);
     if (err) {
@@ -650,7 +647,7 @@ int ping_server_adopt_fd(struct ping_server *s, int fd) {
     return err;
 }
 
-unsigned ping_server_conn_count(const struct ping_server *s) { return s->nconns; }
+unsigned http_server_conn_count(const struct http_server *s) { return s->nconns; }
 
 /* "0.0.0.0:8080", ":8080" (any IPv4), "[::1]:8080". Returns 0 or UV_EINVAL. */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss) {
@@ -681,12 +678,12 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss) {
 }
 
 static void listener_close_cb(uv_handle_t *h) {
-    struct ping_server *s = h->data;
+    struct http_server *s = h->data;
     s->listener_open = false;
     maybe_done(s);
 }
 
-static int bound_port(struct ping_server *s) {
+static int bound_port(struct http_server *s) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
     int err = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
@@ -695,18 +692,23 @@ static int bound_port(struct ping_server *s) {
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct node_view *view,
-                    const struct ping_services *svc, struct ping_server **out) {
+int http_server_new(uv_loop_t *loop, const struct http_server_config *cfg,
+                    const struct http_site *site, struct http_server **out) {
     struct sockaddr_storage addr;
     int err = parse_listen(cfg->listen, &addr);
     if (err) return err;
-    struct ping_server *s = xcalloc(1, sizeof *s);
+    struct http_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     http_site_defaults(&s->site);
-    s->routes = routes_build(&s->site.nroutes);
-    s->site.routes = s->routes;
-    s->site.view = view;
-    s->site.data = (void *)svc;
+    s->site.routes = site->routes;
+    s->site.nroutes = site->nroutes;
+    s->site.data = site->data;
+    s->site.headers = site->headers;
+    if (site->max_body_bytes) s->site.max_body_bytes = site->max_body_bytes;
+    if (site->max_discard_bytes) s->site.max_discard_bytes = site->max_discard_bytes;
+    if (site->max_pending) s->site.max_pending = site->max_pending;
+    if (site->max_header_bytes) s->site.max_header_bytes = site->max_header_bytes;
+    s->reader = cfg->reader;
     s->site.loop = loop;
     s->site.stats = &s->stats;
     if (cfg->max_header_bytes) s->site.max_header_bytes = cfg->max_header_bytes;
@@ -719,7 +721,6 @@ int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct
     s->max_conns_per_ip = cfg->max_conns_per_ip;
     err = uv_tcp_init(loop, &s->listener);
     if (err) {
-        free(s->routes);
         free(s);
         return err;
     }
@@ -741,9 +742,9 @@ int ping_server_new(uv_loop_t *loop, const struct ping_config *cfg, const struct
     return 0;
 }
 
-int ping_server_port(const struct ping_server *s) { return s->port; }
+int http_server_port(const struct http_server *s) { return s->port; }
 
-void ping_server_close(struct ping_server *s, void (*done)(void *arg), void *arg) {
+void http_server_close(struct http_server *s, void (*done)(void *arg), void *arg) {
     s->closing = true;
     s->done = done;
     s->done_arg = arg;

@@ -47,9 +47,9 @@
 #include "common/log.h"
 #include "common/rconn.h"
 #include "common/util.h"
-#include "ping/api.h"
-#include "ping/multipart.h"
-#include "ping/packages_int.h"
+#include "api/api.h"
+#include "http/multipart.h"
+#include "packages/packages_int.h"
 
 #define UP_BUF (2u << 20)   /* bytes per write */
 #define UP_BUFS 6           /* buffers per upload: its whole memory for data */
@@ -76,7 +76,7 @@ struct chunk {
 struct upload {
     struct http_exchange *ex;      /* ours until answered */
     struct api_state *api;         /* counts us in api->uploads until freed */
-    const struct ping_services *svc;
+    const struct node_services *svc;
     uv_loop_t *loop;
     enum mode mode;
     char space[PACKAGE_SPACE_MAX + 1];
@@ -738,7 +738,7 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
 }
 
 /* A raw body is read straight into the buffer being filled (the loop's one copy of it saved),
- * by the server's background thread when it reads off the loop (ping/server.c). A multipart
+ * by the server's background thread when it reads off the loop (http/server.c). A multipart
  * body too, but only off the loop (sink_prepare parses it there), and after as many bytes as
  * the parser holds back from the last read: it may emit them (as data) before the new bytes, so
  * packing never overtakes input not yet parsed. */
@@ -850,7 +850,7 @@ static int parse_mode(const char *query, enum mode *mode) {
     return 0;
 }
 
-static struct upload *upload_new(struct http_exchange *ex, const struct ping_services *svc,
+static struct upload *upload_new(struct http_exchange *ex, const struct node_services *svc,
                                  const char *space, enum mode mode) {
     struct upload *u = xcalloc(1, sizeof *u);
     u->ex = ex;
@@ -903,7 +903,7 @@ static void refuse_busy(struct http_exchange *ex, struct api_state *api, int64_t
 }
 
 void pkg_upload_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc) return;
     const char *space = http_param(ex, 0), *ctype = http_header(ex, "content-type");
     enum mode mode;

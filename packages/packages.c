@@ -6,7 +6,7 @@
  * Every Redis call is asynchronous; every file call goes through libuv's thread pool (the
  * start-up sweep excepted, which runs before the loop). {id} is "packages-<PackageId>.<Version>"
  * (Octopus's Id) or "<PackageId>.<Version>". */
-#include "ping/packages.h"
+#include "packages/packages.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,15 +22,15 @@
 #include "common/log.h"
 #include "common/rconn.h"
 #include "common/util.h"
-#include "ping/api.h"
-#include "ping/packages_int.h"
+#include "api/api.h"
+#include "packages/packages_int.h"
 
 #define READ_PIECE (256u << 10)   /* a download reads the file this much at a time */
 #define ORPHAN_AGE_S 3600         /* another node's temp file untouched this long is an orphan */
 
 /* ---- shared ---- */
 
-void pkg_ref_init(struct pkg_ref *r, const struct ping_services *svc, const char *space,
+void pkg_ref_init(struct pkg_ref *r, const struct node_services *svc, const char *space,
                   const struct package_name *n) {
     const char *prefix = svc->keys->prefix;
     snprintf(r->space, sizeof r->space, "%s", space);
@@ -172,7 +172,7 @@ void pkg_lock_close(struct pkg_lock *l, void (*closed)(struct pkg_lock *l)) {
 
 /* The package a path names, from {space} and {id}; answers 400 and returns false when either
  * is malformed (ex must then not be used). */
-static bool parse_ref(struct http_exchange *ex, const struct ping_services *svc, struct pkg_ref *r) {
+static bool parse_ref(struct http_exchange *ex, const struct node_services *svc, struct pkg_ref *r) {
     char err[256];
     struct package_name n;
     const char *space = http_param(ex, 0), *id = http_param(ex, 1);
@@ -225,7 +225,7 @@ static void list_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void list_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc) return;
     const char *space = http_param(ex, 0);
     if (!package_space_valid(space)) {
@@ -270,7 +270,7 @@ static void get_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 
 static void get_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     const char *argv[] = {"HGETALL", ref.hash_key};
     (void)api_send(ex, svc, get_reply_cb, ex, 2, argv, NULL);
@@ -280,7 +280,7 @@ static void get_cb(struct http_exchange *ex) {
 
 struct download {
     struct http_exchange *ex;      /* with us until http_respond_stream, then the core's */
-    const struct ping_services *svc;
+    const struct node_services *svc;
     uv_loop_t *loop;
     uv_fs_t req;                   /* one file operation at a time */
     uv_file fd;                    /* -1 until opened */
@@ -397,7 +397,7 @@ static void dl_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 
 static void download_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     if (!http_site_of(ex)->loop) {
         http_respond_error(ex, 503, "downloads need the node's event loop");
@@ -418,7 +418,7 @@ static void download_cb(struct http_exchange *ex) {
  * shows metadata for a file another commit is putting in place). */
 struct removal {
     struct http_exchange *ex;
-    const struct ping_services *svc;
+    const struct node_services *svc;
     uv_loop_t *loop;
     struct pkg_ref ref;
     struct pkg_lock lock;
@@ -496,7 +496,7 @@ static void rm_locked(struct pkg_lock *l, int err) {
 
 static void delete_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     uv_loop_t *loop = http_site_of(ex)->loop;
     if (!loop) {

@@ -5,8 +5,8 @@
  *
  * A part's data ends at CRLF "--" boundary; the preamble before the first boundary and the
  * epilogue after the closing "--boundary--" are ignored. */
-#ifndef SHOAL_PING_MULTIPART_H
-#define SHOAL_PING_MULTIPART_H
+#ifndef SHOAL_HTTP_MULTIPART_H
+#define SHOAL_HTTP_MULTIPART_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* http.h: ping's HTTP/1.1 layer, independent of any transport.
+/* http.h: the HTTP/1.1 connection core, independent of any transport and of what it serves.
  *
  * A connection core (struct http_conn) is fed bytes and emits whole responses through the
  * function pointers of its struct http_conn_io; the libuv server (server.c), the tests and the
@@ -12,7 +12,8 @@
  * connection goes first the exchange is detached and http_respond() merely frees it.
  * Everything runs on the loop thread.
  *
- * Every answer carries Octopus-Node (the node's name) and X-Content-Type-Options: nosniff. A
+ * Every answer carries the site's header lines (the node's Octopus-Node) and
+ * X-Content-Type-Options: nosniff. A
  * route's admit function (if any) judges a request on its head before any "100 Continue" and
  * before its body is read. The core refuses with 400, itself: folded header lines (obs-fold, a
  * line starting with SP or HT) and a request target holding %00.
@@ -23,8 +24,8 @@
  * http_body_resume()); http_respond_stream() sends a body of known length that a source
  * (struct http_source) produces piece by piece, each piece pulled only while the transport
  * holds less than HTTP_STREAM_WINDOW unacknowledged bytes (http_conn_written()). */
-#ifndef SHOAL_PING_HTTP_H
-#define SHOAL_PING_HTTP_H
+#ifndef SHOAL_HTTP_HTTP_H
+#define SHOAL_HTTP_HTTP_H
 
 #include <llhttp.h>
 #include <stdbool.h>
@@ -33,7 +34,6 @@
 #include <uv.h>
 
 #include "common/buf.h"
-#include "common/node_view.h"
 
 struct http_exchange;
 struct http_conn;
@@ -69,7 +69,8 @@ struct http_route {
 struct http_site {
     const struct http_route *routes;  /* borrowed; looked up in order, first match wins */
     size_t nroutes;
-    const struct node_view *view;     /* borrowed: Octopus-Node on every answer, and handlers */
+    const char *headers;              /* borrowed: header lines every answer carries, each
+                                       * ended by CRLF ("Octopus-Node: n1\r\n"), or NULL */
     void *data;                       /* borrowed: handlers' context (http_site_of(ex)->data) */
     uv_loop_t *loop;                  /* borrowed: the loop handlers run on (timers, file I/O);
                                        * NULL without a libuv transport (core tests, fuzzing) */
@@ -321,13 +322,13 @@ const char *http_reason(int status);
 
 /* --- the libuv server's test entry (server.c) --- */
 
-struct ping_server;
+struct http_server;
 
 /* Serves an already connected stream socket fd (a socketpair end, say) as if accepted.
  * Takes ownership of fd. Returns 0 or a negative libuv error (fd then closed). */
-int ping_server_adopt_fd(struct ping_server *s, int fd);
+int http_server_adopt_fd(struct http_server *s, int fd);
 
 /* Connections open now (accepted or adopted, not yet closed). */
-unsigned ping_server_conn_count(const struct ping_server *s);
+unsigned http_server_conn_count(const struct http_server *s);
 
 #endif

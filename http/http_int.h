@@ -1,9 +1,9 @@
 /* http_int.h: the exchange record, shared by http.c (parsing, answering) and http_route.c
  * (path normalisation and route lookup). Not for handlers: they use http.h's accessors. */
-#ifndef SHOAL_PING_HTTP_INT_H
-#define SHOAL_PING_HTTP_INT_H
+#ifndef SHOAL_HTTP_HTTP_INT_H
+#define SHOAL_HTTP_HTTP_INT_H
 
-#include "ping/http.h"
+#include "http/http.h"
 
 #define HTTP_MAX_PARAMS 4
 

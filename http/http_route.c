@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "ping/http_int.h"
+#include "http/http_int.h"
 
 /* Appends the normalised path and the query of the url at offset 0 of ex->head. */
 static void normalise(struct http_exchange *ex) {

@@ -8,8 +8,8 @@
  * JSON shapes follow Octopus.Client's resources (OctopusServerNodeResource,
  * OctopusServerNodeSummaryResource, OctopusServerNodeDetailsResource, TaskResource,
  * ResourceCollection); the README's "HTTP API" section lists them. */
-#ifndef SHOAL_PING_API_H
-#define SHOAL_PING_API_H
+#ifndef SHOAL_API_API_H
+#define SHOAL_API_API_H
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
@@ -20,9 +20,9 @@
 #include "common/client.h"
 #include "common/config.h"
 #include "common/node_info.h"
-#include "ping/auth.h"
-#include "ping/http.h"
-#include "ping/ping.h"
+#include "api/auth.h"
+#include "http/http.h"
+#include "common/services.h"
 
 #define API_NODE_PREFIX "OctopusServerNodes-"
 #define API_TASK_PREFIX "ServerTasks-"
@@ -32,7 +32,7 @@
 struct metrics_cache;
 
 /* The API's state for one server: its keys and the /metrics cache. Built once at start-up by
- * the worker and put in ping_services.api; freed after the loop has stopped. */
+ * the worker and put in node_services.api; freed after the loop has stopped. */
 /* /summary answers from this for SUMMARY_FRESH_MS: monitoring and scale-in scripts poll it,
  * and building it is O(nodes) of work on the loop that would otherwise delay ping. A change
  * made through this node's API clears it; one made elsewhere shows within that time. */
@@ -65,7 +65,7 @@ int api_admit(struct http_exchange *ex, const char **why);
  * ex as api_admit() decides and returns NULL; ex must then not be used. The core has admitted
  * ex already on a keyed row; checking again keeps a row added without api_admit closed, and
  * judges a buffered body's request with the keys in force when its body is in. */
-const struct ping_services *api_begin(struct http_exchange *ex);
+const struct node_services *api_begin(struct http_exchange *ex);
 
 /* Answers with b as application/json. */
 void api_respond_json(struct http_exchange *ex, int status, const struct buf *b);
@@ -79,9 +79,9 @@ bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
 
 /* Sends a command or script and answers 503 when the connection is down. Returns 0 when cb
  * will run, -1 when ex was answered (cb will not run; free what priv owns). */
-int api_send(struct http_exchange *ex, const struct ping_services *svc, rconn_reply_cb cb,
+int api_send(struct http_exchange *ex, const struct node_services *svc, rconn_reply_cb cb,
              void *priv, int argc, const char **argv, const size_t *lens);
-int api_eval(struct http_exchange *ex, const struct ping_services *svc, enum script_id id,
+int api_eval(struct http_exchange *ex, const struct node_services *svc, enum script_id id,
              int nkeys, int argc, const char **argv, const size_t *lens, rconn_reply_cb cb,
              void *priv);
 

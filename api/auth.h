@@ -8,14 +8,14 @@
  * its digest is compared with every configured one by CRYPTO_memcmp, so the time taken depends
  * on neither a key's bytes nor which key matched. No key ever reaches a log line, an error
  * message or a response. */
-#ifndef SHOAL_PING_AUTH_H
-#define SHOAL_PING_AUTH_H
+#ifndef SHOAL_API_AUTH_H
+#define SHOAL_API_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "common/config.h"
-#include "ping/http.h"
+#include "http/http.h"
 
 struct auth_keys;
 

@@ -35,7 +35,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "ping/http_int.h"
+#include "http/http_int.h"
 
 /* Bytes of a request line not seen by span callbacks (spaces, version, CRLF), and of each
  * header line (": ", CRLF): counted so the limit means what a client sends. */
@@ -666,11 +666,12 @@ static bool answer_head(struct http_exchange *ex, int status, const char *conten
         ex->close = true;
     }
     bool bodiless = status < 200 || status == 204 || status == 304;
-    const struct node_view *v = c->site->view;
+    const char *headers = c->site->headers ? c->site->headers : "";
     struct buf *o = &ex->out;
-    buf_reserve(o, 160 + ex->extra.len + (bodiless ? 0 : (size_t)(len < 65536 ? len : 0)));
-    buf_printf(o, "HTTP/1.1 %d %s\r\nOctopus-Node: %s\r\nX-Content-Type-Options: nosniff\r\n",
-               status, http_reason(status), v ? v->name : "");
+    buf_reserve(o, 160 + strlen(headers) + ex->extra.len +
+                       (bodiless ? 0 : (size_t)(len < 65536 ? len : 0)));
+    buf_printf(o, "HTTP/1.1 %d %s\r\n%sX-Content-Type-Options: nosniff\r\n", status,
+               http_reason(status), headers);
     if (!bodiless) {
         if (len > 0 && content_type) buf_printf(o, "Content-Type: %s\r\n", content_type);
         buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)len);

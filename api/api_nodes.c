@@ -16,14 +16,14 @@
 #include "common/node_ops.h"
 #include "common/rconn.h"
 #include "common/util.h"
-#include "ping/api.h"
+#include "api/api.h"
 
 /* What a request asked for; one per exchange, freed when its last reply has been handled. */
 enum node_op { OP_COLLECTION, OP_ALL, OP_SUMMARY, OP_ONE, OP_DETAILS, OP_PUT };
 
 struct node_call {
     struct http_exchange *ex;         /* answered exactly once, then NULL */
-    const struct ping_services *svc;  /* borrowed (the server outlives its exchanges' calls) */
+    const struct node_services *svc;  /* borrowed (the server outlives its exchanges' calls) */
     enum node_op op;
     int pending;                      /* reply callbacks still to run */
     char name[65];                    /* the node of /{id} routes */
@@ -39,7 +39,7 @@ struct node_call {
 
 static void list_cb(struct rconn *rc, redisReply *r, void *priv);
 
-static struct node_call *call_new(struct http_exchange *ex, const struct ping_services *svc,
+static struct node_call *call_new(struct http_exchange *ex, const struct node_services *svc,
                                   enum node_op op) {
     struct node_call *c = xcalloc(1, sizeof *c);
     c->ex = ex;
@@ -224,7 +224,7 @@ done:
 
 /* GET /api/octopusservernodes[?skip&take&partialName] */
 static void collection_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc) return;
     struct node_call *c = call_new(ex, svc, OP_COLLECTION);
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||
@@ -237,12 +237,12 @@ static void collection_cb(struct http_exchange *ex) {
 }
 
 static void all_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (svc) send_list(call_new(ex, svc, OP_ALL), list_cb);
 }
 
 static void summary_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc) return;
     struct api_state *a = svc->api;
     if (a->summary_at_ms && clock_mono_ms() - a->summary_at_ms < SUMMARY_FRESH_MS) {
@@ -253,7 +253,7 @@ static void summary_cb(struct http_exchange *ex) {
 }
 
 /* A call for a /{id} route, or NULL after answering 404 for an id that names no valid node. */
-static struct node_call *id_call(struct http_exchange *ex, const struct ping_services *svc,
+static struct node_call *id_call(struct http_exchange *ex, const struct node_services *svc,
                                  enum node_op op) {
     struct node_call *c = call_new(ex, svc, op);
     if (api_node_name(http_param(ex, 0), c->name, sizeof c->name)) return c;
@@ -266,7 +266,7 @@ static struct node_call *id_call(struct http_exchange *ex, const struct ping_ser
 }
 
 static void one_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_ONE) : NULL;
     if (c) send_list(c, list_cb);
 }
@@ -323,7 +323,7 @@ static void details_tasks_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void details_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_DETAILS) : NULL;
     if (!c || send_list(c, list_cb) != 0) return;
     struct api_list_args a;
@@ -382,9 +382,9 @@ static int put_body(struct node_call *c) {
 
 /* PUT /api/octopusservernodes/{id}: answers with the node as it is after the change. */
 static void put_cb(struct http_exchange *ex) {
-    const struct ping_services *s = http_site_of(ex)->data;
+    const struct node_services *s = http_site_of(ex)->data;
     if (s && s->api) s->api->summary_at_ms = 0;   /* this node's own change shows at once */
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_PUT) : NULL;
     if (!c) return;
     if (put_body(c) != 0) {
@@ -420,9 +420,9 @@ static void forget_cb(struct rconn *rc, redisReply *r, void *priv) {
 /* DELETE /api/octopusservernodes/{id}: forgets an offline node (409 while it is alive or
  * still has tasks recorded as running). */
 static void delete_cb(struct http_exchange *ex) {
-    const struct ping_services *s = http_site_of(ex)->data;
+    const struct node_services *s = http_site_of(ex)->data;
     if (s && s->api) s->api->summary_at_ms = 0;
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_ONE) : NULL;
     if (!c) return;
     char node_k[160], alive_k[160], nodes_k[160], run_k[160];

@@ -1,7 +1,7 @@
 /* packages_int.h: what packages.c (listing, download, delete) and package_upload.c share:
  * the package a request names, its per-package lock in Redis, and its JSON. */
-#ifndef SHOAL_PING_PACKAGES_INT_H
-#define SHOAL_PING_PACKAGES_INT_H
+#ifndef SHOAL_PACKAGES_PACKAGES_INT_H
+#define SHOAL_PACKAGES_PACKAGES_INT_H
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
@@ -9,7 +9,7 @@
 
 #include "common/buf.h"
 #include "common/package.h"
-#include "ping/ping.h"
+#include "common/services.h"
 
 #define PKG_LOCK_TTL_MS 60000   /* a holder that died frees the package after this */
 #define PKG_LOCK_WAIT_MS 10000  /* how long a commit waits for another one of the same package */
@@ -21,7 +21,7 @@ struct pkg_ref {
     char key[PACKAGE_ID_MAX + PACKAGE_VERSION_MAX + 2];  /* <PackageId>.<Version> */
     char hash_key[256], index_key[256], spaces_key[128], lock_key[256];
 };
-void pkg_ref_init(struct pkg_ref *r, const struct ping_services *svc, const char *space,
+void pkg_ref_init(struct pkg_ref *r, const struct node_services *svc, const char *space,
                   const struct package_name *n);
 
 /* The per-package lock an upload's commit and a delete hold while they change the file and the

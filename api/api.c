@@ -1,6 +1,6 @@
 /* api.c: the helpers every keyed handler shares (see api.h): the gate, Redis reply checks,
  * query parameters, and the JSON of nodes, tasks and Octopus's paged collections. */
-#include "ping/api.h"
+#include "api/api.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -35,7 +35,7 @@ void api_state_free(struct api_state *a) {
 
 int api_admit(struct http_exchange *ex, const char **why) {
     const struct http_site *site = http_site_of(ex);
-    const struct ping_services *svc = site ? site->data : NULL;
+    const struct node_services *svc = site ? site->data : NULL;
     if (!svc || !svc->api || !svc->redis) {
         *why = "the API is not available on this server";
         return 503;
@@ -50,7 +50,7 @@ void api_state_set_keys(struct api_state *a, struct auth_keys *k) {
     a->keys = k;
 }
 
-const struct ping_services *api_begin(struct http_exchange *ex) {
+const struct node_services *api_begin(struct http_exchange *ex) {
     const char *why;
     int status = api_admit(ex, &why);
     if (status) {
@@ -82,14 +82,14 @@ bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
     return true;
 }
 
-int api_send(struct http_exchange *ex, const struct ping_services *svc, rconn_reply_cb cb,
+int api_send(struct http_exchange *ex, const struct node_services *svc, rconn_reply_cb cb,
              void *priv, int argc, const char **argv, const size_t *lens) {
     if (rconn_command(svc->redis, cb, priv, argc, argv, lens) == 0) return 0;
     http_respond_error(ex, 503, "Redis is unreachable from this node; try again");
     return -1;
 }
 
-int api_eval(struct http_exchange *ex, const struct ping_services *svc, enum script_id id,
+int api_eval(struct http_exchange *ex, const struct node_services *svc, enum script_id id,
              int nkeys, int argc, const char **argv, const size_t *lens, rconn_reply_cb cb,
              void *priv) {
     if (rconn_eval(svc->redis, id, nkeys, argc, argv, lens, cb, priv) == 0) return 0;

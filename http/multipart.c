@@ -6,7 +6,7 @@
  * failing byte is looked at afresh. In part data, memchr finds the next '\r', so the parser
  * costs little more than a copy-free scan. The first delimiter of a body may lack its CRLF:
  * the preamble state starts as if a CRLF had just been seen. */
-#include "ping/multipart.h"
+#include "http/multipart.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,12 +1,12 @@
 /* packages.h: the package feed of a node (DESIGN section 8): uploads streamed to the package
  * directory with SHA-256 on the way, metadata in Redis, listing, download and delete, shaped
  * like Octopus's built-in feed API. README "Packages" describes the endpoints. */
-#ifndef SHOAL_PING_PACKAGES_H
-#define SHOAL_PING_PACKAGES_H
+#ifndef SHOAL_PACKAGES_PACKAGES_H
+#define SHOAL_PACKAGES_PACKAGES_H
 
 #include <stddef.h>
 
-#include "ping/http.h"
+#include "http/http.h"
 
 extern const struct http_route package_routes[];
 extern const size_t package_nroutes;

@@ -1,15 +1,12 @@
-/* routes.c: the node's route table and its handlers. One row per (method, path); the table is
- * the only place a new endpoint is added. Handlers here answer from the borrowed node_view,
+/* ping.c: ping and healthz (see ping.h). Handlers answer from the borrowed node_view,
  * synchronously, without Redis: ping must cost microseconds even when Redis is slow. */
-#include "ping/routes.h"
+#include "ping/ping.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/services.h"
 #include "common/util.h"
-#include "ping/packages.h"
-#include "ping/page.h"
-#include "ping/api.h"
 
 int ping_node_json(const struct node_view *v, struct buf *out) {
     static const int status_of[] = {[NODE_ONLINE] = 200, [NODE_DRAINING] = 418,
@@ -43,7 +40,8 @@ int ping_node_json(const struct node_view *v, struct buf *out) {
 static void ping_cb(struct http_exchange *ex) {
     struct buf b;
     buf_init(&b);
-    int status = ping_node_json(http_site_of(ex)->view, &b);
+    const struct node_services *svc = http_site_of(ex)->data;
+    int status = ping_node_json(svc->view, &b);
     http_respond(ex, status, "application/json", b.data, b.len);
     buf_free(&b);
 }
@@ -59,26 +57,3 @@ const struct http_route ping_routes[] = {
     {HTTP_GET, "/healthz", healthz_cb, HTTP_BODY_NONE, NULL},
 };
 const size_t ping_nroutes = ARRAY_SIZE(ping_routes);
-
-/* The modules, in lookup order (first match wins; specific paths before patterns). */
-static const struct {
-    const struct http_route *routes;
-    const size_t *n;
-} modules[] = {
-    {ping_routes, &ping_nroutes},
-    {metrics_routes, &metrics_nroutes},
-    {api_node_routes, &api_node_nroutes},
-    {api_task_routes, &api_task_nroutes},
-    {package_routes, &package_nroutes},
-    {page_routes, &page_nroutes},
-};
-
-struct http_route *routes_build(size_t *n) {
-    size_t total = 0, at = 0;
-    for (size_t i = 0; i < ARRAY_SIZE(modules); i++) total += *modules[i].n;
-    struct http_route *all = xcalloc(total, sizeof *all);
-    for (size_t i = 0; i < ARRAY_SIZE(modules); i++)
-        for (size_t j = 0; j < *modules[i].n; j++) all[at++] = modules[i].routes[j];
-    *n = total;
-    return all;
-}

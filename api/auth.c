@@ -1,7 +1,7 @@
 /* auth.c: loading API keys and checking the one a request presents (see auth.h). Only the
  * SHA-256 digest of each key is kept; the text read is wiped once hashed. */
 #define _GNU_SOURCE
-#include "ping/auth.h"
+#include "api/auth.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -12,7 +12,7 @@
 
 #include "common/rconn.h"
 #include "common/util.h"
-#include "ping/api.h"
+#include "api/api.h"
 
 #define METRICS_REFRESH_MS 2000
 
@@ -72,7 +72,7 @@ static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 /* Sends a refresh when the figures are stale and none is on its way. */
-static void maybe_refresh(struct metrics_cache *m, const struct ping_services *svc) {
+static void maybe_refresh(struct metrics_cache *m, const struct node_services *svc) {
     uint64_t now = clock_mono_ms();
     if (m->in_flight || (m->asked_mono_ms && now - m->asked_mono_ms < METRICS_REFRESH_MS)) return;
     char queues[160], stats[160], sched[160];
@@ -209,12 +209,12 @@ static void http_metrics(struct buf *b, const struct http_stats *st, const struc
 /* GET /metrics */
 static void metrics_cb(struct http_exchange *ex) {
     const struct http_site *site = http_site_of(ex);
-    const struct ping_services *svc = site->data;
+    const struct node_services *svc = site->data;
     struct buf b;
     buf_init(&b);
-    node_metrics(&b, site->view, svc ? svc->redis : NULL);
-    http_metrics(&b, site->stats, svc ? svc->api : NULL);
-    if (svc && svc->api) {
+    node_metrics(&b, svc->view, svc->redis);
+    http_metrics(&b, site->stats, svc->api);
+    if (svc->api) {
         maybe_refresh(svc->api->metrics, svc);
         fleet_metrics(&b, svc->api->metrics);
     }

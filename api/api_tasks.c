@@ -15,11 +15,11 @@
 #include "common/rconn.h"
 #include "common/task_codec.h"
 #include "common/util.h"
-#include "ping/api.h"
+#include "api/api.h"
 
 struct task_call {
     struct http_exchange *ex;         /* answered exactly once, then NULL */
-    const struct ping_services *svc;  /* borrowed */
+    const struct node_services *svc;  /* borrowed */
     int pending;                      /* reply callbacks still to run */
     int64_t id;                       /* the task of /{id} routes (and the enqueued one) */
     int64_t skip, take;               /* the listing's page */
@@ -27,7 +27,7 @@ struct task_call {
     bool missing;                     /* /raw, cancel: the first reply found no such task */
 };
 
-static struct task_call *call_new(struct http_exchange *ex, const struct ping_services *svc) {
+static struct task_call *call_new(struct http_exchange *ex, const struct node_services *svc) {
     struct task_call *c = xcalloc(1, sizeof *c);
     c->ex = ex;
     c->svc = svc;
@@ -60,7 +60,7 @@ static void not_found(struct task_call *c) {
 }
 
 /* The {id} of the route, or answers 404 and returns NULL. */
-static struct task_call *id_call(struct http_exchange *ex, const struct ping_services *svc) {
+static struct task_call *id_call(struct http_exchange *ex, const struct node_services *svc) {
     struct task_call *c = call_new(ex, svc);
     if (shoal_task_parse_id(http_param(ex, 0), &c->id) == 0) return c;
     char msg[200];
@@ -105,7 +105,7 @@ done:
 
 /* GET /api/tasks/{id} */
 static void get_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     if (send_get(c) != 0) {
@@ -138,7 +138,7 @@ done:
 
 /* GET /api/tasks/{id}/raw: the task's output (the last --task-log-cap bytes) as text. */
 static void raw_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     char task_k[160], log_k[160];
@@ -163,7 +163,7 @@ static void cancel_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 /* POST /api/tasks/{id}/cancel: answers the task as it is after the cancel (Canceled, or
  * Cancelling while its node stops it; a finished task is left as it was). */
 static void cancel_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     char task_k[160], stats_k[160], sched_k[160], done_k[160], ctl_k[160], num[24], now[24];
@@ -235,7 +235,7 @@ done:
 /* GET /api/tasks[?node&states&skip&take]: node is a name or OctopusServerNodes-<name>, states
  * a comma list (Executing,Cancelling). Other parameters (spaces, includeSystem) are ignored. */
 static void list_tasks_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc) return;
     struct task_call *c = call_new(ex, svc);
     char node_q[128] = "", node[65] = "", st[256] = "", bad[64];
@@ -450,7 +450,7 @@ done:
 
 /* POST /api/tasks: enqueues one task; 201 with the task (and Location). */
 static void enqueue_http_cb(struct http_exchange *ex) {
-    const struct ping_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex);
     if (!svc) return;
     const struct buf *body = http_body(ex);
     json_error_t e;
