@@ -136,6 +136,29 @@ static bool caps_all_zero(void) {
     return true;
 }
 
+/* Without --exec-user: the program runs as the node's own account, but never with the node's
+ * capabilities. A node started with ambient capabilities (systemd AmbientCapabilities=, as
+ * deploy/systemd/shoal.service gives CAP_SETUID/CAP_SETGID for --exec-user) would hand them on:
+ * ambient capabilities survive execve, even under no_new_privs, and CAP_SETUID is the power to
+ * become root. So the ambient set is cleared (fatal if that fails: the task would get them),
+ * and the inheritable set emptied too, so a program with inheritable file capabilities gains
+ * nothing from it (best effort: capset may be filtered when the unit drops its @setuid line,
+ * and then the inheritable set grants nothing without the ambient one but such a file). A
+ * non-root node's permitted and effective sets are not passed on by execve anyway; a root
+ * node's program is root and gets root's capabilities back at execve whatever we do here.
+ * Returns 0 or -errno. */
+static int drop_ambient(void) {
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return -errno;   /* EINVAL: a kernel before 4.3 has no ambient set */
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) == 0 && (d[0].inheritable || d[1].inheritable)) {
+        d[0].inheritable = d[1].inheritable = 0;
+        (void)syscall(SYS_capset, &h, d);
+    }
+    return 0;
+}
+
 /* Becomes c for good: groups, gid, uid, no capabilities of any kind, no way back, no new
  * privileges through execve. Returns 0, or a negative errno naming the step in *step. */
 static int become(const struct exec_cred *c, const char **step) {
@@ -273,6 +296,12 @@ int exec_child_main(int argc, char **argv) {
         /* The switch cleared the parent-death signal: ask again, then check the node did not
          * die in between (we would have been reparented). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    } else {
+        int rc = drop_ambient();
+        if (rc != 0) {
+            fprintf(stderr, "shoal: cannot clear the ambient capabilities: %s\n", strerror(-rc));
+            return 127;
+        }
     }
     static char *empty[] = {NULL};
     execve(path, args, env ? env : env_fd >= 0 ? empty : environ);
