@@ -292,10 +292,12 @@ def check_systemd(binary, known, dflt):
     check("unit: Restart=on-failure, EnvironmentFile, ExecStart worker",
           one("Restart") == "on-failure" and "@SHOAL_ENV_FILE@" in one("EnvironmentFile") and
           one("ExecStart").endswith(" worker"))
-    hard = {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
-            "ProtectHome": "yes", "PrivateTmp": "yes"}
-    check("unit: hardening (DynamicUser, NoNewPrivileges, ProtectSystem=strict, ...)",
+    hard = {"User": "shoal", "Group": "shoal", "DynamicUser": "", "NoNewPrivileges": "yes",
+            "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+            "ProtectProc": "invisible", "RestrictSUIDSGID": "yes"}
+    check("unit: hardening (static User=shoal, NoNewPrivileges, ProtectSystem=strict, ...)",
           all(one(k) == v for k, v in hard.items()), f"{ {k: one(k) for k in hard} }")
+    check_privsep_unit(kv, one, env)
 
     if not shutil.which("systemd-analyze"):
         skip("systemd-analyze verify", "systemd-analyze not installed")
@@ -323,6 +325,58 @@ def check_systemd(binary, known, dflt):
     else:
         skip("systemd-analyze security", (r.stdout + r.stderr).strip()[:200])
     return names_in(open(envf).read())
+
+
+def sysusers(path):
+    """({user: home}, {group: {members}}) from a sysusers.d file: `u NAME ...` creates NAME
+    and its group NAME; `g` a group; `m USER GROUP` a membership."""
+    users, groups = {}, {}
+    for line in open(path):
+        if line.lstrip().startswith("#"):
+            continue
+        f = re.findall(r'"[^"]*"|\S+', line)
+        if not f:
+            continue
+        if f[0] == "u":
+            users[f[1]] = f[4] if len(f) > 4 else "-"
+            groups.setdefault(f[1], set())
+        elif f[0] == "g":
+            groups.setdefault(f[1], set())
+        elif f[0] == "m":
+            groups.setdefault(f[2], set()).add(f[1])
+    return users, groups
+
+
+def check_privsep_unit(kv, one, env):
+    """The node runs as shoal with exactly the two capabilities --exec-user needs, tasks as
+    shoal-task, which reaches packages but nothing of the node's: see shoal.service's header."""
+    users, groups = sysusers(os.path.join(DEPLOY, "systemd", "shoal.sysusers"))
+    task = env.get("SHOAL_EXEC_USER", "")
+    check("shoal.env: SHOAL_EXEC_USER=shoal-task; sysusers.d/shoal.conf creates it and the unit's "
+          "User=, and does not put shoal-task in group shoal (the group of the node's files)",
+          task == "shoal-task" and {task, one("User")} <= set(users) and
+          one("Group") in groups and task not in groups.get(one("Group"), {task}) and
+          users.get(one("User")) == "/var/lib/shoal", f"users {users}, groups {groups}")
+    caps = {"AmbientCapabilities", "CapabilityBoundingSet"}
+    check("unit: the node's only capabilities are CAP_SETUID and CAP_SETGID (ambient = bounding "
+          "set; ambient ones survive NoNewPrivileges)",
+          all(sorted(one(k).split()) == ["CAP_SETGID", "CAP_SETUID"] and len(kv[k]) == 1
+              for k in caps), f"{ {k: kv.get(k) for k in caps} }")
+    scf = kv.get("SystemCallFilter", [])
+    back = [i for i, v in enumerate(scf) if set(v.split()) >= {"@setuid", "capset"}]
+    check("unit: SystemCallFilter allows @setuid and capset again after ~@privileged (the switch "
+          "to shoal-task)", "~@privileged" in scf and bool(back) and
+          back[-1] > scf.index("~@privileged"), f"{scf}")
+    check("unit: state directory 0711 (tasks reach the package path they are given, cannot list "
+          "or write), UMask=0022 (uploads 0644)",
+          one("StateDirectoryMode") == "0711" and one("UMask") == "0022" and
+          one("WorkingDirectory") == "%S/shoal",
+          f"StateDirectoryMode={one('StateDirectoryMode')} UMask={one('UMask')}")
+    live = [v for v in kv.get("LoadCredential", [])]
+    fallback = {v.split(":")[0] for v in kv.get("SetCredential", [])}
+    check("unit: no LoadCredential= of a file that may be missing without a SetCredential= "
+          "fallback (systemd 252 would fail the start)",
+          all(v.split(":")[0] in fallback for v in live), f"LoadCredential {live or 'commented'}")
 
 
 def dockerfile_stages(text):
