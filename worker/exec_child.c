@@ -216,16 +216,32 @@ int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen) {
     }
     close(p[1]);
     char m[160] = "";
-    ssize_t n = read(p[0], m, sizeof m - 1);
+    ssize_t n = read(p[0], m, sizeof m - 1);   /* returns once the child wrote or is gone */
     m[n > 0 ? n : 0] = '\0';
     close(p[0]);
+    /* The child, switched, is now a zombie (not reaped yet) with the task's credentials: may
+     * the node signal it? A non-root node needs CAP_KILL for that, or it could not stop its
+     * tasks: timeouts, cancel and the shutdown grace signal the task's process group, and
+     * even the parent-death signal the shim asks for is checked against the dying node's
+     * rights. Without it those would fail silently and tasks would outlive everything. */
+    int kill_rc = kill(pid, 0), kill_errno = errno;
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
-    snprintf(err, errlen, "--exec-user %s: this node cannot switch to uid %u gid %u (%s); run "
-             "it as root, or give it CAP_SETUID and CAP_SETGID (see the deploy files)", c->name,
-             (unsigned)c->uid, (unsigned)c->gid, m[0] ? m : "the probe died");
-    return -EPERM;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(err, errlen, "--exec-user %s: this node cannot switch to uid %u gid %u (%s); "
+                 "run it as root, or give it CAP_SETUID, CAP_SETGID and CAP_KILL (see the "
+                 "deploy files)", c->name, (unsigned)c->uid, (unsigned)c->gid,
+                 m[0] ? m : "the probe died");
+        return -EPERM;
+    }
+    if (kill_rc != 0 && kill_errno == EPERM) {
+        snprintf(err, errlen, "--exec-user %s: this node can switch to uid %u but not signal "
+                 "it (kill: %s), so it could not stop its tasks (timeout, cancel, shutdown); "
+                 "run it as root, or give it CAP_KILL too (see the deploy files)", c->name,
+                 (unsigned)c->uid, strerror(kill_errno));
+        return -EPERM;
+    }
+    return 0;
 }
 
 /* ---- the shim ---- */

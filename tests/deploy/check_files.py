@@ -167,9 +167,10 @@ def check_kubernetes(known, dflt):
     exec_user = cm.get("SHOAL_EXEC_USER", image_env().get("SHOAL_EXEC_USER", ""))
     if exec_user:
         # File capabilities (the image's way to CAP_SETUID/CAP_SETGID) need no_new_privs off.
-        check("with SHOAL_EXEC_USER: all capabilities dropped but SETUID and SETGID, privilege "
-              "escalation allowed (file capabilities need it), read-only root",
-              caps.get("drop") == ["ALL"] and sorted(caps.get("add", [])) == ["SETGID", "SETUID"]
+        check("with SHOAL_EXEC_USER: all capabilities dropped but SETUID, SETGID and KILL, "
+              "privilege escalation allowed (file capabilities need it), read-only root",
+              caps.get("drop") == ["ALL"] and
+              sorted(caps.get("add", [])) == ["KILL", "SETGID", "SETUID"]
               and csc.get("allowPrivilegeEscalation") is True and
               csc.get("readOnlyRootFilesystem") is True, f"SHOAL_EXEC_USER={exec_user} {csc}")
     else:
@@ -282,10 +283,10 @@ def check_compose(dflt):
         ok &= os.path.exists(os.path.join(DEPLOY, s["build"]["context"], s["build"]["dockerfile"]))
         ok &= "redis://redis:" in e.get("SHOAL_REDIS_URL", "")
     caps_ok = all(s.get("cap_drop") == ["ALL"] and sorted(s.get("cap_add", [])) ==
-                  ["SETGID", "SETUID"] and not any("no-new-privileges" in str(o)
+                  ["KILL", "SETGID", "SETUID"] and not any("no-new-privileges" in str(o)
                                                    for o in s.get("security_opt", []))
                   for s in nodes.values())
-    check("compose nodes: capabilities dropped but SETUID/SETGID (the image's file capabilities "
+    check("compose nodes: capabilities dropped but SETUID/SETGID/KILL (the image's file capabilities "
           "for SHOAL_EXEC_USER), no no-new-privileges", caps_ok,
           f"{ {n: (s.get('cap_drop'), s.get('cap_add')) for n, s in nodes.items()} }")
     check("compose nodes: SIGTERM, stop_grace_period > grace + kill grace + flush, built from "
@@ -425,9 +426,9 @@ def check_privsep_unit(kv, one, env):
           one("Group") in groups and task not in groups.get(one("Group"), {task}) and
           users.get(one("User")) == "/var/lib/shoal", f"users {users}, groups {groups}")
     caps = {"AmbientCapabilities", "CapabilityBoundingSet"}
-    check("unit: the node's only capabilities are CAP_SETUID and CAP_SETGID (ambient = bounding "
-          "set; ambient ones survive NoNewPrivileges)",
-          all(sorted(one(k).split()) == ["CAP_SETGID", "CAP_SETUID"] and len(kv[k]) == 1
+    check("unit: the node's only capabilities are CAP_SETUID, CAP_SETGID and CAP_KILL (ambient = "
+          "bounding set; ambient ones survive NoNewPrivileges)",
+          all(sorted(one(k).split()) == ["CAP_KILL", "CAP_SETGID", "CAP_SETUID"] and len(kv[k]) == 1
               for k in caps), f"{ {k: kv.get(k) for k in caps} }")
     scf = kv.get("SystemCallFilter", [])
     back = [i for i, v in enumerate(scf) if set(v.split()) >= {"@setuid", "capset"}]
@@ -539,7 +540,7 @@ def check_dockerfile(binary, known):
 
 def check_image_privsep(fi, user):
     """The runtime stage: a task account outside the node's group, SHOAL_EXEC_USER naming it,
-    the binary 0750 root:<node's group> with file capabilities cap_setuid,cap_setgid=ep, no
+    the binary 0750 root:<node's group> with file capabilities cap_kill,cap_setuid,cap_setgid=ep, no
     other setuid/setgid program, directories the task can traverse (tests/deploy/privsep.py
     runs this set-up for real)."""
     run = " && ".join(fi.get("RUN", []))
@@ -558,10 +559,10 @@ def check_image_privsep(fi, user):
     grp = accts.get(node, {}).get("gid")
     names = {a["gid"]: n for n, a in accts.items()}
     check("Dockerfile: /usr/bin/shoal is root:<node's group>, 0750, with file capabilities "
-          "cap_setuid,cap_setgid=ep (only the node's group may run it and get them)",
+          "cap_kill,cap_setuid,cap_setgid=ep (only the node's group may run it and get them)",
           f"chown root:{names.get(grp, '?')} /usr/bin/shoal" in run and
           "chmod 0750 /usr/bin/shoal" in run and
-          "setcap cap_setuid,cap_setgid=ep /usr/bin/shoal" in run and
+          "setcap cap_kill,cap_setuid,cap_setgid=ep /usr/bin/shoal" in run and
           run.find("setcap") > run.find("chmod 0750 /usr/bin/shoal") and "libcap2-bin" in run,
           f"node group {names.get(grp)}")
     check("Dockerfile: no other program keeps a setuid/setgid bit (the node runs without "

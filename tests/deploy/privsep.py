@@ -3,19 +3,21 @@
 
 Usage: tests/deploy/privsep.py BUILD/shoal        (needs root; skips otherwise)
 
-Both deploy files run the node as a non-root user holding only CAP_SETUID and CAP_SETGID, so
-that --exec-user runs tasks as a second account (shoal-task):
-  - deploy/Dockerfile through file capabilities on the binary (setcap cap_setuid,cap_setgid=ep),
-    mode 0750 root:<node's group>, so the task account cannot even execute it;
+Both deploy files run the node as a non-root user holding only CAP_SETUID and CAP_SETGID (to
+switch) and CAP_KILL (to stop tasks of another account), so that --exec-user runs tasks as a
+second account (shoal-task):
+  - deploy/Dockerfile through file capabilities on the binary
+    (setcap cap_kill,cap_setuid,cap_setgid=ep), mode 0750 root:<node's group>, so the task
+    account cannot even execute it;
   - deploy/systemd/shoal.service through User=, AmbientCapabilities=, CapabilityBoundingSet=
-    (both CAP_SETUID CAP_SETGID) and NoNewPrivileges=yes; setpriv sets up exactly that
-    (--ambient-caps, --bounding-set, --no-new-privs) for a plain 0755 copy, as the .deb ships
-    it. The seccomp filter is not reproduced (check_files.py checks its lines).
+    (all three) and NoNewPrivileges=yes; setpriv sets up exactly that (--ambient-caps,
+    --bounding-set, --no-new-privs) for a plain 0755 copy, as the .deb ships it. The seccomp
+    filter is not reproduced (check_files.py checks its lines).
 This script builds both on the host and checks what they rely on. For the image:
 
-  - a copy of BUILD/shoal, chown root:G, chmod 0750, setcap cap_setuid,cap_setgid=ep;
+  - a copy of BUILD/shoal, chown root:G, chmod 0750, setcap cap_kill,cap_setuid,cap_setgid=ep;
   - the node runs as an unprivileged uid U (setpriv --reuid U --regid G --clear-groups, no
-    capabilities of its own), and the kernel grants it CAP_SETUID/CAP_SETGID from the file;
+    capabilities of its own), and the kernel grants it the three from the file;
   - with --exec-user nobody tasks (enqueued with the same binary's CLI) run as nobody:
       `id -u` prints nobody's uid;
       `cat /proc/<node pid>/environ` is refused and shows nothing of the node's environment
@@ -24,10 +26,12 @@ This script builds both on the host and checks what they rely on. For the image:
       `cat` of the node's key file (0600, the node's) is refused;
       `kill -0 <node pid>` is refused;
       running the shoal binary is refused (0750, nobody is not in group G);
+      the node stops them at their timeout, on cancel, and by dying (parent-death signal);
       /proc/self/status shows CapInh/CapPrm/CapEff/CapAmb all zero and NoNewPrivs: 1;
   - the same binary WITHOUT the file capabilities, started the same way, refuses to start
-    (exit 2, "cannot switch to uid ...").
-For the unit: the node has exactly the two capabilities under no_new_privs, and the same task
+    (exit 2, "cannot switch to uid ..."), and with CAP_SETUID/CAP_SETGID but not CAP_KILL too
+    ("could not stop its tasks").
+For the unit: the node has exactly the three capabilities under no_new_privs, and the same task
 checks pass (the binary is 0755 there, as in the .deb: without capabilities of its own it gives
 a task nothing). And with SHOAL_EXEC_USER emptied but the capabilities left in the unit, a task
 (then the node's account) still gets none of them: ambient capabilities survive execve, so the
@@ -44,15 +48,18 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 from lib import check, say, skip, wait_for  # noqa: E402
 
-CAP_SETGID, CAP_SETUID = 6, 7
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
+NODE_CAPS = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID)
 
 
 def free_id(taken, start=64100, end=64999):
@@ -65,9 +72,19 @@ def status_fields(text):
     return dict(re.findall(r"^(\w+):\s*(\S+)", text, re.M))
 
 
-def run_task(shoal, *argv, timeout=20):
-    """Enqueues an exec task with the CLI, waits for it, returns (state, log text)."""
-    r = shoal.cli("enqueue", "--", *argv)
+def pid_gone(pid):
+    """True once pid has exited (gone, or a zombie: PID 1 may not reap it at once)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def run_task(shoal, *argv, timeout=20, opts=()):
+    """Enqueues an exec task with the CLI (enqueue flags opts), waits for it, returns (state,
+    log text)."""
+    r = shoal.cli("enqueue", *opts, "--", *argv)
     if r.returncode != 0:
         return "enqueue failed", r.stderr.strip()
     tid = r.stdout.strip()
@@ -86,7 +103,7 @@ def start_node(label, argv, tmp, work, env, port):
     up = wait_for("the node to answer ping", lambda: node.poll() is not None or
                   lib.ping_status(port) == 200, 15)
     ok = bool(up) and node.poll() is None
-    check(f"{label}: a non-root node with CAP_SETUID/CAP_SETGID starts", ok,
+    check(f"{label}: a non-root node with CAP_SETUID/CAP_SETGID/CAP_KILL starts", ok,
           "" if ok else open(log).read()[-600:])
     return node if ok else None
 
@@ -96,9 +113,9 @@ def task_checks(label, shoal, node, uid, task, marker, keyfile, binary, binary_r
     task with nothing of the node's in reach."""
     with open(f"/proc/{node.pid}/status") as f:
         ns = status_fields(f.read())
-    check(f"{label}: the node runs as uid U with exactly CAP_SETUID and CAP_SETGID",
+    check(f"{label}: the node runs as uid U with exactly CAP_SETUID, CAP_SETGID and CAP_KILL",
           ns.get("Uid", "").split("\t")[0] == str(uid) and
-          int(ns.get("CapEff", "0"), 16) == (1 << CAP_SETUID) | (1 << CAP_SETGID),
+          int(ns.get("CapEff", "0"), 16) == NODE_CAPS,
           f"Uid {ns.get('Uid')}, CapEff {ns.get('CapEff')}, CapAmb {ns.get('CapAmb')}, "
           f"NoNewPrivs {ns.get('NoNewPrivs')}")
     with open(f"/proc/{node.pid}/environ", "rb") as f:
@@ -133,6 +150,24 @@ def task_checks(label, shoal, node, uid, task, marker, keyfile, binary, binary_r
               state == "Failed" and "Permission denied" in log and "0.1" not in log,
               f"{state}: {log[:200]!r}")
 
+    # The node stops its tasks, which run as another account: timeout, cancel, its own death.
+    t0 = time.monotonic()
+    state, log = run_task(shoal, "/usr/bin/sleep", "30", opts=("--timeout", "1s"))
+    took = time.monotonic() - t0
+    check(f"{label}: the node stops a task at its timeout (sleep 30, --timeout 1s)",
+          state == "TimedOut" and took < 10, f"{state} after {took:.1f}s")
+    r = shoal.cli("enqueue", "--", "/usr/bin/sleep", "30")
+    tid = r.stdout.strip()
+    wait_for("the task to run", lambda: "Executing" in shoal.cli("task", tid).stdout, 10)
+    t0 = time.monotonic()
+    shoal.cli("cancel", tid)
+    shoal.cli("wait", tid, "--timeout", "10s", timeout=20)
+    m = re.search(r"^State\s+(\S+)", shoal.cli("task", tid).stdout, re.M)
+    state = m.group(1) if m else "unknown"
+    took = time.monotonic() - t0
+    check(f"{label}: the node stops a canceled task", state == "Canceled" and took < 10,
+          f"{state} after {took:.1f}s")
+
     state, log = run_task(shoal, "/usr/bin/grep", "-E", "^(Cap|NoNewPrivs)", "/proc/self/status")
     ts = status_fields(log)
     zero = ("CapInh", "CapPrm", "CapEff", "CapAmb")
@@ -140,6 +175,17 @@ def task_checks(label, shoal, node, uid, task, marker, keyfile, binary, binary_r
           "NoNewPrivs: 1",
           state == "Success" and all(k in ts and int(ts[k], 16) == 0 for k in zero) and
           ts.get("NoNewPrivs") == "1", f"{state}: " + " ".join(f"{k}={v}" for k, v in ts.items()))
+
+    # Last, as it ends the node: a task dies with its node (the parent-death signal, which the
+    # kernel checks against the dying node's right to signal the task's account).
+    pidfile = os.path.join(os.path.dirname(keyfile), "..", "pids", f"{label}.pid")
+    shoal.cli("enqueue", "--", "/usr/bin/sh", "-c", f"echo $$ > {pidfile}; exec sleep 60")
+    pid = wait_for("the task to write its pid", lambda: os.path.exists(pidfile) and
+                   open(pidfile).read().strip(), 10)
+    lib.stop(node, signal.SIGKILL)
+    gone = pid and wait_for("the task to die with its node", lambda: pid_gone(int(pid)), 5)
+    check(f"{label}: a task dies with its node (node SIGKILLed)", bool(gone),
+          f"task pid {pid}: {'gone' if gone else 'still running'}")
 
 
 def main():
@@ -170,22 +216,28 @@ def main():
     os.mkdir(bindir, 0o755)
     binary = os.path.join(bindir, "shoal")          # the image's
     nocap = os.path.join(bindir, "shoal-nocap")     # the image's, without setcap
+    nokill = os.path.join(bindir, "shoal-nokill")   # setuid+setgid, no CAP_KILL
     plain = os.path.join(bindir, "shoal-deb")       # the .deb's: root:root 0755
-    for b, group, mode in ((binary, gid, 0o750), (nocap, gid, 0o750), (plain, 0, 0o755)):
+    for b, group, mode in ((binary, gid, 0o750), (nocap, gid, 0o750), (nokill, gid, 0o750),
+                           (plain, 0, 0o755)):
         shutil.copyfile(src, b)
         os.chown(b, 0, group)
         os.chmod(b, mode)
-    r = subprocess.run(["setcap", "cap_setuid,cap_setgid=ep", binary], capture_output=True,
-                       text=True, timeout=10)
+    r = subprocess.run(["setcap", "cap_kill,cap_setuid,cap_setgid=ep", binary],
+                       capture_output=True, text=True, timeout=10)
+    if r.returncode == 0:
+        r = subprocess.run(["setcap", "cap_setuid,cap_setgid=ep", nokill], capture_output=True,
+                           text=True, timeout=10)
     if r.returncode != 0:
         skip("privilege separation",
              f"setcap failed here (file system without security xattrs?): {r.stderr.strip()}")
         return
     caps = subprocess.run(["getcap", binary], capture_output=True, text=True).stdout.strip()
     st = os.stat(binary)
-    check("image: the binary is root:G, mode 0750, file capabilities cap_setuid,cap_setgid=ep",
+    check("image: the binary is root:G, mode 0750, file capabilities "
+          "cap_kill,cap_setuid,cap_setgid=ep",
           st.st_uid == 0 and st.st_gid == gid and stat.S_IMODE(st.st_mode) == 0o750 and
-          re.search(r"cap_setgid,cap_setuid[=+]ep", caps) is not None,
+          re.search(r"cap_kill,cap_setgid,cap_setuid[=+]ep", caps) is not None,
           f"uid {st.st_uid} gid {st.st_gid} mode {oct(stat.S_IMODE(st.st_mode))}; {caps}")
     marker = "privsep-" + secrets.token_hex(8)
     work = os.path.join(tmp, "work")
@@ -196,6 +248,8 @@ def main():
         f.write(marker + "\n")
     os.chown(keyfile, uid, gid)
     os.chmod(keyfile, 0o600)
+    os.mkdir(os.path.join(tmp, "pids"))
+    os.chmod(os.path.join(tmp, "pids"), 0o777)   # tasks (nobody) write their pid here
 
     redis = lib.Redis(lib.tmpdir("shoal-privsep-redis-"))
     shoal = lib.Shoal(binary, redis.url, tmp)   # the CLI is the same binary (run as root)
@@ -224,11 +278,25 @@ def main():
           "switch)", code == 2 and f"cannot switch to uid {task.pw_uid}" in err,
           f"exit {code if code is not None else 'none: still running after 15 s'}: {err[-300:]}")
 
-    # The unit: User=, AmbientCapabilities=/CapabilityBoundingSet=CAP_SETUID CAP_SETGID,
+    # Switching without CAP_KILL: the node could not stop its tasks, so it refuses to start.
+    log = os.path.join(tmp, "node-nokill.log")
+    p = lib.spawn(as_node + [nokill] + worker + ["--name", "privsep-nokill", "--listen",
+                                                 f"127.0.0.1:{lib.free_port()}"], log, env,
+                  cwd=work)
+    wait_for("the node without CAP_KILL to exit", lambda: p.poll() is not None, 15)
+    code = p.poll()
+    lib.stop(p)
+    err = open(log).read().strip()
+    check("image: with CAP_SETUID/CAP_SETGID but not CAP_KILL the node refuses to start (exit 2, "
+          "could not stop its tasks)", code == 2 and "could not stop its tasks" in err,
+          f"exit {code if code is not None else 'none: still running after 15 s'}: {err[-300:]}")
+
+    # The unit: User=, AmbientCapabilities=/CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL,
     # NoNewPrivileges=yes, on the .deb's plain binary.
     as_unit = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-               "--inh-caps=-all,+setuid,+setgid", "--ambient-caps=-all,+setuid,+setgid",
-               "--bounding-set=-all,+setuid,+setgid", "--no-new-privs", "--"]
+               "--inh-caps=-all,+setuid,+setgid,+kill",
+               "--ambient-caps=-all,+setuid,+setgid,+kill",
+               "--bounding-set=-all,+setuid,+setgid,+kill", "--no-new-privs", "--"]
     node = start_node("unit", as_unit + [plain] + worker + ["--name", "privsep-unit"], tmp,
                       work, env, lib.free_port())
     if node:
@@ -245,7 +313,7 @@ def main():
                               "/proc/self/status")
         ts = status_fields(log)
         check("unit without --exec-user: a task does not inherit the node's ambient "
-              "CAP_SETUID/CAP_SETGID (CapInh/CapPrm/CapEff/CapAmb zero)",
+              "CAP_SETUID/CAP_SETGID/CAP_KILL (CapInh/CapPrm/CapEff/CapAmb zero)",
               state == "Success" and all(k in ts and int(ts[k], 16) == 0 for k in
                                          ("CapInh", "CapPrm", "CapEff", "CapAmb")),
               f"{state}: " + " ".join(f"{k}={v}" for k, v in ts.items()))
