@@ -11,6 +11,8 @@ pkgs+=(prometheus)
 # tests/deploy (make test): HAProxy for the maintenance procedure, PyYAML for the manifests,
 # file + dpkg-dev for CPack's dependency list (make package).
 pkgs+=(haproxy python3-yaml file dpkg-dev)
+# tests/deploy/privsep.py: setcap/getcap for the image's file capabilities, kill for a task.
+pkgs+=(libcap2-bin procps)
 # tests/page (the Nodes page, ctest nodes_page): headless Chromium, driven by playwright-core
 # (tests/page/run.sh runs npm ci; node and npm must be on PATH).
 pkgs+=(chromium)

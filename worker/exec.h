@@ -54,8 +54,10 @@ int exec_child_main(int argc, char **argv);
 /* Resolves --exec-user USER[:GROUP] (names or numbers) with the user's supplementary groups.
  * Returns 0, or a negative errno with a message. */
 int exec_cred_resolve(const char *spec, struct exec_cred *out, char *err, size_t errlen);
-/* Tries the shim's exact credential switch in a forked child: 0 when this process may switch
- * to c, else -EPERM with a message naming the failing step. Call at start-up, before threads. */
+/* Tries the shim's exact credential switch in a forked child, then signals that child: 0 when
+ * this process may switch to c AND signal processes running as c (a non-root node needs
+ * CAP_KILL to stop its tasks), else -EPERM with a message naming what failed. Call at
+ * start-up, before threads. */
 int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen);
 /* "UID:GID:G1,G2,...", the shim's --cred argument. */
 void exec_cred_format(const struct exec_cred *c, char *buf, size_t len);

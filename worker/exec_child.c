@@ -136,6 +136,29 @@ static bool caps_all_zero(void) {
     return true;
 }
 
+/* Without --exec-user: the program runs as the node's own account, but never with the node's
+ * capabilities. A node started with ambient capabilities (systemd AmbientCapabilities=, as
+ * deploy/systemd/shoal.service gives CAP_SETUID/CAP_SETGID for --exec-user) would hand them on:
+ * ambient capabilities survive execve, even under no_new_privs, and CAP_SETUID is the power to
+ * become root. So the ambient set is cleared (fatal if that fails: the task would get them),
+ * and the inheritable set emptied too, so a program with inheritable file capabilities gains
+ * nothing from it (best effort: capset may be filtered when the unit drops its @setuid line,
+ * and then the inheritable set grants nothing without the ambient one but such a file). A
+ * non-root node's permitted and effective sets are not passed on by execve anyway; a root
+ * node's program is root and gets root's capabilities back at execve whatever we do here.
+ * Returns 0 or -errno. */
+static int drop_ambient(void) {
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return -errno;   /* EINVAL: a kernel before 4.3 has no ambient set */
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) == 0 && (d[0].inheritable || d[1].inheritable)) {
+        d[0].inheritable = d[1].inheritable = 0;
+        (void)syscall(SYS_capset, &h, d);
+    }
+    return 0;
+}
+
 /* Becomes c for good: groups, gid, uid, no capabilities of any kind, no way back, no new
  * privileges through execve. Returns 0, or a negative errno naming the step in *step. */
 static int become(const struct exec_cred *c, const char **step) {
@@ -193,16 +216,32 @@ int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen) {
     }
     close(p[1]);
     char m[160] = "";
-    ssize_t n = read(p[0], m, sizeof m - 1);
+    ssize_t n = read(p[0], m, sizeof m - 1);   /* returns once the child wrote or is gone */
     m[n > 0 ? n : 0] = '\0';
     close(p[0]);
+    /* The child, switched, is now a zombie (not reaped yet) with the task's credentials: may
+     * the node signal it? A non-root node needs CAP_KILL for that, or it could not stop its
+     * tasks: timeouts, cancel and the shutdown grace signal the task's process group, and
+     * even the parent-death signal the shim asks for is checked against the dying node's
+     * rights. Without it those would fail silently and tasks would outlive everything. */
+    int kill_rc = kill(pid, 0), kill_errno = errno;
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
-    snprintf(err, errlen, "--exec-user %s: this node cannot switch to uid %u gid %u (%s); run "
-             "it as root, or give it CAP_SETUID and CAP_SETGID (see the deploy files)", c->name,
-             (unsigned)c->uid, (unsigned)c->gid, m[0] ? m : "the probe died");
-    return -EPERM;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(err, errlen, "--exec-user %s: this node cannot switch to uid %u gid %u (%s); "
+                 "run it as root, or give it CAP_SETUID, CAP_SETGID and CAP_KILL (see the "
+                 "deploy files)", c->name, (unsigned)c->uid, (unsigned)c->gid,
+                 m[0] ? m : "the probe died");
+        return -EPERM;
+    }
+    if (kill_rc != 0 && kill_errno == EPERM) {
+        snprintf(err, errlen, "--exec-user %s: this node can switch to uid %u but not signal "
+                 "it (kill: %s), so it could not stop its tasks (timeout, cancel, shutdown); "
+                 "run it as root, or give it CAP_KILL too (see the deploy files)", c->name,
+                 (unsigned)c->uid, strerror(kill_errno));
+        return -EPERM;
+    }
+    return 0;
 }
 
 /* ---- the shim ---- */
@@ -273,6 +312,12 @@ int exec_child_main(int argc, char **argv) {
         /* The switch cleared the parent-death signal: ask again, then check the node did not
          * die in between (we would have been reparented). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    } else {
+        int rc = drop_ambient();
+        if (rc != 0) {
+            fprintf(stderr, "shoal: cannot clear the ambient capabilities: %s\n", strerror(-rc));
+            return 127;
+        }
     }
     static char *empty[] = {NULL};
     execve(path, args, env ? env : env_fd >= 0 ? empty : environ);

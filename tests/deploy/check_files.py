@@ -163,10 +163,29 @@ def check_kubernetes(known, dflt):
     check("runs as non-root",
           csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True and uid not in (None, 0),
           f"runAsNonRoot, uid {uid}")
-    check("no privilege escalation, all capabilities dropped, read-only root",
-          csc.get("allowPrivilegeEscalation") is False and
-          csc.get("capabilities", {}).get("drop") == ["ALL"] and
-          csc.get("readOnlyRootFilesystem") is True)
+    caps = csc.get("capabilities", {})
+    exec_user = cm.get("SHOAL_EXEC_USER", image_env().get("SHOAL_EXEC_USER", ""))
+    if exec_user:
+        # File capabilities (the image's way to CAP_SETUID/CAP_SETGID) need no_new_privs off.
+        check("with SHOAL_EXEC_USER: all capabilities dropped but SETUID, SETGID and KILL, "
+              "privilege escalation allowed (file capabilities need it), read-only root",
+              caps.get("drop") == ["ALL"] and
+              sorted(caps.get("add", [])) == ["KILL", "SETGID", "SETUID"]
+              and csc.get("allowPrivilegeEscalation") is True and
+              csc.get("readOnlyRootFilesystem") is True, f"SHOAL_EXEC_USER={exec_user} {csc}")
+    else:
+        check("no privilege escalation, all capabilities dropped, read-only root",
+              csc.get("allowPrivilegeEscalation") is False and caps.get("drop") == ["ALL"] and
+              not caps.get("add") and csc.get("readOnlyRootFilesystem") is True)
+    accts = image_accounts()
+    task = accts.get(exec_user, {})
+    smode = vols.get("secrets", {}).get("secret", {}).get("defaultMode")
+    check("the Secret's files are readable by fsGroup only, and the task account is neither the "
+          "node's uid nor in that group (so a task cannot read them)", not exec_user or (
+              bool(task) and task["uid"] != uid and task["gid"] != psc.get("fsGroup") and
+              not task["groups"] and smode is not None and smode & 0o007 == 0),
+          f"SHOAL_EXEC_USER={exec_user} {task}, fsGroup {psc.get('fsGroup')}, "
+          f"defaultMode {oct(smode) if smode is not None else None}")
     mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
     pkg = cm.get("SHOAL_PACKAGE_DIR", "")
     check("SHOAL_PACKAGE_DIR is a mounted volume (root file system is read-only)",
@@ -198,6 +217,48 @@ def mib(q):
     return int(m.group(1)) * {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, None: 1 / 1048576}[m.group(2)]
 
 
+def final_stage():
+    """{instruction: [args]} of deploy/Dockerfile's runtime (last) stage."""
+    text = open(os.path.join(DEPLOY, "Dockerfile")).read()
+    fi = {}
+    for ins, args in dockerfile_stages(text)[-1][1]:
+        fi.setdefault(ins, []).append(args)
+    return fi
+
+
+def image_env():
+    """The runtime stage's ENV as a dict."""
+    env = {}
+    for args in final_stage().get("ENV", []):
+        env.update(dict(re.findall(r"(\w+)=(\S*)", args)))
+    return env
+
+
+def image_accounts():
+    """{name: {uid, gid, groups}} for each useradd in the runtime stage (groups: -G/--groups)."""
+    out = {}
+    for args in final_stage().get("RUN", []):
+        for cmd in re.split(r"&&|;", args):
+            w = cmd.split()
+            if w[:1] != ["useradd"]:
+                continue
+            opt = {}
+            i = 1
+            while i < len(w) - 1:
+                if w[i].startswith("-") and not w[i + 1].startswith("-"):
+                    opt[w[i]] = w[i + 1]
+                    i += 2
+                else:
+                    i += 1
+            gid = opt.get("--gid", opt.get("-g"))
+            gids = {name: int(g) for g, name in re.findall(r"groupadd [^&;]*?--gid (\d+) (\S+)",
+                                                           args)}
+            out[w[-1]] = {"uid": int(opt.get("--uid", opt.get("-u", "-1"))),
+                          "gid": gids.get(gid, int(gid) if gid and gid.isdigit() else None),
+                          "groups": opt.get("--groups", opt.get("-G", ""))}
+    return out
+
+
 def check_compose(dflt):
     p = os.path.join(DEPLOY, "compose.yaml")
     text = open(p).read()
@@ -221,6 +282,13 @@ def check_compose(dflt):
         ok &= s.get("stop_signal") == "SIGTERM" and sg > grace + kill + FLUSH_S
         ok &= os.path.exists(os.path.join(DEPLOY, s["build"]["context"], s["build"]["dockerfile"]))
         ok &= "redis://redis:" in e.get("SHOAL_REDIS_URL", "")
+    caps_ok = all(s.get("cap_drop") == ["ALL"] and sorted(s.get("cap_add", [])) ==
+                  ["KILL", "SETGID", "SETUID"] and not any("no-new-privileges" in str(o)
+                                                   for o in s.get("security_opt", []))
+                  for s in nodes.values())
+    check("compose nodes: capabilities dropped but SETUID/SETGID/KILL (the image's file capabilities "
+          "for SHOAL_EXEC_USER), no no-new-privileges", caps_ok,
+          f"{ {n: (s.get('cap_drop'), s.get('cap_add')) for n, s in nodes.items()} }")
     check("compose nodes: SIGTERM, stop_grace_period > grace + kill grace + flush, built from "
           "deploy/Dockerfile, Redis URL points at the redis service", ok,
           f"stop_grace_period {list(nodes.values())[0].get('stop_grace_period')}")
@@ -292,10 +360,12 @@ def check_systemd(binary, known, dflt):
     check("unit: Restart=on-failure, EnvironmentFile, ExecStart worker",
           one("Restart") == "on-failure" and "@SHOAL_ENV_FILE@" in one("EnvironmentFile") and
           one("ExecStart").endswith(" worker"))
-    hard = {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
-            "ProtectHome": "yes", "PrivateTmp": "yes"}
-    check("unit: hardening (DynamicUser, NoNewPrivileges, ProtectSystem=strict, ...)",
+    hard = {"User": "shoal", "Group": "shoal", "DynamicUser": "", "NoNewPrivileges": "yes",
+            "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+            "ProtectProc": "invisible", "RestrictSUIDSGID": "yes"}
+    check("unit: hardening (static User=shoal, NoNewPrivileges, ProtectSystem=strict, ...)",
           all(one(k) == v for k, v in hard.items()), f"{ {k: one(k) for k in hard} }")
+    check_privsep_unit(kv, one, env)
 
     if not shutil.which("systemd-analyze"):
         skip("systemd-analyze verify", "systemd-analyze not installed")
@@ -323,6 +393,58 @@ def check_systemd(binary, known, dflt):
     else:
         skip("systemd-analyze security", (r.stdout + r.stderr).strip()[:200])
     return names_in(open(envf).read())
+
+
+def sysusers(path):
+    """({user: home}, {group: {members}}) from a sysusers.d file: `u NAME ...` creates NAME
+    and its group NAME; `g` a group; `m USER GROUP` a membership."""
+    users, groups = {}, {}
+    for line in open(path):
+        if line.lstrip().startswith("#"):
+            continue
+        f = re.findall(r'"[^"]*"|\S+', line)
+        if not f:
+            continue
+        if f[0] == "u":
+            users[f[1]] = f[4] if len(f) > 4 else "-"
+            groups.setdefault(f[1], set())
+        elif f[0] == "g":
+            groups.setdefault(f[1], set())
+        elif f[0] == "m":
+            groups.setdefault(f[2], set()).add(f[1])
+    return users, groups
+
+
+def check_privsep_unit(kv, one, env):
+    """The node runs as shoal with exactly the two capabilities --exec-user needs, tasks as
+    shoal-task, which reaches packages but nothing of the node's: see shoal.service's header."""
+    users, groups = sysusers(os.path.join(DEPLOY, "systemd", "shoal.sysusers"))
+    task = env.get("SHOAL_EXEC_USER", "")
+    check("shoal.env: SHOAL_EXEC_USER=shoal-task; sysusers.d/shoal.conf creates it and the unit's "
+          "User=, and does not put shoal-task in group shoal (the group of the node's files)",
+          task == "shoal-task" and {task, one("User")} <= set(users) and
+          one("Group") in groups and task not in groups.get(one("Group"), {task}) and
+          users.get(one("User")) == "/var/lib/shoal", f"users {users}, groups {groups}")
+    caps = {"AmbientCapabilities", "CapabilityBoundingSet"}
+    check("unit: the node's only capabilities are CAP_SETUID, CAP_SETGID and CAP_KILL (ambient = "
+          "bounding set; ambient ones survive NoNewPrivileges)",
+          all(sorted(one(k).split()) == ["CAP_KILL", "CAP_SETGID", "CAP_SETUID"] and len(kv[k]) == 1
+              for k in caps), f"{ {k: kv.get(k) for k in caps} }")
+    scf = kv.get("SystemCallFilter", [])
+    back = [i for i, v in enumerate(scf) if set(v.split()) >= {"@setuid", "capset"}]
+    check("unit: SystemCallFilter allows @setuid and capset again after ~@privileged (the switch "
+          "to shoal-task)", "~@privileged" in scf and bool(back) and
+          back[-1] > scf.index("~@privileged"), f"{scf}")
+    check("unit: state directory 0711 (tasks reach the package path they are given, cannot list "
+          "or write), UMask=0022 (uploads 0644)",
+          one("StateDirectoryMode") == "0711" and one("UMask") == "0022" and
+          one("WorkingDirectory") == "%S/shoal",
+          f"StateDirectoryMode={one('StateDirectoryMode')} UMask={one('UMask')}")
+    live = [v for v in kv.get("LoadCredential", [])]
+    fallback = {v.split(":")[0] for v in kv.get("SetCredential", [])}
+    check("unit: no LoadCredential= of a file that may be missing without a SetCredential= "
+          "fallback (systemd 252 would fail the start)",
+          all(v.split(":")[0] in fallback for v in live), f"LoadCredential {live or 'commented'}")
 
 
 def dockerfile_stages(text):
@@ -371,6 +493,7 @@ def check_dockerfile(binary, known):
         fi.setdefault(ins, []).append(args)
     user = (fi.get("USER") or ["root"])[-1].split(":")[0]
     check("Dockerfile: runs as a numeric non-root user", user.isdigit() and user != "0", user)
+    check_image_privsep(fi, user)
     check("Dockerfile: STOPSIGNAL SIGTERM", fi.get("STOPSIGNAL") == ["SIGTERM"])
     check("Dockerfile: EXPOSE 8080 (SHOAL_LISTEN's port)",
           fi.get("EXPOSE") == ["8080"] and "SHOAL_LISTEN=0.0.0.0:8080" in " ".join(fi.get("ENV", [])))
@@ -413,6 +536,41 @@ def check_dockerfile(binary, known):
           f"reads {read}; excluded {excluded}")
     check(".dockerignore keeps build trees and .git out", {"build*/", ".git"} <= set(ign))
     return names_in(text)
+
+
+def check_image_privsep(fi, user):
+    """The runtime stage: a task account outside the node's group, SHOAL_EXEC_USER naming it,
+    the binary 0750 root:<node's group> with file capabilities cap_kill,cap_setuid,cap_setgid=ep, no
+    other setuid/setgid program, directories the task can traverse (tests/deploy/privsep.py
+    runs this set-up for real)."""
+    run = " && ".join(fi.get("RUN", []))
+    accts = image_accounts()
+    task = image_env().get("SHOAL_EXEC_USER", "")
+    node = next((n for n, a in accts.items() if str(a["uid"]) == user), None)
+    t = accts.get(task)
+    check("Dockerfile: ENV SHOAL_EXEC_USER names a system account of its own (not the node's "
+          "uid, group or groups)", bool(task) and t is not None and node is not None and
+          t["uid"] != accts[node]["uid"] and t["gid"] != accts[node]["gid"] and
+          not t["groups"] and "--system" in run, f"SHOAL_EXEC_USER={task} {accts}")
+    deb = run.find("/tmp/shoal.deb")
+    check("Dockerfile: the accounts exist before the .deb installs (its postinst then creates "
+          "none)", 0 <= run.rfind("useradd", 0, deb) and run.find("useradd", deb) < 0,
+          f"{sorted(accts)}")
+    grp = accts.get(node, {}).get("gid")
+    names = {a["gid"]: n for n, a in accts.items()}
+    check("Dockerfile: /usr/bin/shoal is root:<node's group>, 0750, with file capabilities "
+          "cap_kill,cap_setuid,cap_setgid=ep (only the node's group may run it and get them)",
+          f"chown root:{names.get(grp, '?')} /usr/bin/shoal" in run and
+          "chmod 0750 /usr/bin/shoal" in run and
+          "setcap cap_kill,cap_setuid,cap_setgid=ep /usr/bin/shoal" in run and
+          run.find("setcap") > run.find("chmod 0750 /usr/bin/shoal") and "libcap2-bin" in run,
+          f"node group {names.get(grp)}")
+    check("Dockerfile: no other program keeps a setuid/setgid bit (the node runs without "
+          "no_new_privs)", re.search(r"find / -xdev -type f -perm /6000 -exec chmod ug-s", run)
+          is not None)
+    dirs = re.search(r"install -d -o \S+ -g \S+ -m (\d+) (/var/lib/shoal) ", run)
+    check("Dockerfile: /var/lib/shoal and its packages/ are traversable by the task (0711)",
+          dirs is not None and dirs.group(1) == "0711", dirs.group(0) if dirs else "none")
 
 
 def check_readme(known, settings_md):

@@ -84,10 +84,11 @@ def tmpdir(prefix):
     return d
 
 
-def spawn(argv, log_path=None, env=None):
-    """Starts a process we own; it is stopped at exit if still running."""
+def spawn(argv, log_path=None, env=None, cwd=None):
+    """Starts a process we own (in cwd, default ours); it is stopped at exit if still running."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                         cwd=cwd)
     _procs.append(p)
     return p
 

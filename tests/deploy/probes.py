@@ -221,6 +221,11 @@ def check_shipped_settings(shoal, tmp):
         env = dict(env, SHOAL_LISTEN=f"127.0.0.1:{port}", SHOAL_REDIS_URL=shoal.url,
                    SHOAL_PACKAGE_DIR=os.path.join(tmp, "packages"), SHOAL_NODE_NAME="settings",
                    SHOAL_NAMESPACE="settings-check")  # away from the requeued tasks above
+        if env.get("SHOAL_EXEC_USER"):
+            # shoal-task is the deploy files' to create (sysusers.d, the Dockerfile), not this
+            # host's: as root the node switches to nobody instead (privsep.py tests the real
+            # set-up); otherwise no switch is possible here at all.
+            env["SHOAL_EXEC_USER"] = "nobody" if os.geteuid() == 0 else ""
         os.makedirs(env["SHOAL_PACKAGE_DIR"], exist_ok=True)
         p = lib.spawn([shoal.bin, "worker"], os.path.join(tmp, "settings.log"),
                       dict(shoal.env(), **env))

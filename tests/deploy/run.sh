@@ -5,6 +5,7 @@
 #   probes.py       kubelet-style readiness/liveness on SIGTERM and drain; HEALTHCHECK; memory;
 #                   a node runs with each shipped set of settings
 #   acl.py          the Redis ACL user of docs/operations.md, for real
+#   privsep.py      the image's privilege separation (file capabilities, --exec-user), as root
 #   package.py      cmake --install and the .deb
 # Each prints PASS/FAIL/SKIP lines; this script counts them and ends with "N passed, M failed"
 # (what CI reads), exiting non-zero on any failure. Everything runs on 127.0.0.1 and stops only
@@ -23,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "0 passed, 1 failed"
   exit 1
 fi
-for check in check_files maintenance probes acl package; do
+for check in check_files maintenance probes acl privsep package; do
   echo "=== $check"
   start=$EPOCHREALTIME
   out=$(timeout 120 $py -B "$here/$check.py" "$bin" 2>&1)
