@@ -20,8 +20,8 @@
 
 /* The loop never takes a lock a background thread may hold: such a thread runs below the loop
  * (nicer, or SCHED_IDLE), and one preempted inside a critical section can wait a long time for
- * a CPU on a busy node, with the loop stuck behind it (seen: 0.2-0.4 ms waits on a mutex during
- * uploads). Jobs go in and results come out through lock-free stacks; only the threads share a
+ * a CPU on a busy node, with the loop stuck behind it (docs/benchmarks.md, "What shaped the
+ * upload path", has what a shared mutex cost). Jobs go in and results come out through lock-free stacks; only the threads share a
  * mutex, for the queue they take jobs from, and a semaphore (whose post never blocks) wakes
  * them. */
 struct bgq {

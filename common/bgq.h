@@ -5,8 +5,9 @@
  * and the loop thread spins (uv__async_spin) while a pool thread is between claiming the
  * async handle and writing its eventfd. A thread that runs below the loop (nicer than it)
  * is preempted in exactly that window, by the loop thread its write just woke, and the loop
- * then burns its CPU waiting for a thread that cannot run: turns of 0.5-2 ms, measured during
- * uploads (every 2 MiB hashed or written is one such hand-back). Here a thread pushes the
+ * then burns its CPU waiting for a thread that cannot run, for whole loop turns during uploads
+ * (every buffer hashed or written is one such hand-back; docs/benchmarks.md, "What shaped the
+ * upload path"). Here a thread pushes the
  * finished job onto a lock-free stack and then writes an eventfd the loop polls, and jobs go in
  * the same way (plus a semaphore post): the loop never takes a lock or waits for a thread
  * below it (bgq.c says what a shared mutex cost).
