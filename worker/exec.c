@@ -27,8 +27,7 @@
  *   children die with it. It stays in the node's session: a new session would also be a new
  *   scheduler autogroup (Debian's kernels enable autogroups), weighted like the node's whole
  *   session whatever its nice value, and CPU-bound tasks would then take the CPU from the
- *   node's loop as equals (ping p99 4.5-6.6 ms with 4 busy tasks on 2 cores, against 0.1-0.3
- *   ms in one session). Without the shim the program gets a new session (UV_PROCESS_DETACHED),
+ *   node's loop as equals (docs/benchmarks.md, "Ping with every task slot busy"). Without the shim the program gets a new session (UV_PROCESS_DETACHED),
  *   the only way to a group of its own before it runs. When the program exits and
  *   something it started still holds stdout/stderr open, that is given DRAIN_MS to finish,
  *   then the rest of its group is killed and the pipes closed: a task never hangs on output,

@@ -23,9 +23,8 @@
 /* Background threads for uploads (per upload at most one hashing, two writing). Hashing, the
  * CPU an upload costs, runs under SCHED_IDLE: it takes only what the loop and the tasks leave
  * (a slower upload while tasks fill every core). Writes enter the file system and may hold its
- * locks, so they run at the lowest normal priority instead. Measured during 1 GiB uploads on 2
- * cores, ping p99: 1.2-1.5 ms with hashing under SCHED_IDLE, 1.6-1.9 ms at nice 19, 1.9-2.3 ms
- * at TASK_NICE (10). */
+ * locks, so they run at the lowest normal priority instead (docs/benchmarks.md, "What shaped
+ * the upload path", compares the priorities). */
 #define BG_CPU_THREADS 2
 #define BG_IO_THREADS 3
 #define BG_IO_NICE 19
@@ -142,7 +141,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     (void)packages_startup_clean(w->cfg.package_dir, w->cfg.name);
 
     /* Below: tasks at TASK_NICE with default slices; the loop preempts them when a request
-     * comes (bench-busy.sh, 4 busy tasks on 2 cores: ping p99 0.13 ms, 0.2-0.54 ms without). */
+     * comes (docs/benchmarks.md, "Ping with every task slot busy"). */
     if ((rc = thread_short_slices()) != 0)
         log_info("short time slices for the event loop refused", " err=\"%s\"", strerror(-rc));
     uv_loop_init(&w->loop);
