@@ -10,7 +10,7 @@
  * upload path"). Here a thread pushes the
  * finished job onto a lock-free stack and then writes an eventfd the loop polls, and jobs go in
  * the same way (plus a semaphore post): the loop never takes a lock or waits for a thread
- * below it (bgq.c says what a shared mutex cost).
+ * below it (bgq.c says why not a shared mutex).
  *
  * Jobs run in submission order as threads free up; several run at once with several threads.
  * A job's done callback runs on the loop, in the order jobs finished.
