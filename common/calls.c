@@ -135,46 +135,25 @@ const char *call_task_number(const char *id) {
     return dash ? dash + 1 : id;
 }
 
-/* Shorthands for the keys every builder pushes. */
-static void key_node(struct script_call *c, const struct keys *k, const char *name) {
-    push_text(c, keys_node(k, name, key_room(c), KEY_ROOM));
+/* Pushes a key (or channel) built by keys.h's function fn: of the namespace, or of one name (a
+ * node's, a space's). */
+typedef char *(*key_fn)(const struct keys *k, char *buf, size_t len);
+typedef char *(*named_key_fn)(const struct keys *k, const char *name, char *buf, size_t len);
+static void key(struct script_call *c, key_fn fn, const struct keys *k) {
+    push_text(c, fn(k, key_room(c), KEY_ROOM));
 }
-static void key_alive(struct script_call *c, const struct keys *k, const char *name) {
-    push_text(c, keys_alive(k, name, key_room(c), KEY_ROOM));
-}
-static void key_running(struct script_call *c, const struct keys *k, const char *name) {
-    push_text(c, keys_running(k, name, key_room(c), KEY_ROOM));
-}
-static void key_nodes(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_nodes(k, key_room(c), KEY_ROOM));
-}
-static void key_stats(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_stats(k, key_room(c), KEY_ROOM));
-}
-static void key_done(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_done(k, key_room(c), KEY_ROOM));
-}
-static void key_scheduled(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_scheduled(k, key_room(c), KEY_ROOM));
-}
-static void key_queues(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_queues(k, key_room(c), KEY_ROOM));
-}
-static void arg_wake(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_wake(k, key_room(c), KEY_ROOM));
-}
-static void arg_control(struct script_call *c, const struct keys *k) {
-    push_text(c, keys_control(k, key_room(c), KEY_ROOM));
+static void named_key(struct script_call *c, named_key_fn fn, const struct keys *k, const char *name) {
+    push_text(c, fn(k, name, key_room(c), KEY_ROOM));
 }
 
 /* --- nodes ---------------------------------------------------------------------------------- */
 
 void call_register(struct script_call *c, const struct keys *k, const struct call_register_args *a) {
     init(c, SCRIPT_REGISTER);
-    key_node(c, k, a->name);
-    key_alive(c, k, a->name);
-    key_nodes(c, k);
-    key_stats(c, k);
+    named_key(c, keys_node, k, a->name);
+    named_key(c, keys_alive, k, a->name);
+    key(c, keys_nodes, k);
+    key(c, keys_stats, k);
     keys_end(c);
     push(c, a->name);
     push(c, a->instance);
@@ -192,10 +171,10 @@ void call_register(struct script_call *c, const struct keys *k, const struct cal
 void call_heartbeat(struct script_call *c, const struct keys *k, const char *name,
                     const char *instance, int64_t now_ms, int64_t ttl_ms) {
     init(c, SCRIPT_HEARTBEAT);
-    key_node(c, k, name);
-    key_alive(c, k, name);
-    key_running(c, k, name);
-    key_stats(c, k);
+    named_key(c, keys_node, k, name);
+    named_key(c, keys_alive, k, name);
+    named_key(c, keys_running, k, name);
+    key(c, keys_stats, k);
     keys_end(c);
     push(c, instance);
     push_int(c, now_ms);
@@ -205,9 +184,9 @@ void call_heartbeat(struct script_call *c, const struct keys *k, const char *nam
 void call_deregister(struct script_call *c, const struct keys *k, const char *name,
                      const char *instance, int64_t now_ms) {
     init(c, SCRIPT_DEREGISTER);
-    key_node(c, k, name);
-    key_alive(c, k, name);
-    key_stats(c, k);
+    named_key(c, keys_node, k, name);
+    named_key(c, keys_alive, k, name);
+    key(c, keys_stats, k);
     keys_end(c);
     push(c, instance);
     push_int(c, now_ms);
@@ -216,13 +195,13 @@ void call_deregister(struct script_call *c, const struct keys *k, const char *na
 static void node_set(struct script_call *c, enum script_id id, const struct keys *k,
                      const char *name, int64_t value) {
     init(c, id);
-    key_node(c, k, name);
-    key_alive(c, k, name);
-    key_stats(c, k);
+    named_key(c, keys_node, k, name);
+    named_key(c, keys_alive, k, name);
+    key(c, keys_stats, k);
     keys_end(c);
     push(c, name);
     push_int(c, value);
-    arg_control(c, k);
+    key(c, keys_control, k);
 }
 
 void call_set_cap(struct script_call *c, const struct keys *k, const char *name, int64_t cap) {
@@ -235,17 +214,17 @@ void call_set_drain(struct script_call *c, const struct keys *k, const char *nam
 
 void call_forget(struct script_call *c, const struct keys *k, const char *name) {
     init(c, SCRIPT_FORGET);
-    key_node(c, k, name);
-    key_alive(c, k, name);
-    key_nodes(c, k);
-    key_running(c, k, name);
+    named_key(c, keys_node, k, name);
+    named_key(c, keys_alive, k, name);
+    key(c, keys_nodes, k);
+    named_key(c, keys_running, k, name);
     keys_end(c);
     push(c, name);
 }
 
 static void node_list(struct script_call *c, enum script_id id, const struct keys *k) {
     init(c, id);
-    key_nodes(c, k);
+    key(c, keys_nodes, k);
     keys_end(c);
     push(c, k->prefix);
 }
@@ -261,9 +240,9 @@ void call_node_summary(struct script_call *c, const struct keys *k) {
 void call_sweep(struct script_call *c, const struct keys *k, int64_t now_ms,
                 int64_t forget_after_ms, int64_t retention_ms) {
     init(c, SCRIPT_SWEEP);
-    key_nodes(c, k);
-    key_stats(c, k);
-    key_done(c, k);
+    key(c, keys_nodes, k);
+    key(c, keys_stats, k);
+    key(c, keys_done, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, now_ms);
@@ -274,14 +253,14 @@ void call_sweep(struct script_call *c, const struct keys *k, int64_t now_ms,
 void call_recover(struct script_call *c, const struct keys *k, int64_t now_ms, const char *token,
                   int64_t lock_ttl_ms, const char *only) {
     init(c, SCRIPT_RECOVER);
-    key_nodes(c, k);
-    key_stats(c, k);
-    key_done(c, k);
-    push_text(c, keys_recover_lock(k, key_room(c), KEY_ROOM));
+    key(c, keys_nodes, k);
+    key(c, keys_stats, k);
+    key(c, keys_done, k);
+    key(c, keys_recover_lock, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, now_ms);
-    arg_wake(c, k);
+    key(c, keys_wake, k);
     push(c, token);
     push_int(c, lock_ttl_ms);
     push(c, only ? only : "");
@@ -294,14 +273,14 @@ enum { ENQUEUE_PER = 9, ENQUEUE_NUMS = 6, COMPLETE_PER = 7, COMPLETE_NUMS = 3 };
 void call_enqueue(struct script_call *c, const struct keys *k, int64_t now_ms, size_t tasks) {
     init(c, SCRIPT_ENQUEUE);
     reserve_items(c, tasks, ENQUEUE_PER, ENQUEUE_NUMS * NUM_ROOM);
-    push_text(c, keys_seq(k, key_room(c), KEY_ROOM));
-    key_stats(c, k);
-    key_scheduled(c, k);
-    key_queues(c, k);
+    key(c, keys_seq, k);
+    key(c, keys_stats, k);
+    key(c, keys_scheduled, k);
+    key(c, keys_queues, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, now_ms);
-    arg_wake(c, k);
+    key(c, keys_wake, k);
     push_count(c);
 }
 
@@ -320,12 +299,12 @@ void call_enqueue_add(struct script_call *c, const struct shoal_task_opts *o) {
 
 void call_claim(struct script_call *c, const struct keys *k, const struct call_claim_args *a) {
     init(c, SCRIPT_CLAIM);
-    key_node(c, k, a->name);
-    key_alive(c, k, a->name);
-    key_running(c, k, a->name);
-    key_stats(c, k);
-    key_scheduled(c, k);
-    key_done(c, k);
+    named_key(c, keys_node, k, a->name);
+    named_key(c, keys_alive, k, a->name);
+    named_key(c, keys_running, k, a->name);
+    key(c, keys_stats, k);
+    key(c, keys_scheduled, k);
+    key(c, keys_done, k);
     keys_end(c);
     push(c, k->prefix);
     push(c, a->name);
@@ -342,15 +321,15 @@ void call_complete(struct script_call *c, const struct keys *k, const char *name
                    int64_t retention_ms, size_t reports) {
     init(c, SCRIPT_COMPLETE);
     reserve_items(c, reports, COMPLETE_PER, COMPLETE_NUMS * NUM_ROOM);
-    key_running(c, k, name);
-    key_stats(c, k);
-    key_done(c, k);
-    key_scheduled(c, k);
+    named_key(c, keys_running, k, name);
+    key(c, keys_stats, k);
+    key(c, keys_done, k);
+    key(c, keys_scheduled, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, now_ms);
     push_int(c, retention_ms);
-    arg_wake(c, k);
+    key(c, keys_wake, k);
     push_count(c);
 }
 
@@ -369,14 +348,14 @@ void call_reconcile(struct script_call *c, const struct keys *k, const char *nam
                     size_t known) {
     init(c, SCRIPT_RECONCILE);
     reserve_args(c, HEAD_ARGS + known);
-    key_running(c, k, name);
-    key_stats(c, k);
-    key_done(c, k);
+    named_key(c, keys_running, k, name);
+    key(c, keys_stats, k);
+    key(c, keys_done, k);
     keys_end(c);
     push(c, k->prefix);
     push(c, name);
     push_int(c, now_ms);
-    arg_wake(c, k);
+    key(c, keys_wake, k);
 }
 
 void call_reconcile_add(struct script_call *c, const char *task) { push(c, call_task_number(task)); }
@@ -384,22 +363,22 @@ void call_reconcile_add(struct script_call *c, const char *task) { push(c, call_
 void call_cancel(struct script_call *c, const struct keys *k, int64_t id, int64_t now_ms) {
     init(c, SCRIPT_CANCEL);
     push_text(c, keys_task(k, id, key_room(c), KEY_ROOM));
-    key_stats(c, k);
-    key_scheduled(c, k);
-    key_done(c, k);
+    key(c, keys_stats, k);
+    key(c, keys_scheduled, k);
+    key(c, keys_done, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, id);
     push_int(c, now_ms);
-    arg_control(c, k);
+    key(c, keys_control, k);
 }
 
 void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, int64_t max) {
     init(c, SCRIPT_EXPIRE);
-    key_queues(c, k);
-    key_stats(c, k);
-    key_done(c, k);
-    key_scheduled(c, k);
+    key(c, keys_queues, k);
+    key(c, keys_stats, k);
+    key(c, keys_done, k);
+    key(c, keys_scheduled, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, now_ms);
@@ -409,10 +388,10 @@ void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, in
 void call_list_tasks(struct script_call *c, const struct keys *k,
                      const struct call_list_tasks_args *a) {
     init(c, SCRIPT_LIST_TASKS);
-    key_nodes(c, k);
-    key_queues(c, k);
-    key_scheduled(c, k);
-    key_done(c, k);
+    key(c, keys_nodes, k);
+    key(c, keys_queues, k);
+    key(c, keys_scheduled, k);
+    key(c, keys_done, k);
     keys_end(c);
     push(c, k->prefix);
     push(c, a->node ? a->node : "");
@@ -424,9 +403,9 @@ void call_list_tasks(struct script_call *c, const struct keys *k,
 
 void call_queue_stats(struct script_call *c, const struct keys *k) {
     init(c, SCRIPT_QUEUE_STATS);
-    key_queues(c, k);
-    key_stats(c, k);
-    key_scheduled(c, k);
+    key(c, keys_queues, k);
+    key(c, keys_stats, k);
+    key(c, keys_scheduled, k);
     keys_end(c);
     push(c, k->prefix);
 }
@@ -437,8 +416,8 @@ static void package(struct script_call *c, const struct keys *k, const char *op,
                     const struct package_name *n, const char *token) {
     init(c, SCRIPT_PACKAGE);
     push_text(c, keys_package(k, space, n, key_room(c), KEY_ROOM));
-    push_text(c, keys_package_index(k, space, key_room(c), KEY_ROOM));
-    push_text(c, keys_package_spaces(k, key_room(c), KEY_ROOM));
+    named_key(c, keys_package_index, k, space);
+    key(c, keys_package_spaces, k);
     push_text(c, keys_package_lock(k, space, n, key_room(c), KEY_ROOM));
     keys_end(c);
     push(c, op);
@@ -470,9 +449,9 @@ void call_package_unlock(struct script_call *c, const struct keys *k, const char
 void call_package_list(struct script_call *c, const struct keys *k, const char *space,
                        const char *filter, int64_t skip, int64_t take) {
     init(c, SCRIPT_PACKAGE_LIST);
-    push_text(c, keys_package_index(k, space, key_room(c), KEY_ROOM));
+    named_key(c, keys_package_index, k, space);
     keys_end(c);
-    push_text(c, keys_package_prefix(k, space, key_room(c), KEY_ROOM));
+    named_key(c, keys_package_prefix, k, space);
     push(c, filter);
     push_int(c, skip);
     push_int(c, take);
