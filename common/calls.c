@@ -33,6 +33,7 @@ static void init(struct script_call *c, enum script_id id) {
     c->text_left = sizeof c->inline_text;
     c->blocks = NULL;
     c->heap_args = NULL;
+    c->allocs = 0;
 }
 
 void call_free(struct script_call *c) {
@@ -55,6 +56,7 @@ static void reserve_args(struct script_call *c, size_t more) {
     if (need <= (size_t)c->cap) return;
     size_t cap = (size_t)c->cap * 2 > need ? (size_t)c->cap * 2 : need;
     char *m = xmalloc(cap * (sizeof *c->argv + sizeof *c->lens));
+    c->allocs++;
     const char **argv = (const char **)m;
     size_t *lens = (size_t *)(m + cap * sizeof *c->argv);
     memcpy(argv, c->argv, (size_t)c->argc * sizeof *argv);
@@ -71,6 +73,7 @@ static char *reserve_text(struct script_call *c, size_t n) {
     if (c->text_left >= n) return c->text;
     size_t size = n > BLOCK_MIN ? n : BLOCK_MIN;
     struct call_block *b = xmalloc(sizeof *b + size);
+    c->allocs++;
     b->next = c->blocks;
     c->blocks = b;
     c->text = b->data;

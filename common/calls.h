@@ -47,6 +47,7 @@ struct script_call {
     size_t text_left;
     struct call_block *blocks;   /* heap text, newest first */
     void *heap_args;             /* argv and lens on the heap once CALL_INLINE_ARGS is passed */
+    unsigned allocs;             /* heap allocations made while building (tests count them) */
     const char *inline_argv[CALL_INLINE_ARGS];
     size_t inline_lens[CALL_INLINE_ARGS];
     char inline_text[CALL_INLINE_TEXT];

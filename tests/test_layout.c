@@ -239,3 +239,28 @@ Test(script_calls, batches_count_and_grow) {
     cr_assert_str_eq(c.argv[0], "{NS}:running:n", "keys survive the growth");
     call_free(&c);
 }
+
+/* The hot path's calls: a claim naming as many queues as the claimer sends (67) is built
+ * without touching the heap; a complete batch of 512 reports (the claimer's most) with one
+ * allocation for its arguments and one for its text, whatever the batch size. */
+Test(script_calls, hot_path_allocations) {
+    struct keys k;
+    keys_init(&k, "a-namespace-of-forty-characters-at-most");
+    struct script_call c;
+    struct call_claim_args a = {"a-node-name-of-sixty-four-characters-which-is-the-most-allowed-x",
+                                "0123456789abcdef0123456789abcdef", 1700000000000, 512, true,
+                                30000};
+    call_claim(&c, &k, &a);
+    for (int i = 0; i < 67; i++) call_claim_add_queue(&c, "a-queue-name-of-some-length");
+    cr_assert_eq(c.argc, 13 + 67);
+    cr_assert_eq(c.allocs, 0, "a claim is built on the stack alone");
+    call_free(&c);
+    call_complete(&c, &k, a.name, 1700000000000, 604800000, 512);
+    for (int i = 0; i < 512; i++) {
+        struct call_report r = {"ServerTasks-9223372036854775807", INT64_MAX, "Failed", "error",
+                                -1, "log", 3, INT64_MAX};
+        call_complete_add(&c, &r);
+    }
+    cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");
+    call_free(&c);
+}
