@@ -89,10 +89,9 @@ int api_send(struct http_exchange *ex, const struct node_services *svc, rconn_re
     return -1;
 }
 
-int api_eval(struct http_exchange *ex, const struct node_services *svc, enum script_id id,
-             int nkeys, int argc, const char **argv, const size_t *lens, rconn_reply_cb cb,
-             void *priv) {
-    if (rconn_eval(svc->redis, id, nkeys, argc, argv, lens, cb, priv) == 0) return 0;
+int api_call(struct http_exchange *ex, const struct node_services *svc,
+             const struct script_call *call, rconn_reply_cb cb, void *priv) {
+    if (rconn_call(svc->redis, call, cb, priv) == 0) return 0;
     http_respond_error(ex, 503, "Redis is unreachable from this node; try again");
     return -1;
 }
@@ -229,18 +228,6 @@ void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms) {
     json_key(j, "Raw"); json_str(j, raw);
     json_obj_close(j);
     json_obj_close(j);
-}
-
-void api_list_args_init(struct api_list_args *a, const struct keys *k, const char *node,
-                        const char *states, int64_t skip, int64_t take) {
-    snprintf(a->skip, sizeof a->skip, "%lld", (long long)skip);
-    snprintf(a->take, sizeof a->take, "%lld", (long long)take);
-    snprintf(a->limit, sizeof a->limit, "%d", API_SCAN_LIMIT);
-    const char *argv[API_LIST_ARGC] = {
-        keys_nodes(k, a->nodes_k, sizeof a->nodes_k), keys_queues(k, a->queues_k, sizeof a->queues_k),
-        keys_scheduled(k, a->sched_k, sizeof a->sched_k), keys_done(k, a->done_k, sizeof a->done_k),
-        k->prefix, node ? node : "", states ? states : "", a->skip, a->take, a->limit};
-    memcpy(a->argv, argv, sizeof argv);
 }
 
 bool api_list_reply_ok(const redisReply *r) {

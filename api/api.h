@@ -3,7 +3,7 @@
  * reply checks, and the Octopus-shaped JSON of nodes, tasks and collections.
  *
  * Every handler is asynchronous: it checks the request, sends one or more pipelined Redis
- * commands (rconn_eval/rconn_command: Redis runs them in order on the one connection), and
+ * commands (rconn_call/rconn_command: Redis runs them in order on the one connection), and
  * answers from the last reply callback. A reply of NULL means the connection was lost: 503.
  * JSON shapes follow Octopus.Client's resources (OctopusServerNodeResource,
  * OctopusServerNodeSummaryResource, OctopusServerNodeDetailsResource, TaskResource,
@@ -81,9 +81,8 @@ bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
  * will run, -1 when ex was answered (cb will not run; free what priv owns). */
 int api_send(struct http_exchange *ex, const struct node_services *svc, rconn_reply_cb cb,
              void *priv, int argc, const char **argv, const size_t *lens);
-int api_eval(struct http_exchange *ex, const struct node_services *svc, enum script_id id,
-             int nkeys, int argc, const char **argv, const size_t *lens, rconn_reply_cb cb,
-             void *priv);
+int api_call(struct http_exchange *ex, const struct node_services *svc,
+             const struct script_call *call, rconn_reply_cb cb, void *priv);
 
 /* --- query strings ("a=1&b=x%2Cy") --- */
 
@@ -109,17 +108,8 @@ void api_node_json(struct json *j, const struct node_info *n);
  * gives a running task's Duration. */
 void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms);
 
-/* list_tasks.lua's arguments: one page of tasks, filtered by node (NULL: any) and states (a
- * comma list; NULL: all). Candidates looked at are bounded by API_SCAN_LIMIT. */
+/* The most candidate tasks one list_tasks.lua call looks at (its scan limit). */
 #define API_SCAN_LIMIT 10000
-#define API_LIST_NKEYS 4
-#define API_LIST_ARGC 10
-struct api_list_args {
-    char nodes_k[160], queues_k[160], sched_k[160], done_k[160], skip[24], take[24], limit[24];
-    const char *argv[API_LIST_ARGC];   /* borrowed strings: node, states, keys' prefix */
-};
-void api_list_args_init(struct api_list_args *a, const struct keys *k, const char *node,
-                        const char *states, int64_t skip, int64_t take);
 /* Checks list_tasks.lua's reply shape: {total, truncated, {id, field, value...}...}. */
 bool api_list_reply_ok(const redisReply *r);
 

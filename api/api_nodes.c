@@ -13,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/node_ops.h"
 #include "common/rconn.h"
 #include "common/util.h"
 #include "api/api.h"
@@ -39,7 +38,7 @@ struct node_call {
 
 static void list_cb(struct rconn *rc, redisReply *r, void *priv);
 
-static struct node_call *call_new(struct http_exchange *ex, const struct node_services *svc,
+static struct node_call *node_call_new(struct http_exchange *ex, const struct node_services *svc,
                                   enum node_op op) {
     struct node_call *c = xcalloc(1, sizeof *c);
     c->ex = ex;
@@ -50,9 +49,11 @@ static struct node_call *call_new(struct http_exchange *ex, const struct node_se
 
 /* Runs node_summary.lua with cb. Returns 0, or -1 after answering (c is then freed). */
 static int send_list(struct node_call *c, rconn_reply_cb cb) {
-    char nodes_k[160];
-    const char *argv[] = {keys_nodes(c->svc->keys, nodes_k, sizeof nodes_k), c->svc->keys->prefix};
-    if (api_eval(c->ex, c->svc, SCRIPT_NODE_SUMMARY, 1, 2, argv, NULL, cb, c) != 0) {
+    struct script_call call;
+    call_node_summary(&call, c->svc->keys);
+    int rc = api_call(c->ex, c->svc, &call, cb, c);
+    call_free(&call);
+    if (rc != 0) {
         free(c);
         return -1;
     }
@@ -140,28 +141,27 @@ static void render_one(const struct node_info *n, struct buf *b) {
 /* PUT's first read: sends the writes that change something, then a fresh read (all
  * pipelined: Redis runs them in order, so the read sees the writes). */
 static void put_write(struct node_call *c, const struct node_info *n) {
-    char cap[24];
-    snprintf(cap, sizeof cap, "%lld", (long long)c->cap);
-    struct { bool needed; enum script_id id; const char *value; } writes[] = {
-        {n->cap != c->cap, SCRIPT_SET_CAP, cap},
-        {n->drain != c->drain, SCRIPT_SET_DRAIN, c->drain ? "1" : "0"},
-    };
+    struct script_call call;
     c->writing = true;
-    for (size_t i = 0; i < ARRAY_SIZE(writes); i++) {
-        if (!writes[i].needed) continue;
-        struct node_set_args a;
-        node_set_args_init(&a, c->svc->keys, c->name, writes[i].value);
-        if (rconn_eval(c->svc->redis, writes[i].id, NODE_SET_NKEYS, NODE_SET_ARGC, a.argv, NULL,
-                       list_cb, c) != 0)
-            break;   /* the link dropped: the read below fails too and answers 503 */
-        c->pending++;
+    /* A write that fails means the link dropped: the read below fails too and answers 503. */
+    bool up = true;
+    if (n->cap != c->cap) {
+        call_set_cap(&call, c->svc->keys, c->name, c->cap);
+        up = rconn_call(c->svc->redis, &call, list_cb, c) == 0;
+        if (up) c->pending++;
+        call_free(&call);
     }
-    char nodes_k[160];
-    const char *argv[] = {keys_nodes(c->svc->keys, nodes_k, sizeof nodes_k), c->svc->keys->prefix};
-    if (rconn_eval(c->svc->redis, SCRIPT_NODE_SUMMARY, 1, 2, argv, NULL, list_cb, c) == 0)
+    if (up && n->drain != c->drain) {
+        call_set_drain(&call, c->svc->keys, c->name, c->drain);
+        if (rconn_call(c->svc->redis, &call, list_cb, c) == 0) c->pending++;
+        call_free(&call);
+    }
+    call_node_summary(&call, c->svc->keys);
+    if (rconn_call(c->svc->redis, &call, list_cb, c) == 0)
         c->pending++;
     else if (c->ex)
         answer_error(c, 503, "Redis is unreachable from this node; try again");
+    call_free(&call);
 }
 
 /* Every node read and write of this file lands here; the last pending reply answers. */
@@ -226,7 +226,7 @@ done:
 static void collection_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
     if (!svc) return;
-    struct node_call *c = call_new(ex, svc, OP_COLLECTION);
+    struct node_call *c = node_call_new(ex, svc, OP_COLLECTION);
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||
         api_query_int(ex, "take", API_TAKE_DEFAULT, 0, API_TAKE_MAX, &c->take) != 0) {
         free(c);
@@ -238,7 +238,7 @@ static void collection_cb(struct http_exchange *ex) {
 
 static void all_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
-    if (svc) send_list(call_new(ex, svc, OP_ALL), list_cb);
+    if (svc) send_list(node_call_new(ex, svc, OP_ALL), list_cb);
 }
 
 static void summary_cb(struct http_exchange *ex) {
@@ -249,13 +249,13 @@ static void summary_cb(struct http_exchange *ex) {
         api_respond_json(ex, 200, &a->summary);
         return;
     }
-    send_list(call_new(ex, svc, OP_SUMMARY), list_cb);
+    send_list(node_call_new(ex, svc, OP_SUMMARY), list_cb);
 }
 
 /* A call for a /{id} route, or NULL after answering 404 for an id that names no valid node. */
 static struct node_call *id_call(struct http_exchange *ex, const struct node_services *svc,
                                  enum node_op op) {
-    struct node_call *c = call_new(ex, svc, op);
+    struct node_call *c = node_call_new(ex, svc, op);
     if (api_node_name(http_param(ex, 0), c->name, sizeof c->name)) return c;
     char msg[200];
     snprintf(msg, sizeof msg, "'%.80s' is not a node id (OctopusServerNodes-<name>)",
@@ -326,11 +326,12 @@ static void details_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_DETAILS) : NULL;
     if (!c || send_list(c, list_cb) != 0) return;
-    struct api_list_args a;
-    api_list_args_init(&a, svc->keys, c->name, "Executing,Cancelling", 0, API_TAKE_MAX);
-    if (rconn_eval(svc->redis, SCRIPT_LIST_TASKS, API_LIST_NKEYS, API_LIST_ARGC, a.argv, NULL,
-                   details_tasks_cb, c) == 0)
-        c->pending++;
+    struct call_list_tasks_args a = {c->name, "Executing,Cancelling", 0, API_TAKE_MAX,
+                                     API_SCAN_LIMIT};
+    struct script_call call;
+    call_list_tasks(&call, svc->keys, &a);
+    if (rconn_call(svc->redis, &call, details_tasks_cb, c) == 0) c->pending++;
+    call_free(&call);
     /* Otherwise the link dropped after the first send: its NULL reply answers 503. */
 }
 
@@ -425,12 +426,10 @@ static void delete_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_ONE) : NULL;
     if (!c) return;
-    char node_k[160], alive_k[160], nodes_k[160], run_k[160];
-    const char *argv[] = {keys_node(svc->keys, c->name, node_k, sizeof node_k),
-                          keys_alive(svc->keys, c->name, alive_k, sizeof alive_k),
-                          keys_nodes(svc->keys, nodes_k, sizeof nodes_k),
-                          keys_running(svc->keys, c->name, run_k, sizeof run_k), c->name};
-    if (api_eval(ex, svc, SCRIPT_FORGET, 4, 5, argv, NULL, forget_cb, c) != 0) free(c);
+    struct script_call call;
+    call_forget(&call, svc->keys, c->name);
+    if (api_call(ex, svc, &call, forget_cb, c) != 0) free(c);
+    call_free(&call);
 }
 
 /* Fixed paths before the {id} pattern: first match wins. */

@@ -27,7 +27,7 @@ struct task_call {
     bool missing;                     /* /raw, cancel: the first reply found no such task */
 };
 
-static struct task_call *call_new(struct http_exchange *ex, const struct node_services *svc) {
+static struct task_call *task_call_new(struct http_exchange *ex, const struct node_services *svc) {
     struct task_call *c = xcalloc(1, sizeof *c);
     c->ex = ex;
     c->svc = svc;
@@ -36,7 +36,7 @@ static struct task_call *call_new(struct http_exchange *ex, const struct node_se
 }
 
 /* Ends one reply: frees c after its last one. */
-static void call_done(struct task_call *c) {
+static void task_call_done(struct task_call *c) {
     if (--c->pending > 0) return;
     if (c->ex) http_respond_error(c->ex, 500, "no answer was produced");   /* defensive */
     free(c);
@@ -61,7 +61,7 @@ static void not_found(struct task_call *c) {
 
 /* The {id} of the route, or answers 404 and returns NULL. */
 static struct task_call *id_call(struct http_exchange *ex, const struct node_services *svc) {
-    struct task_call *c = call_new(ex, svc);
+    struct task_call *c = task_call_new(ex, svc);
     if (shoal_task_parse_id(http_param(ex, 0), &c->id) == 0) return c;
     char msg[200];
     snprintf(msg, sizeof msg, "'%.80s' is not a task id (ServerTasks-<n>)", http_param(ex, 0));
@@ -100,7 +100,7 @@ static void task_cb(struct rconn *rc, redisReply *r, void *priv) {
     buf_free(&b);
     shoal_task_free(&t);
 done:
-    call_done(c);
+    task_call_done(c);
 }
 
 /* GET /api/tasks/{id} */
@@ -118,7 +118,7 @@ static void get_cb(struct http_exchange *ex) {
 static void exists_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct task_call *c = priv;
     if (!failed(c, r, NULL)) c->missing = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-    call_done(c);
+    task_call_done(c);
 }
 
 /* /raw's second reply: the log (nil when the task has none yet). */
@@ -133,7 +133,7 @@ static void log_cb(struct rconn *rc, redisReply *r, void *priv) {
     http_respond(c->ex, 200, "text/plain; charset=utf-8", has ? r->str : "", has ? r->len : 0);
     c->ex = NULL;
 done:
-    call_done(c);
+    task_call_done(c);
 }
 
 /* GET /api/tasks/{id}/raw: the task's output (the last --task-log-cap bytes) as text. */
@@ -157,7 +157,7 @@ static void cancel_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct task_call *c = priv;
     static const struct api_error_code codes[] = {{"NOTASK", 404}, {NULL, 0}};
     failed(c, r, codes);
-    call_done(c);
+    task_call_done(c);
 }
 
 /* POST /api/tasks/{id}/cancel: answers the task as it is after the cancel (Canceled, or
@@ -166,15 +166,11 @@ static void cancel_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
-    char task_k[160], stats_k[160], sched_k[160], done_k[160], ctl_k[160], num[24], now[24];
-    snprintf(num, sizeof num, "%lld", (long long)c->id);
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    const char *argv[] = {keys_task(svc->keys, c->id, task_k, sizeof task_k),
-                          keys_stats(svc->keys, stats_k, sizeof stats_k),
-                          keys_scheduled(svc->keys, sched_k, sizeof sched_k),
-                          keys_done(svc->keys, done_k, sizeof done_k), svc->keys->prefix, num, now,
-                          keys_control(svc->keys, ctl_k, sizeof ctl_k)};
-    if (api_eval(ex, svc, SCRIPT_CANCEL, 4, 8, argv, NULL, cancel_reply_cb, c) != 0) {
+    struct script_call call;
+    call_cancel(&call, svc->keys, c->id, clock_wall_ms());
+    int rc = api_call(ex, svc, &call, cancel_reply_cb, c);
+    call_free(&call);
+    if (rc != 0) {
         free(c);
         return;
     }
@@ -229,7 +225,7 @@ static void list_cb(struct rconn *rc, redisReply *r, void *priv) {
     c->ex = NULL;
     buf_free(&b);
 done:
-    call_done(c);
+    task_call_done(c);
 }
 
 /* GET /api/tasks[?node&states&skip&take]: node is a name or OctopusServerNodes-<name>, states
@@ -237,7 +233,7 @@ done:
 static void list_tasks_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
     if (!svc) return;
-    struct task_call *c = call_new(ex, svc);
+    struct task_call *c = task_call_new(ex, svc);
     char node_q[128] = "", node[65] = "", st[256] = "", bad[64];
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||
         api_query_int(ex, "take", API_TAKE_DEFAULT, 0, API_TAKE_MAX, &c->take) != 0) {
@@ -260,10 +256,12 @@ static void list_tasks_cb(struct http_exchange *ex) {
         free(c);
         return;
     }
-    struct api_list_args a;
-    api_list_args_init(&a, svc->keys, node, st, c->skip, c->take);
-    if (api_eval(ex, svc, SCRIPT_LIST_TASKS, API_LIST_NKEYS, API_LIST_ARGC, a.argv, NULL, list_cb,
-                 c) != 0) {
+    struct call_list_tasks_args a = {node, st, c->skip, c->take, API_SCAN_LIMIT};
+    struct script_call call;
+    call_list_tasks(&call, svc->keys, &a);
+    int rc = api_call(ex, svc, &call, list_cb, c);
+    call_free(&call);
+    if (rc != 0) {
         free(c);
         return;
     }
@@ -445,7 +443,7 @@ static void enqueue_cb(struct rconn *rc, redisReply *r, void *priv) {
         c->ex = NULL;
     }
 done:
-    call_done(c);
+    task_call_done(c);
 }
 
 /* POST /api/tasks: enqueues one task; 201 with the task (and Location). */
@@ -472,25 +470,15 @@ static void enqueue_http_cb(struct http_exchange *ex) {
         http_respond_error(ex, 400, why);
         goto out;
     }
-    char nums[6][24], seq[160], stats[160], sched[160], queues[160], wake[160], now[24];
-    int64_t vals[6] = {o.priority, o.at_ms, o.expiry_ms, o.timeout_ms, o.attempts, o.lost_budget};
-    for (int i = 0; i < 6; i++) snprintf(nums[i], sizeof nums[i], "%lld", (long long)vals[i]);
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    const char *argv[] = {keys_seq(svc->keys, seq, sizeof seq),
-                          keys_stats(svc->keys, stats, sizeof stats),
-                          keys_scheduled(svc->keys, sched, sizeof sched),
-                          keys_queues(svc->keys, queues, sizeof queues), svc->keys->prefix, now,
-                          keys_wake(svc->keys, wake, sizeof wake), "1", o.queue, o.type,
-                          o.args ? o.args : "", nums[0], nums[1], nums[2], nums[3], nums[4],
-                          nums[5]};
-    size_t lens[ARRAY_SIZE(argv)];
-    for (size_t i = 0; i < ARRAY_SIZE(argv); i++) lens[i] = strlen(argv[i]);
-    lens[10] = o.args ? o.args_len : 0;
-    struct task_call *c = call_new(ex, svc);
-    if (api_eval(ex, svc, SCRIPT_ENQUEUE, 4, (int)ARRAY_SIZE(argv), argv, lens, enqueue_cb, c) != 0)
+    struct script_call call;
+    call_enqueue(&call, svc->keys, clock_wall_ms(), 1);
+    call_enqueue_add(&call, &o);
+    struct task_call *c = task_call_new(ex, svc);
+    if (api_call(ex, svc, &call, enqueue_cb, c) != 0)
         free(c);
     else
         c->pending++;
+    call_free(&call);
 out:
     json_decref(root);
     buf_free(&args);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/rconn.h"
+#include "common/reply.h"
 #include "common/util.h"
 #include "api/api.h"
 
@@ -39,12 +40,6 @@ void metrics_cache_free(struct metrics_cache *m) {
     free(m);
 }
 
-static int64_t num(const redisReply *r) {
-    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
-    if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
-    return 0;
-}
-
 /* queue_stats.lua's reply: {ready, running, avail_cap, scheduled, queue, depth, oldest, ...}.
  * A failed refresh keeps the previous figures (their age shows it). */
 static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -58,16 +53,16 @@ static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
         const redisReply *name = r->element[4 + 3 * i];
         if (name->type == REDIS_REPLY_STRING)
             snprintf(q[i].name, sizeof q[i].name, "%.*s", (int)name->len, name->str);
-        q[i].depth = num(r->element[5 + 3 * i]);
-        q[i].oldest_ms = num(r->element[6 + 3 * i]);
+        q[i].depth = reply_num(r->element[5 + 3 * i]);
+        q[i].oldest_ms = reply_num(r->element[6 + 3 * i]);
     }
     free(m->queues);
     m->queues = q;
     m->nqueues = n;
-    m->ready = num(r->element[0]);
-    m->running = num(r->element[1]);
-    m->avail_cap = num(r->element[2]);
-    m->scheduled = num(r->element[3]);
+    m->ready = reply_num(r->element[0]);
+    m->running = reply_num(r->element[1]);
+    m->avail_cap = reply_num(r->element[2]);
+    m->scheduled = reply_num(r->element[3]);
     m->fetched_mono_ms = clock_mono_ms();
 }
 
@@ -75,13 +70,11 @@ static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
 static void maybe_refresh(struct metrics_cache *m, const struct node_services *svc) {
     uint64_t now = clock_mono_ms();
     if (m->in_flight || (m->asked_mono_ms && now - m->asked_mono_ms < METRICS_REFRESH_MS)) return;
-    char queues[160], stats[160], sched[160];
-    const char *argv[] = {keys_queues(svc->keys, queues, sizeof queues),
-                          keys_stats(svc->keys, stats, sizeof stats),
-                          keys_scheduled(svc->keys, sched, sizeof sched), svc->keys->prefix};
+    struct script_call call;
+    call_queue_stats(&call, svc->keys);
     m->asked_mono_ms = now;
-    if (rconn_eval(svc->redis, SCRIPT_QUEUE_STATS, 3, 4, argv, NULL, refresh_cb, m) == 0)
-        m->in_flight = true;
+    if (rconn_call(svc->redis, &call, refresh_cb, m) == 0) m->in_flight = true;
+    call_free(&call);
 }
 
 /* One metric family: HELP and TYPE lines. */

@@ -39,14 +39,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/calls.h"
 #include "common/client.h"
+#include "common/reply.h"
 #include "common/util.h"
 
 #define BULK 1000                  /* tasks per bulk enqueue call, as the peers' bulk */
-#define RETENTION "604800000"      /* 7 d, the node's default */
+#define RETENTION_MS 604800000LL   /* 7 d, the node's default */
 /* claim.lua's reply: verdict, next_due, expired, then per task: id, lease, type, args, timeout,
- * attempt, queued. claim_and_complete() calls claim.lua and complete.lua exactly as
- * worker/claim.c does: if you change their ARGV or reply there, change them here too. */
+ * attempt, queued. claim_and_complete() builds its claim.lua and complete.lua calls with the
+ * builders worker/claim.c uses (common/calls.h): if the reply changes, change this too. */
 #define CLAIM_FIELDS 7
 
 struct bench {
@@ -131,12 +133,13 @@ static double redis_cpu_s(struct bench *b) {
     return info(b, "cpu", "used_cpu_user") + info(b, "cpu", "used_cpu_sys");
 }
 
-static redisReply *eval(struct shoal_client *cl, enum script_id id, int nkeys, int argc,
-                        const char **argv, const size_t *lens) {
+/* Runs a script call and frees it; dies when it fails or is refused. */
+static redisReply *run_call(struct shoal_client *cl, struct script_call *call) {
     char err[256];
-    redisReply *r = rsync_eval(&cl->redis, id, nkeys, argc, argv, lens, err, sizeof err);
+    redisReply *r = rsync_call(&cl->redis, call, err, sizeof err);
     if (!r) die("redis: %s", err);
-    if (r->type == REDIS_REPLY_ERROR) die("script %d refused: %s", (int)id, r->str);
+    if (r->type == REDIS_REPLY_ERROR) die("script %d refused: %s", (int)call->id, r->str);
+    call_free(call);
     return r;
 }
 
@@ -400,14 +403,13 @@ struct lane {
 
 /* Registers node `name` with register.lua, as a node process does (TTL 10 min). */
 static void register_node(struct shoal_client *cl, const char *name, const char *cap) {
-    struct keys *k = &cl->keys;
-    char node[160], alive[160], nodes[160], stats[160], now[24];
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    const char *argv[] = {keys_node(k, name, node, sizeof node),
-                          keys_alive(k, name, alive, sizeof alive), keys_nodes(k, nodes, sizeof nodes),
-                          keys_stats(k, stats, sizeof stats), name, name /* instance */, now,
-                          "600000", cap, "bench", "bench", "0", "-", "default", "5000"};
-    freeReplyObject(eval(cl, SCRIPT_REGISTER, 4, (int)ARRAY_SIZE(argv), argv, NULL));
+    struct call_register_args a = {
+        .name = name, .instance = name, .now_ms = clock_wall_ms(), .ttl_ms = 600000,
+        .cap = atoll(cap), .version = "bench", .host = "bench", .pid = 0, .listen = "-",
+        .queues = "default", .heartbeat_ms = 5000};
+    struct script_call call;
+    call_register(&call, &cl->keys, &a);
+    freeReplyObject(run_call(cl, &call));
 }
 
 /* Server time spent in EVALSHA so far (INFO commandstats usec; only we talk to Redis now). */
@@ -425,15 +427,14 @@ static long long evalsha_usec(struct bench *b) {
  * server time. Returns the number claimed. */
 static size_t claim_and_complete(struct bench *b, struct lane *l, const char *per) {
     const char *name = "bench-claim-0";
-    struct keys *k = &l->cl.keys;
-    char node[160], alive[160], run[160], stats[160], sched[160], done[160], wake[160], now[24];
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    const char *cv[] = {keys_node(k, name, node, sizeof node), keys_alive(k, name, alive, sizeof alive),
-                        keys_running(k, name, run, sizeof run), keys_stats(k, stats, sizeof stats),
-                        keys_scheduled(k, sched, sizeof sched), keys_done(k, done, sizeof done),
-                        k->prefix, name, name, now, per, "1", "30000", "default"};
+    int64_t now = clock_wall_ms();
+    struct call_claim_args a = {.name = name, .instance = name, .now_ms = now, .max = atoll(per),
+                                .balance = true, .lease_margin_ms = 30000};
+    struct script_call call;
+    call_claim(&call, &l->cl.keys, &a);
+    call_claim_add_queue(&call, "default");
     long long t0 = evalsha_usec(b);
-    redisReply *r = eval(&l->cl, SCRIPT_CLAIM, 6, (int)ARRAY_SIZE(cv), cv, NULL);
+    redisReply *r = run_call(&l->cl, &call);
     long long t1 = evalsha_usec(b);
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || strcmp(r->element[0]->str, "ok") != 0)
         die("claim: verdict %s", r->type == REDIS_REPLY_ARRAY ? r->element[0]->str : "?");
@@ -441,22 +442,15 @@ static size_t claim_and_complete(struct bench *b, struct lane *l, const char *pe
         die("claim.lua's reply has %zu elements: not 3 + %d per task (see CLAIM_FIELDS)",
             r->elements, CLAIM_FIELDS);
     size_t n = (r->elements - 3) / CLAIM_FIELDS;
-    enum { HEAD = 9, PER = 7 };
-    const char **av = xcalloc(HEAD + PER * n, sizeof *av);
-    char (*lease)[24] = xcalloc(n, sizeof *lease), cnt[24];
-    snprintf(cnt, sizeof cnt, "%zu", n);
-    const char *head[HEAD] = {run, stats, done, sched, k->prefix, now, RETENTION,
-                              keys_wake(k, wake, sizeof wake), cnt};
-    memcpy(av, head, sizeof head);
+    call_complete(&call, &l->cl.keys, name, now, RETENTION_MS, n);
     for (size_t i = 0; i < n; i++) {
-        const redisReply *e = r->element[3 + CLAIM_FIELDS * i + 1];
-        snprintf(lease[i], 24, "%lld",
-                 e->type == REDIS_REPLY_INTEGER ? e->integer : atoll(e->str ? e->str : "0"));
-        const char *t[PER] = {r->element[3 + CLAIM_FIELDS * i]->str, lease[i], "Success", "", "-1",
-                              "", "0"};
-        memcpy(av + HEAD + PER * i, t, sizeof t);
+        struct call_report rep = {.task = reply_str(r, 3 + CLAIM_FIELDS * i, NULL),
+                                  .lease = reply_int(r, 3 + CLAIM_FIELDS * i + 1),
+                                  .outcome = "Success", .error = "", .exit_code = -1,
+                                  .retry_delay_ms = 0};
+        call_complete_add(&call, &rep);
     }
-    redisReply *c = eval(&l->cl, SCRIPT_COMPLETE, 4, (int)(HEAD + PER * n), av, NULL);
+    redisReply *c = run_call(&l->cl, &call);
     long long t2 = evalsha_usec(b);
     if (c->type != REDIS_REPLY_ARRAY || c->elements < 1 || c->element[0]->integer != (long long)n)
         die("complete: %zu reported, not all finalised", n);
@@ -465,8 +459,6 @@ static size_t claim_and_complete(struct bench *b, struct lane *l, const char *pe
     l->calls++;
     l->claimed += (long long)n;
     freeReplyObject(c);
-    free(lease);
-    free(av);
     freeReplyObject(r);
     return n;
 }

@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "common/keys.h"
-#include "common/node_ops.h"
 #include "common/rsync.h"
 #include "common/util.h"
 
@@ -67,12 +66,12 @@ int main(int argc, char **argv) {
     double *ms = xcalloc((size_t)rounds, sizeof *ms);
     int n = 0;
     for (int i = 0; i < rounds; i++) {
-        const char *drain = i % 2 == 0 ? "1" : "0";
+        bool drain = i % 2 == 0;
         int want = i % 2 == 0 ? 418 : 200;
-        struct node_set_args sa;
-        node_set_args_init(&sa, &k, argv[3], drain);
-        redisReply *r = rsync_eval(&rs, SCRIPT_SET_DRAIN, NODE_SET_NKEYS, NODE_SET_ARGC, sa.argv, NULL,
-                                   err, sizeof err);
+        struct script_call call;
+        call_set_drain(&call, &k, argv[3], drain);
+        redisReply *r = rsync_call(&rs, &call, err, sizeof err);
+        call_free(&call);
         uint64_t t0 = clock_mono_ns();
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "set_drain failed: %s\n", r ? r->str : err);

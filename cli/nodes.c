@@ -9,15 +9,15 @@
 #include "cli/cli.h"
 #include "common/buf.h"
 #include "common/node_info.h"
-#include "common/node_ops.h"
 #include "common/util.h"
 
 /* Reads every node (list_nodes.lua). Returns the count and *out, or -1 after printing why. */
 static int load_nodes(struct cli *c, struct node_info **out) {
-    char nodes_k[160], err[256];
-    keys_nodes(&c->keys, nodes_k, sizeof nodes_k);
-    const char *argv[] = {nodes_k, c->keys.prefix};
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_LIST_NODES, 1, 2, argv, NULL, err, sizeof err);
+    char err[256];
+    struct script_call call;
+    call_list_nodes(&call, &c->keys);
+    redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
+    call_free(&call);
     if (r == NULL) { cli_fail(c, EXIT_FAIL, "%s", err); return -1; }
     int n = r->type == REDIS_REPLY_ERROR ? -1 : node_info_parse_list(r, out);
     if (n < 0) cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
@@ -108,13 +108,12 @@ int cmd_nodes(int argc, char **argv) {
     return EXIT_OK;
 }
 
-/* Runs set_cap/set_drain for one node; prints the script's error when refused. */
-static int set_node(struct cli *c, enum script_id id, const char *name, const char *value) {
+/* Runs a set_cap/set_drain call for node `name`; prints the script's error when refused. Frees
+ * the call. */
+static int set_node(struct cli *c, struct script_call *call, const char *name) {
     char err[256];
-    struct node_set_args a;
-    node_set_args_init(&a, &c->keys, name, value);
-    redisReply *r = rsync_eval(&c->redis, id, NODE_SET_NKEYS, NODE_SET_ARGC, a.argv, NULL, err,
-                               sizeof err);
+    redisReply *r = rsync_call(&c->redis, call, err, sizeof err);
+    call_free(call);
     if (r == NULL) return cli_fail(c, EXIT_FAIL, "%s", err);
     int code = EXIT_OK;
     if (r->type == REDIS_REPLY_ERROR) code = cli_reply_error(c, name, r->str);
@@ -142,8 +141,11 @@ int cmd_drain(int argc, char **argv) {
                         flags[1].value);
     else if (!node_name_valid(name))
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a valid node name", name);
-    else
-        code = set_node(&c, SCRIPT_SET_DRAIN, name, strcmp(mode, "on") == 0 ? "1" : "0");
+    else {
+        struct script_call call;
+        call_set_drain(&call, &c.keys, name, strcmp(mode, "on") == 0);
+        code = set_node(&c, &call, name);
+    }
     if (code != EXIT_OK) { cli_close(&c); return code; }
     printf("%s: drain %s\n", name, mode);
     if (flags[0].set && strcmp(mode, "on") == 0) {
@@ -184,13 +186,17 @@ int cmd_cap(int argc, char **argv) {
     int code;
     if (!cli_open(&c, argc, argv, NULL, 0, 2, 2, cap_usage, &code)) return code;
     int64_t cap;
-    if (!node_name_valid(c.pos[0]))
+    if (!node_name_valid(c.pos[0])) {
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a valid node name", c.pos[0]);
-    else if (parse_int64(c.pos[1], 0, 10000, &cap) != 0)
+    } else if (parse_int64(c.pos[1], 0, 10000, &cap) != 0) {
         code = cli_fail(&c, EXIT_USAGE, "task cap '%s': expected a whole number from 0 to 10000",
                         c.pos[1]);
-    else if ((code = set_node(&c, SCRIPT_SET_CAP, c.pos[0], c.pos[1])) == EXIT_OK)
-        printf("%s: task cap %lld\n", c.pos[0], (long long)cap);
+    } else {
+        struct script_call call;
+        call_set_cap(&call, &c.keys, c.pos[0], cap);
+        if ((code = set_node(&c, &call, c.pos[0])) == EXIT_OK)
+            printf("%s: task cap %lld\n", c.pos[0], (long long)cap);
+    }
     cli_close(&c);
     return code;
 }
@@ -205,17 +211,16 @@ int cmd_forget(int argc, char **argv) {
     int code;
     if (!cli_open(&c, argc, argv, NULL, 0, 1, 1, forget_usage, &code)) return code;
     const char *name = c.pos[0];
-    char node_k[160], alive_k[160], nodes_k[160], run_k[160], err[256];
+    char err[256];
     if (!node_name_valid(name)) {
         code = cli_fail(&c, EXIT_USAGE, "'%s' is not a valid node name", name);
         cli_close(&c);
         return code;
     }
-    const char *av[] = {keys_node(&c.keys, name, node_k, sizeof node_k),
-                        keys_alive(&c.keys, name, alive_k, sizeof alive_k),
-                        keys_nodes(&c.keys, nodes_k, sizeof nodes_k),
-                        keys_running(&c.keys, name, run_k, sizeof run_k), name};
-    redisReply *r = rsync_eval(&c.redis, SCRIPT_FORGET, 4, 5, av, NULL, err, sizeof err);
+    struct script_call call;
+    call_forget(&call, &c.keys, name);
+    redisReply *r = rsync_call(&c.redis, &call, err, sizeof err);
+    call_free(&call);
     if (r == NULL) code = cli_fail(&c, EXIT_FAIL, "%s", err);
     else if (r->type == REDIS_REPLY_ERROR) code = cli_reply_error(&c, name, r->str);
     else printf("%s: forgotten\n", name);

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "common/buf.h"
 #include "common/package.h"
+#include "common/reply.h"
 #include "common/util.h"
 
 static const char packages_usage[] =
@@ -14,22 +15,16 @@ static const char packages_usage[] =
     "Uploaded packages, newest first: space, PackageId, Version, size, published, SHA-256.\n"
     "Without --space, every space that has packages.";
 
-static const char *field(const redisReply *h, const char *name) {
-    for (size_t i = 0; i + 1 < h->elements; i += 2)
-        if (h->element[i]->type == REDIS_REPLY_STRING && strcmp(h->element[i]->str, name) == 0)
-            return h->element[i + 1]->type == REDIS_REPLY_STRING ? h->element[i + 1]->str : NULL;
-    return NULL;
-}
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
 /* Prints (or adds to j) one space's packages. Returns 0 or -1 after printing why. */
 static int list_space(struct cli *c, const char *space, struct json *j) {
-    char index[256], prefix[256], err[256];
-    package_index_key(c->keys.prefix, space, index, sizeof index);
-    snprintf(prefix, sizeof prefix, "%spkg:%s:", c->keys.prefix, space);
-    const char *argv[] = {index, prefix, "", "0", "1000000"};
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_PACKAGE_LIST, 1, 5, argv, NULL, err, sizeof err);
+    char err[256];
+    struct script_call call;
+    call_package_list(&call, &c->keys, space, "", 0, 1000000);
+    redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
+    call_free(&call);
     if (!r) return cli_fail(c, EXIT_FAIL, "%s", err), -1;
     if (r->type != REDIS_REPLY_ARRAY) {
         cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s", r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
@@ -39,25 +34,25 @@ static int list_space(struct cli *c, const char *space, struct json *j) {
     for (size_t i = 1; i < r->elements; i++) {
         const redisReply *h = r->element[i];
         if (h->type != REDIS_REPLY_ARRAY) continue;
-        int64_t published = strtoll(or_empty(field(h, "published")), NULL, 10);
+        int64_t published = strtoll(or_empty(reply_field(h, 0, "published")), NULL, 10);
         if (j) {
             json_obj_open(j);
-            json_key(j, "Id"); json_str(j, field(h, "id"));
+            json_key(j, "Id"); json_str(j, reply_field(h, 0, "id"));
             json_key(j, "SpaceId"); json_str(j, space);
-            json_key(j, "PackageId"); json_str(j, field(h, "package_id"));
-            json_key(j, "Version"); json_str(j, field(h, "version"));
-            json_key(j, "FileExtension"); json_str(j, field(h, "ext"));
-            json_key(j, "Size"); json_int(j, strtoll(or_empty(field(h, "size")), NULL, 10));
-            json_key(j, "Hash"); json_str(j, field(h, "hash"));
+            json_key(j, "PackageId"); json_str(j, reply_field(h, 0, "package_id"));
+            json_key(j, "Version"); json_str(j, reply_field(h, 0, "version"));
+            json_key(j, "FileExtension"); json_str(j, reply_field(h, 0, "ext"));
+            json_key(j, "Size"); json_int(j, strtoll(or_empty(reply_field(h, 0, "size")), NULL, 10));
+            json_key(j, "Hash"); json_str(j, reply_field(h, 0, "hash"));
             json_key(j, "Published"); json_time(j, published);
-            json_key(j, "File"); json_str(j, field(h, "file"));
+            json_key(j, "File"); json_str(j, reply_field(h, 0, "file"));
             json_obj_close(j);
         } else {
             char when[40];
             iso8601_ms(published, when, sizeof when);
-            printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", space, or_empty(field(h, "package_id")),
-                   or_empty(field(h, "version")), or_empty(field(h, "size")), when,
-                   or_empty(field(h, "hash")));
+            printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", space, or_empty(reply_field(h, 0, "package_id")),
+                   or_empty(reply_field(h, 0, "version")), or_empty(reply_field(h, 0, "size")), when,
+                   or_empty(reply_field(h, 0, "hash")));
         }
     }
     freeReplyObject(r);
@@ -76,7 +71,7 @@ int cmd_packages(int argc, char **argv) {
         return code;
     }
     char spaces_k[160], err[256];
-    package_spaces_key(c.keys.prefix, spaces_k, sizeof spaces_k);
+    keys_package_spaces(&c.keys, spaces_k, sizeof spaces_k);
     redisReply *sp = one ? NULL : rsync_cmd(&c.redis, err, sizeof err, "SMEMBERS %s", spaces_k);
     if (!one && (!sp || sp->type != REDIS_REPLY_ARRAY)) {
         code = cli_fail(&c, EXIT_FAIL, "%s", sp ? "unexpected reply from Redis" : err);

@@ -19,9 +19,11 @@ struct fleet {
 };
 
 static int read_fleet(struct cli *c, struct fleet *f) {
-    char nodes_k[160], err[256];
-    const char *argv[] = {keys_nodes(&c->keys, nodes_k, sizeof nodes_k), c->keys.prefix};
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_LIST_NODES, 1, 2, argv, NULL, err, sizeof err);
+    char err[256];
+    struct script_call call;
+    call_list_nodes(&call, &c->keys);
+    redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
+    call_free(&call);
     if (!r) return cli_fail(c, EXIT_FAIL, "%s", err);
     struct node_info *v = NULL;
     int n = r->type == REDIS_REPLY_ERROR ? -1 : node_info_parse_list(r, &v);
@@ -54,10 +56,11 @@ int cmd_stats(int argc, char **argv) {
     if (!cli_open(&c, argc, argv, flags, 1, 0, 0, stats_usage, &code)) return code;
     struct fleet f;
     if ((code = read_fleet(&c, &f)) != 0) { cli_close(&c); return code; }
-    char q_k[160], s_k[160], sch_k[160], err[256];
-    const char *qa[] = {keys_queues(&c.keys, q_k, sizeof q_k), keys_stats(&c.keys, s_k, sizeof s_k),
-                        keys_scheduled(&c.keys, sch_k, sizeof sch_k), c.keys.prefix};
-    redisReply *r = rsync_eval(&c.redis, SCRIPT_QUEUE_STATS, 3, 4, qa, NULL, err, sizeof err);
+    char err[256];
+    struct script_call call;
+    call_queue_stats(&call, &c.keys);
+    redisReply *r = rsync_call(&c.redis, &call, err, sizeof err);
+    call_free(&call);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4) {
         code = cli_fail(&c, EXIT_FAIL, "%s", r ? (r->type == REDIS_REPLY_ERROR ? r->str
                                                                           : "unexpected reply")

@@ -70,35 +70,11 @@ void shoal_client_close(struct shoal_client *c) { rsync_close(&c->redis); }
 /* One atomic enqueue.lua call for n <= BATCH tasks. */
 static int enqueue_batch(struct shoal_client *c, const struct shoal_task_opts *t, size_t n,
                          int64_t *ids, char *err, size_t errlen) {
-    enum { FIELDS = 9, NUMS = 6 };
-    size_t argc = 8 + FIELDS * n;
-    const char **argv = xcalloc(argc, sizeof *argv);
-    size_t *lens = xcalloc(argc, sizeof *lens);
-    char (*nums)[NUMS][24] = xcalloc(n, sizeof *nums);
-    char seq[160], stats[160], sched[160], queues[160], wake[160], now[24], count[24];
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    snprintf(count, sizeof count, "%zu", n);
-    const char *head[] = {keys_seq(&c->keys, seq, sizeof seq), keys_stats(&c->keys, stats, sizeof stats),
-                          keys_scheduled(&c->keys, sched, sizeof sched),
-                          keys_queues(&c->keys, queues, sizeof queues), c->keys.prefix, now,
-                          keys_wake(&c->keys, wake, sizeof wake), count};
-    for (size_t i = 0; i < 8; i++) argv[i] = head[i];
-    for (size_t i = 0; i < n; i++) {
-        const struct shoal_task_opts *o = &t[i];
-        int64_t v[NUMS] = {o->priority, o->at_ms, o->expiry_ms, o->timeout_ms, o->attempts,
-                           o->lost_budget};
-        for (int j = 0; j < NUMS; j++) snprintf(nums[i][j], 24, "%lld", (long long)v[j]);
-        const char **a = &argv[8 + FIELDS * i];
-        a[0] = o->queue;
-        a[1] = o->type;
-        a[2] = o->args ? o->args : "";
-        lens[8 + FIELDS * i + 2] = o->args ? o->args_len : 0;
-        for (int j = 0; j < NUMS; j++) a[3 + j] = nums[i][j];
-    }
-    for (size_t i = 0; i < argc; i++)
-        if (!(i >= 8 && (i - 8) % FIELDS == 2)) lens[i] = strlen(argv[i]);
+    struct script_call call;
+    call_enqueue(&call, &c->keys, clock_wall_ms(), n);
+    for (size_t i = 0; i < n; i++) call_enqueue_add(&call, &t[i]);
     int rc = 0;
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_ENQUEUE, 4, (int)argc, argv, lens, err, errlen);
+    redisReply *r = rsync_call(&c->redis, &call, err, errlen);
     if (!r) {
         rc = SHOAL_EREDIS;
         goto out;
@@ -115,9 +91,7 @@ static int enqueue_batch(struct shoal_client *c, const struct shoal_task_opts *t
     }
 out:
     if (r) freeReplyObject(r);
-    free(nums);
-    free(lens);
-    free(argv);
+    call_free(&call);
     return rc;
 }
 
@@ -232,15 +206,10 @@ char *shoal_task_log(struct shoal_client *c, int64_t id, size_t *len, char *err,
 
 int shoal_task_cancel(struct shoal_client *c, int64_t id, char *result, size_t rlen, char *err,
                       size_t errlen) {
-    char task[160], stats[160], sched[160], done[160], ctl[160], num[24], now[24];
-    snprintf(num, sizeof num, "%lld", (long long)id);
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    const char *argv[] = {keys_task(&c->keys, id, task, sizeof task),
-                          keys_stats(&c->keys, stats, sizeof stats),
-                          keys_scheduled(&c->keys, sched, sizeof sched),
-                          keys_done(&c->keys, done, sizeof done), c->keys.prefix, num, now,
-                          keys_control(&c->keys, ctl, sizeof ctl)};
-    redisReply *r = rsync_eval(&c->redis, SCRIPT_CANCEL, 4, 8, argv, NULL, err, errlen);
+    struct script_call call;
+    call_cancel(&call, &c->keys, id, clock_wall_ms());
+    redisReply *r = rsync_call(&c->redis, &call, err, errlen);
+    call_free(&call);
     if (!r) return SHOAL_EREDIS;
     int rc = 0;
     if (r->type == REDIS_REPLY_ERROR) {

@@ -1,37 +1,36 @@
 /* keys.h: the Redis key layout, in one place. Every key of a namespace NS starts with the hash
  * tag {NS}, so every script touches a single slot (Redis Cluster safe).
  *
- *   {NS}:nodes              SET    names of known nodes
- *   {NS}:node:<name>        HASH   a node: cap, drain, instance, last_seen, ... (README lists fields)
- *   {NS}:alive:<name>       STRING instance id of the live process, PX = 3 heartbeats
- *   {NS}:running:<name>     ZSET   task id -> lease deadline (ms) of tasks executing on the node
- *   {NS}:stats              HASH   fleet counters: avail_cap, ready, running, lease
- *   {NS}:seq                STRING last task number (task id = ServerTasks-<n>)
- *   {NS}:task:<n>           HASH   a task: state, queue, type, queued, expiry, args, ... (README)
- *   {NS}:log:<n>            STRING a finished task's output (last bytes), PX = retention
- *   {NS}:q:<queue>:<prio>   LIST   ready task numbers of one queue and priority, oldest first
- *   {NS}:qp:<queue>         ZSET   priority levels that have ready tasks in the queue
- *   {NS}:queues             SET    queue names ever used
- *   {NS}:scheduled          ZSET   task number -> due time (future queue time, retry backoff)
- *   {NS}:done               ZSET   task number -> completion time, for the retention period
- *   {NS}:control            pub/sub channel: "node <name> <cap> <drain>" after cap/drain
- *                           changes, "cancel <node> <n>" to stop an executing task
- *   {NS}:lock:recover       STRING the node running the recovery pass, PX = one heartbeat
- *   {NS}:wake               pub/sub channel: a queue name when it has new work
- *
- * If you change a key here, change the README's key table and the lua/ scripts' headers. */
+ * keys.c holds the layout as a table (pattern, type, meaning: keys_layout[]) and builds every
+ * key name from that table's pattern, so the names and the table cannot drift apart; docs/redis.md
+ * shows the same table, and tests/test_units.c fails when the two differ (a row missing, a key
+ * renamed, a type changed). If you change a key: change its row in keys.c, the table in
+ * docs/redis.md, and the lua/ scripts' headers. */
 #ifndef SHOAL_KEYS_H
 #define SHOAL_KEYS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+struct package_name;
+
 struct keys {
     char prefix[48];   /* "{NS}:" */
 };
 
+/* One row of the layout: the key's pattern ("{NS}:node:<name>": each <...> is a part the
+ * builder fills in, in order), its Redis type as docs/redis.md shows it, and what it holds. */
+struct key_layout {
+    const char *pattern;
+    const char *type;
+    const char *meaning;
+};
+extern const struct key_layout keys_layout[];
+extern const size_t keys_layout_count;
+
 void keys_init(struct keys *k, const char *ns);
-/* Each writes the key into buf (len >= 128 is always enough) and returns buf. */
+/* Each writes the key into buf (len >= 128 is always enough, 320 for the package keys) and
+ * returns buf. */
 char *keys_nodes(const struct keys *k, char *buf, size_t len);
 char *keys_node(const struct keys *k, const char *name, char *buf, size_t len);
 char *keys_alive(const struct keys *k, const char *name, char *buf, size_t len);
@@ -48,5 +47,15 @@ char *keys_scheduled(const struct keys *k, char *buf, size_t len);
 char *keys_done(const struct keys *k, char *buf, size_t len);
 char *keys_wake(const struct keys *k, char *buf, size_t len);
 char *keys_recover_lock(const struct keys *k, char *buf, size_t len);
+/* The package feed (common/package.h): a package's hash, a space's index, the set of spaces,
+ * a package's lock; and the hash keys' common prefix in a space ("{NS}:pkg:<space>:", which
+ * lua/package_list.lua appends <PackageId>.<Version> to). */
+char *keys_package(const struct keys *k, const char *space, const struct package_name *n,
+                   char *buf, size_t len);
+char *keys_package_prefix(const struct keys *k, const char *space, char *buf, size_t len);
+char *keys_package_index(const struct keys *k, const char *space, char *buf, size_t len);
+char *keys_package_spaces(const struct keys *k, char *buf, size_t len);
+char *keys_package_lock(const struct keys *k, const char *space, const struct package_name *n,
+                        char *buf, size_t len);
 
 #endif

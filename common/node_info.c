@@ -5,13 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/reply.h"
 #include "common/util.h"
-
-static int64_t num(const redisReply *r) {
-    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
-    if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
-    return 0;
-}
 
 static void copy(char *dst, size_t len, const redisReply *r) {
     snprintf(dst, len, "%.*s", r->type == REDIS_REPLY_STRING ? (int)r->len : 0,
@@ -46,19 +41,19 @@ int node_info_parse_list(const redisReply *reply, struct node_info **out) {
             return -1;
         }
         copy(n->name, sizeof n->name, e->element[0]);
-        n->ttl_ms = num(e->element[1]);
+        n->ttl_ms = reply_num(e->element[1]);
         n->alive = n->ttl_ms > 0 || n->ttl_ms == -1;
-        n->running = num(e->element[2]);
+        n->running = reply_num(e->element[2]);
         for (size_t f = 3; f + 1 < e->elements; f += 2) {
             const redisReply *k = e->element[f], *val = e->element[f + 1];
             if (k->type != REDIS_REPLY_STRING) continue;
-            if (strcmp(k->str, "drain") == 0) { n->drain = num(val) != 0; continue; }
+            if (strcmp(k->str, "drain") == 0) { n->drain = reply_num(val) != 0; continue; }
             for (size_t s = 0; s < ARRAY_SIZE(strs); s++)
                 if (strcmp(k->str, strs[s].field) == 0)
                     copy((char *)n + strs[s].off, strs[s].len, val);
             for (size_t s = 0; s < ARRAY_SIZE(nums); s++)
                 if (strcmp(k->str, nums[s].field) == 0)
-                    *(int64_t *)((char *)n + nums[s].off) = num(val);
+                    *(int64_t *)((char *)n + nums[s].off) = reply_num(val);
         }
     }
     *out = v;

@@ -1,4 +1,4 @@
-/* package.c: package names (parsing, validation) and where a package's file and keys live.
+/* package.c: package names (parsing, validation) and where a package's file lives.
  * Pure functions but package_locate(), which stats files. See package.h for the rules. */
 #include "common/package.h"
 
@@ -119,24 +119,6 @@ bool package_space_valid(const char *s) {
 
 void package_key(const struct package_name *n, char *buf, size_t len) {
     snprintf(buf, len, "%s.%s", n->id, n->version);
-}
-
-void package_hash_key(const char *prefix, const char *space, const struct package_name *n,
-                      char *buf, size_t len) {
-    snprintf(buf, len, "%spkg:%s:%s.%s", prefix, space, n->id, n->version);
-}
-
-void package_index_key(const char *prefix, const char *space, char *buf, size_t len) {
-    snprintf(buf, len, "%spkgs:%s", prefix, space);
-}
-
-void package_spaces_key(const char *prefix, char *buf, size_t len) {
-    snprintf(buf, len, "%spkgspaces", prefix);
-}
-
-void package_lock_key(const char *prefix, const char *space, const struct package_name *n,
-                      char *buf, size_t len) {
-    snprintf(buf, len, "%spkglock:%s:%s.%s", prefix, space, n->id, n->version);
 }
 
 void package_file(const char *space, const struct package_name *n, char *buf, size_t len) {

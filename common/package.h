@@ -1,13 +1,10 @@
 /* package.h: what a package is, independent of HTTP, Redis or disk: its name as uploaded
  * (<PackageId>.<Version><ext>, Octopus's convention), the checks that keep a name from ever
- * naming a path outside the package directory, and where its file and Redis keys live.
+ * naming a path outside the package directory, and where its file lives (its Redis keys are
+ * built with the others in common/keys.c: keys_package*()).
  *
  *   file      <package dir>/<space>/<PackageId>.<Version><ext>
  *   temp file <package dir>/<space>/.upload-<node>-<token>.tmp   (renamed into place when whole)
- *   {NS}:pkg:<space>:<PackageId>.<Version>   HASH  the package (README "Redis layout")
- *   {NS}:pkgs:<space>                        ZSET  <PackageId>.<Version> -> published (ms)
- *   {NS}:pkgspaces                           SET   spaces that have packages
- *   {NS}:pkglock:<space>:<PackageId>.<Version> STRING upload/delete in progress, PX 60 s
  *
  * A PackageId is 1..100 of [A-Za-z0-9_.-], starting with a letter, digit or '_', with no "..";
  * a version is 1..64 characters of semantic-version shape (1.0.3, 2.0.0-beta.1+sha.5e1); a
@@ -47,14 +44,6 @@ extern const char *const package_exts[];
 
 /* "<PackageId>.<Version>": the member in the space index and the tail of every key. */
 void package_key(const struct package_name *n, char *buf, size_t len);
-/* "{NS}:pkg:<space>:<key>", "{NS}:pkgs:<space>", "{NS}:pkgspaces", "{NS}:pkglock:<space>:<key>",
- * from the namespace prefix "{NS}:". buf of 256 bytes is always enough. */
-void package_hash_key(const char *prefix, const char *space, const struct package_name *n,
-                      char *buf, size_t len);
-void package_index_key(const char *prefix, const char *space, char *buf, size_t len);
-void package_spaces_key(const char *prefix, char *buf, size_t len);
-void package_lock_key(const char *prefix, const char *space, const struct package_name *n,
-                      char *buf, size_t len);
 
 /* The file of a package relative to the package directory: "<space>/<key><ext>". */
 void package_file(const char *space, const struct package_name *n, char *buf, size_t len);

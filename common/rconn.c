@@ -337,8 +337,8 @@ bool rconn_is_up(const struct rconn *rc) { return rc->state == UP && rc->ac != N
 
 unsigned long rconn_reconnects(const struct rconn *rc) { return rc->reconnects; }
 
-/* Adapts hiredis's callback to ours (rc first, typed reply). */
-struct call {
+/* A command awaiting its reply: adapts hiredis's callback to ours (rc first, typed reply). */
+struct pending {
     struct rconn *rc;
     rconn_reply_cb cb;
     void *priv;
@@ -349,15 +349,15 @@ struct call {
     size_t *lens;
 };
 
-static void call_free(struct call *c) {
+static void pending_free(struct pending *c) {
     for (int i = 0; i < c->argc; i++) free(c->argv[i]);
     free(c->argv);
     free(c->lens);
     free(c);
 }
 
-static void call_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
-    struct call *c = priv;
+static void pending_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct pending *c = priv;
     redisReply *reply = r;
     if (reply && reply->type == REDIS_REPLY_ERROR && c->argv &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->rc->ac == ac) {
@@ -374,7 +374,7 @@ static void call_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
         c->argv = NULL; /* no second retry */
         c->argc = 0;
         log_warn("script cache flushed; reloading", " script=%s", s->name);
-        int rc = redisAsyncCommandArgv(ac, call_reply_cb, c, argc, (const char **)argv, lens);
+        int rc = redisAsyncCommandArgv(ac, pending_reply_cb, c, argc, (const char **)argv, lens);
         for (int i = 0; i < argc; i++) free(argv[i]);
         free(argv);
         free(lens);
@@ -384,17 +384,17 @@ static void call_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
         return;
     }
     c->cb(c->rc, reply, c->priv);
-    call_free(c);
+    pending_free(c);
 }
 
 int rconn_command(struct rconn *rc, rconn_reply_cb cb, void *priv, int argc, const char **argv,
                   const size_t *lens) {
     if (!rconn_is_up(rc)) return SHOAL_EREDIS;
-    struct call *c = xcalloc(1, sizeof *c);
+    struct pending *c = xcalloc(1, sizeof *c);
     c->rc = rc;
     c->cb = cb;
     c->priv = priv;
-    if (redisAsyncCommandArgv(rc->ac, call_reply_cb, c, argc, argv, lens) != REDIS_OK) {
+    if (redisAsyncCommandArgv(rc->ac, pending_reply_cb, c, argc, argv, lens) != REDIS_OK) {
         free(c);
         return SHOAL_EREDIS;
     }
@@ -418,11 +418,14 @@ int rconn_subscribe(struct rconn *rc, const char *const *channels, int n, rconn_
                : SHOAL_EREDIS;
 }
 
-int rconn_eval(struct rconn *rc, enum script_id id, int nkeys, int argc, const char **argv,
-               const size_t *lens, rconn_reply_cb cb, void *priv) {
+int rconn_call(struct rconn *rc, const struct script_call *call, rconn_reply_cb cb, void *priv) {
     if (!rconn_is_up(rc)) return SHOAL_EREDIS;
+    enum script_id id = call->id;
+    int nkeys = call->nkeys, argc = call->argc;
+    const char **argv = call->argv;
+    const size_t *lens = call->lens;
     int n = argc + 3;
-    struct call *c = xcalloc(1, sizeof *c);
+    struct pending *c = xcalloc(1, sizeof *c);
     c->rc = rc;
     c->cb = cb;
     c->priv = priv;
@@ -443,9 +446,9 @@ int rconn_eval(struct rconn *rc, enum script_id id, int nkeys, int argc, const c
         c->argv[i + 3] = xstrndup(argv[i], l);
         c->lens[i + 3] = l;
     }
-    if (redisAsyncCommandArgv(rc->ac, call_reply_cb, c, n, (const char **)c->argv, c->lens) !=
+    if (redisAsyncCommandArgv(rc->ac, pending_reply_cb, c, n, (const char **)c->argv, c->lens) !=
         REDIS_OK) {
-        call_free(c);
+        pending_free(c);
         return SHOAL_EREDIS;
     }
     return 0;

@@ -17,7 +17,7 @@
 #include <uv.h>
 
 #include "common/rurl.h"
-#include "common/script.h"
+#include "common/calls.h"
 
 struct rconn;
 
@@ -52,10 +52,10 @@ int rconn_command(struct rconn *rc, rconn_reply_cb cb, void *priv, int argc, con
 int rconn_subscribe(struct rconn *rc, const char *const *channels, int n, rconn_reply_cb cb,
                     void *priv);
 
-/* Runs a script with EVALSHA: keys then args in argv (nkeys of them are keys). On NOSCRIPT it
- * retries once with EVAL (which also caches the script). Same return as rconn_command. */
-int rconn_eval(struct rconn *rc, enum script_id id, int nkeys, int argc, const char **argv,
-               const size_t *lens, rconn_reply_cb cb, void *priv);
+/* Runs a script call (built by common/calls.h) with EVALSHA. On NOSCRIPT it retries once with
+ * EVAL (which also caches the script). The call's strings are copied before this returns (free
+ * the call then). Same return as rconn_command. */
+int rconn_call(struct rconn *rc, const struct script_call *call, rconn_reply_cb cb, void *priv);
 
 /* Drops the link now (e.g. a heartbeat went unanswered) and reconnects after backoff. Pending
  * callbacks run with NULL. Safe inside a reply callback (the free is deferred by hiredis). */

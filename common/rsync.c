@@ -149,6 +149,10 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
     return reply;
 }
 
+redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *err, size_t errlen) {
+    return rsync_eval(r, call->id, call->nkeys, call->argc, call->argv, call->lens, err, errlen);
+}
+
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -6,7 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common/rurl.h"
-#include "common/script.h"
+#include "common/calls.h"
 
 struct rsync {
     redisContext *c;              /* owned */
@@ -21,14 +21,18 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
                     size_t errlen);
 void rsync_close(struct rsync *r);
 
-/* Runs a script (nkeys of argv are keys; lens may be NULL for NUL-terminated strings, else
- * gives every length, for binary arguments). Returns the reply (caller frees with
- * freeReplyObject), or NULL with err set when the connection failed. An error reply is
- * returned as a reply. */
+/* Runs a script call (built by common/calls.h; free it afterwards). Returns the reply (caller
+ * frees with freeReplyObject), or NULL with err set when the connection failed. An error reply
+ * is returned as a reply. */
+redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *err, size_t errlen);
+
+/* The same with a hand-made argument list (nkeys of argv are keys; lens may be NULL for
+ * NUL-terminated strings). Only for tests that send a script a deliberately malformed list:
+ * everything else builds its call with common/calls.h, the one place that knows the order. */
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
                        const size_t *lens, char *err, size_t errlen);
 
-/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_eval. */
+/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_call. */
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...);
 
 #endif

@@ -65,23 +65,6 @@ const char *task_env_denied(const char *name, size_t len) {
     return NULL;
 }
 
-/* Calls fn for each entry of the comma list, blanks trimmed (empty entries too, with n = 0);
- * stops at the first non-zero return and returns it. */
-static int each_entry(const char *list, int (*fn)(const char *e, size_t n, void *ctx), void *ctx) {
-    for (const char *s = list; s && *s;) {
-        const char *end = strchr(s, ',');
-        size_t n = end ? (size_t)(end - s) : strlen(s);
-        const char *e = s;
-        size_t m = n;
-        while (m && (*e == ' ' || *e == '\t')) e++, m--;
-        while (m && (e[m - 1] == ' ' || e[m - 1] == '\t')) m--;
-        int rc = fn(e, m, ctx);
-        if (rc) return rc;
-        s = end ? end + 1 : s + n;
-    }
-    return 0;
-}
-
 struct match_ctx { const char *name; size_t len; };
 
 static int match_cb(const char *e, size_t n, void *ctx) {
@@ -91,7 +74,7 @@ static int match_cb(const char *e, size_t n, void *ctx) {
 
 bool task_env_list_match(const char *list, const char *name, size_t len) {
     struct match_ctx m = {name, len};
-    return each_entry(list, match_cb, &m) != 0;
+    return comma_list_each(list, match_cb, &m) != 0;
 }
 
 struct check_ctx { const char *what; char *err; size_t errlen; };
@@ -112,7 +95,7 @@ static int syntax_cb(const char *e, size_t n, void *ctx) {
 
 int task_env_list_check(const char *list, const char *what, char *err, size_t errlen) {
     struct check_ctx c = {what, err, errlen};
-    return each_entry(list, syntax_cb, &c);
+    return comma_list_each(list, syntax_cb, &c);
 }
 
 /* Writes name into out for a message, non-printable bytes as '?', at most 64 of them. */

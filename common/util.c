@@ -161,3 +161,18 @@ int parse_iso8601_ms(const char *s, int64_t *ms) {
     *ms = (int64_t)timegm(&tm) * 1000 + frac;
     return 0;
 }
+
+int comma_list_each(const char *list, int (*fn)(const char *e, size_t n, void *ctx), void *ctx) {
+    for (const char *s = list; s && *s;) {
+        const char *end = strchr(s, ',');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        const char *e = s;
+        size_t m = n;
+        while (m && (*e == ' ' || *e == '\t')) e++, m--;
+        while (m && (e[m - 1] == ' ' || e[m - 1] == '\t')) m--;
+        int rc = fn(e, m, ctx);
+        if (rc) return rc;
+        s = end ? end + 1 : s + n;
+    }
+    return 0;
+}

@@ -39,6 +39,10 @@ char *format_duration_ms(int64_t ms, char *buf, size_t len);
  * epoch ms. Returns 0 or -EINVAL. */
 int parse_iso8601_ms(const char *s, int64_t *ms);
 
+/* Calls fn for each entry of a comma list ("a, b,c"), blanks (spaces, tabs) trimmed, empty
+ * entries too (with n = 0); stops at the first non-zero return of fn and returns it, else 0. */
+int comma_list_each(const char *list, int (*fn)(const char *e, size_t n, void *ctx), void *ctx);
+
 /* A node name: 1..64 of [A-Za-z0-9._-], not starting with '-' (pod and host names fit). */
 int node_name_valid(const char *s);
 

@@ -281,14 +281,14 @@ static void commit(struct upload *u) {
     const char *kv[] = {"id", id, "package_id", f->name.id, "version", f->name.version,
                         "space", f->space, "ext", f->name.ext, "file", file, "size", size,
                         "hash", u->hash, "published", published, "node", u->svc->cfg->name};
-    const char *argv[9 + ARRAY_SIZE(kv)] = {f->hash_key, f->index_key, f->spaces_key,
-                                            f->lock_key, "commit", u->lock.token, f->key,
-                                            f->space, published};
-    memcpy(argv + 9, kv, sizeof kv);
+    struct script_call call;
+    call_package_commit(&call, f->keys, f->space, &f->name, u->lock.token, now, kv,
+                        ARRAY_SIZE(kv));
     write_json(u, kv, ARRAY_SIZE(kv));
     u->stepping = true;
-    if (rconn_eval(u->svc->redis, SCRIPT_PACKAGE, 4, 9 + (int)ARRAY_SIZE(kv), argv, NULL,
-                   committed_cb, u) != 0) {
+    int rc = rconn_call(u->svc->redis, &call, committed_cb, u);
+    call_free(&call);
+    if (rc != 0) {
         u->stepping = false;
         buf_reset(&u->json);
         fail(u, 503, "Redis is unreachable from this node; the file is in place but not "

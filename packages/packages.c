@@ -32,44 +32,33 @@
 
 void pkg_ref_init(struct pkg_ref *r, const struct node_services *svc, const char *space,
                   const struct package_name *n) {
-    const char *prefix = svc->keys->prefix;
+    r->keys = svc->keys;
     snprintf(r->space, sizeof r->space, "%s", space);
     r->name = *n;
     package_key(n, r->key, sizeof r->key);
-    package_hash_key(prefix, space, n, r->hash_key, sizeof r->hash_key);
-    package_index_key(prefix, space, r->index_key, sizeof r->index_key);
-    package_spaces_key(prefix, r->spaces_key, sizeof r->spaces_key);
-    package_lock_key(prefix, space, n, r->lock_key, sizeof r->lock_key);
-}
-
-const char *pkg_field(const redisReply *r, size_t from, const char *name) {
-    for (size_t i = from; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
-            return v->str;
-    }
-    return NULL;
+    keys_package(svc->keys, space, n, r->hash_key, sizeof r->hash_key);
+    keys_package_lock(svc->keys, space, n, r->lock_key, sizeof r->lock_key);
 }
 
 static int64_t field_int(const redisReply *r, size_t from, const char *name) {
-    const char *v = pkg_field(r, from, name);
+    const char *v = reply_field(r, from, name);
     return v ? strtoll(v, NULL, 10) : 0;
 }
 
 void pkg_json(struct json *j, const redisReply *r, size_t from) {
-    const char *space = pkg_field(r, from, "space"), *id = pkg_field(r, from, "id");
+    const char *space = reply_field(r, from, "space"), *id = reply_field(r, from, "id");
     char link[512];
     json_obj_open(j);
     json_key(j, "Id"); json_str(j, id);
-    json_key(j, "PackageId"); json_str(j, pkg_field(r, from, "package_id"));
-    json_key(j, "Version"); json_str(j, pkg_field(r, from, "version"));
+    json_key(j, "PackageId"); json_str(j, reply_field(r, from, "package_id"));
+    json_key(j, "Version"); json_str(j, reply_field(r, from, "version"));
     json_key(j, "SpaceId"); json_str(j, space);
-    json_key(j, "FileExtension"); json_str(j, pkg_field(r, from, "ext"));
+    json_key(j, "FileExtension"); json_str(j, reply_field(r, from, "ext"));
     json_key(j, "Size"); json_int(j, field_int(r, from, "size"));
     json_key(j, "PackageSizeBytes"); json_int(j, field_int(r, from, "size"));
-    json_key(j, "Hash"); json_str(j, pkg_field(r, from, "hash"));
+    json_key(j, "Hash"); json_str(j, reply_field(r, from, "hash"));
     json_key(j, "Published"); json_time(j, field_int(r, from, "published"));
-    json_key(j, "UploadedBy"); json_str(j, pkg_field(r, from, "node"));
+    json_key(j, "UploadedBy"); json_str(j, reply_field(r, from, "node"));
     json_key(j, "Links");
     json_obj_open(j);
     snprintf(link, sizeof link, "/api/%s/packages/%s", space ? space : "", id ? id : "");
@@ -147,9 +136,10 @@ static void unlock_reply_cb(struct rconn *rc, redisReply *r, void *priv) {}
 void pkg_lock_release(struct pkg_lock *l, const struct pkg_ref *r) {
     if (!l->held) return;
     l->held = false;
-    const char *argv[] = {r->hash_key, r->index_key, r->spaces_key, r->lock_key,
-                          "unlock", l->token, r->key, r->space};
-    (void)rconn_eval(l->redis, SCRIPT_PACKAGE, 4, 8, argv, NULL, unlock_reply_cb, NULL);
+    struct script_call call;
+    call_package_unlock(&call, r->keys, r->space, &r->name, l->token);
+    (void)rconn_call(l->redis, &call, unlock_reply_cb, NULL);
+    call_free(&call);
 }
 
 static void lock_closed_cb(uv_handle_t *h) {
@@ -241,13 +231,10 @@ static void list_cb(struct http_exchange *ex) {
         free(q);
         return;
     }
-    char index[256], prefix[256], skip[24], take[24];
-    package_index_key(svc->keys->prefix, space, index, sizeof index);
-    snprintf(prefix, sizeof prefix, "%spkg:%s:", svc->keys->prefix, space);
-    snprintf(skip, sizeof skip, "%lld", (long long)q->skip);
-    snprintf(take, sizeof take, "%lld", (long long)q->take);
-    const char *argv[] = {index, prefix, q->filter, skip, take};
-    if (api_eval(ex, svc, SCRIPT_PACKAGE_LIST, 1, 5, argv, NULL, list_reply_cb, q) != 0) free(q);
+    struct script_call call;
+    call_package_list(&call, svc->keys, space, q->filter, q->skip, q->take);
+    if (api_call(ex, svc, &call, list_reply_cb, q) != 0) free(q);
+    call_free(&call);
 }
 
 /* ---- GET /api/{space}/packages/{id} ---- */
@@ -379,9 +366,9 @@ static void dl_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
         free(d);
         return;
     }
-    const char *file = r->type == REDIS_REPLY_ARRAY ? pkg_field(r, 0, "file") : NULL;
-    const char *id = pkg_field(r, 0, "package_id"), *ver = pkg_field(r, 0, "version");
-    const char *ext = pkg_field(r, 0, "ext");
+    const char *file = r->type == REDIS_REPLY_ARRAY ? reply_field(r, 0, "file") : NULL;
+    const char *id = reply_field(r, 0, "package_id"), *ver = reply_field(r, 0, "version");
+    const char *ext = reply_field(r, 0, "ext");
     if (!file || !id || !ver || strstr(file, "..")) {
         http_respond_error(d->ex, 404, "no such package in this space");
         free(d);
@@ -459,11 +446,11 @@ static void rm_unlink_cb(uv_fs_t *req) {
         rm_answer(m, 500, "the package file cannot be removed");
         return;
     }
-    const struct pkg_ref *f = &m->ref;
-    const char *argv[] = {f->hash_key, f->index_key, f->spaces_key, f->lock_key,
-                          "delete", m->lock.token, f->key, f->space};
-    if (rconn_eval(m->svc->redis, SCRIPT_PACKAGE, 4, 8, argv, NULL, rm_script_cb, m) != 0)
+    struct script_call call;
+    call_package_delete(&call, m->ref.keys, m->ref.space, &m->ref.name, m->lock.token);
+    if (rconn_call(m->svc->redis, &call, rm_script_cb, m) != 0)
         rm_answer(m, 503, "Redis is unreachable from this node; try again");
+    call_free(&call);
 }
 
 static void rm_file_cb(struct rconn *rc, redisReply *r, void *priv) {

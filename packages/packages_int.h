@@ -8,18 +8,22 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "common/keys.h"
 #include "common/package.h"
+#include "common/reply.h"
 #include "common/services.h"
 
 #define PKG_LOCK_TTL_MS 60000   /* a holder that died frees the package after this */
 #define PKG_LOCK_WAIT_MS 10000  /* how long a commit waits for another one of the same package */
 
-/* One package version of one space, with every Redis key it touches. */
+/* One package version of one space, with the Redis keys read outside lua/package.lua (which
+ * gets its keys from common/calls.h's builders). */
 struct pkg_ref {
+    const struct keys *keys;                             /* borrowed: the namespace's */
     char space[PACKAGE_SPACE_MAX + 1];
     struct package_name name;
     char key[PACKAGE_ID_MAX + PACKAGE_VERSION_MAX + 2];  /* <PackageId>.<Version> */
-    char hash_key[256], index_key[256], spaces_key[128], lock_key[256];
+    char hash_key[320], lock_key[320];
 };
 void pkg_ref_init(struct pkg_ref *r, const struct node_services *svc, const char *space,
                   const struct package_name *n);
@@ -48,8 +52,6 @@ void pkg_lock_close(struct pkg_lock *l, void (*closed)(struct pkg_lock *l));
  * resource: Id, PackageId, Version, SpaceId, FileExtension, Size, PackageSizeBytes, Hash,
  * Published, Links. */
 void pkg_json(struct json *j, const redisReply *r, size_t from);
-/* A hash field's value in a flat reply, or NULL. */
-const char *pkg_field(const redisReply *r, size_t from, const char *name);
 
 /* Writes 2 * bytes random hex digits and a NUL into out (bytes <= 32). */
 void pkg_random_hex(char *out, size_t bytes);

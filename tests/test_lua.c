@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/calls.h"
 #include "common/keys.h"
 #include "common/rsync.h"
 #include "tests/harness.h"
@@ -31,17 +32,58 @@ static void teardown(void) {
     h_redis_stop(&redis, false);
 }
 
-static redisReply *run(enum script_id id, int nkeys, int argc, const char **argv) {
+/* Sends a call built by common/calls.h (the builders the node and the CLI use) and frees it. */
+static redisReply *run(struct script_call *c) {
     char err[256];
-    redisReply *r = rsync_eval(&rs, id, nkeys, argc, argv, NULL, err, sizeof err);
+    redisReply *r = rsync_call(&rs, c, err, sizeof err);
+    call_free(c);
     cr_assert_not_null(r, "%s", err);
     return r;
 }
 
-static redisReply *reg(const char *instance, const char *now, const char *cap) {
-    const char *a[] = {node_k, alive_k, nodes_k, stats_k, "n1", instance, now, "3000", cap,
-                       "0.1.0", "host", "42", "127.0.0.1:8080", "default", "1000"};
-    return run(SCRIPT_REGISTER, 4, 15, a);
+static redisReply *reg(const char *instance, long long now, long long cap) {
+    struct call_register_args a = {"n1", instance, now, 3000, cap, "0.1.0", "host", 42,
+                                   "127.0.0.1:8080", "default", 1000};
+    struct script_call c;
+    call_register(&c, &k, &a);
+    return run(&c);
+}
+
+/* The node scripts for node n1. */
+static redisReply *set_cap(long long cap) {
+    struct script_call c;
+    call_set_cap(&c, &k, "n1", cap);
+    return run(&c);
+}
+static redisReply *set_drain(bool drain) {
+    struct script_call c;
+    call_set_drain(&c, &k, "n1", drain);
+    return run(&c);
+}
+static redisReply *heartbeat(const char *instance, long long now, long long ttl) {
+    struct script_call c;
+    call_heartbeat(&c, &k, "n1", instance, now, ttl);
+    return run(&c);
+}
+static redisReply *deregister(const char *instance, long long now) {
+    struct script_call c;
+    call_deregister(&c, &k, "n1", instance, now);
+    return run(&c);
+}
+static redisReply *forget(void) {
+    struct script_call c;
+    call_forget(&c, &k, "n1");
+    return run(&c);
+}
+static redisReply *list_nodes(void) {
+    struct script_call c;
+    call_list_nodes(&c, &k);
+    return run(&c);
+}
+static redisReply *sweep(long long now, long long forget_after, long long retention) {
+    struct script_call c;
+    call_sweep(&c, &k, now, forget_after, retention);
+    return run(&c);
 }
 
 static const char *s(redisReply *r, size_t i) { return r->element[i]->str; }
@@ -50,13 +92,13 @@ static long long n(redisReply *r, size_t i) { return r->element[i]->integer; }
 TestSuite(lua, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(lua, register_then_busy_for_another_instance) {
-    redisReply *r = reg("aaaa", "1000", "5");
+    redisReply *r = reg("aaaa", 1000, 5);
     cr_assert_str_eq(s(r, 0), "ok");
     cr_assert_str_eq(s(r, 1), "");
     cr_assert_eq(n(r, 2), 5);
     cr_assert_eq(n(r, 3), 0);
     freeReplyObject(r);
-    r = reg("bbbb", "1100", "5");
+    r = reg("bbbb", 1100, 5);
     cr_assert_str_eq(s(r, 0), "busy");
     cr_assert_str_eq(s(r, 1), "aaaa");
     cr_assert(n(r, 2) > 0 && n(r, 2) <= 3000);
@@ -67,7 +109,7 @@ Test(lua, register_then_busy_for_another_instance) {
     freeReplyObject(r);
     /* The holder's TTL runs out: the next instance takes over and sees its predecessor. */
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
-    r = reg("bbbb", "5000", "5");
+    r = reg("bbbb", 5000, 5);
     cr_assert_str_eq(s(r, 0), "ok");
     cr_assert_str_eq(s(r, 1), "aaaa");
     freeReplyObject(r);
@@ -75,17 +117,15 @@ Test(lua, register_then_busy_for_another_instance) {
 }
 
 Test(lua, operator_cap_and_drain_survive_reregistration) {
-    freeReplyObject(reg("aaaa", "1000", "5"));
-    const char *cap[] = {node_k, alive_k, stats_k, "n1", "9", ctl};
-    redisReply *r = run(SCRIPT_SET_CAP, 3, 6, cap);
+    freeReplyObject(reg("aaaa", 1000, 5));
+    redisReply *r = set_cap(9);
     cr_assert_eq(n(r, 0), 9);
     freeReplyObject(r);
-    const char *drain[] = {node_k, alive_k, stats_k, "n1", "1", ctl};
-    freeReplyObject(run(SCRIPT_SET_DRAIN, 3, 6, drain));
+    freeReplyObject(set_drain(true));
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     redisFree(c);
-    r = reg("cccc", "2000", "5");  /* restarted with --cap 5 */
+    r = reg("cccc", 2000, 5);  /* restarted with --cap 5 */
     cr_assert_str_eq(s(r, 0), "ok");
     cr_assert_eq(n(r, 2), 9, "operator's cap kept");
     cr_assert_eq(n(r, 3), 1, "operator's drain kept");
@@ -94,22 +134,21 @@ Test(lua, operator_cap_and_drain_survive_reregistration) {
 }
 
 Test(lua, config_cap_follows_flag) {
-    freeReplyObject(reg("aaaa", "1000", "5"));
+    freeReplyObject(reg("aaaa", 1000, 5));
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     redisFree(c);
-    redisReply *r = reg("bbbb", "2000", "8");
+    redisReply *r = reg("bbbb", 2000, 8);
     cr_assert_eq(n(r, 2), 8);
     freeReplyObject(r);
 }
 
 Test(lua, heartbeat_verdicts) {
-    const char *hb[] = {node_k, alive_k, run_k, stats_k, "aaaa", "2000", "3000"};
-    redisReply *r = run(SCRIPT_HEARTBEAT, 4, 7, hb);
+    redisReply *r = heartbeat("aaaa", 2000, 3000);
     cr_assert_str_eq(s(r, 0), "gone", "no record yet");
     freeReplyObject(r);
-    freeReplyObject(reg("aaaa", "1000", "5"));
-    r = run(SCRIPT_HEARTBEAT, 4, 7, hb);
+    freeReplyObject(reg("aaaa", 1000, 5));
+    r = heartbeat("aaaa", 2000, 3000);
     cr_assert_str_eq(s(r, 0), "ok");
     cr_assert_eq(n(r, 1), 5);
     cr_assert_eq(n(r, 2), 0);
@@ -121,11 +160,11 @@ Test(lua, heartbeat_verdicts) {
     cr_assert_str_eq(r->str, "2000");
     freeReplyObject(r);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
-    r = run(SCRIPT_HEARTBEAT, 4, 7, hb);
+    r = heartbeat("aaaa", 2000, 3000);
     cr_assert_eq(n(r, 4), 1, "late: the TTL had expired");
     freeReplyObject(r);
     freeReplyObject(redisCommand(c, "SET %s zzzz", alive_k));
-    r = run(SCRIPT_HEARTBEAT, 4, 7, hb);
+    r = heartbeat("aaaa", 2000, 3000);
     cr_assert_str_eq(s(r, 0), "taken");
     cr_assert_str_eq(s(r, 1), "zzzz");
     freeReplyObject(r);
@@ -133,13 +172,11 @@ Test(lua, heartbeat_verdicts) {
 }
 
 Test(lua, deregister_only_by_owner) {
-    freeReplyObject(reg("aaaa", "1000", "5"));
-    const char *other[] = {node_k, alive_k, stats_k, "bbbb", "3000"};
-    redisReply *r = run(SCRIPT_DEREGISTER, 3, 5, other);
+    freeReplyObject(reg("aaaa", 1000, 5));
+    redisReply *r = deregister("bbbb", 3000);
     cr_assert_eq(r->integer, 0);
     freeReplyObject(r);
-    const char *mine[] = {node_k, alive_k, stats_k, "aaaa", "3000"};
-    r = run(SCRIPT_DEREGISTER, 3, 5, mine);
+    r = deregister("aaaa", 3000);
     cr_assert_eq(r->integer, 1);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(&redis);
@@ -154,26 +191,28 @@ Test(lua, deregister_only_by_owner) {
 }
 
 Test(lua, set_cap_and_drain_validate_and_publish) {
-    const char *unknown[] = {node_k, alive_k, stats_k, "n1", "3", ctl};
-    redisReply *r = run(SCRIPT_SET_CAP, 3, 6, unknown);
+    redisReply *r = set_cap(3);
     cr_assert_eq(r->type, REDIS_REPLY_ERROR);
     cr_assert(strncmp(r->str, "NONODE", 6) == 0, "%s", r->str);
     freeReplyObject(r);
-    freeReplyObject(reg("aaaa", "1000", "5"));
-    const char *bad[] = {node_k, alive_k, stats_k, "n1", "-2", ctl};
-    r = run(SCRIPT_SET_CAP, 3, 6, bad);
+    freeReplyObject(reg("aaaa", 1000, 5));
+    r = set_cap(-2);
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BADCAP", 6) == 0);
     freeReplyObject(r);
+    /* Deliberately malformed (a drain is 0 or 1, which call_set_drain always sends): the list
+     * is made by hand, in set_drain.lua's order, KEYS node, alive, stats; ARGV name, drain,
+     * control channel. */
     const char *baddrain[] = {node_k, alive_k, stats_k, "n1", "yes", ctl};
-    r = run(SCRIPT_SET_DRAIN, 3, 6, baddrain);
+    char err[256];
+    r = rsync_eval(&rs, SCRIPT_SET_DRAIN, 3, 6, baddrain, NULL, err, sizeof err);
+    cr_assert_not_null(r, "%s", err);
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BADDRAIN", 8) == 0);
     freeReplyObject(r);
 
     /* A subscriber hears "node n1 <cap> <drain>". */
     redisContext *sub = h_redis_connect(&redis);
     freeReplyObject(redisCommand(sub, "SUBSCRIBE %s", ctl));
-    const char *drain[] = {node_k, alive_k, stats_k, "n1", "1", ctl};
-    freeReplyObject(run(SCRIPT_SET_DRAIN, 3, 6, drain));
+    freeReplyObject(set_drain(true));
     redisReply *m = NULL;
     cr_assert_eq(redisGetReply(sub, (void **)&m), REDIS_OK);
     cr_assert_str_eq(m->element[2]->str, "node n1 5 1");
@@ -182,22 +221,21 @@ Test(lua, set_cap_and_drain_validate_and_publish) {
 }
 
 Test(lua, forget_refusals) {
-    const char *a[] = {node_k, alive_k, nodes_k, run_k, "n1"};
-    redisReply *r = run(SCRIPT_FORGET, 4, 5, a);
+    redisReply *r = forget();
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NONODE", 6) == 0);
     freeReplyObject(r);
-    freeReplyObject(reg("aaaa", "1000", "5"));
-    r = run(SCRIPT_FORGET, 4, 5, a);
+    freeReplyObject(reg("aaaa", 1000, 5));
+    r = forget();
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ALIVE", 5) == 0);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     freeReplyObject(redisCommand(c, "ZADD %s 9999 ServerTasks-1", run_k));
-    r = run(SCRIPT_FORGET, 4, 5, a);
+    r = forget();
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSY", 4) == 0, "%s", r->str);
     freeReplyObject(r);
     freeReplyObject(redisCommand(c, "DEL %s", run_k));
-    r = run(SCRIPT_FORGET, 4, 5, a);
+    r = forget();
     cr_assert_eq(r->integer, 1);
     freeReplyObject(r);
     r = redisCommand(c, "EXISTS %s %s", node_k, nodes_k);
@@ -207,43 +245,39 @@ Test(lua, forget_refusals) {
 }
 
 Test(lua, list_nodes_and_sweep_by_time) {
-    freeReplyObject(reg("aaaa", "1000", "5"));
-    const char *l[] = {nodes_k, k.prefix};
-    redisReply *r = run(SCRIPT_LIST_NODES, 1, 2, l);
+    freeReplyObject(reg("aaaa", 1000, 5));
+    redisReply *r = list_nodes();
     cr_assert_eq(r->elements, 1);
     cr_assert_str_eq(r->element[0]->element[0]->str, "n1");
     cr_assert(r->element[0]->element[1]->integer > 0, "alive pttl");
     freeReplyObject(r);
     /* Alive: never swept. */
-    const char *sw[] = {nodes_k, stats_k, done_k, k.prefix, "999999999", "60000", "604800000"};
-    r = run(SCRIPT_SWEEP, 3, 7, sw);
+    r = sweep(999999999, 60000, 604800000);
     cr_assert_eq(r->elements, 0);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     /* Offline but within the forget period: kept. */
-    const char *early[] = {nodes_k, stats_k, done_k, k.prefix, "50000", "60000", "604800000"};
-    r = run(SCRIPT_SWEEP, 3, 7, early);
+    r = sweep(50000, 60000, 604800000);
     cr_assert_eq(r->elements, 0);
     freeReplyObject(r);
     /* Past it: forgotten. */
-    r = run(SCRIPT_SWEEP, 3, 7, sw);
+    r = sweep(999999999, 60000, 604800000);
     cr_assert_eq(r->elements, 1);
     cr_assert_str_eq(r->element[0]->str, "n1");
     freeReplyObject(r);
-    r = run(SCRIPT_LIST_NODES, 1, 2, l);
+    r = list_nodes();
     cr_assert_eq(r->elements, 0);
     freeReplyObject(r);
     redisFree(c);
 }
 
 Test(lua, noscript_is_reloaded) {
-    freeReplyObject(reg("aaaa", "1000", "5"));
+    freeReplyObject(reg("aaaa", 1000, 5));
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
     redisFree(c);
-    const char *l[] = {nodes_k, k.prefix};
-    redisReply *r = run(SCRIPT_LIST_NODES, 1, 2, l);
+    redisReply *r = list_nodes();
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "reloaded after SCRIPT FLUSH");
     freeReplyObject(r);
 }
@@ -258,29 +292,24 @@ static long long avail(void) {
 }
 
 Test(lua, available_capacity_follows_cap_drain_and_liveness) {
-    freeReplyObject(reg("aaaa", "1000", "5"));
+    freeReplyObject(reg("aaaa", 1000, 5));
     cr_assert_eq(avail(), 5);
-    const char *cap[] = {node_k, alive_k, stats_k, "n1", "8", ctl};
-    freeReplyObject(run(SCRIPT_SET_CAP, 3, 6, cap));
+    freeReplyObject(set_cap(8));
     cr_assert_eq(avail(), 8);
-    const char *on[] = {node_k, alive_k, stats_k, "n1", "1", ctl};
-    freeReplyObject(run(SCRIPT_SET_DRAIN, 3, 6, on));
+    freeReplyObject(set_drain(true));
     cr_assert_eq(avail(), 0, "a draining node offers nothing");
-    const char *off[] = {node_k, alive_k, stats_k, "n1", "0", ctl};
-    freeReplyObject(run(SCRIPT_SET_DRAIN, 3, 6, off));
+    freeReplyObject(set_drain(false));
     cr_assert_eq(avail(), 8);
     /* The node dies (TTL gone): the sweep takes its cap out; drift is corrected. */
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     freeReplyObject(redisCommand(c, "HINCRBY %s avail_cap 100", stats_k));
     redisFree(c);
-    const char *sw[] = {nodes_k, stats_k, done_k, k.prefix, "2000", "60000", "604800000"};
-    freeReplyObject(run(SCRIPT_SWEEP, 3, 7, sw));
+    freeReplyObject(sweep(2000, 60000, 604800000));
     cr_assert_eq(avail(), 0);
     /* Clean deregistration takes it out at once. */
-    freeReplyObject(reg("bbbb", "3000", "5"));
+    freeReplyObject(reg("bbbb", 3000, 5));
     cr_assert_eq(avail(), 8, "operator cap kept");
-    const char *dereg[] = {node_k, alive_k, stats_k, "bbbb", "4000"};
-    freeReplyObject(run(SCRIPT_DEREGISTER, 3, 5, dereg));
+    freeReplyObject(deregister("bbbb", 4000));
     cr_assert_eq(avail(), 0);
 }

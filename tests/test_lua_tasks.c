@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/calls.h"
+#include "common/client.h"
 #include "common/keys.h"
 #include "common/rsync.h"
 #include "tests/harness.h"
@@ -33,9 +35,11 @@ static void teardown(void) {
 }
 TestSuite(tasks, .init = setup, .fini = teardown, .timeout = 60);
 
-static redisReply *eval(enum script_id id, int nkeys, int argc, const char **argv) {
+/* Sends a call built by common/calls.h (the builders the node and the client use); frees it. */
+static redisReply *eval(struct script_call *c) {
     char err[256];
-    redisReply *r = rsync_eval(&rs, id, nkeys, argc, argv, NULL, err, sizeof err);
+    redisReply *r = rsync_call(&rs, c, err, sizeof err);
+    call_free(c);
     cr_assert_not_null(r, "%s", err);
     return r;
 }
@@ -68,28 +72,23 @@ static char *str(const char *fmt, ...) {
 
 /* Registers node `name` alive with `cap` (instance = name). */
 static void node(const char *name, int cap) {
-    char nk[128], ak[128], sk[128], setk[128], c[16];
-    snprintf(c, sizeof c, "%d", cap);
-    const char *a[] = {keys_node(&k, name, nk, sizeof nk), keys_alive(&k, name, ak, sizeof ak),
-                       keys_nodes(&k, setk, sizeof setk), keys_stats(&k, sk, sizeof sk), name, name,
-                       "1000000", "600000", c, "0", "h", "1", "x", "default", "1000"};
-    freeReplyObject(eval(SCRIPT_REGISTER, 4, 15, a));
+    struct call_register_args a = {name, name, 1000000, 600000, cap, "0", "h", 1, "x", "default",
+                                   1000};
+    struct script_call c;
+    call_register(&c, &k, &a);
+    freeReplyObject(eval(&c));
 }
 
 /* Enqueues one task; returns its number. */
 static long long enq(const char *queue, const char *type, int prio, long long at, long long expiry,
                      int attempts, long long now) {
-    char sk[128], stk[128], sch[128], qs[128], wake[128], n[24], p[16], a[24], e[24], at_s[24];
-    snprintf(n, sizeof n, "%lld", now);
-    snprintf(p, sizeof p, "%d", prio);
-    snprintf(at_s, sizeof at_s, "%lld", at);
-    snprintf(e, sizeof e, "%lld", expiry);
-    snprintf(a, sizeof a, "%d", attempts);
-    const char *argv[] = {keys_seq(&k, sk, sizeof sk), keys_stats(&k, stk, sizeof stk),
-                          keys_scheduled(&k, sch, sizeof sch), keys_queues(&k, qs, sizeof qs),
-                          k.prefix, n, keys_wake(&k, wake, sizeof wake), "1",
-                          queue, type, "", p, at_s, e, "0", a, "1"};
-    redisReply *r = eval(SCRIPT_ENQUEUE, 4, 17, argv);
+    struct shoal_task_opts o = {.queue = queue, .type = type, .priority = prio, .at_ms = at,
+                                .expiry_ms = expiry, .timeout_ms = 0, .attempts = attempts,
+                                .lost_budget = 1};
+    struct script_call c;
+    call_enqueue(&c, &k, now, 1);
+    call_enqueue_add(&c, &o);
+    redisReply *r = eval(&c);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
     long long id = r->element[0]->integer;
     freeReplyObject(r);
@@ -99,17 +98,12 @@ static long long enq(const char *queue, const char *type, int prio, long long at
 /* Claims for node `name` (instance = name) at `now`; queues NULL-terminated. */
 static redisReply *claim(const char *name, int max, long long now, bool balance,
                          const char *const *queues) {
-    char nk[128], ak[128], rk[128], sk[128], sch[128], dk[128], n[24], m[16];
-    snprintf(n, sizeof n, "%lld", now);
-    snprintf(m, sizeof m, "%d", max);
-    const char *argv[32] = {keys_node(&k, name, nk, sizeof nk), keys_alive(&k, name, ak, sizeof ak),
-                            keys_running(&k, name, rk, sizeof rk), keys_stats(&k, sk, sizeof sk),
-                            keys_scheduled(&k, sch, sizeof sch), keys_done(&k, dk, sizeof dk),
-                            k.prefix, name, name, n, m, balance ? "1" : "0", "30000"};
-    int argc = 13;
+    struct call_claim_args a = {name, name, now, max, balance, 30000};
+    struct script_call c;
+    call_claim(&c, &k, &a);
     static const char *const def[] = {"default", NULL};
-    for (const char *const *q = queues ? queues : def; *q; q++) argv[argc++] = *q;
-    redisReply *r = eval(SCRIPT_CLAIM, 6, argc, argv);
+    for (const char *const *q = queues ? queues : def; *q; q++) call_claim_add_queue(&c, *q);
+    redisReply *r = eval(&c);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
     return r;
 }
@@ -121,16 +115,14 @@ static long long claimed_lease(const redisReply *r, size_t i) { return r->elemen
 /* Reports one result for node `name`. Returns the reply (caller frees). */
 static redisReply *complete(const char *name, long long id, long long lease, const char *outcome,
                             long long now, long long retry_delay) {
-    char rk[128], sk[128], dk[128], sch[128], wake[128], n[24], i[24], l[24], d[24];
-    snprintf(n, sizeof n, "%lld", now);
+    char i[24];
     snprintf(i, sizeof i, "%lld", id);
-    snprintf(l, sizeof l, "%lld", lease);
-    snprintf(d, sizeof d, "%lld", retry_delay);
-    const char *argv[] = {keys_running(&k, name, rk, sizeof rk), keys_stats(&k, sk, sizeof sk),
-                          keys_done(&k, dk, sizeof dk), keys_scheduled(&k, sch, sizeof sch),
-                          k.prefix, n, "604800000", keys_wake(&k, wake, sizeof wake), "1",
-                          i, l, outcome, "it went wrong", "-1", "the log", d};
-    return eval(SCRIPT_COMPLETE, 4, 16, argv);
+    struct call_report rep = {i, lease, outcome, "it went wrong", -1, "the log", strlen("the log"),
+                              retry_delay};
+    struct script_call c;
+    call_complete(&c, &k, name, now, 604800000, 1);
+    call_complete_add(&c, &rep);
+    return eval(&c);
 }
 
 static const char *state(long long id) { return str("HGET {t}:task:%lld state", id); }
@@ -234,11 +226,9 @@ Test(tasks, expire_pass_covers_queues_nobody_serves) {
     long long a = enq("orphans", "noop", 0, 0, 1000, 1, T0);
     long long b = enq("orphans", "noop", 0, 0, DAY, 1, T0);
     long long s = enq("orphans", "noop", 0, T0 + 10, 500, 1, T0);
-    char qs[128], sk[128], dk[128], sch[128];
-    const char *argv[] = {keys_queues(&k, qs, sizeof qs), keys_stats(&k, sk, sizeof sk),
-                          keys_done(&k, dk, sizeof dk), keys_scheduled(&k, sch, sizeof sch),
-                          k.prefix, "1002000", "1000"};
-    redisReply *r = eval(SCRIPT_EXPIRE, 4, 7, argv);
+    struct script_call c;
+    call_expire(&c, &k, 1002000, 1000);
+    redisReply *r = eval(&c);
     cr_assert_eq(r->integer, 2);
     freeReplyObject(r);
     cr_assert_str_eq(state(a), "TimedOut");
@@ -314,12 +304,9 @@ Test(tasks, interrupted_task_goes_back_first_without_using_an_attempt) {
 }
 
 static redisReply *cancel(long long id) {
-    char tk[128], sk[128], sch[128], dk[128], ctl[128], id_s[24];
-    snprintf(id_s, sizeof id_s, "%lld", id);
-    const char *argv[] = {keys_task(&k, id, tk, sizeof tk), keys_stats(&k, sk, sizeof sk),
-                          keys_scheduled(&k, sch, sizeof sch), keys_done(&k, dk, sizeof dk),
-                          k.prefix, id_s, "1000100", keys_control(&k, ctl, sizeof ctl)};
-    return eval(SCRIPT_CANCEL, 4, 8, argv);
+    struct script_call c;
+    call_cancel(&c, &k, id, 1000100);
+    return eval(&c);
 }
 
 Test(tasks, cancel_in_every_state) {
@@ -370,20 +357,24 @@ Test(tasks, cancel_in_every_state) {
 }
 
 Test(tasks, bad_enqueue_writes_nothing) {
-    char sk[128], stk[128], sch[128], qs[128], wake[128];
-    const char *argv[] = {keys_seq(&k, sk, sizeof sk), keys_stats(&k, stk, sizeof stk),
-                          keys_scheduled(&k, sch, sizeof sch), keys_queues(&k, qs, sizeof qs),
-                          k.prefix, "1000000", keys_wake(&k, wake, sizeof wake), "2",
-                          "default", "noop", "", "0", "0", "1000", "0", "1", "1",
-                          "bad queue!", "noop", "", "0", "0", "1000", "0", "1", "1"};
-    redisReply *r = eval(SCRIPT_ENQUEUE, 4, 26, argv);
+    struct shoal_task_opts t[2] = {
+        {.queue = "default", .type = "noop", .expiry_ms = 1000, .attempts = 1, .lost_budget = 1},
+        {.queue = "bad queue!", .type = "noop", .expiry_ms = 1000, .attempts = 1, .lost_budget = 1}};
+    struct script_call c;
+    call_enqueue(&c, &k, 1000000, 2);
+    call_enqueue_add(&c, &t[0]);
+    call_enqueue_add(&c, &t[1]);
+    redisReply *r = eval(&c);
     cr_assert_eq(r->type, REDIS_REPLY_ERROR);
     cr_assert(strstr(r->str, "task 2: queue names"), "%s", r->str);
     freeReplyObject(r);
     cr_assert_eq(num("DBSIZE"), 0, "nothing half-written");
-    argv[23] = "-5";  /* a negative timeout on the second task */
-    argv[17] = "default";
-    r = eval(SCRIPT_ENQUEUE, 4, 26, argv);
+    t[1].timeout_ms = -5;  /* a negative timeout on the second task */
+    t[1].queue = "default";
+    call_enqueue(&c, &k, 1000000, 2);
+    call_enqueue_add(&c, &t[0]);
+    call_enqueue_add(&c, &t[1]);
+    r = eval(&c);
     cr_assert_eq(r->type, REDIS_REPLY_ERROR);
     cr_assert(strstr(r->str, "timeout must be"), "%s", r->str);
     freeReplyObject(r);
@@ -391,12 +382,9 @@ Test(tasks, bad_enqueue_writes_nothing) {
 }
 
 static redisReply *recover(const char *only, const char *token, long long now) {
-    char nk[128], sk[128], dk[128], lk[128], wk[128], n[24];
-    snprintf(n, sizeof n, "%lld", now);
-    const char *argv[] = {keys_nodes(&k, nk, sizeof nk), keys_stats(&k, sk, sizeof sk),
-                          keys_done(&k, dk, sizeof dk), keys_recover_lock(&k, lk, sizeof lk),
-                          k.prefix, n, keys_wake(&k, wk, sizeof wk), token, "1000", only};
-    redisReply *r = eval(SCRIPT_RECOVER, 4, 10, argv);
+    struct script_call c;
+    call_recover(&c, &k, now, token, 1000, only);
+    redisReply *r = eval(&c);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
     return r;
 }

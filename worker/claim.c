@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/reply.h"
 #include "common/util.h"
 
 #define CLAIM_MAX 512            /* tasks per claim call */
@@ -13,6 +14,7 @@
 #define LEASE_MARGIN_MS 30000    /* lease deadline = timeout + this (recovery, after a crash) */
 #define RETRY_MAX_MS 3600000     /* backoff ceiling */
 #define RECONCILE_EVERY_BEATS 12 /* and after every (re)registration: see lua/reconcile.lua */
+#define CLAIM_QUEUES_MAX 67      /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
 #define MIN_BATCH_MAX 64         /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
 
@@ -120,39 +122,19 @@ static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
 static void flush(struct claimer *c) {
     if (c->reporting || c->npending == 0 || !rconn_is_up(c->node->cmd)) return;
     size_t n = c->npending < REPORT_MAX ? c->npending : REPORT_MAX;
-    enum { HEAD = 9, PER = 7 };
-    size_t argc = HEAD + PER * n;
-    const char **argv = xcalloc(argc, sizeof *argv);
-    size_t *lens = xcalloc(argc, sizeof *lens);
-    char (*nums)[4][24] = xcalloc(n, sizeof *nums);
-    char run_k[160], stats_k[160], done_k[160], sched_k[160], wake[160], now[24], ret[24], cnt[24];
-    struct keys *k = &c->node->keys;
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    snprintf(ret, sizeof ret, "%lld", (long long)c->cfg->retention_ms);
-    snprintf(cnt, sizeof cnt, "%zu", n);
-    const char *head[HEAD] = {keys_running(k, c->node->view.name, run_k, sizeof run_k),
-                              keys_stats(k, stats_k, sizeof stats_k),
-                              keys_done(k, done_k, sizeof done_k),
-                              keys_scheduled(k, sched_k, sizeof sched_k), k->prefix, now, ret,
-                              keys_wake(k, wake, sizeof wake), cnt};
-    for (size_t i = 0; i < HEAD; i++) { argv[i] = head[i]; lens[i] = strlen(head[i]); }
+    struct script_call call;
+    call_complete(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), c->cfg->retention_ms,
+                  n);
     for (size_t i = 0; i < n; i++) {
-        struct report *rp = &c->pending[i];
-        const char *num = strrchr(rp->task->id, '-');
-        snprintf(nums[i][0], 24, "%.23s", num ? num + 1 : rp->task->id);
-        snprintf(nums[i][1], 24, "%lld", (long long)rp->task->lease);
-        snprintf(nums[i][2], 24, "%d", rp->res->exit_code);
-        snprintf(nums[i][3], 24, "%lld", (long long)retry_delay(c, rp->task->attempt));
-        const char *a[PER] = {nums[i][0], nums[i][1], outcome_names[rp->res->outcome],
-                              rp->res->error, nums[i][2], rp->res->log.data ? rp->res->log.data : "",
-                              nums[i][3]};
-        for (size_t j = 0; j < PER; j++) {
-            argv[HEAD + PER * i + j] = a[j];
-            lens[HEAD + PER * i + j] = strlen(a[j]);
-        }
-        lens[HEAD + PER * i + 5] = rp->res->log.len;
+        const struct report *rp = &c->pending[i];
+        struct call_report r = {
+            .task = rp->task->id, .lease = rp->task->lease,
+            .outcome = outcome_names[rp->res->outcome], .error = rp->res->error,
+            .exit_code = rp->res->exit_code, .log = rp->res->log.data, .log_len = rp->res->log.len,
+            .retry_delay_ms = retry_delay(c, rp->task->attempt)};
+        call_complete_add(&call, &r);
     }
-    if (rconn_eval(c->node->cmd, SCRIPT_COMPLETE, 4, (int)argc, argv, lens, complete_cb, c) == 0) {
+    if (rconn_call(c->node->cmd, &call, complete_cb, c) == 0) {
         c->reporting = true;
         c->sent = xmalloc(n * sizeof *c->sent);
         memcpy(c->sent, c->pending, n * sizeof *c->sent);
@@ -160,9 +142,7 @@ static void flush(struct claimer *c) {
         memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
         c->npending -= n;
     }
-    free(nums);
-    free(lens);
-    free(argv);
+    call_free(&call);
 }
 
 static void batch_cb(uv_check_t *h) {
@@ -192,16 +172,7 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
 
 /* --- reconciling -------------------------------------------------------------------------- */
 
-struct idlist {
-    const char **v;
-    size_t n;
-};
-
-static void add_id(struct idlist *l, const char *id) {
-    const char *num = strrchr(id, '-');
-    l->v[l->n++] = num ? num + 1 : id;
-}
-static void add_running_cb(const struct runner_task *t, void *arg) { add_id(arg, t->id); }
+static void add_running_cb(const struct runner_task *t, void *arg) { call_reconcile_add(arg, t->id); }
 
 static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
@@ -221,41 +192,16 @@ static void reconcile(struct claimer *c) {
     }
     c->reconcile_due = false;
     size_t known = runner_running(c->runner) + c->npending + c->nsent;
-    enum { HEAD = 7 };
-    const char **argv = xcalloc(HEAD + known, sizeof *argv);
-    struct idlist l = {argv + HEAD, 0};
-    runner_foreach(c->runner, add_running_cb, &l);
-    for (size_t i = 0; i < c->npending; i++) add_id(&l, c->pending[i].task->id);
-    for (size_t i = 0; i < c->nsent; i++) add_id(&l, c->sent[i].task->id);
-    struct keys *k = &c->node->keys;
-    char run_k[160], stats_k[160], done_k[160], wake[160], now[24];
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    argv[0] = keys_running(k, c->node->view.name, run_k, sizeof run_k);
-    argv[1] = keys_stats(k, stats_k, sizeof stats_k);
-    argv[2] = keys_done(k, done_k, sizeof done_k);
-    argv[3] = k->prefix;
-    argv[4] = c->node->view.name;
-    argv[5] = now;
-    argv[6] = keys_wake(k, wake, sizeof wake);
-    (void)rconn_eval(c->node->cmd, SCRIPT_RECONCILE, 3, (int)(HEAD + l.n), argv, NULL,
-                     reconcile_cb, c);
-    free(argv);
+    struct script_call call;
+    call_reconcile(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), known);
+    runner_foreach(c->runner, add_running_cb, &call);
+    for (size_t i = 0; i < c->npending; i++) call_reconcile_add(&call, c->pending[i].task->id);
+    for (size_t i = 0; i < c->nsent; i++) call_reconcile_add(&call, c->sent[i].task->id);
+    (void)rconn_call(c->node->cmd, &call, reconcile_cb, c);
+    call_free(&call);
 }
 
 /* --- claiming ------------------------------------------------------------------------------ */
-
-static const char *el_str(const redisReply *r, size_t i, size_t *len) {
-    const redisReply *e = r->element[i];
-    if (len) *len = e->type == REDIS_REPLY_STRING ? e->len : 0;
-    return e->type == REDIS_REPLY_STRING ? e->str : "";
-}
-
-static int64_t el_int(const redisReply *r, size_t i) {
-    const redisReply *e = r->element[i];
-    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
-    if (e->type == REDIS_REPLY_STRING) return strtoll(e->str, NULL, 10);
-    return 0;
-}
 
 static void due_cb(uv_timer_t *t) {
     struct claimer *c = container_of(t, struct claimer, due);
@@ -278,34 +224,34 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
         log_error("claim failed", " error=\"%s\"", r->type == REDIS_REPLY_ERROR ? r->str : "shape");
         return;
     }
-    const char *verdict = el_str(r, 0, NULL);
-    arm_due(c, el_int(r, 1));
-    if (el_int(r, 2) > 0)
-        log_info("queued tasks expired", " count=%lld", (long long)el_int(r, 2));
+    const char *verdict = reply_str(r, 0, NULL);
+    arm_due(c, reply_int(r, 1));
+    if (reply_int(r, 2) > 0)
+        log_info("queued tasks expired", " count=%lld", (long long)reply_int(r, 2));
     size_t claimed = strcmp(verdict, "ok") == 0 ? (r->elements - 3) / 7 : 0;
     struct node_metrics *m = &c->node->view.metrics;
     int64_t now = clock_wall_ms();
     m->claimed += claimed;
     for (size_t i = 0; i < claimed; i++) {
         size_t b = 3 + 7 * i, alen;
-        double wait = (double)(now - el_int(r, b + 6)) / 1000.0;
+        double wait = (double)(now - reply_int(r, b + 6)) / 1000.0;
         size_t bucket = 0;
         while (bucket < NODE_LATENCY_BUCKETS && wait > node_latency_bounds[bucket]) bucket++;
         m->latency_counts[bucket]++;
         m->latency_sum += wait > 0 ? wait : 0;
         m->latency_n++;
         struct runner_task *t = xcalloc(1, sizeof *t);
-        snprintf(t->id, sizeof t->id, "ServerTasks-%s", el_str(r, b, NULL));
-        t->lease = el_int(r, b + 1);
-        snprintf(t->type, sizeof t->type, "%s", el_str(r, b + 2, NULL));
-        const char *args = el_str(r, b + 3, &alen);
+        snprintf(t->id, sizeof t->id, "ServerTasks-%s", reply_str(r, b, NULL));
+        t->lease = reply_int(r, b + 1);
+        snprintf(t->type, sizeof t->type, "%s", reply_str(r, b + 2, NULL));
+        const char *args = reply_str(r, b + 3, &alen);
         if (alen) {
             t->args = xmalloc(alen);
             memcpy(t->args, args, alen);
             t->args_len = alen;
         }
-        t->timeout_ms = el_int(r, b + 4);
-        t->attempt = el_int(r, b + 5);
+        t->timeout_ms = reply_int(r, b + 4);
+        t->attempt = reply_int(r, b + 5);
         log_debug("task claimed", " task=%s type=%s attempt=%lld", t->id, t->type,
                   (long long)t->attempt);
         runner_start(c->runner, t);
@@ -330,22 +276,16 @@ static void kick(struct claimer *c) {
         return;
     }
     c->claim_again = false;
-    struct keys *k = &c->node->keys;
-    const char *name = v->name;
-    char node_k[160], alive_k[160], run_k[160], stats_k[160], sched_k[160], done_k[160];
-    char now[24], max[24], margin[24];
-    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
-    snprintf(max, sizeof max, "%lld", (long long)(free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX));
-    snprintf(margin, sizeof margin, "%d", LEASE_MARGIN_MS);
-    const char *argv[8 + 8 + 64] = {
-        keys_node(k, name, node_k, sizeof node_k), keys_alive(k, name, alive_k, sizeof alive_k),
-        keys_running(k, name, run_k, sizeof run_k), keys_stats(k, stats_k, sizeof stats_k),
-        keys_scheduled(k, sched_k, sizeof sched_k), keys_done(k, done_k, sizeof done_k),
-        k->prefix, name, v->instance, now, max, c->cfg->balance ? "1" : "0", margin};
-    int argc = 13;
-    for (int i = 0; i < c->nqueues && argc < (int)ARRAY_SIZE(argv); i++) argv[argc++] = c->queues[i];
-    if (rconn_eval(c->node->cmd, SCRIPT_CLAIM, 6, argc, argv, NULL, claim_cb, c) == 0)
-        c->claiming = true;
+    struct call_claim_args a = {
+        .name = v->name, .instance = v->instance, .now_ms = clock_wall_ms(),
+        .max = free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX, .balance = c->cfg->balance,
+        .lease_margin_ms = LEASE_MARGIN_MS};
+    struct script_call call;   /* on the stack: no allocation for up to CLAIM_QUEUES_MAX queues */
+    call_claim(&call, &c->node->keys, &a);
+    for (int i = 0; i < c->nqueues && i < CLAIM_QUEUES_MAX; i++)
+        call_claim_add_queue(&call, c->queues[i]);
+    if (rconn_call(c->node->cmd, &call, claim_cb, c) == 0) c->claiming = true;
+    call_free(&call);
 }
 
 void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {

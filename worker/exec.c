@@ -81,22 +81,9 @@ struct exec_proc {
 
 /* ---- allowlist ---- */
 
-/* Calls match(entry, len, ctx) for each non-empty entry of the comma list; stops at a true. */
-static bool each_entry(const char *list, bool (*match)(const char *, size_t, void *), void *ctx) {
-    for (const char *s = list; s && *s;) {
-        const char *end = strchr(s, ',');
-        size_t n = end ? (size_t)(end - s) : strlen(s);
-        const char *e = s;
-        size_t m = n;
-        while (m && (*e == ' ' || *e == '\t')) e++, m--;
-        while (m && (e[m - 1] == ' ' || e[m - 1] == '\t')) m--;
-        if (m && match(e, m, ctx)) return true;
-        s = end ? end + 1 : s + n;
-    }
-    return false;
-}
-
-static bool entry_absolute_cb(const char *e, size_t n, void *ctx) { return e[0] == '/'; }
+/* The allow-list's entries go through comma_list_each (common/util.h): an empty entry (n = 0)
+ * allows nothing. */
+static int entry_absolute_cb(const char *e, size_t n, void *ctx) { return n > 0 && e[0] == '/'; }
 
 struct allow_ctx {
     const char *path;          /* the program path to check */
@@ -105,10 +92,10 @@ struct allow_ctx {
 
 /* Does entry e (as typed, or resolved: "/usr/bin/python3" -> "/usr/bin/python3.11", "/bin/" ->
  * "/usr/bin/" on a merged-/usr system) allow path? */
-static bool entry_allows_cb(const char *e, size_t n, void *ctx) {
+static int entry_allows_cb(const char *e, size_t n, void *ctx) {
     const struct allow_ctx *a = ctx;
     char typed[PATH_MAX], real[PATH_MAX];
-    if (e[0] != '/' || n >= sizeof typed) return false;   /* relative entries mean nothing */
+    if (n == 0 || e[0] != '/' || n >= sizeof typed) return 0;   /* relative entries mean nothing */
     memcpy(typed, e, n);
     typed[n] = '\0';
     bool dir = e[n - 1] == '/';
@@ -124,7 +111,7 @@ static bool entry_allows_cb(const char *e, size_t n, void *ctx) {
 
 static bool allowed(const char *allow_exec, const char *path, bool resolve) {
     struct allow_ctx a = {path, resolve};
-    return each_entry(allow_exec, entry_allows_cb, &a);
+    return comma_list_each(allow_exec, entry_allows_cb, &a) != 0;
 }
 
 /* No "." or ".." segment and no empty one ("//", or a trailing '/'). */
@@ -159,7 +146,7 @@ static int path_lookup(const char *name, char *out, size_t outlen) {
 
 int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen,
                  char *err, size_t errlen) {
-    bool any = each_entry(allow_exec, entry_absolute_cb, NULL);
+    bool any = comma_list_each(allow_exec, entry_absolute_cb, NULL) != 0;
     if (strchr(argv0, '/') && argv0[0] != '/') {
         snprintf(err, errlen, "program '%.200s' is a relative path; exec takes an absolute path "
                  "or a bare name looked up in the node's PATH", argv0);

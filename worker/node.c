@@ -7,34 +7,18 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/reply.h"
 #include "common/util.h"
 
 /* Sweep (forget long-offline nodes) about once a minute, whatever the heartbeat period; expire
  * queued tasks nobody claims every few heartbeats. */
 #define SWEEP_EVERY_MS 60000
 #define EXPIRE_EVERY_BEATS 4
+#define EXPIRE_MAX 1000   /* queued tasks finalised TimedOut per expiry pass at most */
 
 static void do_register(struct node *n);
 static void recover(struct node *n, const char *only, rconn_reply_cb cb);
 static void log_recovery(const redisReply *r, const char *what);
-
-/* --- reply helpers ------------------------------------------------------------------------ */
-
-static const char *el_str(const redisReply *r, size_t i) {
-    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements) return "";
-    const redisReply *e = r->element[i];
-    return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : "";
-}
-
-static int64_t el_int(const redisReply *r, size_t i) {
-    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements) return 0;
-    const redisReply *e = r->element[i];
-    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
-    if (e->type == REDIS_REPLY_STRING) return strtoll(e->str, NULL, 10);
-    return 0;
-}
-
-static void num(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%lld", (long long)v); }
 
 /* --- applying state ----------------------------------------------------------------------- */
 
@@ -108,26 +92,26 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
         log_error("registration refused by Redis", " error=\"%s\"", r->str);
         return;
     }
-    const char *verdict = el_str(r, 0);
+    const char *verdict = reply_str(r, 0, NULL);
     if (strcmp(verdict, "busy") == 0) {
-        on_busy(n, el_str(r, 1), el_int(r, 2));
+        on_busy(n, reply_str(r, 1, NULL), reply_int(r, 2));
         return;
     }
     if (strcmp(verdict, "ok") != 0) {
         log_error("registration: unexpected reply", NULL);
         return;
     }
-    const char *prev = el_str(r, 1);
+    const char *prev = reply_str(r, 1, NULL);
     bool takeover = prev[0] && strcmp(prev, n->view.instance) != 0;
     if (takeover) log_info("took over node name from previous instance", " previous=%s", prev);
     n->busy_holder[0] = '\0';
     if (!n->view.registered)
         log_info("registered", " instance=%s cap=%lld cap_by=%s drain=%s ttl_ms=%lld",
-                 n->view.instance, (long long)el_int(r, 2), el_str(r, 4),
-                 el_int(r, 3) ? "on" : "off", (long long)n->ttl_ms);
+                 n->view.instance, (long long)reply_int(r, 2), reply_str(r, 4, NULL),
+                 reply_int(r, 3) ? "on" : "off", (long long)n->ttl_ms);
     n->view.registered = true;
     n->view.last_seen_ms = clock_wall_ms();
-    apply(n, el_int(r, 2), el_int(r, 3) != 0, "redis");
+    apply(n, reply_int(r, 2), reply_int(r, 3) != 0, "redis");
     set_redis_ok(n, true, NULL);
     /* Taking over from a previous incarnation: what it left running is recovered before we
      * claim. Registering again (Redis came back) keeps our own running tasks, of course. */
@@ -136,21 +120,15 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void do_register(struct node *n) {
-    char name_k[160], alive_k[160], nodes_k[160], stats_k[160], now[24], ttl[24], cap[24], pid[24],
-        hb[24];
-    keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
-    keys_stats(&n->keys, stats_k, sizeof stats_k);
-    keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
-    keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
-    num(now, sizeof now, clock_wall_ms());
-    num(ttl, sizeof ttl, n->ttl_ms);
-    num(cap, sizeof cap, n->cfg->cap);
-    num(pid, sizeof pid, (int64_t)getpid());
-    num(hb, sizeof hb, n->cfg->heartbeat_ms);
-    const char *argv[] = {name_k, alive_k, nodes_k, stats_k, n->view.name, n->view.instance, now, ttl, cap,
-                          n->view.version, n->host, pid, n->listen, n->cfg->queues, hb};
-    if (rconn_eval(n->cmd, SCRIPT_REGISTER, 4, (int)ARRAY_SIZE(argv), argv, NULL, register_cb, n) == 0)
-        n->beat_pending = true;
+    struct call_register_args a = {
+        .name = n->view.name, .instance = n->view.instance, .now_ms = clock_wall_ms(),
+        .ttl_ms = n->ttl_ms, .cap = n->cfg->cap, .version = n->view.version, .host = n->host,
+        .pid = (int64_t)getpid(), .listen = n->listen, .queues = n->cfg->queues,
+        .heartbeat_ms = n->cfg->heartbeat_ms};
+    struct script_call call;
+    call_register(&call, &n->keys, &a);
+    if (rconn_call(n->cmd, &call, register_cb, n) == 0) n->beat_pending = true;
+    call_free(&call);
 }
 
 /* --- heartbeat ----------------------------------------------------------------------------- */
@@ -162,19 +140,14 @@ static void sweep_cb(struct rconn *rc, redisReply *r, void *priv) {
         return;
     }
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
-        log_info("forgot long-offline node", " forgotten=%s", el_str(r, i));
+        log_info("forgot long-offline node", " forgotten=%s", reply_str(r, i, NULL));
 }
 
 static void sweep(struct node *n) {
-    char nodes_k[160], stats_k[160], done_k[160], now[24], after[24], ret[24];
-    keys_nodes(&n->keys, nodes_k, sizeof nodes_k);
-    keys_stats(&n->keys, stats_k, sizeof stats_k);
-    keys_done(&n->keys, done_k, sizeof done_k);
-    num(now, sizeof now, clock_wall_ms());
-    num(after, sizeof after, n->cfg->forget_after_ms);
-    num(ret, sizeof ret, n->cfg->retention_ms);
-    const char *argv[] = {nodes_k, stats_k, done_k, n->keys.prefix, now, after, ret};
-    (void)rconn_eval(n->cmd, SCRIPT_SWEEP, 3, 7, argv, NULL, sweep_cb, n);
+    struct script_call call;
+    call_sweep(&call, &n->keys, clock_wall_ms(), n->cfg->forget_after_ms, n->cfg->retention_ms);
+    (void)rconn_call(n->cmd, &call, sweep_cb, n);
+    call_free(&call);
 }
 
 static void expire_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -186,30 +159,20 @@ static void expire_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void expire(struct node *n) {
-    char queues_k[160], stats_k[160], done_k[160], sched_k[160], now[24];
-    num(now, sizeof now, clock_wall_ms());
-    const char *argv[] = {keys_queues(&n->keys, queues_k, sizeof queues_k),
-                          keys_stats(&n->keys, stats_k, sizeof stats_k),
-                          keys_done(&n->keys, done_k, sizeof done_k),
-                          keys_scheduled(&n->keys, sched_k, sizeof sched_k), n->keys.prefix, now,
-                          "1000"};
-    (void)rconn_eval(n->cmd, SCRIPT_EXPIRE, 4, 7, argv, NULL, expire_cb, n);
+    struct script_call call;
+    call_expire(&call, &n->keys, clock_wall_ms(), EXPIRE_MAX);
+    (void)rconn_call(n->cmd, &call, expire_cb, n);
+    call_free(&call);
 }
 
 /* Recovery (lua/recover.lua): in fleet mode (only == NULL) at most one node per heartbeat
  * period recovers dead nodes' tasks and times out stuck ones; with only == our name, the
  * tasks our previous incarnation left behind. cb may be NULL. */
 static void recover(struct node *n, const char *only, rconn_reply_cb cb) {
-    char nodes_k[160], stats_k[160], done_k[160], lock_k[160], wake_k[160], now[24], ttl[24];
-    num(now, sizeof now, clock_wall_ms());
-    num(ttl, sizeof ttl, n->cfg->heartbeat_ms);
-    const char *argv[] = {keys_nodes(&n->keys, nodes_k, sizeof nodes_k),
-                          keys_stats(&n->keys, stats_k, sizeof stats_k),
-                          keys_done(&n->keys, done_k, sizeof done_k),
-                          keys_recover_lock(&n->keys, lock_k, sizeof lock_k), n->keys.prefix, now,
-                          keys_wake(&n->keys, wake_k, sizeof wake_k), n->view.instance, ttl,
-                          only ? only : ""};
-    (void)rconn_eval(n->cmd, SCRIPT_RECOVER, 4, 10, argv, NULL, cb, n);
+    struct script_call call;
+    call_recover(&call, &n->keys, clock_wall_ms(), n->view.instance, n->cfg->heartbeat_ms, only);
+    (void)rconn_call(n->cmd, &call, cb, n);
+    call_free(&call);
 }
 
 static void log_recovery(const redisReply *r, const char *what) {
@@ -235,7 +198,7 @@ static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
         log_warn("heartbeat failed", " error=\"%s\"", r->str);
         return;
     }
-    const char *verdict = el_str(r, 0);
+    const char *verdict = reply_str(r, 0, NULL);
     if (strcmp(verdict, "gone") == 0) {
         log_warn("node record missing in Redis (flushed or forgotten); registering again", NULL);
         n->view.registered = false;
@@ -245,18 +208,18 @@ static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
     if (strcmp(verdict, "taken") == 0) {
         char msg[200];
         snprintf(msg, sizeof msg, "another instance (%s) took over node name '%s' after our TTL "
-                 "expired", el_str(r, 1), n->view.name);
+                 "expired", reply_str(r, 1, NULL), n->view.name);
         n->view.registered = false;
         n->fatal(n, 3, msg);
         return;
     }
-    if (el_int(r, 4)) log_warn("heartbeat was late: the liveness TTL had expired", NULL);
+    if (reply_int(r, 4)) log_warn("heartbeat was late: the liveness TTL had expired", NULL);
     n->view.last_seen_ms = clock_wall_ms();
     n->view.beat_ok_mono_ms = clock_mono_ms();
-    apply(n, el_int(r, 1), el_int(r, 2) != 0, "heartbeat");
+    apply(n, reply_int(r, 1), reply_int(r, 2) != 0, "heartbeat");
     set_redis_ok(n, true, NULL);
     char ready[24];
-    num(ready, sizeof ready, el_int(r, 5));
+    snprintf(ready, sizeof ready, "%lld", (long long)reply_int(r, 5));
     emit(n, NODE_BEAT, ready);
 }
 
@@ -274,16 +237,10 @@ static void beat_cb(uv_timer_t *t) {
         do_register(n);
         return;
     }
-    char name_k[160], alive_k[160], run_k[160], stats_k[160], now[24], ttl[24];
-    keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
-    keys_stats(&n->keys, stats_k, sizeof stats_k);
-    keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
-    keys_running(&n->keys, n->view.name, run_k, sizeof run_k);
-    num(now, sizeof now, clock_wall_ms());
-    num(ttl, sizeof ttl, n->ttl_ms);
-    const char *argv[] = {name_k, alive_k, run_k, stats_k, n->view.instance, now, ttl};
-    if (rconn_eval(n->cmd, SCRIPT_HEARTBEAT, 4, 7, argv, NULL, heartbeat_cb, n) == 0)
-        n->beat_pending = true;
+    struct script_call call;
+    call_heartbeat(&call, &n->keys, n->view.name, n->view.instance, clock_wall_ms(), n->ttl_ms);
+    if (rconn_call(n->cmd, &call, heartbeat_cb, n) == 0) n->beat_pending = true;
+    call_free(&call);
     uint64_t every = (uint64_t)(SWEEP_EVERY_MS / n->cfg->heartbeat_ms);
     if (++n->beats % (every ? every : 1) == 0) sweep(n);
     if (n->beats % EXPIRE_EVERY_BEATS == 0) expire(n);
@@ -311,8 +268,8 @@ static void cmd_down_cb(struct rconn *rc, const char *why, void *arg) {
 static void message_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
-    if (strcmp(el_str(r, 0), "message") != 0) return;
-    const char *channel = el_str(r, 1), *msg = el_str(r, 2);
+    if (strcmp(reply_str(r, 0, NULL), "message") != 0) return;
+    const char *channel = reply_str(r, 1, NULL), *msg = reply_str(r, 2, NULL);
     char wake[160], name[80], id[32];
     long long cap;
     int drain;
@@ -403,13 +360,11 @@ void node_stop(struct node *n, void (*done)(struct node *n)) {
     n->stop_done = done;
     uv_timer_stop(&n->beat);
     if (!n->view.registered) { stop_finish(n); return; }
-    char name_k[160], alive_k[160], stats_k[160], now[24];
-    keys_node(&n->keys, n->view.name, name_k, sizeof name_k);
-    keys_alive(&n->keys, n->view.name, alive_k, sizeof alive_k);
-    keys_stats(&n->keys, stats_k, sizeof stats_k);
-    num(now, sizeof now, clock_wall_ms());
-    const char *argv[] = {name_k, alive_k, stats_k, n->view.instance, now};
-    if (rconn_eval(n->cmd, SCRIPT_DEREGISTER, 3, 5, argv, NULL, deregister_cb, n) != 0) {
+    struct script_call call;
+    call_deregister(&call, &n->keys, n->view.name, n->view.instance, clock_wall_ms());
+    int rc = rconn_call(n->cmd, &call, deregister_cb, n);
+    call_free(&call);
+    if (rc != 0) {
         stop_finish(n);
         return;
     }
