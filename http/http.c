@@ -26,7 +26,14 @@
  * time while less than HTTP_STREAM_WINDOW is unacknowledged, then pops it. flush() is not
  * re-entered: a nested call (a source answering its pull at once, a handler answering while
  * parsing resumes) asks the running one for another pass, so a synchronous source loops
- * instead of recursing. */
+ * instead of recursing.
+ *
+ * State: where the connection is in its life (reading, paused on answers, waiting on a
+ * streamed body's handler or sink, stopped, closed) is one enum, c->state (the table of its
+ * transitions is in http.h), changed only through set_state(), which asserts the transition
+ * exists. The rest is orthogonal: eof (the peer's side), lent_sink (a loan to a read off the
+ * loop, returned exactly once whatever the state does meanwhile), head_done (the current
+ * request's part), and the re-entrancy guards feeding and flushing. */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +52,45 @@
 static void flush(struct http_conn *c);
 
 static struct http_conn *conn_of(llhttp_t *p) { return container_of(p, struct http_conn, parser); }
+
+/* The states each state may be entered from (http.h has the table with the reasons). */
+#define FROM(s) (1u << (s))
+static const unsigned entered_from[] = {
+    [HTTP_CONN_READING] = FROM(HTTP_CONN_PAUSED) | FROM(HTTP_CONN_BODY_WAIT),
+    [HTTP_CONN_PAUSED] = FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_BODY_WAIT),
+    [HTTP_CONN_BODY_WAIT] = FROM(HTTP_CONN_READING),
+    [HTTP_CONN_STOPPED] = FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_PAUSED) |
+                          FROM(HTTP_CONN_BODY_WAIT),
+    [HTTP_CONN_CLOSED] = FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_PAUSED) |
+                         FROM(HTTP_CONN_BODY_WAIT) | FROM(HTTP_CONN_STOPPED) |
+                         FROM(HTTP_CONN_CLOSED),
+};
+#undef FROM
+
+static void set_state(struct http_conn *c, enum http_conn_state to) {
+    assert(entered_from[to] & (1u << c->state));
+    (void)entered_from;  /* read by the assert only */
+    c->state = to;
+}
+
+/* No more requests are read: STOPPED, or CLOSED already. */
+static bool stopped(const struct http_conn *c) { return c->state >= HTTP_CONN_STOPPED; }
+
+/* Reads no more requests; a CLOSED connection stays so. */
+static void stop(struct http_conn *c) {
+    if (!stopped(c)) set_state(c, HTTP_CONN_STOPPED);
+}
+
+/* llhttp is paused (input is held): PAUSED or BODY_WAIT, outside llhttp_execute(). */
+static bool paused(const struct http_conn *c) {
+    return (c->state == HTTP_CONN_PAUSED || c->state == HTTP_CONN_BODY_WAIT) && !c->feeding;
+}
+
+/* A streamed body's wait is over (taken or resumed): llhttp goes on at once when it is still
+ * running (the callback that waited has not returned yet), else after resume(). */
+static void body_go(struct http_conn *c) {
+    set_state(c, c->feeding ? HTTP_CONN_READING : HTTP_CONN_PAUSED);
+}
 
 /* True when cur is a streamed-body exchange whose body is being read. */
 static bool body_open(const struct http_conn *c) { return c->cur && c->cur->streaming; }
@@ -115,8 +161,7 @@ static const char *refusal_text(const struct http_conn *c, int status, const llh
 static void body_abort(struct http_conn *c, int err) {
     struct http_exchange *ex = c->cur;
     c->cur = NULL;
-    c->stopped = true;
-    c->body_wait = false;
+    stop(c);
     ex->close = true;
     if (ex->sink) ex->sink->end(ex, err, ex->sink_arg);
 }
@@ -130,7 +175,7 @@ static void refuse_now(struct http_conn *c, int status) {
     }
     struct http_exchange *ex = c->cur ? c->cur : exchange_new(c);
     c->cur = NULL;
-    c->stopped = true;
+    stop(c);
     ex->close = true;
     ex->route = NULL;
     buf_reset(&ex->extra);
@@ -246,7 +291,9 @@ static void expect_continue(struct http_conn *c, struct http_exchange *ex) {
 static void stream_continue(struct http_conn *c) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     struct http_exchange *ex = c->cur;
-    if (!body_open(c) || !ex->want_continue || !ex->sink || c->head != ex || c->closed) return;
+    if (!body_open(c) || !ex->want_continue || !ex->sink || c->head != ex ||
+        c->state == HTTP_CONN_CLOSED)
+        return;
     ex->want_continue = false;
     out_write(c, xstrdup(cont), sizeof cont - 1);
 }
@@ -259,10 +306,9 @@ static int stream_begin(struct http_conn *c, struct http_exchange *ex) {
     ex->want_continue = expect && strcasecmp(expect, "100-continue") == 0 &&
                         c->parser.http_major == 1 && c->parser.http_minor >= 1;
     enqueue(c, ex);
-    c->body_wait = true;
+    if (!stopped(c)) set_state(c, HTTP_CONN_BODY_WAIT);  /* closed meanwhile: stays so */
     ex->route->handler(ex);  /* may answer, and so free ex */
-    if (c->stopped || c->body_wait) return HPE_PAUSED;
-    return 0;
+    return c->state == HTTP_CONN_READING ? 0 : HPE_PAUSED;
 }
 
 /* The request announced a body: Content-Length above 0, or chunked. */
@@ -274,7 +320,7 @@ static bool body_announced(const llhttp_t *p) {
  * more (the body's end, so the next request's start, is unknown), close after the answer. */
 static int refuse_head(struct http_conn *c, struct http_exchange *ex) {
     c->cur = NULL;
-    c->stopped = true;
+    stop(c);
     ex->close = true;
     enqueue(c, ex);
     http_respond_error(ex, ex->status, ex->why);  /* may free ex */
@@ -320,9 +366,9 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     struct http_exchange *ex = c->cur;
     if (body_open(c)) {
         int more = ex->sink->data(ex, at, n, ex->sink_arg);  /* may answer and free ex */
-        if (c->stopped) return HPE_PAUSED;
+        if (stopped(c)) return HPE_PAUSED;
         if (more == 0) return 0;
-        c->body_wait = true;
+        set_state(c, HTTP_CONN_BODY_WAIT);
         return HPE_PAUSED;
     }
     bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
@@ -342,7 +388,7 @@ static int on_message_complete(llhttp_t *p) {
     c->cur = NULL;
     bool http10 = p->http_major == 1 && p->http_minor == 0;
     ex->close = !llhttp_should_keep_alive(p) || http10 || p->upgrade;
-    bool stop = ex->close;
+    bool last = ex->close;  /* the connection closes after this answer */
     if (ex->streaming) {  /* queued and dispatched at its head already: the body is all in */
         ex->sink->end(ex, 0, ex->sink_arg);
     } else {
@@ -351,8 +397,8 @@ static int on_message_complete(llhttp_t *p) {
                                            ex->status == 404 ? "Not found" : "Method not allowed");
         else ex->route->handler(ex);
     }
-    if (stop) {
-        c->stopped = true;
+    if (last) {
+        stop(c);
         return HPE_PAUSED;
     }
     return too_many_pending(c) ? HPE_PAUSED : 0;
@@ -389,53 +435,51 @@ static void execute(struct http_conn *c, const char *data, size_t len) {
         }
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED) {
-        if (c->stopped) return;
+        if (stopped(c)) return;
         if (end < data + len) buf_append(&c->held, end, (size_t)(data + len - end));
-        c->paused = true;
+        if (c->state == HTTP_CONN_READING) set_state(c, HTTP_CONN_PAUSED);  /* or BODY_WAIT */
         set_reading(c, false);
         return;
     }
     if (err == HPE_PAUSED_UPGRADE) {
-        c->stopped = true;
+        stop(c);
         return;
     }
-    if (!c->stopped) refuse_now(c, c->fail_status ? c->fail_status : 400);
+    if (!stopped(c)) refuse_now(c, c->fail_status ? c->fail_status : 400);
 }
 
 /* The peer sent EOF and every byte before it is parsed, yet a streamed body is incomplete. */
 static void body_eof(struct http_conn *c) {
-    if (c->eof && body_open(c) && !c->paused && !c->feeding && !c->closed && !c->held.len)
+    if (c->eof && body_open(c) && c->state == HTTP_CONN_READING && !c->feeding && !c->held.len)
         body_abort(c, UV_EOF);
 }
 
 /* Parses held input once answers have drained below max_pending and a streamed body's sink
  * takes more; never re-entered. */
 static void resume(struct http_conn *c) {
-    while (c->paused && !c->feeding && !c->stopped && !c->closed && !too_many_pending(c) &&
-           !c->body_wait) {
+    while (c->state == HTTP_CONN_PAUSED && !c->feeding && !too_many_pending(c)) {
         struct buf in = c->held;
         buf_init(&c->held);
-        c->paused = false;
+        set_state(c, HTTP_CONN_READING);
         llhttp_resume(&c->parser);
         /* Even with nothing held: a pause can sit before a step that needs no input (the
          * end of a body that paused on its last byte, a bodiless message after its head). */
         execute(c, in.len ? in.data : "", in.len);
         buf_free(&in);
     }
-    if (!c->paused && !c->stopped && !c->closed) set_reading(c, true);
+    if (c->state == HTTP_CONN_READING) set_reading(c, true);
     body_eof(c);
 }
 
 static void shut(struct http_conn *c) {
-    c->closed = true;
-    c->stopped = true;
+    set_state(c, HTTP_CONN_CLOSED);
     c->io->close(c);
 }
 
 /* Writes every answered exchange at the head of the queue, in order. A streamed answer stays
  * at the head, pulling pieces while the window allows, until its body is all out. */
 static void write_answered(struct http_conn *c) {
-    while (!c->closed && c->head && c->head->done) {
+    while (c->state != HTTP_CONN_CLOSED && c->head && c->head->done) {
         struct http_exchange *ex = c->head;
         if (ex->out.len) {  /* the whole answer, or a streamed answer's head */
             char *data = ex->out.data;
@@ -475,10 +519,10 @@ static void flush(struct http_conn *c) {
     do {
         c->reflush = false;
         write_answered(c);
-        if (!c->closed) resume(c);
-    } while (c->reflush && !c->closed);
+        if (c->state != HTTP_CONN_CLOSED) resume(c);
+    } while (c->reflush && c->state != HTTP_CONN_CLOSED);
     c->flushing = false;
-    if (c->eof && !c->head && !c->paused && !c->feeding && !c->closed) shut(c);
+    if (c->eof && !c->head && !paused(c) && !c->feeding && c->state != HTTP_CONN_CLOSED) shut(c);
 }
 
 void http_site_defaults(struct http_site *site) {
@@ -498,9 +542,9 @@ void http_conn_init(struct http_conn *c, const struct http_site *site,
 }
 
 int http_conn_feed(struct http_conn *c, const char *data, size_t len) {
-    if (c->closed || c->stopped || c->eof) return UV_EPIPE;
+    if (stopped(c) || c->eof) return UV_EPIPE;
     if (len == 0) return 0;
-    if (c->paused) {
+    if (paused(c)) {
         buf_append(&c->held, data, len);
         return 0;
     }
@@ -510,8 +554,8 @@ int http_conn_feed(struct http_conn *c, const char *data, size_t len) {
 }
 
 bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size_t *len) {
-    if (!body_open(c) || c->paused || c->feeding || c->stopped || c->closed || c->held.len ||
-        c->body_wait || c->lent || *len == 0)
+    if (!body_open(c) || c->state != HTTP_CONN_READING || c->feeding || c->held.len ||
+        c->lent_sink || *len == 0)
         return false;
     struct http_exchange *ex = c->cur;
     const llhttp_t *p = &c->parser;
@@ -524,7 +568,6 @@ bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size
     if (*len > most) *len = most;
     if (*len > p->content_length) *len = (size_t)p->content_length;
     if (off_loop) {
-        c->lent = true;
         c->lent_sink = sink;
         c->lent_arg = ex->sink_arg;
     }
@@ -532,33 +575,36 @@ bool http_conn_read_buffer(struct http_conn *c, bool off_loop, char **base, size
 }
 
 void http_conn_lent_prepare(struct http_conn *c, char *at, size_t n) {
-    if (c->lent && n && c->lent_sink->prepare) c->lent_sink->prepare(c->lent_arg, at, n);
+    if (c->lent_sink && n && c->lent_sink->prepare) c->lent_sink->prepare(c->lent_arg, at, n);
 }
 
 void http_conn_lent_back(struct http_conn *c) {
-    if (!c->lent) return;
-    c->lent = false;
-    c->lent_sink->returned(c->lent_arg);
+    const struct http_sink *sink = c->lent_sink;
+    if (!sink) return;
+    c->lent_sink = NULL;
+    sink->returned(c->lent_arg);
 }
 
 void http_conn_eof(struct http_conn *c) {
-    if (c->closed || c->eof) return;
+    if (c->state == HTTP_CONN_CLOSED || c->eof) return;
     c->eof = true;
-    if (!c->head && !c->paused && !c->feeding) shut(c);
+    if (!c->head && !paused(c) && !c->feeding) shut(c);
     else body_eof(c);
 }
 
 bool http_conn_busy(const struct http_conn *c) {
     unsigned waiting = c->pending;
-    if (body_open(c) && c->cur->sink && !c->body_wait) waiting--;  /* on the peer's body */
+    if (body_open(c) && c->cur->sink && c->state != HTTP_CONN_BODY_WAIT)
+        waiting--;  /* on the peer's body */
     return waiting > 0 || c->held.len > 0;
 }
 
 enum http_wait http_conn_waiting(const struct http_conn *c) {
-    if (c->closed) return HTTP_WAIT_NONE;
-    if (http_conn_busy(c) || c->paused || c->body_wait || c->lent || c->feeding)
+    if (c->state == HTTP_CONN_CLOSED) return HTTP_WAIT_NONE;
+    if (http_conn_busy(c) || c->state == HTTP_CONN_PAUSED || c->state == HTTP_CONN_BODY_WAIT ||
+        c->lent_sink || c->feeding)
         return HTTP_WAIT_US;
-    if (c->stopped) return HTTP_WAIT_NONE;
+    if (c->state == HTTP_CONN_STOPPED) return HTTP_WAIT_NONE;
     if (!c->cur) return HTTP_WAIT_REQUEST;
     return c->head_done ? HTTP_WAIT_BODY : HTTP_WAIT_HEAD;
 }
@@ -576,7 +622,7 @@ bool http_conn_expire(struct http_conn *c) {
 }
 
 void http_conn_written(struct http_conn *c, size_t len) {
-    if (c->closed) return;
+    if (c->state == HTTP_CONN_CLOSED) return;
     c->unacked -= len < c->unacked ? len : c->unacked;
     struct http_exchange *ex = c->head;
     if (ex && ex->done && ex->src && !ex->pulling && c->unacked < HTTP_STREAM_WINDOW) flush(c);
@@ -601,9 +647,7 @@ void http_conn_close(struct http_conn *c) {
     c->head = c->tail = NULL;
     c->pending = 0;
     buf_free(&c->held);
-    c->closed = true;
-    c->stopped = true;
-    c->body_wait = false;
+    set_state(c, HTTP_CONN_CLOSED);
     if (body && body->sink) body->sink->end(body, UV_ECONNRESET, body->sink_arg);
 }
 
@@ -661,8 +705,7 @@ static bool answer_head(struct http_exchange *ex, int status, const char *conten
     struct http_conn *c = ex->conn;
     if (c->cur == ex) {
         c->cur = NULL;
-        c->stopped = true;
-        c->body_wait = false;
+        stop(c);
         ex->close = true;
     }
     bool bodiless = status < 200 || status == 204 || status == 304;
@@ -752,7 +795,7 @@ int http_body_start(struct http_exchange *ex, const struct http_sink *sink, void
     assert(ex->streaming && !ex->sink && c->cur == ex);
     ex->sink = sink;
     ex->sink_arg = arg;
-    c->body_wait = false;
+    if (c->state == HTTP_CONN_BODY_WAIT) body_go(c);
     stream_continue(c);
     if (!c->feeding) resume(c);  /* inside the handler's first call, parsing just goes on */
     return 0;
@@ -760,8 +803,8 @@ int http_body_start(struct http_exchange *ex, const struct http_sink *sink, void
 
 void http_body_resume(struct http_exchange *ex) {
     struct http_conn *c = ex->conn;
-    if (!c || c->cur != ex || !c->body_wait || !ex->sink) return;
-    c->body_wait = false;
+    if (!c || c->cur != ex || c->state != HTTP_CONN_BODY_WAIT || !ex->sink) return;
+    body_go(c);
     resume(c);
 }
 

@@ -119,11 +119,43 @@ struct http_conn_io {
 enum http_span { HTTP_SPAN_URL, HTTP_SPAN_LINE, HTTP_SPAN_FIELD, HTTP_SPAN_FIELD_DONE,
                  HTTP_SPAN_VALUE };
 
+/* Where a connection is in its life; the core's other flags are orthogonal to it (eof: the
+ * peer's side; lent_sink: a loan that outlives any state; feeding, flushing: re-entrancy).
+ *
+ *   READING    parses input as it arrives
+ *   PAUSED     llhttp is paused: input is held (c->held) until answers drain below
+ *              max_pending (or a pause before a step that needs no input is run on)
+ *   BODY_WAIT  paused on a streamed body (cur): its handler has not taken it yet, or its sink
+ *              pushed back; held until http_body_start() / http_body_resume()
+ *   STOPPED    reads no more requests (Connection: close, a refusal, an error, an upgrade, a
+ *              deadline); answers what it has, then closes
+ *   CLOSED     io->close() was called or http_conn_close() ran: writes nothing more
+ *
+ * Transitions (anything else is a bug, asserted in http.c):
+ *   READING   -> PAUSED     llhttp paused (answers outstanding) and the input is held
+ *   READING   -> BODY_WAIT  a streamed body's head is in and no sink yet, or its sink said
+ *                           "pause" (while llhttp runs: it pauses on return)
+ *   BODY_WAIT -> READING    the body is taken (or resumed) while llhttp still runs
+ *   BODY_WAIT -> PAUSED     ... once llhttp has paused: resume() runs it on
+ *   PAUSED    -> READING    resume(): answers drained, the held input is parsed
+ *   any open  -> STOPPED    a final answer, a refusal, an error, an upgrade, a deadline
+ *   any       -> CLOSED     shut() (io->close) or http_conn_close()
+ * STOPPED and CLOSED are never left; stopping a CLOSED connection leaves it CLOSED (a
+ * handler may answer, and so close, while llhttp still runs over the rest of the input). */
+enum http_conn_state {
+    HTTP_CONN_READING,
+    HTTP_CONN_PAUSED,
+    HTTP_CONN_BODY_WAIT,
+    HTTP_CONN_STOPPED,
+    HTTP_CONN_CLOSED,
+};
+
 /* One connection's parsing and answering state: embedded by the transport (container_of). */
 struct http_conn {
     llhttp_t parser;                /* parser->data unused: container_of finds us */
     const struct http_site *site;   /* borrowed */
     const struct http_conn_io *io;  /* borrowed */
+    enum http_conn_state state;     /* see above; only http.c's set_state() changes it */
     struct http_exchange *cur;      /* the request being parsed, or NULL */
     struct http_exchange *head;     /* dispatched requests in order, oldest first */
     struct http_exchange *tail;
@@ -137,19 +169,19 @@ struct http_conn {
     const char *in_start;           /* the input llhttp_execute() is running over */
     char before;                    /* the last byte other than SP/HT parsed before in_start */
     enum http_span span;            /* which span of cur's head is being received */
+    bool head_done;                 /* cur's head is complete: its body (if any) is being read
+                                     * (a request's part, not the connection's state: chunked
+                                     * trailers come after it and do not undo it) */
+    bool eof;                       /* the peer sent EOF: close once answered (any state) */
+    bool read_off;                  /* io->read_ctl(c, false) is in force */
     bool feeding;                   /* inside llhttp_execute: no re-entry */
-    bool paused;                    /* llhttp paused; input goes to held */
-    bool body_wait;                 /* cur's streamed body has no taker yet, or it paused */
     bool flushing;                  /* inside flush(): a nested call only asks for another pass */
     bool reflush;                   /* ... which this records */
-    bool read_off;                  /* io->read_ctl(c, false) is in force */
-    bool stopped;                   /* no more requests are read (close, error, upgrade) */
-    bool eof;                       /* the peer sent EOF: close once answered */
-    bool closed;                    /* io->close() was called or http_conn_close() ran */
-    bool lent;                      /* a sink's memory is out for a read off the loop */
-    bool head_done;                 /* cur's head is complete: its body (if any) is being read */
     uint64_t requests;              /* requests begun on this connection (deadlines tell them
                                      * apart) */
+    /* A read off the loop: non-NULL while a sink's memory is lent (http_conn_read_buffer with
+     * off_loop) until http_conn_lent_back(), whatever the state meanwhile (the connection
+     * may stop or close while the read runs; the memory still comes back exactly once). */
     const struct http_sink *lent_sink;  /* ... whose returned() http_conn_lent_back() calls */
     void *lent_arg;
 };

@@ -35,6 +35,7 @@
  * http_stats, shown by /metrics). When accept() itself fails for want of descriptors, libuv
  * closes its reserve descriptor, accepts and closes what is queued, and reopens it
  * (uv__emfile_trick), so the listener never spins on a full queue; we count and log it. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,24 @@ struct ip_count {
     unsigned char len;               /* 4 or 16 */
     unsigned n;                      /* open connections from it */
 };
+
+/* Where a conn is in its life. Only OPEN has phases (below) and deadlines.
+ *   OPEN             serving: the core reads and answers
+ *   LINGERING        the core's last answer is written and our side shut down before the
+ *                    peer's EOF: its input is drained and dropped until EOF or LINGER_MS
+ *   CLOSING          aborted while a read job runs off the loop: the handles are closed when
+ *                    it is done (the socket must not be closed and reused under it)
+ *   HANDLES_CLOSING  uv_close() called: freed in conn_close_cb once both handles are closed
+ * Transitions (asserted in set_state):
+ *   OPEN      -> LINGERING        io_close(), the peer's EOF not seen yet (after EOF the shut
+ *                                 down conn stays OPEN until shutdown_cb aborts it)
+ *   OPEN, LINGERING -> CLOSING    conn_abort() while off.running
+ *   OPEN, LINGERING, CLOSING -> HANDLES_CLOSING
+ *                                 close_handles() (conn_abort, or the read job's end),
+ *                                 conn_refuse(), a handle that failed to initialise
+ * The flags beside it are not phases of this life: eof (the peer's side), reading and
+ * want_read (read control), has_timer and served (set up once), off.running (a job). */
+enum conn_state { CONN_OPEN, CONN_LINGERING, CONN_CLOSING, CONN_HANDLES_CLOSING };
 
 /* What a conn waits for, and so which deadline runs (see the top of the file). */
 enum conn_phase { PH_NEW, PH_FRESH, PH_IDLE, PH_HEAD, PH_BODY, PH_WRITING, PH_US, PH_DONE };
@@ -114,9 +133,7 @@ struct conn {
     bool want_read;                  /* the core accepts input */
     bool reading;                    /* uv_read_start in force */
     bool eof;                        /* the peer sent EOF */
-    bool lingering;                  /* our side shut down: input is drained and dropped */
-    bool closing;                    /* closed, or to be closed once the read job is done */
-    bool handles_closing;            /* uv_close called */
+    enum conn_state state;           /* OPEN ... HANDLES_CLOSING (see enum conn_state) */
     bool served;                     /* counted in stats.open (not a refused connection) */
     enum conn_phase phase;           /* what the timer is set for */
     uint64_t deadline;               /* loop ms when the phase's time is up; 0: none */
@@ -147,6 +164,23 @@ static void conn_update(struct conn *c, enum conn_event ev);
 static void timer_cb(uv_timer_t *t);
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
+/* The states each state may be entered from (see enum conn_state). */
+static const unsigned conn_entered_from[] = {
+    [CONN_OPEN] = 0,
+    [CONN_LINGERING] = 1u << CONN_OPEN,
+    [CONN_CLOSING] = 1u << CONN_OPEN | 1u << CONN_LINGERING,
+    [CONN_HANDLES_CLOSING] = 1u << CONN_OPEN | 1u << CONN_LINGERING | 1u << CONN_CLOSING,
+};
+
+static void set_state(struct conn *c, enum conn_state to) {
+    assert(conn_entered_from[to] & (1u << c->state));
+    (void)conn_entered_from;  /* read by the assert only */
+    c->state = to;
+}
+
+/* Closed, or to be closed once the read job is done: nothing more is done with it. */
+static bool closing(const struct conn *c) { return c->state >= CONN_CLOSING; }
+
 static void maybe_done(struct http_server *s) {
     if (!s->closing || s->listener_open || s->nconns) return;
     void (*done)(void *) = s->done;
@@ -157,7 +191,7 @@ static void maybe_done(struct http_server *s) {
 
 /* (Re)starts c's timer: ms from now, timer_cb decides what expiry means. 0 disarms. */
 static void arm(struct conn *c, uint64_t ms) {
-    if (!c->has_timer || c->closing) return;
+    if (!c->has_timer || closing(c)) return;
     if (ms) uv_timer_start(&c->timer, timer_cb, ms, 0);
     else uv_timer_stop(&c->timer);
 }
@@ -170,7 +204,8 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *c = h->data;
     char *base;
     size_t len = OFF_READ_MAX;
-    if (off_queue(c) && !c->lingering && http_conn_read_buffer(&c->http, true, &base, &len)) {
+    if (off_queue(c) && c->state == CONN_OPEN &&
+        http_conn_read_buffer(&c->http, true, &base, &len)) {
         c->off.base = base;  /* read_cb gets UV_ENOBUFS: the job reads, not libuv */
         c->off.len = len;
         buf->base = NULL;
@@ -190,9 +225,9 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 /* Reads when the core wants input and the peer keeps up with its answers, or while lingering
  * (input then is only drained). */
 static void update_reading(struct conn *c) {
-    if (c->closing || c->eof || c->off.running) return;
+    if (closing(c) || c->eof || c->off.running) return;
     size_t limit = c->reading ? OUT_HIGH : OUT_LOW;
-    bool on = c->lingering || (c->want_read && c->out_bytes <= limit);
+    bool on = c->state == CONN_LINGERING || (c->want_read && c->out_bytes <= limit);
     if (on == c->reading) return;
     int err = on ? uv_read_start(&c->h.stream, alloc_cb, read_cb) : uv_read_stop(&c->h.stream);
     if (err) {
@@ -271,8 +306,8 @@ static void conn_close_cb(uv_handle_t *h) {
 }
 
 static void close_handles(struct conn *c) {
-    if (c->handles_closing) return;
-    c->handles_closing = true;
+    if (c->state == CONN_HANDLES_CLOSING) return;
+    set_state(c, CONN_HANDLES_CLOSING);
     uv_close(&c->h.handle, conn_close_cb);
     if (c->has_timer) uv_close((uv_handle_t *)&c->timer, conn_close_cb);
 }
@@ -280,9 +315,9 @@ static void close_handles(struct conn *c) {
 /* Closes c at once (unsent output is dropped), or as soon as its read job is done; c is freed
  * in conn_close_cb. Idempotent. */
 static void conn_abort(struct conn *c) {
-    if (c->closing) return;
-    c->closing = true;
-    if (!c->off.running) close_handles(c);
+    if (closing(c)) return;
+    if (c->off.running) set_state(c, CONN_CLOSING);
+    else close_handles(c);
 }
 
 /* What c waits for now (see the top of the file). */
@@ -306,7 +341,7 @@ static uint64_t after(uint64_t now, uint64_t ms) { return ms ? now + ms : 0; }
  * written, parsing paused); a body's moves with every read, a slow reader's with every write
  * completed; the others start when their phase does. Lingering has its own (io_close). */
 static void conn_update(struct conn *c, enum conn_event ev) {
-    if (c->closing || c->lingering || !c->has_timer) return;
+    if (c->state != CONN_OPEN || !c->has_timer) return;
     const struct http_server *s = c->srv;
     uint64_t now = uv_now(s->loop), deadline = c->deadline;
     enum conn_phase ph = phase_of(c);
@@ -332,12 +367,12 @@ static void conn_update(struct conn *c, enum conn_event ev) {
 static void timer_cb(uv_timer_t *t) {
     struct conn *c = t->data;
     struct http_server *s = c->srv;
-    if (c->lingering) {  /* the peer had its time to read our last answer */
+    if (c->state == CONN_LINGERING) {  /* the peer had its time to read our last answer */
         conn_abort(c);
         return;
     }
     conn_update(c, EV_NONE);  /* a transition may have gone unnoticed */
-    if (c->closing || !c->deadline || uv_now(s->loop) < c->deadline) return;
+    if (closing(c) || !c->deadline || uv_now(s->loop) < c->deadline) return;
     switch (c->phase) {
     case PH_US:  /* not the peer's doing: look again later */
         c->deadline = after(uv_now(s->loop), s->idle_timeout_ms);
@@ -394,14 +429,14 @@ static void off_read_done(struct bgq_job *job) {
     struct off_read *o = &c->off;
     o->running = false;
     o->len = 0;
-    if (c->closing) {  /* aborted meanwhile: the bytes do not matter */
+    if (closing(c)) {  /* aborted meanwhile: the bytes do not matter */
         http_conn_lent_back(&c->http);
         close_handles(c);
         return;
     }
     if (o->got) http_conn_feed(&c->http, o->base, o->got);
     http_conn_lent_back(&c->http);
-    if (c->closing) return;
+    if (closing(c)) return;
     conn_update(c, o->got ? EV_READ : EV_NONE);
     if (o->err) {
         log_debug("http read failed", " err=%s", uv_strerror(o->err));
@@ -440,7 +475,7 @@ static void off_read_start(struct conn *c) {
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     struct conn *c = stream->data;
-    if (nread == UV_ENOBUFS && c->off.len && !c->closing) {
+    if (nread == UV_ENOBUFS && c->off.len && !closing(c)) {
         off_read_start(c);
         return;
     }
@@ -448,14 +483,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         c->off.len = 0;
         http_conn_lent_back(&c->http);
     }
-    if (nread == 0 || c->closing) return;
+    if (nread == 0 || closing(c)) return;
     if (nread > 0) {
-        if (c->lingering) return;  /* after our last answer: dropped */
+        if (c->state == CONN_LINGERING) return;  /* after our last answer: dropped */
         http_conn_feed(&c->http, buf->base, (size_t)nread);
         conn_update(c, EV_READ);
         return;
     }
-    if (nread != UV_EOF || c->lingering) {
+    if (nread != UV_EOF || c->state == CONN_LINGERING) {
         if (nread != UV_EOF) log_debug("http read failed", " err=%s", uv_strerror((int)nread));
         conn_abort(c);
         return;
@@ -473,7 +508,7 @@ static void write_cb(uv_write_t *req, int status) {
     c->out_bytes -= len;
     free(wr->data);
     free(wr);
-    if (c->closing) return;
+    if (closing(c)) return;
     if (status < 0) {
         log_debug("http write failed", " err=%s", uv_strerror(status));
         conn_abort(c);
@@ -486,7 +521,7 @@ static void write_cb(uv_write_t *req, int status) {
 
 static void io_write(struct http_conn *hc, char *data, size_t len) {
     struct conn *c = container_of(hc, struct conn, http);
-    if (c->closing) {
+    if (closing(c)) {
         free(data);
         return;
     }
@@ -516,7 +551,7 @@ static void io_read_ctl(struct http_conn *hc, bool on) {
 static void shutdown_cb(uv_shutdown_t *req, int status) {
     struct conn *c = req->handle->data;
     free(req);
-    if (c->closing) return;
+    if (closing(c)) return;
     if (status < 0 || c->eof) conn_abort(c);
     /* else lingering: read_cb closes on EOF, timer_cb after LINGER_MS */
 }
@@ -525,7 +560,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
  * peer's input until EOF (bounded by LINGER_MS) so that closing does not reset the answer. */
 static void io_close(struct http_conn *hc) {
     struct conn *c = container_of(hc, struct conn, http);
-    if (c->closing) return;
+    if (closing(c)) return;
     uv_shutdown_t *req = xmalloc(sizeof *req);
     int err = uv_shutdown(req, &c->h.stream, shutdown_cb);
     if (err) {
@@ -534,7 +569,7 @@ static void io_close(struct http_conn *hc) {
         return;
     }
     c->want_read = false;
-    c->lingering = !c->eof;
+    if (!c->eof) set_state(c, CONN_LINGERING);
     update_reading(c);
     uint64_t idle = c->srv->idle_timeout_ms;
     arm(c, idle && idle < LINGER_MS ? idle : LINGER_MS);
@@ -572,14 +607,13 @@ static int conn_start(struct conn *c) {
     s->stats.open++;
     conn_update(c, EV_NONE);
     update_reading(c);
-    return c->closing ? UV_EIO : 0;
+    return closing(c) ? UV_EIO : 0;
 }
 
 /* Over a cap: c (accepted) is reset at once, without an answer; its close callback frees it. */
 static void conn_refuse(struct conn *c, uint64_t *counter) {
     (*counter)++;
-    c->closing = true;
-    c->handles_closing = true;
+    set_state(c, CONN_HANDLES_CLOSING);
     if (uv_tcp_close_reset(&c->h.tcp, conn_close_cb) != 0) uv_close(&c->h.handle, conn_close_cb);
 }
 
@@ -600,7 +634,7 @@ static void connection_cb(uv_stream_t *listener, int status) {
     if (err) {  /* no handle to close: undo by hand */
         c->h.handle.data = c;
         c->open_handles = 1;
-        c->closing = true;
+        set_state(c, CONN_HANDLES_CLOSING);
         conn_close_cb(&c->h.handle);
         return;
     }
@@ -634,7 +668,7 @@ int http_server_adopt_fd(struct http_server *s, int fd) {
         close(fd);
         c->h.handle.data = c;
         c->open_handles = 1;
-        c->closing = true;
+        set_state(c, CONN_HANDLES_CLOSING);
         conn_close_cb(&c->h.handle);
         return err;
     }

@@ -32,6 +32,7 @@
  *              lost): wait for writes in flight, close and unlink the temp file, release the
  *              lock, answer. Nothing partial remains, on disk or in Redis. */
 #define _GNU_SOURCE  /* O_DIRECT */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -60,6 +61,33 @@
 
 enum mode { MODE_FAIL, MODE_OVERWRITE, MODE_IGNORE };
 
+/* Where an upload is in its life (the top of the file tells each step):
+ *   HEAD      the handler: checks, and a raw body's file name
+ *   PRECHECK  a raw body's package, unless overwriting: does it exist? (Redis; no byte read)
+ *   PREPARE   mkdir <dir>, <dir>/<space>; open the temp file
+ *   BODY      the body comes: buffers filled, hashed and written as they fill (see flow)
+ *   STORE     the body is in: the last buffers hashed and written, padding cut, fsync, close
+ *   COMMIT    the lock, the mode against an existing version, rename, record in Redis
+ *   CLEANUP   the answer is decided and nothing is in flight: close, unlink the temp file
+ *   DONE      answered (finish): freed once the yield timer and the lock have closed
+ * A failure (u->status set) moves to CLEANUP once nothing is in flight (fail()); until then
+ * the phase stays where it was, with status set. Transitions (asserted in set_phase):
+ *   HEAD -> PRECHECK | PREPARE;  PRECHECK -> PREPARE;  PREPARE -> BODY;  BODY -> STORE;
+ *   STORE -> COMMIT;  COMMIT -> DONE (201);  any but DONE -> CLEANUP (a failure, or 200 for
+ *   IgnoreIfExists; cleanup() runs once per step, so CLEANUP -> CLEANUP);  CLEANUP -> DONE. */
+enum phase { PH_HEAD, PH_PRECHECK, PH_PREPARE, PH_BODY, PH_STORE, PH_COMMIT, PH_CLEANUP,
+             PH_DONE };
+
+/* While in BODY: does the core read the body for us? ON: yes. PAUSED: the sink said "pause"
+ * (no buffer free, or failed); drain() resumes once a buffer is free. YIELDING: paused for one
+ * loop turn after UP_BURST bytes read by the loop; the yield timer makes it PAUSED, then
+ * drain() resumes. ON -> PAUSED | YIELDING, YIELDING -> PAUSED, PAUSED -> ON. */
+enum flow { FLOW_ON, FLOW_PAUSED, FLOW_YIELDING };
+
+/* The temp file on disk: none yet (or unlinked), there, or renamed into place (then kept, even
+ * when recording it fails: the answer says so). NONE -> TEMP -> PLACED, TEMP -> NONE. */
+enum disk { DISK_NONE, DISK_TEMP, DISK_PLACED };
+
 struct chunk {
     struct bgq_job wjob;           /* writing it */
     ssize_t result;                /* of its pwrite: bytes or -errno */
@@ -80,6 +108,7 @@ struct upload {
     uv_loop_t *loop;
     enum mode mode;
     char space[PACKAGE_SPACE_MAX + 1];
+    enum phase phase;              /* see enum phase */
     bool named;                    /* ref holds the package (file name known and valid) */
     struct pkg_ref ref;
     bool multipart;
@@ -89,9 +118,9 @@ struct upload {
     char final[PATH_MAX];          /* where it goes */
     uv_fs_t req;                   /* the one sequential file operation in flight */
     uv_file fd;                    /* -1 when not open */
-    bool created;                  /* tmp exists (and is not renamed) */
-    bool renamed;
-    bool stepping;                 /* a sequential operation (file or Redis) is in flight */
+    enum disk disk;                /* tmp: not there, there, or renamed to final */
+    bool stepping;                 /* the phase's sequential operation (file or Redis) is in
+                                    * flight (fail() waits for its callback) */
     struct chunk chunks[UP_BUFS];
     struct chunk *spare[UP_BUFS];  /* free buffers */
     unsigned nspare;
@@ -107,7 +136,6 @@ struct upload {
     bool padded;                   /* the last write was padded to UP_ALIGN: truncate after */
     uv_timer_t yield;              /* resumes the body on the next loop turn (UP_BURST) */
     size_t burst;                  /* body bytes taken since the last yield */
-    bool yielding;                 /* paused for one loop turn */
     uv_fs_t sync_req;              /* the periodic fdatasync */
     bool syncing;                  /* ... in flight */
     uint64_t written;              /* bytes whose writes completed */
@@ -125,9 +153,7 @@ struct upload {
     size_t mp_w;                   /* where the next packed byte goes in the fill buffer */
     bool mp_named;                 /* ... and a file part began: take_name(mp_filename) */
     char mp_filename[1024];
-    bool paused;                   /* the sink said "pause" */
-    bool body_done;                /* the whole body is in */
-    bool cleaning;                 /* the failure path runs */
+    enum flow flow;                /* in BODY: read, paused, or yielding a loop turn */
     struct pkg_lock lock;
     int status;                    /* the answer, once decided (a failure, 200 ignored, 201) */
     char msg[320];                 /* a failure's message */
@@ -136,6 +162,27 @@ struct upload {
 
 static void cleanup(struct upload *u);
 static void drain(struct upload *u);
+
+/* The phases each phase may be entered from (see enum phase). */
+#define FROM(p) (1u << (p))
+static const unsigned phase_from[] = {
+    [PH_HEAD] = 0,
+    [PH_PRECHECK] = FROM(PH_HEAD),
+    [PH_PREPARE] = FROM(PH_HEAD) | FROM(PH_PRECHECK),
+    [PH_BODY] = FROM(PH_PREPARE),
+    [PH_STORE] = FROM(PH_BODY),
+    [PH_COMMIT] = FROM(PH_STORE),
+    [PH_CLEANUP] = FROM(PH_HEAD) | FROM(PH_PRECHECK) | FROM(PH_PREPARE) | FROM(PH_BODY) |
+                   FROM(PH_STORE) | FROM(PH_COMMIT) | FROM(PH_CLEANUP),
+    [PH_DONE] = FROM(PH_COMMIT) | FROM(PH_CLEANUP),
+};
+#undef FROM
+
+static void set_phase(struct upload *u, enum phase to) {
+    assert(phase_from[to] & (1u << u->phase));
+    (void)phase_from;  /* read by the assert only */
+    u->phase = to;
+}
 
 /* Background work in flight: data writes, the hashing, the periodic fdatasync, a socket read
  * into our memory (sink_buffer off the loop, until sink_returned). */
@@ -153,7 +200,7 @@ static void fail(struct upload *u, int status, const char *fmt, ...) {
         u->status = status;
         log_info("package upload failed", " space=%s status=%d err=\"%s\"", u->space, status, u->msg);
     }
-    if (!in_flight(u) && !u->stepping && !u->cleaning) cleanup(u);
+    if (!in_flight(u) && !u->stepping && u->phase < PH_CLEANUP) cleanup(u);
 }
 
 static void fail_disk(struct upload *u, const char *what, int err) {
@@ -208,6 +255,7 @@ static void finish(struct upload *u) {
     if (u->json.len) http_respond(u->ex, u->status, "application/json", u->json.data, u->json.len);
     else http_respond_error(u->ex, u->status, u->msg);
     u->ex = NULL;
+    set_phase(u, PH_DONE);
     uv_close((uv_handle_t *)&u->yield, yield_closed_cb);
 }
 
@@ -220,14 +268,14 @@ static void cleanup_close_cb(uv_fs_t *req) {
 }
 
 static void cleanup(struct upload *u) {
-    u->cleaning = true;
+    set_phase(u, PH_CLEANUP);
     if (u->fd >= 0) {
         uv_file fd = u->fd;
         u->fd = -1;
         if (uv_fs_close(u->loop, &u->req, fd, cleanup_close_cb) == 0) return;
     }
-    if (u->created && !u->renamed) {
-        u->created = false;
+    if (u->disk == DISK_TEMP) {
+        u->disk = DISK_NONE;
         if (uv_fs_unlink(u->loop, &u->req, u->tmp, cleanup_close_cb) == 0) return;
     }
     finish(u);
@@ -299,8 +347,7 @@ static void commit(struct upload *u) {
 static void renamed_cb(uv_fs_t *req) {
     struct upload *u = fs_finished(req, "rename", false, NULL);
     if (!u) return;
-    u->renamed = true;
-    u->created = false;
+    u->disk = DISK_PLACED;
     commit(u);
 }
 
@@ -363,6 +410,7 @@ static void closed_cb(uv_fs_t *req) {
     if (!u) return;
     snprintf(u->final, sizeof u->final, "%s/%s/%s.%s%s", u->svc->cfg->package_dir, u->space,
              u->ref.name.id, u->ref.name.version, u->ref.name.ext);
+    set_phase(u, PH_COMMIT);
     u->stepping = true;
     pkg_lock_acquire(&u->lock, u->loop, u->svc->redis, u->ref.lock_key, locked_cb);
 }
@@ -543,7 +591,7 @@ static void sync_cb(uv_fs_t *req) {
 /* Buffered: starts writeback of what is written so far, when enough has piled up since the
  * last one, so that the final fsync waits for the tail only (and dirty pages stay few). */
 static void sync_some(struct upload *u) {
-    if (u->direct || u->syncing || u->status || u->body_done ||
+    if (u->direct || u->syncing || u->status || u->phase > PH_BODY ||
         u->written - u->synced < UP_SYNC_EVERY)
         return;
     u->synced = u->written;
@@ -593,9 +641,9 @@ static void write_cb(struct bgq_job *job) {
  * or, the body being in, queue what is left and then sync. */
 static void drain(struct upload *u) {
     if (u->status) return;
-    if (!u->body_done) {
-        if (u->paused && !saturated(u) && !u->yielding && u->ex) {
-            u->paused = false;
+    if (u->phase < PH_STORE) {
+        if (u->flow == FLOW_PAUSED && !saturated(u) && u->ex) {
+            u->flow = FLOW_ON;
             http_body_resume(u->ex);  /* may call the sink at once */
         }
         return;
@@ -682,7 +730,8 @@ static void take_prepared(struct upload *u) {
 
 static void yield_cb(uv_timer_t *t) {
     struct upload *u = container_of(t, struct upload, yield);
-    u->yielding = false;
+    assert(u->flow == FLOW_YIELDING);
+    u->flow = FLOW_PAUSED;
     drain(u);
 }
 
@@ -694,15 +743,15 @@ static int sink_data(struct http_exchange *ex, const char *at, size_t n, void *a
     else if (multipart_feed(&u->mp, at, n) != 0)
         fail(u, 400, "malformed multipart body: %s", u->mp.error);
     if (u->status || saturated(u)) {
-        u->paused = true;
+        assert(u->flow == FLOW_ON);
+        u->flow = FLOW_PAUSED;
         return 1;
     }
     /* Read by the loop: let it serve others, go on next turn. Read off the loop (lent): the
      * loop only took note, and the next read is a background job anyway. */
     if (!u->lent && (u->burst += n) >= UP_BURST) {
         u->burst = 0;
-        u->yielding = true;
-        u->paused = true;
+        u->flow = FLOW_YIELDING;
         uv_timer_start(&u->yield, yield_cb, 0, 0);
         return 1;
     }
@@ -733,7 +782,7 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
                      "Content-Disposition: form-data; name=\"file\"; filename=\"MyApp.1.0.3.zip\")");
         return;
     }
-    u->body_done = true;
+    set_phase(u, PH_STORE);
     drain(u);
 }
 
@@ -780,7 +829,7 @@ static void opened_cb(uv_fs_t *req) {
     struct upload *u = fs_finished(req, "create", false, &fd);
     if (!u) return;
     u->fd = (uv_file)fd;
-    u->created = true;
+    u->disk = DISK_TEMP;
     int fl = fcntl(u->fd, F_GETFL);  /* a file system without O_DIRECT says EINVAL: buffered then */
     u->direct = u->svc->cfg->package_direct_io && fl >= 0 &&
                 fcntl(u->fd, F_SETFL, fl | O_DIRECT) == 0;
@@ -788,6 +837,7 @@ static void opened_cb(uv_fs_t *req) {
         fail(u, u->status, "%s", u->msg);
         return;
     }
+    set_phase(u, PH_BODY);
     if (http_body_start(u->ex, &upload_sink, u) != 0)
         fail(u, 400, "the connection ended before the body was sent; nothing was kept");
 }
@@ -813,6 +863,7 @@ static void dir_cb(uv_fs_t *req) {
 }
 
 static void prepare(struct upload *u) {
+    set_phase(u, PH_PREPARE);
     fs_started(u, uv_fs_mkdir(u->loop, &u->req, u->svc->cfg->package_dir, 0755, dir_cb),
                "create the directory of");
 }
@@ -952,6 +1003,7 @@ void pkg_upload_cb(struct http_exchange *ex) {
     }
     if (u->named && mode != MODE_OVERWRITE) {
         const char *argv[] = {"HGETALL", u->ref.hash_key};
+        set_phase(u, PH_PRECHECK);
         u->stepping = true;
         if (rconn_command(svc->redis, precheck_cb, u, 2, argv, NULL) != 0) {
             u->stepping = false;

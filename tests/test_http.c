@@ -547,6 +547,7 @@ Test(http, server_close_with_open_connections) {
     uv_close((uv_handle_t *)&f.guard, NULL);
     uv_run(&f.loop, UV_RUN_NOWAIT);
     cr_assert_eq(uv_loop_close(&f.loop), 0);
+    free((void *)f.site.routes);  /* as fx_finish does */
 }
 
 Test(http, bad_listen_address_rejected) {
