@@ -12,9 +12,9 @@
  * libuv's alloc callback gets an empty buffer, which it answers with UV_ENOBUFS in the read
  * callback; reading stops there, a job reads what the socket holds (up to the sink's buffer,
  * never waiting) and lets the sink work on it there (http_sink.prepare: multipart parsing), and
- * its done callback feeds it to the core on the loop and starts reading again. At 1 GB/s the loop's
- * share of an upload falls from 0.7 to under 0.05 CPU-seconds per GiB, and the copying runs
- * on CPU nothing else wants. While a job reads, the conn's handles stay open (a close is
+ * its done callback feeds it to the core on the loop and starts reading again. The loop then
+ * only takes note of an upload's bytes (docs/benchmarks.md, "What shaped the upload path"), and
+ * the copying runs on CPU nothing else wants. While a job reads, the conn's handles stay open (a close is
  * deferred to the job's done callback), so the socket cannot be closed and reused under it.
  *
  * Deadlines (one timer per conn; conn_update() sets it from what the core waits for):

@@ -19,8 +19,8 @@
  *              complete resumes it. Memory per upload is thus UP_BUFS * UP_BUF, whatever the
  *              size.
  *   disk       the file is written with O_DIRECT where the file system takes it (the page
- *              cache's copy and writeback were the bottleneck: 290 MB/s against 900 MB/s on
- *              the same disk), two writes in flight; the last buffer is padded to whole
+ *              cache's copy and writeback were the bottleneck: docs/benchmarks.md, "Package
+ *              uploads"), two writes in flight; the last buffer is padded to whole
  *              blocks and the file cut back to its size before the fsync. Where O_DIRECT is
  *              refused, writes go through the page cache one at a time, and every
  *              UP_SYNC_EVERY bytes an fdatasync starts the disk writing while the body still
