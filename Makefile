@@ -2,6 +2,7 @@
 #   make run            build, start a loopback redis-server unless SHOAL_REDIS_URL is set, run a node
 #   make test           build, run every test (and a short fuzz run)
 #   make test SANITIZE=1  the same suite under ASan+UBSan (build-asan/)
+#   make format         rewrite the C sources in the house style (.clang-format); make test checks it
 #   make fuzz           libFuzzer on the HTTP request path (FUZZ_SECONDS, default 60)
 #   make bench          the figures printed in the README
 #   make chaos          the full chaos run: 5,000 tasks, kills, a Redis restart, a failover
@@ -17,7 +18,7 @@ else
 BUILD ?= build
 endif
 
-.PHONY: all deps build test run fuzz fuzz-short bench chaos clean package
+.PHONY: all deps build test run fuzz fuzz-short bench chaos clean package format
 
 all: build
 
@@ -34,6 +35,7 @@ build: deps $(BUILD)/CMakeCache.txt
 # fail a test whose process LeakSanitizer flags at exit.
 test: build
 ifeq ($(SANITIZE),0)
+	@scripts/format.sh --check
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 else
@@ -42,6 +44,9 @@ else
 	  grep -E -A20 'ERROR: (Leak|Address)Sanitizer|runtime error:' $(BUILD)/ctest.log | head -80; \
 	  echo 'sanitizer report found (see $(BUILD)/ctest.log)'; exit 1; fi
 endif
+
+format: deps
+	@scripts/format.sh
 
 run: build
 	@scripts/run.sh $(BUILD)/shoal

@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libhiredis-dev libuv1-dev libmsgpack-dev
-      libcriterion-dev node-llhttp redis-server redis-tools clang libclang-rt-14-dev
+      libcriterion-dev node-llhttp redis-server redis-tools clang clang-format libclang-rt-14-dev
       curl python3 python3-redis python3-msgpack redis-sentinel libssl-dev libjansson-dev "$@")
 # /metrics is validated with promtool (Debian's prometheus package) in tests/test_metrics.c.
 pkgs+=(prometheus)
