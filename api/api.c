@@ -128,8 +128,10 @@ bool api_query_get(const char *query, const char *name, char *out, size_t len) {
         const char *eq = memchr(p, '=', plen);
         size_t klen = eq ? (size_t)(eq - p) : plen;
         if (klen == nlen && strncasecmp(p, name, nlen) == 0) {
-            if (eq) pct_decode(eq + 1, plen - klen - 1, out, len);
-            else if (len) out[0] = '\0';
+            if (eq)
+                pct_decode(eq + 1, plen - klen - 1, out, len);
+            else if (len)
+                out[0] = '\0';
             return true;
         }
         p = amp ? amp + 1 : NULL;
@@ -137,15 +139,15 @@ bool api_query_get(const char *query, const char *name, char *out, size_t len) {
     return false;
 }
 
-int api_query_int(struct http_exchange *ex, const char *name, int64_t def, int64_t min,
-                  int64_t max, int64_t *out) {
+int api_query_int(struct http_exchange *ex, const char *name, int64_t def, int64_t min, int64_t max,
+                  int64_t *out) {
     char v[32];
     *out = def;
     if (!api_query_get(http_query(ex), name, v, sizeof v) || v[0] == '\0') return 0;
     if (parse_int64(v, min, max, out) == 0) return 0;
     char msg[160];
-    snprintf(msg, sizeof msg, "%s: expected a whole number from %lld to %lld", name,
-             (long long)min, (long long)max);
+    snprintf(msg, sizeof msg, "%s: expected a whole number from %lld to %lld", name, (long long)min,
+             (long long)max);
     http_respond_error(ex, 400, msg);
     return -1;
 }
@@ -166,20 +168,32 @@ void api_node_json(struct json *j, const struct node_info *n) {
     snprintf(self, sizeof self, "/api/octopusservernodes/%s", id);
     snprintf(details, sizeof details, "%s/details", self);
     json_obj_open(j);
-    json_key(j, "Id"); json_str(j, id);
-    json_key(j, "Name"); json_str(j, n->name);
-    json_key(j, "LastSeen"); json_time(j, n->last_seen_ms);
-    json_key(j, "IsOffline"); json_bool(j, !n->alive);
-    json_key(j, "MaxConcurrentTasks"); json_int(j, n->cap);
-    json_key(j, "IsInMaintenanceMode"); json_bool(j, n->drain);
-    json_key(j, "RunningTaskCount"); json_int(j, n->running);
-    json_key(j, "Status"); json_str(j, node_status_name(node_info_status(n)));
-    json_key(j, "Version"); json_str(j, n->version);
+    json_key(j, "Id");
+    json_str(j, id);
+    json_key(j, "Name");
+    json_str(j, n->name);
+    json_key(j, "LastSeen");
+    json_time(j, n->last_seen_ms);
+    json_key(j, "IsOffline");
+    json_bool(j, !n->alive);
+    json_key(j, "MaxConcurrentTasks");
+    json_int(j, n->cap);
+    json_key(j, "IsInMaintenanceMode");
+    json_bool(j, n->drain);
+    json_key(j, "RunningTaskCount");
+    json_int(j, n->running);
+    json_key(j, "Status");
+    json_str(j, node_status_name(node_info_status(n)));
+    json_key(j, "Version");
+    json_str(j, n->version);
     json_key(j, "Links");
     json_obj_open(j);
-    json_key(j, "Self"); json_str(j, self);
-    json_key(j, "Node"); json_str(j, self);
-    json_key(j, "Details"); json_str(j, details);
+    json_key(j, "Self");
+    json_str(j, self);
+    json_key(j, "Node");
+    json_str(j, self);
+    json_key(j, "Details");
+    json_str(j, details);
     json_obj_close(j);
     json_obj_close(j);
 }
@@ -197,35 +211,68 @@ void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms) {
     int64_t ms = t->started_ms > 0 && end >= t->started_ms ? end - t->started_ms : 0;
     format_duration_ms(ms >= 1000 ? ms / 1000 * 1000 : ms, dur, sizeof dur);
     json_obj_open(j);
-    json_key(j, "Id"); json_str(j, id);
-    json_key(j, "SpaceId"); json_null_value(j);
-    json_key(j, "Name"); json_str(j, t->type);
-    json_key(j, "Description"); json_str(j, desc);
-    json_key(j, "State"); json_str(j, t->state);
-    json_key(j, "Queue"); json_str(j, t->queue);
-    json_key(j, "Type"); json_str(j, t->type);
-    json_key(j, "Priority"); json_int(j, t->priority);
-    json_key(j, "ServerNode"); if (t->node[0]) json_str(j, t->node); else json_null_value(j);
-    json_key(j, "QueueTime"); json_time(j, t->queued_ms);
-    json_key(j, "QueueTimeExpiry"); json_time(j, t->expiry_ms);
-    json_key(j, "StartTime"); json_time(j, t->started_ms);
-    json_key(j, "CompletedTime"); json_time(j, final ? t->completed_ms : 0);
-    json_key(j, "Duration"); json_str(j, dur);
-    json_key(j, "DurationMs"); json_int(j, ms);
-    json_key(j, "ErrorMessage"); json_str(j, t->error ? t->error : "");
-    json_key(j, "HasBeenPickedUpByProcessor"); json_bool(j, t->started_ms > 0);
-    json_key(j, "IsCompleted"); json_bool(j, final);
-    json_key(j, "FinishedSuccessfully"); json_bool(j, strcmp(t->state, "Success") == 0);
-    json_key(j, "HasPendingInterruptions"); json_bool(j, false);
-    json_key(j, "HasWarningsOrErrors"); json_bool(j, final && strcmp(t->state, "Success") != 0);
-    json_key(j, "Attempt"); json_int(j, t->attempt);
-    json_key(j, "Attempts"); json_int(j, t->attempts);
-    json_key(j, "TimeoutMs"); json_int(j, t->timeout_ms);
-    json_key(j, "ExitCode"); if (t->has_exit) json_int(j, t->exit_code); else json_null_value(j);
+    json_key(j, "Id");
+    json_str(j, id);
+    json_key(j, "SpaceId");
+    json_null_value(j);
+    json_key(j, "Name");
+    json_str(j, t->type);
+    json_key(j, "Description");
+    json_str(j, desc);
+    json_key(j, "State");
+    json_str(j, t->state);
+    json_key(j, "Queue");
+    json_str(j, t->queue);
+    json_key(j, "Type");
+    json_str(j, t->type);
+    json_key(j, "Priority");
+    json_int(j, t->priority);
+    json_key(j, "ServerNode");
+    if (t->node[0])
+        json_str(j, t->node);
+    else
+        json_null_value(j);
+    json_key(j, "QueueTime");
+    json_time(j, t->queued_ms);
+    json_key(j, "QueueTimeExpiry");
+    json_time(j, t->expiry_ms);
+    json_key(j, "StartTime");
+    json_time(j, t->started_ms);
+    json_key(j, "CompletedTime");
+    json_time(j, final ? t->completed_ms : 0);
+    json_key(j, "Duration");
+    json_str(j, dur);
+    json_key(j, "DurationMs");
+    json_int(j, ms);
+    json_key(j, "ErrorMessage");
+    json_str(j, t->error ? t->error : "");
+    json_key(j, "HasBeenPickedUpByProcessor");
+    json_bool(j, t->started_ms > 0);
+    json_key(j, "IsCompleted");
+    json_bool(j, final);
+    json_key(j, "FinishedSuccessfully");
+    json_bool(j, strcmp(t->state, "Success") == 0);
+    json_key(j, "HasPendingInterruptions");
+    json_bool(j, false);
+    json_key(j, "HasWarningsOrErrors");
+    json_bool(j, final && strcmp(t->state, "Success") != 0);
+    json_key(j, "Attempt");
+    json_int(j, t->attempt);
+    json_key(j, "Attempts");
+    json_int(j, t->attempts);
+    json_key(j, "TimeoutMs");
+    json_int(j, t->timeout_ms);
+    json_key(j, "ExitCode");
+    if (t->has_exit)
+        json_int(j, t->exit_code);
+    else
+        json_null_value(j);
     json_key(j, "Links");
     json_obj_open(j);
-    json_key(j, "Self"); json_str(j, self);
-    json_key(j, "Raw"); json_str(j, raw);
+    json_key(j, "Self");
+    json_str(j, self);
+    json_key(j, "Raw");
+    json_str(j, raw);
     json_obj_close(j);
     json_obj_close(j);
 }
@@ -253,38 +300,49 @@ static int64_t pages_of(int64_t total, int64_t take) {
 void api_collection_open(struct json *j, const char *type, int64_t total, int64_t take) {
     int64_t pages = pages_of(total, take);
     json_obj_open(j);
-    json_key(j, "ItemType"); json_str(j, type);
-    json_key(j, "TotalResults"); json_int(j, total);
-    json_key(j, "ItemsPerPage"); json_int(j, take);
-    json_key(j, "NumberOfPages"); json_int(j, pages);
-    json_key(j, "LastPageNumber"); json_int(j, pages - 1);
+    json_key(j, "ItemType");
+    json_str(j, type);
+    json_key(j, "TotalResults");
+    json_int(j, total);
+    json_key(j, "ItemsPerPage");
+    json_int(j, take);
+    json_key(j, "NumberOfPages");
+    json_int(j, pages);
+    json_key(j, "LastPageNumber");
+    json_int(j, pages - 1);
     json_key(j, "Items");
     json_arr_open(j);
 }
 
-void api_collection_close(struct json *j, const char *path, const char *template_q,
-                          int64_t skip, int64_t take, int64_t total) {
+void api_collection_close(struct json *j, const char *path, const char *template_q, int64_t skip,
+                          int64_t take, int64_t total) {
     char b[320];
     int64_t last = take > 0 ? (pages_of(total, take) - 1) * take : 0;
     json_arr_close(j);
     json_key(j, "Links");
     json_obj_open(j);
     snprintf(b, sizeof b, "%s?skip=%lld&take=%lld", path, (long long)skip, (long long)take);
-    json_key(j, "Self"); json_str(j, b);
+    json_key(j, "Self");
+    json_str(j, b);
     snprintf(b, sizeof b, "%s%s", path, template_q);
-    json_key(j, "Template"); json_str(j, b);
-    if (strcmp(path, "/api/octopusservernodes") == 0) {   /* tasks have no /all */
+    json_key(j, "Template");
+    json_str(j, b);
+    if (strcmp(path, "/api/octopusservernodes") == 0) { /* tasks have no /all */
         snprintf(b, sizeof b, "%s/all", path);
-        json_key(j, "Page.All"); json_str(j, b);
+        json_key(j, "Page.All");
+        json_str(j, b);
     }
     snprintf(b, sizeof b, "%s?skip=%lld&take=%lld", path, (long long)skip, (long long)take);
-    json_key(j, "Page.Current"); json_str(j, b);
+    json_key(j, "Page.Current");
+    json_str(j, b);
     snprintf(b, sizeof b, "%s?skip=%lld&take=%lld", path, (long long)last, (long long)take);
-    json_key(j, "Page.Last"); json_str(j, b);
+    json_key(j, "Page.Last");
+    json_str(j, b);
     if (take > 0 && skip + take < total) {
         snprintf(b, sizeof b, "%s?skip=%lld&take=%lld", path, (long long)(skip + take),
                  (long long)take);
-        json_key(j, "Page.Next"); json_str(j, b);
+        json_key(j, "Page.Next");
+        json_str(j, b);
     }
     json_obj_close(j);
     json_obj_close(j);

@@ -16,17 +16,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/auth.h"
 #include "common/buf.h"
 #include "common/client.h"
 #include "common/config.h"
 #include "common/node_info.h"
-#include "api/auth.h"
-#include "http/http.h"
 #include "common/services.h"
+#include "http/http.h"
 
 #define API_NODE_PREFIX "OctopusServerNodes-"
 #define API_TASK_PREFIX "ServerTasks-"
-#define API_TAKE_DEFAULT 30     /* Octopus's page size */
+#define API_TAKE_DEFAULT 30 /* Octopus's page size */
 #define API_TAKE_MAX 1000
 
 struct metrics_cache;
@@ -39,18 +39,17 @@ struct metrics_cache;
 #define SUMMARY_FRESH_MS 100
 
 struct api_state {
-    struct auth_keys *keys;         /* owned; may hold no key (keyed routes then answer 403) */
-    struct metrics_cache *metrics;  /* owned */
-    struct buf summary;             /* the last /summary body */
-    uint64_t summary_at_ms;         /* monotonic ms it was built; 0: none */
-    unsigned uploads;               /* package uploads holding their buffers now */
-    uint64_t uploads_refused;       /* uploads answered 429 (--http-max-uploads reached) */
+    struct auth_keys *keys;        /* owned; may hold no key (keyed routes then answer 403) */
+    struct metrics_cache *metrics; /* owned */
+    struct buf summary;            /* the last /summary body */
+    uint64_t summary_at_ms;        /* monotonic ms it was built; 0: none */
+    unsigned uploads;              /* package uploads holding their buffers now */
+    uint64_t uploads_refused;      /* uploads answered 429 (--http-max-uploads reached) */
 };
 
 /* Reads the keys of cfg (--api-key, --api-key-file). Returns 0 and *out, or SHOAL_ECONFIG with
  * a one-line message in err (never a key): an unreadable or empty key file. */
-int api_state_new(const struct shoal_config *cfg, struct api_state **out, char *err,
-                  size_t errlen);
+int api_state_new(const struct shoal_config *cfg, struct api_state **out, char *err, size_t errlen);
 void api_state_free(struct api_state *a);
 /* Puts k in force (takes ownership) and frees the keys it replaces. Loop thread only. */
 void api_state_set_keys(struct api_state *a, struct auth_keys *k);
@@ -73,7 +72,10 @@ void api_respond_json(struct http_exchange *ex, int status, const struct buf *b)
 /* For a reply callback: when r is NULL (503, connection lost) or an error reply (500, or the
  * status of its code in codes: {"NONODE", 404}, ... terminated by {NULL, 0}), answers ex and
  * returns true. The message is the error's text after its code word. */
-struct api_error_code { const char *code; int status; };
+struct api_error_code {
+    const char *code;
+    int status;
+};
 bool api_reply_failed(struct http_exchange *ex, const redisReply *r,
                       const struct api_error_code *codes);
 
@@ -90,8 +92,8 @@ int api_call(struct http_exchange *ex, const struct node_services *svc,
 bool api_query_get(const char *query, const char *name, char *out, size_t len);
 /* An integer parameter in [min, max], def when absent. Returns 0, or answers 400 naming the
  * parameter and returns -1 (ex must then not be used). */
-int api_query_int(struct http_exchange *ex, const char *name, int64_t def, int64_t min,
-                  int64_t max, int64_t *out);
+int api_query_int(struct http_exchange *ex, const char *name, int64_t def, int64_t min, int64_t max,
+                  int64_t *out);
 
 /* --- nodes --- */
 
@@ -120,8 +122,8 @@ bool api_list_reply_ok(const redisReply *r);
 void api_collection_open(struct json *j, const char *type, int64_t total, int64_t take);
 /* Closes Items and writes Links (Self, Template, Page.All, Page.Current, Page.Last, and
  * Page.Next when there is one) for path ("/api/octopusservernodes") and the page. */
-void api_collection_close(struct json *j, const char *path, const char *template_q,
-                          int64_t skip, int64_t take, int64_t total);
+void api_collection_close(struct json *j, const char *path, const char *template_q, int64_t skip,
+                          int64_t take, int64_t total);
 
 /* Route tables of the API modules (routes.c joins them). */
 extern const struct http_route api_node_routes[];

@@ -13,33 +13,33 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/api.h"
 #include "common/rconn.h"
 #include "common/util.h"
-#include "api/api.h"
 
 /* What a request asked for; one per exchange, freed when its last reply has been handled. */
 enum node_op { OP_COLLECTION, OP_ALL, OP_SUMMARY, OP_ONE, OP_DETAILS, OP_PUT };
 
 struct node_call {
-    struct http_exchange *ex;         /* answered exactly once, then NULL */
-    const struct node_services *svc;  /* borrowed (the server outlives its exchanges' calls) */
+    struct http_exchange *ex;        /* answered exactly once, then NULL */
+    const struct node_services *svc; /* borrowed (the server outlives its exchanges' calls) */
     enum node_op op;
-    int pending;                      /* reply callbacks still to run */
-    char name[65];                    /* the node of /{id} routes */
-    int64_t skip, take;               /* the collection's page */
-    char partial[72];                 /* the collection's partialName filter */
-    int64_t cap;                      /* PUT: the wanted task cap */
-    bool drain;                       /* PUT: the wanted drain */
-    bool writing;                     /* PUT: the writes were sent (second stage) */
-    struct node_info node;            /* details: the node read by the first reply */
-    int status;                       /* details: 0, or the error the first reply met */
+    int pending;           /* reply callbacks still to run */
+    char name[65];         /* the node of /{id} routes */
+    int64_t skip, take;    /* the collection's page */
+    char partial[72];      /* the collection's partialName filter */
+    int64_t cap;           /* PUT: the wanted task cap */
+    bool drain;            /* PUT: the wanted drain */
+    bool writing;          /* PUT: the writes were sent (second stage) */
+    struct node_info node; /* details: the node read by the first reply */
+    int status;            /* details: 0, or the error the first reply met */
     char why[200];
 };
 
 static void list_cb(struct rconn *rc, redisReply *r, void *priv);
 
 static struct node_call *node_call_new(struct http_exchange *ex, const struct node_services *svc,
-                                  enum node_op op) {
+                                       enum node_op op) {
     struct node_call *c = xcalloc(1, sizeof *c);
     c->ex = ex;
     c->svc = svc;
@@ -127,7 +127,8 @@ static void render_summary(const struct node_info *v, int n, struct buf *b) {
     json_arr_close(&j);
     json_key(&j, "Links");
     json_obj_open(&j);
-    json_key(&j, "Self"); json_str(&j, "/api/octopusservernodes/summary");
+    json_key(&j, "Self");
+    json_str(&j, "/api/octopusservernodes/summary");
     json_obj_close(&j);
     json_obj_close(&j);
 }
@@ -176,7 +177,8 @@ static void list_cb(struct rconn *rc, redisReply *r, void *priv) {
         goto done;
     }
     /* Replies to set_cap/set_drain ({cap, drain}) carry nothing more: the read follows. */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER)
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER)
         goto done;
     struct node_info *v = NULL;
     int n = node_info_parse_list(r, &v);
@@ -204,7 +206,7 @@ static void list_cb(struct rconn *rc, redisReply *r, void *priv) {
         } else if (c->op == OP_PUT && !c->writing) {
             put_write(c, one);
         } else if (c->op == OP_DETAILS) {
-            c->node = *one;   /* the task list's reply answers */
+            c->node = *one; /* the task list's reply answers */
         } else {
             render_one(one, &b);
         }
@@ -215,7 +217,7 @@ static void list_cb(struct rconn *rc, redisReply *r, void *priv) {
     free(v);
 done:
     if (c->pending == 0) {
-        if (c->ex) answer_error(c, 500, "no answer was produced");   /* defensive */
+        if (c->ex) answer_error(c, 500, "no answer was produced"); /* defensive */
         free(c);
     }
 }
@@ -288,12 +290,18 @@ static void details_tasks_cb(struct rconn *rc, redisReply *r, void *priv) {
             buf_init(&b);
             json_init(&j, &b);
             json_obj_open(&j);
-            json_key(&j, "Id"); json_str(&j, id);
-            json_key(&j, "Name"); json_str(&j, c->name);
-            json_key(&j, "RunningTasks"); json_int(&j, r->element[0]->integer);
-            json_key(&j, "MaxConcurrentTasks"); json_int(&j, c->node.cap);
-            json_key(&j, "IsInMaintenanceMode"); json_bool(&j, c->node.drain);
-            json_key(&j, "IsOffline"); json_bool(&j, !c->node.alive);
+            json_key(&j, "Id");
+            json_str(&j, id);
+            json_key(&j, "Name");
+            json_str(&j, c->name);
+            json_key(&j, "RunningTasks");
+            json_int(&j, r->element[0]->integer);
+            json_key(&j, "MaxConcurrentTasks");
+            json_int(&j, c->node.cap);
+            json_key(&j, "IsInMaintenanceMode");
+            json_bool(&j, c->node.drain);
+            json_key(&j, "IsOffline");
+            json_bool(&j, !c->node.alive);
             json_key(&j, "Tasks");
             json_arr_open(&j);
             int64_t now = clock_wall_ms();
@@ -307,14 +315,15 @@ static void details_tasks_cb(struct rconn *rc, redisReply *r, void *priv) {
             json_arr_close(&j);
             json_key(&j, "Links");
             json_obj_open(&j);
-            json_key(&j, "Self"); json_str(&j, self);
+            json_key(&j, "Self");
+            json_str(&j, self);
             json_obj_close(&j);
             json_obj_close(&j);
             answer_json(c, 200, &b);
             buf_free(&b);
         }
     } else if (c->ex) {
-        c->ex = NULL;   /* api_reply_failed answered */
+        c->ex = NULL; /* api_reply_failed answered */
     }
     if (c->pending == 0) {
         if (c->ex) answer_error(c, 500, "no answer was produced");
@@ -346,8 +355,8 @@ static int put_body(struct node_call *c) {
     const char *why = NULL;
     json_t *id, *cap, *drain;
     if (!root) {
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text,
-                 e.line, e.column);
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                 e.column);
         why = msg;
     } else if (!json_is_object(root)) {
         why = "body: expected a JSON object {Id, MaxConcurrentTasks, IsInMaintenanceMode}";
@@ -384,7 +393,7 @@ static int put_body(struct node_call *c) {
 /* PUT /api/octopusservernodes/{id}: answers with the node as it is after the change. */
 static void put_cb(struct http_exchange *ex) {
     const struct node_services *s = http_site_of(ex)->data;
-    if (s && s->api) s->api->summary_at_ms = 0;   /* this node's own change shows at once */
+    if (s && s->api) s->api->summary_at_ms = 0; /* this node's own change shows at once */
     const struct node_services *svc = api_begin(ex);
     struct node_call *c = svc ? id_call(ex, svc, OP_PUT) : NULL;
     if (!c) return;
@@ -408,9 +417,12 @@ static void forget_cb(struct rconn *rc, redisReply *r, void *priv) {
         buf_init(&b);
         json_init(&j, &b);
         json_obj_open(&j);
-        json_key(&j, "Id"); json_str(&j, id);
-        json_key(&j, "Name"); json_str(&j, c->name);
-        json_key(&j, "Deleted"); json_bool(&j, true);
+        json_key(&j, "Id");
+        json_str(&j, id);
+        json_key(&j, "Name");
+        json_str(&j, c->name);
+        json_key(&j, "Deleted");
+        json_bool(&j, true);
         json_obj_close(&j);
         api_respond_json(c->ex, 200, &b);
         buf_free(&b);

@@ -12,19 +12,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "common/rconn.h"
 #include "common/task_codec.h"
 #include "common/util.h"
-#include "api/api.h"
 
 struct task_call {
-    struct http_exchange *ex;         /* answered exactly once, then NULL */
-    const struct node_services *svc;  /* borrowed */
-    int pending;                      /* reply callbacks still to run */
-    int64_t id;                       /* the task of /{id} routes (and the enqueued one) */
-    int64_t skip, take;               /* the listing's page */
-    int status;                       /* the status of the final answer (200, 201) */
-    bool missing;                     /* /raw, cancel: the first reply found no such task */
+    struct http_exchange *ex;        /* answered exactly once, then NULL */
+    const struct node_services *svc; /* borrowed */
+    int pending;                     /* reply callbacks still to run */
+    int64_t id;                      /* the task of /{id} routes (and the enqueued one) */
+    int64_t skip, take;              /* the listing's page */
+    int status;                      /* the status of the final answer (200, 201) */
+    bool missing;                    /* /raw, cancel: the first reply found no such task */
 };
 
 static struct task_call *task_call_new(struct http_exchange *ex, const struct node_services *svc) {
@@ -38,13 +38,12 @@ static struct task_call *task_call_new(struct http_exchange *ex, const struct no
 /* Ends one reply: frees c after its last one. */
 static void task_call_done(struct task_call *c) {
     if (--c->pending > 0) return;
-    if (c->ex) http_respond_error(c->ex, 500, "no answer was produced");   /* defensive */
+    if (c->ex) http_respond_error(c->ex, 500, "no answer was produced"); /* defensive */
     free(c);
 }
 
 /* Handles a failed reply (answers once); true when r carries nothing to use. */
-static bool failed(struct task_call *c, const redisReply *r,
-                   const struct api_error_code *codes) {
+static bool failed(struct task_call *c, const redisReply *r, const struct api_error_code *codes) {
     if (!c->ex) return true;
     if (!api_reply_failed(c->ex, r, codes)) return false;
     c->ex = NULL;
@@ -175,13 +174,13 @@ static void cancel_cb(struct http_exchange *ex) {
         return;
     }
     c->pending++;
-    send_get(c);   /* if the link dropped meanwhile, the cancel's NULL reply answers 503 */
+    send_get(c); /* if the link dropped meanwhile, the cancel's NULL reply answers 503 */
 }
 
 /* --- listing ------------------------------------------------------------------------------- */
 
-static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success", "Failed",
-                                     "Canceled", "TimedOut"};
+static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success",
+                                     "Failed", "Canceled",  "TimedOut"};
 
 /* Checks a comma list of states; returns the first unknown one's position or -1. */
 static int bad_state(const char *list, char *bad, size_t len) {
@@ -246,9 +245,12 @@ static void list_tasks_cb(struct http_exchange *ex) {
         !api_node_name(node_q, node, sizeof node)) {
         snprintf(msg, sizeof msg, "node: '%.80s' is not a node name or id", node_q);
         why = msg;
-    } else if (api_query_get(http_query(ex), "states", st, sizeof st) && bad_state(st, bad, sizeof bad)) {
-        snprintf(msg, sizeof msg, "states: '%.40s' is not a state (Queued, Executing, Cancelling, "
-                 "Success, Failed, Canceled, TimedOut)", bad);
+    } else if (api_query_get(http_query(ex), "states", st, sizeof st) &&
+               bad_state(st, bad, sizeof bad)) {
+        snprintf(msg, sizeof msg,
+                 "states: '%.40s' is not a state (Queued, Executing, Cancelling, "
+                 "Success, Failed, Canceled, TimedOut)",
+                 bad);
         why = msg;
     }
     if (why) {
@@ -270,16 +272,15 @@ static void list_tasks_cb(struct http_exchange *ex) {
 
 /* --- enqueue ------------------------------------------------------------------------------- */
 
-
 /* One numeric field of the body: a whole number, a duration ("30s" or ms) or a time (ISO-8601
  * UTC or epoch ms). */
 enum field_kind { F_INT, F_DUR, F_TIME };
 struct num_field {
     const char *name;
     enum field_kind kind;
-    size_t off;              /* into struct shoal_task_opts */
+    size_t off; /* into struct shoal_task_opts */
     int64_t min, max;
-    const char *expect;      /* for the 400 message */
+    const char *expect; /* for the 400 message */
 };
 
 #define OPT(f) offsetof(struct shoal_task_opts, f)
@@ -296,10 +297,14 @@ static const struct num_field num_fields[] = {
 };
 
 static int read_num(json_t *v, const struct num_field *f, int64_t *out) {
-    if (json_is_integer(v)) *out = json_integer_value(v);
-    else if (!json_is_string(v) || f->kind == F_INT) return -1;
-    else if (f->kind == F_DUR && parse_duration_ms(json_string_value(v), out) != 0) return -1;
-    else if (f->kind == F_TIME && parse_iso8601_ms(json_string_value(v), out) != 0) return -1;
+    if (json_is_integer(v))
+        *out = json_integer_value(v);
+    else if (!json_is_string(v) || f->kind == F_INT)
+        return -1;
+    else if (f->kind == F_DUR && parse_duration_ms(json_string_value(v), out) != 0)
+        return -1;
+    else if (f->kind == F_TIME && parse_iso8601_ms(json_string_value(v), out) != 0)
+        return -1;
     return *out >= f->min && *out <= f->max ? 0 : -1;
 }
 
@@ -309,7 +314,10 @@ static const char **strings_of(json_t *arr, int *n) {
     const char **v = xcalloc(len + 1, sizeof *v);
     for (size_t i = 0; i < len; i++) {
         json_t *s = json_array_get(arr, i);
-        if (!json_is_string(s)) { free(v); return NULL; }
+        if (!json_is_string(s)) {
+            free(v);
+            return NULL;
+        }
         v[i] = json_string_value(s);
     }
     *n = (int)len;
@@ -335,8 +343,9 @@ static const char *encode_args(const char *type, json_t *a, struct buf *args) {
         return NULL;
     }
     json_t *argv = json_is_array(a) ? a : json_object_get(a, "argv");
-    if (!a || !argv) return "Arguments.argv: required for an exec task, e.g. "
-                            "{\"argv\": [\"/usr/bin/echo\", \"hello\"]}";
+    if (!a || !argv)
+        return "Arguments.argv: required for an exec task, e.g. "
+               "{\"argv\": [\"/usr/bin/echo\", \"hello\"]}";
     const char **v = json_is_array(argv) ? strings_of(argv, &n) : NULL;
     if (!v || n == 0) {
         free(v);
@@ -352,7 +361,10 @@ static const char *encode_args(const char *type, json_t *a, struct buf *args) {
         const char *k;
         json_t *val;
         json_object_foreach(env, k, val) {
-            if (!json_is_string(val)) { why = "Arguments.env: values must be strings"; break; }
+            if (!json_is_string(val)) {
+                why = "Arguments.env: values must be strings";
+                break;
+            }
             size_t l = strlen(k) + json_string_length(val) + 2;
             envv[envc] = xmalloc(l);
             snprintf(envv[envc++], l, "%s=%s", k, json_string_value(val));
@@ -381,13 +393,15 @@ static const char *encode_args(const char *type, json_t *a, struct buf *args) {
 }
 
 /* Fills o and args from the body; returns NULL or the 400 message (static or in msg). */
-static const char *read_task(json_t *root, struct shoal_task_opts *o, struct buf *args,
-                             char *msg, size_t len) {
+static const char *read_task(json_t *root, struct shoal_task_opts *o, struct buf *args, char *msg,
+                             size_t len) {
     if (!json_is_object(root)) return "body: expected a JSON object, e.g. {\"Type\": \"noop\"}";
     json_t *v;
     /* Octopus names a task's kind "Name"; shoal's field is "Type". */
-    static const struct { const char *field; size_t off; } names[] = {
-        {"Type", OPT(type)}, {"Name", OPT(type)}, {"Queue", OPT(queue)}};
+    static const struct {
+        const char *field;
+        size_t off;
+    } names[] = {{"Type", OPT(type)}, {"Name", OPT(type)}, {"Queue", OPT(queue)}};
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
         if (!(v = json_object_get(root, names[i].field)) || json_is_null(v)) continue;
         if (!json_is_string(v)) {
@@ -460,8 +474,8 @@ static void enqueue_http_cb(struct http_exchange *ex) {
     buf_init(&args);
     json_t *root = json_loadb(body->data ? body->data : "", body->len, JSON_DECODE_ANY, &e);
     if (!root) {
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text,
-                 e.line, e.column);
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                 e.column);
         why = msg;
     } else {
         why = read_task(root, &o, &args, msg, sizeof msg);

@@ -15,24 +15,27 @@
 #include "common/err.h"
 #include "common/util.h"
 
-#define DIGEST_LEN 32  /* SHA-256 */
+#define DIGEST_LEN 32 /* SHA-256 */
 
 struct auth_keys {
-    unsigned char (*digests)[DIGEST_LEN];  /* owned: one per key, in the order read */
+    unsigned char (*digests)[DIGEST_LEN]; /* owned: one per key, in the order read */
     size_t n;
-    size_t nfixed;  /* the first nfixed came from --api-key (fixed for the process's life) */
+    size_t nfixed; /* the first nfixed came from --api-key (fixed for the process's life) */
 };
 
 static void digest(const char *s, size_t len, unsigned char out[DIGEST_LEN]) {
     unsigned int outlen = 0;
     if (EVP_Digest(s, len, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != DIGEST_LEN)
-        abort();  /* SHA-256 is always there: failing means a broken libcrypto */
+        abort(); /* SHA-256 is always there: failing means a broken libcrypto */
 }
 
 /* Trims s[0..len) of blanks; adds its digest unless empty. Returns 0, or SHOAL_ECONFIG when the
  * key is shorter than AUTH_KEY_MIN (*got: its length). */
 static int add_key(struct auth_keys *k, const char *s, size_t len, size_t *got) {
-    while (len && isspace((unsigned char)*s)) { s++; len--; }
+    while (len && isspace((unsigned char)*s)) {
+        s++;
+        len--;
+    }
     while (len && isspace((unsigned char)s[len - 1])) len--;
     *got = len;
     if (len == 0) return 0;
@@ -72,10 +75,10 @@ int auth_keys_add_file(struct auth_keys *k, const char *path, char *err, size_t 
     } else if (rc != 0) {
         char rule[120];
         snprintf(rule, sizeof rule, too_short, AUTH_KEY_MIN);
-        snprintf(err, errlen, "--api-key-file %s: line %zu holds a key of %zu characters; %s",
-                 path, lineno, got, rule);
+        snprintf(err, errlen, "--api-key-file %s: line %zu holds a key of %zu characters; %s", path,
+                 lineno, got, rule);
     }
-    if (rc != 0) k->n = before;  /* all of the file or none of it */
+    if (rc != 0) k->n = before; /* all of the file or none of it */
     return rc;
 }
 
@@ -90,8 +93,10 @@ int auth_keys_load(const struct shoal_config *cfg, struct auth_keys **out, char 
         if (add_key(k, s, len, &got) != 0) {
             char rule[120];
             snprintf(rule, sizeof rule, too_short, AUTH_KEY_MIN);
-            snprintf(err, errlen, "--api-key (SHOAL_API_KEY): key %zu of the comma list has %zu "
-                     "characters; %s", i, got, rule);
+            snprintf(err, errlen,
+                     "--api-key (SHOAL_API_KEY): key %zu of the comma list has %zu "
+                     "characters; %s",
+                     i, got, rule);
             auth_keys_free(k);
             return SHOAL_ECONFIG;
         }

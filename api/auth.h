@@ -19,7 +19,7 @@
 
 struct auth_keys;
 
-#define AUTH_KEY_MIN 16  /* characters, after trimming blanks */
+#define AUTH_KEY_MIN 16 /* characters, after trimming blanks */
 
 /* Loads the keys of cfg. Returns 0 and *out (which may hold no key), or SHOAL_ECONFIG with a
  * message in err naming the source (and the file's line), never the key: a key is too short,

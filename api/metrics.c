@@ -10,29 +10,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "common/rconn.h"
 #include "common/reply.h"
 #include "common/util.h"
-#include "api/api.h"
 
 #define METRICS_REFRESH_MS 2000
 
 struct queue_stat {
     char name[72];
-    int64_t depth;       /* ready list entries */
-    int64_t oldest_ms;   /* queue time of the oldest ready task, 0 when none */
+    int64_t depth;     /* ready list entries */
+    int64_t oldest_ms; /* queue time of the oldest ready task, 0 when none */
 };
 
 struct metrics_cache {
-    uint64_t fetched_mono_ms;   /* when the figures below arrived; 0 = never */
-    uint64_t asked_mono_ms;     /* when the last refresh was sent */
-    bool in_flight;             /* a refresh awaits its reply */
-    int64_t ready, running, avail_cap, scheduled;   /* fleet counters */
-    struct queue_stat *queues;  /* owned, sorted by name */
+    uint64_t fetched_mono_ms;                     /* when the figures below arrived; 0 = never */
+    uint64_t asked_mono_ms;                       /* when the last refresh was sent */
+    bool in_flight;                               /* a refresh awaits its reply */
+    int64_t ready, running, avail_cap, scheduled; /* fleet counters */
+    struct queue_stat *queues;                    /* owned, sorted by name */
     size_t nqueues;
 };
 
-struct metrics_cache *metrics_cache_new(void) { return xcalloc(1, sizeof(struct metrics_cache)); }
+struct metrics_cache *metrics_cache_new(void) {
+    return xcalloc(1, sizeof(struct metrics_cache));
+}
 
 void metrics_cache_free(struct metrics_cache *m) {
     if (!m) return;
@@ -45,8 +47,7 @@ void metrics_cache_free(struct metrics_cache *m) {
 static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct metrics_cache *m = priv;
     m->in_flight = false;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4 || (r->elements - 4) % 3 != 0)
-        return;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4 || (r->elements - 4) % 3 != 0) return;
     size_t n = (r->elements - 4) / 3;
     struct queue_stat *q = xcalloc(n ? n : 1, sizeof *q);
     for (size_t i = 0; i < n; i++) {
@@ -136,7 +137,7 @@ static void node_metrics(struct buf *b, const struct node_view *v, const struct 
 }
 
 static void fleet_metrics(struct buf *b, const struct metrics_cache *m) {
-    if (!m->fetched_mono_ms) return;   /* first scrape: the refresh is on its way */
+    if (!m->fetched_mono_ms) return; /* first scrape: the refresh is on its way */
     int64_t now = clock_wall_ms();
     family(b, "shoal_fleet_stats_age_seconds", "gauge",
            "Age of the fleet and queue figures below (cached, refreshed every 2s at most).");

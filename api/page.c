@@ -21,9 +21,10 @@ extern const size_t page_nodes_css_len;
 /* The page loads nothing from elsewhere and runs only its own script file, styled by its own
  * style file (no inline script or style: an injected one would not run); it may talk to this
  * node only. */
-#define PAGE_CSP "default-src 'none'; script-src 'self'; style-src 'self'; "             \
-                 "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; " \
-                 "frame-ancestors 'none'"
+#define PAGE_CSP                                                                                   \
+    "default-src 'none'; script-src 'self'; style-src 'self'; "                                    \
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "                     \
+    "frame-ancestors 'none'"
 
 /* GET|HEAD /nodes. no-store: a new binary's page shows at the next load. */
 static void nodes_cb(struct http_exchange *ex) {

@@ -44,8 +44,8 @@
 #include "common/reply.h"
 #include "common/util.h"
 
-#define BULK 1000                  /* tasks per bulk enqueue call, as the peers' bulk */
-#define RETENTION_MS 604800000LL   /* 7 d, the node's default */
+#define BULK 1000                /* tasks per bulk enqueue call, as the peers' bulk */
+#define RETENTION_MS 604800000LL /* 7 d, the node's default */
 /* claim.lua's reply: verdict, next_due, expired, then per task: id, lease, type, args, timeout,
  * attempt, queued. claim_and_complete() builds its claim.lua and complete.lua calls with the
  * builders worker/claim.c uses (common/calls.h): if the reply changes, change this too. */
@@ -54,12 +54,12 @@
 struct bench {
     const char *url, *ns;
     struct shoal_client cl;
-    char fifo[512];                /* report FIFO */
-    int fd;                        /* its read end (opened O_RDWR: never EOF) */
-    char buf[4096];                /* bytes read from it, not yet returned as lines */
+    char fifo[512]; /* report FIFO */
+    int fd;         /* its read end (opened O_RDWR: never EOF) */
+    char buf[4096]; /* bytes read from it, not yet returned as lines */
     size_t len;
-    int run;                       /* BENCH_RUN, for the raw lines */
-    pid_t node;                    /* the node we started, 0 when none (or reaped) */
+    int run;    /* BENCH_RUN, for the raw lines */
+    pid_t node; /* the node we started, 0 when none (or reaped) */
 };
 
 static void die(const char *fmt, ...) {
@@ -108,8 +108,9 @@ static void cmd0(struct bench *b, const char *fmt, const char *arg) {
 
 static long long cmd_int(struct bench *b, const char *fmt, const char *arg) {
     redisReply *r = cmd(b, fmt, arg);
-    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? atoll(r->str)
+                                                  : 0;
     freeReplyObject(r);
     return v;
 }
@@ -162,7 +163,7 @@ static void pack(struct payload *p, bool map, uint64_t v) {
         msgpack_pack_str_body(&pk, "i", 1);
     }
     msgpack_pack_uint64(&pk, v);
-    memcpy(p->data, sb.data, sb.size);   /* at most 12 bytes */
+    memcpy(p->data, sb.data, sb.size); /* at most 12 bytes */
     p->len = sb.size;
     msgpack_sbuffer_destroy(&sb);
 }
@@ -207,7 +208,7 @@ static int cmd_enqueue(struct bench *b, int argc, char **argv) {
     if (n < 1) die("N must be positive");
     cmd0(b, "FLUSHDB", NULL);
     const char *type = with_args ? "count" : "noop";
-    enqueue_n(&b->cl, type, 0, 1, 1, with_args);        /* connection and script warm, then clean */
+    enqueue_n(&b->cl, type, 0, 1, 1, with_args); /* connection and script warm, then clean */
     cmd0(b, "FLUSHDB", NULL);
     double m0 = info(b, "memory", "used_memory"), c0 = redis_cpu_s(b);
     uint64_t t0 = clock_mono_ns();
@@ -238,12 +239,11 @@ static void node_start(struct bench *b, const char *bin, const char *name, const
         return;
     }
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(1);   /* we lost the race with our parent's death */
+    if (getppid() != parent) _exit(1); /* we lost the race with our parent's death */
     setenv("SHOAL_BENCH_OUT", b->fifo, 1);
     if (count) setenv("SHOAL_BENCH_COUNT", count, 1);
-    execl(bin, bin, "worker", "--redis", b->url, "--namespace", b->ns, "--name", name, "--cap",
-          cap, "--queues", "default", "--listen", "127.0.0.1:0", "--log-level", "warn",
-          (char *)NULL);
+    execl(bin, bin, "worker", "--redis", b->url, "--namespace", b->ns, "--name", name, "--cap", cap,
+          "--queues", "default", "--listen", "127.0.0.1:0", "--log-level", "warn", (char *)NULL);
     fprintf(stderr, "bench_tasks: cannot run %s: %s\n", bin, strerror(errno));
     _exit(127);
 }
@@ -297,7 +297,7 @@ static int report_line(struct bench *b, char *out, size_t outlen, int timeout_ms
         if (poll(&pfd, 1, end - now < 200 ? (int)(end - now) : 200) > 0) {
             ssize_t r = read(b->fd, b->buf + b->len, sizeof b->buf - b->len);
             if (r > 0) b->len += (size_t)r;
-            if (b->len == sizeof b->buf) b->len = 0;   /* a runaway line: drop it */
+            if (b->len == sizeof b->buf) b->len = 0; /* a runaway line: drop it */
         }
     }
 }
@@ -311,11 +311,12 @@ static int cmd_drain(struct bench *b, int argc, char **argv) {
     node_start(b, argv[3], "bench-drain", argv[2], argv[1]);
     char line[128];
     long long got = 0, first = 0, last = 0;
-    int limit_ms = 60000 + (int)(n / 2);   /* 2,000 tasks/s at worst */
+    int limit_ms = 60000 + (int)(n / 2); /* 2,000 tasks/s at worst */
     int rc = report_line(b, line, sizeof line, limit_ms);
     double c1 = redis_cpu_s(b);
     node_stop(b);
-    if (rc != 0 || sscanf(line, "drained %lld %lld %lld", &got, &first, &last) != 3 || last <= first)
+    if (rc != 0 || sscanf(line, "drained %lld %lld %lld", &got, &first, &last) != 3 ||
+        last <= first)
         die("drain %s: no report of the %lld-th call within %d ms", argv[0], n, limit_ms);
     char m[80];
     emit(b, argv[0], (double)(n - 1) / ((double)(last - first) / 1e9), n);
@@ -369,7 +370,7 @@ static int cmd_latency(struct bench *b, int argc, char **argv) {
         int64_t id;
         shoal_task_opts_init(&t);
         t.type = "lat";
-        pack(&p, false, (uint64_t)realtime_us());   /* just before the enqueue call */
+        pack(&p, false, (uint64_t)realtime_us()); /* just before the enqueue call */
         t.args = p.data;
         t.args_len = p.len;
         if (shoal_enqueue(&b->cl, &t, 1, &id, err, sizeof err) != 0) die("enqueue: %s", err);
@@ -394,19 +395,26 @@ static int cmd_latency(struct bench *b, int argc, char **argv) {
 /* One side of a comparison: its own namespace in the same Redis, so the two sides run
  * interleaved, call by call, under the same machine conditions. */
 struct lane {
-    struct shoal_client cl;   /* its own connection, on its own database */
-    char what[80];            /* "database 1" */
-    long long *us[2];   /* server µs of each claim call [0] and complete call [1] */
+    struct shoal_client cl; /* its own connection, on its own database */
+    char what[80];          /* "database 1" */
+    long long *us[2];       /* server µs of each claim call [0] and complete call [1] */
     size_t calls;
     long long claimed;
 };
 
 /* Registers node `name` with register.lua, as a node process does (TTL 10 min). */
 static void register_node(struct shoal_client *cl, const char *name, const char *cap) {
-    struct call_register_args a = {
-        .name = name, .instance = name, .now_ms = clock_wall_ms(), .ttl_ms = 600000,
-        .cap = atoll(cap), .version = "bench", .host = "bench", .pid = 0, .listen = "-",
-        .queues = "default", .heartbeat_ms = 5000};
+    struct call_register_args a = {.name = name,
+                                   .instance = name,
+                                   .now_ms = clock_wall_ms(),
+                                   .ttl_ms = 600000,
+                                   .cap = atoll(cap),
+                                   .version = "bench",
+                                   .host = "bench",
+                                   .pid = 0,
+                                   .listen = "-",
+                                   .queues = "default",
+                                   .heartbeat_ms = 5000};
     struct script_call call;
     call_register(&call, &cl->keys, &a);
     freeReplyObject(run_call(cl, &call));
@@ -428,8 +436,12 @@ static long long evalsha_usec(struct bench *b) {
 static size_t claim_and_complete(struct bench *b, struct lane *l, const char *per) {
     const char *name = "bench-claim-0";
     int64_t now = clock_wall_ms();
-    struct call_claim_args a = {.name = name, .instance = name, .now_ms = now, .max = atoll(per),
-                                .balance = true, .lease_margin_ms = 30000};
+    struct call_claim_args a = {.name = name,
+                                .instance = name,
+                                .now_ms = now,
+                                .max = atoll(per),
+                                .balance = true,
+                                .lease_margin_ms = 30000};
     struct script_call call;
     call_claim(&call, &l->cl.keys, &a);
     call_claim_add_queue(&call, "default");
@@ -446,7 +458,9 @@ static size_t claim_and_complete(struct bench *b, struct lane *l, const char *pe
     for (size_t i = 0; i < n; i++) {
         struct call_report rep = {.task = reply_str(r, 3 + CLAIM_FIELDS * i, NULL),
                                   .lease = reply_int(r, 3 + CLAIM_FIELDS * i + 1),
-                                  .outcome = "Success", .error = "", .exit_code = -1,
+                                  .outcome = "Success",
+                                  .error = "",
+                                  .exit_code = -1,
                                   .retry_delay_ms = 0};
         call_complete_add(&call, &rep);
     }
@@ -476,7 +490,7 @@ static void lane_init(struct bench *b, struct lane *l, int db, long long depth, 
              b->url, db);
     if (shoal_client_open(&l->cl, url, b->ns, err, sizeof err) != 0) die("%s", err);
     snprintf(l->what, sizeof l->what, "database %d", db);
-    enqueue_n(&l->cl, "count", 0, depth + batch, BULK, false);   /* no-op (bench_node) */
+    enqueue_n(&l->cl, "count", 0, depth + batch, BULK, false); /* no-op (bench_node) */
     for (int i = 0; i < nodes; i++) {
         char name[32];
         snprintf(name, sizeof name, "bench-claim-%d", i);
@@ -488,8 +502,8 @@ static void lane_init(struct bench *b, struct lane *l, int db, long long depth, 
 
 /* Claims and completes batch tasks in each lane, alternating call by call; emits the median
  * server µs per claim and per complete call of each lane, named <what>_<label>. */
-static void compare(struct bench *b, struct lane *x, struct lane *y, const char *lx,
-                    const char *ly, long long batch, const char *per) {
+static void compare(struct bench *b, struct lane *x, struct lane *y, const char *lx, const char *ly,
+                    long long batch, const char *per) {
     struct lane *lanes[2] = {x, y};
     const char *labels[2] = {lx, ly};
     while ((x->claimed < batch || y->claimed < batch) && x->calls < (size_t)batch &&
@@ -502,8 +516,8 @@ static void compare(struct bench *b, struct lane *x, struct lane *y, const char 
         char m[96];
         qsort(l->us[0], l->calls, sizeof(long long), cmp_ll);
         qsort(l->us[1], l->calls, sizeof(long long), cmp_ll);
-        fprintf(stderr, "claimcost %s (%s): %zu claims, %lld tasks\n", labels[i], l->what,
-                l->calls, l->claimed);
+        fprintf(stderr, "claimcost %s (%s): %zu claims, %lld tasks\n", labels[i], l->what, l->calls,
+                l->claimed);
         snprintf(m, sizeof m, "claim_us_call_%s", labels[i]);
         emit(b, m, (double)pct(l->us[0], l->calls, 50), l->claimed);
         snprintf(m, sizeof m, "complete_us_call_%s", labels[i]);
@@ -542,7 +556,9 @@ static const struct {
     const char *name;
     int (*run)(struct bench *b, int argc, char **argv);
 } commands[] = {
-    {"enqueue", cmd_enqueue}, {"drain", cmd_drain}, {"latency", cmd_latency},
+    {"enqueue", cmd_enqueue},
+    {"drain", cmd_drain},
+    {"latency", cmd_latency},
     {"claimcost", cmd_claimcost},
 };
 
@@ -560,7 +576,8 @@ int main(int argc, char **argv) {
     snprintf(b.fifo, sizeof b.fifo, "%s/report.fifo", argv[3]);
     unlink(b.fifo);
     if (mkfifo(b.fifo, 0600) != 0) die("mkfifo %s: %s", b.fifo, strerror(errno));
-    if ((b.fd = open(b.fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) die("%s: %s", b.fifo, strerror(errno));
+    if ((b.fd = open(b.fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0)
+        die("%s: %s", b.fifo, strerror(errno));
     if (shoal_client_open(&b.cl, b.url, b.ns, err, sizeof err) != 0) die("%s", err);
     int rc = -1;
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)

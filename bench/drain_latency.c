@@ -58,10 +58,14 @@ int main(int argc, char **argv) {
     struct keys k;
     keys_init(&k, argv[2]);
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[4])),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(argv[4])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        perror("connect");
+        return 1;
+    }
     int rounds = atoi(argv[5]);
     double *ms = xcalloc((size_t)rounds, sizeof *ms);
     int n = 0;
@@ -80,8 +84,14 @@ int main(int argc, char **argv) {
         freeReplyObject(r);
         int st = -1;
         while ((st = ping_status(fd)) != want && clock_mono_ns() - t0 < 2000000000ULL)
-            if (st < 0) { fprintf(stderr, "ping connection failed\n"); return 1; }
-        if (st != want) { fprintf(stderr, "round %d: ping never turned %d\n", i, want); return 1; }
+            if (st < 0) {
+                fprintf(stderr, "ping connection failed\n");
+                return 1;
+            }
+        if (st != want) {
+            fprintf(stderr, "round %d: ping never turned %d\n", i, want);
+            return 1;
+        }
         ms[n++] = (double)(clock_mono_ns() - t0) / 1e6;
         usleep(2000);
     }

@@ -26,9 +26,9 @@
 
 struct conn {
     int fd;
-    int busy;          /* a request is in flight */
-    double sched;      /* its scheduled send time (s) */
-    char *buf;         /* BUFSZ bytes */
+    int busy;     /* a request is in flight */
+    double sched; /* its scheduled send time (s) */
+    char *buf;    /* BUFSZ bytes */
     size_t got;
 };
 
@@ -64,16 +64,20 @@ int main(int argc, char **argv) {
     int reqlen = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s\r\n",
                           argv[2], argc == 7 ? argv[6] : "", argc == 7 ? "\r\n" : "");
     struct conn *cs = calloc((size_t)nc, sizeof *cs);
-    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  /* wake on time (the default slack is 50 us) */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake on time (the default slack is 50 us) */
     int ep = epoll_create1(0);
     for (int i = 0; i < nc; i++) {
         int one = 1;
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         cs[i].buf = malloc(BUFSZ);
         cs[i].fd = socket(AF_INET, SOCK_STREAM, 0);
         setsockopt(cs[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(cs[i].fd, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+        if (connect(cs[i].fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            perror("connect");
+            return 1;
+        }
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
     }
@@ -88,11 +92,18 @@ int main(int argc, char **argv) {
         while (sent < total && start + (double)sent / rate <= t) {
             struct conn *c = &cs[next];
             next = (next + 1) % nc;
-            if (c->busy) { skipped++; sent++; continue; } /* all connections busy: counted */
+            if (c->busy) {
+                skipped++;
+                sent++;
+                continue;
+            } /* all connections busy: counted */
             c->sched = start + (double)sent / rate;
             c->busy = 1;
             c->got = 0;
-            if (write(c->fd, req, (size_t)reqlen) != reqlen) { errors++; c->busy = 0; }
+            if (write(c->fd, req, (size_t)reqlen) != reqlen) {
+                errors++;
+                c->busy = 0;
+            }
             sent++;
         }
         /* Sleep until the next send is due, to the microsecond: a millisecond timeout would
@@ -106,7 +117,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             struct conn *c = &cs[evs[i].data.u32];
             ssize_t r = read(c->fd, c->buf + c->got, BUFSZ - 1 - c->got);
-            if (r <= 0) { errors++; c->busy = 0; epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); continue; }
+            if (r <= 0) {
+                errors++;
+                c->busy = 0;
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                continue;
+            }
             c->got += (size_t)r;
             if (c->busy && complete(c)) {
                 if (strncmp(c->buf, "HTTP/1.1 200", 12) != 0) non200++;
@@ -116,8 +132,12 @@ int main(int argc, char **argv) {
         }
     }
     qsort(lat, done, sizeof *lat, cmp);
-    if (done == 0) { fprintf(stderr, "no answers\n"); return 1; }
-    printf("%zu sent at %.0f/s over %d connections: %zu answered, %zu skipped (all busy), %zu errors, %zu not 200; "
+    if (done == 0) {
+        fprintf(stderr, "no answers\n");
+        return 1;
+    }
+    printf("%zu sent at %.0f/s over %d connections: %zu answered, %zu skipped (all busy), %zu "
+           "errors, %zu not 200; "
            "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
            sent, rate, nc, done, skipped, errors, non200, lat[done / 2], lat[done * 99 / 100],
            lat[done * 999 / 1000], lat[done - 1]);

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define PC_BLOCK (256u << 10)
-#define PC_FN static __attribute__((unused))  /* each includer uses a subset */
+#define PC_FN static __attribute__((unused)) /* each includer uses a subset */
 
 struct pc_upload {
     const char *space;        /* "Spaces-1" */
@@ -45,11 +45,11 @@ struct pc_upload {
 };
 
 struct pc_result {
-    int status;               /* -1 when no answer came */
-    bool got_continue;        /* a 100 Continue was seen */
-    char body[8192];          /* the answer's body (truncated) */
-    char sha[65];             /* hex SHA-256 of the file bytes sent */
-    uint64_t sent;            /* file bytes sent */
+    int status;        /* -1 when no answer came */
+    bool got_continue; /* a 100 Continue was seen */
+    char body[8192];   /* the answer's body (truncated) */
+    char sha[65];      /* hex SHA-256 of the file bytes sent */
+    uint64_t sent;     /* file bytes sent */
 };
 
 PC_FN int pc_connect(int port) {
@@ -75,7 +75,9 @@ PC_FN void pc_fill(uint64_t seed, uint64_t block, unsigned char *out, size_t n) 
     if (!made || base_seed != seed) {
         uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0xD1B54A32D192ED03ULL;
         for (size_t i = 0; i + 8 <= PC_BLOCK; i += 8) {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
             memcpy(base + i, &x, 8);
         }
         base_seed = seed;
@@ -144,7 +146,7 @@ PC_FN long long pc_content_length(const char *head) {
 
 /* Completes a final answer whose head (and nextra bytes after it) was read. */
 PC_FN void pc_answer_body(int fd, const char *head, const char *extra, size_t nextra,
-                           struct pc_result *r) {
+                          struct pc_result *r) {
     r->status = atoi(head + 9);
     long long cl = pc_content_length(head);
     size_t have = nextra < sizeof r->body - 1 ? nextra : sizeof r->body - 1;
@@ -163,9 +165,9 @@ PC_FN void pc_read_answer(int fd, struct pc_result *r) {
     size_t nextra;
     for (;;) {
         if (pc_read_head(fd, head, sizeof head, extra, &nextra) < 0) return;
-        if (atoi(head + 9) == 100) {  /* an interim answer; a final one follows */
+        if (atoi(head + 9) == 100) { /* an interim answer; a final one follows */
             r->got_continue = true;
-            if (nextra) {  /* already here: it starts in extra */
+            if (nextra) { /* already here: it starts in extra */
                 char *end = strstr(extra, "\r\n\r\n");
                 if (!end) return;
                 size_t hl = (size_t)(end - extra) + 4;
@@ -200,19 +202,25 @@ PC_FN int pc_upload(int port, const struct pc_upload *o, struct pc_result *r) {
     int fd = pc_connect(port);
     if (fd < 0) return -1;
     if (o->filename) {
-        npre = snprintf(pre, sizeof pre, "--%s\r\nContent-Disposition: form-data; name=\"file\"; "
+        npre = snprintf(pre, sizeof pre,
+                        "--%s\r\nContent-Disposition: form-data; name=\"file\"; "
                         "filename=\"%s\"\r\nContent-Type: application/octet-stream\r\n\r\n",
                         boundary, o->filename);
         npost = snprintf(post, sizeof post, "\r\n--%s--\r\n", boundary);
     }
     uint64_t total = o->raw_body ? strlen(o->raw_body) : npre + o->size + npost;
     char ctype[200];
-    if (o->content_type) snprintf(ctype, sizeof ctype, "%s", o->content_type);
-    else if (o->filename || o->raw_body) snprintf(ctype, sizeof ctype, "multipart/form-data; boundary=%s", boundary);
-    else snprintf(ctype, sizeof ctype, "application/octet-stream");
+    if (o->content_type)
+        snprintf(ctype, sizeof ctype, "%s", o->content_type);
+    else if (o->filename || o->raw_body)
+        snprintf(ctype, sizeof ctype, "multipart/form-data; boundary=%s", boundary);
+    else
+        snprintf(ctype, sizeof ctype, "application/octet-stream");
     char length[64];
-    if (o->chunked) snprintf(length, sizeof length, "Transfer-Encoding: chunked\r\n");
-    else snprintf(length, sizeof length, "Content-Length: %llu\r\n", (unsigned long long)total);
+    if (o->chunked)
+        snprintf(length, sizeof length, "Transfer-Encoding: chunked\r\n");
+    else
+        snprintf(length, sizeof length, "Content-Length: %llu\r\n", (unsigned long long)total);
     int nh = snprintf(head, sizeof head,
                       "POST /api/%s/packages/raw%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s"
                       "Content-Type: %s\r\n%s%s\r\n",
@@ -220,21 +228,21 @@ PC_FN int pc_upload(int port, const struct pc_upload *o, struct pc_result *r) {
                       o->key ? o->key : "", o->key ? "\r\n" : "", ctype, length,
                       o->expect ? "Expect: 100-continue\r\n" : "");
     if (o->extra) {
-        nh -= 2;  /* before the blank line */
+        nh -= 2; /* before the blank line */
         nh += snprintf(head + nh, sizeof head - (size_t)nh, "%s\r\n", o->extra);
     }
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
     unsigned char *block = malloc(PC_BLOCK);
     bool ok = pc_send(fd, head, (size_t)nh);
-    if (ok && o->expect) {  /* wait for 100 Continue, or an early final answer */
+    if (ok && o->expect) { /* wait for 100 Continue, or an early final answer */
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 10000) == 1) {
             char h2[8192], extra[8192];
             size_t nextra;
             if (pc_read_head(fd, h2, sizeof h2, extra, &nextra) > 0 && atoi(h2 + 9) == 100) {
                 r->got_continue = true;
-            } else {  /* refused before the body */
+            } else { /* refused before the body */
                 pc_answer_body(fd, h2, extra, nextra, r);
                 close(fd);
                 free(block);
@@ -286,7 +294,7 @@ PC_FN void pc_expected_sha(uint64_t seed, uint64_t size, char out[65]) {
 
 /* A request with a small body (or none); the answer's status and body into r. */
 PC_FN int pc_request(int port, const char *method, const char *path, const char *key,
-                      struct pc_result *r) {
+                     struct pc_result *r) {
     char head[1024];
     memset(r, 0, sizeof *r);
     r->status = -1;
@@ -300,8 +308,8 @@ PC_FN int pc_request(int port, const char *method, const char *path, const char 
 }
 
 /* Downloads path: status, Content-Length, and the SHA-256 of the body (streamed). */
-PC_FN int pc_download(int port, const char *path, const char *key, int *status,
-                       uint64_t *len, char sha_hex[65]) {
+PC_FN int pc_download(int port, const char *path, const char *key, int *status, uint64_t *len,
+                      char sha_hex[65]) {
     char head[8192], extra[8192];
     size_t nextra;
     *status = -1;

@@ -41,20 +41,26 @@ int main(int argc, char **argv) {
         return 2;
     }
     char query[256];
-    snprintf(query, sizeof query, "?replace=true%s%s", multipart ? "" : "&filename=", multipart ? "" : name);
-    struct pc_upload o = {.space = "Spaces-1", .query = query, .key = argv[2], .size = size,
-                          .seed = (uint64_t)time(NULL), .expect = true,
-                          .filename = multipart ? name : NULL, .no_hash = true};
+    snprintf(query, sizeof query, "?replace=true%s%s",
+             multipart ? "" : "&filename=", multipart ? "" : name);
+    struct pc_upload o = {.space = "Spaces-1",
+                          .query = query,
+                          .key = argv[2],
+                          .size = size,
+                          .seed = (uint64_t)time(NULL),
+                          .expect = true,
+                          .filename = multipart ? name : NULL,
+                          .no_hash = true};
     struct pc_result r;
     char expected[65];
-    pc_expected_sha(o.seed, size, expected);  /* before the clock starts: the node is timed */
+    pc_expected_sha(o.seed, size, expected); /* before the clock starts: the node is timed */
     char want[96];
     snprintf(want, sizeof want, "\"Hash\":\"%s\"", expected);
     char size_field[64];
     snprintf(size_field, sizeof size_field, "\"Size\":%llu,", (unsigned long long)size);
     double start = now(), t0, t;
     unsigned n = 0;
-    do {  /* once, or until repeat seconds have passed */
+    do { /* once, or until repeat seconds have passed */
         t0 = now();
         if (pc_upload(port, &o, &r) != 0) {
             fprintf(stderr, "pkg_upload: cannot connect to port %d\n", port);
@@ -63,7 +69,8 @@ int main(int argc, char **argv) {
         t = now() - t0;
         memcpy(r.sha, expected, sizeof expected);
         if (r.status != 201 || !strstr(r.body, want) || !strstr(r.body, size_field)) {
-            fprintf(stderr, "pkg_upload: status %d, body %s (client sha256 %s)\n", r.status, r.body, r.sha);
+            fprintf(stderr, "pkg_upload: status %d, body %s (client sha256 %s)\n", r.status, r.body,
+                    r.sha);
             return 1;
         }
         if (n++ == 0)

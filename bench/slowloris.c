@@ -43,19 +43,19 @@
 enum state { IDLE, CONNECTING, OPEN };
 
 struct attacker {
-    int fd;                 /* -1 when not connected */
-    struct in_addr src;     /* its source address */
+    int fd;             /* -1 when not connected */
+    struct in_addr src; /* its source address */
     enum state state;
-    size_t sent;            /* head bytes sent on this connection */
-    double next;            /* when it sends its next byte, or connects again */
-    bool answered;          /* the node sent something (a 408) */
+    size_t sent;   /* head bytes sent on this connection */
+    double next;   /* when it sends its next byte, or connects again */
+    bool answered; /* the node sent something (a 408) */
 };
 
 struct pinger {
     int port;
-    double start, end;      /* the window (monotonic s) */
+    double start, end; /* the window (monotonic s) */
     double rate;
-    double *lat;            /* ms, per ping */
+    double *lat; /* ms, per ping */
     size_t n, failed;
 };
 
@@ -171,9 +171,9 @@ static void ping_report(const char *what, struct pinger *p) {
 
 struct tally {
     unsigned long opened;
-    unsigned long refused;     /* closed without an answer: a reset at a cap, mostly (the node's
+    unsigned long refused;   /* closed without an answer: a reset at a cap, mostly (the node's
                                 * metrics count them exactly) */
-    unsigned long timed_out;   /* answered 408, then closed */
+    unsigned long timed_out; /* answered 408, then closed */
     unsigned long connect_failed;
 };
 
@@ -181,8 +181,10 @@ static void attacker_close(struct attacker *a, int ep, struct tally *t) {
     epoll_ctl(ep, EPOLL_CTL_DEL, a->fd, NULL);
     close(a->fd);
     a->fd = -1;
-    if (a->answered) t->timed_out++;
-    else t->refused++;
+    if (a->answered)
+        t->timed_out++;
+    else
+        t->refused++;
     a->state = IDLE;
     a->next = now_s() + 1.0;
 }
@@ -218,7 +220,7 @@ static void attacker_event(struct attacker *a, int ep, uint32_t events, struct t
         a->state = OPEN;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = a};
         epoll_ctl(ep, EPOLL_CTL_MOD, a->fd, &ev);
-        a->next = now_s();  /* its first byte at once */
+        a->next = now_s(); /* its first byte at once */
     }
     if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
     for (;;) {
@@ -268,8 +270,8 @@ static void run_flood(struct attacker *as, size_t n, int ep, struct tally *t, do
 
 static void print_metrics(void) {
     static char out[65536];
-    if (request("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", out,
-                sizeof out) != 200) {
+    if (request("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", out, sizeof out) !=
+        200) {
         printf("metrics: no answer\n");
         return;
     }
@@ -293,15 +295,25 @@ int main(int argc, char **argv) {
     node = (pid_t)atoi(argv[2]);
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--check")) { check = true; continue; }
+        if (!strcmp(a, "--check")) {
+            check = true;
+            continue;
+        }
         if (!v) usage();
-        if (!strcmp(a, "--hog")) hog = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--hog-ip")) hog_ip = v;
-        else if (!strcmp(a, "--others")) others = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--other-ips")) other_ips = strtoul(v, NULL, 10);
-        else if (!strcmp(a, "--seconds")) seconds = atof(v);
-        else if (!strcmp(a, "--ping-rate")) rate = atof(v);
-        else usage();
+        if (!strcmp(a, "--hog"))
+            hog = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--hog-ip"))
+            hog_ip = v;
+        else if (!strcmp(a, "--others"))
+            others = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--other-ips"))
+            other_ips = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--seconds"))
+            seconds = atof(v);
+        else if (!strcmp(a, "--ping-rate"))
+            rate = atof(v);
+        else
+            usage();
         i++;
     }
     if (port <= 0 || node <= 0 || other_ips == 0 || other_ips > 200 || seconds <= 0 || rate <= 0)
@@ -322,11 +334,13 @@ int main(int argc, char **argv) {
     struct attacker *as = calloc(n ? n : 1, sizeof *as);
     for (size_t i = 0; i < n; i++) {
         char ip[32];
-        if (i < hog) snprintf(ip, sizeof ip, "%s", hog_ip);
-        else snprintf(ip, sizeof ip, "127.0.0.%zu", 3 + (i - hog) % other_ips);
+        if (i < hog)
+            snprintf(ip, sizeof ip, "%s", hog_ip);
+        else
+            snprintf(ip, sizeof ip, "127.0.0.%zu", 3 + (i - hog) % other_ips);
         inet_pton(AF_INET, ip, &as[i].src);
         as[i].fd = -1;
-        as[i].next = (double)i / (double)(n ? n : 1) * 0.5;  /* relative: set below */
+        as[i].next = (double)i / (double)(n ? n : 1) * 0.5; /* relative: set below */
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct pinger p = {0};
@@ -341,7 +355,7 @@ int main(int argc, char **argv) {
     size_t failed = p.failed;
 
     double t0 = now_s();
-    for (size_t i = 0; i < n; i++) as[i].next += t0;  /* connects spread over half a second */
+    for (size_t i = 0; i < n; i++) as[i].next += t0; /* connects spread over half a second */
     ping_start(&p, &t, rate, seconds);
     run_flood(as, n, ep, &tally, t0 + seconds + 0.2, &rss_max);
     pthread_join(t, NULL);
@@ -351,9 +365,9 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) open_now += as[i].state == OPEN;
     printf("flood: %zu attackers (%zu from %s, %zu from %zu others) for %.0f s; %zu open at the "
            "end; connections opened %lu, closed without an answer (reset at a cap) %lu, "
-           "answered 408 and closed %lu, connect failed %lu\n", n, hog, hog_ip, others,
-           other_ips, seconds, open_now, tally.opened, tally.refused, tally.timed_out,
-           tally.connect_failed);
+           "answered 408 and closed %lu, connect failed %lu\n",
+           n, hog, hog_ip, others, other_ips, seconds, open_now, tally.opened, tally.refused,
+           tally.timed_out, tally.connect_failed);
     printf("node metrics at the end of the flood:\n");
     print_metrics();
     for (size_t i = 0; i < n; i++)

@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
         perror("tcp_blast: fork");
         return 1;
     }
-    if (rx == 0) {  /* the receiver: read and drop until EOF */
+    if (rx == 0) { /* the receiver: read and drop until EOF */
         int s = accept(ls, NULL, NULL);
         ssize_t n;
         while (s >= 0 && ((n = read(s, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {}
@@ -77,12 +77,13 @@ int main(int argc, char **argv) {
             break;
         }
         sent += (unsigned long long)n;
-        if (++pieces % 16 == 0) sleep_until(t0 + (double)pieces * per);  /* each 1 MiB */
+        if (++pieces % 16 == 0) sleep_until(t0 + (double)pieces * per); /* each 1 MiB */
     }
     double took = now() - t0;
     close(c);
     int st = 0;
     waitpid(rx, &st, 0);
-    printf("sent %.0f MB in %.1f s: %.0f MB/s\n", (double)sent / 1e6, took, (double)sent / 1e6 / took);
+    printf("sent %.0f MB in %.1f s: %.0f MB/s\n", (double)sent / 1e6, took,
+           (double)sent / 1e6 / took);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }

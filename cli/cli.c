@@ -52,7 +52,10 @@ static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flag
             c->pos[c->npos++] = argv[i];
             continue;
         }
-        if (strcmp(a, "--") == 0) { only_pos = true; continue; }
+        if (strcmp(a, "--") == 0) {
+            only_pos = true;
+            continue;
+        }
         if (strcmp(a, "--help") == 0) {
             printf("%s\n", usage);
             config_usage(stdout, SCOPE_REDIS);
@@ -65,9 +68,14 @@ static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flag
         if (f) {
             f->set = true;
             if (f->has_value) {
-                if (eq) f->value = eq + 1;
-                else if (i + 1 < argc) f->value = argv[++i];
-                else { free(rest); return cli_fail(c, EXIT_USAGE, "--%s needs a value", f->name); }
+                if (eq)
+                    f->value = eq + 1;
+                else if (i + 1 < argc)
+                    f->value = argv[++i];
+                else {
+                    free(rest);
+                    return cli_fail(c, EXIT_USAGE, "--%s needs a value", f->name);
+                }
                 if (f->nvalues == (int)ARRAY_SIZE(f->values)) {
                     free(rest);
                     return cli_fail(c, EXIT_USAGE, "--%s given too often", f->name);
@@ -101,8 +109,8 @@ static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flag
     return -1;
 }
 
-bool cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
-              int min_pos, int max_pos, const char *usage, int *code) {
+bool cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags, int min_pos,
+              int max_pos, const char *usage, int *code) {
     int r = open_args(c, argc, argv, flags, nflags, min_pos, max_pos, usage);
     *code = r >= 0 ? r : EXIT_OK;
     if (r < 0) return true;

@@ -15,11 +15,11 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3 };
 
 /* What every Redis command shares: settings, keys and the connection. */
 struct cli {
-    const char *cmd;              /* command name, for messages */
-    struct shoal_config cfg;      /* --redis, --namespace, --log-level */
+    const char *cmd;         /* command name, for messages */
+    struct shoal_config cfg; /* --redis, --namespace, --log-level */
     struct keys keys;
     struct rsync redis;
-    int npos;                     /* positional arguments */
+    int npos; /* positional arguments */
     char **pos;
 };
 
@@ -27,9 +27,9 @@ struct cli {
 struct cli_flag {
     const char *name;
     bool has_value;
-    bool set;                     /* given on the command line */
-    const char *value;            /* its (last) value, borrowed from argv */
-    const char *values[32];       /* every value, for a repeatable flag (--env K=V ...) */
+    bool set;               /* given on the command line */
+    const char *value;      /* its (last) value, borrowed from argv */
+    const char *values[32]; /* every value, for a repeatable flag (--env K=V ...) */
     int nvalues;
 };
 
@@ -37,8 +37,8 @@ struct cli_flag {
  * [min_pos, max_pos]); prints help (usage text + settings) for --help; connects to Redis.
  * Returns true when the command may go on, with *code = EXIT_OK. Otherwise it has printed why
  * (or the help), closed c, and *code is the exit code to return. */
-bool cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags,
-              int min_pos, int max_pos, const char *usage, int *code);
+bool cli_open(struct cli *c, int argc, char **argv, struct cli_flag *flags, int nflags, int min_pos,
+              int max_pos, const char *usage, int *code);
 void cli_close(struct cli *c);
 
 /* Prints "shoal CMD: message" on stderr and returns code. */

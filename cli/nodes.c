@@ -18,10 +18,14 @@ static int load_nodes(struct cli *c, struct node_info **out) {
     call_list_nodes(&call, &c->keys);
     redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
     call_free(&call);
-    if (r == NULL) { cli_fail(c, EXIT_FAIL, "%s", err); return -1; }
+    if (r == NULL) {
+        cli_fail(c, EXIT_FAIL, "%s", err);
+        return -1;
+    }
     int n = r->type == REDIS_REPLY_ERROR ? -1 : node_info_parse_list(r, out);
-    if (n < 0) cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
-                        r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
+    if (n < 0)
+        cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
     freeReplyObject(r);
     return n;
 }
@@ -34,33 +38,55 @@ static const struct node_info *find_node(const struct node_info *v, int n, const
 
 /* "just now", "42s ago", "5m ago", "3h ago", "2d ago". */
 static void ago(int64_t ms, int64_t now, char *buf, size_t len) {
-    if (ms <= 0) { snprintf(buf, len, "never"); return; }
+    if (ms <= 0) {
+        snprintf(buf, len, "never");
+        return;
+    }
     int64_t s = (now - ms) / 1000;
-    if (s < 2) snprintf(buf, len, "just now");
-    else if (s < 120) snprintf(buf, len, "%llds ago", (long long)s);
-    else if (s < 7200) snprintf(buf, len, "%lldm ago", (long long)(s / 60));
-    else if (s < 172800) snprintf(buf, len, "%lldh ago", (long long)(s / 3600));
-    else snprintf(buf, len, "%lldd ago", (long long)(s / 86400));
+    if (s < 2)
+        snprintf(buf, len, "just now");
+    else if (s < 120)
+        snprintf(buf, len, "%llds ago", (long long)s);
+    else if (s < 7200)
+        snprintf(buf, len, "%lldm ago", (long long)(s / 60));
+    else if (s < 172800)
+        snprintf(buf, len, "%lldh ago", (long long)(s / 3600));
+    else
+        snprintf(buf, len, "%lldd ago", (long long)(s / 86400));
 }
 
 static void node_json(struct json *j, const struct node_info *n) {
     char id[96];
     snprintf(id, sizeof id, "OctopusServerNodes-%s", n->name);
     json_obj_open(j);
-    json_key(j, "Id"); json_str(j, id);
-    json_key(j, "Name"); json_str(j, n->name);
-    json_key(j, "Status"); json_str(j, node_status_name(node_info_status(n)));
-    json_key(j, "LastSeen"); json_time(j, n->last_seen_ms);
-    json_key(j, "IsOffline"); json_bool(j, !n->alive);
-    json_key(j, "MaxConcurrentTasks"); json_int(j, n->cap);
-    json_key(j, "RunningTaskCount"); json_int(j, n->running);
-    json_key(j, "IsInMaintenanceMode"); json_bool(j, n->drain);
-    json_key(j, "Version"); json_str(j, n->version);
-    json_key(j, "Instance"); json_str(j, n->instance);
-    json_key(j, "Host"); json_str(j, n->host);
-    json_key(j, "Listen"); json_str(j, n->listen);
-    json_key(j, "Queues"); json_str(j, n->queues);
-    json_key(j, "CapSetBy"); json_str(j, n->cap_by);
+    json_key(j, "Id");
+    json_str(j, id);
+    json_key(j, "Name");
+    json_str(j, n->name);
+    json_key(j, "Status");
+    json_str(j, node_status_name(node_info_status(n)));
+    json_key(j, "LastSeen");
+    json_time(j, n->last_seen_ms);
+    json_key(j, "IsOffline");
+    json_bool(j, !n->alive);
+    json_key(j, "MaxConcurrentTasks");
+    json_int(j, n->cap);
+    json_key(j, "RunningTaskCount");
+    json_int(j, n->running);
+    json_key(j, "IsInMaintenanceMode");
+    json_bool(j, n->drain);
+    json_key(j, "Version");
+    json_str(j, n->version);
+    json_key(j, "Instance");
+    json_str(j, n->instance);
+    json_key(j, "Host");
+    json_str(j, n->host);
+    json_key(j, "Listen");
+    json_str(j, n->listen);
+    json_key(j, "Queues");
+    json_str(j, n->queues);
+    json_key(j, "CapSetBy");
+    json_str(j, n->cap_by);
     json_obj_close(j);
 }
 
@@ -76,7 +102,10 @@ int cmd_nodes(int argc, char **argv) {
     if (!cli_open(&c, argc, argv, flags, 1, 0, 0, nodes_usage, &code)) return code;
     struct node_info *v = NULL;
     int n = load_nodes(&c, &v);
-    if (n < 0) { cli_close(&c); return EXIT_FAIL; }
+    if (n < 0) {
+        cli_close(&c);
+        return EXIT_FAIL;
+    }
     int64_t now = clock_wall_ms();
     if (flags[0].set) {
         struct buf b;
@@ -92,7 +121,8 @@ int cmd_nodes(int argc, char **argv) {
         printf("No nodes registered in namespace %s.\n", c.cfg.namespace);
     } else {
         int w = 4;
-        for (int i = 0; i < n; i++) if ((int)strlen(v[i].name) > w) w = (int)strlen(v[i].name);
+        for (int i = 0; i < n; i++)
+            if ((int)strlen(v[i].name) > w) w = (int)strlen(v[i].name);
         printf("%-*s  %-8s  %-10s  %8s  %5s  %s\n", w, "NAME", "STATUS", "LAST SEEN", "TASK CAP",
                "TASKS", "DRAIN");
         for (int i = 0; i < n; i++) {
@@ -146,7 +176,10 @@ int cmd_drain(int argc, char **argv) {
         call_set_drain(&call, &c.keys, name, strcmp(mode, "on") == 0);
         code = set_node(&c, &call, name);
     }
-    if (code != EXIT_OK) { cli_close(&c); return code; }
+    if (code != EXIT_OK) {
+        cli_close(&c);
+        return code;
+    }
     printf("%s: drain %s\n", name, mode);
     if (flags[0].set && strcmp(mode, "on") == 0) {
         /* Poll the running count; bounded by the timeout. */
@@ -155,13 +188,19 @@ int cmd_drain(int argc, char **argv) {
         for (;;) {
             struct node_info *v = NULL;
             int n = load_nodes(&c, &v);
-            if (n < 0) { code = EXIT_FAIL; break; }
+            if (n < 0) {
+                code = EXIT_FAIL;
+                break;
+            }
             const struct node_info *ni = find_node(v, n, name);
             int64_t running = ni ? ni->running : 0;
             free(v);
-            if (running == 0) { printf("%s: idle\n", name); break; }
-            if (running != last) printf("%s: waiting for %lld running task(s)\n", name,
-                                        (long long)running);
+            if (running == 0) {
+                printf("%s: idle\n", name);
+                break;
+            }
+            if (running != last)
+                printf("%s: waiting for %lld running task(s)\n", name, (long long)running);
             fflush(stdout);
             last = running;
             if (clock_mono_ms() >= deadline) {
@@ -221,9 +260,12 @@ int cmd_forget(int argc, char **argv) {
     call_forget(&call, &c.keys, name);
     redisReply *r = rsync_call(&c.redis, &call, err, sizeof err);
     call_free(&call);
-    if (r == NULL) code = cli_fail(&c, EXIT_FAIL, "%s", err);
-    else if (r->type == REDIS_REPLY_ERROR) code = cli_reply_error(&c, name, r->str);
-    else printf("%s: forgotten\n", name);
+    if (r == NULL)
+        code = cli_fail(&c, EXIT_FAIL, "%s", err);
+    else if (r->type == REDIS_REPLY_ERROR)
+        code = cli_reply_error(&c, name, r->str);
+    else
+        printf("%s: forgotten\n", name);
     if (r) freeReplyObject(r);
     cli_close(&c);
     return code;

@@ -15,7 +15,6 @@ static const char packages_usage[] =
     "Uploaded packages, newest first: space, PackageId, Version, size, published, SHA-256.\n"
     "Without --space, every space that has packages.";
 
-
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
 /* Prints (or adds to j) one space's packages. Returns 0 or -1 after printing why. */
@@ -27,7 +26,8 @@ static int list_space(struct cli *c, const char *space, struct json *j) {
     call_free(&call);
     if (!r) return cli_fail(c, EXIT_FAIL, "%s", err), -1;
     if (r->type != REDIS_REPLY_ARRAY) {
-        cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s", r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
+        cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
         freeReplyObject(r);
         return -1;
     }
@@ -37,22 +37,32 @@ static int list_space(struct cli *c, const char *space, struct json *j) {
         int64_t published = strtoll(or_empty(reply_field(h, 0, "published")), NULL, 10);
         if (j) {
             json_obj_open(j);
-            json_key(j, "Id"); json_str(j, reply_field(h, 0, "id"));
-            json_key(j, "SpaceId"); json_str(j, space);
-            json_key(j, "PackageId"); json_str(j, reply_field(h, 0, "package_id"));
-            json_key(j, "Version"); json_str(j, reply_field(h, 0, "version"));
-            json_key(j, "FileExtension"); json_str(j, reply_field(h, 0, "ext"));
-            json_key(j, "Size"); json_int(j, strtoll(or_empty(reply_field(h, 0, "size")), NULL, 10));
-            json_key(j, "Hash"); json_str(j, reply_field(h, 0, "hash"));
-            json_key(j, "Published"); json_time(j, published);
-            json_key(j, "File"); json_str(j, reply_field(h, 0, "file"));
+            json_key(j, "Id");
+            json_str(j, reply_field(h, 0, "id"));
+            json_key(j, "SpaceId");
+            json_str(j, space);
+            json_key(j, "PackageId");
+            json_str(j, reply_field(h, 0, "package_id"));
+            json_key(j, "Version");
+            json_str(j, reply_field(h, 0, "version"));
+            json_key(j, "FileExtension");
+            json_str(j, reply_field(h, 0, "ext"));
+            json_key(j, "Size");
+            json_int(j, strtoll(or_empty(reply_field(h, 0, "size")), NULL, 10));
+            json_key(j, "Hash");
+            json_str(j, reply_field(h, 0, "hash"));
+            json_key(j, "Published");
+            json_time(j, published);
+            json_key(j, "File");
+            json_str(j, reply_field(h, 0, "file"));
             json_obj_close(j);
         } else {
             char when[40];
             iso8601_ms(published, when, sizeof when);
-            printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", space, or_empty(reply_field(h, 0, "package_id")),
-                   or_empty(reply_field(h, 0, "version")), or_empty(reply_field(h, 0, "size")), when,
-                   or_empty(reply_field(h, 0, "hash")));
+            printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", space,
+                   or_empty(reply_field(h, 0, "package_id")),
+                   or_empty(reply_field(h, 0, "version")), or_empty(reply_field(h, 0, "size")),
+                   when, or_empty(reply_field(h, 0, "hash")));
         }
     }
     freeReplyObject(r);
@@ -84,9 +94,11 @@ int cmd_packages(int argc, char **argv) {
     bool as_json = flags[1].set;
     buf_init(&b);
     json_init(&j, &b);
-    if (as_json) json_arr_open(&j);
-    else printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", "SPACE", "PACKAGE", "VERSION", "SIZE",
-                "PUBLISHED", "SHA-256");
+    if (as_json)
+        json_arr_open(&j);
+    else
+        printf("%-12s  %-30s  %-16s  %12s  %-29s  %s\n", "SPACE", "PACKAGE", "VERSION", "SIZE",
+               "PUBLISHED", "SHA-256");
     size_t n = one ? 1 : sp->elements;
     for (size_t i = 0; i < n && code == EXIT_OK; i++) {
         const char *space = one ? one : sp->element[i]->str;

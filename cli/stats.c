@@ -12,10 +12,10 @@
 #include "common/util.h"
 
 struct fleet {
-    int64_t nodes[4];     /* by enum node_status */
-    int64_t capacity;     /* caps of live, undrained nodes */
-    int64_t running;      /* tasks running on live nodes */
-    int64_t free_slots;   /* sum over live, undrained nodes of cap - running (>= 0 each) */
+    int64_t nodes[4];   /* by enum node_status */
+    int64_t capacity;   /* caps of live, undrained nodes */
+    int64_t running;    /* tasks running on live nodes */
+    int64_t free_slots; /* sum over live, undrained nodes of cap - running (>= 0 each) */
 };
 
 static int read_fleet(struct cli *c, struct fleet *f) {
@@ -55,16 +55,18 @@ int cmd_stats(int argc, char **argv) {
     int code;
     if (!cli_open(&c, argc, argv, flags, 1, 0, 0, stats_usage, &code)) return code;
     struct fleet f;
-    if ((code = read_fleet(&c, &f)) != 0) { cli_close(&c); return code; }
+    if ((code = read_fleet(&c, &f)) != 0) {
+        cli_close(&c);
+        return code;
+    }
     char err[256];
     struct script_call call;
     call_queue_stats(&call, &c.keys);
     redisReply *r = rsync_call(&c.redis, &call, err, sizeof err);
     call_free(&call);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4) {
-        code = cli_fail(&c, EXIT_FAIL, "%s", r ? (r->type == REDIS_REPLY_ERROR ? r->str
-                                                                          : "unexpected reply")
-                                              : err);
+        code = cli_fail(&c, EXIT_FAIL, "%s",
+                        r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : err);
         if (r) freeReplyObject(r);
         cli_close(&c);
         return code;
@@ -84,11 +86,16 @@ int cmd_stats(int argc, char **argv) {
             json_int(&j, f.nodes[s]);
         }
         json_obj_close(&j);
-        json_key(&j, "Capacity"); json_int(&j, f.capacity);
-        json_key(&j, "Running"); json_int(&j, f.running);
-        json_key(&j, "FreeSlots"); json_int(&j, f.free_slots);
-        json_key(&j, "Ready"); json_int(&j, ready);
-        json_key(&j, "Scheduled"); json_int(&j, scheduled);
+        json_key(&j, "Capacity");
+        json_int(&j, f.capacity);
+        json_key(&j, "Running");
+        json_int(&j, f.running);
+        json_key(&j, "FreeSlots");
+        json_int(&j, f.free_slots);
+        json_key(&j, "Ready");
+        json_int(&j, ready);
+        json_key(&j, "Scheduled");
+        json_int(&j, scheduled);
         json_key(&j, "Queues");
         json_arr_open(&j);
     } else {
@@ -108,9 +115,12 @@ int cmd_stats(int argc, char **argv) {
         int64_t age_s = oldest > 0 ? (now - oldest) / 1000 : 0;
         if (flags[0].set) {
             json_obj_open(&j);
-            json_key(&j, "Name"); json_str(&j, name);
-            json_key(&j, "Ready"); json_int(&j, depth);
-            json_key(&j, "OldestQueuedAgeSeconds"); json_int(&j, age_s);
+            json_key(&j, "Name");
+            json_str(&j, name);
+            json_key(&j, "Ready");
+            json_int(&j, depth);
+            json_key(&j, "OldestQueuedAgeSeconds");
+            json_int(&j, age_s);
             json_obj_close(&j);
         } else {
             char age[32];

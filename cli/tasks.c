@@ -42,8 +42,23 @@ static const char enqueue_usage[] =
     "how long it may wait for a node; --attempts > 1 retries failures with backoff;\n"
     "--priority (-1000..1000, default 0) runs higher first; --count queues N copies.";
 
-enum { F_TYPE, F_QUEUE, F_PRIO, F_AT, F_DELAY, F_EXPIRY, F_TIMEOUT, F_ATTEMPTS, F_COUNT, F_ENV,
-       F_CWD, F_JSON, F_LOST, F_PACKAGE, F_N };
+enum {
+    F_TYPE,
+    F_QUEUE,
+    F_PRIO,
+    F_AT,
+    F_DELAY,
+    F_EXPIRY,
+    F_TIMEOUT,
+    F_ATTEMPTS,
+    F_COUNT,
+    F_ENV,
+    F_CWD,
+    F_JSON,
+    F_LOST,
+    F_PACKAGE,
+    F_N
+};
 
 /* Fills o from the flags; returns 0 or prints why and returns EXIT_USAGE. */
 static int opts_from_flags(struct cli *c, struct cli_flag *f, struct shoal_task_opts *o,
@@ -53,15 +68,24 @@ static int opts_from_flags(struct cli *c, struct cli_flag *f, struct shoal_task_
     *count = 1;
     if (f[F_TYPE].set) o->type = f[F_TYPE].value;
     if (f[F_QUEUE].set) o->queue = f[F_QUEUE].value;
-    struct { int flag; int64_t *dst; int64_t lo, hi; bool dur; } nums[] = {
-        {F_PRIO, &o->priority, -1000, 1000, false}, {F_EXPIRY, &o->expiry_ms, 1, INT64_MAX, true},
-        {F_TIMEOUT, &o->timeout_ms, 0, INT64_MAX, true}, {F_ATTEMPTS, &o->attempts, 1, 1000, false},
-        {F_COUNT, count, 1, 10000000, false}, {F_LOST, &o->lost_budget, 0, 1000, false},
+    struct {
+        int flag;
+        int64_t *dst;
+        int64_t lo, hi;
+        bool dur;
+    } nums[] = {
+        {F_PRIO, &o->priority, -1000, 1000, false},
+        {F_EXPIRY, &o->expiry_ms, 1, INT64_MAX, true},
+        {F_TIMEOUT, &o->timeout_ms, 0, INT64_MAX, true},
+        {F_ATTEMPTS, &o->attempts, 1, 1000, false},
+        {F_COUNT, count, 1, 10000000, false},
+        {F_LOST, &o->lost_budget, 0, 1000, false},
     };
     for (size_t i = 0; i < ARRAY_SIZE(nums); i++) {
         struct cli_flag *fl = &f[nums[i].flag];
         if (!fl->set) continue;
-        int rc = nums[i].dur ? parse_duration_ms(fl->value, &v) : parse_int64(fl->value, nums[i].lo, nums[i].hi, &v);
+        int rc = nums[i].dur ? parse_duration_ms(fl->value, &v)
+                             : parse_int64(fl->value, nums[i].lo, nums[i].hi, &v);
         if (rc != 0 || v < nums[i].lo || v > nums[i].hi)
             return cli_fail(c, EXIT_USAGE, "--%s '%s': expected %s", fl->name, fl->value,
                             nums[i].dur ? "a duration like 250ms, 30s, 10m, 1d"
@@ -108,8 +132,9 @@ int cmd_enqueue(int argc, char **argv) {
     if ((code = opts_from_flags(&c, f, &o, &count)) != 0) goto out;
     if (strcmp(o.type, "exec") == 0) {
         if (c.npos == 0) {
-            code = cli_fail(&c, EXIT_USAGE, "an exec task needs a program: shoal enqueue -- "
-                                            "/usr/bin/env echo hello");
+            code = cli_fail(&c, EXIT_USAGE,
+                            "an exec task needs a program: shoal enqueue -- "
+                            "/usr/bin/env echo hello");
             goto out;
         }
         for (int i = 0; i < f[F_ENV].nvalues; i++)
@@ -122,9 +147,8 @@ int cmd_enqueue(int argc, char **argv) {
             code = cli_fail(&c, EXIT_USAGE, "--env: %s", why);
             goto out;
         }
-        task_args_exec_encode_package(&args, (const char *const *)c.pos, c.npos,
-                                      f[F_ENV].values, f[F_ENV].nvalues,
-                                      f[F_CWD].set ? f[F_CWD].value : NULL,
+        task_args_exec_encode_package(&args, (const char *const *)c.pos, c.npos, f[F_ENV].values,
+                                      f[F_ENV].nvalues, f[F_CWD].set ? f[F_CWD].value : NULL,
                                       f[F_PACKAGE].set ? f[F_PACKAGE].value : NULL);
     } else {
         if (f[F_ENV].set || f[F_CWD].set || f[F_PACKAGE].set) {
@@ -145,7 +169,8 @@ int cmd_enqueue(int argc, char **argv) {
         code = cli_fail(&c, EXIT_FAIL, "%s", err);
     } else if (f[F_JSON].set) {
         printf("[");
-        for (int64_t i = 0; i < count; i++) printf("%s\"ServerTasks-%lld\"", i ? "," : "", (long long)ids[i]);
+        for (int64_t i = 0; i < count; i++)
+            printf("%s\"ServerTasks-%lld\"", i ? "," : "", (long long)ids[i]);
         printf("]\n");
     } else {
         for (int64_t i = 0; i < count; i++) printf("ServerTasks-%lld\n", (long long)ids[i]);
@@ -165,25 +190,51 @@ static void task_json(struct json *j, const struct shoal_task *t) {
     snprintf(id, sizeof id, "ServerTasks-%lld", (long long)t->id);
     bool final = shoal_state_final(t->state);
     json_obj_open(j);
-    json_key(j, "Id"); json_str(j, id);
-    json_key(j, "State"); json_str(j, t->state);
-    json_key(j, "Queue"); json_str(j, t->queue);
-    json_key(j, "Type"); json_str(j, t->type);
-    json_key(j, "ServerNode"); if (t->node[0]) json_str(j, t->node); else json_null_value(j);
-    json_key(j, "Priority"); json_int(j, t->priority);
-    json_key(j, "QueueTime"); json_time(j, t->queued_ms);
-    json_key(j, "QueueTimeExpiry"); json_time(j, t->expiry_ms);
-    json_key(j, "StartTime"); json_time(j, t->started_ms);
-    json_key(j, "CompletedTime"); json_time(j, final ? t->completed_ms : 0);
-    json_key(j, "ErrorMessage"); json_str(j, t->error ? t->error : "");
-    json_key(j, "IsCompleted"); json_bool(j, final);
-    json_key(j, "FinishedSuccessfully"); json_bool(j, strcmp(t->state, "Success") == 0);
-    json_key(j, "Attempt"); json_int(j, t->attempt);
-    json_key(j, "Attempts"); json_int(j, t->attempts);
-    json_key(j, "TimeoutMs"); json_int(j, t->timeout_ms);
-    json_key(j, "ExitCode"); if (t->has_exit) json_int(j, t->exit_code); else json_null_value(j);
+    json_key(j, "Id");
+    json_str(j, id);
+    json_key(j, "State");
+    json_str(j, t->state);
+    json_key(j, "Queue");
+    json_str(j, t->queue);
+    json_key(j, "Type");
+    json_str(j, t->type);
+    json_key(j, "ServerNode");
+    if (t->node[0])
+        json_str(j, t->node);
+    else
+        json_null_value(j);
+    json_key(j, "Priority");
+    json_int(j, t->priority);
+    json_key(j, "QueueTime");
+    json_time(j, t->queued_ms);
+    json_key(j, "QueueTimeExpiry");
+    json_time(j, t->expiry_ms);
+    json_key(j, "StartTime");
+    json_time(j, t->started_ms);
+    json_key(j, "CompletedTime");
+    json_time(j, final ? t->completed_ms : 0);
+    json_key(j, "ErrorMessage");
+    json_str(j, t->error ? t->error : "");
+    json_key(j, "IsCompleted");
+    json_bool(j, final);
+    json_key(j, "FinishedSuccessfully");
+    json_bool(j, strcmp(t->state, "Success") == 0);
+    json_key(j, "Attempt");
+    json_int(j, t->attempt);
+    json_key(j, "Attempts");
+    json_int(j, t->attempts);
+    json_key(j, "TimeoutMs");
+    json_int(j, t->timeout_ms);
+    json_key(j, "ExitCode");
+    if (t->has_exit)
+        json_int(j, t->exit_code);
+    else
+        json_null_value(j);
     json_key(j, "DurationMs");
-    if (final && t->started_ms) json_int(j, t->completed_ms - t->started_ms); else json_null_value(j);
+    if (final && t->started_ms)
+        json_int(j, t->completed_ms - t->started_ms);
+    else
+        json_null_value(j);
     json_obj_close(j);
 }
 
@@ -355,7 +406,10 @@ static int gather(struct cli *c, struct idlist *l, const char *fmt, const char *
                   long long lim) {
     char err[256];
     redisReply *r = rsync_cmd(&c->redis, err, sizeof err, fmt, a, b, lim);
-    if (!r) { cli_fail(c, EXIT_FAIL, "%s", err); return -1; }
+    if (!r) {
+        cli_fail(c, EXIT_FAIL, "%s", err);
+        return -1;
+    }
     ids_add_reply(l, r);
     freeReplyObject(r);
     return 0;
@@ -363,7 +417,8 @@ static int gather(struct cli *c, struct idlist *l, const char *fmt, const char *
 
 static bool group_wanted(const char *state, const char *const *group) {
     if (!state) return true;
-    for (; *group; group++) if (strcmp(state, *group) == 0) return true;
+    for (; *group; group++)
+        if (strcmp(state, *group) == 0) return true;
     return false;
 }
 
@@ -376,20 +431,23 @@ static int collect(struct cli *c, const char *node, const char *state, const cha
     char k1[200], k2[200], err[256];
     redisReply *names = NULL;
     if (group_wanted(state, running)) {
-        names = node ? NULL : rsync_cmd(&c->redis, err, sizeof err, "SMEMBERS %s",
-                                        keys_nodes(&c->keys, k1, sizeof k1));
+        names = node ? NULL
+                     : rsync_cmd(&c->redis, err, sizeof err, "SMEMBERS %s",
+                                 keys_nodes(&c->keys, k1, sizeof k1));
         size_t n = node ? 1 : (names && names->type == REDIS_REPLY_ARRAY ? names->elements : 0);
         for (size_t i = 0; i < n; i++) {
             const char *nm = node ? node : names->element[i]->str;
             if (gather(c, l, "ZRANGE %s %s %lld", keys_running(&c->keys, nm, k1, sizeof k1), "0",
-                       scan - 1) != 0) goto fail;
+                       scan - 1) != 0)
+                goto fail;
         }
         if (names) freeReplyObject(names);
         names = NULL;
     }
     if (group_wanted(state, queued) && !node) {
-        names = queue ? NULL : rsync_cmd(&c->redis, err, sizeof err, "SMEMBERS %s",
-                                         keys_queues(&c->keys, k1, sizeof k1));
+        names = queue ? NULL
+                      : rsync_cmd(&c->redis, err, sizeof err, "SMEMBERS %s",
+                                  keys_queues(&c->keys, k1, sizeof k1));
         size_t n = queue ? 1 : (names && names->type == REDIS_REPLY_ARRAY ? names->elements : 0);
         for (size_t i = 0; i < n; i++) {
             const char *q = queue ? queue : names->element[i]->str;
@@ -398,16 +456,21 @@ static int collect(struct cli *c, const char *node, const char *state, const cha
             for (size_t j = 0; lv && lv->type == REDIS_REPLY_ARRAY && j < lv->elements; j++)
                 if (gather(c, l, "LRANGE %s %s %lld",
                            keys_queue(&c->keys, q, lv->element[j]->str, k2, sizeof k2), "0",
-                           scan - 1) != 0) { freeReplyObject(lv); goto fail; }
+                           scan - 1) != 0) {
+                    freeReplyObject(lv);
+                    goto fail;
+                }
             if (lv) freeReplyObject(lv);
         }
         if (names) freeReplyObject(names);
         names = NULL;
         if (gather(c, l, "ZRANGE %s %s %lld", keys_scheduled(&c->keys, k1, sizeof k1), "0",
-                   scan - 1) != 0) goto fail;
+                   scan - 1) != 0)
+            goto fail;
     }
     if (group_wanted(state, final) &&
-        gather(c, l, "ZREVRANGE %s %s %lld", keys_done(&c->keys, k1, sizeof k1), "0", scan - 1) != 0)
+        gather(c, l, "ZREVRANGE %s %s %lld", keys_done(&c->keys, k1, sizeof k1), "0", scan - 1) !=
+            0)
         goto fail;
     return 0;
 fail:
@@ -424,24 +487,28 @@ static const char tasks_usage[] =
 
 int cmd_tasks(int argc, char **argv) {
     struct cli c;
-    struct cli_flag f[] = {{.name = "node", .has_value = true}, {.name = "state", .has_value = true},
+    struct cli_flag f[] = {{.name = "node", .has_value = true},
+                           {.name = "state", .has_value = true},
                            {.name = "queue", .has_value = true},
                            {.name = "limit", .has_value = true},
                            {.name = "json"}};
     int code;
     if (!cli_open(&c, argc, argv, f, 5, 0, 0, tasks_usage, &code)) return code;
-    static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success", "Failed",
-                                         "Canceled", "TimedOut", NULL};
+    static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success",
+                                         "Failed", "Canceled",  "TimedOut",   NULL};
     const char *state = f[1].value;
     int64_t limit = 100;
     if (state && !group_wanted(state, states)) {
-        code = cli_fail(&c, EXIT_USAGE, "--state '%s': one of Queued, Executing, Cancelling, "
-                                        "Success, Failed, Canceled, TimedOut", state);
+        code = cli_fail(&c, EXIT_USAGE,
+                        "--state '%s': one of Queued, Executing, Cancelling, "
+                        "Success, Failed, Canceled, TimedOut",
+                        state);
         cli_close(&c);
         return code;
     }
     if (f[3].set && parse_int64(f[3].value, 1, 100000, &limit) != 0) {
-        code = cli_fail(&c, EXIT_USAGE, "--limit '%s': a whole number from 1 to 100000", f[3].value);
+        code =
+            cli_fail(&c, EXIT_USAGE, "--limit '%s': a whole number from 1 to 100000", f[3].value);
         cli_close(&c);
         return code;
     }

@@ -1,5 +1,5 @@
 /* bgq.c: background threads below the loop; results back through an eventfd (see bgq.h). */
-#define _GNU_SOURCE  /* gettid, SCHED_IDLE */
+#define _GNU_SOURCE /* gettid, SCHED_IDLE */
 #include "common/bgq.h"
 
 #include <errno.h>
@@ -26,15 +26,15 @@
  * them. */
 struct bgq {
     uv_loop_t *loop;
-    uv_poll_t poll;                      /* the eventfd: results are waiting */
+    uv_poll_t poll; /* the eventfd: results are waiting */
     int efd;
-    _Atomic(struct bgq_job *) incoming;  /* submitted, newest first: loop pushes, threads take all */
-    _Atomic(struct bgq_job *) finished;  /* done, newest first: threads push, the loop takes all */
-    sem_t ready;                         /* a post per job, and one per thread to stop it */
-    pthread_mutex_t mu;                  /* threads only: */
-    struct bgq_job *todo, *todo_tail;    /* ... taken from incoming, oldest first */
-    unsigned outstanding;                /* submitted, done callback not yet run (loop only) */
-    int nice;                            /* of the threads, or BGQ_IDLE */
+    _Atomic(struct bgq_job *) incoming; /* submitted, newest first: loop pushes, threads take all */
+    _Atomic(struct bgq_job *) finished; /* done, newest first: threads push, the loop takes all */
+    sem_t ready;                        /* a post per job, and one per thread to stop it */
+    pthread_mutex_t mu;                 /* threads only: */
+    struct bgq_job *todo, *todo_tail;   /* ... taken from incoming, oldest first */
+    unsigned outstanding;               /* submitted, done callback not yet run (loop only) */
+    int nice;                           /* of the threads, or BGQ_IDLE */
     unsigned nthreads;
     pthread_t threads[BGQ_MAX_THREADS];
 };
@@ -77,10 +77,12 @@ static void *thread_main(void *arg) {
     struct bgq *q = arg;
     if (q->nice == BGQ_IDLE) {
         struct sched_param none = {0};
-        if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &none) != 0) { /* run as we are */ }
-    } else if (setpriority(PRIO_PROCESS, (id_t)gettid(), q->nice) != 0) { /* run as we are */ }
+        if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &none) != 0) { /* run as we are */
+        }
+    } else if (setpriority(PRIO_PROCESS, (id_t)gettid(), q->nice) != 0) { /* run as we are */
+    }
     for (;;) {
-        while (sem_wait(&q->ready) != 0) {}  /* EINTR */
+        while (sem_wait(&q->ready) != 0) {} /* EINTR */
         /* A post per job, made after its push: a job is there for every post but the stops. */
         struct bgq_job *job = take(q);
         if (!job) break;
@@ -95,12 +97,12 @@ static void *thread_main(void *arg) {
 static void poll_cb(uv_poll_t *h, int status, int events) {
     struct bgq *q = h->data;
     uint64_t v;
-    while (read(q->efd, &v, sizeof v) < 0 && errno == EINTR) {}  /* EAGAIN: nothing new */
+    while (read(q->efd, &v, sizeof v) < 0 && errno == EINTR) {} /* EAGAIN: nothing new */
     struct bgq_job *job = stack_take_all(&q->finished);
     while (job) {
         struct bgq_job *next = job->next;
         if (--q->outstanding == 0) uv_unref((uv_handle_t *)&q->poll);
-        job->done(job);  /* may submit more, or free job */
+        job->done(job); /* may submit more, or free job */
         job = next;
     }
 }
@@ -157,7 +159,7 @@ static void closed_cb(uv_handle_t *h) {
 }
 
 void bgq_close(struct bgq *q) {
-    for (unsigned i = 0; i < q->nthreads; i++) sem_post(&q->ready);  /* each finds no job: stops */
+    for (unsigned i = 0; i < q->nthreads; i++) sem_post(&q->ready); /* each finds no job: stops */
     for (unsigned i = 0; i < q->nthreads; i++) pthread_join(q->threads[i], NULL);
     uv_close((uv_handle_t *)&q->poll, closed_cb);
 }

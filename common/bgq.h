@@ -24,9 +24,9 @@
 #include <uv.h>
 
 struct bgq_job {
-    void (*work)(struct bgq_job *job);   /* on a background thread */
-    void (*done)(struct bgq_job *job);   /* then on the loop */
-    struct bgq_job *next;                /* the queue's */
+    void (*work)(struct bgq_job *job); /* on a background thread */
+    void (*done)(struct bgq_job *job); /* then on the loop */
+    struct bgq_job *next;              /* the queue's */
 };
 
 struct bgq;

@@ -9,8 +9,14 @@
 #include "common/util.h"
 
 void buf_init(struct buf *b) { memset(b, 0, sizeof *b); }
-void buf_free(struct buf *b) { free(b->data); memset(b, 0, sizeof *b); }
-void buf_reset(struct buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
+void buf_free(struct buf *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+void buf_reset(struct buf *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
 
 void buf_reserve(struct buf *b, size_t extra) {
     if (b->len + extra + 1 <= b->cap) return;
@@ -52,7 +58,10 @@ void buf_printf(struct buf *b, const char *fmt, ...) {
 }
 
 void buf_consume(struct buf *b, size_t n) {
-    if (n >= b->len) { buf_reset(b); return; }
+    if (n >= b->len) {
+        buf_reset(b);
+        return;
+    }
     memmove(b->data, b->data + n, b->len - n);
     b->len -= n;
     b->data[b->len] = '\0';
@@ -91,7 +100,10 @@ void json_init(struct json *j, struct buf *out) {
 }
 
 static void sep(struct json *j) {
-    if (j->key) { j->key = false; return; }
+    if (j->key) {
+        j->key = false;
+        return;
+    }
     if (!j->first[j->depth]) buf_append(j->out, ",", 1);
     j->first[j->depth] = false;
 }
@@ -120,16 +132,34 @@ void json_key(struct json *j, const char *k) {
     j->key = true;
 }
 
-void json_strn(struct json *j, const char *s, size_t n) { sep(j); json_escape(j->out, s, n); }
+void json_strn(struct json *j, const char *s, size_t n) {
+    sep(j);
+    json_escape(j->out, s, n);
+}
 void json_str(struct json *j, const char *s) {
-    if (!s) { json_null_value(j); return; }
+    if (!s) {
+        json_null_value(j);
+        return;
+    }
     json_strn(j, s, strlen(s));
 }
-void json_int(struct json *j, int64_t v) { sep(j); buf_printf(j->out, "%lld", (long long)v); }
-void json_bool(struct json *j, bool v) { sep(j); buf_puts(j->out, v ? "true" : "false"); }
-void json_null_value(struct json *j) { sep(j); buf_puts(j->out, "null"); }
+void json_int(struct json *j, int64_t v) {
+    sep(j);
+    buf_printf(j->out, "%lld", (long long)v);
+}
+void json_bool(struct json *j, bool v) {
+    sep(j);
+    buf_puts(j->out, v ? "true" : "false");
+}
+void json_null_value(struct json *j) {
+    sep(j);
+    buf_puts(j->out, "null");
+}
 void json_time(struct json *j, int64_t ms) {
     char t[40];
-    if (ms <= 0) { json_null_value(j); return; }
+    if (ms <= 0) {
+        json_null_value(j);
+        return;
+    }
     json_str(j, iso8601_ms(ms, t, sizeof t));
 }

@@ -9,15 +9,15 @@
 #include <stdint.h>
 
 struct buf {
-    char *data;   /* owned; NUL-terminated after every append */
-    size_t len;   /* bytes used, not counting the terminator */
-    size_t cap;   /* bytes allocated */
+    char *data; /* owned; NUL-terminated after every append */
+    size_t len; /* bytes used, not counting the terminator */
+    size_t cap; /* bytes allocated */
 };
 
 void buf_init(struct buf *b);
 void buf_free(struct buf *b);
-void buf_reset(struct buf *b);                  /* len = 0, keeps the allocation */
-void buf_reserve(struct buf *b, size_t extra);  /* room for extra more bytes */
+void buf_reset(struct buf *b);                 /* len = 0, keeps the allocation */
+void buf_reserve(struct buf *b, size_t extra); /* room for extra more bytes */
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -31,8 +31,8 @@ void buf_consume(struct buf *b, size_t n);
 struct json {
     struct buf *out;
     int depth;
-    bool first[32];  /* per level: nothing written yet at this level */
-    bool key;        /* a key was just written: the next value takes no comma */
+    bool first[32]; /* per level: nothing written yet at this level */
+    bool key;       /* a key was just written: the next value takes no comma */
 };
 
 void json_init(struct json *j, struct buf *out);
@@ -41,7 +41,7 @@ void json_obj_close(struct json *j);
 void json_arr_open(struct json *j);
 void json_arr_close(struct json *j);
 void json_key(struct json *j, const char *k);
-void json_str(struct json *j, const char *s);      /* NULL writes null */
+void json_str(struct json *j, const char *s); /* NULL writes null */
 void json_strn(struct json *j, const char *s, size_t n);
 void json_int(struct json *j, int64_t v);
 void json_bool(struct json *j, bool v);

@@ -8,9 +8,9 @@
 #include "common/client.h"
 #include "common/util.h"
 
-#define KEY_ROOM 320      /* the longest key (a package's) fits; see keys.h */
-#define NUM_ROOM 24       /* an int64 in decimal, with its NUL */
-#define BLOCK_MIN 4096    /* heap text comes in blocks of at least this */
+#define KEY_ROOM 320   /* the longest key (a package's) fits; see keys.h */
+#define NUM_ROOM 24    /* an int64 in decimal, with its NUL */
+#define BLOCK_MIN 4096 /* heap text comes in blocks of at least this */
 
 struct call_block {
     struct call_block *next;
@@ -145,13 +145,15 @@ typedef char *(*named_key_fn)(const struct keys *k, const char *name, char *buf,
 static void key(struct script_call *c, key_fn fn, const struct keys *k) {
     push_text(c, fn(k, key_room(c), KEY_ROOM));
 }
-static void named_key(struct script_call *c, named_key_fn fn, const struct keys *k, const char *name) {
+static void named_key(struct script_call *c, named_key_fn fn, const struct keys *k,
+                      const char *name) {
     push_text(c, fn(k, name, key_room(c), KEY_ROOM));
 }
 
 /* --- nodes ---------------------------------------------------------------------------------- */
 
-void call_register(struct script_call *c, const struct keys *k, const struct call_register_args *a) {
+void call_register(struct script_call *c, const struct keys *k,
+                   const struct call_register_args *a) {
     init(c, SCRIPT_REGISTER);
     named_key(c, keys_node, k, a->name);
     named_key(c, keys_alive, k, a->name);
@@ -361,7 +363,9 @@ void call_reconcile(struct script_call *c, const struct keys *k, const char *nam
     key(c, keys_wake, k);
 }
 
-void call_reconcile_add(struct script_call *c, const char *task) { push(c, call_task_number(task)); }
+void call_reconcile_add(struct script_call *c, const char *task) {
+    push(c, call_task_number(task));
+}
 
 void call_cancel(struct script_call *c, const struct keys *k, int64_t id, int64_t now_ms) {
     init(c, SCRIPT_CANCEL);

@@ -26,28 +26,28 @@
 #include "common/package.h"
 #include "common/script.h"
 
-#define CALL_INLINE_ARGS 80      /* KEYS + ARGV held without allocating (a claim of 67 queues) */
-#define CALL_INLINE_TEXT 2048    /* bytes of keys and numbers held without allocating */
+#define CALL_INLINE_ARGS 80   /* KEYS + ARGV held without allocating (a claim of 67 queues) */
+#define CALL_INLINE_TEXT 2048 /* bytes of keys and numbers held without allocating */
 
 struct call_block;
-struct shoal_task_opts;   /* common/client.h */
+struct shoal_task_opts; /* common/client.h */
 
 struct script_call {
     enum script_id id;
-    int nkeys;                   /* argv[0..nkeys) are KEYS, argv[nkeys..argc) ARGV */
+    int nkeys; /* argv[0..nkeys) are KEYS, argv[nkeys..argc) ARGV */
     int argc;
-    const char **argv;           /* argc strings: in this call's storage or borrowed */
-    size_t *lens;                /* their lengths (binary arguments may hold NULs) */
+    const char **argv; /* argc strings: in this call's storage or borrowed */
+    size_t *lens;      /* their lengths (binary arguments may hold NULs) */
     /* storage, owned */
-    int cap;                     /* room in argv and lens */
-    int count_at;                /* a batch's item count in argv (enqueue, complete), or -1 */
-    size_t items;                /* items added to a batch */
-    char count[24];              /* that count's text */
-    char *text;                  /* where the next owned string goes */
+    int cap;        /* room in argv and lens */
+    int count_at;   /* a batch's item count in argv (enqueue, complete), or -1 */
+    size_t items;   /* items added to a batch */
+    char count[24]; /* that count's text */
+    char *text;     /* where the next owned string goes */
     size_t text_left;
-    struct call_block *blocks;   /* heap text, newest first */
-    void *heap_args;             /* argv and lens on the heap once CALL_INLINE_ARGS is passed */
-    unsigned allocs;             /* heap allocations made while building (tests count them) */
+    struct call_block *blocks; /* heap text, newest first */
+    void *heap_args;           /* argv and lens on the heap once CALL_INLINE_ARGS is passed */
+    unsigned allocs;           /* heap allocations made while building (tests count them) */
     const char *inline_argv[CALL_INLINE_ARGS];
     size_t inline_lens[CALL_INLINE_ARGS];
     char inline_text[CALL_INLINE_TEXT];
@@ -65,15 +65,15 @@ const char *call_task_number(const char *id);
  * host, pid, listen, queues, heartbeat. */
 struct call_register_args {
     const char *name;
-    const char *instance;        /* this process's id */
+    const char *instance; /* this process's id */
     int64_t now_ms;
-    int64_t ttl_ms;              /* the liveness key's TTL */
-    int64_t cap;                 /* the configured task cap */
+    int64_t ttl_ms; /* the liveness key's TTL */
+    int64_t cap;    /* the configured task cap */
     const char *version;
     const char *host;
     int64_t pid;
-    const char *listen;          /* the HTTP address */
-    const char *queues;          /* comma list */
+    const char *listen; /* the HTTP address */
+    const char *queues; /* comma list */
     int64_t heartbeat_ms;
 };
 void call_register(struct script_call *c, const struct keys *k, const struct call_register_args *a);
@@ -123,8 +123,8 @@ struct call_claim_args {
     const char *name;
     const char *instance;
     int64_t now_ms;
-    int64_t max;                 /* tasks to claim at most */
-    bool balance;                /* Octopus's workload rule */
+    int64_t max;  /* tasks to claim at most */
+    bool balance; /* Octopus's workload rule */
     int64_t lease_margin_ms;
 };
 void call_claim(struct script_call *c, const struct keys *k, const struct call_claim_args *a);
@@ -136,14 +136,14 @@ void call_claim_add_queue(struct script_call *c, const char *queue);
 void call_complete(struct script_call *c, const struct keys *k, const char *name, int64_t now_ms,
                    int64_t retention_ms, size_t reports);
 struct call_report {
-    const char *task;            /* "ServerTasks-12" or "12" */
-    int64_t lease;               /* the lease its claim handed out */
-    const char *outcome;         /* "Success", "Failed", "TimedOut", "Canceled", "Interrupted" */
-    const char *error;           /* "" for none */
-    int64_t exit_code;           /* -1 for none */
-    const char *log;             /* log_len bytes (binary), may be NULL when log_len is 0 */
+    const char *task;    /* "ServerTasks-12" or "12" */
+    int64_t lease;       /* the lease its claim handed out */
+    const char *outcome; /* "Success", "Failed", "TimedOut", "Canceled", "Interrupted" */
+    const char *error;   /* "" for none */
+    int64_t exit_code;   /* -1 for none */
+    const char *log;     /* log_len bytes (binary), may be NULL when log_len is 0 */
     size_t log_len;
-    int64_t retry_delay_ms;      /* before a failed task with attempts left runs again */
+    int64_t retry_delay_ms; /* before a failed task with attempts left runs again */
 };
 void call_complete_add(struct script_call *c, const struct call_report *r);
 
@@ -163,10 +163,10 @@ void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, in
 /* list_tasks.lua. KEYS nodes, queues, scheduled, done; ARGV prefix, node, states, skip, take,
  * scan limit. */
 struct call_list_tasks_args {
-    const char *node;            /* NULL or "": any node */
-    const char *states;          /* comma list; NULL or "": all */
+    const char *node;   /* NULL or "": any node */
+    const char *states; /* comma list; NULL or "": all */
     int64_t skip, take;
-    int64_t scan_limit;          /* the most candidate ids looked at */
+    int64_t scan_limit; /* the most candidate ids looked at */
 };
 void call_list_tasks(struct script_call *c, const struct keys *k,
                      const struct call_list_tasks_args *a);

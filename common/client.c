@@ -26,21 +26,31 @@ static bool name_ok(const char *s) {
     size_t n = strlen(s);
     if (n == 0 || n > 64) return false;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-') return false;
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return false;
     return true;
 }
 
 int shoal_task_opts_check(const struct shoal_task_opts *o, char *err, size_t errlen) {
     const char *why = NULL;
-    if (!o->queue || !name_ok(o->queue)) why = "queue: 1 to 64 of A-Z a-z 0-9 . _ -";
-    else if (!o->type || !name_ok(o->type)) why = "type: 1 to 64 of A-Z a-z 0-9 . _ -";
-    else if (o->priority < -1000 || o->priority > 1000) why = "priority: from -1000 to 1000";
-    else if (o->at_ms < 0) why = "queue time: must not be negative";
-    else if (o->expiry_ms <= 0) why = "expiry: must be positive";
-    else if (o->timeout_ms < 0) why = "timeout: must not be negative";
-    else if (o->attempts < 1 || o->attempts > 1000) why = "attempts: from 1 to 1000";
-    else if (o->lost_budget < 0 || o->lost_budget > 1000) why = "node-loss budget: from 0 to 1000";
-    else if (o->args_len > TASK_ARGS_MAX) why = "arguments: larger than 1 MiB";
+    if (!o->queue || !name_ok(o->queue))
+        why = "queue: 1 to 64 of A-Z a-z 0-9 . _ -";
+    else if (!o->type || !name_ok(o->type))
+        why = "type: 1 to 64 of A-Z a-z 0-9 . _ -";
+    else if (o->priority < -1000 || o->priority > 1000)
+        why = "priority: from -1000 to 1000";
+    else if (o->at_ms < 0)
+        why = "queue time: must not be negative";
+    else if (o->expiry_ms <= 0)
+        why = "expiry: must be positive";
+    else if (o->timeout_ms < 0)
+        why = "timeout: must not be negative";
+    else if (o->attempts < 1 || o->attempts > 1000)
+        why = "attempts: from 1 to 1000";
+    else if (o->lost_budget < 0 || o->lost_budget > 1000)
+        why = "node-loss budget: from 0 to 1000";
+    else if (o->args_len > TASK_ARGS_MAX)
+        why = "arguments: larger than 1 MiB";
     if (!why && strcmp(o->type, "exec") == 0 && o->args_len > 0) {
         /* A task env a node would refuse never enters the queue. A payload that does not
          * decode is left to the node, which reports it on the task. */
@@ -123,7 +133,10 @@ bool shoal_state_final(const char *s) {
 }
 
 void shoal_task_from_reply(const redisReply *r, size_t from, int64_t id, struct shoal_task *t) {
-    static const struct { const char *name; size_t off; } nums[] = {
+    static const struct {
+        const char *name;
+        size_t off;
+    } nums[] = {
         {"prio", offsetof(struct shoal_task, priority)},
         {"queued", offsetof(struct shoal_task, queued_ms)},
         {"expiry", offsetof(struct shoal_task, expiry_ms)},
@@ -133,7 +146,10 @@ void shoal_task_from_reply(const redisReply *r, size_t from, int64_t id, struct 
         {"attempt", offsetof(struct shoal_task, attempt)},
         {"attempts", offsetof(struct shoal_task, attempts)},
     };
-    static const struct { const char *name; size_t off, len; } strs[] = {
+    static const struct {
+        const char *name;
+        size_t off, len;
+    } strs[] = {
         {"state", offsetof(struct shoal_task, state), sizeof(((struct shoal_task *)0)->state)},
         {"queue", offsetof(struct shoal_task, queue), sizeof(((struct shoal_task *)0)->queue)},
         {"type", offsetof(struct shoal_task, type), sizeof(((struct shoal_task *)0)->type)},
@@ -170,8 +186,8 @@ int shoal_task_get(struct shoal_client *c, int64_t id, struct shoal_task *t, cha
     char key[160];
     memset(t, 0, sizeof *t);
     t->id = id;
-    redisReply *r = rsync_cmd(&c->redis, err, errlen, "HGETALL %s",
-                              keys_task(&c->keys, id, key, sizeof key));
+    redisReply *r =
+        rsync_cmd(&c->redis, err, errlen, "HGETALL %s", keys_task(&c->keys, id, key, sizeof key));
     if (!r) return SHOAL_EREDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
         freeReplyObject(r);
@@ -192,8 +208,8 @@ void shoal_task_free(struct shoal_task *t) {
 
 char *shoal_task_log(struct shoal_client *c, int64_t id, size_t *len, char *err, size_t errlen) {
     char key[160];
-    redisReply *r = rsync_cmd(&c->redis, err, errlen, "GET %s",
-                              keys_log(&c->keys, id, key, sizeof key));
+    redisReply *r =
+        rsync_cmd(&c->redis, err, errlen, "GET %s", keys_log(&c->keys, id, key, sizeof key));
     if (!r) return NULL;
     char *out = NULL;
     if (r->type == REDIS_REPLY_STRING) {

@@ -21,16 +21,16 @@
 #define SHOAL_DEFAULT_EXPIRY_MS (24LL * 3600 * 1000)
 
 struct shoal_task_opts {
-    const char *queue;      /* default "default" */
-    const char *type;       /* handler name, default "exec" */
-    const char *args;       /* msgpack payload (borrowed), may be NULL */
+    const char *queue; /* default "default" */
+    const char *type;  /* handler name, default "exec" */
+    const char *args;  /* msgpack payload (borrowed), may be NULL */
     size_t args_len;
-    int64_t priority;       /* -1000..1000, higher first; default 0 */
-    int64_t at_ms;          /* queue time (epoch ms); 0 = now */
-    int64_t expiry_ms;      /* how long it may wait after its queue time; default 24 h */
-    int64_t timeout_ms;     /* execution timeout; 0 = none */
-    int64_t attempts;       /* runs on failure, 1 = no retry; default 1 */
-    int64_t lost_budget;    /* requeues after its node dies; default 1 */
+    int64_t priority;    /* -1000..1000, higher first; default 0 */
+    int64_t at_ms;       /* queue time (epoch ms); 0 = now */
+    int64_t expiry_ms;   /* how long it may wait after its queue time; default 24 h */
+    int64_t timeout_ms;  /* execution timeout; 0 = none */
+    int64_t attempts;    /* runs on failure, 1 = no retry; default 1 */
+    int64_t lost_budget; /* requeues after its node dies; default 1 */
 };
 
 struct shoal_client {
@@ -43,8 +43,8 @@ struct shoal_client {
 struct shoal_task {
     int64_t id;
     char state[16], queue[72], type[72], node[72];
-    char *error;            /* owned */
-    char *args;             /* owned msgpack payload, args_len bytes */
+    char *error; /* owned */
+    char *args;  /* owned msgpack payload, args_len bytes */
     size_t args_len;
     int64_t priority, queued_ms, expiry_ms, started_ms, completed_ms, timeout_ms;
     int64_t attempt, attempts, exit_code;

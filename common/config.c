@@ -17,15 +17,15 @@ struct setting;
 typedef int (*validator)(const struct setting *s, const void *value, char *err, size_t errlen);
 
 struct setting {
-    const char *flag;       /* without the leading "--" */
-    const char *env;        /* SHOAL_* variable */
+    const char *flag; /* without the leading "--" */
+    const char *env;  /* SHOAL_* variable */
     enum setting_type type;
-    const char *def;        /* default as text; NULL: computed (name) or unset */
+    const char *def; /* default as text; NULL: computed (name) or unset */
     unsigned scope;
-    bool secret;            /* masked when printed */
-    size_t offset;          /* into struct shoal_config */
-    int64_t min, max;       /* for T_INT and T_DUR (ms) */
-    validator check;        /* extra check, may be NULL */
+    bool secret;      /* masked when printed */
+    size_t offset;    /* into struct shoal_config */
+    int64_t min, max; /* for T_INT and T_DUR (ms) */
+    validator check;  /* extra check, may be NULL */
     const char *help;
 };
 
@@ -86,9 +86,11 @@ static int check_exec_env(const struct setting *s, const void *v, char *err, siz
     char *copy = xstrdup(*(char *const *)v), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); rc == 0 && t; t = strtok_r(NULL, ",", &save)) {
         while (*t == ' ' || *t == '\t') t++;
-        if (strncmp(t, "SHOAL", 5) == 0) {   /* "S*" or "*" are fine: SHOAL_* is skipped anyway */
-            snprintf(err, n, "--%s: '%s': SHOAL_* variables are the node's own (its Redis URL, "
-                     "its API keys) and never reach a task", s->flag, t);
+        if (strncmp(t, "SHOAL", 5) == 0) { /* "S*" or "*" are fine: SHOAL_* is skipped anyway */
+            snprintf(err, n,
+                     "--%s: '%s': SHOAL_* variables are the node's own (its Redis URL, "
+                     "its API keys) and never reach a task",
+                     s->flag, t);
             rc = SHOAL_ECONFIG;
         }
     }
@@ -97,10 +99,17 @@ static int check_exec_env(const struct setting *s, const void *v, char *err, siz
 }
 
 static int parse_bool(const char *t, bool *out) {
-    static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false", "no", "0"};
+    static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false",
+                                                                                "no", "0"};
     for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-        if (strcmp(t, yes[i]) == 0) { *out = true; return 0; }
-        if (strcmp(t, no[i]) == 0) { *out = false; return 0; }
+        if (strcmp(t, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(t, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
     }
     return -EINVAL;
 }
@@ -140,67 +149,80 @@ static const struct setting table[] = {
     {"http-idle-timeout", "SHOAL_HTTP_IDLE_TIMEOUT", T_DUR, "60s", SCOPE_WORKER, false,
      OFF(http_idle_ms), 100, DAY, NULL, "idle keep-alive HTTP connections are closed after this"},
     {"http-head-timeout", "SHOAL_HTTP_HEAD_TIMEOUT", T_DUR, "10s", SCOPE_WORKER, false,
-     OFF(http_head_ms), 100, DAY, NULL, "a request's head (line and headers) must arrive within "
+     OFF(http_head_ms), 100, DAY, NULL,
+     "a request's head (line and headers) must arrive within "
      "this of its first byte (of accept, for a connection's first request): else 408 and close"},
     {"http-body-timeout", "SHOAL_HTTP_BODY_TIMEOUT", T_DUR, "30s", SCOPE_WORKER, false,
-     OFF(http_body_ms), 100, DAY, NULL, "a request body (uploads included) that sends no byte "
+     OFF(http_body_ms), 100, DAY, NULL,
+     "a request body (uploads included) that sends no byte "
      "for this long is cut off (time the node itself holds the body back does not count)"},
     {"http-max-connections", "SHOAL_HTTP_MAX_CONNECTIONS", T_INT, "4096", SCOPE_WORKER, false,
-     OFF(http_max_conns), 1, 1000000, NULL, "HTTP connections served at once; more are reset at "
+     OFF(http_max_conns), 1, 1000000, NULL,
+     "HTTP connections served at once; more are reset at "
      "accept (lowered at start-up to fit the open-file limit)"},
-    {"http-max-connections-per-ip", "SHOAL_HTTP_MAX_CONNECTIONS_PER_IP", T_INT, "256",
-     SCOPE_WORKER, false, OFF(http_max_conns_per_ip), 1, 1000000, NULL, "HTTP connections from "
+    {"http-max-connections-per-ip", "SHOAL_HTTP_MAX_CONNECTIONS_PER_IP", T_INT, "256", SCOPE_WORKER,
+     false, OFF(http_max_conns_per_ip), 1, 1000000, NULL,
+     "HTTP connections from "
      "one client address; more are reset at accept. Behind a load balancer every client has "
      "its address: keep this above the connections it opens"},
     {"http-max-uploads", "SHOAL_HTTP_MAX_UPLOADS", T_INT, "4", SCOPE_WORKER, false,
-     OFF(http_max_uploads), 1, 1024, NULL, "package uploads at once (12 MiB of buffers each); "
+     OFF(http_max_uploads), 1, 1024, NULL,
+     "package uploads at once (12 MiB of buffers each); "
      "more are answered 429 with Retry-After before their body is read"},
     {"log-level", "SHOAL_LOG_LEVEL", T_STR, "info", SCOPE_REDIS | SCOPE_WORKER, false,
      OFF(log_level), 0, 0, check_level, "debug, info, warn or error"},
     {"allow-exec", "SHOAL_ALLOW_EXEC", T_STR, "", SCOPE_WORKER, false, OFF(allow_exec), 0, 0,
-     check_allow, "programs `exec` tasks may run: comma list of absolute paths, or directories "
+     check_allow,
+     "programs `exec` tasks may run: comma list of absolute paths, or directories "
      "ending in / (empty: none)"},
     {"task-log-cap", "SHOAL_TASK_LOG_CAP", T_INT, "65536", SCOPE_WORKER, false, OFF(task_log_cap),
      0, 16777216, NULL, "bytes of a task's output kept (the last ones)"},
     {"kill-grace", "SHOAL_KILL_GRACE", T_DUR, "5s", SCOPE_WORKER, false, OFF(kill_grace_ms), 0,
      600000, NULL, "a timed-out or canceled process gets SIGTERM, then SIGKILL after this"},
     {"retention", "SHOAL_RETENTION", T_DUR, "7d", SCOPE_REDIS | SCOPE_WORKER, false,
-     OFF(retention_ms), 60000, 365 * DAY, NULL, "finished tasks (and their logs) are kept this long"},
+     OFF(retention_ms), 60000, 365 * DAY, NULL,
+     "finished tasks (and their logs) are kept this long"},
     {"balance", "SHOAL_BALANCE", T_BOOL, "on", SCOPE_WORKER, false, OFF(balance), 0, 0, NULL,
      "Octopus's workload balancing: take a task only while running/cap <= the fleet's "
      "(running + queued) / capacity (--no-balance: fill up to the cap)"},
     {"handler-threads", "SHOAL_HANDLER_THREADS", T_INT, "16", SCOPE_WORKER, false,
      OFF(handler_threads), 1, 1024, NULL, "threads for C handlers (noop, fail, custom)"},
     {"retry-backoff", "SHOAL_RETRY_BACKOFF", T_DUR, "1s", SCOPE_WORKER, false,
-     OFF(retry_backoff_ms), 0, DAY, NULL, "delay before a failed task's first retry; doubles "
+     OFF(retry_backoff_ms), 0, DAY, NULL,
+     "delay before a failed task's first retry; doubles "
      "per attempt (at most 1h), with jitter"},
     {"api-key", "SHOAL_API_KEY", T_STR, "", SCOPE_WORKER, true, OFF(api_key), 0, 0, NULL,
      "key(s) for the HTTP API (X-Octopus-ApiKey or Authorization: Bearer), comma list, each "
      "at least 16 characters; masked in logs. Prefer --api-key-file: flags show in ps"},
-    {"api-key-file", "SHOAL_API_KEY_FILE", T_STR, "", SCOPE_WORKER, false, OFF(api_key_file), 0,
-     0, NULL, "file of API keys, one a line (# comments), each at least 16 characters; read at "
+    {"api-key-file", "SHOAL_API_KEY_FILE", T_STR, "", SCOPE_WORKER, false, OFF(api_key_file), 0, 0,
+     NULL,
+     "file of API keys, one a line (# comments), each at least 16 characters; read at "
      "start-up and again on SIGHUP (a file that fails to load keeps the keys in force)"},
     {"package-dir", "SHOAL_PACKAGE_DIR", T_STR, "packages", SCOPE_WORKER, false, OFF(package_dir),
-     0, 0, NULL, "where uploaded packages are stored (relative to the working directory; in "
+     0, 0, NULL,
+     "where uploaded packages are stored (relative to the working directory; in "
      "HA, a volume every node shares)"},
     {"package-direct-io", "SHOAL_PACKAGE_DIRECT_IO", T_BOOL, "on", SCOPE_WORKER, false,
      OFF(package_direct_io), 0, 0, NULL,
      "write uploads with O_DIRECT where the file system takes it, bypassing the page cache "
      "(--no-package-direct-io: through the cache, e.g. for a network file system that is "
      "slow with it)"},
-    {"exec-env-allow", "SHOAL_EXEC_ENV_ALLOW", T_STR, "", SCOPE_WORKER, false,
-     OFF(exec_env_allow), 0, 0, check_exec_env, "variables of the node's environment that "
+    {"exec-env-allow", "SHOAL_EXEC_ENV_ALLOW", T_STR, "", SCOPE_WORKER, false, OFF(exec_env_allow),
+     0, 0, check_exec_env,
+     "variables of the node's environment that "
      "exec tasks get besides PATH, HOME, LANG, TZ: comma list of names or prefixes ending in * "
      "(never SHOAL_*)"},
-    {"task-env-allow", "SHOAL_TASK_ENV_ALLOW", T_STR, "", SCOPE_WORKER, false,
-     OFF(task_env_allow), 0, 0, check_env_list, "names a task's env may set: comma list of "
+    {"task-env-allow", "SHOAL_TASK_ENV_ALLOW", T_STR, "", SCOPE_WORKER, false, OFF(task_env_allow),
+     0, 0, check_env_list,
+     "names a task's env may set: comma list of "
      "names or prefixes ending in * (empty: any name not on the deny list: LD_*, PYTHON*, "
      "SHOAL_*, ...)"},
-    {"exec-user", "SHOAL_EXEC_USER", T_STR, "", SCOPE_WORKER, false, OFF(exec_user), 0, 0,
-     NULL, "USER[:GROUP] exec tasks run as (empty: the node's own account); the node needs "
+    {"exec-user", "SHOAL_EXEC_USER", T_STR, "", SCOPE_WORKER, false, OFF(exec_user), 0, 0, NULL,
+     "USER[:GROUP] exec tasks run as (empty: the node's own account); the node needs "
      "root or CAP_SETUID+CAP_SETGID"},
     {"redis-password-file", "SHOAL_REDIS_PASSWORD_FILE", T_STR, "", SCOPE_REDIS | SCOPE_WORKER,
-     false, OFF(redis_password_file), 0, 0, NULL, "file holding the Redis password (one "
+     false, OFF(redis_password_file), 0, 0, NULL,
+     "file holding the Redis password (one "
      "line), used for AUTH instead of a password in the URL; read at start-up"},
 };
 
@@ -241,8 +263,10 @@ static int set_value(struct shoal_config *cfg, const struct setting *s, const ch
         rc = parse_duration_ms(text, &v);
         if (rc || v < s->min || v > s->max) {
             char a[32], b[32];
-            snprintf(err, errlen, "%s '%s': expected a duration from %s to %s, like 250ms, 30s, "
-                     "10m, 1d", origin, text, format_duration_ms(s->min, a, sizeof a),
+            snprintf(err, errlen,
+                     "%s '%s': expected a duration from %s to %s, like 250ms, 30s, "
+                     "10m, 1d",
+                     origin, text, format_duration_ms(s->min, a, sizeof a),
                      format_duration_ms(s->max, b, sizeof b));
             return SHOAL_ECONFIG;
         }
@@ -300,7 +324,10 @@ int config_parse(struct shoal_config *cfg, unsigned scope, int argc, char **argv
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--") == 0) { i++; break; }
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
         if (strncmp(a, "--", 2) != 0) break;
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
@@ -340,7 +367,8 @@ int config_parse(struct shoal_config *cfg, unsigned scope, int argc, char **argv
 
 int config_validate(const struct shoal_config *cfg, unsigned scope, char *err, size_t errlen) {
     if ((scope & SCOPE_WORKER) && cfg->forget_after_ms < 3 * cfg->heartbeat_ms) {
-        snprintf(err, errlen, "--forget-after must be at least three heartbeats (the liveness TTL)");
+        snprintf(err, errlen,
+                 "--forget-after must be at least three heartbeats (the liveness TTL)");
         return SHOAL_ECONFIG;
     }
     return 0;
@@ -350,7 +378,10 @@ int config_validate(const struct shoal_config *cfg, unsigned scope, char *err, s
 static void mask_url(const char *url, char *out, size_t len) {
     const char *scheme = strstr(url, "://");
     const char *at = strrchr(url, '@');
-    if (!scheme || !at || at < scheme) { snprintf(out, len, "%s", url); return; }
+    if (!scheme || !at || at < scheme) {
+        snprintf(out, len, "%s", url);
+        return;
+    }
     const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
     const char *cut = colon ? colon + 1 : scheme + 3;
     snprintf(out, len, "%.*s***%s", (int)(cut - url), url, at);
@@ -362,10 +393,14 @@ static void value_text(const struct shoal_config *cfg, const struct setting *s, 
     switch (s->type) {
     case T_STR: {
         const char *v = *(char *const *)f;
-        if (v == NULL) snprintf(out, len, "%s", "");
-        else if (s->secret && strstr(v, "://")) mask_url(v, out, len);
-        else if (s->secret) snprintf(out, len, "%s", *v ? "***" : "");
-        else snprintf(out, len, "%s", v);
+        if (v == NULL)
+            snprintf(out, len, "%s", "");
+        else if (s->secret && strstr(v, "://"))
+            mask_url(v, out, len);
+        else if (s->secret)
+            snprintf(out, len, "%s", *v ? "***" : "");
+        else
+            snprintf(out, len, "%s", v);
         break;
     }
     case T_INT: snprintf(out, len, "%lld", (long long)*(const int64_t *)f); break;
@@ -388,8 +423,8 @@ void config_markdown(FILE *out) {
     fprintf(out, "| flag | environment | default | commands | meaning |\n|---|---|---|---|---|\n");
     for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
         const struct setting *s = &table[i];
-        fprintf(out, "| `--%s` | `%s` | %s%s%s | %s | %s |\n", s->flag, s->env,
-                s->def ? "`" : "", s->def ? s->def : "host name", s->def ? "`" : "",
+        fprintf(out, "| `--%s` | `%s` | %s%s%s | %s | %s |\n", s->flag, s->env, s->def ? "`" : "",
+                s->def ? s->def : "host name", s->def ? "`" : "",
                 (s->scope & SCOPE_REDIS) ? "all" : "worker", s->help);
     }
 }

@@ -7,9 +7,26 @@
 #include "common/package.h"
 
 enum key_id {
-    KEY_NODES, KEY_NODE, KEY_ALIVE, KEY_RUNNING, KEY_STATS, KEY_SEQ, KEY_TASK, KEY_LOG, KEY_QUEUE,
-    KEY_QUEUE_PRIOS, KEY_QUEUES, KEY_SCHEDULED, KEY_DONE, KEY_CONTROL, KEY_WAKE,
-    KEY_RECOVER_LOCK, KEY_PACKAGE, KEY_PACKAGE_INDEX, KEY_PACKAGE_SPACES, KEY_PACKAGE_LOCK,
+    KEY_NODES,
+    KEY_NODE,
+    KEY_ALIVE,
+    KEY_RUNNING,
+    KEY_STATS,
+    KEY_SEQ,
+    KEY_TASK,
+    KEY_LOG,
+    KEY_QUEUE,
+    KEY_QUEUE_PRIOS,
+    KEY_QUEUES,
+    KEY_SCHEDULED,
+    KEY_DONE,
+    KEY_CONTROL,
+    KEY_WAKE,
+    KEY_RECOVER_LOCK,
+    KEY_PACKAGE,
+    KEY_PACKAGE_INDEX,
+    KEY_PACKAGE_SPACES,
+    KEY_PACKAGE_LOCK,
     KEY_COUNT
 };
 
@@ -49,7 +66,9 @@ const struct key_layout keys_layout[KEY_COUNT] = {
 };
 const size_t keys_layout_count = KEY_COUNT;
 
-void keys_init(struct keys *k, const char *ns) { snprintf(k->prefix, sizeof k->prefix, "{%s}:", ns); }
+void keys_init(struct keys *k, const char *ns) {
+    snprintf(k->prefix, sizeof k->prefix, "{%s}:", ns);
+}
 
 /* Appends s[0..n) to buf (len bytes, o used so far), truncating like snprintf. */
 static void put(char *buf, size_t len, size_t *o, const char *s, size_t n) {
@@ -100,7 +119,9 @@ static char *build_n(const struct keys *k, enum key_id id, int64_t n, char *buf,
     return build1(k, id, num, buf, len);
 }
 
-char *keys_nodes(const struct keys *k, char *buf, size_t len) { return build0(k, KEY_NODES, buf, len); }
+char *keys_nodes(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_NODES, buf, len);
+}
 char *keys_node(const struct keys *k, const char *name, char *buf, size_t len) {
     return build1(k, KEY_NODE, name, buf, len);
 }
@@ -110,7 +131,9 @@ char *keys_alive(const struct keys *k, const char *name, char *buf, size_t len) 
 char *keys_running(const struct keys *k, const char *name, char *buf, size_t len) {
     return build1(k, KEY_RUNNING, name, buf, len);
 }
-char *keys_stats(const struct keys *k, char *buf, size_t len) { return build0(k, KEY_STATS, buf, len); }
+char *keys_stats(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_STATS, buf, len);
+}
 char *keys_control(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_CONTROL, buf, len);
 }
@@ -121,8 +144,12 @@ char *keys_queues(const struct keys *k, char *buf, size_t len) {
 char *keys_scheduled(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_SCHEDULED, buf, len);
 }
-char *keys_done(const struct keys *k, char *buf, size_t len) { return build0(k, KEY_DONE, buf, len); }
-char *keys_wake(const struct keys *k, char *buf, size_t len) { return build0(k, KEY_WAKE, buf, len); }
+char *keys_done(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_DONE, buf, len);
+}
+char *keys_wake(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_WAKE, buf, len);
+}
 char *keys_recover_lock(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_RECOVER_LOCK, buf, len);
 }
@@ -140,13 +167,13 @@ char *keys_queue_prios(const struct keys *k, const char *queue, char *buf, size_
     return build1(k, KEY_QUEUE_PRIOS, queue, buf, len);
 }
 
-char *keys_package(const struct keys *k, const char *space, const struct package_name *n,
-                   char *buf, size_t len) {
+char *keys_package(const struct keys *k, const char *space, const struct package_name *n, char *buf,
+                   size_t len) {
     const char *parts[] = {space, n->id, n->version};
     return build(k, KEY_PACKAGE, parts, 3, buf, len);
 }
 char *keys_package_prefix(const struct keys *k, const char *space, char *buf, size_t len) {
-    return build1(k, KEY_PACKAGE, space, buf, len);   /* stops before <PackageId> */
+    return build1(k, KEY_PACKAGE, space, buf, len); /* stops before <PackageId> */
 }
 char *keys_package_index(const struct keys *k, const char *space, char *buf, size_t len) {
     return build1(k, KEY_PACKAGE_INDEX, space, buf, len);

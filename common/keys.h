@@ -15,7 +15,7 @@
 struct package_name;
 
 struct keys {
-    char prefix[48];   /* "{NS}:" */
+    char prefix[48]; /* "{NS}:" */
 };
 
 /* One row of the layout: the key's pattern ("{NS}:node:<name>": each <...> is a part the
@@ -50,8 +50,8 @@ char *keys_recover_lock(const struct keys *k, char *buf, size_t len);
 /* The package feed (common/package.h): a package's hash, a space's index, the set of spaces,
  * a package's lock; and the hash keys' common prefix in a space ("{NS}:pkg:<space>:", which
  * lua/package_list.lua appends <PackageId>.<Version> to). */
-char *keys_package(const struct keys *k, const char *space, const struct package_name *n,
-                   char *buf, size_t len);
+char *keys_package(const struct keys *k, const char *space, const struct package_name *n, char *buf,
+                   size_t len);
 char *keys_package_prefix(const struct keys *k, const char *space, char *buf, size_t len);
 char *keys_package_index(const struct keys *k, const char *space, char *buf, size_t len);
 char *keys_package_spaces(const struct keys *k, char *buf, size_t len);

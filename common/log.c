@@ -3,8 +3,8 @@
 
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "common/util.h"
 
@@ -38,7 +38,11 @@ const char *log_q(char *buf, size_t len, const char *s) {
     buf[o++] = '"';
     for (const char *p = s; *p && o + 3 < len; p++) {
         if (*p == '"' || *p == '\\') buf[o++] = '\\';
-        if (*p == '\n') { buf[o++] = '\\'; buf[o++] = 'n'; continue; }
+        if (*p == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+            continue;
+        }
         buf[o++] = *p;
     }
     buf[o++] = '"';

@@ -27,9 +27,9 @@ void log_write(enum log_level lvl, const char *msg, const char *fmt, ...)
 /* Quotes s for logfmt into buf when it holds spaces, quotes or '='; returns buf or s. */
 const char *log_q(char *buf, size_t len, const char *s);
 
-#define LOG_AT(lvl, msg, ...)                                                  \
-    do {                                                                       \
-        if ((lvl) >= log_min_level) log_write((lvl), (msg), __VA_ARGS__);      \
+#define LOG_AT(lvl, msg, ...)                                                                      \
+    do {                                                                                           \
+        if ((lvl) >= log_min_level) log_write((lvl), (msg), __VA_ARGS__);                          \
     } while (0)
 #define log_debug(msg, ...) LOG_AT(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...) LOG_AT(LOG_INFO, msg, __VA_ARGS__)

@@ -13,7 +13,10 @@ static void copy(char *dst, size_t len, const redisReply *r) {
              r->type == REDIS_REPLY_STRING ? r->str : "");
 }
 
-static const struct { const char *field; size_t off, len; } strs[] = {
+static const struct {
+    const char *field;
+    size_t off, len;
+} strs[] = {
     {"instance", offsetof(struct node_info, instance), sizeof(((struct node_info *)0)->instance)},
     {"version", offsetof(struct node_info, version), sizeof(((struct node_info *)0)->version)},
     {"host", offsetof(struct node_info, host), sizeof(((struct node_info *)0)->host)},
@@ -21,7 +24,10 @@ static const struct { const char *field; size_t off, len; } strs[] = {
     {"queues", offsetof(struct node_info, queues), sizeof(((struct node_info *)0)->queues)},
     {"cap_by", offsetof(struct node_info, cap_by), sizeof(((struct node_info *)0)->cap_by)},
 };
-static const struct { const char *field; size_t off; } nums[] = {
+static const struct {
+    const char *field;
+    size_t off;
+} nums[] = {
     {"cap", offsetof(struct node_info, cap)},
     {"last_seen", offsetof(struct node_info, last_seen_ms)},
     {"started", offsetof(struct node_info, started_ms)},
@@ -47,7 +53,10 @@ int node_info_parse_list(const redisReply *reply, struct node_info **out) {
         for (size_t f = 3; f + 1 < e->elements; f += 2) {
             const redisReply *k = e->element[f], *val = e->element[f + 1];
             if (k->type != REDIS_REPLY_STRING) continue;
-            if (strcmp(k->str, "drain") == 0) { n->drain = reply_num(val) != 0; continue; }
+            if (strcmp(k->str, "drain") == 0) {
+                n->drain = reply_num(val) != 0;
+                continue;
+            }
             for (size_t s = 0; s < ARRAY_SIZE(strs); s++)
                 if (strcmp(k->str, strs[s].field) == 0)
                     copy((char *)n + strs[s].off, strs[s].len, val);

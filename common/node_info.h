@@ -15,15 +15,15 @@ struct node_info {
     char host[128];
     char listen[64];
     char queues[256];
-    char cap_by[16];         /* "config" or "operator" */
-    bool alive;              /* liveness key present */
-    int64_t ttl_ms;          /* its remaining TTL, or -2 */
-    int64_t running;         /* tasks recorded as running on the node */
+    char cap_by[16]; /* "config" or "operator" */
+    bool alive;      /* liveness key present */
+    int64_t ttl_ms;  /* its remaining TTL, or -2 */
+    int64_t running; /* tasks recorded as running on the node */
     int64_t cap;
     bool drain;
     int64_t last_seen_ms;
     int64_t started_ms;
-    int64_t offline_at_ms;   /* clean shutdown time, 0 if none */
+    int64_t offline_at_ms; /* clean shutdown time, 0 if none */
     int64_t pid;
 };
 
@@ -34,6 +34,6 @@ enum node_status { NODE_RUNNING, NODE_DRAINING_STATUS, NODE_DRAINED, NODE_OFFLIN
 int node_info_parse_list(const redisReply *reply, struct node_info **out);
 
 enum node_status node_info_status(const struct node_info *n);
-const char *node_status_name(enum node_status s);   /* "Running", "Draining", ... */
+const char *node_status_name(enum node_status s); /* "Running", "Draining", ... */
 
 #endif

@@ -10,11 +10,22 @@ const double node_latency_bounds[NODE_LATENCY_BUCKETS] = {
 enum node_health node_view_health(const struct node_view *v, const char **why) {
     const char *r;
     enum node_health h;
-    if (!v->redis_ok) { h = NODE_UNAVAILABLE; r = "redis unreachable"; }
-    else if (!v->registered) { h = NODE_UNAVAILABLE; r = "not registered"; }
-    else if (v->stopping) { h = NODE_DRAINING; r = "shutting down"; }
-    else if (v->drain) { h = NODE_DRAINING; r = "draining"; }
-    else { h = NODE_ONLINE; r = "online"; }
+    if (!v->redis_ok) {
+        h = NODE_UNAVAILABLE;
+        r = "redis unreachable";
+    } else if (!v->registered) {
+        h = NODE_UNAVAILABLE;
+        r = "not registered";
+    } else if (v->stopping) {
+        h = NODE_DRAINING;
+        r = "shutting down";
+    } else if (v->drain) {
+        h = NODE_DRAINING;
+        r = "draining";
+    } else {
+        h = NODE_ONLINE;
+        r = "online";
+    }
     if (why) *why = r;
     return h;
 }

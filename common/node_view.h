@@ -11,36 +11,36 @@
 
 /* Counters the worker keeps for /metrics (loop thread only). */
 #define NODE_LATENCY_BUCKETS 12
-extern const double node_latency_bounds[NODE_LATENCY_BUCKETS];  /* seconds, ascending */
+extern const double node_latency_bounds[NODE_LATENCY_BUCKETS]; /* seconds, ascending */
 struct node_metrics {
-    uint64_t claimed;                      /* tasks claimed by this node */
-    uint64_t finished[5];                  /* by outcome: Success, Failed, TimedOut, Canceled,
+    uint64_t claimed;     /* tasks claimed by this node */
+    uint64_t finished[5]; /* by outcome: Success, Failed, TimedOut, Canceled,
                                             * Interrupted (requeued at shutdown) */
-    uint64_t latency_counts[NODE_LATENCY_BUCKETS + 1];  /* enqueue-to-start, last = +Inf */
-    double latency_sum;                    /* seconds */
+    uint64_t latency_counts[NODE_LATENCY_BUCKETS + 1]; /* enqueue-to-start, last = +Inf */
+    double latency_sum;                                /* seconds */
     uint64_t latency_n;
-    uint64_t reports_refused;              /* results refused: lease lost */
+    uint64_t reports_refused; /* results refused: lease lost */
 };
 
 struct node_view {
-    char name[65];          /* node name, validated by node_name_valid() */
-    char instance[33];      /* this process's random instance id (hex) */
-    const char *version;    /* shoal version string, static */
-    int64_t last_seen_ms;   /* wall ms of the last heartbeat Redis accepted; 0 = never */
-    int64_t cap;            /* task cap as last read from Redis (or the configured one before) */
-    int64_t running;        /* tasks running on this node now */
-    bool drain;             /* operator drain, as last read from Redis (persists) */
-    bool stopping;          /* SIGTERM/SIGINT received: draining to exit (not persisted) */
-    bool registered;        /* Redis holds our liveness key with our instance id */
-    bool redis_ok;          /* command connection up and last heartbeat answered in time */
-    uint64_t beat_ok_mono_ms;  /* monotonic ms of the last heartbeat Redis accepted */
+    char name[65];            /* node name, validated by node_name_valid() */
+    char instance[33];        /* this process's random instance id (hex) */
+    const char *version;      /* shoal version string, static */
+    int64_t last_seen_ms;     /* wall ms of the last heartbeat Redis accepted; 0 = never */
+    int64_t cap;              /* task cap as last read from Redis (or the configured one before) */
+    int64_t running;          /* tasks running on this node now */
+    bool drain;               /* operator drain, as last read from Redis (persists) */
+    bool stopping;            /* SIGTERM/SIGINT received: draining to exit (not persisted) */
+    bool registered;          /* Redis holds our liveness key with our instance id */
+    bool redis_ok;            /* command connection up and last heartbeat answered in time */
+    uint64_t beat_ok_mono_ms; /* monotonic ms of the last heartbeat Redis accepted */
     struct node_metrics metrics;
 };
 
 enum node_health {
-    NODE_ONLINE,       /* ping 200 */
-    NODE_DRAINING,     /* ping 418: operator drain or shutting down */
-    NODE_UNAVAILABLE,  /* ping 503: Redis unreachable or not registered */
+    NODE_ONLINE,      /* ping 200 */
+    NODE_DRAINING,    /* ping 418: operator drain or shutting down */
+    NODE_UNAVAILABLE, /* ping 503: Redis unreachable or not registered */
 };
 
 /* Classifies the view for ping. *why (may be NULL) gets a short reason for logs and bodies. */

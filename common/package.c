@@ -10,11 +10,12 @@
 #include <sys/stat.h>
 
 const char *const package_exts[] = {".tar.bz2", ".tar.gz", ".tar.bz", ".tar.xz", ".nupkg",
-                                    ".tbz", ".tgz", ".tar", ".zip", ".jar", ".war", ".ear",
-                                    NULL};
+                                    ".tbz",     ".tgz",    ".tar",    ".zip",    ".jar",
+                                    ".war",     ".ear",    NULL};
 
 static bool id_valid(const char *s, size_t n) {
-    if (n == 0 || n > PACKAGE_ID_MAX || !(isalnum((unsigned char)s[0]) || s[0] == '_')) return false;
+    if (n == 0 || n > PACKAGE_ID_MAX || !(isalnum((unsigned char)s[0]) || s[0] == '_'))
+        return false;
     if (s[n - 1] == '.') return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -28,8 +29,8 @@ static bool id_valid(const char *s, size_t n) {
 static bool version_valid(const char *s, size_t n) {
     size_t i = 0;
     if (n == 0 || n > PACKAGE_VERSION_MAX || !isdigit((unsigned char)s[0])) return false;
-    while (i < n && (isdigit((unsigned char)s[i]) || (s[i] == '.' && i + 1 < n &&
-                                                       isdigit((unsigned char)s[i + 1]))))
+    while (i < n && (isdigit((unsigned char)s[i]) ||
+                     (s[i] == '.' && i + 1 < n && isdigit((unsigned char)s[i + 1]))))
         i++;
     if (i < n && s[i] == '-') {
         if (++i == n) return false;
@@ -56,9 +57,11 @@ static int split(const char *s, size_t n, struct package_name *out, char *err, s
         out->version[n - i - 1] = '\0';
         return 0;
     }
-    snprintf(err, errlen, "'%.*s' is not <PackageId>.<Version> (as in MyApp.1.0.3): the "
+    snprintf(err, errlen,
+             "'%.*s' is not <PackageId>.<Version> (as in MyApp.1.0.3): the "
              "PackageId takes letters, digits, '.', '-' and '_', and the version must be "
-             "non-empty and look like 1.0.3 or 1.0.3-beta.1", (int)(n > 120 ? 120 : n), s);
+             "non-empty and look like 1.0.3 or 1.0.3-beta.1",
+             (int)(n > 120 ? 120 : n), s);
     return -EINVAL;
 }
 
@@ -69,7 +72,8 @@ static int safe(const char *s, char *err, size_t errlen) {
         return -EINVAL;
     }
     if (strpbrk(s, "/\\")) {
-        snprintf(err, errlen, "the package file name must not contain path separators ('/' or '\\')");
+        snprintf(err, errlen,
+                 "the package file name must not contain path separators ('/' or '\\')");
         return -EINVAL;
     }
     if (strstr(s, "..")) {
@@ -96,8 +100,10 @@ int package_name_parse(const char *file, struct package_name *out, char *err, si
         if (rc == 0) snprintf(out->ext, sizeof out->ext, "%s", *e);
         return rc;
     }
-    snprintf(err, errlen, "'%.120s' has no package extension: expected <PackageId>.<Version> "
-             "followed by .zip, .nupkg, .tar.gz, .tgz, .tar.bz2, .tar, .jar, .war or .ear", file);
+    snprintf(err, errlen,
+             "'%.120s' has no package extension: expected <PackageId>.<Version> "
+             "followed by .zip, .nupkg, .tar.gz, .tgz, .tar.bz2, .tar, .jar, .war or .ear",
+             file);
     return -EINVAL;
 }
 
@@ -141,7 +147,7 @@ int package_locate(const char *dir, const char *ref, char *out, size_t outlen, c
         return -EINVAL;
     }
     struct package_name n;
-    int rc = package_name_parse(slash + 1, &n, err, errlen);  /* with its extension */
+    int rc = package_name_parse(slash + 1, &n, err, errlen); /* with its extension */
     if (rc) rc = package_key_parse(slash + 1, &n, err, errlen);
     if (rc) return rc;
     struct stat st;

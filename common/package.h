@@ -18,12 +18,12 @@
 #define PACKAGE_ID_MAX 100
 #define PACKAGE_VERSION_MAX 64
 #define PACKAGE_SPACE_MAX 64
-#define PACKAGE_OCTOPUS_PREFIX "packages-"   /* Octopus's Id: packages-<PackageId>.<Version> */
+#define PACKAGE_OCTOPUS_PREFIX "packages-" /* Octopus's Id: packages-<PackageId>.<Version> */
 
 struct package_name {
-    char id[PACKAGE_ID_MAX + 1];            /* PackageId, "MyApp.Web" */
-    char version[PACKAGE_VERSION_MAX + 1];  /* "1.0.3" */
-    char ext[16];                           /* ".zip", ".tar.gz", ... ("" from package_key_parse) */
+    char id[PACKAGE_ID_MAX + 1];           /* PackageId, "MyApp.Web" */
+    char version[PACKAGE_VERSION_MAX + 1]; /* "1.0.3" */
+    char ext[16];                          /* ".zip", ".tar.gz", ... ("" from package_key_parse) */
 };
 
 /* Parses an uploaded file name "<PackageId>.<Version><ext>" ("MyApp.Web.1.0.3.tar.gz": id

@@ -28,30 +28,30 @@ enum state { IDLE, RESOLVING, CONNECTING, HANDSHAKE, UP, CLOSING };
 
 struct rconn {
     uv_loop_t *loop;
-    struct rurl url;               /* copied at creation */
-    char name[16];                 /* label in logs */
-    bool load_scripts;             /* SCRIPT LOAD on each connect */
-    struct rconn_events ev;        /* user callbacks */
-    redisAsyncContext *ac;         /* NULL while not connected; owned by hiredis */
-    redisAsyncContext *sac;        /* the sentinel being asked, while RESOLVING */
-    redisAsyncContext *watch;      /* the sentinel that answered, subscribed to +switch-master */
-    int sentinel;                  /* index of that sentinel */
-    char host[256];                /* where to connect: the URL's host, or the master found */
+    struct rurl url;          /* copied at creation */
+    char name[16];            /* label in logs */
+    bool load_scripts;        /* SCRIPT LOAD on each connect */
+    struct rconn_events ev;   /* user callbacks */
+    redisAsyncContext *ac;    /* NULL while not connected; owned by hiredis */
+    redisAsyncContext *sac;   /* the sentinel being asked, while RESOLVING */
+    redisAsyncContext *watch; /* the sentinel that answered, subscribed to +switch-master */
+    int sentinel;             /* index of that sentinel */
+    char host[256];           /* where to connect: the URL's host, or the master found */
     int port;
     enum state state;
-    uv_timer_t retry;              /* backoff before the next connect */
-    uv_timer_t deadline;           /* connect + handshake timeout */
-    int closed_handles;            /* close callbacks seen during rconn_free */
-    uint64_t backoff_ms;           /* next backoff (before jitter) */
-    unsigned handshake_left;       /* handshake replies still expected */
-    bool handshake_failed;         /* an AUTH/SELECT/LOAD reply was an error */
-    char sha[SCRIPT_COUNT][41];    /* SHA1 of each script, from SCRIPT LOAD */
-    unsigned long reconnects;      /* successful connects after the first */
-    bool ever_up;                  /* for the reconnect count */
-    bool down_reported;            /* down_cb called for the current outage */
-    rconn_reply_cb sub_cb;         /* rconn_subscribe's callback (kept: hiredis reuses it) */
+    uv_timer_t retry;           /* backoff before the next connect */
+    uv_timer_t deadline;        /* connect + handshake timeout */
+    int closed_handles;         /* close callbacks seen during rconn_free */
+    uint64_t backoff_ms;        /* next backoff (before jitter) */
+    unsigned handshake_left;    /* handshake replies still expected */
+    bool handshake_failed;      /* an AUTH/SELECT/LOAD reply was an error */
+    char sha[SCRIPT_COUNT][41]; /* SHA1 of each script, from SCRIPT LOAD */
+    unsigned long reconnects;   /* successful connects after the first */
+    bool ever_up;               /* for the reconnect count */
+    bool down_reported;         /* down_cb called for the current outage */
+    rconn_reply_cb sub_cb;      /* rconn_subscribe's callback (kept: hiredis reuses it) */
     void *sub_priv;
-    void (*done)(void *);          /* rconn_free's callback */
+    void (*done)(void *); /* rconn_free's callback */
     void *done_arg;
 };
 
@@ -83,8 +83,7 @@ static void disconnect_cb(const redisAsyncContext *ac, int status) {
     bool was_up = rc->state == UP;
     rc->ac = NULL;
     if (rc->state == CLOSING) return;
-    if (was_up || !rc->down_reported)
-        report_down(rc, ac->errstr[0] ? ac->errstr : "disconnected");
+    if (was_up || !rc->down_reported) report_down(rc, ac->errstr[0] ? ac->errstr : "disconnected");
     schedule_retry(rc);
 }
 
@@ -92,7 +91,7 @@ static void handshake_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
     struct rconn *rc = ac->data;
     redisReply *reply = r;
     if (rc == NULL || rc->state != HANDSHAKE) return;
-    if (reply == NULL) return; /* the disconnect callback handles it */
+    if (reply == NULL) return;     /* the disconnect callback handles it */
     intptr_t idx = (intptr_t)priv; /* -1: AUTH/SELECT, -2: ROLE, else script id */
     if (reply->type == REDIS_REPLY_ERROR) {
         log_error("redis handshake failed", " conn=%s error=\"%s\"", rc->name, reply->str);
@@ -178,8 +177,8 @@ static void deadline_cb(uv_timer_t *t);
 static void drop_watch(struct rconn *rc) {
     redisAsyncContext *ac = rc->watch;
     if (!ac) return;
-    rc->watch = NULL;      /* its callback, run with NULL by the free, then ignores it */
-    redisAsyncFree(ac);    /* deferred by hiredis when called from its own callback */
+    rc->watch = NULL;   /* its callback, run with NULL by the free, then ignores it */
+    redisAsyncFree(ac); /* deferred by hiredis when called from its own callback */
 }
 
 /* +switch-master "<name> <old ip> <old port> <new ip> <new port>": ours moved, reconnect. */
@@ -197,8 +196,7 @@ static void watch_cb(redisAsyncContext *ac, void *r, void *priv) {
     size_t n = strlen(rc->url.master);
     const char *msg = reply->element[2]->str;
     if (strncmp(msg, rc->url.master, n) != 0 || msg[n] != ' ') return;
-    log_warn("sentinel switched the master; reconnecting", " conn=%s switch=\"%s\"", rc->name,
-             msg);
+    log_warn("sentinel switched the master; reconnecting", " conn=%s switch=\"%s\"", rc->name, msg);
     drop_watch(rc);
     rconn_reset(rc, "sentinel switched the master");
 }

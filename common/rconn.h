@@ -16,14 +16,14 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "common/rurl.h"
 #include "common/calls.h"
+#include "common/rurl.h"
 
 struct rconn;
 
 struct rconn_events {
-    void (*up_cb)(struct rconn *rc, void *arg);                     /* ready for commands */
-    void (*down_cb)(struct rconn *rc, const char *why, void *arg);  /* link lost; reconnecting */
+    void (*up_cb)(struct rconn *rc, void *arg);                    /* ready for commands */
+    void (*down_cb)(struct rconn *rc, const char *why, void *arg); /* link lost; reconnecting */
     void *arg;
 };
 

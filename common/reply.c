@@ -27,7 +27,8 @@ int64_t reply_int(const redisReply *r, size_t i) {
 const char *reply_field(const redisReply *r, size_t from, const char *name) {
     for (size_t i = from; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            strcmp(k->str, name) == 0)
             return v->str;
     }
     return NULL;

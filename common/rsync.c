@@ -21,8 +21,8 @@ static int ask_sentinels(struct rurl *u, struct timeval tv, char *err, size_t er
     for (int i = 0; i < u->nsentinels; i++) {
         redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
         if (s == NULL) abort();
-        redisReply *r = s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s",
-                                                     u->master);
+        redisReply *r =
+            s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s", u->master);
         bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
         if (ok) {
             snprintf(u->host, sizeof u->host, "%s", r->element[0]->str);
@@ -47,7 +47,7 @@ int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size
 
 int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, char *err,
                     size_t errlen) {
-    struct rurl u = *url;   /* Sentinel mode fills in the master's address */
+    struct rurl u = *url; /* Sentinel mode fills in the master's address */
     int rc;
     memset(r, 0, sizeof *r);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -67,7 +67,10 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     if (u.pass[0]) {
         reply = u.user[0] ? redisCommand(r->c, "AUTH %s %s", u.user, u.pass)
                           : redisCommand(r->c, "AUTH %s", u.pass);
-        if (reply == NULL) { lost(r, err, errlen); goto fail_connected; }
+        if (reply == NULL) {
+            lost(r, err, errlen);
+            goto fail_connected;
+        }
         if (reply->type == REDIS_REPLY_ERROR) {
             snprintf(err, errlen, "Redis refused AUTH: %s", reply->str);
             goto fail_reply;
@@ -76,7 +79,10 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     }
     if (u.db) {
         reply = redisCommand(r->c, "SELECT %d", u.db);
-        if (reply == NULL) { lost(r, err, errlen); goto fail_connected; }
+        if (reply == NULL) {
+            lost(r, err, errlen);
+            goto fail_connected;
+        }
         if (reply->type == REDIS_REPLY_ERROR) {
             snprintf(err, errlen, "Redis refused SELECT %d: %s", u.db, reply->str);
             goto fail_reply;
@@ -134,7 +140,10 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
         if (!r->sha[id][0] && load(r, id, err, errlen) != 0) break;
         av[1] = r->sha[id];
         reply = redisCommandArgv(r->c, n, av, al);
-        if (reply == NULL) { lost(r, err, errlen); break; }
+        if (reply == NULL) {
+            lost(r, err, errlen);
+            break;
+        }
         if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
             attempt == 0) {
             freeReplyObject(reply);

@@ -5,12 +5,12 @@
 
 #include <hiredis/hiredis.h>
 
-#include "common/rurl.h"
 #include "common/calls.h"
+#include "common/rurl.h"
 
 struct rsync {
-    redisContext *c;              /* owned */
-    char sha[SCRIPT_COUNT][41];   /* "" until loaded */
+    redisContext *c;            /* owned */
+    char sha[SCRIPT_COUNT][41]; /* "" until loaded */
 };
 
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line

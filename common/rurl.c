@@ -15,8 +15,8 @@ static int decode(const char *s, size_t n, char *out, size_t outlen) {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         if (o + 1 >= outlen) return -1;
-        if (s[i] == '%' && i + 2 < n &&
-            isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
+        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
             char hx[3] = {s[i + 1], s[i + 2], 0};
             out[o++] = (char)strtol(hx, NULL, 16);
             i += 2;
@@ -43,7 +43,8 @@ static int host_port(const char *s, size_t n, char *h, size_t hlen, int *port) {
         h[rb - s - 1] = '\0';
         colon = rb + 1;
     } else {
-        for (const char *c = s; c < s + n; c++) if (*c == ':') colon = c;
+        for (const char *c = s; c < s + n; c++)
+            if (*c == ':') colon = c;
         if (!colon || (size_t)(colon - s) >= hlen || colon == s) return -1;
         memcpy(h, s, (size_t)(colon - s));
         h[colon - s] = '\0';
@@ -62,7 +63,8 @@ static int host_port(const char *s, size_t n, char *h, size_t hlen, int *port) {
  * is a password (redis://secret@host is a common shorthand). Returns 0, or -1 when too long. */
 static int userinfo(const char **p, const char *end, struct rurl *u) {
     const char *at = NULL;
-    for (const char *c = *p; c < end; c++) if (*c == '@') at = c;
+    for (const char *c = *p; c < end; c++)
+        if (*c == '@') at = c;
     if (!at) return 0;
     const char *colon = memchr(*p, ':', (size_t)(at - *p));
     const char *uend = colon ? colon : at;
@@ -81,7 +83,9 @@ static int userinfo(const char **p, const char *end, struct rurl *u) {
 static int parse_sentinel(const char *url, struct rurl *u, char *err, size_t errlen) {
     const char *p = url + 17;
     const char *slash = strchr(p, '/');
-    if (!slash || !slash[1]) return fail(err, errlen, url, "expected redis-sentinel://host:port[,host:port]/master-name");
+    if (!slash || !slash[1])
+        return fail(err, errlen, url,
+                    "expected redis-sentinel://host:port[,host:port]/master-name");
     if (userinfo(&p, slash, u) != 0) return fail(err, errlen, url, "user or password too long");
     while (p < slash) {
         const char *comma = memchr(p, ',', (size_t)(slash - p));
@@ -128,8 +132,9 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
     }
     if (strncmp(url, "redis-sentinel://", 17) == 0) return parse_sentinel(url, u, err, errlen);
     if (strncmp(url, "rediss://", 9) == 0)
-        return fail(err, errlen, url, "TLS (rediss://) is not supported: Debian's hiredis 0.14 "
-                                      "has no TLS");
+        return fail(err, errlen, url,
+                    "TLS (rediss://) is not supported: Debian's hiredis 0.14 "
+                    "has no TLS");
     if (strncmp(url, "redis://", 8) != 0)
         return fail(err, errlen, url, "expected redis://host:port/db or unix:///path");
     const char *p = url + 8;
@@ -179,11 +184,15 @@ int rurl_password_file(struct rurl *u, const char *file, char *err, size_t errle
     bool more = n == sizeof buf, bad = ferror(f);
     fclose(f);
     const char *why = NULL;
-    if (bad) why = "cannot be read";
-    else if (n > 0 && buf[n - 1] == '\n') n -= 1 + (n > 1 && buf[n - 2] == '\r');
-    if (why) {}
-    else if (more) why = "holds more than 255 bytes (a password of one line is expected)";
-    else if (n == 0) why = "is empty";
+    if (bad)
+        why = "cannot be read";
+    else if (n > 0 && buf[n - 1] == '\n')
+        n -= 1 + (n > 1 && buf[n - 2] == '\r');
+    if (why) {
+    } else if (more)
+        why = "holds more than 255 bytes (a password of one line is expected)";
+    else if (n == 0)
+        why = "is empty";
     else if (memchr(buf, '\n', n) || memchr(buf, '\0', n))
         why = "holds more than one line (or a NUL byte); put the password alone on one line";
     if (why) {

@@ -14,15 +14,15 @@ struct rurl_sentinel {
 };
 
 struct rurl {
-    char host[256];      /* TCP host ("" for unix) */
-    int port;            /* TCP port */
-    char path[256];      /* unix socket path ("" for TCP) */
-    char user[128];      /* ACL user ("" = none, AUTH with password only) */
-    char pass[256];      /* password ("" = no AUTH) */
-    int db;              /* SELECT this db when non-zero */
-    int nsentinels;      /* > 0: Sentinel mode; host/port are then found by asking them */
+    char host[256]; /* TCP host ("" for unix) */
+    int port;       /* TCP port */
+    char path[256]; /* unix socket path ("" for TCP) */
+    char user[128]; /* ACL user ("" = none, AUTH with password only) */
+    char pass[256]; /* password ("" = no AUTH) */
+    int db;         /* SELECT this db when non-zero */
+    int nsentinels; /* > 0: Sentinel mode; host/port are then found by asking them */
     struct rurl_sentinel sentinels[RURL_MAX_SENTINELS];
-    char master[128];    /* the master's name in Sentinel */
+    char master[128]; /* the master's name in Sentinel */
 };
 
 /* Parses url into *u. Returns 0, or SHOAL_EURL with a one-line reason in err. */

@@ -8,17 +8,16 @@
 #include "common/util.h"
 
 static const char *const names[SCRIPT_COUNT] = {
-    [SCRIPT_REGISTER] = "register",     [SCRIPT_HEARTBEAT] = "heartbeat",
-    [SCRIPT_DEREGISTER] = "deregister", [SCRIPT_SET_CAP] = "set_cap",
-    [SCRIPT_SET_DRAIN] = "set_drain",   [SCRIPT_FORGET] = "forget",
-    [SCRIPT_LIST_NODES] = "list_nodes", [SCRIPT_SWEEP] = "sweep",
-    [SCRIPT_ENQUEUE] = "enqueue",       [SCRIPT_CLAIM] = "claim",
-    [SCRIPT_COMPLETE] = "complete",     [SCRIPT_CANCEL] = "cancel",
-    [SCRIPT_EXPIRE] = "expire",         [SCRIPT_RECOVER] = "recover",
-    [SCRIPT_RECONCILE] = "reconcile",
-    [SCRIPT_LIST_TASKS] = "list_tasks", [SCRIPT_QUEUE_STATS] = "queue_stats",
-    [SCRIPT_NODE_SUMMARY] = "node_summary",
-    [SCRIPT_PACKAGE] = "package",       [SCRIPT_PACKAGE_LIST] = "package_list",
+    [SCRIPT_REGISTER] = "register",       [SCRIPT_HEARTBEAT] = "heartbeat",
+    [SCRIPT_DEREGISTER] = "deregister",   [SCRIPT_SET_CAP] = "set_cap",
+    [SCRIPT_SET_DRAIN] = "set_drain",     [SCRIPT_FORGET] = "forget",
+    [SCRIPT_LIST_NODES] = "list_nodes",   [SCRIPT_SWEEP] = "sweep",
+    [SCRIPT_ENQUEUE] = "enqueue",         [SCRIPT_CLAIM] = "claim",
+    [SCRIPT_COMPLETE] = "complete",       [SCRIPT_CANCEL] = "cancel",
+    [SCRIPT_EXPIRE] = "expire",           [SCRIPT_RECOVER] = "recover",
+    [SCRIPT_RECONCILE] = "reconcile",     [SCRIPT_LIST_TASKS] = "list_tasks",
+    [SCRIPT_QUEUE_STATS] = "queue_stats", [SCRIPT_NODE_SUMMARY] = "node_summary",
+    [SCRIPT_PACKAGE] = "package",         [SCRIPT_PACKAGE_LIST] = "package_list",
 };
 
 const struct script_src *script_get(enum script_id id) {

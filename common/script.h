@@ -8,8 +8,8 @@
 #include <stddef.h>
 
 struct script_src {
-    const char *name;   /* file name without .lua */
-    const char *text;   /* NUL-terminated source */
+    const char *name; /* file name without .lua */
+    const char *text; /* NUL-terminated source */
     size_t len;
 };
 /* Generated (scripts_gen.c). */

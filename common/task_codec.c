@@ -19,7 +19,7 @@
 
 #include "common/util.h"
 
-#define MAX_DEPTH 16    /* deepest nesting accepted; our payloads need 2 */
+#define MAX_DEPTH 16 /* deepest nesting accepted; our payloads need 2 */
 
 /* ---- encoding ---- */
 
@@ -51,7 +51,7 @@ void task_args_exec_encode_package(struct buf *out, const char *const *argv, int
         pack_str(&pk, "env", 3);
         msgpack_pack_map(&pk, (size_t)envc);
         for (int i = 0; i < envc; i++) {
-            const char *eq = strchr(env[i], '=');   /* "K" without '=' means K="" */
+            const char *eq = strchr(env[i], '='); /* "K" without '=' means K="" */
             size_t klen = eq ? (size_t)(eq - env[i]) : strlen(env[i]);
             pack_str(&pk, env[i], klen);
             const char *v = eq ? eq + 1 : "";
@@ -86,50 +86,91 @@ static uint64_t be(const uint8_t *p, int n) {
 /* Skips one object at p[*off..len). Returns 0, or -1 with *why set. Recursion is bounded by
  * MAX_DEPTH; loops are bounded by len because every object takes at least one byte. */
 static int skip_object(const uint8_t *p, size_t len, size_t *off, int depth, const char **why) {
-    if (depth > MAX_DEPTH) { *why = "nested too deeply"; return -1; }
-    if (*off >= len) { *why = "truncated"; return -1; }
+    if (depth > MAX_DEPTH) {
+        *why = "nested too deeply";
+        return -1;
+    }
+    if (*off >= len) {
+        *why = "truncated";
+        return -1;
+    }
     uint8_t b = p[(*off)++];
     size_t left = len - *off;
-    uint64_t count = 0, skip = 0;   /* container items / bytes to skip */
-    int hdr = 0;                     /* bytes of length field */
+    uint64_t count = 0, skip = 0; /* container items / bytes to skip */
+    int hdr = 0;                  /* bytes of length field */
     bool map = false, container = false;
 
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 0;
-    if (b >= 0x80 && b <= 0x8f) { count = b & 0x0f; map = container = true; }
-    else if (b >= 0x90 && b <= 0x9f) { count = b & 0x0f; container = true; }
-    else if (b >= 0xa0 && b <= 0xbf) skip = b & 0x1f;
-    else if (b == 0xc1) { *why = "byte 0xc1 is never used in msgpack"; return -1; }
-    else if (b >= 0xc4 && b <= 0xc6) hdr = 1 << (b - 0xc4);              /* bin 8/16/32 */
-    else if (b >= 0xc7 && b <= 0xc9) { hdr = 1 << (b - 0xc7); skip = 1; } /* ext 8/16/32 + type */
-    else if (b == 0xca) skip = 4;
-    else if (b == 0xcb) skip = 8;
-    else if (b >= 0xcc && b <= 0xcf) skip = 1u << (b - 0xcc);             /* uint 8..64 */
-    else if (b >= 0xd0 && b <= 0xd3) skip = 1u << (b - 0xd0);             /* int 8..64 */
-    else if (b >= 0xd4 && b <= 0xd8) skip = 1 + (1u << (b - 0xd4));       /* fixext 1..16 */
-    else if (b >= 0xd9 && b <= 0xdb) hdr = 1 << (b - 0xd9);               /* str 8/16/32 */
-    else if (b == 0xdc || b == 0xdd) { hdr = b == 0xdc ? 2 : 4; container = true; }
-    else { hdr = b == 0xde ? 2 : 4; map = container = true; }            /* 0xde, 0xdf */
+    if (b >= 0x80 && b <= 0x8f) {
+        count = b & 0x0f;
+        map = container = true;
+    } else if (b >= 0x90 && b <= 0x9f) {
+        count = b & 0x0f;
+        container = true;
+    } else if (b >= 0xa0 && b <= 0xbf)
+        skip = b & 0x1f;
+    else if (b == 0xc1) {
+        *why = "byte 0xc1 is never used in msgpack";
+        return -1;
+    } else if (b >= 0xc4 && b <= 0xc6)
+        hdr = 1 << (b - 0xc4); /* bin 8/16/32 */
+    else if (b >= 0xc7 && b <= 0xc9) {
+        hdr = 1 << (b - 0xc7);
+        skip = 1;
+    } /* ext 8/16/32 + type */
+    else if (b == 0xca)
+        skip = 4;
+    else if (b == 0xcb)
+        skip = 8;
+    else if (b >= 0xcc && b <= 0xcf)
+        skip = 1u << (b - 0xcc); /* uint 8..64 */
+    else if (b >= 0xd0 && b <= 0xd3)
+        skip = 1u << (b - 0xd0); /* int 8..64 */
+    else if (b >= 0xd4 && b <= 0xd8)
+        skip = 1 + (1u << (b - 0xd4)); /* fixext 1..16 */
+    else if (b >= 0xd9 && b <= 0xdb)
+        hdr = 1 << (b - 0xd9); /* str 8/16/32 */
+    else if (b == 0xdc || b == 0xdd) {
+        hdr = b == 0xdc ? 2 : 4;
+        container = true;
+    } else {
+        hdr = b == 0xde ? 2 : 4;
+        map = container = true;
+    } /* 0xde, 0xdf */
 
-    if ((size_t)hdr > left) { *why = "truncated"; return -1; }
+    if ((size_t)hdr > left) {
+        *why = "truncated";
+        return -1;
+    }
     if (hdr) {
         uint64_t n = be(p + *off, hdr);
         *off += (size_t)hdr;
         left -= (size_t)hdr;
-        if (container) count = n; else skip += n;
+        if (container)
+            count = n;
+        else
+            skip += n;
     }
     if (!container) {
-        if (skip > left) { *why = "truncated"; return -1; }
+        if (skip > left) {
+            *why = "truncated";
+            return -1;
+        }
         *off += (size_t)skip;
         return 0;
     }
-    if (map) count *= 2;   /* count < 2^32: no overflow */
-    if (count > left) { *why = "truncated (a container declares more items than there are bytes)"; return -1; }
+    if (map) count *= 2; /* count < 2^32: no overflow */
+    if (count > left) {
+        *why = "truncated (a container declares more items than there are bytes)";
+        return -1;
+    }
     for (uint64_t i = 0; i < count; i++)
         if (skip_object(p, len, off, depth + 1, why) < 0) return -1;
     return 0;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;
@@ -181,7 +222,7 @@ static char *dup_str(const msgpack_object *o, const char *what, char *err, size_
         fail(err, errlen, "%s is not a string (got %s)", what, type_name(o->type));
         return NULL;
     }
-    if (o->via.str.size == 0) return xstrdup("");   /* msgpack-c gives NULL for "" */
+    if (o->via.str.size == 0) return xstrdup(""); /* msgpack-c gives NULL for "" */
     if (memchr(o->via.str.ptr, '\0', o->via.str.size)) {
         fail(err, errlen, "%s contains a NUL byte", what);
         return NULL;
@@ -244,12 +285,13 @@ static int decode_env(const msgpack_object *o, struct exec_args *out, char *err,
     return 0;
 }
 
-static int decode_exec_field(const msgpack_object_kv *kv, struct exec_args *out,
-                             unsigned *seen, char *err, size_t errlen) {
+static int decode_exec_field(const msgpack_object_kv *kv, struct exec_args *out, unsigned *seen,
+                             char *err, size_t errlen) {
     static const char *const names[] = {"argv", "env", "cwd", "package"};
     const msgpack_object *k = &kv->key;
     if (k->type != MSGPACK_OBJECT_STR)
-        return fail(err, errlen, "a key of the exec map is not a string (got %s)", type_name(k->type));
+        return fail(err, errlen, "a key of the exec map is not a string (got %s)",
+                    type_name(k->type));
     for (unsigned i = 0; i < ARRAY_SIZE(names); i++) {
         if (!key_is(k, names[i])) continue;
         if (*seen & (1u << i)) return fail(err, errlen, "key '%s' appears twice", names[i]);
@@ -262,7 +304,8 @@ static int decode_exec_field(const msgpack_object_kv *kv, struct exec_args *out,
         if (!(*dst)[0]) return fail(err, errlen, "%s is empty", names[i]);
         return 0;
     }
-    return fail(err, errlen, "unknown key '%.*s' in the exec map (expected argv, env, cwd, "
+    return fail(err, errlen,
+                "unknown key '%.*s' in the exec map (expected argv, env, cwd, "
                 "package)",
                 k->via.str.size > 40 ? 40 : (int)k->via.str.size,
                 k->via.str.size ? k->via.str.ptr : "");
@@ -276,8 +319,9 @@ int task_args_exec_decode(const char *data, size_t len, struct exec_args *out, c
     if (rc < 0) goto done;
     const msgpack_object *o = &u.data;
     if (o->type != MSGPACK_OBJECT_MAP) {
-        rc = fail(err, errlen, "payload is not a msgpack map (got %s); exec needs {\"argv\": [...]}",
-                  type_name(o->type));
+        rc =
+            fail(err, errlen, "payload is not a msgpack map (got %s); exec needs {\"argv\": [...]}",
+                 type_name(o->type));
         goto done;
     }
     unsigned seen = 0;
@@ -304,7 +348,8 @@ void exec_args_free(struct exec_args *a) {
 static int sleep_value(const msgpack_object *o, int64_t *ms, char *err, size_t errlen) {
     switch (o->type) {
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX) return fail(err, errlen, "sleep of %" PRIu64 " ms is out of range", o->via.u64);
+        if (o->via.u64 > INT64_MAX)
+            return fail(err, errlen, "sleep of %" PRIu64 " ms is out of range", o->via.u64);
         *ms = (int64_t)o->via.u64;
         return 0;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
@@ -313,7 +358,9 @@ static int sleep_value(const msgpack_object *o, int64_t *ms, char *err, size_t e
         char *s = dup_str(o, "the sleep duration", err, errlen);
         if (!s) return -EINVAL;
         int rc = parse_duration_ms(s, ms);
-        if (rc < 0) fail(err, errlen, "sleep duration '%.40s' is not a duration (like 250ms, 30s, 1m30s)", s);
+        if (rc < 0)
+            fail(err, errlen, "sleep duration '%.40s' is not a duration (like 250ms, 30s, 1m30s)",
+                 s);
         free(s);
         return rc < 0 ? -EINVAL : 0;
     }
@@ -330,7 +377,8 @@ int task_args_sleep_decode(const char *data, size_t len, int64_t *ms, char *err,
         const msgpack_object *o = &u.data;
         if (o->type == MSGPACK_OBJECT_ARRAY) {
             if (o->via.array.size != 1)
-                rc = fail(err, errlen, "sleep takes one duration (got %" PRIu32 " items)", o->via.array.size);
+                rc = fail(err, errlen, "sleep takes one duration (got %" PRIu32 " items)",
+                          o->via.array.size);
             else
                 rc = sleep_value(&o->via.array.ptr[0], ms, err, errlen);
         } else {
@@ -361,7 +409,7 @@ int task_args_fail_decode(const char *data, size_t len, char **msg, char *err, s
     buf_init(&b);
     msgpack_unpacked u;
     int rc = 0;
-    if (!data || len == 0) {   /* no arguments at all: the default message */
+    if (!data || len == 0) { /* no arguments at all: the default message */
         msgpack_unpacked_init(&u);
     } else if ((rc = unpack(data, len, &u, err, errlen)) == 0) {
         const msgpack_object *o = &u.data;

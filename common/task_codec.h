@@ -20,15 +20,15 @@
 
 #include "common/buf.h"
 
-#define TASK_ARGS_MAX (1024 * 1024)   /* largest payload accepted, bytes */
+#define TASK_ARGS_MAX (1024 * 1024) /* largest payload accepted, bytes */
 
 struct exec_args {
-    char **argv;     /* NULL-terminated; owned */
+    char **argv; /* NULL-terminated; owned */
     int argc;
-    char **env;      /* "K=V" strings, NULL-terminated; owned (NULL when none) */
+    char **env; /* "K=V" strings, NULL-terminated; owned (NULL when none) */
     int envc;
-    char *cwd;       /* owned, NULL when none */
-    char *package;   /* "<space>/<PackageId>.<Version>", owned, NULL when none */
+    char *cwd;     /* owned, NULL when none */
+    char *package; /* "<space>/<PackageId>.<Version>", owned, NULL when none */
 };
 
 /* Appends an exec payload to out. env entries are "K=V" (may be NULL/0); cwd may be NULL. */

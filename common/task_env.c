@@ -23,21 +23,47 @@ static const char INTERP[] = "it makes an interpreter or runtime load code of it
 static const char NODE[] = "SHOAL_* names belong to the node (it sets SHOAL_TASK_* itself)";
 
 static const struct {
-    const char *name;     /* a name, or a prefix ending in '*' */
+    const char *name; /* a name, or a prefix ending in '*' */
     const char *why;
 } deny[] = {
-    {"LD_*", LOADER}, {"GCONV_PATH", LOADER}, {"GLIBC_TUNABLES", LOADER}, {"MALLOC_*", LOADER},
-    {"GETCONF_DIR", LIBC}, {"HOSTALIASES", LIBC}, {"LOCALDOMAIN", LIBC}, {"LOCPATH", LIBC},
-    {"NIS_PATH", LIBC}, {"NLSPATH", LIBC}, {"RESOLV_HOST_CONF", LIBC}, {"RES_OPTIONS", LIBC},
+    {"LD_*", LOADER},
+    {"GCONV_PATH", LOADER},
+    {"GLIBC_TUNABLES", LOADER},
+    {"MALLOC_*", LOADER},
+    {"GETCONF_DIR", LIBC},
+    {"HOSTALIASES", LIBC},
+    {"LOCALDOMAIN", LIBC},
+    {"LOCPATH", LIBC},
+    {"NIS_PATH", LIBC},
+    {"NLSPATH", LIBC},
+    {"RESOLV_HOST_CONF", LIBC},
+    {"RES_OPTIONS", LIBC},
     {"TZDIR", LIBC},
-    {"BASH_ENV", SHELL}, {"ENV", SHELL}, {"BASH_FUNC_*", SHELL}, {"SHELLOPTS", SHELL},
-    {"BASHOPTS", SHELL}, {"PS4", SHELL}, {"PROMPT_COMMAND", SHELL}, {"IFS", SHELL},
+    {"BASH_ENV", SHELL},
+    {"ENV", SHELL},
+    {"BASH_FUNC_*", SHELL},
+    {"SHELLOPTS", SHELL},
+    {"BASHOPTS", SHELL},
+    {"PS4", SHELL},
+    {"PROMPT_COMMAND", SHELL},
+    {"IFS", SHELL},
     {"CDPATH", SHELL},
-    {"PYTHON*", INTERP}, {"PERL5*", INTERP}, {"PERLLIB", INTERP}, {"RUBYOPT", INTERP},
-    {"RUBYLIB", INTERP}, {"NODE_OPTIONS", INTERP}, {"NODE_PATH", INTERP},
-    {"JAVA_TOOL_OPTIONS", INTERP}, {"_JAVA_OPTIONS", INTERP}, {"JDK_JAVA_OPTIONS", INTERP},
-    {"DOTNET_STARTUP_HOOKS", INTERP}, {"CORECLR_*", INTERP}, {"OPENSSL_CONF", INTERP},
-    {"OPENSSL_ENGINES", INTERP}, {"LUA_INIT*", INTERP}, {"LUA_PATH*", INTERP},
+    {"PYTHON*", INTERP},
+    {"PERL5*", INTERP},
+    {"PERLLIB", INTERP},
+    {"RUBYOPT", INTERP},
+    {"RUBYLIB", INTERP},
+    {"NODE_OPTIONS", INTERP},
+    {"NODE_PATH", INTERP},
+    {"JAVA_TOOL_OPTIONS", INTERP},
+    {"_JAVA_OPTIONS", INTERP},
+    {"JDK_JAVA_OPTIONS", INTERP},
+    {"DOTNET_STARTUP_HOOKS", INTERP},
+    {"CORECLR_*", INTERP},
+    {"OPENSSL_CONF", INTERP},
+    {"OPENSSL_ENGINES", INTERP},
+    {"LUA_INIT*", INTERP},
+    {"LUA_PATH*", INTERP},
     {"LUA_CPATH*", INTERP},
     {"SHOAL_*", NODE},
 };
@@ -65,7 +91,10 @@ const char *task_env_denied(const char *name, size_t len) {
     return NULL;
 }
 
-struct match_ctx { const char *name; size_t len; };
+struct match_ctx {
+    const char *name;
+    size_t len;
+};
 
 static int match_cb(const char *e, size_t n, void *ctx) {
     const struct match_ctx *m = ctx;
@@ -77,19 +106,27 @@ bool task_env_list_match(const char *list, const char *name, size_t len) {
     return comma_list_each(list, match_cb, &m) != 0;
 }
 
-struct check_ctx { const char *what; char *err; size_t errlen; };
+struct check_ctx {
+    const char *what;
+    char *err;
+    size_t errlen;
+};
 
 static int syntax_cb(const char *e, size_t n, void *ctx) {
     struct check_ctx *c = ctx;
     size_t m = n > 0 && e[n - 1] == '*' ? n - 1 : n;
     if (n == 0) {
-        snprintf(c->err, c->errlen, "%s: an empty entry (a comma list of names, or prefixes "
-                 "ending in '*')", c->what);
+        snprintf(c->err, c->errlen,
+                 "%s: an empty entry (a comma list of names, or prefixes "
+                 "ending in '*')",
+                 c->what);
         return -EINVAL;
     }
     if (m > 0 && task_env_name_valid(e, m)) return 0;
-    snprintf(c->err, c->errlen, "%s: '%.*s' is not a variable name ([A-Za-z_][A-Za-z0-9_]*) "
-             "or a prefix of one followed by '*'", c->what, (int)(n > 64 ? 64 : n), e);
+    snprintf(c->err, c->errlen,
+             "%s: '%.*s' is not a variable name ([A-Za-z_][A-Za-z0-9_]*) "
+             "or a prefix of one followed by '*'",
+             c->what, (int)(n > 64 ? 64 : n), e);
     return -EINVAL;
 }
 
@@ -107,8 +144,7 @@ static void printable(const char *name, size_t len, char *out, size_t outlen) {
     if (n < len && k + 4 < outlen) strcpy(out + k, "...");
 }
 
-int task_env_check(const char *const *env, int envc, const char *allow, char *err,
-                   size_t errlen) {
+int task_env_check(const char *const *env, int envc, const char *allow, char *err, size_t errlen) {
     for (int i = 0; i < envc; i++) {
         const char *eq = strchr(env[i], '=');
         size_t len = eq ? (size_t)(eq - env[i]) : strlen(env[i]);
@@ -116,8 +152,10 @@ int task_env_check(const char *const *env, int envc, const char *allow, char *er
         printable(env[i], len, name, sizeof name);
         const char *why;
         if (!task_env_name_valid(env[i], len)) {
-            snprintf(err, errlen, "env name '%s' is not a variable name: use A-Z a-z 0-9 _, "
-                     "not starting with a digit", name);
+            snprintf(err, errlen,
+                     "env name '%s' is not a variable name: use A-Z a-z 0-9 _, "
+                     "not starting with a digit",
+                     name);
             return -EINVAL;
         }
         if ((why = task_env_denied(env[i], len))) {
@@ -125,8 +163,10 @@ int task_env_check(const char *const *env, int envc, const char *allow, char *er
             return -EINVAL;
         }
         if (allow && *allow && !task_env_list_match(allow, env[i], len)) {
-            snprintf(err, errlen, "env %s is refused: this node's --task-env-allow (%.120s) "
-                     "does not list it", name, allow);
+            snprintf(err, errlen,
+                     "env %s is refused: this node's --task-env-allow (%.120s) "
+                     "does not list it",
+                     name, allow);
             return -EINVAL;
         }
         for (int j = 0; j < i; j++)

@@ -23,7 +23,7 @@
 
 #include "common/buf.h"
 
-#define TASK_ENV_MAX 4096                   /* entries in a task's final environment */
+#define TASK_ENV_MAX 4096                    /* entries in a task's final environment */
 #define TASK_ENV_BLOCK_MAX (2 * 1024 * 1024) /* bytes of the env block given to the shim */
 
 /* True when name[0..len) is [A-Za-z_][A-Za-z0-9_]*. */
@@ -44,8 +44,7 @@ int task_env_list_check(const char *list, const char *what, char *err, size_t er
 /* Checks a task's "K=V" entries: valid names, none denied, none twice, and each matching
  * allow (when allow is non-empty: --task-env-allow). Returns 0, or -EINVAL with a message
  * naming the first offending variable ("env LD_PRELOAD is refused: ..."). */
-int task_env_check(const char *const *env, int envc, const char *allow, char *err,
-                   size_t errlen);
+int task_env_check(const char *const *env, int envc, const char *allow, char *err, size_t errlen);
 
 /* Appends env (NULL-terminated "K=V" strings) to out as the shim's env block. */
 void task_env_block_encode(struct buf *out, const char *const *env);

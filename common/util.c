@@ -4,14 +4,14 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* sched_setattr(2)'s argument (SCHED_ATTR_SIZE_VER0): glibc 2.36 has no wrapper, and
@@ -25,15 +25,17 @@ struct kernel_sched_attr {
 };
 #define KERNEL_SCHED_NORMAL 0
 #define KERNEL_SCHED_FLAG_RESET_ON_FORK 0x01
-#define SHORT_SLICE_NS 100000u  /* the kernel's minimum */
+#define SHORT_SLICE_NS 100000u /* the kernel's minimum */
 
 int thread_short_slices(void) {
     errno = 0;
     int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     if (nice == -1 && errno) return -errno;
-    struct kernel_sched_attr a = {.size = sizeof a, .sched_policy = KERNEL_SCHED_NORMAL,
+    struct kernel_sched_attr a = {.size = sizeof a,
+                                  .sched_policy = KERNEL_SCHED_NORMAL,
                                   .sched_flags = KERNEL_SCHED_FLAG_RESET_ON_FORK,
-                                  .sched_nice = nice, .sched_runtime = SHORT_SLICE_NS};
+                                  .sched_nice = nice,
+                                  .sched_runtime = SHORT_SLICE_NS};
     return syscall(SYS_sched_setattr, 0, &a, 0) == 0 ? 0 : -errno;
 }
 
@@ -93,13 +95,19 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out) {
     return 0;
 }
 
-static const struct { const char *unit; int64_t ms; } units[] = {
+static const struct {
+    const char *unit;
+    int64_t ms;
+} units[] = {
     {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
 };
 
 int parse_duration_ms(const char *s, int64_t *ms) {
     if (s == NULL || *s == '\0') return -EINVAL;
-    if (strcmp(s, "0") == 0) { *ms = 0; return 0; }
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return 0;
+    }
     int64_t total = 0;
     const char *p = s;
     while (*p) {

@@ -59,8 +59,8 @@ static const unsigned entered_from[] = {
     [HTTP_CONN_READING] = FROM(HTTP_CONN_PAUSED) | FROM(HTTP_CONN_BODY_WAIT),
     [HTTP_CONN_PAUSED] = FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_BODY_WAIT),
     [HTTP_CONN_BODY_WAIT] = FROM(HTTP_CONN_READING),
-    [HTTP_CONN_STOPPED] = FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_PAUSED) |
-                          FROM(HTTP_CONN_BODY_WAIT),
+    [HTTP_CONN_STOPPED] =
+        FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_PAUSED) | FROM(HTTP_CONN_BODY_WAIT),
     [HTTP_CONN_CLOSED] = FROM(HTTP_CONN_READING) | FROM(HTTP_CONN_PAUSED) |
                          FROM(HTTP_CONN_BODY_WAIT) | FROM(HTTP_CONN_STOPPED) |
                          FROM(HTTP_CONN_CLOSED),
@@ -69,7 +69,7 @@ static const unsigned entered_from[] = {
 
 static void set_state(struct http_conn *c, enum http_conn_state to) {
     assert(entered_from[to] & (1u << c->state));
-    (void)entered_from;  /* read by the assert only */
+    (void)entered_from; /* read by the assert only */
     c->state = to;
 }
 
@@ -125,8 +125,10 @@ static void exchange_free(struct http_exchange *ex) {
 
 static void enqueue(struct http_conn *c, struct http_exchange *ex) {
     ex->next = NULL;
-    if (c->tail) c->tail->next = ex;
-    else c->head = ex;
+    if (c->tail)
+        c->tail->next = ex;
+    else
+        c->head = ex;
     c->tail = ex;
     c->pending++;
 }
@@ -150,7 +152,7 @@ static const char *refusal_text(const struct http_conn *c, int status, const llh
     case 431: return "Request header fields too large";
     case 408: return "The request did not arrive in time: the connection is closed";
     default: {
-        const char *r = llhttp_get_error_reason(p);  /* llhttp's own refusals */
+        const char *r = llhttp_get_error_reason(p); /* llhttp's own refusals */
         return r && *r ? r : "Malformed request";
     }
     }
@@ -214,7 +216,7 @@ static int on_method(llhttp_t *p, const char *at, size_t n) {
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
     struct http_conn *c = conn_of(p);
-    c->cur->method = p->method;  /* parsed by now: a refusal to HEAD carries no body */
+    c->cur->method = p->method; /* parsed by now: a refusal to HEAD carries no body */
     return head_add(c, 0, at, n);
 }
 
@@ -229,7 +231,7 @@ static int on_url_complete(llhttp_t *p) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
     struct http_conn *c = conn_of(p);
     size_t overhead = 0;
-    if (c->span == HTTP_SPAN_FIELD_DONE) nul(c);  /* the previous header's empty value */
+    if (c->span == HTTP_SPAN_FIELD_DONE) nul(c); /* the previous header's empty value */
     if (c->span != HTTP_SPAN_FIELD) overhead = HEADER_OVERHEAD;
     c->span = HTTP_SPAN_FIELD;
     return head_add(c, overhead, at, n);
@@ -306,8 +308,8 @@ static int stream_begin(struct http_conn *c, struct http_exchange *ex) {
     ex->want_continue = expect && strcasecmp(expect, "100-continue") == 0 &&
                         c->parser.http_major == 1 && c->parser.http_minor >= 1;
     enqueue(c, ex);
-    if (!stopped(c)) set_state(c, HTTP_CONN_BODY_WAIT);  /* closed meanwhile: stays so */
-    ex->route->handler(ex);  /* may answer, and so free ex */
+    if (!stopped(c)) set_state(c, HTTP_CONN_BODY_WAIT); /* closed meanwhile: stays so */
+    ex->route->handler(ex);                             /* may answer, and so free ex */
     return c->state == HTTP_CONN_READING ? 0 : HPE_PAUSED;
 }
 
@@ -323,14 +325,14 @@ static int refuse_head(struct http_conn *c, struct http_exchange *ex) {
     stop(c);
     ex->close = true;
     enqueue(c, ex);
-    http_respond_error(ex, ex->status, ex->why);  /* may free ex */
+    http_respond_error(ex, ex->status, ex->why); /* may free ex */
     return HPE_PAUSED;
 }
 
 static int on_headers_complete(llhttp_t *p) {
     struct http_conn *c = conn_of(p);
     struct http_exchange *ex = c->cur;
-    if (c->span == HTTP_SPAN_URL) {  /* never completed: keep the layout anyway */
+    if (c->span == HTTP_SPAN_URL) { /* never completed: keep the layout anyway */
         nul(c);
         ex->url_end = ex->head.len;
     } else if (c->span == HTTP_SPAN_FIELD_DONE || c->span == HTTP_SPAN_VALUE) {
@@ -349,9 +351,9 @@ static int on_headers_complete(llhttp_t *p) {
             ex->why = why ? why : http_reason(status);
         }
     }
-    if (ex->status && ex->why) {  /* refused on its head: no 100 Continue, no body read */
+    if (ex->status && ex->why) { /* refused on its head: no 100 Continue, no body read */
         if (body_announced(p)) return refuse_head(c, ex);
-        return 0;  /* answered at on_message_complete, right after this */
+        return 0; /* answered at on_message_complete, right after this */
     }
     if (ex->route && ex->route->body == HTTP_BODY_STREAM) return stream_begin(c, ex);
     bool buffered = ex->route && ex->route->body == HTTP_BODY_BUFFER;
@@ -365,7 +367,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     struct http_conn *c = conn_of(p);
     struct http_exchange *ex = c->cur;
     if (body_open(c)) {
-        int more = ex->sink->data(ex, at, n, ex->sink_arg);  /* may answer and free ex */
+        int more = ex->sink->data(ex, at, n, ex->sink_arg); /* may answer and free ex */
         if (stopped(c)) return HPE_PAUSED;
         if (more == 0) return 0;
         set_state(c, HTTP_CONN_BODY_WAIT);
@@ -388,14 +390,18 @@ static int on_message_complete(llhttp_t *p) {
     c->cur = NULL;
     bool http10 = p->http_major == 1 && p->http_minor == 0;
     ex->close = !llhttp_should_keep_alive(p) || http10 || p->upgrade;
-    bool last = ex->close;  /* the connection closes after this answer */
-    if (ex->streaming) {  /* queued and dispatched at its head already: the body is all in */
+    bool last = ex->close; /* the connection closes after this answer */
+    if (ex->streaming) {   /* queued and dispatched at its head already: the body is all in */
         ex->sink->end(ex, 0, ex->sink_arg);
     } else {
         enqueue(c, ex);
-        if (ex->status) http_respond_error(ex, ex->status, ex->why ? ex->why :
-                                           ex->status == 404 ? "Not found" : "Method not allowed");
-        else ex->route->handler(ex);
+        if (ex->status)
+            http_respond_error(ex, ex->status,
+                               ex->why             ? ex->why
+                               : ex->status == 404 ? "Not found"
+                                                   : "Method not allowed");
+        else
+            ex->route->handler(ex);
     }
     if (last) {
         stop(c);
@@ -437,7 +443,7 @@ static void execute(struct http_conn *c, const char *data, size_t len) {
     if (err == HPE_PAUSED) {
         if (stopped(c)) return;
         if (end < data + len) buf_append(&c->held, end, (size_t)(data + len - end));
-        if (c->state == HTTP_CONN_READING) set_state(c, HTTP_CONN_PAUSED);  /* or BODY_WAIT */
+        if (c->state == HTTP_CONN_READING) set_state(c, HTTP_CONN_PAUSED); /* or BODY_WAIT */
         set_reading(c, false);
         return;
     }
@@ -481,7 +487,7 @@ static void shut(struct http_conn *c) {
 static void write_answered(struct http_conn *c) {
     while (c->state != HTTP_CONN_CLOSED && c->head && c->head->done) {
         struct http_exchange *ex = c->head;
-        if (ex->out.len) {  /* the whole answer, or a streamed answer's head */
+        if (ex->out.len) { /* the whole answer, or a streamed answer's head */
             char *data = ex->out.data;
             size_t len = ex->out.len;
             buf_init(&ex->out);
@@ -490,7 +496,7 @@ static void write_answered(struct http_conn *c) {
         if (ex->src && ex->remaining > 0 && !ex->failed) {
             if (ex->pulling || c->unacked >= HTTP_STREAM_WINDOW) return;
             ex->pulling = true;
-            ex->src->pull(ex, ex->src_arg);  /* may send at once: then loop, not recurse */
+            ex->src->pull(ex, ex->src_arg); /* may send at once: then loop, not recurse */
             continue;
         }
         c->head = ex->next;
@@ -588,14 +594,16 @@ void http_conn_lent_back(struct http_conn *c) {
 void http_conn_eof(struct http_conn *c) {
     if (c->state == HTTP_CONN_CLOSED || c->eof) return;
     c->eof = true;
-    if (!c->head && !paused(c) && !c->feeding) shut(c);
-    else body_eof(c);
+    if (!c->head && !paused(c) && !c->feeding)
+        shut(c);
+    else
+        body_eof(c);
 }
 
 bool http_conn_busy(const struct http_conn *c) {
     unsigned waiting = c->pending;
     if (body_open(c) && c->cur->sink && c->state != HTTP_CONN_BODY_WAIT)
-        waiting--;  /* on the peer's body */
+        waiting--; /* on the peer's body */
     return waiting > 0 || c->held.len > 0;
 }
 
@@ -614,7 +622,7 @@ bool http_conn_expire(struct http_conn *c) {
     if (w != HTTP_WAIT_HEAD && w != HTTP_WAIT_BODY) return false;
     set_reading(c, false);
     if (body_open(c)) {
-        body_abort(c, UV_ETIMEDOUT);  /* the handler answers, now or after its cleanup */
+        body_abort(c, UV_ETIMEDOUT); /* the handler answers, now or after its cleanup */
         return true;
     }
     refuse_now(c, 408);
@@ -629,7 +637,7 @@ void http_conn_written(struct http_conn *c, size_t len) {
 }
 
 void http_conn_close(struct http_conn *c) {
-    struct http_exchange *body = body_open(c) ? c->cur : NULL;  /* queued: detached below */
+    struct http_exchange *body = body_open(c) ? c->cur : NULL; /* queued: detached below */
     if (c->cur && !body) exchange_free(c->cur);
     c->cur = NULL;
     for (struct http_exchange *ex = c->head, *next; ex; ex = next) {
@@ -640,7 +648,7 @@ void http_conn_close(struct http_conn *c) {
             void *arg = ex->src_arg;
             exchange_free(ex);
             if (src) src->end(arg, UV_ECONNRESET);
-        } else {  /* with its handler (or a pull): freed by its answer */
+        } else { /* with its handler (or a pull): freed by its answer */
             ex->conn = NULL;
         }
     }
@@ -666,7 +674,7 @@ const char *http_header(const struct http_exchange *ex, const char *name) {
     while (d && off < ex->headers_end) {
         const char *n = d + off;
         off += strlen(n) + 1;
-        if (off >= ex->headers_end) break;  /* every name has a value: never taken */
+        if (off >= ex->headers_end) break; /* every name has a value: never taken */
         const char *v = d + off;
         off += strlen(v) + 1;
         if (strcasecmp(n, name) == 0) return v;
@@ -683,14 +691,30 @@ void http_add_header(struct http_exchange *ex, const char *name, const char *val
 }
 
 const char *http_reason(int status) {
-    static const struct { int status; const char *text; } reasons[] = {
-        {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+    static const struct {
+        int status;
+        const char *text;
+    } reasons[] = {
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
         {304, "Not Modified"},
-        {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
-        {405, "Method Not Allowed"}, {408, "Request Timeout"}, {409, "Conflict"}, {413, "Payload Too Large"},
-        {415, "Unsupported Media Type"}, {418, "I'm a teapot"}, {429, "Too Many Requests"},
-        {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
-        {503, "Service Unavailable"}, {507, "Insufficient Storage"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {413, "Payload Too Large"},
+        {415, "Unsupported Media Type"},
+        {418, "I'm a teapot"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {503, "Service Unavailable"},
+        {507, "Insufficient Storage"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
         if (reasons[i].status == status) return reasons[i].text;
@@ -725,11 +749,11 @@ static bool answer_head(struct http_exchange *ex, int status, const char *conten
     return !bodiless;
 }
 
-void http_respond(struct http_exchange *ex, int status, const char *content_type,
-                  const char *body, size_t len) {
+void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t len) {
     assert(!ex->done);
     struct http_conn *c = ex->conn;
-    if (!c) {  /* detached: nobody to answer */
+    if (!c) { /* detached: nobody to answer */
         exchange_free(ex);
         return;
     }
@@ -760,7 +784,7 @@ void http_stream_send(struct http_exchange *ex, char *data, size_t n) {
     assert(ex->pulling && n > 0 && n <= ex->remaining);
     ex->pulling = false;
     struct http_conn *c = ex->conn;
-    if (!c) {  /* the connection went while the piece was being made */
+    if (!c) { /* the connection went while the piece was being made */
         const struct http_source *src = ex->src;
         void *arg = ex->src_arg;
         free(data);
@@ -797,7 +821,7 @@ int http_body_start(struct http_exchange *ex, const struct http_sink *sink, void
     ex->sink_arg = arg;
     if (c->state == HTTP_CONN_BODY_WAIT) body_go(c);
     stream_continue(c);
-    if (!c->feeding) resume(c);  /* inside the handler's first call, parsing just goes on */
+    if (!c->feeding) resume(c); /* inside the handler's first call, parsing just goes on */
     return 0;
 }
 
@@ -813,7 +837,7 @@ static const char *internal_error(const struct http_exchange *ex, const char *ms
                                   size_t len) {
     uint8_t r[6] = {0};
     char id[16], q[600], pq[300];
-    if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0) {  /* no entropy: a counter */
+    if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0) { /* no entropy: a counter */
         static uint64_t seq;
         uint64_t n = ++seq;
         memcpy(r, &n, sizeof r);
@@ -823,8 +847,10 @@ static const char *internal_error(const struct http_exchange *ex, const char *ms
     log_error("internal error answered 500", " error_id=%s method=%s path=%s detail=%s", id,
               llhttp_method_name(ex->method), log_q(pq, sizeof pq, path),
               log_q(q, sizeof q, msg ? msg : ""));
-    snprintf(out, len, "internal error on this node (error id %s); the node's log has the "
-             "details under that id", id);
+    snprintf(out, len,
+             "internal error on this node (error id %s); the node's log has the "
+             "details under that id",
+             id);
     return out;
 }
 

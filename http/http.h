@@ -40,9 +40,9 @@ struct http_conn;
 
 /* What a route does with a request body. */
 enum http_body {
-    HTTP_BODY_NONE,    /* read and discarded, up to site->max_discard_bytes; 413 above */
-    HTTP_BODY_BUFFER,  /* collected for http_body(), up to site->max_body_bytes; 413 above */
-    HTTP_BODY_STREAM,  /* no limit: the handler runs after the head and takes the body through
+    HTTP_BODY_NONE,   /* read and discarded, up to site->max_discard_bytes; 413 above */
+    HTTP_BODY_BUFFER, /* collected for http_body(), up to site->max_body_bytes; 413 above */
+    HTTP_BODY_STREAM, /* no limit: the handler runs after the head and takes the body through
                         * http_body_start() as it arrives (see "streamed request bodies") */
 };
 
@@ -58,38 +58,38 @@ typedef int (*http_admit_fn)(struct http_exchange *ex, const char **why);
 /* One row of a route table. A pattern is an absolute path whose "{name}" segments each match
  * one non-empty segment (read with http_param()); the row's GET also answers HEAD. */
 struct http_route {
-    llhttp_method_t method;                       /* HTTP_GET, HTTP_PUT, ... */
-    const char *pattern;                          /* "/api/octopusservernodes/{id}" */
-    void (*handler)(struct http_exchange *ex);    /* must answer ex, now or later, exactly once */
+    llhttp_method_t method;                    /* HTTP_GET, HTTP_PUT, ... */
+    const char *pattern;                       /* "/api/octopusservernodes/{id}" */
+    void (*handler)(struct http_exchange *ex); /* must answer ex, now or later, exactly once */
     enum http_body body;
-    http_admit_fn admit;                          /* NULL: open to every request */
+    http_admit_fn admit; /* NULL: open to every request */
 };
 
 /* A route table plus the limits and context shared by every connection of one server. */
 struct http_site {
-    const struct http_route *routes;  /* borrowed; looked up in order, first match wins */
+    const struct http_route *routes; /* borrowed; looked up in order, first match wins */
     size_t nroutes;
-    const char *headers;              /* borrowed: header lines every answer carries, each
+    const char *headers;            /* borrowed: header lines every answer carries, each
                                        * ended by CRLF ("Octopus-Node: n1\r\n"), or NULL */
-    void *data;                       /* borrowed: handlers' context (http_site_of(ex)->data) */
-    uv_loop_t *loop;                  /* borrowed: the loop handlers run on (timers, file I/O);
+    void *data;                     /* borrowed: handlers' context (http_site_of(ex)->data) */
+    uv_loop_t *loop;                /* borrowed: the loop handlers run on (timers, file I/O);
                                        * NULL without a libuv transport (core tests, fuzzing) */
-    size_t max_header_bytes;          /* request line + headers above this: 431 and close */
-    size_t max_body_bytes;            /* HTTP_BODY_BUFFER limit */
-    size_t max_discard_bytes;         /* HTTP_BODY_NONE limit */
-    unsigned max_pending;             /* answers outstanding on one connection before pausing */
-    const struct http_stats *stats;   /* borrowed: the transport's connection counters (for
+    size_t max_header_bytes;        /* request line + headers above this: 431 and close */
+    size_t max_body_bytes;          /* HTTP_BODY_BUFFER limit */
+    size_t max_discard_bytes;       /* HTTP_BODY_NONE limit */
+    unsigned max_pending;           /* answers outstanding on one connection before pausing */
+    const struct http_stats *stats; /* borrowed: the transport's connection counters (for
                                        * /metrics), or NULL without one */
 };
 
 /* A server's connection counters, kept by the transport (server.c) and read by /metrics. */
 struct http_stats {
-    uint64_t open;            /* connections being served now (refused ones not counted) */
-    uint64_t refused_node;    /* closed at accept: the node's connection cap was reached */
-    uint64_t refused_ip;      /* ... the peer address's connection cap was reached */
-    uint64_t head_timeouts;   /* closed: a request head (or a first request) came too slowly */
-    uint64_t body_timeouts;   /* closed: a request body delivered nothing for too long */
-    uint64_t accept_errors;   /* accept() failed (EMFILE, ENFILE, ENOMEM, ...) */
+    uint64_t open;          /* connections being served now (refused ones not counted) */
+    uint64_t refused_node;  /* closed at accept: the node's connection cap was reached */
+    uint64_t refused_ip;    /* ... the peer address's connection cap was reached */
+    uint64_t head_timeouts; /* closed: a request head (or a first request) came too slowly */
+    uint64_t body_timeouts; /* closed: a request body delivered nothing for too long */
+    uint64_t accept_errors; /* accept() failed (EMFILE, ENFILE, ENOMEM, ...) */
 };
 
 /* Fills site with the defaults (8 KiB headers, 1 MiB bodies, 64 KiB discard, 16 pending). */
@@ -116,8 +116,13 @@ struct http_conn_io {
 #define HTTP_STREAM_WINDOW (512u << 10)
 
 /* Which span of a request head the parser is in (http.c keeps spans NUL-separated). */
-enum http_span { HTTP_SPAN_URL, HTTP_SPAN_LINE, HTTP_SPAN_FIELD, HTTP_SPAN_FIELD_DONE,
-                 HTTP_SPAN_VALUE };
+enum http_span {
+    HTTP_SPAN_URL,
+    HTTP_SPAN_LINE,
+    HTTP_SPAN_FIELD,
+    HTTP_SPAN_FIELD_DONE,
+    HTTP_SPAN_VALUE
+};
 
 /* Where a connection is in its life; the core's other flags are orthogonal to it (eof: the
  * peer's side; lent_sink: a loan that outlives any state; feeding, flushing: re-entrancy).
@@ -152,37 +157,37 @@ enum http_conn_state {
 
 /* One connection's parsing and answering state: embedded by the transport (container_of). */
 struct http_conn {
-    llhttp_t parser;                /* parser->data unused: container_of finds us */
-    const struct http_site *site;   /* borrowed */
-    const struct http_conn_io *io;  /* borrowed */
-    enum http_conn_state state;     /* see above; only http.c's set_state() changes it */
-    struct http_exchange *cur;      /* the request being parsed, or NULL */
-    struct http_exchange *head;     /* dispatched requests in order, oldest first */
+    llhttp_t parser;               /* parser->data unused: container_of finds us */
+    const struct http_site *site;  /* borrowed */
+    const struct http_conn_io *io; /* borrowed */
+    enum http_conn_state state;    /* see above; only http.c's set_state() changes it */
+    struct http_exchange *cur;     /* the request being parsed, or NULL */
+    struct http_exchange *head;    /* dispatched requests in order, oldest first */
     struct http_exchange *tail;
-    unsigned pending;               /* exchanges in the head..tail queue */
-    struct buf held;                /* input received while paused, parsed on resume */
-    size_t head_bytes;              /* request line + headers of cur, counted so far */
-    uint64_t body_bytes;            /* body of cur, counted so far */
-    uint64_t unacked;               /* written to io, not yet acknowledged (acks_writes only) */
-    int fail_status;                /* set by a parser callback that refuses the request */
-    const char *fail_text;          /* ... and its message (static), or NULL: the default */
-    const char *in_start;           /* the input llhttp_execute() is running over */
-    char before;                    /* the last byte other than SP/HT parsed before in_start */
-    enum http_span span;            /* which span of cur's head is being received */
-    bool head_done;                 /* cur's head is complete: its body (if any) is being read
+    unsigned pending;      /* exchanges in the head..tail queue */
+    struct buf held;       /* input received while paused, parsed on resume */
+    size_t head_bytes;     /* request line + headers of cur, counted so far */
+    uint64_t body_bytes;   /* body of cur, counted so far */
+    uint64_t unacked;      /* written to io, not yet acknowledged (acks_writes only) */
+    int fail_status;       /* set by a parser callback that refuses the request */
+    const char *fail_text; /* ... and its message (static), or NULL: the default */
+    const char *in_start;  /* the input llhttp_execute() is running over */
+    char before;           /* the last byte other than SP/HT parsed before in_start */
+    enum http_span span;   /* which span of cur's head is being received */
+    bool head_done;        /* cur's head is complete: its body (if any) is being read
                                      * (a request's part, not the connection's state: chunked
                                      * trailers come after it and do not undo it) */
-    bool eof;                       /* the peer sent EOF: close once answered (any state) */
-    bool read_off;                  /* io->read_ctl(c, false) is in force */
-    bool feeding;                   /* inside llhttp_execute: no re-entry */
-    bool flushing;                  /* inside flush(): a nested call only asks for another pass */
-    bool reflush;                   /* ... which this records */
-    uint64_t requests;              /* requests begun on this connection (deadlines tell them
+    bool eof;              /* the peer sent EOF: close once answered (any state) */
+    bool read_off;         /* io->read_ctl(c, false) is in force */
+    bool feeding;          /* inside llhttp_execute: no re-entry */
+    bool flushing;         /* inside flush(): a nested call only asks for another pass */
+    bool reflush;          /* ... which this records */
+    uint64_t requests;     /* requests begun on this connection (deadlines tell them
                                      * apart) */
     /* A read off the loop: non-NULL while a sink's memory is lent (http_conn_read_buffer with
      * off_loop) until http_conn_lent_back(), whatever the state meanwhile (the connection
      * may stop or close while the read runs; the memory still comes back exactly once). */
-    const struct http_sink *lent_sink;  /* ... whose returned() http_conn_lent_back() calls */
+    const struct http_sink *lent_sink; /* ... whose returned() http_conn_lent_back() calls */
     void *lent_arg;
 };
 
@@ -251,9 +256,9 @@ void http_conn_close(struct http_conn *c);
 
 /* --- for handlers: reading the request (valid until http_respond) --- */
 
-llhttp_method_t http_method(const struct http_exchange *ex);  /* HEAD is reported as HEAD */
-const char *http_path(const struct http_exchange *ex);        /* normalised, no query */
-const char *http_query(const struct http_exchange *ex);       /* after '?', "" if none */
+llhttp_method_t http_method(const struct http_exchange *ex); /* HEAD is reported as HEAD */
+const char *http_path(const struct http_exchange *ex);       /* normalised, no query */
+const char *http_query(const struct http_exchange *ex);      /* after '?', "" if none */
 /* The i-th "{name}" segment of the matched pattern, or NULL. */
 const char *http_param(const struct http_exchange *ex, unsigned i);
 /* First header of that name (case-insensitive), or NULL. */
@@ -271,8 +276,8 @@ void http_add_header(struct http_exchange *ex, const char *name, const char *val
 /* Answers ex: status, Content-Type (used when len > 0) and body (copied; omitted for HEAD,
  * Content-Length kept). Gives ex back to the core (or frees it, if detached): ex must not be
  * used afterwards. Safe to call from inside the handler or any time later. */
-void http_respond(struct http_exchange *ex, int status, const char *content_type,
-                  const char *body, size_t len);
+void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t len);
 
 /* Answers with {"ErrorMessage":msg} as application/json. A 500 does not show msg: it is
  * logged at error level with a fresh error id ("E-" and 12 hex digits), and the answer gives a

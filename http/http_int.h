@@ -25,24 +25,24 @@ struct http_exchange {
     size_t query_off;                  /* query string, "" if none */
     size_t param_off[HTTP_MAX_PARAMS]; /* captured "{name}" segments */
     unsigned nparams;
-    int status;                        /* 404/405/400 decided by routing, or a refusal by
+    int status;             /* 404/405/400 decided by routing, or a refusal by
                                         * the route's admit; 0 = dispatch to route */
-    const char *why;                   /* status's message (static), or NULL: the default */
-    llhttp_method_t method;            /* as requested; HEAD answers carry no body */
-    bool close;                        /* close the connection after this answer */
-    bool done;                         /* out holds the answer (a streamed one: its head) */
+    const char *why;        /* status's message (static), or NULL: the default */
+    llhttp_method_t method; /* as requested; HEAD answers carry no body */
+    bool close;             /* close the connection after this answer */
+    bool done;              /* out holds the answer (a streamed one: its head) */
     /* A streamed request body (HTTP_BODY_STREAM): queued when its head was in; the body is
      * read while it is the conn's cur. */
-    bool streaming;                    /* queued at its head; its body goes to sink */
-    bool want_continue;                /* "Expect: 100-continue" not yet answered */
-    const struct http_sink *sink;      /* borrowed, set by http_body_start() */
+    bool streaming;               /* queued at its head; its body goes to sink */
+    bool want_continue;           /* "Expect: 100-continue" not yet answered */
+    const struct http_sink *sink; /* borrowed, set by http_body_start() */
     void *sink_arg;
     /* A streamed answer (http_respond_stream). */
-    const struct http_source *src;     /* borrowed; NULL for an answer held in out */
+    const struct http_source *src; /* borrowed; NULL for an answer held in out */
     void *src_arg;
-    uint64_t remaining;                /* body bytes still to pull */
-    bool pulling;                      /* src->pull asked, no http_stream_send() yet */
-    bool failed;                       /* http_stream_fail(): close instead of finishing */
+    uint64_t remaining; /* body bytes still to pull */
+    bool pulling;       /* src->pull asked, no http_stream_send() yet */
+    bool failed;        /* http_stream_fail(): close instead of finishing */
     int fail_err;
 };
 

@@ -4,7 +4,7 @@
  * exchange's own head buffer. Percent-decoding is left to handlers (ids need none today), but
  * a target holding %00 is refused here, for every route: decoded, it would end a C string
  * early and the rest would be dropped without a word. */
-#define _GNU_SOURCE  /* memmem */
+#define _GNU_SOURCE /* memmem */
 #include <string.h>
 #include <strings.h>
 
@@ -14,18 +14,18 @@
 static void normalise(struct http_exchange *ex) {
     struct buf *h = &ex->head;
     size_t url_len = ex->url_end ? ex->url_end - 1 : 0;
-    buf_reserve(h, url_len + 3);  /* path and query together fit: pointers below stay put */
+    buf_reserve(h, url_len + 3); /* path and query together fit: pointers below stay put */
     const char *u = h->data;
     const char *end = u + url_len;
     if (url_len >= 7 && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0)) {
-        u = memchr(u, ':', url_len) + 3;  /* skip the authority: the path starts at its '/' */
+        u = memchr(u, ':', url_len) + 3; /* skip the authority: the path starts at its '/' */
         while (u < end && *u != '/' && *u != '?' && *u != '#') u++;
     }
     const char *q = u;
     while (q < end && *q != '?' && *q != '#') q++;
 
     ex->path_off = h->len;
-    if (u == q) buf_append(h, "/", 1);  /* "http://host" or "?x": the root */
+    if (u == q) buf_append(h, "/", 1); /* "http://host" or "?x": the root */
     for (const char *s = u; s < q; s++) {
         if (*s == '/' && h->len > ex->path_off && h->data[h->len - 1] == '/') continue;
         buf_append(h, s, 1);
@@ -58,7 +58,7 @@ static int match(const char *pat, const char *path, size_t cap[][2]) {
             pat = close + 1;
             s += len;
         } else if (*pat++ != *s++) {
-            return -1;  /* a mismatch stops here: s never walks past its NUL */
+            return -1; /* a mismatch stops here: s never walks past its NUL */
         }
     }
     return *s ? -1 : n;
@@ -107,7 +107,7 @@ void http_route_lookup(const struct http_site *site, struct http_exchange *ex) {
         size_t base = ex->path_off;
         for (int k = 0; k < n; k++) {
             ex->param_off[k] = ex->head.len;
-            buf_reserve(&ex->head, cap[k][1] + 1);  /* so the source below cannot move */
+            buf_reserve(&ex->head, cap[k][1] + 1); /* so the source below cannot move */
             buf_append(&ex->head, ex->head.data + base + cap[k][0], cap[k][1]);
             buf_append(&ex->head, "", 1);
         }

@@ -18,7 +18,8 @@ bool multipart_is_form(const char *ct) {
     if (!ct) return false;
     while (*ct == ' ' || *ct == '\t') ct++;
     size_t n = strlen("multipart/form-data");
-    return strncasecmp(ct, "multipart/form-data", n) == 0 && (!ct[n] || ct[n] == ';' || ct[n] == ' ');
+    return strncasecmp(ct, "multipart/form-data", n) == 0 &&
+           (!ct[n] || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* Finds param=value or param="value" in a header value's ;-separated parameters. */
@@ -68,7 +69,7 @@ bool disposition_param(const char *value, const char *param, char *out, size_t l
     memcpy(star, param, pl);
     memcpy(star + pl, "*", 2);
     if (!param_raw(value, star, ext, sizeof ext)) return false;
-    const char *q = strstr(ext, "''");  /* charset'lang'percent-encoded */
+    const char *q = strstr(ext, "''"); /* charset'lang'percent-encoded */
     const char *s = q ? q + 2 : ext;
     size_t k = 0;
     for (; *s; s++) {
@@ -76,7 +77,7 @@ bool disposition_param(const char *value, const char *param, char *out, size_t l
         if (c == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
             c = hexval(s[1]) * 16 + hexval(s[2]);
             s += 2;
-            if (c == 0) return false;  /* a NUL would cut the name short: no name at all */
+            if (c == 0) return false; /* a NUL would cut the name short: no name at all */
         }
         if (k + 1 >= len) return false;
         out[k++] = (char)c;
@@ -96,7 +97,7 @@ int multipart_init(struct multipart *m, const char *content_type) {
     memcpy(m->delim, "\r\n--", 4);
     memcpy(m->delim + 4, b, n);
     m->dlen = n + 4;
-    m->matched = 2;  /* the first delimiter may open the body without a CRLF */
+    m->matched = 2; /* the first delimiter may open the body without a CRLF */
     m->state = MP_PREAMBLE;
     return 0;
 }
@@ -143,8 +144,8 @@ static size_t scan(struct multipart *m, const char *at, size_t n) {
             }
             continue;
         }
-        emit(m, m->delim, m->matched);  /* not a delimiter after all: it was data */
-        m->matched = 0;                 /* at[i] is looked at again */
+        emit(m, m->delim, m->matched); /* not a delimiter after all: it was data */
+        m->matched = 0;                /* at[i] is looked at again */
     }
     return i;
 }
@@ -160,9 +161,11 @@ static int headers_done(struct multipart *m) {
         if (strncasecmp(line, "content-disposition:", 20) == 0) {
             const char *v = line + 20;
             while (*v == ' ' || *v == '\t') v++;
-            if (strncasecmp(v, "form-data", 9) != 0) return fail(m, "a part's Content-Disposition is not form-data");
+            if (strncasecmp(v, "form-data", 9) != 0)
+                return fail(m, "a part's Content-Disposition is not form-data");
             if (strstr(v, "%00"))
-                return fail(m, "a part's Content-Disposition holds %00 (a NUL byte) in a parameter");
+                return fail(m,
+                            "a part's Content-Disposition holds %00 (a NUL byte) in a parameter");
             has_name = disposition_param(v, "name", name, sizeof name);
             has_file = disposition_param(v, "filename", filename, sizeof filename);
         }
@@ -192,27 +195,29 @@ int multipart_feed(struct multipart *m, const char *at, size_t n) {
         int rc = 0;
         switch (m->state) {
         case MP_PREAMBLE:
-        case MP_DATA:
-            i += scan(m, at + i, n - i);
-            continue;
+        case MP_DATA: i += scan(m, at + i, n - i); continue;
         case MP_AFTER_DELIM:
-            if (c == '-') m->state = MP_DASH;
-            else if (c == '\r') m->state = MP_CR;
-            else if (c != ' ' && c != '\t') rc = fail(m, "a boundary line is not followed by CRLF or \"--\"");
+            if (c == '-')
+                m->state = MP_DASH;
+            else if (c == '\r')
+                m->state = MP_CR;
+            else if (c != ' ' && c != '\t')
+                rc = fail(m, "a boundary line is not followed by CRLF or \"--\"");
             break;
         case MP_DASH:
-            if (c == '-') m->state = MP_END;
-            else rc = fail(m, "a boundary line is not followed by CRLF or \"--\"");
+            if (c == '-')
+                m->state = MP_END;
+            else
+                rc = fail(m, "a boundary line is not followed by CRLF or \"--\"");
             break;
         case MP_CR:
-            if (c == '\n') m->state = MP_HEADERS;
-            else rc = fail(m, "a boundary line is not followed by CRLF");
+            if (c == '\n')
+                m->state = MP_HEADERS;
+            else
+                rc = fail(m, "a boundary line is not followed by CRLF");
             break;
-        case MP_HEADERS:
-            rc = headers_byte(m, c);
-            break;
-        case MP_END:
-            return 0;  /* the epilogue is ignored */
+        case MP_HEADERS: rc = headers_byte(m, c); break;
+        case MP_END: return 0; /* the epilogue is ignored */
         }
         if (rc) return rc;
         i++;

@@ -19,19 +19,19 @@
 enum multipart_state { MP_PREAMBLE, MP_AFTER_DELIM, MP_DASH, MP_CR, MP_HEADERS, MP_DATA, MP_END };
 
 struct multipart {
-    char delim[MULTIPART_BOUNDARY_MAX + 5];  /* CRLF "--" boundary */
+    char delim[MULTIPART_BOUNDARY_MAX + 5]; /* CRLF "--" boundary */
     size_t dlen;
-    size_t matched;              /* leading delimiter bytes seen and held back */
+    size_t matched; /* leading delimiter bytes seen and held back */
     enum multipart_state state;
-    struct buf headers;          /* the current part's header block, while in MP_HEADERS */
+    struct buf headers; /* the current part's header block, while in MP_HEADERS */
     /* A part's headers are in: name and filename from its Content-Disposition (NULL when
      * absent). Returns true to get this part's data through on_data. */
     bool (*on_part)(void *arg, const char *name, const char *filename);
     void (*on_data)(void *arg, const char *at, size_t n);
-    void (*on_part_end)(void *arg);  /* after the last on_data of a wanted part */
+    void (*on_part_end)(void *arg); /* after the last on_data of a wanted part */
     void *arg;
-    bool want;                   /* the current part's data goes to on_data */
-    const char *error;           /* static text once a feed failed */
+    bool want;         /* the current part's data goes to on_data */
+    const char *error; /* static text once a feed failed */
 };
 
 /* Reads the boundary from a Content-Type value ("multipart/form-data; boundary=xyz"). Returns

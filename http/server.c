@@ -53,20 +53,20 @@
  * voluntary, cloud kernels often none) a thread in the kernel keeps its CPU until the call
  * returns, whatever its priority; 64 KiB takes ~20 us to copy. */
 #define OFF_READ_PIECE (64u << 10)
-#define OFF_READ_MAX (8u << 20)   /* asked of the sink per job (it gives what it has room for) */
-#define OUT_HIGH (256 << 10)  /* unacknowledged output above which a peer's input is not read */
-#define OUT_LOW (64 << 10)    /* ... until it falls back to this */
-#define LINGER_MS 2000        /* after our final answer, wait this long at most for EOF */
+#define OFF_READ_MAX (8u << 20) /* asked of the sink per job (it gives what it has room for) */
+#define OUT_HIGH (256 << 10)    /* unacknowledged output above which a peer's input is not read */
+#define OUT_LOW (64 << 10)      /* ... until it falls back to this */
+#define LINGER_MS 2000          /* after our final answer, wait this long at most for EOF */
 #define BACKLOG 511
-#define IP_BUCKETS 1024       /* per-address connection counts (chained) */
-#define ACCEPT_LOG_MS 10000   /* accept failures are logged at most this often */
+#define IP_BUCKETS 1024     /* per-address connection counts (chained) */
+#define ACCEPT_LOG_MS 10000 /* accept failures are logged at most this often */
 
 /* How many connections one peer address holds (only with a per-address cap). */
 struct ip_count {
-    struct ip_count *next;           /* the bucket's chain */
-    unsigned char addr[16];          /* IPv4 in the first 4 bytes, or IPv6 */
-    unsigned char len;               /* 4 or 16 */
-    unsigned n;                      /* open connections from it */
+    struct ip_count *next;  /* the bucket's chain */
+    unsigned char addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
+    unsigned char len;      /* 4 or 16 */
+    unsigned n;             /* open connections from it */
 };
 
 /* Where a conn is in its life. Only OPEN has phases (below) and deadlines.
@@ -94,68 +94,68 @@ enum conn_phase { PH_NEW, PH_FRESH, PH_IDLE, PH_HEAD, PH_BODY, PH_WRITING, PH_US
 enum conn_event { EV_NONE, EV_READ, EV_WROTE };
 
 struct http_server {
-    uv_loop_t *loop;                 /* borrowed */
+    uv_loop_t *loop; /* borrowed */
     uv_tcp_t listener;
-    struct http_site site;           /* routes, handlers' context, headers, limits (a copy) */
-    struct bgq *reader;              /* borrowed: reads bodies off the loop, or NULL */
-    uint64_t idle_timeout_ms;        /* 0: never */
-    uint64_t head_timeout_ms;        /* 0: never (with no idle timeout either) */
-    uint64_t body_timeout_ms;        /* 0: never (likewise) */
-    unsigned max_conns;              /* connections served at once; 0: no cap */
-    unsigned max_conns_per_ip;       /* ... from one peer address; 0: no cap */
-    struct http_stats stats;         /* site.stats points here; stats.open counts served conns */
-    uint64_t accept_logged_ms;       /* loop time of the last accept failure logged */
-    struct ip_count *ips[IP_BUCKETS];  /* with max_conns_per_ip: counts per peer address */
-    struct conn *conns;              /* every open conn, newest first (refused ones too) */
+    struct http_site site;            /* routes, handlers' context, headers, limits (a copy) */
+    struct bgq *reader;               /* borrowed: reads bodies off the loop, or NULL */
+    uint64_t idle_timeout_ms;         /* 0: never */
+    uint64_t head_timeout_ms;         /* 0: never (with no idle timeout either) */
+    uint64_t body_timeout_ms;         /* 0: never (likewise) */
+    unsigned max_conns;               /* connections served at once; 0: no cap */
+    unsigned max_conns_per_ip;        /* ... from one peer address; 0: no cap */
+    struct http_stats stats;          /* site.stats points here; stats.open counts served conns */
+    uint64_t accept_logged_ms;        /* loop time of the last accept failure logged */
+    struct ip_count *ips[IP_BUCKETS]; /* with max_conns_per_ip: counts per peer address */
+    struct conn *conns;               /* every open conn, newest first (refused ones too) */
     unsigned nconns;
     int port;
-    bool listener_open;              /* until the listener's close callback */
-    bool closing;                    /* http_server_close() called (or new failed) */
-    void (*done)(void *arg);         /* called once everything is closed */
+    bool listener_open;      /* until the listener's close callback */
+    bool closing;            /* http_server_close() called (or new failed) */
+    void (*done)(void *arg); /* called once everything is closed */
     void *done_arg;
-    char rbuf[READ_BUF_SIZE];        /* every conn reads here; consumed within read_cb */
+    char rbuf[READ_BUF_SIZE]; /* every conn reads here; consumed within read_cb */
 };
 
 struct conn {
     union {
         uv_handle_t handle;
         uv_stream_t stream;
-        uv_tcp_t tcp;                /* accepted */
-        uv_pipe_t pipe;              /* adopted (tests: a socketpair end) */
+        uv_tcp_t tcp;   /* accepted */
+        uv_pipe_t pipe; /* adopted (tests: a socketpair end) */
     } h;
-    uv_timer_t timer;                /* idle timeout, then linger timeout */
-    struct http_conn http;           /* the protocol state */
+    uv_timer_t timer;      /* idle timeout, then linger timeout */
+    struct http_conn http; /* the protocol state */
     struct http_server *srv;
-    struct conn *prev, *next;        /* srv->conns */
-    size_t out_bytes;                /* written but not yet acknowledged by a write callback */
-    int open_handles;                /* handles initialised and not yet closed */
-    bool has_timer;                  /* timer initialised */
-    bool want_read;                  /* the core accepts input */
-    bool reading;                    /* uv_read_start in force */
-    bool eof;                        /* the peer sent EOF */
-    enum conn_state state;           /* OPEN ... HANDLES_CLOSING (see enum conn_state) */
-    bool served;                     /* counted in stats.open (not a refused connection) */
-    enum conn_phase phase;           /* what the timer is set for */
-    uint64_t deadline;               /* loop ms when the phase's time is up; 0: none */
-    uint64_t accepted_ms;            /* loop ms at accept: a fresh conn's head deadline */
-    uint64_t head_req;               /* the request (http.requests) head_deadline is for */
-    uint64_t head_deadline;          /* ... from its first byte (from accept for the first) */
-    struct ip_count *ip;             /* its address's count, or NULL */
-    struct off_read {                /* a read off the loop (see the top of the file) */
+    struct conn *prev, *next; /* srv->conns */
+    size_t out_bytes;         /* written but not yet acknowledged by a write callback */
+    int open_handles;         /* handles initialised and not yet closed */
+    bool has_timer;           /* timer initialised */
+    bool want_read;           /* the core accepts input */
+    bool reading;             /* uv_read_start in force */
+    bool eof;                 /* the peer sent EOF */
+    enum conn_state state;    /* OPEN ... HANDLES_CLOSING (see enum conn_state) */
+    bool served;              /* counted in stats.open (not a refused connection) */
+    enum conn_phase phase;    /* what the timer is set for */
+    uint64_t deadline;        /* loop ms when the phase's time is up; 0: none */
+    uint64_t accepted_ms;     /* loop ms at accept: a fresh conn's head deadline */
+    uint64_t head_req;        /* the request (http.requests) head_deadline is for */
+    uint64_t head_deadline;   /* ... from its first byte (from accept for the first) */
+    struct ip_count *ip;      /* its address's count, or NULL */
+    struct off_read {         /* a read off the loop (see the top of the file) */
         struct bgq_job job;
         int fd;
-        char *base;                  /* the sink's memory, lent (http_conn_read_buffer) */
-        size_t len;                  /* its room; 0: none asked for */
-        size_t got;                  /* bytes read into it */
-        int err;                     /* 0, or the read's negative errno */
-        bool eof;                    /* the peer closed its side */
-        bool running;                /* the job is queued or running */
+        char *base;   /* the sink's memory, lent (http_conn_read_buffer) */
+        size_t len;   /* its room; 0: none asked for */
+        size_t got;   /* bytes read into it */
+        int err;      /* 0, or the read's negative errno */
+        bool eof;     /* the peer closed its side */
+        bool running; /* the job is queued or running */
     } off;
 };
 
 struct write_req {
     uv_write_t req;
-    char *data;                      /* owned: the answer, freed in write_cb */
+    char *data; /* owned: the answer, freed in write_cb */
     size_t len;
 };
 
@@ -174,7 +174,7 @@ static const unsigned conn_entered_from[] = {
 
 static void set_state(struct conn *c, enum conn_state to) {
     assert(conn_entered_from[to] & (1u << c->state));
-    (void)conn_entered_from;  /* read by the assert only */
+    (void)conn_entered_from; /* read by the assert only */
     c->state = to;
 }
 
@@ -192,13 +192,13 @@ static void maybe_done(struct http_server *s) {
 /* (Re)starts c's timer: ms from now, timer_cb decides what expiry means. 0 disarms. */
 static void arm(struct conn *c, uint64_t ms) {
     if (!c->has_timer || closing(c)) return;
-    if (ms) uv_timer_start(&c->timer, timer_cb, ms, 0);
-    else uv_timer_stop(&c->timer);
+    if (ms)
+        uv_timer_start(&c->timer, timer_cb, ms, 0);
+    else
+        uv_timer_stop(&c->timer);
 }
 
-static struct bgq *off_queue(const struct conn *c) {
-    return c->srv->reader;
-}
+static struct bgq *off_queue(const struct conn *c) { return c->srv->reader; }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct conn *c = h->data;
@@ -206,14 +206,14 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     size_t len = OFF_READ_MAX;
     if (off_queue(c) && c->state == CONN_OPEN &&
         http_conn_read_buffer(&c->http, true, &base, &len)) {
-        c->off.base = base;  /* read_cb gets UV_ENOBUFS: the job reads, not libuv */
+        c->off.base = base; /* read_cb gets UV_ENOBUFS: the job reads, not libuv */
         c->off.len = len;
         buf->base = NULL;
         buf->len = 0;
         return;
     }
     len = sizeof c->srv->rbuf;
-    if (http_conn_read_buffer(&c->http, false, &base, &len)) {  /* a body where it goes */
+    if (http_conn_read_buffer(&c->http, false, &base, &len)) { /* a body where it goes */
         buf->base = base;
         buf->len = len;
         return;
@@ -241,7 +241,7 @@ static void update_reading(struct conn *c) {
 /* ---- connections per peer address ---- */
 
 static unsigned ip_hash(const unsigned char *a, unsigned len) {
-    uint32_t h = 2166136261u;  /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
     for (unsigned i = 0; i < len; i++) h = (h ^ a[i]) * 16777619u;
     return h % IP_BUCKETS;
 }
@@ -297,8 +297,10 @@ static void conn_close_cb(uv_handle_t *h) {
     http_conn_close(&c->http);
     if (c->served) s->stats.open--;
     ip_release(s, c->ip);
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     free(c);
@@ -316,13 +318,15 @@ static void close_handles(struct conn *c) {
  * in conn_close_cb. Idempotent. */
 static void conn_abort(struct conn *c) {
     if (closing(c)) return;
-    if (c->off.running) set_state(c, CONN_CLOSING);
-    else close_handles(c);
+    if (c->off.running)
+        set_state(c, CONN_CLOSING);
+    else
+        close_handles(c);
 }
 
 /* What c waits for now (see the top of the file). */
 static enum conn_phase phase_of(const struct conn *c) {
-    if (c->off.running) return PH_US;  /* bytes read, not yet taken in */
+    if (c->off.running) return PH_US; /* bytes read, not yet taken in */
     if (c->out_bytes) return PH_WRITING;
     switch (http_conn_waiting(&c->http)) {
     case HTTP_WAIT_REQUEST: return c->http.requests ? PH_IDLE : PH_FRESH;
@@ -367,14 +371,14 @@ static void conn_update(struct conn *c, enum conn_event ev) {
 static void timer_cb(uv_timer_t *t) {
     struct conn *c = t->data;
     struct http_server *s = c->srv;
-    if (c->state == CONN_LINGERING) {  /* the peer had its time to read our last answer */
+    if (c->state == CONN_LINGERING) { /* the peer had its time to read our last answer */
         conn_abort(c);
         return;
     }
-    conn_update(c, EV_NONE);  /* a transition may have gone unnoticed */
+    conn_update(c, EV_NONE); /* a transition may have gone unnoticed */
     if (closing(c) || !c->deadline || uv_now(s->loop) < c->deadline) return;
     switch (c->phase) {
-    case PH_US:  /* not the peer's doing: look again later */
+    case PH_US: /* not the peer's doing: look again later */
         c->deadline = after(uv_now(s->loop), s->idle_timeout_ms);
         arm(c, s->idle_timeout_ms);
         return;
@@ -385,14 +389,18 @@ static void timer_cb(uv_timer_t *t) {
         return;
     case PH_HEAD:
     case PH_BODY:
-        if (c->phase == PH_HEAD) s->stats.head_timeouts++;
-        else s->stats.body_timeouts++;
+        if (c->phase == PH_HEAD)
+            s->stats.head_timeouts++;
+        else
+            s->stats.body_timeouts++;
         log_debug("http connection closed: request too slow", " part=%s",
                   c->phase == PH_HEAD ? "head" : "body");
-        if (!http_conn_expire(&c->http)) conn_abort(c);  /* else io_close follows the answer */
-        else conn_update(c, EV_NONE);
+        if (!http_conn_expire(&c->http))
+            conn_abort(c); /* else io_close follows the answer */
+        else
+            conn_update(c, EV_NONE);
         return;
-    default:  /* idle keep-alive, a reader that takes nothing, a core done reading */
+    default: /* idle keep-alive, a reader that takes nothing, a core done reading */
         conn_abort(c);
         return;
     }
@@ -429,7 +437,7 @@ static void off_read_done(struct bgq_job *job) {
     struct off_read *o = &c->off;
     o->running = false;
     o->len = 0;
-    if (closing(c)) {  /* aborted meanwhile: the bytes do not matter */
+    if (closing(c)) { /* aborted meanwhile: the bytes do not matter */
         http_conn_lent_back(&c->http);
         close_handles(c);
         return;
@@ -443,7 +451,7 @@ static void off_read_done(struct bgq_job *job) {
         conn_abort(c);
     } else if (o->eof) {
         c->eof = true;
-        http_conn_eof(&c->http);  /* may call io_close at once */
+        http_conn_eof(&c->http); /* may call io_close at once */
     } else {
         update_reading(c);
     }
@@ -479,13 +487,13 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         off_read_start(c);
         return;
     }
-    if (c->off.len) {  /* lent but not used (a read error came instead) */
+    if (c->off.len) { /* lent but not used (a read error came instead) */
         c->off.len = 0;
         http_conn_lent_back(&c->http);
     }
     if (nread == 0 || closing(c)) return;
     if (nread > 0) {
-        if (c->state == CONN_LINGERING) return;  /* after our last answer: dropped */
+        if (c->state == CONN_LINGERING) return; /* after our last answer: dropped */
         http_conn_feed(&c->http, buf->base, (size_t)nread);
         conn_update(c, EV_READ);
         return;
@@ -498,7 +506,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(stream);
     c->reading = false;
     c->eof = true;
-    http_conn_eof(&c->http);  /* may call io_close at once */
+    http_conn_eof(&c->http); /* may call io_close at once */
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -514,7 +522,7 @@ static void write_cb(uv_write_t *req, int status) {
         conn_abort(c);
         return;
     }
-    http_conn_written(&c->http, len);  /* a streamed answer may write its next piece */
+    http_conn_written(&c->http, len); /* a streamed answer may write its next piece */
     update_reading(c);
     conn_update(c, EV_WROTE);
 }
@@ -619,7 +627,7 @@ static void conn_refuse(struct conn *c, uint64_t *counter) {
 
 static void connection_cb(uv_stream_t *listener, int status) {
     struct http_server *s = container_of(listener, struct http_server, listener);
-    if (status < 0) {  /* libuv has drained the queue already when descriptors ran out */
+    if (status < 0) { /* libuv has drained the queue already when descriptors ran out */
         s->stats.accept_errors++;
         uint64_t now = uv_now(s->loop);
         if (!s->accept_logged_ms || now - s->accept_logged_ms >= ACCEPT_LOG_MS) {
@@ -631,7 +639,7 @@ static void connection_cb(uv_stream_t *listener, int status) {
     }
     struct conn *c = conn_new(s);
     int err = uv_tcp_init(s->loop, &c->h.tcp);
-    if (err) {  /* no handle to close: undo by hand */
+    if (err) { /* no handle to close: undo by hand */
         c->h.handle.data = c;
         c->open_handles = 1;
         set_state(c, CONN_HANDLES_CLOSING);
@@ -675,8 +683,10 @@ int http_server_adopt_fd(struct http_server *s, int fd) {
     c->h.handle.data = c;
     c->open_handles = 1;
     err = uv_pipe_open(&c->h.pipe, fd);
-    if (err) close(fd);  /* not adopted by the handle */
-    else err = conn_start(c);
+    if (err)
+        close(fd); /* not adopted by the handle */
+    else
+        err = conn_start(c);
     if (err) conn_abort(c);
     return err;
 }
@@ -766,7 +776,7 @@ int http_server_new(uv_loop_t *loop, const struct http_server_config *cfg,
         s->port = err;
         err = 0;
     }
-    if (err) {  /* freed by the listener's close callback, on the caller's next loop turn */
+    if (err) { /* freed by the listener's close callback, on the caller's next loop turn */
         s->closing = true;
         uv_close((uv_handle_t *)&s->listener, listener_close_cb);
         return err;

@@ -17,17 +17,17 @@
 struct bgq;
 
 struct http_server_config {
-    const char *listen;          /* "ADDR:PORT", IPv4 or "[v6]:port"; port 0 picks a free one */
-    uint64_t idle_timeout_ms;    /* an idle keep-alive connection is closed after this */
-    size_t max_header_bytes;     /* request line + headers above this: 431 and close */
-    uint64_t head_timeout_ms;    /* a request head must be in this long after its first byte
+    const char *listen;        /* "ADDR:PORT", IPv4 or "[v6]:port"; port 0 picks a free one */
+    uint64_t idle_timeout_ms;  /* an idle keep-alive connection is closed after this */
+    size_t max_header_bytes;   /* request line + headers above this: 431 and close */
+    uint64_t head_timeout_ms;  /* a request head must be in this long after its first byte
                                   * (after accept for the first): else 408/close. 0: the idle
                                   * timeout (not extended by the head's bytes either) */
-    uint64_t body_timeout_ms;    /* a request body that sends nothing this long: 408/close.
+    uint64_t body_timeout_ms;  /* a request body that sends nothing this long: 408/close.
                                   * 0: the idle timeout */
-    unsigned max_conns;          /* connections served at once; more are reset. 0: no cap */
-    unsigned max_conns_per_ip;   /* ... from one peer address. 0: no cap */
-    struct bgq *reader;          /* threads that read request bodies of known length off the
+    unsigned max_conns;        /* connections served at once; more are reset. 0: no cap */
+    unsigned max_conns_per_ip; /* ... from one peer address. 0: no cap */
+    struct bgq *reader;        /* threads that read request bodies of known length off the
                                   * loop (borrowed), or NULL: the loop reads them */
 };
 

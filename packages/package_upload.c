@@ -31,7 +31,7 @@
  *   failure    first error wins (client gone, malformed multipart, bad name, disk full, Redis
  *              lost): wait for writes in flight, close and unlink the temp file, release the
  *              lock, answer. Nothing partial remains, on disk or in Redis. */
-#define _GNU_SOURCE  /* O_DIRECT */
+#define _GNU_SOURCE /* O_DIRECT */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,21 +43,21 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "common/bgq.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rconn.h"
 #include "common/util.h"
-#include "api/api.h"
 #include "http/multipart.h"
 #include "packages/packages_int.h"
 
-#define UP_BUF (2u << 20)   /* bytes per write */
-#define UP_BUFS 6           /* buffers per upload: its whole memory for data */
-#define UP_ALIGN 4096u      /* O_DIRECT: buffer addresses, offsets and lengths */
-#define UP_INFLIGHT_DIRECT 2  /* data writes in flight with O_DIRECT (one through the cache) */
-#define UP_SYNC_EVERY (32ull << 20)  /* buffered: start writeback (fdatasync) after this much */
-#define UP_BURST (64u << 10)  /* body bytes the loop reads per turn before others (loop reads) */
+#define UP_BUF (2u << 20)    /* bytes per write */
+#define UP_BUFS 6            /* buffers per upload: its whole memory for data */
+#define UP_ALIGN 4096u       /* O_DIRECT: buffer addresses, offsets and lengths */
+#define UP_INFLIGHT_DIRECT 2 /* data writes in flight with O_DIRECT (one through the cache) */
+#define UP_SYNC_EVERY (32ull << 20) /* buffered: start writeback (fdatasync) after this much */
+#define UP_BURST (64u << 10) /* body bytes the loop reads per turn before others (loop reads) */
 
 enum mode { MODE_FAIL, MODE_OVERWRITE, MODE_IGNORE };
 
@@ -75,8 +75,7 @@ enum mode { MODE_FAIL, MODE_OVERWRITE, MODE_IGNORE };
  *   HEAD -> PRECHECK | PREPARE;  PRECHECK -> PREPARE;  PREPARE -> BODY;  BODY -> STORE;
  *   STORE -> COMMIT;  COMMIT -> DONE (201);  any but DONE -> CLEANUP (a failure, or 200 for
  *   IgnoreIfExists; cleanup() runs once per step, so CLEANUP -> CLEANUP);  CLEANUP -> DONE. */
-enum phase { PH_HEAD, PH_PRECHECK, PH_PREPARE, PH_BODY, PH_STORE, PH_COMMIT, PH_CLEANUP,
-             PH_DONE };
+enum phase { PH_HEAD, PH_PRECHECK, PH_PREPARE, PH_BODY, PH_STORE, PH_COMMIT, PH_CLEANUP, PH_DONE };
 
 /* While in BODY: does the core read the body for us? ON: yes. PAUSED: the sink said "pause"
  * (no buffer free, or failed); drain() resumes once a buffer is free. YIELDING: paused for one
@@ -89,75 +88,75 @@ enum flow { FLOW_ON, FLOW_PAUSED, FLOW_YIELDING };
 enum disk { DISK_NONE, DISK_TEMP, DISK_PLACED };
 
 struct chunk {
-    struct bgq_job wjob;           /* writing it */
-    ssize_t result;                /* of its pwrite: bytes or -errno */
+    struct bgq_job wjob; /* writing it */
+    ssize_t result;      /* of its pwrite: bytes or -errno */
     struct upload *u;
-    char *data;                    /* UP_BUF bytes, owned */
-    size_t len;                    /* filled */
-    size_t written;                /* of len, done (a short write is continued) */
-    uint64_t offset;               /* in the file */
-    bool direct;                   /* submitted while the file was in O_DIRECT mode */
-    struct bgq_job hjob;           /* hashing it */
-    size_t real;                   /* of len, file bytes (the rest is O_DIRECT padding) */
+    char *data;          /* UP_BUF bytes, owned */
+    size_t len;          /* filled */
+    size_t written;      /* of len, done (a short write is continued) */
+    uint64_t offset;     /* in the file */
+    bool direct;         /* submitted while the file was in O_DIRECT mode */
+    struct bgq_job hjob; /* hashing it */
+    size_t real;         /* of len, file bytes (the rest is O_DIRECT padding) */
 };
 
 struct upload {
-    struct http_exchange *ex;      /* ours until answered */
-    struct api_state *api;         /* counts us in api->uploads until freed */
+    struct http_exchange *ex; /* ours until answered */
+    struct api_state *api;    /* counts us in api->uploads until freed */
     const struct node_services *svc;
     uv_loop_t *loop;
     enum mode mode;
     char space[PACKAGE_SPACE_MAX + 1];
-    enum phase phase;              /* see enum phase */
-    bool named;                    /* ref holds the package (file name known and valid) */
+    enum phase phase; /* see enum phase */
+    bool named;       /* ref holds the package (file name known and valid) */
     struct pkg_ref ref;
     bool multipart;
     struct multipart mp;
-    bool file_part;                /* a multipart file part was found */
-    char tmp[PATH_MAX];            /* the temporary file */
-    char final[PATH_MAX];          /* where it goes */
-    uv_fs_t req;                   /* the one sequential file operation in flight */
-    uv_file fd;                    /* -1 when not open */
-    enum disk disk;                /* tmp: not there, there, or renamed to final */
-    bool stepping;                 /* the phase's sequential operation (file or Redis) is in
+    bool file_part;       /* a multipart file part was found */
+    char tmp[PATH_MAX];   /* the temporary file */
+    char final[PATH_MAX]; /* where it goes */
+    uv_fs_t req;          /* the one sequential file operation in flight */
+    uv_file fd;           /* -1 when not open */
+    enum disk disk;       /* tmp: not there, there, or renamed to final */
+    bool stepping;        /* the phase's sequential operation (file or Redis) is in
                                     * flight (fail() waits for its callback) */
     struct chunk chunks[UP_BUFS];
-    struct chunk *spare[UP_BUFS];  /* free buffers */
+    struct chunk *spare[UP_BUFS]; /* free buffers */
     unsigned nspare;
-    struct chunk *fill;            /* being filled, or NULL */
-    struct buf overflow;           /* bytes taken while no buffer was free (one piece at most) */
-    struct chunk *hq[UP_BUFS];     /* full buffers waiting to be hashed, in file order */
+    struct chunk *fill;        /* being filled, or NULL */
+    struct buf overflow;       /* bytes taken while no buffer was free (one piece at most) */
+    struct chunk *hq[UP_BUFS]; /* full buffers waiting to be hashed, in file order */
     unsigned hhead, hlen;
-    bool hashing;                  /* a buffer is being hashed (one at a time: SHA-256 is serial) */
-    struct chunk *queue[UP_BUFS];  /* full buffers waiting for a data write */
+    bool hashing;                 /* a buffer is being hashed (one at a time: SHA-256 is serial) */
+    struct chunk *queue[UP_BUFS]; /* full buffers waiting for a data write */
     unsigned qhead, qlen;
-    unsigned writing;              /* data writes in flight */
-    bool direct;                   /* the file is open with O_DIRECT */
-    bool padded;                   /* the last write was padded to UP_ALIGN: truncate after */
-    uv_timer_t yield;              /* resumes the body on the next loop turn (UP_BURST) */
-    size_t burst;                  /* body bytes taken since the last yield */
-    uv_fs_t sync_req;              /* the periodic fdatasync */
-    bool syncing;                  /* ... in flight */
-    uint64_t written;              /* bytes whose writes completed */
-    uint64_t synced;               /* written when the last periodic fdatasync started */
-    uint64_t offset;               /* bytes handed to writes so far */
-    uint64_t size;                 /* file bytes received */
+    unsigned writing; /* data writes in flight */
+    bool direct;      /* the file is open with O_DIRECT */
+    bool padded;      /* the last write was padded to UP_ALIGN: truncate after */
+    uv_timer_t yield; /* resumes the body on the next loop turn (UP_BURST) */
+    size_t burst;     /* body bytes taken since the last yield */
+    uv_fs_t sync_req; /* the periodic fdatasync */
+    bool syncing;     /* ... in flight */
+    uint64_t written; /* bytes whose writes completed */
+    uint64_t synced;  /* written when the last periodic fdatasync started */
+    uint64_t offset;  /* bytes handed to writes so far */
+    uint64_t size;    /* file bytes received */
     EVP_MD_CTX *sha;
     char hash[65];
-    bool lent;                     /* the fill buffer is being read into off the loop */
+    bool lent; /* the fill buffer is being read into off the loop */
     /* Multipart off the loop (sink_prepare): the parser runs on the reading thread and packs
      * the file part's bytes in place in the fill buffer; sink_data then takes them in. */
-    bool mp_thread;                /* inside sink_prepare: the parser's callbacks pack */
-    bool mp_prepared;              /* the bytes of the next data call were parsed there */
-    int mp_rc;                     /* ... multipart_feed's result */
-    size_t mp_w;                   /* where the next packed byte goes in the fill buffer */
-    bool mp_named;                 /* ... and a file part began: take_name(mp_filename) */
+    bool mp_thread;   /* inside sink_prepare: the parser's callbacks pack */
+    bool mp_prepared; /* the bytes of the next data call were parsed there */
+    int mp_rc;        /* ... multipart_feed's result */
+    size_t mp_w;      /* where the next packed byte goes in the fill buffer */
+    bool mp_named;    /* ... and a file part began: take_name(mp_filename) */
     char mp_filename[1024];
-    enum flow flow;                /* in BODY: read, paused, or yielding a loop turn */
+    enum flow flow; /* in BODY: read, paused, or yielding a loop turn */
     struct pkg_lock lock;
-    int status;                    /* the answer, once decided (a failure, 200 ignored, 201) */
-    char msg[320];                 /* a failure's message */
-    struct buf json;               /* a success's body */
+    int status;      /* the answer, once decided (a failure, 200 ignored, 201) */
+    char msg[320];   /* a failure's message */
+    struct buf json; /* a success's body */
 };
 
 static void cleanup(struct upload *u);
@@ -180,7 +179,7 @@ static const unsigned phase_from[] = {
 
 static void set_phase(struct upload *u, enum phase to) {
     assert(phase_from[to] & (1u << u->phase));
-    (void)phase_from;  /* read by the assert only */
+    (void)phase_from; /* read by the assert only */
     u->phase = to;
 }
 
@@ -198,7 +197,8 @@ static void fail(struct upload *u, int status, const char *fmt, ...) {
         vsnprintf(u->msg, sizeof u->msg, fmt, ap);
         va_end(ap);
         u->status = status;
-        log_info("package upload failed", " space=%s status=%d err=\"%s\"", u->space, status, u->msg);
+        log_info("package upload failed", " space=%s status=%d err=\"%s\"", u->space, status,
+                 u->msg);
     }
     if (!in_flight(u) && !u->stepping && u->phase < PH_CLEANUP) cleanup(u);
 }
@@ -214,8 +214,10 @@ static void fail_disk(struct upload *u, const char *what, int err) {
  * (libuv never runs the callback from inside the call); otherwise the upload fails with what
  * could not be done. */
 static void fs_started(struct upload *u, int err, const char *what) {
-    if (err) fail_disk(u, what, err);
-    else u->stepping = true;
+    if (err)
+        fail_disk(u, what, err);
+    else
+        u->stepping = true;
 }
 
 /* ... and that step (u->req) finished: its upload, with the result in *result; NULL when it
@@ -252,8 +254,10 @@ static void yield_closed_cb(uv_handle_t *h) {
 /* Answers (the decided status) and frees u once its timers have closed. */
 static void finish(struct upload *u) {
     pkg_lock_release(&u->lock, &u->ref);
-    if (u->json.len) http_respond(u->ex, u->status, "application/json", u->json.data, u->json.len);
-    else http_respond_error(u->ex, u->status, u->msg);
+    if (u->json.len)
+        http_respond(u->ex, u->status, "application/json", u->json.data, u->json.len);
+    else
+        http_respond_error(u->ex, u->status, u->msg);
     u->ex = NULL;
     set_phase(u, PH_DONE);
     uv_close((uv_handle_t *)&u->yield, yield_closed_cb);
@@ -286,11 +290,12 @@ static void cleanup(struct upload *u) {
 static void committed_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct upload *u = priv;
     u->stepping = false;
-    u->lock.held = false;  /* the script released it (or the link is gone, and so the lock) */
+    u->lock.held = false; /* the script released it (or the link is gone, and so the lock) */
     if (!r) {
         buf_reset(&u->json);
-        fail(u, 503, "Redis connection lost while recording the package; the file is in place "
-                     "but may not be listed: upload it again");
+        fail(u, 503,
+             "Redis connection lost while recording the package; the file is in place "
+             "but may not be listed: upload it again");
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -309,7 +314,8 @@ static void write_json(struct upload *u, const char *const *kv, size_t n) {
     redisReply *el[32], items[32];
     redisReply flat = {.type = REDIS_REPLY_ARRAY, .elements = n < 32 ? n : 32, .element = el};
     for (size_t i = 0; i < flat.elements; i++) {
-        items[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i], .len = strlen(kv[i])};
+        items[i] =
+            (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i], .len = strlen(kv[i])};
         el[i] = &items[i];
     }
     struct json j;
@@ -326,12 +332,12 @@ static void commit(struct upload *u) {
     snprintf(size, sizeof size, "%llu", (unsigned long long)u->size);
     snprintf(published, sizeof published, "%lld", (long long)now);
     package_file(f->space, &f->name, file, sizeof file);
-    const char *kv[] = {"id", id, "package_id", f->name.id, "version", f->name.version,
-                        "space", f->space, "ext", f->name.ext, "file", file, "size", size,
-                        "hash", u->hash, "published", published, "node", u->svc->cfg->name};
+    const char *kv[] = {
+        "id",     id,      "package_id", f->name.id, "version", f->name.version,  "space",
+        f->space, "ext",   f->name.ext,  "file",     file,      "size",           size,
+        "hash",   u->hash, "published",  published,  "node",    u->svc->cfg->name};
     struct script_call call;
-    call_package_commit(&call, f->keys, f->space, &f->name, u->lock.token, now, kv,
-                        ARRAY_SIZE(kv));
+    call_package_commit(&call, f->keys, f->space, &f->name, u->lock.token, now, kv, ARRAY_SIZE(kv));
     write_json(u, kv, ARRAY_SIZE(kv));
     u->stepping = true;
     int rc = rconn_call(u->svc->redis, &call, committed_cb, u);
@@ -339,8 +345,9 @@ static void commit(struct upload *u) {
     if (rc != 0) {
         u->stepping = false;
         buf_reset(&u->json);
-        fail(u, 503, "Redis is unreachable from this node; the file is in place but not "
-                     "recorded: upload it again");
+        fail(u, 503,
+             "Redis is unreachable from this node; the file is in place but not "
+             "recorded: upload it again");
     }
 }
 
@@ -368,7 +375,7 @@ static void existing_cb(struct rconn *rc, redisReply *r, void *priv) {
         rename_into_place(u);
         return;
     }
-    if (u->mode == MODE_IGNORE) {  /* Octopus answers with the package that is there */
+    if (u->mode == MODE_IGNORE) { /* Octopus answers with the package that is there */
         struct json j;
         json_init(&j, &u->json);
         pkg_json(&j, r, 0);
@@ -376,8 +383,9 @@ static void existing_cb(struct rconn *rc, redisReply *r, void *priv) {
         cleanup(u);
         return;
     }
-    fail(u, 409, "package %s version %s already exists in %s; upload with ?replace=true or "
-                 "?overwriteMode=OverwriteExisting to replace it",
+    fail(u, 409,
+         "package %s version %s already exists in %s; upload with ?replace=true or "
+         "?overwriteMode=OverwriteExisting to replace it",
          u->ref.name.id, u->ref.name.version, u->space);
 }
 
@@ -385,8 +393,8 @@ static void locked_cb(struct pkg_lock *l, int err) {
     struct upload *u = container_of(l, struct upload, lock);
     u->stepping = false;
     if (err == SHOAL_ETIMEOUT) {
-        fail(u, 409, "another upload or delete of %s %s kept it locked; try again",
-             u->ref.name.id, u->ref.name.version);
+        fail(u, 409, "another upload or delete of %s %s kept it locked; try again", u->ref.name.id,
+             u->ref.name.version);
         return;
     }
     if (err) {
@@ -523,7 +531,7 @@ static void hashed_cb(struct bgq_job *job) {
     if (u->status) {
         u->spare[u->nspare++] = k;
         drop_queued(u);
-        fail(u, u->status, "%s", u->msg);  /* cleans once the last write is back */
+        fail(u, u->status, "%s", u->msg); /* cleans once the last write is back */
         return;
     }
     ring_push(u->queue, u->qhead, &u->qlen, k);
@@ -565,7 +573,7 @@ static void stage(struct upload *u, const char *at, size_t n) {
         }
         size_t k = UP_BUF - u->fill->len;
         if (k > n) k = n;
-        if (at != u->fill->data + u->fill->len)  /* else read there already (sink_buffer) */
+        if (at != u->fill->data + u->fill->len) /* else read there already (sink_buffer) */
             memcpy(u->fill->data + u->fill->len, at, k);
         u->fill->len += k;
         at += k;
@@ -584,8 +592,10 @@ static void sync_cb(uv_fs_t *req) {
     uv_fs_req_cleanup(req);
     u->syncing = false;
     if (err < 0) fail_disk(u, "write", err);
-    if (u->status) fail(u, u->status, "%s", u->msg);  /* cleans once the last write is back */
-    else drain(u);
+    if (u->status)
+        fail(u, u->status, "%s", u->msg); /* cleans once the last write is back */
+    else
+        drain(u);
 }
 
 /* Buffered: starts writeback of what is written so far, when enough has piled up since the
@@ -595,9 +605,7 @@ static void sync_some(struct upload *u) {
         u->written - u->synced < UP_SYNC_EVERY)
         return;
     u->synced = u->written;
-    if (uv_fs_fdatasync(u->loop, &u->sync_req, u->fd, sync_cb) == 0) {
-        u->syncing = true;
-    }
+    if (uv_fs_fdatasync(u->loop, &u->sync_req, u->fd, sync_cb) == 0) { u->syncing = true; }
 }
 
 static void write_cb(struct bgq_job *job) {
@@ -606,11 +614,11 @@ static void write_cb(struct bgq_job *job) {
     ssize_t n = k->result;
     u->writing--;
     bool again = n == UV_EINVAL && k->direct && !u->status;
-    if (again) {  /* the file system wants another alignment: the same bytes, buffered */
+    if (again) { /* the file system wants another alignment: the same bytes, buffered */
         if (u->direct) direct_off(u);
         n = 0;
     }
-    if ((again || n > 0) && (size_t)n < k->len - k->written && !u->status) {  /* short: rest */
+    if ((again || n > 0) && (size_t)n < k->len - k->written && !u->status) { /* short: rest */
         k->written += (size_t)n;
         u->written += (uint64_t)n;
         if (u->direct && k->written % UP_ALIGN) direct_off(u);
@@ -619,11 +627,13 @@ static void write_cb(struct bgq_job *job) {
     }
     u->spare[u->nspare++] = k;
     if (n > 0) u->written += (uint64_t)n;
-    if (n < 0) fail_disk(u, "write", (int)n);
-    else if (n == 0 && k->len) fail_disk(u, "write", UV_EIO);
+    if (n < 0)
+        fail_disk(u, "write", (int)n);
+    else if (n == 0 && k->len)
+        fail_disk(u, "write", UV_EIO);
     if (u->status) {
         drop_queued(u);
-        fail(u, u->status, "%s", u->msg);  /* cleans once the last write is back */
+        fail(u, u->status, "%s", u->msg); /* cleans once the last write is back */
         return;
     }
     if (u->overflow.len) {
@@ -644,11 +654,11 @@ static void drain(struct upload *u) {
     if (u->phase < PH_STORE) {
         if (u->flow == FLOW_PAUSED && !saturated(u) && u->ex) {
             u->flow = FLOW_ON;
-            http_body_resume(u->ex);  /* may call the sink at once */
+            http_body_resume(u->ex); /* may call the sink at once */
         }
         return;
     }
-    if (u->overflow.len) return;  /* staged as buffers come back */
+    if (u->overflow.len) return; /* staged as buffers come back */
     if (u->fill && u->fill->len) submit_fill(u, true);
     if (in_flight(u) || u->qlen || u->hlen || u->stepping || u->status) return;
     sync_file(u);
@@ -677,14 +687,14 @@ static bool take_name(struct upload *u, const char *filename) {
 
 static bool mp_part(void *arg, const char *name, const char *filename) {
     struct upload *u = arg;
-    if (u->mp_thread) {  /* off the loop: the name is checked in sink_data */
+    if (u->mp_thread) { /* off the loop: the name is checked in sink_data */
         if (u->file_part || !filename) return false;
         u->file_part = true;
         snprintf(u->mp_filename, sizeof u->mp_filename, "%s", filename);
         u->mp_named = true;
         return true;
     }
-    if (u->file_part || !filename || u->status) return false;  /* the first file part only */
+    if (u->file_part || !filename || u->status) return false; /* the first file part only */
     u->file_part = true;
     return take_name(u, filename);
 }
@@ -695,7 +705,7 @@ static void mp_data(void *arg, const char *at, size_t n) {
         file_bytes(u, at, n);
         return;
     }
-    char *to = u->fill->data + u->mp_w;  /* never past unparsed input (sink_buffer) */
+    char *to = u->fill->data + u->mp_w; /* never past unparsed input (sink_buffer) */
     if (at != to) memmove(to, at, n);
     u->mp_w += n;
 }
@@ -737,9 +747,11 @@ static void yield_cb(uv_timer_t *t) {
 
 static int sink_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
     struct upload *u = arg;
-    if (u->status) return 1;  /* failed: read no more; the answer closes the connection */
-    if (u->mp_prepared) take_prepared(u);
-    else if (!u->multipart) file_bytes(u, at, n);
+    if (u->status) return 1; /* failed: read no more; the answer closes the connection */
+    if (u->mp_prepared)
+        take_prepared(u);
+    else if (!u->multipart)
+        file_bytes(u, at, n);
     else if (multipart_feed(&u->mp, at, n) != 0)
         fail(u, 400, "malformed multipart body: %s", u->mp.error);
     if (u->status || saturated(u)) {
@@ -765,8 +777,9 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
         return;
     }
     if (err == UV_ETIMEDOUT) {
-        fail(u, 408, "the body stopped arriving (nothing for --http-body-timeout); nothing was "
-                     "kept");
+        fail(u, 408,
+             "the body stopped arriving (nothing for --http-body-timeout); nothing was "
+             "kept");
         return;
     }
     if (err) {
@@ -778,8 +791,9 @@ static void sink_end(struct http_exchange *ex, int err, void *arg) {
         return;
     }
     if (u->multipart && !u->file_part) {
-        fail(u, 400, "the multipart body has no file part (a part with a filename, as in "
-                     "Content-Disposition: form-data; name=\"file\"; filename=\"MyApp.1.0.3.zip\")");
+        fail(u, 400,
+             "the multipart body has no file part (a part with a filename, as in "
+             "Content-Disposition: form-data; name=\"file\"; filename=\"MyApp.1.0.3.zip\")");
         return;
     }
     set_phase(u, PH_STORE);
@@ -802,7 +816,7 @@ static int sink_buffer(struct http_exchange *ex, void *arg, bool off_loop, char 
         u->fill = u->spare[--u->nspare];
         u->fill->len = 0;
     }
-    if (UP_BUF - u->fill->len <= gap) return -1;  /* the loop reads; the buffer fills there */
+    if (UP_BUF - u->fill->len <= gap) return -1; /* the loop reads; the buffer fills there */
     *base = u->fill->data + u->fill->len + gap;
     if (*len > UP_BUF - u->fill->len - gap) *len = UP_BUF - u->fill->len - gap;
     u->lent = off_loop;
@@ -815,8 +829,10 @@ static int sink_buffer(struct http_exchange *ex, void *arg, bool off_loop, char 
 static void sink_returned(void *arg) {
     struct upload *u = arg;
     u->lent = false;
-    if (u->status) fail(u, u->status, "%s", u->msg);  /* cleans once nothing is in flight */
-    else drain(u);
+    if (u->status)
+        fail(u, u->status, "%s", u->msg); /* cleans once nothing is in flight */
+    else
+        drain(u);
 }
 
 static const struct http_sink upload_sink = {sink_data, sink_end, sink_buffer, sink_returned,
@@ -830,10 +846,10 @@ static void opened_cb(uv_fs_t *req) {
     if (!u) return;
     u->fd = (uv_file)fd;
     u->disk = DISK_TEMP;
-    int fl = fcntl(u->fd, F_GETFL);  /* a file system without O_DIRECT says EINVAL: buffered then */
-    u->direct = u->svc->cfg->package_direct_io && fl >= 0 &&
-                fcntl(u->fd, F_SETFL, fl | O_DIRECT) == 0;
-    if (u->status) {  /* failed meanwhile (cannot happen today: kept for safety) */
+    int fl = fcntl(u->fd, F_GETFL); /* a file system without O_DIRECT says EINVAL: buffered then */
+    u->direct =
+        u->svc->cfg->package_direct_io && fl >= 0 && fcntl(u->fd, F_SETFL, fl | O_DIRECT) == 0;
+    if (u->status) { /* failed meanwhile (cannot happen today: kept for safety) */
         fail(u, u->status, "%s", u->msg);
         return;
     }
@@ -847,10 +863,12 @@ static void space_dir_cb(uv_fs_t *req) {
     if (!u) return;
     char token[17];
     pkg_random_hex(token, 8);
-    snprintf(u->tmp, sizeof u->tmp, "%s/%s/.upload-%s-%s.tmp", u->svc->cfg->package_dir,
-             u->space, u->svc->cfg->name, token);
-    fs_started(u, uv_fs_open(u->loop, &u->req, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                             0644, opened_cb), "create");
+    snprintf(u->tmp, sizeof u->tmp, "%s/%s/.upload-%s-%s.tmp", u->svc->cfg->package_dir, u->space,
+             u->svc->cfg->name, token);
+    fs_started(u,
+               uv_fs_open(u->loop, &u->req, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644,
+                          opened_cb),
+               "create");
 }
 
 static void dir_cb(uv_fs_t *req) {
@@ -877,7 +895,7 @@ static void precheck_cb(struct rconn *rc, redisReply *r, void *priv) {
         return;
     }
     if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        u->stepping = true;  /* existing_cb decides, with nothing on disk yet */
+        u->stepping = true; /* existing_cb decides, with nothing on disk yet */
         existing_cb(rc, r, priv);
         return;
     }
@@ -890,13 +908,19 @@ static int parse_mode(const char *query, enum mode *mode) {
     char v[32];
     *mode = MODE_FAIL;
     if (api_query_get(query, "overwriteMode", v, sizeof v)) {
-        if (!strcasecmp(v, "FailIfExists") || !strcasecmp(v, "fail")) *mode = MODE_FAIL;
-        else if (!strcasecmp(v, "OverwriteExisting") || !strcasecmp(v, "overwrite")) *mode = MODE_OVERWRITE;
-        else if (!strcasecmp(v, "IgnoreIfExists") || !strcasecmp(v, "ignore")) *mode = MODE_IGNORE;
-        else return -1;
+        if (!strcasecmp(v, "FailIfExists") || !strcasecmp(v, "fail"))
+            *mode = MODE_FAIL;
+        else if (!strcasecmp(v, "OverwriteExisting") || !strcasecmp(v, "overwrite"))
+            *mode = MODE_OVERWRITE;
+        else if (!strcasecmp(v, "IgnoreIfExists") || !strcasecmp(v, "ignore"))
+            *mode = MODE_IGNORE;
+        else
+            return -1;
     } else if (api_query_get(query, "replace", v, sizeof v)) {
-        if (!strcasecmp(v, "true") || !strcmp(v, "1")) *mode = MODE_OVERWRITE;
-        else if (strcasecmp(v, "false") && strcmp(v, "0")) return -1;
+        if (!strcasecmp(v, "true") || !strcmp(v, "1"))
+            *mode = MODE_OVERWRITE;
+        else if (strcasecmp(v, "false") && strcmp(v, "0"))
+            return -1;
     }
     return 0;
 }
@@ -935,9 +959,11 @@ static void refuse_busy(struct http_exchange *ex, struct api_state *api, int64_t
     struct buf b;
     struct json j;
     api->uploads_refused++;
-    snprintf(msg, sizeof msg, "this node is taking %lld package uploads already (its limit, "
+    snprintf(msg, sizeof msg,
+             "this node is taking %lld package uploads already (its limit, "
              "--http-max-uploads); retry in " UP_RETRY_AFTER " seconds or upload to another "
-             "node", (long long)max);
+             "node",
+             (long long)max);
     buf_init(&b);
     json_init(&j, &b);
     json_obj_open(&j);
@@ -963,8 +989,9 @@ void pkg_upload_cb(struct http_exchange *ex) {
         return;
     }
     if (parse_mode(http_query(ex), &mode) != 0) {
-        http_respond_error(ex, 400, "overwriteMode must be FailIfExists, OverwriteExisting or "
-                                    "IgnoreIfExists (replace: true or false)");
+        http_respond_error(ex, 400,
+                           "overwriteMode must be FailIfExists, OverwriteExisting or "
+                           "IgnoreIfExists (replace: true or false)");
         return;
     }
     if (!http_site_of(ex)->loop || !svc->bg_cpu || !svc->bg_io) {
@@ -978,8 +1005,9 @@ void pkg_upload_cb(struct http_exchange *ex) {
     }
     const char *disp = http_header(ex, "content-disposition");
     if (disp && strstr(disp, "%00")) {
-        http_respond_error(ex, 400, "Content-Disposition holds %00 (a NUL byte) in a parameter; "
-                                    "send the file name without it");
+        http_respond_error(ex, 400,
+                           "Content-Disposition holds %00 (a NUL byte) in a parameter; "
+                           "send the file name without it");
         return;
     }
     struct upload *u = upload_new(ex, svc, space, mode);
@@ -997,8 +1025,9 @@ void pkg_upload_cb(struct http_exchange *ex) {
                disposition_param(disp, "filename", name, sizeof name)) {
         if (!take_name(u, name)) return;
     } else {
-        fail(u, 400, "no package file name: send multipart/form-data with a file part, or a raw "
-                     "body with ?filename=<PackageId>.<Version>.<ext> or Content-Disposition");
+        fail(u, 400,
+             "no package file name: send multipart/form-data with a file part, or a raw "
+             "body with ?filename=<PackageId>.<Version>.<ext> or Content-Disposition");
         return;
     }
     if (u->named && mode != MODE_OVERWRITE) {

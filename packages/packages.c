@@ -18,15 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rconn.h"
 #include "common/util.h"
-#include "api/api.h"
 #include "packages/packages_int.h"
 
-#define READ_PIECE (256u << 10)   /* a download reads the file this much at a time */
-#define ORPHAN_AGE_S 3600         /* another node's temp file untouched this long is an orphan */
+#define READ_PIECE (256u << 10) /* a download reads the file this much at a time */
+#define ORPHAN_AGE_S 3600       /* another node's temp file untouched this long is an orphan */
 
 /* ---- shared ---- */
 
@@ -49,22 +49,34 @@ void pkg_json(struct json *j, const redisReply *r, size_t from) {
     const char *space = reply_field(r, from, "space"), *id = reply_field(r, from, "id");
     char link[512];
     json_obj_open(j);
-    json_key(j, "Id"); json_str(j, id);
-    json_key(j, "PackageId"); json_str(j, reply_field(r, from, "package_id"));
-    json_key(j, "Version"); json_str(j, reply_field(r, from, "version"));
-    json_key(j, "SpaceId"); json_str(j, space);
-    json_key(j, "FileExtension"); json_str(j, reply_field(r, from, "ext"));
-    json_key(j, "Size"); json_int(j, field_int(r, from, "size"));
-    json_key(j, "PackageSizeBytes"); json_int(j, field_int(r, from, "size"));
-    json_key(j, "Hash"); json_str(j, reply_field(r, from, "hash"));
-    json_key(j, "Published"); json_time(j, field_int(r, from, "published"));
-    json_key(j, "UploadedBy"); json_str(j, reply_field(r, from, "node"));
+    json_key(j, "Id");
+    json_str(j, id);
+    json_key(j, "PackageId");
+    json_str(j, reply_field(r, from, "package_id"));
+    json_key(j, "Version");
+    json_str(j, reply_field(r, from, "version"));
+    json_key(j, "SpaceId");
+    json_str(j, space);
+    json_key(j, "FileExtension");
+    json_str(j, reply_field(r, from, "ext"));
+    json_key(j, "Size");
+    json_int(j, field_int(r, from, "size"));
+    json_key(j, "PackageSizeBytes");
+    json_int(j, field_int(r, from, "size"));
+    json_key(j, "Hash");
+    json_str(j, reply_field(r, from, "hash"));
+    json_key(j, "Published");
+    json_time(j, field_int(r, from, "published"));
+    json_key(j, "UploadedBy");
+    json_str(j, reply_field(r, from, "node"));
     json_key(j, "Links");
     json_obj_open(j);
     snprintf(link, sizeof link, "/api/%s/packages/%s", space ? space : "", id ? id : "");
-    json_key(j, "Self"); json_str(j, link);
+    json_key(j, "Self");
+    json_str(j, link);
     snprintf(link, sizeof link, "/api/%s/packages/%s/raw", space ? space : "", id ? id : "");
-    json_key(j, "Raw"); json_str(j, link);
+    json_key(j, "Raw");
+    json_str(j, link);
     json_obj_close(j);
     json_obj_close(j);
 }
@@ -81,7 +93,7 @@ static void lock_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
         l->done(l, SHOAL_EREDIS);
         return;
     }
-    if (r->type == REDIS_REPLY_STATUS) {  /* OK: ours */
+    if (r->type == REDIS_REPLY_STATUS) { /* OK: ours */
         l->held = true;
         l->done(l, 0);
         return;
@@ -95,7 +107,7 @@ static void lock_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
         l->done(l, SHOAL_ETIMEOUT);
         return;
     }
-    uv_timer_start(&l->timer, lock_timer_cb, 20, 0);  /* another commit takes milliseconds */
+    uv_timer_start(&l->timer, lock_timer_cb, 20, 0); /* another commit takes milliseconds */
 }
 
 static void lock_try(struct pkg_lock *l) {
@@ -108,7 +120,7 @@ static void lock_try(struct pkg_lock *l) {
 void pkg_random_hex(char *out, size_t bytes) {
     unsigned char raw[32];
     if (bytes > sizeof raw) bytes = sizeof raw;
-    if (uv_random(NULL, NULL, raw, bytes, 0, NULL) != 0) {  /* never seen; still unique enough */
+    if (uv_random(NULL, NULL, raw, bytes, 0, NULL) != 0) { /* never seen; still unique enough */
         uint64_t x = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
         for (size_t i = 0; i < bytes; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
             raw[i] = (unsigned char)(x >> 56);
@@ -128,7 +140,7 @@ void pkg_lock_acquire(struct pkg_lock *l, uv_loop_t *loop, struct rconn *redis, 
         l->timer_open = true;
     }
     l->deadline_ms = uv_now(loop) + PKG_LOCK_WAIT_MS;
-    uv_timer_start(&l->timer, lock_timer_cb, 0, 0);  /* done never runs inside acquire */
+    uv_timer_start(&l->timer, lock_timer_cb, 0, 0); /* done never runs inside acquire */
 }
 
 static void unlock_reply_cb(struct rconn *rc, redisReply *r, void *priv) {}
@@ -162,7 +174,8 @@ void pkg_lock_close(struct pkg_lock *l, void (*closed)(struct pkg_lock *l)) {
 
 /* The package a path names, from {space} and {id}; answers 400 and returns false when either
  * is malformed (ex must then not be used). */
-static bool parse_ref(struct http_exchange *ex, const struct node_services *svc, struct pkg_ref *r) {
+static bool parse_ref(struct http_exchange *ex, const struct node_services *svc,
+                      struct pkg_ref *r) {
     char err[256];
     struct package_name n;
     const char *space = http_param(ex, 0), *id = http_param(ex, 1);
@@ -266,16 +279,16 @@ static void get_cb(struct http_exchange *ex) {
 /* ---- GET /api/{space}/packages/{id}/raw: the file, streamed ---- */
 
 struct download {
-    struct http_exchange *ex;      /* with us until http_respond_stream, then the core's */
+    struct http_exchange *ex; /* with us until http_respond_stream, then the core's */
     const struct node_services *svc;
     uv_loop_t *loop;
-    uv_fs_t req;                   /* one file operation at a time */
-    uv_file fd;                    /* -1 until opened */
-    uint64_t size;                 /* from fstat of the open file */
-    uint64_t offset;               /* next byte to read */
-    char *piece;                   /* the read in flight, handed to the core when done */
+    uv_fs_t req;     /* one file operation at a time */
+    uv_file fd;      /* -1 until opened */
+    uint64_t size;   /* from fstat of the open file */
+    uint64_t offset; /* next byte to read */
+    char *piece;     /* the read in flight, handed to the core when done */
     char path[PATH_MAX];
-    char filename[256];            /* for Content-Disposition */
+    char filename[256]; /* for Content-Disposition */
 };
 
 static void dl_free_cb(uv_fs_t *req) {
@@ -295,7 +308,7 @@ static void dl_read_cb(uv_fs_t *req) {
     uv_fs_req_cleanup(req);
     char *piece = d->piece;
     d->piece = NULL;
-    if (n <= 0) {  /* an error, or the file shrank under us: the client sees a short body */
+    if (n <= 0) { /* an error, or the file shrank under us: the client sees a short body */
         free(piece);
         log_warn("package download failed", " path=%s err=%s", d->path,
                  n < 0 ? uv_strerror((int)n) : "file shorter than at open");
@@ -411,14 +424,16 @@ struct removal {
     struct pkg_lock lock;
     uv_fs_t req;
     char path[PATH_MAX];
-    int status;                    /* the answer, once decided */
+    int status; /* the answer, once decided */
     char msg[160];
 };
 
 static void rm_closed(struct pkg_lock *l) {
     struct removal *m = container_of(l, struct removal, lock);
-    if (m->status == 204) http_respond(m->ex, 204, NULL, NULL, 0);
-    else http_respond_error(m->ex, m->status, m->msg);
+    if (m->status == 204)
+        http_respond(m->ex, 204, NULL, NULL, 0);
+    else
+        http_respond_error(m->ex, m->status, m->msg);
     free(m);
 }
 
@@ -431,10 +446,15 @@ static void rm_answer(struct removal *m, int status, const char *msg) {
 
 static void rm_script_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct removal *m = priv;
-    m->lock.held = false;  /* the script released it (or the link is gone) */
-    if (!r) rm_answer(m, 503, "Redis connection lost while deleting; the file is gone, the metadata may remain");
-    else if (r->type == REDIS_REPLY_ERROR) rm_answer(m, 500, r->str);
-    else rm_answer(m, 204, "");
+    m->lock.held = false; /* the script released it (or the link is gone) */
+    if (!r)
+        rm_answer(
+            m, 503,
+            "Redis connection lost while deleting; the file is gone, the metadata may remain");
+    else if (r->type == REDIS_REPLY_ERROR)
+        rm_answer(m, 500, r->str);
+    else
+        rm_answer(m, 204, "");
 }
 
 static void rm_unlink_cb(uv_fs_t *req) {
@@ -519,8 +539,11 @@ static int clean_space(const char *dir, const char *node, time_t now) {
         if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
         bool own = strncmp(e->d_name, mine, strlen(mine)) == 0;
         if (!own && now - st.st_mtime < ORPHAN_AGE_S) continue;
-        if (unlink(path) == 0) removed++;
-        else log_warn("cannot remove a crashed upload's file", " path=%s err=%s", path, strerror(errno));
+        if (unlink(path) == 0)
+            removed++;
+        else
+            log_warn("cannot remove a crashed upload's file", " path=%s err=%s", path,
+                     strerror(errno));
     }
     closedir(d);
     return removed;

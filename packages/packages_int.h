@@ -13,16 +13,16 @@
 #include "common/reply.h"
 #include "common/services.h"
 
-#define PKG_LOCK_TTL_MS 60000   /* a holder that died frees the package after this */
-#define PKG_LOCK_WAIT_MS 10000  /* how long a commit waits for another one of the same package */
+#define PKG_LOCK_TTL_MS 60000  /* a holder that died frees the package after this */
+#define PKG_LOCK_WAIT_MS 10000 /* how long a commit waits for another one of the same package */
 
 /* One package version of one space, with the Redis keys read outside lua/package.lua (which
  * gets its keys from common/calls.h's builders). */
 struct pkg_ref {
-    const struct keys *keys;                             /* borrowed: the namespace's */
+    const struct keys *keys; /* borrowed: the namespace's */
     char space[PACKAGE_SPACE_MAX + 1];
     struct package_name name;
-    char key[PACKAGE_ID_MAX + PACKAGE_VERSION_MAX + 2];  /* <PackageId>.<Version> */
+    char key[PACKAGE_ID_MAX + PACKAGE_VERSION_MAX + 2]; /* <PackageId>.<Version> */
     char hash_key[320], lock_key[320];
 };
 void pkg_ref_init(struct pkg_ref *r, const struct node_services *svc, const char *space,
@@ -31,14 +31,14 @@ void pkg_ref_init(struct pkg_ref *r, const struct node_services *svc, const char
 /* The per-package lock an upload's commit and a delete hold while they change the file and the
  * metadata together (SET NX PX, token checked by lua/package.lua). Embedded by its user. */
 struct pkg_lock {
-    struct rconn *redis;           /* borrowed */
-    const char *key;               /* borrowed: the lock key */
-    uv_timer_t timer;              /* retry while another holder has it */
-    bool timer_open;               /* timer initialised: close before freeing the owner */
-    bool held;                     /* SET NX succeeded and not yet released */
-    char token[33];                /* ours, random */
-    uint64_t deadline_ms;          /* give up (SHOAL_ETIMEOUT) after this (uv_now) */
-    void (*done)(struct pkg_lock *l, int err);  /* 0 held, SHOAL_EREDIS, SHOAL_ETIMEOUT */
+    struct rconn *redis;  /* borrowed */
+    const char *key;      /* borrowed: the lock key */
+    uv_timer_t timer;     /* retry while another holder has it */
+    bool timer_open;      /* timer initialised: close before freeing the owner */
+    bool held;            /* SET NX succeeded and not yet released */
+    char token[33];       /* ours, random */
+    uint64_t deadline_ms; /* give up (SHOAL_ETIMEOUT) after this (uv_now) */
+    void (*done)(struct pkg_lock *l, int err); /* 0 held, SHOAL_EREDIS, SHOAL_ETIMEOUT */
 };
 /* Starts taking the lock; done runs once (never before this returns). */
 void pkg_lock_acquire(struct pkg_lock *l, uv_loop_t *loop, struct rconn *redis, const char *key,

@@ -9,8 +9,8 @@
 #include "common/util.h"
 
 int ping_node_json(const struct node_view *v, struct buf *out) {
-    static const int status_of[] = {[NODE_ONLINE] = 200, [NODE_DRAINING] = 418,
-                                    [NODE_UNAVAILABLE] = 503};
+    static const int status_of[] = {
+        [NODE_ONLINE] = 200, [NODE_DRAINING] = 418, [NODE_UNAVAILABLE] = 503};
     const char *why;
     enum node_health h = node_view_health(v, &why);
     struct json j;
@@ -19,19 +19,29 @@ int ping_node_json(const struct node_view *v, struct buf *out) {
     snprintf(self, sizeof self, "/api/octopusservernodes/%s", id);
     json_init(&j, out);
     json_obj_open(&j);
-    json_key(&j, "Id"); json_str(&j, id);
-    json_key(&j, "Name"); json_str(&j, v->name);
-    json_key(&j, "LastSeen"); json_time(&j, v->last_seen_ms);
-    json_key(&j, "IsOffline"); json_bool(&j, h == NODE_UNAVAILABLE);
-    json_key(&j, "MaxConcurrentTasks"); json_int(&j, v->cap);
-    json_key(&j, "IsInMaintenanceMode"); json_bool(&j, v->drain || v->stopping);
-    json_key(&j, "Version"); json_str(&j, v->version ? v->version : "");
+    json_key(&j, "Id");
+    json_str(&j, id);
+    json_key(&j, "Name");
+    json_str(&j, v->name);
+    json_key(&j, "LastSeen");
+    json_time(&j, v->last_seen_ms);
+    json_key(&j, "IsOffline");
+    json_bool(&j, h == NODE_UNAVAILABLE);
+    json_key(&j, "MaxConcurrentTasks");
+    json_int(&j, v->cap);
+    json_key(&j, "IsInMaintenanceMode");
+    json_bool(&j, v->drain || v->stopping);
+    json_key(&j, "Version");
+    json_str(&j, v->version ? v->version : "");
     json_key(&j, "Links");
     json_obj_open(&j);
-    json_key(&j, "Self"); json_str(&j, self);
-    json_key(&j, "Node"); json_str(&j, self);
+    json_key(&j, "Self");
+    json_str(&j, self);
+    json_key(&j, "Node");
+    json_str(&j, self);
     json_obj_close(&j);
-    json_key(&j, "Status"); json_str(&j, why);
+    json_key(&j, "Status");
+    json_str(&j, why);
     json_obj_close(&j);
     return status_of[h];
 }

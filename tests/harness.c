@@ -53,9 +53,16 @@ pid_t h_spawn(const char *const *argv, const char *const *env, const char *log_p
      * started, and nothing may outlive the suite. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
     int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
     int in = open("/dev/null", O_RDONLY);
-    if (in >= 0) { dup2(in, 0); close(in); }
+    if (in >= 0) {
+        dup2(in, 0);
+        close(in);
+    }
     for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
     execvp(argv[0], (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
@@ -106,9 +113,10 @@ static const char *const *saved_extra;
 static int launch(struct h_redis *r, const char *const *extra) {
     char port[16];
     snprintf(port, sizeof port, "%d", r->port);
-    const char *argv[64] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", r->dir,
-                            "--daemonize", "no", "--protected-mode", "yes"};
+    const char *argv[64] = {
+        "redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
+        "--appendonly", "no",     "--dir", r->dir,   "--daemonize", "no",     "--protected-mode",
+        "yes"};
     int n = 15;
     for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
     argv[n] = NULL;
@@ -209,15 +217,23 @@ int h_shoal(char **out, char **err, const char *const *args) {
 
 int h_http(int port, const char *method, const char *path, char *body, size_t len) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { close(fd); return -1; }
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
     char req[512];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-                     method, path);
-    if (write(fd, req, (size_t)n) != n) { close(fd); return -1; }
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                 method, path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
     char resp[16384];
     size_t got = 0;
     ssize_t r;
@@ -241,8 +257,8 @@ void h_worker_start(struct h_worker *w, const struct h_redis *r, const char *nam
     snprintf(w->name, sizeof w->name, "%s", name);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", w->port);
     snprintf(w->log, sizeof w->log, "%s/%s-%d.log", r->dir, name, w->port);
-    const char *argv[40] = {h_shoal_bin(), "worker", "--redis", r->url, "--name", name,
-                            "--listen", listen, "--heartbeat", "200ms"};
+    const char *argv[40] = {h_shoal_bin(), "worker",   "--redis", r->url,        "--name",
+                            name,          "--listen", listen,    "--heartbeat", "200ms"};
     int n = 10;
     for (int i = 0; extra && extra[i] && n < 39; i++) argv[n++] = extra[i];
     argv[n] = NULL;

@@ -14,10 +14,10 @@
 #include <sys/types.h>
 
 struct h_redis {
-    pid_t pid;          /* redis-server's PID, 0 when stopped */
-    int port;           /* its loopback port */
-    char dir[128];      /* its working directory (removed on stop) */
-    char url[64];       /* "redis://127.0.0.1:PORT/0" */
+    pid_t pid;     /* redis-server's PID, 0 when stopped */
+    int port;      /* its loopback port */
+    char dir[128]; /* its working directory (removed on stop) */
+    char url[64];  /* "redis://127.0.0.1:PORT/0" */
 };
 
 /* A free TCP port on 127.0.0.1 (bound then released). */

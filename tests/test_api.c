@@ -25,7 +25,9 @@
 
 static struct h_redis redis;
 
-static void setup(void) { cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start"); }
+static void setup(void) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start");
+}
 static void teardown(void) { h_redis_stop(&redis, false); }
 
 TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);
@@ -35,8 +37,8 @@ TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);
 struct resp {
     int status;
     char head[4096];
-    char *body;       /* malloc'd, NUL-terminated */
-    json_t *json;     /* parsed body, or NULL */
+    char *body;   /* malloc'd, NUL-terminated */
+    json_t *json; /* parsed body, or NULL */
 };
 
 static void resp_free(struct resp *r) {
@@ -46,27 +48,36 @@ static void resp_free(struct resp *r) {
 }
 
 /* One request on a fresh connection; hdrs are full "Name: value\r\n" lines (may be NULL). */
-static int req(int port, const char *method, const char *path, const char *hdrs,
-               const char *body, struct resp *r) {
+static int req(int port, const char *method, const char *path, const char *hdrs, const char *body,
+               struct resp *r) {
     memset(r, 0, sizeof *r);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { close(fd); return r->status = -1; }
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return r->status = -1;
+    }
     size_t blen = body ? strlen(body) : 0;
     char *msg = NULL;
     size_t mlen = 0;
     FILE *f = open_memstream(&msg, &mlen);
     fprintf(f, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
             hdrs ? hdrs : "");
-    if (body) fprintf(f, "Content-Length: %zu\r\n\r\n%s", blen, body);
-    else fprintf(f, "\r\n");
+    if (body)
+        fprintf(f, "Content-Length: %zu\r\n\r\n%s", blen, body);
+    else
+        fprintf(f, "\r\n");
     fclose(f);
     ssize_t w = write(fd, msg, mlen);
     free(msg);
-    if (w != (ssize_t)mlen) { close(fd); return r->status = -1; }
+    if (w != (ssize_t)mlen) {
+        close(fd);
+        return r->status = -1;
+    }
     size_t cap = 65536, got = 0;
     char *buf = malloc(cap);
     ssize_t n;
@@ -77,7 +88,10 @@ static int req(int port, const char *method, const char *path, const char *hdrs,
     close(fd);
     buf[got] = '\0';
     char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) { free(buf); return r->status = -1; }
+    if (!sep || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) {
+        free(buf);
+        return r->status = -1;
+    }
     snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
     r->body = strdup(sep + 4);
     free(buf);
@@ -126,13 +140,15 @@ Test(api, keys_are_required_checked_and_never_shown) {
     cr_assert_null(strstr(r.body, "wrong"));
     resp_free(&r);
     /* Same length as the key, one byte off. */
-    req(w.port, "GET", "/api/tasks", "Authorization: Bearer test-key-0123456789abcdeF\r\n", NULL, &r);
+    req(w.port, "GET", "/api/tasks", "Authorization: Bearer test-key-0123456789abcdeF\r\n", NULL,
+        &r);
     cr_assert_eq(r.status, 403);
     resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
     resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/summary",
-                     "Authorization: Bearer " KEY "\r\n", NULL, &r), 200);
+                     "Authorization: Bearer " KEY "\r\n", NULL, &r),
+                 200);
     resp_free(&r);
     /* ping, healthz and metrics stay open; ping never shows the key. */
     static const char *const open[] = {"/api/octopusservernodes/ping", "/healthz", "/metrics"};
@@ -183,13 +199,16 @@ Test(api, key_file_holds_several_keys_and_a_bad_file_stops_startup) {
     const char *extra[] = {"--api-key-file", path, NULL};
     h_worker_start(&w, &redis, "keyfile", extra);
     cr_assert(h_ping_is(&w, 200, 10000));
-    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: first-key-aaaaaaaa\r\n",
-                     NULL, &r), 200);
+    cr_assert_eq(
+        req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: first-key-aaaaaaaa\r\n", NULL, &r),
+        200);
     resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/tasks", "Authorization: Bearer second-key-bbbbbbbb\r\n",
-                     NULL, &r), 200);
+    cr_assert_eq(
+        req(w.port, "GET", "/api/tasks", "Authorization: Bearer second-key-bbbbbbbb\r\n", NULL, &r),
+        200);
     resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: # operators\r\n", NULL, &r), 403);
+    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: # operators\r\n", NULL, &r),
+                 403);
     resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 
@@ -208,8 +227,10 @@ Test(api, key_file_holds_several_keys_and_a_bad_file_stops_startup) {
 /* Registers an offline node by hand, as a node that went away leaves it. */
 static void fake_node(const char *name, int cap, int drain) {
     redisContext *c = h_redis_connect(&redis);
-    redisReply *x = redisCommand(c, "HSET {shoal}:node:%s name %s cap %d drain %d last_seen %lld "
-                                 "version 0.1.0", name, name, cap, drain, 1700000000000LL);
+    redisReply *x = redisCommand(c,
+                                 "HSET {shoal}:node:%s name %s cap %d drain %d last_seen %lld "
+                                 "version 0.1.0",
+                                 name, name, cap, drain, 1700000000000LL);
     freeReplyObject(x);
     freeReplyObject(redisCommand(c, "SADD {shoal}:nodes %s", name));
     redisFree(c);
@@ -232,13 +253,16 @@ Test(api, node_collection_pages_and_filters_like_octopus) {
     json_t *n0 = json_array_get(items, 0);
     cr_assert_str_eq(sget(n0, "Id"), "OctopusServerNodes-web-1");
     cr_assert_eq(json_is_false(get(n0, "IsOffline")), true);
-    cr_assert_str_eq(sget(get(n0, "Links"), "Node"), "/api/octopusservernodes/OctopusServerNodes-web-1");
-    cr_assert_str_eq(sget(get(r.json, "Links"), "Page.Next"), "/api/octopusservernodes?skip=2&take=2");
+    cr_assert_str_eq(sget(get(n0, "Links"), "Node"),
+                     "/api/octopusservernodes/OctopusServerNodes-web-1");
+    cr_assert_str_eq(sget(get(r.json, "Links"), "Page.Next"),
+                     "/api/octopusservernodes?skip=2&take=2");
     resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?skip=2&take=2", KEYH, NULL, &r), 200);
     cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Name"), "worker-3");
     resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?partialName=WEB", KEYH, NULL, &r), 200);
+    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?partialName=WEB", KEYH, NULL, &r),
+                 200);
     cr_assert_eq(iget(r.json, "TotalResults"), 2);
     resp_free(&r);
     req(w.port, "GET", "/api/octopusservernodes?take=x", KEYH, NULL, &r);
@@ -257,8 +281,9 @@ Test(api, node_collection_pages_and_filters_like_octopus) {
     cr_assert_str_eq(sget(w3, "Status"), "Offline");
     resp_free(&r);
     /* By id or by name, doubled slashes tolerated; unknown ids 404. */
-    cr_assert_eq(req(w.port, "GET", "//api/octopusservernodes//OctopusServerNodes-web-2", KEYH,
-                     NULL, &r), 200);
+    cr_assert_eq(
+        req(w.port, "GET", "//api/octopusservernodes//OctopusServerNodes-web-2", KEYH, NULL, &r),
+        200);
     cr_assert_eq(iget(r.json, "MaxConcurrentTasks"), 5);
     resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/web-1/details", KEYH, NULL, &r), 200);
@@ -277,8 +302,11 @@ Test(api, put_changes_cap_and_drain_and_validates_the_body) {
     start(&w, "node-1", NULL);
     const char *path = "/api/octopusservernodes/OctopusServerNodes-node-1";
     /* Octopus's DrainOddOrEven script puts the task cap in Name: accepted, ignored. */
-    cr_assert_eq(req(w.port, "PUT", path, KEYH, "{\"Id\":\"OctopusServerNodes-node-1\",\"Name\":5,"
-                     "\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}", &r), 200, "%s", r.body);
+    cr_assert_eq(req(w.port, "PUT", path, KEYH,
+                     "{\"Id\":\"OctopusServerNodes-node-1\",\"Name\":5,"
+                     "\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}",
+                     &r),
+                 200, "%s", r.body);
     cr_assert_eq(iget(r.json, "MaxConcurrentTasks"), 8);
     cr_assert_eq(json_is_true(get(r.json, "IsInMaintenanceMode")), true);
     cr_assert_str_eq(sget(r.json, "Name"), "node-1");
@@ -292,11 +320,15 @@ Test(api, put_changes_cap_and_drain_and_validates_the_body) {
     freeReplyObject(x);
     redisFree(c);
     cr_assert_eq(req(w.port, "PUT", "/api/octopusservernodes/node-1", KEYH,
-                     "{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":false}", &r), 200);
+                     "{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":false}", &r),
+                 200);
     resp_free(&r);
     cr_assert(h_ping_is(&w, 200, 5000));
 
-    static const struct { const char *body; const char *says; } bad[] = {
+    static const struct {
+        const char *body;
+        const char *says;
+    } bad[] = {
         {"{\"MaxConcurrentTasks\":8", "not valid JSON"},
         {"[1,2]", "JSON object"},
         {"{\"IsInMaintenanceMode\":true}", "MaxConcurrentTasks: required"},
@@ -305,7 +337,8 @@ Test(api, put_changes_cap_and_drain_and_validates_the_body) {
         {"{\"MaxConcurrentTasks\":8}", "IsInMaintenanceMode: required"},
         {"{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":\"yes\"}", "IsInMaintenanceMode"},
         {"{\"Id\":\"OctopusServerNodes-other\",\"MaxConcurrentTasks\":8,"
-         "\"IsInMaintenanceMode\":true}", "Id"},
+         "\"IsInMaintenanceMode\":true}",
+         "Id"},
         {"{\"Id\":7,\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}", "Id"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -328,8 +361,9 @@ Test(api, delete_forgets_offline_nodes_only) {
     req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-live", KEYH, NULL, &r);
     error_says(&r, 409, "alive");
     resp_free(&r);
-    cr_assert_eq(req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-gone", KEYH,
-                     NULL, &r), 200);
+    cr_assert_eq(
+        req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-gone", KEYH, NULL, &r),
+        200);
     resp_free(&r);
     req(w.port, "GET", "/api/octopusservernodes/gone", KEYH, NULL, &r);
     error_says(&r, 404, "gone");
@@ -342,7 +376,11 @@ Test(api, delete_forgets_offline_nodes_only) {
 
 /* --- tasks ---------------------------------------------------------------------------------- */
 
-struct task_want { int port; const char *path; const char *state; };
+struct task_want {
+    int port;
+    const char *path;
+    const char *state;
+};
 static bool task_is(void *arg) {
     struct task_want *t = arg;
     struct resp r;
@@ -360,7 +398,8 @@ static char *post_task(int port, const char *body) {
     char loc[96];
     snprintf(loc, sizeof loc, "Location: /api/tasks/%s", id);
     cr_assert(strstr(r.head, loc), "%s", r.head);
-    cr_assert(strstr("Queued Executing Success TimedOut", sget(r.json, "State")));  /* a node may be quick */
+    cr_assert(strstr("Queued Executing Success TimedOut",
+                     sget(r.json, "State"))); /* a node may be quick */
     resp_free(&r);
     return id;
 }
@@ -370,8 +409,9 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
     struct resp r;
     const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
     start(&w, "runner", extra);
-    char *echo = post_task(w.port, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\","
-                                   "\"hello\",\"api\"],\"env\":{\"A\":\"1\"}},\"Timeout\":\"10s\"}");
+    char *echo =
+        post_task(w.port, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\","
+                          "\"hello\",\"api\"],\"env\":{\"A\":\"1\"}},\"Timeout\":\"10s\"}");
     char path[96];
     snprintf(path, sizeof path, "/api/tasks/%s", echo);
     struct task_want tw = {w.port, path, "Success"};
@@ -380,7 +420,8 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
     cr_assert_str_eq(sget(r.json, "ServerNode"), "runner");
     cr_assert_eq(json_is_true(get(r.json, "IsCompleted")), true);
     cr_assert_eq(json_is_true(get(r.json, "FinishedSuccessfully")), true);
-    cr_assert(json_is_string(get(r.json, "StartTime")) && json_is_string(get(r.json, "CompletedTime")));
+    cr_assert(json_is_string(get(r.json, "StartTime")) &&
+              json_is_string(get(r.json, "CompletedTime")));
     cr_assert_eq(iget(r.json, "ExitCode"), 0);
     resp_free(&r);
     snprintf(path, sizeof path, "/api/tasks/%s/raw", echo);
@@ -397,7 +438,8 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
     cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Id"), later);
     resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/tasks?node=OctopusServerNodes-runner&states=Success",
-                     KEYH, NULL, &r), 200);
+                     KEYH, NULL, &r),
+                 200);
     cr_assert_eq(iget(r.json, "TotalResults"), 1);
     cr_assert_str_eq(sget(r.json, "ItemType"), "Task");
     resp_free(&r);
@@ -427,7 +469,10 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
     req(w.port, "GET", "/api/tasks?states=Running", KEYH, NULL, &r);
     error_says(&r, 400, "states");
     resp_free(&r);
-    static const struct { const char *body; const char *says; } bad[] = {
+    static const struct {
+        const char *body;
+        const char *says;
+    } bad[] = {
         {"{\"Type\":", "not valid JSON"},
         {"\"noop\"", "JSON object"},
         {"{\"Type\":\"exec\"}", "Arguments.argv: required"},
@@ -516,8 +561,10 @@ Test(api, octopus_drain_odd_or_even_script) {
     for (int i = 0; i < 3; i++) start(&w[i], names[i], NULL);
     char *out = NULL;
     cr_assert_eq(replay("drain_odd_or_even.py", w[1].port, NULL, NULL, NULL, &out), 0, "%s", out);
-    cr_assert(strstr(out, "Draining node: node-1") && strstr(out, "Draining node: node-3"), "%s", out);
-    cr_assert(strstr(out, "Skipping drain of node: node-2 as its not a valid candidate"), "%s", out);
+    cr_assert(strstr(out, "Draining node: node-1") && strstr(out, "Draining node: node-3"), "%s",
+              out);
+    cr_assert(strstr(out, "Skipping drain of node: node-2 as its not a valid candidate"), "%s",
+              out);
     free(out);
     cr_assert(h_ping_is(&w[0], 418, 2000) && h_ping_is(&w[2], 418, 5000));
     cr_assert(h_ping_is(&w[1], 200, 5000));
@@ -525,9 +572,11 @@ Test(api, octopus_drain_odd_or_even_script) {
     /* Run again: already drained nodes are skipped. Then the even ones. */
     cr_assert_eq(replay("drain_odd_or_even.py", w[0].port, NULL, NULL, NULL, &out), 0, "%s", out);
     cr_assert(strstr(out, "Skipping drain of node: node-3 as its already in a draining/drained "
-                          "state"), "%s", out);
+                          "state"),
+              "%s", out);
     free(out);
-    cr_assert_eq(replay("drain_odd_or_even.py", w[0].port, "--even", NULL, NULL, &out), 0, "%s", out);
+    cr_assert_eq(replay("drain_odd_or_even.py", w[0].port, "--even", NULL, NULL, &out), 0, "%s",
+                 out);
     cr_assert(strstr(out, "Draining node: node-2"), "%s", out);
     free(out);
     cr_assert(h_ping_is(&w[1], 418, 5000));
@@ -549,15 +598,16 @@ Test(api, octopus_scale_in_script_with_a_draining_node) {
     /* Only node-3 serves queue "slow"; its task runs ~1 s. */
     const char *q[] = {"--queues", "slow", NULL};
     start(&w[2], "node-3", q);
-    char *id = post_task(w[0].port, "{\"Type\":\"sleep\",\"Queue\":\"slow\",\"Arguments\":[\"1s\"]}");
+    char *id =
+        post_task(w[0].port, "{\"Type\":\"sleep\",\"Queue\":\"slow\",\"Arguments\":[\"1s\"]}");
     char path[96];
     snprintf(path, sizeof path, "/api/tasks/%s", id);
     struct task_want tw = {w[0].port, path, "Executing"};
     cr_assert(h_eventually(task_is, &tw, 5000));
     char pid[24], *out = NULL;
     snprintf(pid, sizeof pid, "%d", (int)w[2].pid);
-    cr_assert_eq(replay("scale_in.py", w[0].port, "node-3", "--terminate-pid", pid, &out), 0,
-                 "%s", out);
+    cr_assert_eq(replay("scale_in.py", w[0].port, "node-3", "--terminate-pid", pid, &out), 0, "%s",
+                 out);
     cr_assert(strstr(out, "IsInMaintenanceMode=True"), "%s", out);
     cr_assert(strstr(out, "finished processing all the tasks"), "%s", out);
     cr_assert(strstr(out, "Deleted"), "%s", out);
@@ -576,8 +626,9 @@ Test(api, octopus_scale_in_script_after_the_node_died) {
     for (int i = 0; i < 2; i++) start(&w[i], names[i], NULL);
     const char *q[] = {"--queues", "slow", NULL};
     start(&w[2], "node-3", q);
-    char *id = post_task(w[0].port, "{\"Type\":\"sleep\",\"Queue\":\"slow\",\"Arguments\":[\"60s\"],"
-                                    "\"NodeLossBudget\":0}");
+    char *id =
+        post_task(w[0].port, "{\"Type\":\"sleep\",\"Queue\":\"slow\",\"Arguments\":[\"60s\"],"
+                             "\"NodeLossBudget\":0}");
     char path[96];
     snprintf(path, sizeof path, "/api/tasks/%s", id);
     struct task_want tw = {w[0].port, path, "Executing"};
@@ -585,8 +636,8 @@ Test(api, octopus_scale_in_script_after_the_node_died) {
     kill(w[2].pid, SIGKILL);
     h_wait(w[2].pid, 5000);
     char *out = NULL;
-    cr_assert_eq(replay("scale_in.py", w[0].port, "node-3", "--stale-after", "1", &out), 0,
-                 "%s", out);
+    cr_assert_eq(replay("scale_in.py", w[0].port, "node-3", "--stale-after", "1", &out), 0, "%s",
+                 out);
     /* Whether the script saw it stale or saw recovery empty it first, it ends deleted. */
     cr_assert(strstr(out, "Deleted"), "%s", out);
     free(out);
@@ -607,7 +658,8 @@ Test(api, octopus_scale_in_script_after_the_node_died) {
  * returns what came back (malloc'd, NUL-terminated). The peer's close sets *closed. */
 static char *raw_exchange(int port, const char *bytes, int wait_ms, bool *closed) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -666,7 +718,8 @@ Test(api, continue_only_after_the_key_is_checked) {
         free(got);
     }
     /* A keyless request without a body keeps its connection. */
-    char *got = raw_exchange(w.port, "GET /api/tasks HTTP/1.1\r\nHost: x\r\n\r\n"
+    char *got = raw_exchange(w.port,
+                             "GET /api/tasks HTTP/1.1\r\nHost: x\r\n\r\n"
                              "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                              3000, NULL);
     cr_assert(strstr(got, "HTTP/1.1 401") && strstr(got, "HTTP/1.1 200"), "%s", got);
@@ -674,10 +727,13 @@ Test(api, continue_only_after_the_key_is_checked) {
     /* With the key, 100 Continue comes and the task is enqueued. */
     static const char body[] = "{\"Type\":\"noop\",\"Delay\":\"1h\"}";
     char head[512];
-    snprintf(head, sizeof head, "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-             KEYH "Connection: close\r\nContent-Length: %zu\r\n\r\n", sizeof body - 1);
+    snprintf(head, sizeof head,
+             "POST /api/tasks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" KEYH
+             "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+             sizeof body - 1);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w.port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)w.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -729,8 +785,8 @@ Test(api, percent_00_is_refused) {
     struct resp r;
     start(&w, "nul", NULL);
     static const char *const paths[] = {
-        "/api/tasks?states=Queued%00Running", "/api/tasks?states=Queued%00",
-        "/api/tasks/ServerTasks-1%00", "/api/octopusservernodes?partialName=n%00x",
+        "/api/tasks?states=Queued%00Running",  "/api/tasks?states=Queued%00",
+        "/api/tasks/ServerTasks-1%00",         "/api/octopusservernodes?partialName=n%00x",
         "/api/Spaces-1/packages?filter=a%00b", "/healthz?x=%00",
     };
     for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
@@ -793,15 +849,14 @@ Test(api, every_answer_says_nosniff) {
     snprintf(raw, sizeof raw, "/api/tasks/%s/raw", id);
     struct task_want tw = {w.port, path, "Success"};
     cr_assert(h_eventually(task_is, &tw, 10000));
-    const struct { const char *method, *path, *hdrs; int status; } probes[] = {
-        {"GET", raw, KEYH, 200},
-        {"GET", path, KEYH, 200},
-        {"GET", "/api/tasks", NULL, 401},
-        {"GET", "/api/octopusservernodes/ping", NULL, 200},
-        {"HEAD", "/healthz", NULL, 200},
-        {"GET", "/metrics", NULL, 200},
-        {"GET", "/nodes", NULL, 200},
-        {"GET", "/nope", NULL, 404},
+    const struct {
+        const char *method, *path, *hdrs;
+        int status;
+    } probes[] = {
+        {"GET", raw, KEYH, 200},           {"GET", path, KEYH, 200},
+        {"GET", "/api/tasks", NULL, 401},  {"GET", "/api/octopusservernodes/ping", NULL, 200},
+        {"HEAD", "/healthz", NULL, 200},   {"GET", "/metrics", NULL, 200},
+        {"GET", "/nodes", NULL, 200},      {"GET", "/nope", NULL, 404},
         {"DELETE", "/healthz", NULL, 405},
     };
     for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
@@ -858,7 +913,11 @@ static void write_keys(const char *path, const char *text) {
     cr_assert_eq(rename(tmp, path), 0);
 }
 
-struct key_want { int port; const char *hdr; int status; };
+struct key_want {
+    int port;
+    const char *hdr;
+    int status;
+};
 static bool key_answers(void *arg) {
     struct key_want *k = arg;
     struct resp r;
@@ -867,7 +926,10 @@ static bool key_answers(void *arg) {
     return st == k->status;
 }
 
-struct keyed_task_want { int port; const char *path, *hdr, *state; };
+struct keyed_task_want {
+    int port;
+    const char *path, *hdr, *state;
+};
 static bool keyed_task_is(void *arg) {
     struct keyed_task_want *t = arg;
     struct resp r;
@@ -890,8 +952,9 @@ Test(api, sighup_reloads_the_key_file_and_keeps_running) {
     h_worker_start(&w, &redis, "hup", extra);
     cr_assert(h_ping_is(&w, 200, 10000));
     struct resp r;
-    cr_assert_eq(req(w.port, "POST", "/api/tasks", OLDK,
-                     "{\"Type\":\"sleep\",\"Arguments\":[\"2s\"]}", &r), 201, "%s", r.body);
+    cr_assert_eq(
+        req(w.port, "POST", "/api/tasks", OLDK, "{\"Type\":\"sleep\",\"Arguments\":[\"2s\"]}", &r),
+        201, "%s", r.body);
     char task[96];
     snprintf(task, sizeof task, "/api/tasks/%s", sget(r.json, "Id"));
     resp_free(&r);

@@ -24,7 +24,8 @@ static void pk_str(msgpack_packer *pk, const char *s) {
 /* Decodes an exec payload expecting failure, and checks the message contains want. */
 static void exec_refused(const struct buf *b, const char *want) {
     struct exec_args a;
-    cr_assert_eq(task_args_exec_decode(b->data, b->len, &a, err, sizeof err), -EINVAL, "accepted; want '%s'", want);
+    cr_assert_eq(task_args_exec_decode(b->data, b->len, &a, err, sizeof err), -EINVAL,
+                 "accepted; want '%s'", want);
     cr_assert(strstr(err, want), "error '%s' lacks '%s'", err, want);
     exec_args_free(&a);
 }
@@ -50,7 +51,7 @@ Test(codec, exec_round_trip) {
     cr_assert_null(a.env[4]);
     cr_assert_str_eq(a.cwd, "/tmp");
     exec_args_free(&a);
-    exec_args_free(&a);   /* idempotent */
+    exec_args_free(&a); /* idempotent */
     buf_free(&b);
 }
 
@@ -74,9 +75,13 @@ Test(codec, exec_nil_env_and_cwd_mean_none) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, pk_write_cb);
     msgpack_pack_map(&pk, 3);
-    pk_str(&pk, "argv"); msgpack_pack_array(&pk, 1); pk_str(&pk, "x");
-    pk_str(&pk, "env"); msgpack_pack_nil(&pk);
-    pk_str(&pk, "cwd"); msgpack_pack_nil(&pk);
+    pk_str(&pk, "argv");
+    msgpack_pack_array(&pk, 1);
+    pk_str(&pk, "x");
+    pk_str(&pk, "env");
+    msgpack_pack_nil(&pk);
+    pk_str(&pk, "cwd");
+    msgpack_pack_nil(&pk);
     struct exec_args a;
     cr_assert_eq(task_args_exec_decode(b.data, b.len, &a, err, sizeof err), 0, "%s", err);
     cr_assert_null(a.env);
@@ -92,38 +97,104 @@ struct bad_exec {
     void (*build)(msgpack_packer *pk);
 };
 
-static void b_no_argv(msgpack_packer *pk) { pk_str(pk, "cwd"); pk_str(pk, "/"); }
-static void b_argv_not_array(msgpack_packer *pk) { pk_str(pk, "argv"); pk_str(pk, "/bin/ls"); }
-static void b_argv_empty(msgpack_packer *pk) { pk_str(pk, "argv"); msgpack_pack_array(pk, 0); }
+static void b_no_argv(msgpack_packer *pk) {
+    pk_str(pk, "cwd");
+    pk_str(pk, "/");
+}
+static void b_argv_not_array(msgpack_packer *pk) {
+    pk_str(pk, "argv");
+    pk_str(pk, "/bin/ls");
+}
+static void b_argv_empty(msgpack_packer *pk) {
+    pk_str(pk, "argv");
+    msgpack_pack_array(pk, 0);
+}
 static void b_argv_item(msgpack_packer *pk) {
-    pk_str(pk, "argv"); msgpack_pack_array(pk, 3); pk_str(pk, "a"); pk_str(pk, "b"); msgpack_pack_int(pk, 7);
+    pk_str(pk, "argv");
+    msgpack_pack_array(pk, 3);
+    pk_str(pk, "a");
+    pk_str(pk, "b");
+    msgpack_pack_int(pk, 7);
 }
 static void b_argv_nul(msgpack_packer *pk) {
-    pk_str(pk, "argv"); msgpack_pack_array(pk, 1); msgpack_pack_str(pk, 3); msgpack_pack_str_body(pk, "a\0b", 3);
+    pk_str(pk, "argv");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_str(pk, 3);
+    msgpack_pack_str_body(pk, "a\0b", 3);
 }
-static void b_argv0_empty(msgpack_packer *pk) { pk_str(pk, "argv"); msgpack_pack_array(pk, 1); pk_str(pk, ""); }
+static void b_argv0_empty(msgpack_packer *pk) {
+    pk_str(pk, "argv");
+    msgpack_pack_array(pk, 1);
+    pk_str(pk, "");
+}
 static void b_argv_bin(msgpack_packer *pk) {
-    pk_str(pk, "argv"); msgpack_pack_array(pk, 1); msgpack_pack_bin(pk, 1); msgpack_pack_bin_body(pk, "x", 1);
+    pk_str(pk, "argv");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_bin(pk, 1);
+    msgpack_pack_bin_body(pk, "x", 1);
 }
-static void argv_ok(msgpack_packer *pk) { pk_str(pk, "argv"); msgpack_pack_array(pk, 1); pk_str(pk, "x"); }
-static void b_dup(msgpack_packer *pk) { argv_ok(pk); argv_ok(pk); }
-static void b_unknown(msgpack_packer *pk) { argv_ok(pk); pk_str(pk, "args"); msgpack_pack_nil(pk); }
-static void b_key_int(msgpack_packer *pk) { argv_ok(pk); msgpack_pack_int(pk, 1); msgpack_pack_nil(pk); }
-static void b_env_array(msgpack_packer *pk) { argv_ok(pk); pk_str(pk, "env"); msgpack_pack_array(pk, 0); }
+static void argv_ok(msgpack_packer *pk) {
+    pk_str(pk, "argv");
+    msgpack_pack_array(pk, 1);
+    pk_str(pk, "x");
+}
+static void b_dup(msgpack_packer *pk) {
+    argv_ok(pk);
+    argv_ok(pk);
+}
+static void b_unknown(msgpack_packer *pk) {
+    argv_ok(pk);
+    pk_str(pk, "args");
+    msgpack_pack_nil(pk);
+}
+static void b_key_int(msgpack_packer *pk) {
+    argv_ok(pk);
+    msgpack_pack_int(pk, 1);
+    msgpack_pack_nil(pk);
+}
+static void b_env_array(msgpack_packer *pk) {
+    argv_ok(pk);
+    pk_str(pk, "env");
+    msgpack_pack_array(pk, 0);
+}
 static void b_env_key(msgpack_packer *pk) {
-    argv_ok(pk); pk_str(pk, "env"); msgpack_pack_map(pk, 1); msgpack_pack_int(pk, 1); pk_str(pk, "v");
+    argv_ok(pk);
+    pk_str(pk, "env");
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_int(pk, 1);
+    pk_str(pk, "v");
 }
 static void b_env_val(msgpack_packer *pk) {
-    argv_ok(pk); pk_str(pk, "env"); msgpack_pack_map(pk, 1); pk_str(pk, "K"); msgpack_pack_true(pk);
+    argv_ok(pk);
+    pk_str(pk, "env");
+    msgpack_pack_map(pk, 1);
+    pk_str(pk, "K");
+    msgpack_pack_true(pk);
 }
 static void b_env_eq(msgpack_packer *pk) {
-    argv_ok(pk); pk_str(pk, "env"); msgpack_pack_map(pk, 1); pk_str(pk, "A=B"); pk_str(pk, "v");
+    argv_ok(pk);
+    pk_str(pk, "env");
+    msgpack_pack_map(pk, 1);
+    pk_str(pk, "A=B");
+    pk_str(pk, "v");
 }
 static void b_env_empty(msgpack_packer *pk) {
-    argv_ok(pk); pk_str(pk, "env"); msgpack_pack_map(pk, 1); pk_str(pk, ""); pk_str(pk, "v");
+    argv_ok(pk);
+    pk_str(pk, "env");
+    msgpack_pack_map(pk, 1);
+    pk_str(pk, "");
+    pk_str(pk, "v");
 }
-static void b_cwd_int(msgpack_packer *pk) { argv_ok(pk); pk_str(pk, "cwd"); msgpack_pack_int(pk, 3); }
-static void b_cwd_empty(msgpack_packer *pk) { argv_ok(pk); pk_str(pk, "cwd"); pk_str(pk, ""); }
+static void b_cwd_int(msgpack_packer *pk) {
+    argv_ok(pk);
+    pk_str(pk, "cwd");
+    msgpack_pack_int(pk, 3);
+}
+static void b_cwd_empty(msgpack_packer *pk) {
+    argv_ok(pk);
+    pk_str(pk, "cwd");
+    pk_str(pk, "");
+}
 
 Test(codec, exec_error_paths) {
     const struct bad_exec cases[] = {
@@ -168,17 +239,29 @@ Test(codec, exec_not_a_map) {
 
 /* Raw byte strings that are not (one, complete, sane) msgpack value. */
 Test(codec, hostile_bytes) {
-    static const struct { const char *bytes; size_t len; const char *want; } cases[] = {
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *want;
+    } cases[] = {
         {"", 0, "payload is empty"},
         {"\xc1", 1, "0xc1"},
-        {"\x81\xa4" "ar", 4, "truncated"},
-        {"\xdd\xff\xff\xff\xff\x01", 6, "more items than there are bytes"},   /* array32 4G */
-        {"\xdf\xff\xff\xff\xff\x01", 6, "more items than there are bytes"},   /* map32 4G */
-        {"\xdb\xff\xff\xff\xff" "abc", 8, "truncated"},                       /* str32 4G */
-        {"\xc6\x00\x00\x00\x10" "ab", 7, "truncated"},                        /* bin32 */
-        {"\xc9\x00\x00\x00\x01", 5, "truncated"},                             /* ext32 */
-        {"\xd8\x01" "abc", 5, "truncated"},                                   /* fixext16 */
-        {"\xcf\x01\x02", 3, "truncated"},                                     /* uint64 */
+        {"\x81\xa4"
+         "ar",
+         4, "truncated"},
+        {"\xdd\xff\xff\xff\xff\x01", 6, "more items than there are bytes"}, /* array32 4G */
+        {"\xdf\xff\xff\xff\xff\x01", 6, "more items than there are bytes"}, /* map32 4G */
+        {"\xdb\xff\xff\xff\xff"
+         "abc",
+         8, "truncated"}, /* str32 4G */
+        {"\xc6\x00\x00\x00\x10"
+         "ab",
+         7, "truncated"},                         /* bin32 */
+        {"\xc9\x00\x00\x00\x01", 5, "truncated"}, /* ext32 */
+        {"\xd8\x01"
+         "abc",
+         5, "truncated"},                 /* fixext16 */
+        {"\xcf\x01\x02", 3, "truncated"}, /* uint64 */
         {"\xc0\xc0", 2, "1 bytes after its msgpack value"},
         {"\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0", 21,
          "nested too deeply"},
@@ -187,13 +270,16 @@ Test(codec, hostile_bytes) {
         struct exec_args a;
         int64_t ms;
         char *msg;
-        cr_assert_eq(task_args_exec_decode(cases[i].bytes, cases[i].len, &a, err, sizeof err), -EINVAL);
+        cr_assert_eq(task_args_exec_decode(cases[i].bytes, cases[i].len, &a, err, sizeof err),
+                     -EINVAL);
         cr_assert(strstr(err, cases[i].want), "case %zu: '%s' lacks '%s'", i, err, cases[i].want);
         exec_args_free(&a);
-        cr_assert_eq(task_args_sleep_decode(cases[i].bytes, cases[i].len, &ms, err, sizeof err), -EINVAL);
+        cr_assert_eq(task_args_sleep_decode(cases[i].bytes, cases[i].len, &ms, err, sizeof err),
+                     -EINVAL);
         cr_assert(strstr(err, cases[i].want), "case %zu: '%s' lacks '%s'", i, err, cases[i].want);
-        if (cases[i].len == 0) continue;   /* fail: no payload means the default message */
-        cr_assert_eq(task_args_fail_decode(cases[i].bytes, cases[i].len, &msg, err, sizeof err), -EINVAL);
+        if (cases[i].len == 0) continue; /* fail: no payload means the default message */
+        cr_assert_eq(task_args_fail_decode(cases[i].bytes, cases[i].len, &msg, err, sizeof err),
+                     -EINVAL);
         cr_assert_null(msg);
     }
 }
@@ -223,34 +309,52 @@ static int sleep_of(void (*build)(msgpack_packer *), int64_t *ms) {
 static void s_int(msgpack_packer *pk) { msgpack_pack_int(pk, 250); }
 static void s_zero(msgpack_packer *pk) { msgpack_pack_int(pk, 0); }
 static void s_str(msgpack_packer *pk) { pk_str(pk, "1m30s"); }
-static void s_arr(msgpack_packer *pk) { msgpack_pack_array(pk, 1); pk_str(pk, "250ms"); }
-static void s_arr_int(msgpack_packer *pk) { msgpack_pack_array(pk, 1); msgpack_pack_int(pk, 5); }
+static void s_arr(msgpack_packer *pk) {
+    msgpack_pack_array(pk, 1);
+    pk_str(pk, "250ms");
+}
+static void s_arr_int(msgpack_packer *pk) {
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_int(pk, 5);
+}
 static void s_neg(msgpack_packer *pk) { msgpack_pack_int(pk, -5); }
 static void s_huge(msgpack_packer *pk) { msgpack_pack_uint64(pk, UINT64_MAX); }
 static void s_float(msgpack_packer *pk) { msgpack_pack_double(pk, 1.5); }
 static void s_bad(msgpack_packer *pk) { pk_str(pk, "soon"); }
-static void s_two(msgpack_packer *pk) { msgpack_pack_array(pk, 2); pk_str(pk, "1s"); pk_str(pk, "2s"); }
+static void s_two(msgpack_packer *pk) {
+    msgpack_pack_array(pk, 2);
+    pk_str(pk, "1s");
+    pk_str(pk, "2s");
+}
 static void s_nil(msgpack_packer *pk) { msgpack_pack_nil(pk); }
 static void s_map(msgpack_packer *pk) { msgpack_pack_map(pk, 0); }
 
 Test(codec, sleep_shapes) {
     int64_t ms = -1;
-    cr_assert_eq(sleep_of(s_int, &ms), 0); cr_assert_eq(ms, 250);
-    cr_assert_eq(sleep_of(s_zero, &ms), 0); cr_assert_eq(ms, 0);
-    cr_assert_eq(sleep_of(s_str, &ms), 0); cr_assert_eq(ms, 90000);
-    cr_assert_eq(sleep_of(s_arr, &ms), 0); cr_assert_eq(ms, 250);
-    cr_assert_eq(sleep_of(s_arr_int, &ms), 0); cr_assert_eq(ms, 5);
+    cr_assert_eq(sleep_of(s_int, &ms), 0);
+    cr_assert_eq(ms, 250);
+    cr_assert_eq(sleep_of(s_zero, &ms), 0);
+    cr_assert_eq(ms, 0);
+    cr_assert_eq(sleep_of(s_str, &ms), 0);
+    cr_assert_eq(ms, 90000);
+    cr_assert_eq(sleep_of(s_arr, &ms), 0);
+    cr_assert_eq(ms, 250);
+    cr_assert_eq(sleep_of(s_arr_int, &ms), 0);
+    cr_assert_eq(ms, 5);
     const char *items[] = {"2s"};
     struct buf b;
     buf_init(&b);
-    task_args_strings_encode(&b, items, 1);   /* what the CLI sends */
+    task_args_strings_encode(&b, items, 1); /* what the CLI sends */
     cr_assert_eq(task_args_sleep_decode(b.data, b.len, &ms, err, sizeof err), 0);
     cr_assert_eq(ms, 2000);
     buf_free(&b);
 }
 
 Test(codec, sleep_errors) {
-    static const struct { void (*build)(msgpack_packer *); const char *want; } cases[] = {
+    static const struct {
+        void (*build)(msgpack_packer *);
+        const char *want;
+    } cases[] = {
         {s_neg, "sleep of -5 ms is negative"},
         {s_huge, "out of range"},
         {s_float, "(got a float)"},
@@ -280,21 +384,38 @@ static char *fail_of(void (*build)(msgpack_packer *)) {
 }
 
 static void f_str(msgpack_packer *pk) { pk_str(pk, "disk full"); }
-static void f_arr(msgpack_packer *pk) { msgpack_pack_array(pk, 2); pk_str(pk, "disk"); pk_str(pk, "full"); }
+static void f_arr(msgpack_packer *pk) {
+    msgpack_pack_array(pk, 2);
+    pk_str(pk, "disk");
+    pk_str(pk, "full");
+}
 static void f_empty_arr(msgpack_packer *pk) { msgpack_pack_array(pk, 0); }
 static void f_empty_str(msgpack_packer *pk) { pk_str(pk, ""); }
-static void f_nul(msgpack_packer *pk) { msgpack_pack_str(pk, 3); msgpack_pack_str_body(pk, "a\0b", 3); }
-static void f_arr_int(msgpack_packer *pk) { msgpack_pack_array(pk, 2); pk_str(pk, "a"); msgpack_pack_int(pk, 1); }
+static void f_nul(msgpack_packer *pk) {
+    msgpack_pack_str(pk, 3);
+    msgpack_pack_str_body(pk, "a\0b", 3);
+}
+static void f_arr_int(msgpack_packer *pk) {
+    msgpack_pack_array(pk, 2);
+    pk_str(pk, "a");
+    msgpack_pack_int(pk, 1);
+}
 static void f_int(msgpack_packer *pk) { msgpack_pack_int(pk, 1); }
 
 Test(codec, fail_messages) {
     char *m;
-    cr_assert_str_eq(m = fail_of(f_str), "disk full"); free(m);
-    cr_assert_str_eq(m = fail_of(f_arr), "disk full"); free(m);
-    cr_assert_str_eq(m = fail_of(f_empty_arr), "failed on purpose"); free(m);
-    cr_assert_str_eq(m = fail_of(f_empty_str), "failed on purpose"); free(m);
-    cr_assert_str_eq(m = fail_of(s_nil), "failed on purpose"); free(m);
-    cr_assert_str_eq(m = fail_of(f_nul), "a b"); free(m);
+    cr_assert_str_eq(m = fail_of(f_str), "disk full");
+    free(m);
+    cr_assert_str_eq(m = fail_of(f_arr), "disk full");
+    free(m);
+    cr_assert_str_eq(m = fail_of(f_empty_arr), "failed on purpose");
+    free(m);
+    cr_assert_str_eq(m = fail_of(f_empty_str), "failed on purpose");
+    free(m);
+    cr_assert_str_eq(m = fail_of(s_nil), "failed on purpose");
+    free(m);
+    cr_assert_str_eq(m = fail_of(f_nul), "a b");
+    free(m);
     cr_assert_eq(task_args_fail_decode(NULL, 0, &m, err, sizeof err), 0);
     cr_assert_str_eq(m, "failed on purpose");
     free(m);

@@ -28,7 +28,7 @@
 static struct h_redis redis;
 static struct shoal_client client;
 static char pwfile[256];
-static char url_pw[128];   /* the test's own URL, with the password */
+static char url_pw[128]; /* the test's own URL, with the password */
 
 static void write_file(const char *path, const char *text, mode_t mode) {
     FILE *f = fopen(path, "w");
@@ -60,8 +60,8 @@ static void start_node(struct h_worker *w, const char *name, const char *const *
     snprintf(w->name, sizeof w->name, "%s", name);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", w->port);
     snprintf(w->log, sizeof w->log, "%s/%s-%d.log", redis.dir, name, w->port);
-    const char *argv[40] = {h_shoal_bin(), "worker", "--redis", redis.url,
-                            "--redis-password-file", pwfile, "--name", name, "--listen", listen,
+    const char *argv[40] = {h_shoal_bin(), "worker", "--redis", redis.url,  "--redis-password-file",
+                            pwfile,        "--name", name,      "--listen", listen,
                             "--heartbeat", "200ms"};
     int n = 12;
     for (int i = 0; extra && extra[i] && n < 39; i++) argv[n++] = extra[i];
@@ -73,7 +73,10 @@ static void start_node(struct h_worker *w, const char *name, const char *const *
     }
 }
 
-struct state_want { int64_t id; const char *state; };
+struct state_want {
+    int64_t id;
+    const char *state;
+};
 static bool state_is(void *arg) {
     struct state_want *s = arg;
     struct shoal_task t;
@@ -122,8 +125,8 @@ Test(sec, password_file_and_no_secrets_in_a_task) {
     const char *extra[] = {"--allow-exec", "/usr/bin/env", NULL};
     start_node(&w, "vault", extra);
     char *out = NULL, *err = NULL;
-    const char *args[] = {"enqueue", "--redis", redis.url, "--redis-password-file", pwfile, "--",
-                          "/usr/bin/env", NULL};
+    const char *args[] = {"enqueue", "--redis", redis.url,      "--redis-password-file",
+                          pwfile,    "--",      "/usr/bin/env", NULL};
     int code = h_shoal(&out, &err, args);
     cr_assert_eq(code, 0, "shoal enqueue with --redis-password-file: %s", err);
     int64_t id = 0;
@@ -183,7 +186,7 @@ Test(sec, password_file_errors_are_clear) {
     cr_assert_eq(h_shoal(&out, &err, a3), 2, "%s", err);
     cr_assert(has(err, "is empty"), "%s", err);
     free(out), free(err);
-    const char *a4[] = {"nodes", "--redis", redis.url, NULL};   /* and without: refused */
+    const char *a4[] = {"nodes", "--redis", redis.url, NULL}; /* and without: refused */
     cr_assert_eq(h_shoal(&out, &err, a4), 1, "%s", err);
     cr_assert(has(err, "NOAUTH") || has(err, "Authentication required"), "%s", err);
     free(out), free(err);
@@ -192,15 +195,17 @@ Test(sec, password_file_errors_are_clear) {
 /* One POST on a fresh connection; returns the status, the body in body. */
 static int post(int port, const char *path, const char *json, char *body, size_t len) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     char req[2048];
-    int n = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                     "X-Octopus-ApiKey: " KEY "\r\nContent-Length: %zu\r\n\r\n%s", path,
-                     strlen(json), json);
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "X-Octopus-ApiKey: " KEY "\r\nContent-Length: %zu\r\n\r\n%s",
+                     path, strlen(json), json);
     cr_assert_eq(write(fd, req, (size_t)n), n);
     size_t got = 0;
     ssize_t r;
@@ -230,12 +235,14 @@ Test(sec, enqueue_refuses_loader_hooks_up_front) {
     const char *extra[] = {"--api-key", KEY, "--allow-exec", "/bin/true", NULL};
     start_node(&w, "gate", extra);
     long long before = queued_total();
-    static const char *const bad[] = {"LD_PRELOAD", "GCONV_PATH", "BASH_ENV", "PYTHONPATH",
-                                      "NODE_OPTIONS", "SHOAL_TASK_ID"};
+    static const char *const bad[] = {"LD_PRELOAD", "GCONV_PATH",   "BASH_ENV",
+                                      "PYTHONPATH", "NODE_OPTIONS", "SHOAL_TASK_ID"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char json[300], body[4096], want[64];
-        snprintf(json, sizeof json, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/true\"],"
-                 "\"env\":{\"A\":\"1\",\"%s\":\"/tmp/x\"}}}", bad[i]);
+        snprintf(json, sizeof json,
+                 "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/true\"],"
+                 "\"env\":{\"A\":\"1\",\"%s\":\"/tmp/x\"}}}",
+                 bad[i]);
         snprintf(want, sizeof want, "env %s is refused", bad[i]);
         int status = post(w.port, "/api/tasks", json, body, sizeof body);
         cr_assert_eq(status, 400, "%s: %d %s", bad[i], status, body);
@@ -243,8 +250,8 @@ Test(sec, enqueue_refuses_loader_hooks_up_front) {
 
         char envflag[64], *out = NULL, *err = NULL;
         snprintf(envflag, sizeof envflag, "%s=/tmp/x", bad[i]);
-        const char *args[] = {"enqueue", "--redis", url_pw, "--env", envflag, "--", "/bin/true",
-                              NULL};
+        const char *args[] = {"enqueue", "--redis", url_pw,      "--env",
+                              envflag,   "--",      "/bin/true", NULL};
         cr_assert_eq(h_shoal(&out, &err, args), 2, "%s: %s", bad[i], err);
         cr_assert(has(err, want), "%s", err);
         free(out), free(err);
@@ -305,7 +312,7 @@ Test(sec, exec_user_runs_tasks_as_another_account) {
      * shim sets it again). */
     char dir[] = "/tmp/shoal-sep-XXXXXX", pidfile[400], script[600];
     cr_assert_not_null(mkdtemp(dir));
-    chmod(dir, 0777);   /* the task account writes its pid here */
+    chmod(dir, 0777); /* the task account writes its pid here */
     snprintf(pidfile, sizeof pidfile, "%s/pid", dir);
     snprintf(script, sizeof script, "echo $$ > %s; exec sleep 30", pidfile);
     const char *sh[] = {"/bin/sh", "-c", script};
@@ -337,8 +344,10 @@ Test(sec, exec_user_refused_at_startup_when_impossible) {
     if (geteuid() != 0) cr_skip_test("the privilege check needs root to start a node as nobody");
     /* A node without the right to switch (run as nobody, no capabilities) says so. */
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "setpriv --reuid=nobody --regid=nogroup --clear-groups %s worker "
-             "--redis %s --exec-user daemon 2>&1; echo exit=$?", h_shoal_bin(), redis.url);
+    snprintf(cmd, sizeof cmd,
+             "setpriv --reuid=nobody --regid=nogroup --clear-groups %s worker "
+             "--redis %s --exec-user daemon 2>&1; echo exit=$?",
+             h_shoal_bin(), redis.url);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     char buf[2048];

@@ -17,8 +17,8 @@
 
 #include "common/buf.h"
 #include "common/log.h"
-#include "common/util.h"
 #include "common/services.h"
+#include "common/util.h"
 #include "http/http.h"
 #include "http/server.h"
 #include "worker/routes.h"
@@ -34,10 +34,10 @@ struct client;
 struct fx {
     uv_loop_t loop;
     struct node_view view;
-    struct node_services svc;       /* the view only: keyed routes answer 503 */
-    struct http_site site;          /* the node's routes (worker/routes.c) */
+    struct node_services svc; /* the view only: keyed routes answer 503 */
+    struct http_site site;    /* the node's routes (worker/routes.c) */
     struct http_server *srv;
-    uv_timer_t guard;               /* bounds every spin() */
+    uv_timer_t guard; /* bounds every spin() */
     bool expired;
     bool srv_closed;
     struct client *clients[MAX_CLIENTS];
@@ -52,9 +52,9 @@ struct client {
         uv_tcp_t tcp;
     } h;
     uv_connect_t creq;
-    struct buf in;                  /* everything received */
+    struct buf in; /* everything received */
     bool connected, eof, closed;
-    int err;                        /* first read/connect error */
+    int err; /* first read/connect error */
 };
 
 struct send_req {
@@ -84,7 +84,7 @@ static void fx_start_conf(struct fx *f, struct http_server_config cfg) {
     cr_assert_eq(uv_loop_init(&f->loop), 0);
     snprintf(f->view.name, sizeof f->view.name, "%s", NODE);
     f->view.version = "0.1.0";
-    f->view.last_seen_ms = INT64_C(1700000000123);  /* 2023-11-14T22:13:20.123+00:00 */
+    f->view.last_seen_ms = INT64_C(1700000000123); /* 2023-11-14T22:13:20.123+00:00 */
     f->view.cap = 4;
     f->view.redis_ok = true;
     f->view.registered = true;
@@ -100,7 +100,8 @@ static void fx_start_conf(struct fx *f, struct http_server_config cfg) {
 }
 
 static void fx_start_cfg(struct fx *f, uint64_t idle_ms, size_t max_header) {
-    fx_start_conf(f, (struct http_server_config){.idle_timeout_ms = idle_ms, .max_header_bytes = max_header});
+    fx_start_conf(
+        f, (struct http_server_config){.idle_timeout_ms = idle_ms, .max_header_bytes = max_header});
 }
 
 static void fx_start(struct fx *f) { fx_start_cfg(f, 5000, 8192); }
@@ -143,8 +144,10 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     struct client *cl = s->data;
-    if (n > 0) buf_append(&cl->in, b->base, (size_t)n);
-    else if (n == UV_EOF) cl->eof = true;
+    if (n > 0)
+        buf_append(&cl->in, b->base, (size_t)n);
+    else if (n == UV_EOF)
+        cl->eof = true;
     else if (n < 0) {
         cl->eof = true;
         if (!cl->err) cl->err = (int)n;
@@ -229,7 +232,7 @@ static void expect(struct fx *f, struct client *cl, const char *want) {
     struct want w = {cl, strlen(want)};
     spin(f, got_n, &w, 3000);
     cr_assert_geq(cl->in.len, w.n, "got %zu bytes, wanted %zu:\n%s\nwanted:\n%s", cl->in.len, w.n,
-                 cl->in.data ? cl->in.data : "", want);
+                  cl->in.data ? cl->in.data : "", want);
     cr_assert(memcmp(cl->in.data, want, w.n) == 0, "got:\n%s\nwanted:\n%s", cl->in.data, want);
     buf_consume(&cl->in, w.n);
 }
@@ -243,7 +246,8 @@ static void expect_eof(struct fx *f, struct client *cl) {
 static const char *resp(const char *status, const char *extra, const char *body, bool head) {
     static char out[4096];
     size_t n = strlen(body);
-    snprintf(out, sizeof out, "HTTP/1.1 %s\r\nOctopus-Node: " NODE "\r\n"
+    snprintf(out, sizeof out,
+             "HTTP/1.1 %s\r\nOctopus-Node: " NODE "\r\n"
              "X-Content-Type-Options: nosniff\r\n%sContent-Length: %zu\r\n%s\r\n%s",
              status, n ? "Content-Type: application/json\r\n" : "", n, extra ? extra : "",
              head ? "" : body);
@@ -282,15 +286,16 @@ Test(http, ping_draining_418) {
     f.view.drain = true;
     client_pair(&f, &cl);
     client_sends(&cl, PING_REQ);
-    expect(&f, &cl, resp("418 I'm a teapot", NULL,
-                         node_json("\"2023-11-14T22:13:20.123+00:00\"", false, true, "draining"),
-                         false));
+    expect(&f, &cl,
+           resp("418 I'm a teapot", NULL,
+                node_json("\"2023-11-14T22:13:20.123+00:00\"", false, true, "draining"), false));
     f.view.drain = false;
-    f.view.stopping = true;  /* read per request: no restart needed */
+    f.view.stopping = true; /* read per request: no restart needed */
     client_sends(&cl, PING_REQ);
-    expect(&f, &cl, resp("418 I'm a teapot", NULL,
-                         node_json("\"2023-11-14T22:13:20.123+00:00\"", false, true,
-                                   "shutting down"), false));
+    expect(&f, &cl,
+           resp("418 I'm a teapot", NULL,
+                node_json("\"2023-11-14T22:13:20.123+00:00\"", false, true, "shutting down"),
+                false));
     fx_finish(&f);
 }
 
@@ -302,13 +307,15 @@ Test(http, ping_unavailable_503) {
     f.view.last_seen_ms = 0;
     client_pair(&f, &cl);
     client_sends(&cl, PING_REQ);
-    expect(&f, &cl, resp("503 Service Unavailable", NULL,
-                         node_json("null", true, false, "redis unreachable"), false));
+    expect(&f, &cl,
+           resp("503 Service Unavailable", NULL,
+                node_json("null", true, false, "redis unreachable"), false));
     f.view.redis_ok = true;
     f.view.registered = false;
     client_sends(&cl, PING_REQ);
-    expect(&f, &cl, resp("503 Service Unavailable", NULL,
-                         node_json("null", true, false, "not registered"), false));
+    expect(&f, &cl,
+           resp("503 Service Unavailable", NULL, node_json("null", true, false, "not registered"),
+                false));
     fx_finish(&f);
 }
 
@@ -358,11 +365,13 @@ Test(http, wrong_method_405_with_allow) {
     fx_start(&f);
     client_pair(&f, &cl);
     client_sends(&cl, "POST /api/octopusservernodes/ping HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
-    expect(&f, &cl, resp("405 Method Not Allowed", "Allow: GET, HEAD\r\n",
-                         "{\"ErrorMessage\":\"Method not allowed\"}", false));
+    expect(&f, &cl,
+           resp("405 Method Not Allowed", "Allow: GET, HEAD\r\n",
+                "{\"ErrorMessage\":\"Method not allowed\"}", false));
     client_sends(&cl, "DELETE /healthz HTTP/1.1\r\n\r\n");
-    expect(&f, &cl, resp("405 Method Not Allowed", "Allow: GET, HEAD\r\n",
-                         "{\"ErrorMessage\":\"Method not allowed\"}", false));
+    expect(&f, &cl,
+           resp("405 Method Not Allowed", "Allow: GET, HEAD\r\n",
+                "{\"ErrorMessage\":\"Method not allowed\"}", false));
     fx_finish(&f);
 }
 
@@ -428,7 +437,8 @@ Test(http, connection_close_closes_and_ignores_the_rest) {
     struct client cl;
     fx_start(&f);
     client_pair(&f, &cl);
-    client_sends(&cl, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
+    client_sends(&cl,
+                 "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
     expect(&f, &cl, resp("200 OK", "Connection: close\r\n", HEALTHZ_BODY, false));
     expect_eof(&f, &cl);
     fx_finish(&f);
@@ -460,8 +470,9 @@ Test(http, header_section_over_limit_431) {
     pad[sizeof pad - 1] = '\0';
     snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\nX-Pad: %s\r\n\r\n", pad);
     client_sends(&cl, req);
-    expect(&f, &cl, resp("431 Request Header Fields Too Large", "Connection: close\r\n",
-                         "{\"ErrorMessage\":\"Request header fields too large\"}", false));
+    expect(&f, &cl,
+           resp("431 Request Header Fields Too Large", "Connection: close\r\n",
+                "{\"ErrorMessage\":\"Request header fields too large\"}", false));
     expect_eof(&f, &cl);
     fx_finish(&f);
 }
@@ -486,13 +497,15 @@ Test(http, body_on_bodiless_route_discarded_or_413) {
     struct client cl;
     fx_start(&f);
     client_pair(&f, &cl);
-    client_sends(&cl, "GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /healthz HTTP/1.1\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    client_sends(&cl,
+                 "GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /healthz HTTP/1.1\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
     expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
     expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
     client_sends(&cl, "GET /healthz HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\nxx");
-    expect(&f, &cl, resp("413 Payload Too Large", "Connection: close\r\n",
-                         "{\"ErrorMessage\":\"Request body too large\"}", false));
+    expect(&f, &cl,
+           resp("413 Payload Too Large", "Connection: close\r\n",
+                "{\"ErrorMessage\":\"Request body too large\"}", false));
     expect_eof(&f, &cl);
     fx_finish(&f);
 }
@@ -534,7 +547,7 @@ Test(http, server_close_with_open_connections) {
     client_pair(&f, &b);
     client_sends(&a, "GET /healthz HTTP/1.1\r\n\r\n");
     expect(&f, &a, resp("200 OK", NULL, HEALTHZ_BODY, false));
-    client_sends(&b, "GET /heal");  /* half a request */
+    client_sends(&b, "GET /heal"); /* half a request */
     http_server_close(f.srv, srv_done_cb, &f);
     cr_assert(spin(&f, srv_closed, &f, 2000));
     cr_assert(spin(&f, got_eof, &a, 2000));
@@ -547,7 +560,7 @@ Test(http, server_close_with_open_connections) {
     uv_close((uv_handle_t *)&f.guard, NULL);
     uv_run(&f.loop, UV_RUN_NOWAIT);
     cr_assert_eq(uv_loop_close(&f.loop), 0);
-    free((void *)f.site.routes);  /* as fx_finish does */
+    free((void *)f.site.routes); /* as fx_finish does */
 }
 
 Test(http, bad_listen_address_rejected) {
@@ -557,7 +570,8 @@ Test(http, bad_listen_address_rejected) {
     static const char *bad[] = {"nohost", "1.2.3.4:99999", "[::1:80", "300.1.1.1:80", "1.2.3.4:x"};
     uv_loop_init(&loop);
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-        struct http_server_config cfg = {.listen = bad[i], .idle_timeout_ms = 1000, .max_header_bytes = 8192};
+        struct http_server_config cfg = {
+            .listen = bad[i], .idle_timeout_ms = 1000, .max_header_bytes = 8192};
         cr_assert_eq(http_server_new(&loop, &cfg, &site, &s), UV_EINVAL, "%s", bad[i]);
     }
     cr_assert_eq(uv_loop_close(&loop), 0);
@@ -569,9 +583,10 @@ Test(http, port_in_use_reported) {
     char listen[32];
     fx_start(&f);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", http_server_port(f.srv));
-    struct http_server_config cfg = {.listen = listen, .idle_timeout_ms = 1000, .max_header_bytes = 8192};
+    struct http_server_config cfg = {
+        .listen = listen, .idle_timeout_ms = 1000, .max_header_bytes = 8192};
     cr_assert_eq(http_server_new(&f.loop, &cfg, &f.site, &s2), UV_EADDRINUSE);
-    uv_run(&f.loop, UV_RUN_NOWAIT);  /* the failed listener's close callback frees it */
+    uv_run(&f.loop, UV_RUN_NOWAIT); /* the failed listener's close callback frees it */
     fx_finish(&f);
 }
 
@@ -620,7 +635,7 @@ Test(http, loopback_tcp_ping) {
     struct client cl;
     fx_start(&f);
     client_tcp(&f, &cl);
-    client_sends(&cl, PING_REQ);  /* queued by libuv until connected */
+    client_sends(&cl, PING_REQ); /* queued by libuv until connected */
     const char *want = resp("200 OK", NULL, ONLINE_JSON, false);
     struct want w = {&cl, strlen(want)};
     cr_assert(spin(&f, got_n, &w, 3000));
@@ -661,15 +676,16 @@ Test(http, two_thousand_concurrent_connections, .timeout = 90) {
         rl.rlim_cur = rl.rlim_max < 2 * N + 64 ? rl.rlim_max : 2 * N + 64;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < 2 * N + 64) cr_skip_test("RLIMIT_NOFILE too low: %llu", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur < 2 * N + 64)
+        cr_skip_test("RLIMIT_NOFILE too low: %llu", (unsigned long long)rl.rlim_cur);
     struct fx f;
-    fx_start_cfg(&f, 60000, 8192);  /* connecting 2,000 can outlast a short idle timeout */
+    fx_start_cfg(&f, 60000, 8192); /* connecting 2,000 can outlast a short idle timeout */
     struct client *cl = xcalloc(N, sizeof *cl);
     const char *want = resp("200 OK", NULL, ONLINE_JSON, false);
     struct crowd c = {&f, cl, N, strlen(want)};
     for (size_t i = 0; i < N; i++) {
         client_tcp(&f, &cl[i]);
-        client_sends(&cl[i], PING_REQ);  /* queued by libuv until connected */
+        client_sends(&cl[i], PING_REQ); /* queued by libuv until connected */
     }
     bool ok = spin(&f, crowd_answered, &c, 40000);
     size_t nerr = 0, nconn = 0;
@@ -791,8 +807,10 @@ static void trickle_stop(struct fx *f, struct trickle *tr) {
 
 static bool never(void *arg) { return false; }
 
-#define TIMEOUT_408 resp("408 Request Timeout", "Connection: close\r\n", \
-    "{\"ErrorMessage\":\"The request did not arrive in time: the connection is closed\"}", false)
+#define TIMEOUT_408                                                                                \
+    resp("408 Request Timeout", "Connection: close\r\n",                                           \
+         "{\"ErrorMessage\":\"The request did not arrive in time: the connection is closed\"}",    \
+         false)
 
 /* Slowloris: every byte of the head used to re-arm the idle timer, so a head trickled in
  * never ended. Its deadline now runs from the first byte (here from accept) and bytes do not
@@ -801,8 +819,9 @@ Test(http, head_trickled_closed_at_head_deadline) {
     struct fx f;
     struct client cl;
     struct trickle tr;
-    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
-                                           .head_timeout_ms = 1000});
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000,
+                                                  .max_header_bytes = 8192,
+                                                  .head_timeout_ms = 1000});
     client_pair(&f, &cl);
     uint64_t t0 = clock_mono_ms();
     trickle_start(&f, &tr, &cl, PING_REQ, 250);
@@ -821,8 +840,9 @@ Test(http, head_trickled_closed_at_head_deadline) {
 Test(http, connection_that_sends_nothing_closed_at_head_deadline) {
     struct fx f;
     struct client cl;
-    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
-                                           .head_timeout_ms = 500});
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000,
+                                                  .max_header_bytes = 8192,
+                                                  .head_timeout_ms = 500});
     client_pair(&f, &cl);
     uint64_t t0 = clock_mono_ms();
     cr_assert(spin(&f, got_eof, &cl, 3000), "an empty connection is still open after 3 s");
@@ -839,8 +859,10 @@ Test(http, stalled_body_closed_at_body_deadline) {
     struct fx f;
     struct client cl;
     struct trickle tr;
-    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
-                                           .head_timeout_ms = 1000, .body_timeout_ms = 1000});
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000,
+                                                  .max_header_bytes = 8192,
+                                                  .head_timeout_ms = 1000,
+                                                  .body_timeout_ms = 1000});
     client_pair(&f, &cl);
     client_sends(&cl, "GET /healthz HTTP/1.1\r\nContent-Length: 8\r\n\r\n");
     uint64_t t0 = clock_mono_ms();
@@ -860,8 +882,10 @@ Test(http, stalled_body_closed_at_body_deadline) {
 Test(http, keep_alive_idle_outlives_head_deadline) {
     struct fx f;
     struct client cl;
-    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 3000, .max_header_bytes = 8192,
-                                           .head_timeout_ms = 300, .body_timeout_ms = 300});
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 3000,
+                                                  .max_header_bytes = 8192,
+                                                  .head_timeout_ms = 300,
+                                                  .body_timeout_ms = 300});
     client_pair(&f, &cl);
     client_sends(&cl, "GET /healthz HTTP/1.1\r\n\r\n");
     expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
@@ -888,7 +912,7 @@ static void tcp_pinged(struct fx *f, struct client *cl, const char *from) {
 /* A TCP client from the address from that the server resets at once: no answer to its ping. */
 static void tcp_refused(struct fx *f, struct client *cl, const char *from) {
     client_tcp_from(f, cl, from);
-    client_sends(cl, PING_REQ);  /* queued by libuv until connected */
+    client_sends(cl, PING_REQ); /* queued by libuv until connected */
     cr_assert(spin(f, got_eof, cl, 3000), "a connection over the cap was not closed");
     cr_assert_eq(cl->in.len, 0, "a connection over the cap was answered: %s", cl->in.data);
 }
@@ -922,18 +946,19 @@ Test(http, per_ip_cap_resets_the_next_connection_from_that_address) {
     struct fx f;
     struct client a[4], b;
     char m[16384];
-    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
-                                           .max_conns_per_ip = 3});
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000,
+                                                  .max_header_bytes = 8192,
+                                                  .max_conns_per_ip = 3});
     for (int i = 0; i < 3; i++) tcp_pinged(&f, &a[i], "127.0.0.2");
     tcp_refused(&f, &a[3], "127.0.0.2");
     tcp_pinged(&f, &b, "127.0.0.1");
-    client_sends(&a[0], PING_REQ);  /* the ones admitted are served still */
+    client_sends(&a[0], PING_REQ); /* the ones admitted are served still */
     expect(&f, &a[0], resp("200 OK", NULL, ONLINE_JSON, false));
     tcp_metrics(&f, m, sizeof m);
     cr_assert(strstr(m, "shoal_http_connections_refused_total{reason=\"ip_cap\"} 1\n"), "%s", m);
     cr_assert(strstr(m, "shoal_http_connections_refused_total{reason=\"node_cap\"} 0\n"), "%s", m);
-    cr_assert(strstr(m, "shoal_http_connections_open 5\n"), "%s", m);  /* 3 + b + metrics */
-    tcp_close(&f, &a[0]);  /* a slot frees up */
+    cr_assert(strstr(m, "shoal_http_connections_open 5\n"), "%s", m); /* 3 + b + metrics */
+    tcp_close(&f, &a[0]);                                             /* a slot frees up */
     unsigned want = 3;
     void *arg[2] = {&f, &want};
     cr_assert(spin(&f, conns_are, arg, 3000));
@@ -950,8 +975,10 @@ Test(http, node_cap_resets_new_connections_while_open_ones_answer) {
     struct fx f;
     struct client a[4], extra;
     char m[16384];
-    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000, .max_header_bytes = 8192,
-                                           .max_conns = 4, .max_conns_per_ip = 100});
+    fx_start_conf(&f, (struct http_server_config){.idle_timeout_ms = 5000,
+                                                  .max_header_bytes = 8192,
+                                                  .max_conns = 4,
+                                                  .max_conns_per_ip = 100});
     for (int i = 0; i < 4; i++) tcp_pinged(&f, &a[i], from[i]);
     tcp_refused(&f, &extra, "127.0.0.6");
     tcp_close(&f, &extra);

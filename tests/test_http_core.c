@@ -15,11 +15,11 @@
 struct fake {
     struct http_conn c;
     struct http_site site;
-    struct buf out;                    /* everything written, concatenated */
+    struct buf out; /* everything written, concatenated */
     unsigned writes;
-    bool reading;                      /* as last set by read_ctl */
-    bool closed;                       /* io->close called */
-    struct http_exchange *later[64];   /* exchanges held by later_cb, in arrival order */
+    bool reading;                    /* as last set by read_ctl */
+    bool closed;                     /* io->close called */
+    struct http_exchange *later[64]; /* exchanges held by later_cb, in arrival order */
     unsigned nlater;
 };
 
@@ -67,19 +67,20 @@ static void echo_cb(struct http_exchange *ex) {
 struct zsink {
     char mem[64];
     size_t used;
-    unsigned direct, copied;           /* data calls whose bytes were there already / not */
+    unsigned direct, copied; /* data calls whose bytes were there already / not */
     bool ended;
-    struct http_exchange *ex;          /* the last exchange whose memory was asked for */
-    unsigned asked, lent, returned;    /* buffer calls; off the loop; returned calls */
-    unsigned data_calls_at_return;     /* data calls (direct + copied) when last returned */
-    unsigned prepared;                 /* prepare calls (off the loop, before the data call) */
+    struct http_exchange *ex;       /* the last exchange whose memory was asked for */
+    unsigned asked, lent, returned; /* buffer calls; off the loop; returned calls */
+    unsigned data_calls_at_return;  /* data calls (direct + copied) when last returned */
+    unsigned prepared;              /* prepare calls (off the loop, before the data call) */
 };
 static struct zsink zs;
 
 static int z_data(struct http_exchange *ex, const char *at, size_t n, void *arg) {
     struct zsink *z = arg;
     cr_assert_leq(z->used + n, sizeof z->mem);
-    if (at == z->mem + z->used) z->direct++;
+    if (at == z->mem + z->used)
+        z->direct++;
     else {
         memcpy(z->mem + z->used, at, n);
         z->copied++;
@@ -162,8 +163,9 @@ static void fake_free(struct fake *f) {
 
 static void feed(struct fake *f, const char *s) { http_conn_feed(&f->c, s, strlen(s)); }
 
-#define HEAD_START(status) "HTTP/1.1 " status "\r\nOctopus-Node: n1\r\n" \
-                           "X-Content-Type-Options: nosniff\r\n"
+#define HEAD_START(status)                                                                         \
+    "HTTP/1.1 " status "\r\nOctopus-Node: n1\r\n"                                                  \
+    "X-Content-Type-Options: nosniff\r\n"
 
 static const char *answer(const char *status, const char *body, bool close) {
     static char out[512];
@@ -179,9 +181,10 @@ static const char *error_answer(const char *status, const char *extra, const cha
     static char out[768];
     char body[400];
     snprintf(body, sizeof body, "{\"ErrorMessage\":\"%s\"}", msg);
-    snprintf(out, sizeof out, HEAD_START("%s") "Content-Type: application/json\r\n"
-             "Content-Length: %zu\r\n%s%s\r\n%s", status, strlen(body), extra,
-             close ? "Connection: close\r\n" : "", body);
+    snprintf(out, sizeof out,
+             HEAD_START("%s") "Content-Type: application/json\r\n"
+                              "Content-Length: %zu\r\n%s%s\r\n%s",
+             status, strlen(body), extra, close ? "Connection: close\r\n" : "", body);
     return out;
 }
 
@@ -224,13 +227,13 @@ Test(http_core, pauses_at_max_pending_and_resumes) {
     http_conn_feed(&f.c, in.data, in.len);
     cr_assert_eq(f.nlater, 16, "parsing must pause at max_pending");
     cr_assert_not(f.reading, "the transport is told to stop reading");
-    http_conn_feed(&f.c, "GET /now HTTP/1.1\r\n\r\n", 21);  /* a read already in flight: held */
+    http_conn_feed(&f.c, "GET /now HTTP/1.1\r\n\r\n", 21); /* a read already in flight: held */
     cr_assert_eq(f.nlater, 16);
     unsigned answered = 0;
     while (answered < 40) {
         unsigned upto = f.nlater;
         cr_assert_gt(upto, answered, "stalled at %u", answered);
-        for (unsigned i = upto; i-- > answered;) {  /* newest first: order must still hold */
+        for (unsigned i = upto; i-- > answered;) { /* newest first: order must still hold */
             snprintf(body, sizeof body, "%u", i);
             respond_later(&f, i, body);
         }
@@ -254,9 +257,9 @@ Test(http_core, detached_exchange_freed_by_its_answer) {
     feed(&f, "GET /later HTTP/1.1\r\n\r\n");
     cr_assert_eq(f.nlater, 1);
     struct http_exchange *ex = f.later[0];
-    fake_free(&f);  /* the connection goes first */
+    fake_free(&f); /* the connection goes first */
     cr_assert_null(http_site_of(ex));
-    http_respond(ex, 200, "text/plain", "late", 4);  /* dropped, freed: ASan checks */
+    http_respond(ex, 200, "text/plain", "late", 4); /* dropped, freed: ASan checks */
     cr_assert_eq(f.writes, 0);
 }
 
@@ -268,16 +271,18 @@ Test(http_core, params_query_headers_and_buffered_body) {
     feed(&f, "PUT /echo/a1/and/b2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nEmpty:\r\n\r\n"
              "2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n");
     take(&f, answer("201 Created", "a1,b2,hello,,-", false));
-    feed(&f, "POST /echo/ HTTP/1.1\r\n\r\n");  /* an empty segment matches no {param} */
+    feed(&f, "POST /echo/ HTTP/1.1\r\n\r\n"); /* an empty segment matches no {param} */
     take(&f, "HTTP/1.1 404 Not Found\r\n");
     buf_reset(&f.out);
     feed(&f, "GET /echo/x HTTP/1.1\r\n\r\n");
     take(&f, HEAD_START("405 Method Not Allowed") "Content-Type: application/json\r\n"
-             "Content-Length: 37\r\nAllow: POST\r\n\r\n");
+                                                  "Content-Length: 37\r\nAllow: POST\r\n\r\n");
     buf_reset(&f.out);
     feed(&f, "PATCH /now HTTP/1.1\r\n\r\n");
-    take(&f, HEAD_START("405 Method Not Allowed") "Content-Type: application/json\r\n"
-             "Content-Length: 37\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
+    take(&f,
+         HEAD_START(
+             "405 Method Not Allowed") "Content-Type: application/json\r\n"
+                                       "Content-Length: 37\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
     buf_reset(&f.out);
     fake_free(&f);
 }
@@ -408,8 +413,10 @@ Test(http_core, folded_headers_and_percent_00_are_refused) {
         struct fake f;
         fake_init(&f);
         feed(&f, nul[i]);
-        take(&f, error_answer("400 Bad Request", "", "the request target holds %00 (a NUL byte), "
-                              "which no path or parameter may hold", i == 1));
+        take(&f, error_answer("400 Bad Request", "",
+                              "the request target holds %00 (a NUL byte), "
+                              "which no path or parameter may hold",
+                              i == 1));
         cr_assert_eq(f.out.len, 0);
         fake_free(&f);
     }
@@ -490,7 +497,7 @@ Test(http_core, body_read_into_the_sinks_memory) {
     cr_assert(http_conn_read_buffer(&f.c, false, &base, &len));
     cr_assert_eq(base, zs.mem + 3);
     cr_assert_eq(len, 7, "at most what remains of the body (7), not the sink's room (61)");
-    memcpy(base, "defghij", 7);  /* what the transport's read does */
+    memcpy(base, "defghij", 7); /* what the transport's read does */
     http_conn_feed(&f.c, base, 7);
     cr_assert_eq(zs.direct, 1, "read in place: the sink copies nothing");
     cr_assert(zs.ended);
@@ -503,7 +510,8 @@ Test(http_core, body_read_into_the_sinks_memory) {
     memset(&zs, 0, sizeof zs);
     feed(&f, "POST /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
     len = 1000;
-    cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len), "chunk framing must be parsed out");
+    cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len),
+                  "chunk framing must be parsed out");
     feed(&f, "3\r\nxyz\r\n0\r\n\r\n");
     cr_assert(zs.ended);
     take(&f, answer("201 Created", "xyz", false));
@@ -529,7 +537,7 @@ Test(http_core, body_memory_lent_off_loop_comes_back_once) {
     cr_assert_not(http_conn_read_buffer(&f.c, true, &base, &len), "lent: not asked again");
     cr_assert_not(http_conn_read_buffer(&f.c, false, &base, &len));
     cr_assert_eq(zs.asked, 1);
-    memcpy(zs.mem, "abcd", 4);  /* the background thread's read, then the sink's work there */
+    memcpy(zs.mem, "abcd", 4); /* the background thread's read, then the sink's work there */
     http_conn_lent_prepare(&f.c, zs.mem, 4);
     cr_assert_eq(zs.prepared, 1);
     http_conn_feed(&f.c, zs.mem, 4);
@@ -544,12 +552,12 @@ Test(http_core, body_memory_lent_off_loop_comes_back_once) {
     len = 100;
     cr_assert(http_conn_read_buffer(&f.c, true, &base, &len));
     cr_assert_eq(len, 6, "what remains of the body");
-    http_respond(zs.ex, 409, "text/plain", "no", 2);  /* answered while the memory is out */
+    http_respond(zs.ex, 409, "text/plain", "no", 2); /* answered while the memory is out */
     take(&f, "HTTP/1.1 409 Conflict\r\n");
     cr_assert_eq(zs.returned, 1);
     http_conn_lent_prepare(&f.c, base, 0);
     cr_assert_eq(zs.prepared, 1, "nothing read: nothing to prepare");
-    http_conn_feed(&f.c, base, 3);  /* what the read got: dropped, the body is no longer read */
+    http_conn_feed(&f.c, base, 3); /* what the read got: dropped, the body is no longer read */
     cr_assert_eq(zs.direct + zs.copied, 1);
     http_conn_lent_back(&f.c);
     cr_assert_eq(zs.returned, 2, "back although the exchange was answered");

@@ -177,7 +177,7 @@ Test(edge, ten_stalled_uploads_two_taken_rest_429) {
         snprintf(name, sizeof name, "Stall%d.1.0.0.zip", i);
         fd[i] = upload_head(name, 100 * MiB);
         got[i][0] = '\0';
-        read_until(fd[i], got[i], sizeof got[i], 3000, "\r\n\r\n");  /* 100 or 429 */
+        read_until(fd[i], got[i], sizeof got[i], 3000, "\r\n\r\n"); /* 100 or 429 */
     }
     int taken = 0, refused = 0;
     for (int i = 0; i < N; i++) {
@@ -186,10 +186,10 @@ Test(edge, ten_stalled_uploads_two_taken_rest_429) {
             send_body(fd[i], 6 * MiB, (char)('a' + i));
             continue;
         }
-        read_for(fd[i], got[i], sizeof got[i], 3000);  /* to its end (the node closes) */
+        read_for(fd[i], got[i], sizeof got[i], 3000); /* to its end (the node closes) */
         refused++;
     }
-    long long written = (long long)taken * 6 * (long long)MiB;  /* the node has read them */
+    long long written = (long long)taken * 6 * (long long)MiB; /* the node has read them */
     cr_assert(h_eventually(temp_bytes_are, &written, 10000), "%lld of %lld bytes written",
               temp_bytes(), written);
     long during = rss_kb(node.pid);
@@ -199,13 +199,13 @@ Test(edge, ten_stalled_uploads_two_taken_rest_429) {
     cr_assert_eq(refused, N - 2);
     for (int i = 0; i < N; i++) {
         if (!strncmp(got[i], "HTTP/1.1 100 Continue\r\n\r\n", 25)) continue;
-        cr_assert(!strncmp(got[i], "HTTP/1.1 429 Too Many Requests\r\n", 32),
-                  "upload %d: %s", i, got[i]);
+        cr_assert(!strncmp(got[i], "HTTP/1.1 429 Too Many Requests\r\n", 32), "upload %d: %s", i,
+                  got[i]);
         cr_assert(strstr(got[i], "\r\nRetry-After: 5\r\n"), "%s", got[i]);
         cr_assert(strstr(got[i], "\r\nConnection: close\r\n"), "%s", got[i]);
         cr_assert(strstr(got[i], "{\"ErrorMessage\":\"Too many package uploads in progress\","
-                                 "\"Errors\":[\"this node is taking 2 package uploads"), "%s",
-                  got[i]);
+                                 "\"Errors\":[\"this node is taking 2 package uploads"),
+                  "%s", got[i]);
     }
     struct metric_want active = {"shoal_package_uploads_active", 2};
     cr_assert(h_eventually(metric_is, &active, 3000));
@@ -215,8 +215,11 @@ Test(edge, ten_stalled_uploads_two_taken_rest_429) {
     active.value = 0;
     cr_assert(h_eventually(metric_is, &active, 5000), "the stalled uploads never ended");
     cr_assert(h_eventually(no_temp_files, NULL, 5000));
-    struct pc_upload o = {.space = SPACE, .query = "?filename=After.1.0.0.zip", .key = KEY,
-                          .size = 3 * MiB, .seed = 7};
+    struct pc_upload o = {.space = SPACE,
+                          .query = "?filename=After.1.0.0.zip",
+                          .key = KEY,
+                          .size = 3 * MiB,
+                          .seed = 7};
     struct pc_result r;
     cr_assert_eq(pc_upload(node.port, &o, &r), 0);
     cr_assert_eq(r.status, 201, "a slot came back: %d %s", r.status, r.body);
@@ -259,8 +262,11 @@ Test(edge, upload_held_back_by_the_node_is_not_cut) {
     freeReplyObject(r);
     redisFree(c);
     uint64_t t0 = h_now_ms();
-    struct pc_upload o = {.space = SPACE, .query = "?filename=Held.1.0.0.zip", .key = KEY,
-                          .size = 32 * MiB, .seed = 9};
+    struct pc_upload o = {.space = SPACE,
+                          .query = "?filename=Held.1.0.0.zip",
+                          .key = KEY,
+                          .size = 32 * MiB,
+                          .seed = 9};
     struct pc_result res;
     cr_assert_eq(pc_upload(node.port, &o, &res), 0);
     cr_assert_eq(res.status, 201, "%d %s", res.status, res.body);
@@ -278,14 +284,26 @@ Test(edge, connection_cap_fits_a_low_file_limit) {
     snprintf(node.name, sizeof node.name, "edgenode");
     snprintf(listen, sizeof listen, "127.0.0.1:%d", node.port);
     snprintf(node.log, sizeof node.log, "%s/edge-nofile.log", redis.dir);
-    const char *argv[] = {"/usr/bin/prlimit", "--nofile=256:256", h_shoal_bin(), "worker",
-                          "--redis", redis.url, "--name", "edgenode", "--listen", listen,
-                          "--heartbeat", "200ms", "--cap", "0", NULL};
+    const char *argv[] = {"/usr/bin/prlimit",
+                          "--nofile=256:256",
+                          h_shoal_bin(),
+                          "worker",
+                          "--redis",
+                          redis.url,
+                          "--name",
+                          "edgenode",
+                          "--listen",
+                          listen,
+                          "--heartbeat",
+                          "200ms",
+                          "--cap",
+                          "0",
+                          NULL};
     node.pid = h_spawn(argv, NULL, node.log);
     cr_assert(h_ping_is(&node, 200, 10000), "the node did not come up");
     char *log = h_read_file(node.log);
-    cr_assert(log && strstr(log, "http connection cap lowered to fit the open-file limit"),
-              "%s", log ? log : "");
+    cr_assert(log && strstr(log, "http connection cap lowered to fit the open-file limit"), "%s",
+              log ? log : "");
     free(log);
     int keep = pc_connect(node.port);
     cr_assert_geq(keep, 0);

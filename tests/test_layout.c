@@ -76,8 +76,10 @@ Test(key_layout, docs_table_matches_keys_c_table) {
 /* Writes the doc pattern with "<n>" (a task number) as 7, the only numeric part. */
 static void with_number(const char *pattern, char *out, size_t len) {
     const char *at = strstr(pattern, "<n>");
-    if (at) snprintf(out, len, "%.*s7%.100s", (int)(at - pattern), pattern, at + 3);
-    else snprintf(out, len, "%.200s", pattern);
+    if (at)
+        snprintf(out, len, "%.*s7%.100s", (int)(at - pattern), pattern, at + 3);
+    else
+        snprintf(out, len, "%.200s", pattern);
 }
 
 /* The builders themselves, called with the placeholders as parts, produce the docs' names. */
@@ -122,7 +124,8 @@ Test(key_layout, builders_produce_the_documented_names) {
             with_number(rows[j].key, want, sizeof want);
             found = strcmp(built[i], want) == 0;
         }
-        cr_assert(found, "common/keys.c builds %s, which docs/redis.md's key table lacks", built[i]);
+        cr_assert(found, "common/keys.c builds %s, which docs/redis.md's key table lacks",
+                  built[i]);
     }
     /* The package list's hash prefix is the package key cut before its <PackageId>. */
     cr_assert_str_eq(keys_package_prefix(&k, "<space>", b[20], sizeof b[20]), "{NS}:pkg:<space>:");
@@ -132,7 +135,8 @@ Test(key_layout, builders_produce_the_documented_names) {
 static int header_keys(enum script_id id) {
     const struct script_src *s = script_get(id);
     int max = 0;
-    for (const char *p = s->text; p && strncmp(p, "--", 2) == 0; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+    for (const char *p = s->text; p && strncmp(p, "--", 2) == 0;
+         p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
         const char *eol = strchr(p, '\n');
         for (const char *q = p; (q = strstr(q, "KEYS[")) && (!eol || q < eol); q += 5) {
             int n = atoi(q + 5);
@@ -147,8 +151,8 @@ static void check_keys(struct script_call *c, bool *seen) {
     const char *name = script_get(c->id)->name;
     int want = header_keys(c->id);
     cr_assert_gt(want, 0, "lua/%s.lua's header names no KEYS[n]", name);
-    cr_assert_eq(c->nkeys, want, "the %s builder sends %d KEYS, lua/%s.lua's header names %d",
-                 name, c->nkeys, name, want);
+    cr_assert_eq(c->nkeys, want, "the %s builder sends %d KEYS, lua/%s.lua's header names %d", name,
+                 c->nkeys, name, want);
     cr_assert_geq(c->argc, c->nkeys);
     for (int i = 0; i < c->nkeys; i++)
         cr_assert(strncmp(c->argv[i], "{NS}:", 5) == 0, "%s: KEYS[%d] '%s' is not a key", name,
@@ -248,7 +252,10 @@ Test(script_calls, hot_path_allocations) {
     keys_init(&k, "a-namespace-of-forty-characters-at-most");
     struct script_call c;
     struct call_claim_args a = {"a-node-name-of-sixty-four-characters-which-is-the-most-allowed-x",
-                                "0123456789abcdef0123456789abcdef", 1700000000000, 512, true,
+                                "0123456789abcdef0123456789abcdef",
+                                1700000000000,
+                                512,
+                                true,
                                 30000};
     call_claim(&c, &k, &a);
     for (int i = 0; i < 67; i++) call_claim_add_queue(&c, "a-queue-name-of-some-length");
@@ -257,8 +264,14 @@ Test(script_calls, hot_path_allocations) {
     call_free(&c);
     call_complete(&c, &k, a.name, 1700000000000, 604800000, 512);
     for (int i = 0; i < 512; i++) {
-        struct call_report r = {"ServerTasks-9223372036854775807", INT64_MAX, "Failed", "error",
-                                -1, "log", 3, INT64_MAX};
+        struct call_report r = {"ServerTasks-9223372036854775807",
+                                INT64_MAX,
+                                "Failed",
+                                "error",
+                                -1,
+                                "log",
+                                3,
+                                INT64_MAX};
         call_complete_add(&c, &r);
     }
     cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");

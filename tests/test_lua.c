@@ -12,7 +12,8 @@
 static struct h_redis redis;
 static struct rsync rs;
 static struct keys k;
-static char node_k[128], alive_k[128], nodes_k[128], run_k[128], ctl[128], stats_k[128], done_k[128];
+static char node_k[128], alive_k[128], nodes_k[128], run_k[128], ctl[128], stats_k[128],
+    done_k[128];
 
 static void setup(void) {
     cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start");
@@ -42,8 +43,8 @@ static redisReply *run(struct script_call *c) {
 }
 
 static redisReply *reg(const char *instance, long long now, long long cap) {
-    struct call_register_args a = {"n1", instance, now, 3000, cap, "0.1.0", "host", 42,
-                                   "127.0.0.1:8080", "default", 1000};
+    struct call_register_args a = {"n1", instance,         now,       3000, cap, "0.1.0", "host",
+                                   42,   "127.0.0.1:8080", "default", 1000};
     struct script_call c;
     call_register(&c, &k, &a);
     return run(&c);
@@ -125,7 +126,7 @@ Test(lua, operator_cap_and_drain_survive_reregistration) {
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL %s", alive_k));
     redisFree(c);
-    r = reg("cccc", 2000, 5);  /* restarted with --cap 5 */
+    r = reg("cccc", 2000, 5); /* restarted with --cap 5 */
     cr_assert_str_eq(s(r, 0), "ok");
     cr_assert_eq(n(r, 2), 9, "operator's cap kept");
     cr_assert_eq(n(r, 3), 1, "operator's drain kept");

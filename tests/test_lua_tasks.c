@@ -13,7 +13,7 @@
 #include "common/rsync.h"
 #include "tests/harness.h"
 
-#define T0 1000000LL   /* "now" at the start of every test (ms) */
+#define T0 1000000LL /* "now" at the start of every test (ms) */
 #define DAY 86400000LL
 
 static struct h_redis redis;
@@ -50,8 +50,9 @@ static long long num(const char *fmt, ...) {
     va_start(ap, fmt);
     redisReply *r = redisvCommand(rc, fmt, ap);
     va_end(ap);
-    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? atoll(r->str)
+                                                  : -1;
     freeReplyObject(r);
     return v;
 }
@@ -72,8 +73,8 @@ static char *str(const char *fmt, ...) {
 
 /* Registers node `name` alive with `cap` (instance = name). */
 static void node(const char *name, int cap) {
-    struct call_register_args a = {name, name, 1000000, 600000, cap, "0", "h", 1, "x", "default",
-                                   1000};
+    struct call_register_args a = {name, name, 1000000, 600000,    cap, "0",
+                                   "h",  1,    "x",     "default", 1000};
     struct script_call c;
     call_register(&c, &k, &a);
     freeReplyObject(eval(&c));
@@ -82,8 +83,13 @@ static void node(const char *name, int cap) {
 /* Enqueues one task; returns its number. */
 static long long enq(const char *queue, const char *type, int prio, long long at, long long expiry,
                      int attempts, long long now) {
-    struct shoal_task_opts o = {.queue = queue, .type = type, .priority = prio, .at_ms = at,
-                                .expiry_ms = expiry, .timeout_ms = 0, .attempts = attempts,
+    struct shoal_task_opts o = {.queue = queue,
+                                .type = type,
+                                .priority = prio,
+                                .at_ms = at,
+                                .expiry_ms = expiry,
+                                .timeout_ms = 0,
+                                .attempts = attempts,
                                 .lost_budget = 1};
     struct script_call c;
     call_enqueue(&c, &k, now, 1);
@@ -109,16 +115,20 @@ static redisReply *claim(const char *name, int max, long long now, bool balance,
 }
 
 static size_t claimed(const redisReply *r) { return (r->elements - 3) / 7; }
-static long long claimed_id(const redisReply *r, size_t i) { return atoll(r->element[3 + 7 * i]->str); }
-static long long claimed_lease(const redisReply *r, size_t i) { return r->element[4 + 7 * i]->integer; }
+static long long claimed_id(const redisReply *r, size_t i) {
+    return atoll(r->element[3 + 7 * i]->str);
+}
+static long long claimed_lease(const redisReply *r, size_t i) {
+    return r->element[4 + 7 * i]->integer;
+}
 
 /* Reports one result for node `name`. Returns the reply (caller frees). */
 static redisReply *complete(const char *name, long long id, long long lease, const char *outcome,
                             long long now, long long retry_delay) {
     char i[24];
     snprintf(i, sizeof i, "%lld", id);
-    struct call_report rep = {i, lease, outcome, "it went wrong", -1, "the log", strlen("the log"),
-                              retry_delay};
+    struct call_report rep = {i,  lease,     outcome,           "it went wrong",
+                              -1, "the log", strlen("the log"), retry_delay};
     struct script_call c;
     call_complete(&c, &k, name, now, 604800000, 1);
     call_complete_add(&c, &rep);
@@ -314,7 +324,7 @@ Test(tasks, cancel_in_every_state) {
     long long q = enq("default", "noop", 0, 0, DAY, 1, T0);
     long long run = enq("default", "noop", 0, 0, DAY, 1, T0);
     redisReply *r;
-    r = claim("n1", 1, T0, false, NULL);  /* FIFO: q runs, `run` stays queued */
+    r = claim("n1", 1, T0, false, NULL); /* FIFO: q runs, `run` stays queued */
     freeReplyObject(r);
     /* q is executing now, run is queued: cancel the queued one. */
     r = cancel(run);
@@ -359,7 +369,11 @@ Test(tasks, cancel_in_every_state) {
 Test(tasks, bad_enqueue_writes_nothing) {
     struct shoal_task_opts t[2] = {
         {.queue = "default", .type = "noop", .expiry_ms = 1000, .attempts = 1, .lost_budget = 1},
-        {.queue = "bad queue!", .type = "noop", .expiry_ms = 1000, .attempts = 1, .lost_budget = 1}};
+        {.queue = "bad queue!",
+         .type = "noop",
+         .expiry_ms = 1000,
+         .attempts = 1,
+         .lost_budget = 1}};
     struct script_call c;
     call_enqueue(&c, &k, 1000000, 2);
     call_enqueue_add(&c, &t[0]);
@@ -369,7 +383,7 @@ Test(tasks, bad_enqueue_writes_nothing) {
     cr_assert(strstr(r->str, "task 2: queue names"), "%s", r->str);
     freeReplyObject(r);
     cr_assert_eq(num("DBSIZE"), 0, "nothing half-written");
-    t[1].timeout_ms = -5;  /* a negative timeout on the second task */
+    t[1].timeout_ms = -5; /* a negative timeout on the second task */
     t[1].queue = "default";
     call_enqueue(&c, &k, 1000000, 2);
     call_enqueue_add(&c, &t[0]);
@@ -391,7 +405,7 @@ static redisReply *recover(const char *only, const char *token, long long now) {
 
 Test(tasks, lost_node_tasks_are_requeued_then_failed_per_budget) {
     node("doomed", 5);
-    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);   /* budget 1 (default) */
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0); /* budget 1 (default) */
     long long b = enq("default", "noop", 0, 0, DAY, 1, T0);
     freeReplyObject(redisCommand(rc, "HSET {t}:task:%lld lost_budget 0", b));
     long long c = enq("default", "noop", 0, 0, DAY, 1, T0);

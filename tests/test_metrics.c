@@ -11,7 +11,9 @@
 
 static struct h_redis redis;
 
-static void setup(void) { cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start"); }
+static void setup(void) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start");
+}
 static void teardown(void) { h_redis_stop(&redis, false); }
 
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 60);
@@ -31,12 +33,16 @@ static double sample(const char *line_start) {
 
 /* `shoal enqueue ...` against the test's Redis. */
 static void enqueue(const char *type, const char *queue, const char *arg) {
-    const char *args[] = {"enqueue", "--redis", redis.url, "--type", type, "--queue", queue,
-                          "--", arg, NULL};
+    const char *args[] = {"enqueue", "--redis", redis.url, "--type", type,
+                          "--queue", queue,     "--",      arg,      NULL};
     cr_assert_eq(h_shoal(NULL, NULL, args), 0);
 }
 
-struct want { const struct h_worker *w; const char *line; double min; };
+struct want {
+    const struct h_worker *w;
+    const char *line;
+    double min;
+};
 static bool sample_at_least(void *arg) {
     struct want *x = arg;
     return scrape(x->w) == 200 && sample(x->line) >= x->min;
@@ -57,7 +63,7 @@ Test(metrics, prometheus_text_with_node_and_queue_figures) {
     cr_assert_eq(sample("shoal_node_task_cap "), 5);
     cr_assert_eq(sample("shoal_node_drain "), 0);
     cr_assert_eq(sample("shoal_node_up "), 1);
-    struct want beat = {&w, "shoal_heartbeat_age_seconds ", 0};   /* after the first beat */
+    struct want beat = {&w, "shoal_heartbeat_age_seconds ", 0}; /* after the first beat */
     cr_assert(h_eventually(sample_at_least, &beat, 5000), "%s", body);
     cr_assert_lt(sample("shoal_heartbeat_age_seconds "), 5);
     cr_assert_eq(sample("shoal_redis_reconnects_total "), 0);
@@ -83,8 +89,10 @@ Test(metrics, prometheus_text_with_node_and_queue_figures) {
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     int rc = h_wait(h_spawn(argv, NULL, log), 20000);
     char *out = h_read_file(log);
-    cr_assert_eq(rc, 0, "promtool check metrics failed (is Debian's prometheus installed? "
-                        "scripts/deps.sh): %s", out ? out : "");
+    cr_assert_eq(rc, 0,
+                 "promtool check metrics failed (is Debian's prometheus installed? "
+                 "scripts/deps.sh): %s",
+                 out ? out : "");
     free(out);
     cr_assert_eq(h_worker_stop(&w), 0);
 }

@@ -18,7 +18,9 @@
 
 static struct h_redis redis;
 
-static void setup(void) { cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start"); }
+static void setup(void) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0, "redis-server did not start");
+}
 static void teardown(void) { h_redis_stop(&redis, false); }
 
 static void start(struct h_worker *w, const char *name, const char *const *extra) {
@@ -58,7 +60,10 @@ static char *nodes_line(const char *name) {
     return line;
 }
 
-struct status_want { const char *name; const char *status; };
+struct status_want {
+    const char *name;
+    const char *status;
+};
 static bool status_is(void *arg) {
     struct status_want *s = arg;
     char *l = find_line(s->name);
@@ -88,7 +93,8 @@ Test(nodes, three_nodes_drain_cap_and_kill) {
     char *out = NULL;
     cr_assert_eq(cli(&out, NULL, "nodes", NULL, NULL, NULL), 0);
     cr_assert(strstr(out, "NAME") && strstr(out, "STATUS") && strstr(out, "LAST SEEN") &&
-              strstr(out, "TASK CAP") && strstr(out, "TASKS") && strstr(out, "DRAIN"), "%s", out);
+                  strstr(out, "TASK CAP") && strstr(out, "TASKS") && strstr(out, "DRAIN"),
+              "%s", out);
     free(out);
 
     /* Drain beta from the CLI: its ping turns 418, the others stay 200; then back. */
@@ -239,7 +245,8 @@ Test(nodes, cli_errors_are_one_clear_line) {
     char *out = NULL, *err = NULL;
     cr_assert_eq(cli(&out, &err, "drain", "ghost", "on", NULL), 1);
     cr_assert(strstr(err, "no node named ghost"), "%s", err);
-    free(out); free(err);
+    free(out);
+    free(err);
     cr_assert_eq(cli(NULL, &err, "cap", "ghost", "many", NULL), 2);
     cr_assert(strstr(err, "expected a whole number"), "%s", err);
     free(err);
@@ -271,7 +278,8 @@ Test(nodes, worker_start_up_errors) {
     cr_assert(wait_ping(&a, 200, 10000));
     char listen[40];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", a.port);
-    const char *busy[] = {"worker", "--redis", redis.url, "--name", "other", "--listen", listen, NULL};
+    const char *busy[] = {"worker", "--redis",  redis.url, "--name",
+                          "other",  "--listen", listen,    NULL};
     cr_assert_eq(h_shoal(NULL, &err, busy), 1);
     cr_assert(strstr(err, "cannot listen on"), "%s", err);
     free(err);
@@ -290,12 +298,13 @@ Test(nodes, drain_wait_returns_when_idle) {
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "ZADD {shoal}:running:waiter 9007199254740991 9"));
     redisFree(c);
-    const char *args[] = {"drain", "waiter", "on", "--wait", "--timeout", "300ms", "--redis",
-                          redis.url, NULL};
+    const char *args[] = {"drain", "waiter",  "on",      "--wait", "--timeout",
+                          "300ms", "--redis", redis.url, NULL};
     char *err = NULL;
     cr_assert_eq(h_shoal(&out, &err, args), 3);
     cr_assert(strstr(err, "still has 1 running task"), "%s", err);
-    free(out); free(err);
+    free(out);
+    free(err);
     c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL {shoal}:running:waiter"));
     redisFree(c);

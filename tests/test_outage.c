@@ -32,7 +32,11 @@ static int64_t enqueue_sleep(struct shoal_client *c, const char *dur) {
     return id;
 }
 
-struct want { struct shoal_client *c; int64_t id; const char *state; };
+struct want {
+    struct shoal_client *c;
+    int64_t id;
+    const char *state;
+};
 static bool is_state(void *arg) {
     struct want *w = arg;
     struct shoal_task t;
@@ -59,8 +63,8 @@ Test(outage, redis_restart_with_tasks_running_loses_and_repeats_nothing) {
     struct shoal_client c;
     char err[256];
     cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
-    int64_t during = enqueue_sleep(&c, "700ms");  /* finishes while Redis is down */
-    int64_t after = enqueue_sleep(&c, "2500ms");  /* finishes after Redis is back */
+    int64_t during = enqueue_sleep(&c, "700ms"); /* finishes while Redis is down */
+    int64_t after = enqueue_sleep(&c, "2500ms"); /* finishes after Redis is back */
     await(&c, during, "Executing", 5000);
     await(&c, after, "Executing", 5000);
     shoal_client_close(&c);

@@ -84,7 +84,8 @@ static void json_hash(const char *body, char out[65]) {
 }
 
 static struct pc_upload raw(const char *query, uint64_t size, uint64_t seed) {
-    return (struct pc_upload){.space = SPACE, .query = query, .key = KEY, .size = size, .seed = seed};
+    return (struct pc_upload){
+        .space = SPACE, .query = query, .key = KEY, .size = size, .seed = seed};
 }
 
 static void upload_ok(const struct pc_upload *o, int want, struct pc_result *r) {
@@ -100,7 +101,9 @@ Test(packages, raw_upload_get_list_download_delete) {
     json_hash(r.body, hash);
     cr_assert_str_eq(hash, r.sha, "the node's SHA-256 differs from the client's");
     cr_assert(strstr(r.body, "\"Id\":\"packages-MyApp.1.0.3\""), "%s", r.body);
-    cr_assert(strstr(r.body, "\"PackageId\":\"MyApp\",\"Version\":\"1.0.3\",\"SpaceId\":\"" SPACE "\""), "%s", r.body);
+    cr_assert(
+        strstr(r.body, "\"PackageId\":\"MyApp\",\"Version\":\"1.0.3\",\"SpaceId\":\"" SPACE "\""),
+        "%s", r.body);
     cr_assert(strstr(r.body, "\"Size\":3145745"), "%s", r.body);
 
     char path[512];
@@ -125,7 +128,8 @@ Test(packages, raw_upload_get_list_download_delete) {
     int status;
     uint64_t len;
     char dsha[65];
-    pc_download(node.port, "/api/" SPACE "/packages/packages-MyApp.1.0.3/raw", KEY, &status, &len, dsha);
+    pc_download(node.port, "/api/" SPACE "/packages/packages-MyApp.1.0.3/raw", KEY, &status, &len,
+                dsha);
     cr_assert_eq(status, 200);
     cr_assert_eq(len, 3 * MiB + 17);
     cr_assert_str_eq(dsha, r.sha, "download matches upload");
@@ -142,19 +146,25 @@ Test(packages, raw_upload_get_list_download_delete) {
 
 Test(packages, multipart_256mib_expect_continue_then_download, .timeout = 180) {
     struct pc_result r;
-    struct pc_upload o = {.space = SPACE, .key = KEY, .filename = "Big.App.2.0.0-beta.1.tar.gz",
-                          .size = 256 * MiB, .seed = 7, .expect = true};
+    struct pc_upload o = {.space = SPACE,
+                          .key = KEY,
+                          .filename = "Big.App.2.0.0-beta.1.tar.gz",
+                          .size = 256 * MiB,
+                          .seed = 7,
+                          .expect = true};
     upload_ok(&o, 201, &r);
     cr_assert(r.got_continue, "100 Continue before the body");
     char hash[65];
     json_hash(r.body, hash);
     cr_assert_str_eq(hash, r.sha);
-    cr_assert(strstr(r.body, "\"PackageId\":\"Big.App\",\"Version\":\"2.0.0-beta.1\""), "%s", r.body);
+    cr_assert(strstr(r.body, "\"PackageId\":\"Big.App\",\"Version\":\"2.0.0-beta.1\""), "%s",
+              r.body);
     cr_assert(strstr(r.body, "\"FileExtension\":\".tar.gz\""), "%s", r.body);
     int status;
     uint64_t len;
     char dsha[65];
-    pc_download(node.port, "/api/" SPACE "/packages/packages-Big.App.2.0.0-beta.1/raw", KEY, &status, &len, dsha);
+    pc_download(node.port, "/api/" SPACE "/packages/packages-Big.App.2.0.0-beta.1/raw", KEY,
+                &status, &len, dsha);
     cr_assert_eq(status, 200);
     cr_assert_eq(len, 256 * MiB);
     cr_assert_str_eq(dsha, r.sha);
@@ -168,8 +178,13 @@ Test(packages, chunked_raw_and_chunked_multipart) {
     char hash[65];
     json_hash(r.body, hash);
     cr_assert_str_eq(hash, r.sha);
-    o = (struct pc_upload){.space = SPACE, .key = KEY, .filename = "Chunky.1.0.1.zip",
-                           .size = 2 * MiB + 1, .seed = 4, .chunked = true, .expect = true};
+    o = (struct pc_upload){.space = SPACE,
+                           .key = KEY,
+                           .filename = "Chunky.1.0.1.zip",
+                           .size = 2 * MiB + 1,
+                           .seed = 4,
+                           .chunked = true,
+                           .expect = true};
     upload_ok(&o, 201, &r);
     json_hash(r.body, hash);
     cr_assert_str_eq(hash, r.sha);
@@ -194,8 +209,13 @@ Test(packages, client_cut_off_half_way_leaves_nothing) {
     cr_assert_null(strstr(files, "Cut."), "no package file: %s", files);
     cr_assert_eq(redis_exists("{shoal}:pkg:" SPACE ":Cut.1.0.0"), 0);
     /* the same, multipart and chunked */
-    o = (struct pc_upload){.space = SPACE, .key = KEY, .filename = "Cut.1.0.0.zip",
-                           .size = 64 * MiB, .seed = 6, .chunked = true, .cut_at = 3 * MiB};
+    o = (struct pc_upload){.space = SPACE,
+                           .key = KEY,
+                           .filename = "Cut.1.0.0.zip",
+                           .size = 64 * MiB,
+                           .seed = 6,
+                           .chunked = true,
+                           .cut_at = 3 * MiB};
     cr_assert_eq(pc_upload(node.port, &o, &r), 0);
     cr_assert(h_eventually(no_temp_files, NULL, 10000), "the temporary file must be removed");
     cr_assert_eq(redis_exists("{shoal}:pkg:" SPACE ":Cut.1.0.0"), 0);
@@ -212,7 +232,7 @@ Test(packages, node_stopped_during_uploads_exits_cleanly) {
     pid_t pids[2];
     for (int i = 0; i < 2; i++) {
         pids[i] = fork();
-        if (pids[i] == 0) {  /* 4 GiB each: still sending when the node stops */
+        if (pids[i] == 0) { /* 4 GiB each: still sending when the node stops */
             char q[64];
             snprintf(q, sizeof q, "?filename=Stopped%d.1.0.0.zip", i);
             struct pc_result r;
@@ -251,13 +271,14 @@ static void malformed(const char *body, const char *ctype, const char *want) {
  * delimiters ("\r\n--" and every proper prefix of the boundary, lone CRs, CR CR LF) must come
  * out byte for byte: its size and SHA-256 as the client computed them. */
 Test(packages, multipart_file_full_of_near_delimiters) {
-    const char *head = "--" B "\r\nContent-Disposition: form-data; name=\"file\"; "
-                       "filename=\"Delim.1.0.0.zip\"\r\nContent-Type: application/octet-stream\r\n\r\n";
+    const char *head =
+        "--" B "\r\nContent-Disposition: form-data; name=\"file\"; "
+        "filename=\"Delim.1.0.0.zip\"\r\nContent-Type: application/octet-stream\r\n\r\n";
     const char *tail = "\r\n--" B "--\r\n";
     size_t cap = 7 * MiB, n = 0, blen = strlen(B);
     char *content = malloc(cap);
     for (unsigned i = 0; n + 256 < cap - 2 * blen; i++) {
-        size_t k = i % blen;  /* a proper prefix of the boundary: never the whole delimiter */
+        size_t k = i % blen; /* a proper prefix of the boundary: never the whole delimiter */
         const char *lead = (i % 3 == 0) ? "\r\n--" : (i % 3 == 1) ? "\r\r\n--" : "\r\n-\r\n--";
         n += (size_t)sprintf(content + n, "%s%.*s%c", lead, (int)k, B, 'a' + i % 26);
         for (unsigned j = 0; j < i % 97; j++) content[n++] = (char)(j % 7 ? 'x' : '\r');
@@ -288,20 +309,26 @@ Test(packages, multipart_file_full_of_near_delimiters) {
  * short to a name the client did not send. */
 Test(packages, percent_00_in_a_file_name_is_refused) {
     struct pc_result r;
-    struct pc_upload o = {.space = SPACE, .key = KEY, .size = 10, .seed = 3,
+    struct pc_upload o = {.space = SPACE,
+                          .key = KEY,
+                          .size = 10,
+                          .seed = 3,
                           .extra = "Content-Disposition: attachment; "
                                    "filename*=UTF-8''Nul.1.0.0.zip%00.exe\r\n"};
     upload_ok(&o, 400, &r);
     cr_assert(strstr(r.body, "%00"), "%s", r.body);
     malformed("--" B "\r\nContent-Disposition: form-data; name=\"file\"; "
-              "filename*=UTF-8''Nul.1.0.1.zip%00.exe\r\n\r\nx\r\n--" B "--\r\n", NULL, "%00");
+              "filename*=UTF-8''Nul.1.0.1.zip%00.exe\r\n\r\nx\r\n--" B "--\r\n",
+              NULL, "%00");
     struct pc_result g;
     pc_request(node.port, "GET", "/api/" SPACE "/packages?filter=Nul", KEY, &g);
     cr_assert(strstr(g.body, "\"TotalResults\":0"), "%s", g.body);
 }
 
 Test(packages, malformed_multipart_variants) {
-    const char *part = "--" B "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"M.1.0.0.zip\"\r\n\r\n";
+    const char *part =
+        "--" B
+        "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"M.1.0.0.zip\"\r\n\r\n";
     char body[1024];
     snprintf(body, sizeof body, "%sdata without a closing boundary", part);
     malformed(body, NULL, "ended before its closing boundary");
@@ -309,8 +336,9 @@ Test(packages, malformed_multipart_variants) {
               NULL, "no file part");
     malformed("just bytes, no boundary at all", NULL, "holds no boundary");
     snprintf(body, sizeof body, "--" B "garbage\r\n");
-    malformed(body, NULL, "boundary line");  /* "--Bgarbage" is no delimiter line */
-    malformed("--" B "\r\nContent-Disposition: attachment\r\n\r\nx\r\n--" B "--\r\n", NULL, "not form-data");
+    malformed(body, NULL, "boundary line"); /* "--Bgarbage" is no delimiter line */
+    malformed("--" B "\r\nContent-Disposition: attachment\r\n\r\nx\r\n--" B "--\r\n", NULL,
+              "not form-data");
     malformed("x", "multipart/form-data", "boundary");
     /* a delimiter with more after it: the boundary must never occur in data, so this is an error */
     snprintf(body, sizeof body, "%sdata\r\n--" B "X\r\n", part);
@@ -321,9 +349,16 @@ Test(packages, malformed_multipart_variants) {
 }
 
 Test(packages, path_traversal_and_bad_names_refused) {
-    const char *names[] = {"..%2F..%2Fevil.1.0.0.zip", "a%2Fb.1.0.0.zip", "a%5Cb.1.0.0.zip",
-                           "..evil.1.0.0.zip", "MyApp..zip", "MyApp.zip", "MyApp.1.0.0.exe",
-                           ".hidden.1.0.0.zip", "MyApp.1.0.0..zip", NULL};
+    const char *names[] = {"..%2F..%2Fevil.1.0.0.zip",
+                           "a%2Fb.1.0.0.zip",
+                           "a%5Cb.1.0.0.zip",
+                           "..evil.1.0.0.zip",
+                           "MyApp..zip",
+                           "MyApp.zip",
+                           "MyApp.1.0.0.exe",
+                           ".hidden.1.0.0.zip",
+                           "MyApp.1.0.0..zip",
+                           NULL};
     for (int i = 0; names[i]; i++) {
         char q[128];
         struct pc_result r;
@@ -334,7 +369,8 @@ Test(packages, path_traversal_and_bad_names_refused) {
     const char *parts[] = {"../../evil.1.0.0.zip", "C:\\\\x\\\\App.1.0.0.zip", "App..zip", NULL};
     for (int i = 0; parts[i]; i++) {
         struct pc_result r;
-        struct pc_upload o = {.space = SPACE, .key = KEY, .filename = parts[i], .size = 100, .seed = 9};
+        struct pc_upload o = {
+            .space = SPACE, .key = KEY, .filename = parts[i], .size = 100, .seed = 9};
         upload_ok(&o, 400, &r);
     }
     struct pc_result r;
@@ -356,12 +392,13 @@ Test(packages, duplicate_versions_and_overwrite_modes) {
     o.seed = 11;
     upload_ok(&o, 409, &b);
     cr_assert(strstr(b.body, "already exists"), "%s", b.body);
-    o.expect = true;  /* refused before the body: no 100 Continue */
+    o.expect = true; /* refused before the body: no 100 Continue */
     upload_ok(&o, 409, &b);
     cr_assert_not(b.got_continue);
     o.expect = false;
-    struct pc_upload m = {.space = SPACE, .key = KEY, .filename = "Dup.1.0.0.zip", .size = 1000, .seed = 12};
-    upload_ok(&m, 409, &b);  /* multipart: found at commit */
+    struct pc_upload m = {
+        .space = SPACE, .key = KEY, .filename = "Dup.1.0.0.zip", .size = 1000, .seed = 12};
+    upload_ok(&m, 409, &b); /* multipart: found at commit */
     o.query = "?filename=Dup.1.0.0.zip&overwriteMode=IgnoreIfExists";
     upload_ok(&o, 200, &b);
     char h[65];
@@ -395,7 +432,8 @@ static void race(const char *query, bool overwrite) {
             pids[i] = fork();
             if (pids[i] == 0) {
                 struct pc_result r;
-                struct pc_upload o = raw(query, 4 * MiB + (uint64_t)i, (uint64_t)(100 + 2 * round + i));
+                struct pc_upload o =
+                    raw(query, 4 * MiB + (uint64_t)i, (uint64_t)(100 + 2 * round + i));
                 pc_upload(node.port, &o, &r);
                 char line[128];
                 int n = snprintf(line, sizeof line, "%d %s\n", r.status, r.sha);
@@ -415,15 +453,18 @@ static void race(const char *query, bool overwrite) {
             created += status[i] == 201;
             conflicts += status[i] == 409;
         }
-        if (overwrite) cr_assert_eq(created, 2, "both overwrite: %d %d", status[0], status[1]);
-        else cr_assert(created == 1 && conflicts == 1, "one wins: %d %d", status[0], status[1]);
+        if (overwrite)
+            cr_assert_eq(created, 2, "both overwrite: %d %d", status[0], status[1]);
+        else
+            cr_assert(created == 1 && conflicts == 1, "one wins: %d %d", status[0], status[1]);
         struct pc_result g;
         int st;
         uint64_t len;
         char d[65], h[65];
         pc_request(node.port, "GET", "/api/" SPACE "/packages/packages-Race.1.0.0", KEY, &g);
         json_hash(g.body, h);
-        pc_download(node.port, "/api/" SPACE "/packages/packages-Race.1.0.0/raw", KEY, &st, &len, d);
+        pc_download(node.port, "/api/" SPACE "/packages/packages-Race.1.0.0/raw", KEY, &st, &len,
+                    d);
         cr_assert_str_eq(d, h, "the file is the one recorded");
         cr_assert(!strcmp(d, sha[0]) || !strcmp(d, sha[1]), "never a mixed file");
         pc_request(node.port, "DELETE", "/api/" SPACE "/packages/packages-Race.1.0.0", KEY, &g);
@@ -508,8 +549,10 @@ Test(packages, exec_task_gets_the_package_path) {
     h_worker_start(&runner, &redis, "pkgrunner", extra);
     cr_assert(h_ping_is(&runner, 200, 10000));
     char *out = NULL;
-    const char *enq[] = {"enqueue", "--package", SPACE "/Tool.2.0.0", "--redis", redis.url, "--",
-                         "/bin/sh", "-c", "sha256sum \"$SHOAL_PACKAGE_PATH\"", NULL};
+    const char *enq[] = {"enqueue", "--package", SPACE "/Tool.2.0.0",
+                         "--redis", redis.url,   "--",
+                         "/bin/sh", "-c",        "sha256sum \"$SHOAL_PACKAGE_PATH\"",
+                         NULL};
     cr_assert_eq(h_shoal(&out, NULL, enq), 0);
     char id[64];
     cr_assert_eq(sscanf(out, "%63s", id), 1);
@@ -521,8 +564,8 @@ Test(packages, exec_task_gets_the_package_path) {
     cr_assert_eq(h_shoal(&out, NULL, log), 0);
     cr_assert(strstr(out, r.sha) && strstr(out, "Tool.2.0.0.tar.gz"), "%s", out);
     free(out);
-    const char *missing[] = {"enqueue", "--package", SPACE "/Nope.1.0.0", "--redis", redis.url,
-                             "--", "/bin/true", NULL};
+    const char *missing[] = {"enqueue", "--package", SPACE "/Nope.1.0.0", "--redis",
+                             redis.url, "--",        "/bin/true",         NULL};
     cr_assert_eq(h_shoal(&out, NULL, missing), 0);
     cr_assert_eq(sscanf(out, "%63s", id), 1);
     free(out);
@@ -563,7 +606,8 @@ static void upload_checked(const char *version, uint64_t size, uint64_t seed) {
     upload_ok(&o, 201, &r);
     char hash[65];
     json_hash(r.body, hash);
-    cr_assert_str_eq(hash, r.sha, "%llu bytes: the node's SHA-256 differs", (unsigned long long)size);
+    cr_assert_str_eq(hash, r.sha, "%llu bytes: the node's SHA-256 differs",
+                     (unsigned long long)size);
     snprintf(path, sizeof path, "%s/" SPACE "/Edge.%s.zip", pkgdir, version);
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
@@ -582,28 +626,28 @@ static void upload_checked(const char *version, uint64_t size, uint64_t seed) {
 /* O_DIRECT writes whole blocks: sizes around a block and around a 2 MiB buffer are padded and
  * cut back exactly. The log says which way the bytes went. */
 Test(packages, direct_io_sizes_around_blocks_and_buffers, .timeout = 180) {
-    const uint64_t sizes[] = {1, 4095, 4096, 4097, 2 * MiB - 1, 2 * MiB, 2 * MiB + 1,
-                              12 * MiB + 4095, 13 * MiB};
+    const uint64_t sizes[] = {
+        1, 4095, 4096, 4097, 2 * MiB - 1, 2 * MiB, 2 * MiB + 1, 12 * MiB + 4095, 13 * MiB};
     for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         char v[16];
         snprintf(v, sizeof v, "1.0.%u", i);
         upload_checked(v, sizes[i], 100 + i);
     }
     bool direct = direct_io_works(pkgdir);
-    cr_assert_eq(log_count(direct ? "io=direct" : "io=cached"), 9, "%s", direct ?
-                 "the package directory takes O_DIRECT, so every upload must use it" :
-                 "without O_DIRECT every upload goes through the page cache");
+    cr_assert_eq(log_count(direct ? "io=direct" : "io=cached"), 9, "%s",
+                 direct ? "the package directory takes O_DIRECT, so every upload must use it"
+                        : "without O_DIRECT every upload goes through the page cache");
 }
 
 /* --no-package-direct-io: through the page cache, same results. */
 Test(packages, page_cache_with_no_package_direct_io, .timeout = 180) {
     cr_assert_eq(h_worker_stop(&node), 0);
-    const char *extra[] = {"--api-key", KEY, "--package-dir", pkgdir, "--cap", "0",
-                           "--no-package-direct-io", NULL};
+    const char *extra[] = {"--api-key", KEY, "--package-dir",          pkgdir,
+                           "--cap",     "0", "--no-package-direct-io", NULL};
     h_worker_start(&node, &redis, "pkgnode", extra);
     cr_assert(h_ping_is(&node, 200, 10000), "the node did not come up");
     upload_checked("2.0.0", 2 * MiB + 4097, 7);
-    upload_checked("2.0.1", 40 * MiB + 1, 8);  /* past one writeback fdatasync */
+    upload_checked("2.0.1", 40 * MiB + 1, 8); /* past one writeback fdatasync */
     cr_assert_eq(log_count("io=cached"), 2);
     cr_assert_eq(log_count("io=direct"), 0);
 }

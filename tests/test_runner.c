@@ -17,10 +17,10 @@
 #include "common/buf.h"
 #include "common/task_codec.h"
 #include "common/util.h"
+#include "harness.h"
 #include "worker/exec.h"
 #include "worker/handler.h"
 #include "worker/runner.h"
-#include "harness.h"
 
 #define MAX_TASKS 64
 #define ALLOW_SYS "/bin/,/usr/bin/"
@@ -29,15 +29,15 @@ struct ctx {
     uv_loop_t loop;
     struct runner *r;
     struct runner_config cfg;
-    uv_timer_t guard;                /* fails the test if it fires */
-    uv_timer_t action;               /* runs act after a delay */
+    uv_timer_t guard;  /* fails the test if it fires */
+    uv_timer_t action; /* runs act after a delay */
     void (*act)(struct ctx *c);
     unsigned started, got;
     struct runner_task *task[MAX_TASKS];
     struct runner_result *res[MAX_TASKS];
-    int calls[MAX_TASKS];            /* done_cb calls per task */
+    int calls[MAX_TASKS]; /* done_cb calls per task */
     bool in_start, sync_call, wrong_thread, timed_out, closed;
-    bool manual_close;               /* the test calls runner_close itself */
+    bool manual_close; /* the test calls runner_close itself */
     pthread_t loop_thread;
 };
 
@@ -64,13 +64,17 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
     }
 }
 
-static const char *ctx_shim;  /* exec through `shoal exec-child` when set (the node's way) */
+static const char *ctx_shim; /* exec through `shoal exec-child` when set (the node's way) */
 
-static void ctx_init(struct ctx *c, const char *allow, int64_t grace_ms, const struct shoal_handlers *h) {
+static void ctx_init(struct ctx *c, const char *allow, int64_t grace_ms,
+                     const struct shoal_handlers *h) {
     memset(c, 0, sizeof *c);
     cr_assert_eq(uv_loop_init(&c->loop), 0);
-    c->cfg = (struct runner_config){.allow_exec = allow, .log_cap = 65536, .kill_grace_ms = grace_ms,
-                                    .handlers = h, .exec_shim = ctx_shim};
+    c->cfg = (struct runner_config){.allow_exec = allow,
+                                    .log_cap = 65536,
+                                    .kill_grace_ms = grace_ms,
+                                    .handlers = h,
+                                    .exec_shim = ctx_shim};
     c->loop_thread = pthread_self();
     c->r = runner_new(&c->loop, &c->cfg, done_cb, c);
     uv_timer_init(&c->loop, &c->guard);
@@ -87,7 +91,8 @@ static void ctx_reconfig(struct ctx *c) {
 }
 
 /* Starts a task of type with a copy of args; returns its index. */
-static size_t start(struct ctx *c, const char *type, const void *args, size_t len, int64_t timeout_ms) {
+static size_t start(struct ctx *c, const char *type, const void *args, size_t len,
+                    int64_t timeout_ms) {
     cr_assert_lt(c->started, MAX_TASKS);
     struct runner_task *t = xcalloc(1, sizeof *t);
     size_t i = c->started++;
@@ -154,7 +159,8 @@ static void finish(struct ctx *c) {
     cr_assert_not(c->sync_call, "done_cb ran inside runner_start");
     cr_assert_not(c->wrong_thread, "done_cb ran off the loop thread");
     cr_assert(c->closed, "runner_close's callback did not run");
-    for (unsigned i = 0; i < c->started; i++) cr_assert_eq(c->calls[i], 1, "task %u: %d calls", i, c->calls[i]);
+    for (unsigned i = 0; i < c->started; i++)
+        cr_assert_eq(c->calls[i], 1, "task %u: %d calls", i, c->calls[i]);
     cr_assert_eq(uv_loop_close(&c->loop), 0, "handles left open");
 }
 
@@ -165,17 +171,21 @@ static void ctx_free(struct ctx *c) {
     }
 }
 
-static void assert_outcome(struct ctx *c, size_t i, enum runner_outcome want, const char *err_part) {
+static void assert_outcome(struct ctx *c, size_t i, enum runner_outcome want,
+                           const char *err_part) {
     struct runner_result *res = c->res[i];
     cr_assert_eq(res->outcome, want, "task %zu: outcome %d, want %d (error '%s', log '%s')", i,
                  res->outcome, want, res->error, res->log.data ? res->log.data : "");
     if (err_part)
-        cr_assert(strstr(res->error, err_part), "task %zu: error '%s' lacks '%s'", i, res->error, err_part);
+        cr_assert(strstr(res->error, err_part), "task %zu: error '%s' lacks '%s'", i, res->error,
+                  err_part);
     else
         cr_assert_str_eq(res->error, "", "task %zu", i);
 }
 
-static const char *log_of(struct ctx *c, size_t i) { return c->res[i]->log.data ? c->res[i]->log.data : ""; }
+static const char *log_of(struct ctx *c, size_t i) {
+    return c->res[i]->log.data ? c->res[i]->log.data : "";
+}
 
 /* ---- exec ---- */
 
@@ -202,7 +212,8 @@ Test(exec, exit_code_and_signal_fail) {
     finish(&c);
     assert_outcome(&c, 0, RUN_FAILED, "exited with code 3");
     cr_assert_eq(c.res[0]->exit_code, 3);
-    cr_assert(strstr(log_of(&c, 0), "out\n") && strstr(log_of(&c, 0), "err\n"), "%s", log_of(&c, 0));
+    cr_assert(strstr(log_of(&c, 0), "out\n") && strstr(log_of(&c, 0), "err\n"), "%s",
+              log_of(&c, 0));
     assert_outcome(&c, 1, RUN_FAILED, "killed by signal SIGUSR1");
     cr_assert_eq(c.res[1]->exit_code, 128 + SIGUSR1);
     ctx_free(&c);
@@ -213,7 +224,7 @@ Test(exec, empty_allowlist_refuses_everything) {
     ctx_init(&c, "", 1000, NULL);
     const char *argv[] = {"echo", "hi"};
     start_exec(&c, 0, argv, 2, NULL, 0, NULL);
-    c.cfg.allow_exec = NULL;   /* the runner copied the config: this changes nothing */
+    c.cfg.allow_exec = NULL; /* the runner copied the config: this changes nothing */
     finish(&c);
     assert_outcome(&c, 0, RUN_FAILED, "this node allows no programs; start it with --allow-exec /");
     cr_assert_eq(c.res[0]->exit_code, -1);
@@ -222,11 +233,17 @@ Test(exec, empty_allowlist_refuses_everything) {
 
 Test(exec, allowlist_rules) {
     char path[4096], err[512];
-    static const struct { const char *allow, *argv0; int rc; const char *err; } cases[] = {
+    static const struct {
+        const char *allow, *argv0;
+        int rc;
+        const char *err;
+    } cases[] = {
         {"/bin/", "/bin/echo", 0, NULL},
         {"/usr/bin/", "/usr/bin/echo", 0, NULL},
         {" /usr/local/bin/x , /bin/echo ", "/bin/echo", 0, NULL},
-        {"/sbin/", "/usr/bin/echo", -EINVAL, "not in this node's --allow-exec list; allow it with --allow-exec /usr/bin/echo (or its directory, /usr/bin/)"},
+        {"/sbin/", "/usr/bin/echo", -EINVAL,
+         "not in this node's --allow-exec list; allow it with --allow-exec /usr/bin/echo (or its "
+         "directory, /usr/bin/)"},
         {"/bin", "/bin/echo", -EINVAL, "not in this node's --allow-exec list"},
         {"/bin/ech", "/bin/echo", -EINVAL, "not in this node's --allow-exec list"},
         {"/bin/", "/bin/", -EINVAL, "an empty, '.' or '..' segment"},
@@ -243,8 +260,10 @@ Test(exec, allowlist_rules) {
         int rc = exec_resolve(cases[i].allow, cases[i].argv0, path, sizeof path, err, sizeof err);
         cr_assert_eq(rc, cases[i].rc, "case %zu: rc %d (%s)", i, rc, err);
         char real[4096];
-        if (cases[i].err) cr_assert(strstr(err, cases[i].err), "case %zu: '%s'", i, err);
-        else cr_assert_str_eq(path, realpath(cases[i].argv0, real), "case %zu", i);
+        if (cases[i].err)
+            cr_assert(strstr(err, cases[i].err), "case %zu: '%s'", i, err);
+        else
+            cr_assert_str_eq(path, realpath(cases[i].argv0, real), "case %zu", i);
     }
 }
 
@@ -278,7 +297,7 @@ Test(exec, refused_through_the_runner) {
 
 Test(exec, spawn_failures_name_the_reason) {
     struct ctx c;
-    char file[] = "/tmp/shoal-noexec-XXXXXX";   /* mode 0600: not executable, even for root */
+    char file[] = "/tmp/shoal-noexec-XXXXXX"; /* mode 0600: not executable, even for root */
     int fd = mkstemp(file);
     cr_assert_geq(fd, 0);
     close(fd);
@@ -303,12 +322,13 @@ Test(exec, env_and_cwd) {
     setenv("T_OVER", "node", 1);
     struct ctx c;
     ctx_init(&c, ALLOW_SYS, 1000, NULL);
-    const char *argv[] = {"/bin/sh", "-c", "printf '%s|%s|%s|' \"$T_NODE_ONLY\" \"$T_OVER\" \"$NEW\"; /bin/pwd"};
+    const char *argv[] = {"/bin/sh", "-c",
+                          "printf '%s|%s|%s|' \"$T_NODE_ONLY\" \"$T_OVER\" \"$NEW\"; /bin/pwd"};
     const char *env[] = {"T_OVER=task", "NEW=x y"};
     start_exec(&c, 5000, argv, 3, env, 2, "/tmp");
     finish(&c);
     assert_outcome(&c, 0, RUN_SUCCESS, NULL);
-    cr_assert_str_eq(log_of(&c, 0), "|task|x y|/tmp\n");   /* the node's own: not inherited */
+    cr_assert_str_eq(log_of(&c, 0), "|task|x y|/tmp\n"); /* the node's own: not inherited */
     ctx_free(&c);
 }
 
@@ -364,7 +384,7 @@ Test(exec, exec_env_allow_passes_named_node_variables) {
     ctx_shim = getenv("SHOAL_BIN");
     ctx_init(&c, ALLOW_SYS, 1000, NULL);
     ctx_shim = NULL;
-    c.cfg.exec_env_allow = "FOO_*, SHOAL*";   /* SHOAL_* never passes, whatever the list */
+    c.cfg.exec_env_allow = "FOO_*, SHOAL*"; /* SHOAL_* never passes, whatever the list */
     ctx_reconfig(&c);
     const char *argv[] = {"/usr/bin/env"};
     start_exec(&c, 5000, argv, 1, NULL, 0, NULL);
@@ -381,9 +401,15 @@ Test(exec, exec_env_allow_passes_named_node_variables) {
  * variable, and nothing ran (the program would have created a file). */
 Test(exec, denied_env_fails_before_anything_runs) {
     static const char *const bad[] = {
-        "LD_PRELOAD=/tmp/shoal-evil.so", "GCONV_PATH=/tmp", "BASH_ENV=/tmp/x", "PYTHONPATH=/tmp",
-        "NODE_OPTIONS=--require /tmp/x.js", "SHOAL_TASK_ID=ServerTasks-999",
-        "LD_LIBRARY_PATH=/tmp", "GLIBC_TUNABLES=glibc.malloc.check=3", "PERL5OPT=-d",
+        "LD_PRELOAD=/tmp/shoal-evil.so",
+        "GCONV_PATH=/tmp",
+        "BASH_ENV=/tmp/x",
+        "PYTHONPATH=/tmp",
+        "NODE_OPTIONS=--require /tmp/x.js",
+        "SHOAL_TASK_ID=ServerTasks-999",
+        "LD_LIBRARY_PATH=/tmp",
+        "GLIBC_TUNABLES=glibc.malloc.check=3",
+        "PERL5OPT=-d",
     };
     char dir[] = "/tmp/shoal-deny-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
@@ -412,7 +438,7 @@ Test(exec, denied_env_fails_before_anything_runs) {
     }
     assert_outcome(&c, 0, RUN_FAILED, "it changes how programs are loaded");
     assert_outcome(&c, 5, RUN_FAILED, "SHOAL_* names belong to the node");
-    assert_outcome(&c, ARRAY_SIZE(bad), RUN_SUCCESS, NULL);   /* the control did run */
+    assert_outcome(&c, ARRAY_SIZE(bad), RUN_SUCCESS, NULL); /* the control did run */
     char f[300];
     snprintf(f, sizeof f, "%s/ran-ok", dir);
     cr_assert_eq(unlink(f), 0, "the control task did not run");
@@ -433,7 +459,9 @@ Test(exec, task_env_allow_limits_names) {
     finish(&c);
     assert_outcome(&c, 0, RUN_SUCCESS, NULL);
     cr_assert_str_eq(log_of(&c, 0), "1 fast\n");
-    assert_outcome(&c, 1, RUN_FAILED, "env OTHER is refused: this node's --task-env-allow (APP_*,MODE) does not list it");
+    assert_outcome(
+        &c, 1, RUN_FAILED,
+        "env OTHER is refused: this node's --task-env-allow (APP_*,MODE) does not list it");
     ctx_free(&c);
 }
 
@@ -476,8 +504,10 @@ Test(exec, shim_starts_without_the_task_env) {
 
 /* ---- allow-list and symlinks ---- */
 
-struct links { char dir[64], bin[128], opt[128], out_link[200], alias[200], real[200]; };
-#pragma GCC diagnostic ignored "-Wformat-truncation"   /* short /tmp paths */
+struct links {
+    char dir[64], bin[128], opt[128], out_link[200], alias[200], real[200];
+};
+#pragma GCC diagnostic ignored "-Wformat-truncation" /* short /tmp paths */
 
 /* dir/bin/ (to allow) holds out -> /usr/bin/id (outside it); dir/opt/prog is a copy of sh, and
  * dir/bin2/alias -> dir/opt/prog. */
@@ -491,8 +521,10 @@ static void make_links(struct links *l) {
     snprintf(l->out_link, sizeof l->out_link, "%sout", l->bin);
     snprintf(l->real, sizeof l->real, "%sprog", l->opt);
     snprintf(l->alias, sizeof l->alias, "%s/alias", b2);
-    snprintf(cmd, sizeof cmd, "mkdir -p %s %s %s && ln -s /usr/bin/id %s && cp /bin/sh %s && "
-             "ln -s %s %s", l->bin, l->opt, b2, l->out_link, l->real, l->real, l->alias);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s %s %s && ln -s /usr/bin/id %s && cp /bin/sh %s && "
+             "ln -s %s %s",
+             l->bin, l->opt, b2, l->out_link, l->real, l->real, l->alias);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
@@ -509,7 +541,8 @@ Test(exec, symlink_out_of_an_allowed_directory_is_refused) {
     int rc = exec_resolve(l.bin, l.out_link, path, sizeof path, err, sizeof err);
     cr_assert_eq(rc, -EINVAL, "a link to /usr/bin/id in an allowed directory was allowed");
     cr_assert(strstr(err, "resolves to /usr/bin/id, which is not in this node's --allow-exec "
-                     "list (a symlink in an allowed directory does not allow"), "%s", err);
+                          "list (a symlink in an allowed directory does not allow"),
+              "%s", err);
     struct ctx c;
     ctx_init(&c, l.bin, 1000, NULL);
     const char *argv[] = {l.out_link};
@@ -579,7 +612,9 @@ Test(exec, timeout_kills_after_the_grace) {
     ctx_init(&c, ALLOW_SYS, 300, NULL);
     start_sh(&c, 200, "trap '' TERM; sleep 30");
     finish(&c);
-    assert_outcome(&c, 0, RUN_TIMEDOUT, "execution timeout of 200ms exceeded; process stopped (SIGKILL after the 300ms grace)");
+    assert_outcome(
+        &c, 0, RUN_TIMEDOUT,
+        "execution timeout of 200ms exceeded; process stopped (SIGKILL after the 300ms grace)");
     cr_assert_eq(c.res[0]->exit_code, 128 + SIGKILL);
     cr_assert_geq(c.res[0]->duration_ms, 498);
     cr_assert_lt(c.res[0]->duration_ms, 5000);
@@ -651,7 +686,7 @@ Test(exec, shim_own_group_same_session_nice) {
 Test(exec, output_held_open_does_not_hang) {
     struct ctx c;
     ctx_init(&c, ALLOW_SYS, 1000, NULL);
-    start_sh(&c, 0, "sleep 30 & echo $!; echo started");   /* sleep keeps stdout open */
+    start_sh(&c, 0, "sleep 30 & echo $!; echo started"); /* sleep keeps stdout open */
     finish(&c);
     assert_outcome(&c, 0, RUN_SUCCESS, NULL);
     cr_assert(strstr(log_of(&c, 0), "started\n"), "%s", log_of(&c, 0));
@@ -665,7 +700,7 @@ Test(exec, output_held_open_does_not_hang) {
 
 static void cancel_first_cb(struct ctx *c) {
     cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0);
-    cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0);   /* twice: still one completion */
+    cr_assert_eq(runner_cancel(c->r, "ServerTasks-1"), 0); /* twice: still one completion */
     cr_assert_eq(runner_cancel(c->r, "ServerTasks-999"), UV_ENOENT);
 }
 
@@ -712,7 +747,7 @@ static struct shoal_handlers *handlers(void) {
     static int one = 1;
     struct shoal_handlers *h = shoal_handlers_new();
     cr_assert_eq(shoal_handlers_add(h, "hello", silent_fn, NULL), 0);
-    cr_assert_eq(shoal_handlers_add(h, "hello", hello_fn, &one), 0);   /* replaces */
+    cr_assert_eq(shoal_handlers_add(h, "hello", hello_fn, &one), 0); /* replaces */
     cr_assert_eq(shoal_handlers_add(h, "loop", loop_fn, NULL), 0);
     cr_assert_eq(shoal_handlers_add(h, "ok", ok_fn, NULL), 0);
     cr_assert_eq(shoal_handlers_add(h, "silent", silent_fn, NULL), 0);
@@ -722,13 +757,16 @@ static struct shoal_handlers *handlers(void) {
 
 Test(handlers, registry_refuses_builtins_and_bad_names) {
     struct shoal_handlers *h = shoal_handlers_new();
-    const char *bad[] = {"exec", "sleep", "noop", "fail", "", "a b", "x/y",
-                         "0123456789012345678901234567890123456789012345678901234567890123"};
+    const char *bad[] = {
+        "exec", "sleep",
+        "noop", "fail",
+        "",     "a b",
+        "x/y",  "0123456789012345678901234567890123456789012345678901234567890123"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         cr_assert_eq(shoal_handlers_add(h, bad[i], ok_fn, NULL), -EINVAL, "accepted '%s'", bad[i]);
     cr_assert_eq(shoal_handlers_add(h, "ok", NULL, NULL), -EINVAL);
     cr_assert_eq(shoal_handlers_add(h, "resize.v2:img_x-1", ok_fn, NULL), 0);
-    for (int i = 0; i < 20; i++) {   /* growth */
+    for (int i = 0; i < 20; i++) { /* growth */
         char n[16];
         snprintf(n, sizeof n, "h%d", i);
         cr_assert_eq(shoal_handlers_add(h, n, ok_fn, NULL), 0);
@@ -769,7 +807,7 @@ Test(handlers, timeout_sets_stopping_and_waits_for_the_handler) {
     finish(&c);
     assert_outcome(&c, 0, RUN_TIMEDOUT, "execution timeout of 100ms exceeded; handler stopped");
     cr_assert_str_eq(log_of(&c, 0), "stopping\n");
-    cr_assert_geq(c.res[0]->duration_ms, 99);   /* timers have ms resolution */
+    cr_assert_geq(c.res[0]->duration_ms, 99); /* timers have ms resolution */
     ctx_free(&c);
     shoal_handlers_free(h);
 }
@@ -787,7 +825,7 @@ Test(handlers, stop_all_interrupts_every_kind) {
     start_exec(&c, 0, argv, 2, NULL, 0, NULL);
     const char *thirty[] = {"30s"};
     start_strings(&c, "sleep", thirty, 1, 0);
-    for (int i = 0; i < 6; i++) start(&c, "loop", NULL, 0, 0);   /* more than the pool's 4 threads */
+    for (int i = 0; i < 6; i++) start(&c, "loop", NULL, 0, 0); /* more than the pool's 4 threads */
     after(&c, 150, stop_everything_cb);
     finish(&c);
     for (unsigned i = 0; i < c.started; i++)
@@ -826,8 +864,8 @@ Test(builtins, sleep_timed_out_and_canceled) {
     struct ctx c;
     ctx_init(&c, "", 1000, NULL);
     const char *ten[] = {"10s"};
-    start_strings(&c, "sleep", ten, 1, 0);     /* ServerTasks-1: canceled */
-    start_strings(&c, "sleep", ten, 1, 100);   /* timed out */
+    start_strings(&c, "sleep", ten, 1, 0);   /* ServerTasks-1: canceled */
+    start_strings(&c, "sleep", ten, 1, 100); /* timed out */
     after(&c, 50, cancel_first_cb);
     finish(&c);
     assert_outcome(&c, 0, RUN_CANCELED, "canceled");
@@ -844,7 +882,8 @@ Test(builtins, unknown_type_lists_what_the_node_knows) {
     start(&c, "nope", NULL, 0, 0);
     start(&c, "bad\x01type", NULL, 0, 0);
     finish(&c);
-    assert_outcome(&c, 0, RUN_FAILED, "unknown task type 'nope' (this node knows: "
+    assert_outcome(&c, 0, RUN_FAILED,
+                   "unknown task type 'nope' (this node knows: "
                    "exec, fail, noop, sleep, hello, loop, ok, silent, big-log)");
     assert_outcome(&c, 1, RUN_FAILED, "unknown task type 'bad?type'");
     ctx_free(&c);
@@ -855,19 +894,24 @@ Test(builtins, undecodable_payloads_fail) {
     struct ctx c;
     ctx_init(&c, ALLOW_SYS, 1000, NULL);
     unsigned char junk[64];
-    junk[0] = 0xc1;   /* never valid msgpack, so the bytes after it cannot matter */
+    junk[0] = 0xc1; /* never valid msgpack, so the bytes after it cannot matter */
     unsigned seed = 12345;
     for (size_t i = 1; i < sizeof junk; i++) junk[i] = (unsigned char)(rand_r(&seed) & 0xff);
     start(&c, "exec", junk, sizeof junk, 0);
     start(&c, "sleep", junk, sizeof junk, 0);
     start(&c, "fail", junk, sizeof junk, 0);
     start(&c, "exec", NULL, 0, 0);
-    start(&c, "sleep", "\x92\xa2" "1s\x01", 5, 0);
+    start(&c, "sleep",
+          "\x92\xa2"
+          "1s\x01",
+          5, 0);
     finish(&c);
     for (unsigned i = 0; i < 3; i++)
-        assert_outcome(&c, i, RUN_FAILED, "payload cannot be decoded: payload is not valid msgpack");
+        assert_outcome(&c, i, RUN_FAILED,
+                       "payload cannot be decoded: payload is not valid msgpack");
     assert_outcome(&c, 3, RUN_FAILED, "payload cannot be decoded: payload is empty");
-    assert_outcome(&c, 4, RUN_FAILED, "payload cannot be decoded: sleep takes one duration (got 2 items)");
+    assert_outcome(&c, 4, RUN_FAILED,
+                   "payload cannot be decoded: sleep takes one duration (got 2 items)");
     ctx_free(&c);
 }
 
@@ -893,7 +937,7 @@ Test(builtins, close_with_nothing_started) {
 }
 
 static void close_while_running_cb(struct ctx *c) {
-    runner_close(c->r, closed_cb, c);   /* tasks still run: they are interrupted first */
+    runner_close(c->r, closed_cb, c); /* tasks still run: they are interrupted first */
     uv_close((uv_handle_t *)&c->guard, NULL);
     uv_close((uv_handle_t *)&c->action, NULL);
 }

@@ -20,7 +20,10 @@ static redisReply *ask(int port, const char *fmt, ...) __attribute__((format(pri
 static redisReply *ask(int port, const char *fmt, ...) {
     struct timeval tv = {1, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c || c->err) { if (c) redisFree(c); return NULL; }
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
     va_list ap;
     va_start(ap, fmt);
     redisReply *r = redisvCommand(c, fmt, ap);
@@ -50,8 +53,15 @@ static bool replica_known(void *arg) {
 /* `shoal ARGS... --redis URL`, returns the exit code; out (may be NULL) gets stdout. */
 static int shoal(const char *url, char **out, const char *a, const char *b, const char *c) {
     const char *args[] = {a, b, c, "--redis", url, NULL};
-    if (!b) { args[1] = "--redis"; args[2] = url; args[3] = NULL; }
-    else if (!c) { args[2] = "--redis"; args[3] = url; args[4] = NULL; }
+    if (!b) {
+        args[1] = "--redis";
+        args[2] = url;
+        args[3] = NULL;
+    } else if (!c) {
+        args[2] = "--redis";
+        args[3] = url;
+        args[4] = NULL;
+    }
     return h_shoal(out, NULL, args);
 }
 
@@ -77,10 +87,11 @@ Test(sentinel, node_and_cli_follow_a_failover, .timeout = 120) {
     snprintf(conf, sizeof conf, "%s/sentinel.conf", master.dir);
     snprintf(log, sizeof log, "%s/sentinel.log", master.dir);
     FILE *f = fopen(conf, "w");
-    fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\n"
-               "sentinel monitor mymaster 127.0.0.1 %d 1\n"
-               "sentinel down-after-milliseconds mymaster 1000\n"
-               "sentinel failover-timeout mymaster 10000\n",
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\ndir %s\n"
+            "sentinel monitor mymaster 127.0.0.1 %d 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 10000\n",
             sentinel_port, master.dir, master.port);
     fclose(f);
     const char *sargv[] = {"redis-sentinel", conf, NULL};
@@ -90,7 +101,7 @@ Test(sentinel, node_and_cli_follow_a_failover, .timeout = 120) {
 
     char url[60];
     snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/mymaster", sentinel_port);
-    struct h_redis via = master;   /* h_worker_start takes its URL from here */
+    struct h_redis via = master; /* h_worker_start takes its URL from here */
     snprintf(via.url, sizeof via.url, "%s", url);
     struct h_worker w;
     h_worker_start(&w, &via, "follower", NULL);

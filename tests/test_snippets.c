@@ -21,7 +21,10 @@ static char *run(const char *const *argv) {
     return h_read_file(log);
 }
 
-struct wait_arg { struct shoal_client *c; int64_t id; };
+struct wait_arg {
+    struct shoal_client *c;
+    int64_t id;
+};
 static bool succeeded(void *arg) {
     struct wait_arg *w = arg;
     struct shoal_task t;

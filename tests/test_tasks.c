@@ -51,8 +51,10 @@ static int64_t enqueue(const char *type, const char *const *args, int count, int
     buf_init(&b);
     int n = 0;
     while (args && args[n]) n++;
-    if (strcmp(type, "exec") == 0) task_args_exec_encode(&b, args, n, NULL, 0, NULL);
-    else if (n) task_args_strings_encode(&b, args, n);
+    if (strcmp(type, "exec") == 0)
+        task_args_exec_encode(&b, args, n, NULL, 0, NULL);
+    else if (n)
+        task_args_strings_encode(&b, args, n);
     struct shoal_task_opts *o = calloc((size_t)count, sizeof *o);
     int64_t *ids = calloc((size_t)count, sizeof *ids);
     for (int i = 0; i < count; i++) {
@@ -95,7 +97,10 @@ static void get(int64_t id, struct task_view *v) {
     shoal_task_free(&t);
 }
 
-struct state_want { int64_t id; const char *state; };
+struct state_want {
+    int64_t id;
+    const char *state;
+};
 static bool state_is(void *arg) {
     struct state_want *s = arg;
     struct task_view v;
@@ -128,16 +133,21 @@ static int max_overlap(const char *node, int64_t first, int64_t last) {
         struct task_view v;
         get(id, &v);
         if (strcmp(v.node, node) != 0) continue;
-        ev[n][0] = v.started; ev[n++][1] = +1;
-        ev[n][0] = v.completed; ev[n++][1] = -1;
+        ev[n][0] = v.started;
+        ev[n++][1] = +1;
+        ev[n][0] = v.completed;
+        ev[n++][1] = -1;
     }
     /* Sort by time, ends before starts at the same instant. */
     for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && (ev[j][0] < ev[j - 1][0] ||
-                                  (ev[j][0] == ev[j - 1][0] && ev[j][1] < ev[j - 1][1])); j--) {
+                                  (ev[j][0] == ev[j - 1][0] && ev[j][1] < ev[j - 1][1]));
+             j--) {
             int64_t t0 = ev[j][0], t1 = ev[j][1];
-            ev[j][0] = ev[j - 1][0]; ev[j][1] = ev[j - 1][1];
-            ev[j - 1][0] = t0; ev[j - 1][1] = t1;
+            ev[j][0] = ev[j - 1][0];
+            ev[j][1] = ev[j - 1][1];
+            ev[j - 1][0] = t0;
+            ev[j - 1][1] = t1;
         }
     int cur = 0, best = 0;
     for (int i = 0; i < n; i++) {
@@ -271,7 +281,8 @@ Test(tasks, expiry_priority_and_schedule) {
 
 Test(tasks, cancel_queued_and_executing) {
     struct h_worker a;
-    const char *extra[] = {"--cap", "1", "--allow-exec", "/bin/,/usr/bin/", "--kill-grace", "1s", NULL};
+    const char *extra[] = {"--cap", "1", "--allow-exec", "/bin/,/usr/bin/", "--kill-grace",
+                           "1s",    NULL};
     start(&a, "canceller", extra);
     const char *args[] = {"/bin/sleep", "30", NULL};
     int64_t run = enqueue("exec", args, 1, 0, 0, 0, 0, 0);
@@ -300,8 +311,9 @@ Test(tasks, cancel_queued_and_executing) {
 
 Test(tasks, retries_backoff_timeout_and_refusals) {
     struct h_worker a;
-    const char *extra[] = {"--cap", "4", "--retry-backoff", "100ms", "--allow-exec", "/bin/",
-                           "--kill-grace", "200ms", NULL};
+    const char *extra[] = {
+        "--cap", "4", "--retry-backoff", "100ms", "--allow-exec", "/bin/", "--kill-grace",
+        "200ms", NULL};
     start(&a, "strict", extra);
     const char *boom[] = {"boom", NULL};
     int64_t fail = enqueue("fail", boom, 1, 0, 0, 0, 3, 0);
@@ -319,8 +331,10 @@ Test(tasks, retries_backoff_timeout_and_refusals) {
     struct task_view v;
     get(fail, &v);
     cr_assert_eq(v.attempt, 3, "three attempts");
-    cr_assert(v.completed - v.queued >= 150, "backoff 100ms then 200ms (halved by jitter at "
-              "worst): took %lld ms", (long long)(v.completed - v.queued));
+    cr_assert(v.completed - v.queued >= 150,
+              "backoff 100ms then 200ms (halved by jitter at "
+              "worst): took %lld ms",
+              (long long)(v.completed - v.queued));
     cr_assert_str_eq(v.error, "boom");
     get(hung, &v);
     cr_assert(strstr(v.error, "timeout"), "%s", v.error);
@@ -415,7 +429,7 @@ Test(tasks, stats_gives_an_autoscaler_exact_figures) {
     cr_assert_eq(h_shoal(NULL, NULL, drain), 0);
     const char *args[] = {"3s", NULL};
     int64_t first = enqueue("sleep", args, 1, 0, 0, 0, 0, 0);
-    enqueue("noop", NULL, 4, 0, 0, 0, 0, clock_wall_ms() + 3600000);   /* scheduled */
+    enqueue("noop", NULL, 4, 0, 0, 0, 0, clock_wall_ms() + 3600000); /* scheduled */
     await_state(first, "Executing", 5000);
     char *out = NULL;
     const char *stats[] = {"stats", "--json", "--redis", redis.url, NULL};
@@ -423,7 +437,8 @@ Test(tasks, stats_gives_an_autoscaler_exact_figures) {
     cr_assert(strstr(out, "\"Nodes\":{\"Running\":1,\"Draining\":0,\"Drained\":1,\"Offline\":0}"),
               "%s", out);
     cr_assert(strstr(out, "\"Capacity\":2,\"Running\":1,\"FreeSlots\":1,\"Ready\":0,"
-                          "\"Scheduled\":4"), "%s", out);
+                          "\"Scheduled\":4"),
+              "%s", out);
     free(out);
     const char *undrain[] = {"drain", "s2", "off", "--redis", redis.url, NULL};
     cr_assert_eq(h_shoal(NULL, NULL, undrain), 0);

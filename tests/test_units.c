@@ -1,17 +1,17 @@
 /* test_units.c: pure unit tests: durations, numbers, settings table, Redis URLs, JSON writer,
  * node status and health, the background queue (bgq), short slices for the loop. */
-#define _GNU_SOURCE  /* gettid */
+#define _GNU_SOURCE /* gettid */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <uv.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "common/bgq.h"
 #include "common/buf.h"
@@ -24,13 +24,20 @@
 
 Test(duration, parses_units) {
     int64_t ms;
-    cr_assert_eq(parse_duration_ms("250ms", &ms), 0); cr_assert_eq(ms, 250);
-    cr_assert_eq(parse_duration_ms("30s", &ms), 0); cr_assert_eq(ms, 30000);
-    cr_assert_eq(parse_duration_ms("10m", &ms), 0); cr_assert_eq(ms, 600000);
-    cr_assert_eq(parse_duration_ms("2h", &ms), 0); cr_assert_eq(ms, 7200000);
-    cr_assert_eq(parse_duration_ms("1d", &ms), 0); cr_assert_eq(ms, 86400000);
-    cr_assert_eq(parse_duration_ms("1m30s", &ms), 0); cr_assert_eq(ms, 90000);
-    cr_assert_eq(parse_duration_ms("0", &ms), 0); cr_assert_eq(ms, 0);
+    cr_assert_eq(parse_duration_ms("250ms", &ms), 0);
+    cr_assert_eq(ms, 250);
+    cr_assert_eq(parse_duration_ms("30s", &ms), 0);
+    cr_assert_eq(ms, 30000);
+    cr_assert_eq(parse_duration_ms("10m", &ms), 0);
+    cr_assert_eq(ms, 600000);
+    cr_assert_eq(parse_duration_ms("2h", &ms), 0);
+    cr_assert_eq(ms, 7200000);
+    cr_assert_eq(parse_duration_ms("1d", &ms), 0);
+    cr_assert_eq(ms, 86400000);
+    cr_assert_eq(parse_duration_ms("1m30s", &ms), 0);
+    cr_assert_eq(ms, 90000);
+    cr_assert_eq(parse_duration_ms("0", &ms), 0);
+    cr_assert_eq(ms, 0);
 }
 
 Test(duration, refuses_bad_input) {
@@ -50,7 +57,8 @@ Test(duration, formats_back) {
 
 Test(numbers, int_range) {
     int64_t v;
-    cr_assert_eq(parse_int64("42", 0, 100, &v), 0); cr_assert_eq(v, 42);
+    cr_assert_eq(parse_int64("42", 0, 100, &v), 0);
+    cr_assert_eq(v, 42);
     cr_assert_neq(parse_int64("101", 0, 100, &v), 0);
     cr_assert_neq(parse_int64("-1", 0, 100, &v), 0);
     cr_assert_neq(parse_int64("4x", 0, 100, &v), 0);
@@ -84,8 +92,8 @@ Test(config, defaults_env_then_flags) {
     cr_assert_eq(c.cap, 5);
     char *argv[] = {"worker", "--cap", "12", "--name=node-a", "extra"};
     cr_assert_eq(config_parse(&c, SCOPE_WORKER, 5, argv, &rest, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(c.cap, 12);               /* the flag beats the environment */
-    cr_assert_eq(c.heartbeat_ms, 2000);    /* the environment beats the default */
+    cr_assert_eq(c.cap, 12);            /* the flag beats the environment */
+    cr_assert_eq(c.heartbeat_ms, 2000); /* the environment beats the default */
     cr_assert_str_eq(c.name, "node-a");
     cr_assert_eq(rest, 4);
     config_free(&c);
@@ -97,7 +105,10 @@ Test(config, clear_errors) {
     struct shoal_config c;
     char err[256];
     int rest;
-    struct { char *argv[3]; const char *want; } cases[] = {
+    struct {
+        char *argv[3];
+        const char *want;
+    } cases[] = {
         {{"worker", "--cap", "-1"}, "--cap '-1': expected a whole number from 0 to 10000"},
         {{"worker", "--heartbeat", "5"}, "--heartbeat '5': expected a duration"},
         {{"worker", "--bogus", "1"}, "unknown flag --bogus"},
@@ -150,17 +161,25 @@ Test(rurl, forms) {
     struct rurl u;
     char err[256];
     cr_assert_eq(rurl_parse("redis://127.0.0.1:6380/3", &u, err, sizeof err), 0);
-    cr_assert_str_eq(u.host, "127.0.0.1"); cr_assert_eq(u.port, 6380); cr_assert_eq(u.db, 3);
+    cr_assert_str_eq(u.host, "127.0.0.1");
+    cr_assert_eq(u.port, 6380);
+    cr_assert_eq(u.db, 3);
     cr_assert_eq(rurl_parse("redis://user:p%40ss@host", &u, err, sizeof err), 0);
-    cr_assert_str_eq(u.user, "user"); cr_assert_str_eq(u.pass, "p@ss"); cr_assert_eq(u.port, 6379);
+    cr_assert_str_eq(u.user, "user");
+    cr_assert_str_eq(u.pass, "p@ss");
+    cr_assert_eq(u.port, 6379);
     cr_assert_eq(rurl_parse("redis://secret@host:1", &u, err, sizeof err), 0);
-    cr_assert_str_eq(u.user, ""); cr_assert_str_eq(u.pass, "secret");
+    cr_assert_str_eq(u.user, "");
+    cr_assert_str_eq(u.pass, "secret");
     cr_assert_eq(rurl_parse("redis://[::1]:7000", &u, err, sizeof err), 0);
-    cr_assert_str_eq(u.host, "::1"); cr_assert_eq(u.port, 7000);
+    cr_assert_str_eq(u.host, "::1");
+    cr_assert_eq(u.port, 7000);
     cr_assert_eq(rurl_parse("unix:///run/redis.sock?db=2", &u, err, sizeof err), 0);
-    cr_assert_str_eq(u.path, "/run/redis.sock"); cr_assert_eq(u.db, 2);
+    cr_assert_str_eq(u.path, "/run/redis.sock");
+    cr_assert_eq(u.db, 2);
     cr_assert_eq(rurl_parse("redis-sentinel://app:pw@10.0.0.1:26379,[::1]:26380/mymaster/2", &u,
-                            err, sizeof err), 0, "%s", err);
+                            err, sizeof err),
+                 0, "%s", err);
     cr_assert_eq(u.nsentinels, 2);
     cr_assert_str_eq(u.sentinels[0].host, "10.0.0.1");
     cr_assert_eq(u.sentinels[1].port, 26380);
@@ -168,9 +187,10 @@ Test(rurl, forms) {
     cr_assert_str_eq(u.master, "mymaster");
     cr_assert_eq(u.db, 2);
     cr_assert_str_eq(u.pass, "pw");
-    const char *bad[] = {"http://x", "redis://", "redis://h:99999", "redis://h/x", "unix://rel",
-                         "rediss://h", "redis-sentinel://h:1", "redis-sentinel://h/m",
-                         "redis-sentinel:///m"};
+    const char *bad[] = {
+        "http://x",           "redis://",   "redis://h:99999",      "redis://h/x",
+        "unix://rel",         "rediss://h", "redis-sentinel://h:1", "redis-sentinel://h/m",
+        "redis-sentinel:///m"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         cr_assert_eq(rurl_parse(bad[i], &u, err, sizeof err), SHOAL_EURL, "accepted %s", bad[i]);
 }
@@ -181,19 +201,28 @@ Test(json, writer_and_escaping) {
     buf_init(&b);
     json_init(&j, &b);
     json_obj_open(&j);
-    json_key(&j, "a"); json_str(&j, "q\"\\\n\x01");
-    json_key(&j, "n"); json_int(&j, -5);
-    json_key(&j, "l"); json_arr_open(&j); json_bool(&j, true); json_null_value(&j); json_arr_close(&j);
-    json_key(&j, "t"); json_time(&j, 0);
+    json_key(&j, "a");
+    json_str(&j, "q\"\\\n\x01");
+    json_key(&j, "n");
+    json_int(&j, -5);
+    json_key(&j, "l");
+    json_arr_open(&j);
+    json_bool(&j, true);
+    json_null_value(&j);
+    json_arr_close(&j);
+    json_key(&j, "t");
+    json_time(&j, 0);
     json_obj_close(&j);
-    cr_assert_str_eq(b.data, "{\"a\":\"q\\\"\\\\\\n\\u0001\",\"n\":-5,\"l\":[true,null],\"t\":null}");
+    cr_assert_str_eq(b.data,
+                     "{\"a\":\"q\\\"\\\\\\n\\u0001\",\"n\":-5,\"l\":[true,null],\"t\":null}");
     buf_free(&b);
 }
 
 Test(status, node_status_and_health) {
     struct node_info n = {.alive = true};
     cr_assert_eq(node_info_status(&n), NODE_RUNNING);
-    n.drain = true; n.running = 2;
+    n.drain = true;
+    n.running = 2;
     cr_assert_eq(node_info_status(&n), NODE_DRAINING_STATUS);
     n.running = 0;
     cr_assert_eq(node_info_status(&n), NODE_DRAINED);
@@ -204,11 +233,13 @@ Test(status, node_status_and_health) {
     cr_assert_eq(node_view_health(&v, NULL), NODE_ONLINE);
     v.drain = true;
     cr_assert_eq(node_view_health(&v, NULL), NODE_DRAINING);
-    v.drain = false; v.stopping = true;
+    v.drain = false;
+    v.stopping = true;
     cr_assert_eq(node_view_health(&v, NULL), NODE_DRAINING);
     v.redis_ok = false;
     cr_assert_eq(node_view_health(&v, NULL), NODE_UNAVAILABLE);
-    v.redis_ok = true; v.registered = false;
+    v.redis_ok = true;
+    v.registered = false;
     cr_assert_eq(node_view_health(&v, NULL), NODE_UNAVAILABLE);
 }
 
@@ -217,13 +248,13 @@ Test(status, node_status_and_health) {
 struct bg_item {
     struct bgq_job job;
     int index;
-    pthread_t loop_thread;       /* the test's thread, where done must run */
-    bool ran_elsewhere;          /* work ran on another thread */
-    int nice, policy;            /* of the thread that ran work */
+    pthread_t loop_thread; /* the test's thread, where done must run */
+    bool ran_elsewhere;    /* work ran on another thread */
+    int nice, policy;      /* of the thread that ran work */
     int *done_order, *ndone;
     bool done_on_loop;
     struct bgq *q;
-    int resubmit;                /* submit again from done this many times */
+    int resubmit; /* submit again from done this many times */
 };
 
 static void bg_work(struct bgq_job *job) {
@@ -239,7 +270,7 @@ static void bg_done(struct bgq_job *job) {
     struct bg_item *it = container_of(job, struct bg_item, job);
     it->done_on_loop = pthread_equal(pthread_self(), it->loop_thread);
     if (it->resubmit-- > 0) {
-        bgq_submit(it->q, &it->job);  /* the loop must stay alive for this one too */
+        bgq_submit(it->q, &it->job); /* the loop must stay alive for this one too */
         return;
     }
     it->done_order[(*it->ndone)++] = it->index;
@@ -248,9 +279,13 @@ static void bg_done(struct bgq_job *job) {
 /* Submits job i of a run whose done callbacks record their order in order[]. */
 static void bg_submit_item(struct bg_item *it, int i, struct bgq *q, int *order, int *ndone,
                            int resubmit) {
-    *it = (struct bg_item){.job = {bg_work, bg_done, NULL}, .index = i,
-                           .loop_thread = pthread_self(), .done_order = order, .ndone = ndone,
-                           .q = q, .resubmit = resubmit};
+    *it = (struct bg_item){.job = {bg_work, bg_done, NULL},
+                           .index = i,
+                           .loop_thread = pthread_self(),
+                           .done_order = order,
+                           .ndone = ndone,
+                           .q = q,
+                           .resubmit = resubmit};
     bgq_submit(q, &it->job);
 }
 
@@ -275,7 +310,8 @@ static void bgq_check(int nice) {
         cr_assert(items[i].ran_elsewhere, "job %d ran on the loop's thread", i);
         cr_assert(items[i].done_on_loop, "job %d's done ran off the loop's thread", i);
         if (nice == BGQ_IDLE)
-            cr_assert_eq(items[i].policy, SCHED_IDLE, "job %d ran under policy %d", i, items[i].policy);
+            cr_assert_eq(items[i].policy, SCHED_IDLE, "job %d ran under policy %d", i,
+                         items[i].policy);
         else
             cr_assert_eq(items[i].nice, nice, "job %d ran at nice %d", i, items[i].nice);
     }
@@ -299,7 +335,7 @@ Test(bgq, one_thread_keeps_submission_order) {
     int order[N], ndone = 0;
     for (int i = 0; i < N; i++) {
         bg_submit_item(&items[i], i, q, order, &ndone, 0);
-        if (i == N / 2) uv_run(&loop, UV_RUN_NOWAIT);  /* some finish while more come */
+        if (i == N / 2) uv_run(&loop, UV_RUN_NOWAIT); /* some finish while more come */
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(ndone, N);
@@ -350,7 +386,7 @@ static void *short_slices_thread(void *arg) {
 Test(sched, loop_thread_short_slices) {
     int rc[3] = {0};
     pthread_t t;
-    pthread_create(&t, NULL, short_slices_thread, rc);  /* not the test's own thread */
+    pthread_create(&t, NULL, short_slices_thread, rc); /* not the test's own thread */
     pthread_join(t, NULL);
     cr_assert_eq(rc[0], 0, "sched_setattr: %s", strerror(-rc[0]));
     struct utsname u;
@@ -369,19 +405,54 @@ Test(sched, loop_thread_short_slices) {
 
 Test(task_env, deny_list_names_and_allow_lists) {
     static const char *const denied[] = {
-        "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES",
-        "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_CHECK_", "NIS_PATH", "NLSPATH",
-        "RESOLV_HOST_CONF", "RES_OPTIONS", "TZDIR", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS",
-        "PS4", "PROMPT_COMMAND", "IFS", "CDPATH", "PYTHONPATH", "PYTHONSTARTUP", "PERL5LIB",
-        "PERL5OPT", "PERLLIB", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH",
-        "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "DOTNET_STARTUP_HOOKS",
-        "CORECLR_PROFILER", "OPENSSL_CONF", "OPENSSL_ENGINES", "SHOAL_TASK_ID", "SHOAL_API_KEY",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "MALLOC_CHECK_",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "IFS",
+        "CDPATH",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "DOTNET_STARTUP_HOOKS",
+        "CORECLR_PROFILER",
+        "OPENSSL_CONF",
+        "OPENSSL_ENGINES",
+        "SHOAL_TASK_ID",
+        "SHOAL_API_KEY",
         "SHOAL_PACKAGE_PATH",
     };
     for (size_t i = 0; i < ARRAY_SIZE(denied); i++)
         cr_assert_not_null(task_env_denied(denied[i], strlen(denied[i])), "%s allowed", denied[i]);
-    static const char *const fine[] = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "APP_MODE",
-                                       "LDX", "ENVIRONMENT", "SHOAL", "PYTHO", "_x1"};
+    static const char *const fine[] = {"PATH",   "HOME",     "LANG", "TZ",
+                                       "TMPDIR", "APP_MODE", "LDX",  "ENVIRONMENT",
+                                       "SHOAL",  "PYTHO",    "_x1"};
     for (size_t i = 0; i < ARRAY_SIZE(fine); i++)
         cr_assert_null(task_env_denied(fine[i], strlen(fine[i])), "%s denied", fine[i]);
     cr_assert(task_env_name_valid("A_1", 3));
@@ -402,7 +473,8 @@ Test(task_env, deny_list_names_and_allow_lists) {
     cr_assert(strstr(err, "env A is given twice"), "%s", err);
     const char *bad[] = {"OK=1", "LD_PRELOAD=/x.so"};
     cr_assert_eq(task_env_check(bad, 2, NULL, err, sizeof err), -EINVAL);
-    cr_assert(strstr(err, "env LD_PRELOAD is refused: it changes how programs are loaded"), "%s", err);
+    cr_assert(strstr(err, "env LD_PRELOAD is refused: it changes how programs are loaded"), "%s",
+              err);
 }
 
 Test(task_env, env_block_round_trip_and_bad_blocks) {
@@ -418,8 +490,8 @@ Test(task_env, env_block_round_trip_and_bad_blocks) {
     cr_assert_eq(task_env_block_parse("", 0, &v, err, sizeof err), 0);
     cr_assert_null(v[0]);
     free(v);
-    cr_assert_eq(task_env_block_parse("A=1", 3, &v, err, sizeof err), -EINVAL);   /* no NUL */
-    cr_assert_eq(task_env_block_parse("A\0", 2, &v, err, sizeof err), -EINVAL);   /* no '=' */
+    cr_assert_eq(task_env_block_parse("A=1", 3, &v, err, sizeof err), -EINVAL); /* no NUL */
+    cr_assert_eq(task_env_block_parse("A\0", 2, &v, err, sizeof err), -EINVAL); /* no '=' */
     cr_assert_eq(task_env_block_parse("=1\0", 3, &v, err, sizeof err), -EINVAL);
     cr_assert_null(v);
     buf_free(&b);

@@ -15,7 +15,8 @@
 #define RETRY_MAX_MS 3600000     /* backoff ceiling */
 #define RECONCILE_EVERY_BEATS 12 /* and after every (re)registration: see lua/reconcile.lua */
 #define CLAIM_QUEUES_MAX 67      /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
-#define MIN_BATCH_MAX 64         /* while tasks run, claim only once this many slots are free
+#define MIN_BATCH_MAX                                                                              \
+    64 /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
 
 struct report {
@@ -25,24 +26,24 @@ struct report {
 
 struct claimer {
     uv_loop_t *loop;
-    struct node *node;                /* borrowed */
-    const struct shoal_config *cfg;   /* borrowed */
-    struct runner *runner;            /* owned */
-    char **queues;                    /* cfg->queues split, owned */
+    struct node *node;              /* borrowed */
+    const struct shoal_config *cfg; /* borrowed */
+    struct runner *runner;          /* owned */
+    char **queues;                  /* cfg->queues split, owned */
     int nqueues;
-    bool claiming;                    /* a claim call is in flight */
-    bool claim_again;                 /* something happened meanwhile: claim again after it */
-    bool reporting;                   /* a complete call is in flight */
-    struct report *pending;           /* finished, not yet sent */
+    bool claiming;          /* a claim call is in flight */
+    bool claim_again;       /* something happened meanwhile: claim again after it */
+    bool reporting;         /* a complete call is in flight */
+    struct report *pending; /* finished, not yet sent */
     size_t npending, cap_pending;
-    struct report *sent;              /* in the call in flight */
+    struct report *sent; /* in the call in flight */
     size_t nsent;
-    uv_timer_t due;                   /* earliest scheduled task */
-    uv_check_t batch;                 /* after this loop iteration: report and claim once */
-    int64_t due_at;                   /* its time (wall ms), 0 when none armed */
-    bool stopped;                     /* claimer_stop called */
-    bool reconcile_due;               /* reconcile as soon as no claim is in flight */
-    unsigned beats;                   /* heartbeats seen, for the reconcile cadence */
+    uv_timer_t due;     /* earliest scheduled task */
+    uv_check_t batch;   /* after this loop iteration: report and claim once */
+    int64_t due_at;     /* its time (wall ms), 0 when none armed */
+    bool stopped;       /* claimer_stop called */
+    bool reconcile_due; /* reconcile as soon as no claim is in flight */
+    unsigned beats;     /* heartbeats seen, for the reconcile cadence */
     bool idle_told;
     void (*idle)(struct claimer *c, void *arg);
     void *idle_arg;
@@ -55,13 +56,11 @@ static void kick(struct claimer *c);
 static void flush(struct claimer *c);
 
 static const char *outcome_names[] = {
-    [RUN_SUCCESS] = "Success", [RUN_FAILED] = "Failed", [RUN_TIMEDOUT] = "TimedOut",
+    [RUN_SUCCESS] = "Success",   [RUN_FAILED] = "Failed",           [RUN_TIMEDOUT] = "TimedOut",
     [RUN_CANCELED] = "Canceled", [RUN_INTERRUPTED] = "Interrupted",
 };
 
-static void update_view(struct claimer *c) {
-    c->node->view.running = runner_running(c->runner);
-}
+static void update_view(struct claimer *c) { c->node->view.running = runner_running(c->runner); }
 
 static void check_idle(struct claimer *c) {
     if (!c->stopped || c->idle_told || runner_running(c->runner) > 0 || c->npending > 0 ||
@@ -108,7 +107,8 @@ static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
     c->node->view.metrics.reports_refused += r->elements > 3 ? r->elements - 3 : 0;
     for (size_t i = 3; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         log_warn("result refused: the task's lease is no longer ours (it was recovered "
-                 "elsewhere or already finished)", " task=ServerTasks-%s", r->element[i]->str);
+                 "elsewhere or already finished)",
+                 " task=ServerTasks-%s", r->element[i]->str);
     for (size_t i = 0; i < c->nsent; i++) report_free(&c->sent[i]);
     free(c->sent);
     c->sent = NULL;
@@ -127,11 +127,14 @@ static void flush(struct claimer *c) {
                   n);
     for (size_t i = 0; i < n; i++) {
         const struct report *rp = &c->pending[i];
-        struct call_report r = {
-            .task = rp->task->id, .lease = rp->task->lease,
-            .outcome = outcome_names[rp->res->outcome], .error = rp->res->error,
-            .exit_code = rp->res->exit_code, .log = rp->res->log.data, .log_len = rp->res->log.len,
-            .retry_delay_ms = retry_delay(c, rp->task->attempt)};
+        struct call_report r = {.task = rp->task->id,
+                                .lease = rp->task->lease,
+                                .outcome = outcome_names[rp->res->outcome],
+                                .error = rp->res->error,
+                                .exit_code = rp->res->exit_code,
+                                .log = rp->res->log.data,
+                                .log_len = rp->res->log.len,
+                                .retry_delay_ms = retry_delay(c, rp->task->attempt)};
         call_complete_add(&call, &r);
     }
     if (rconn_call(c->node->cmd, &call, complete_cb, c) == 0) {
@@ -172,12 +175,15 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
 
 /* --- reconciling -------------------------------------------------------------------------- */
 
-static void add_running_cb(const struct runner_task *t, void *arg) { call_reconcile_add(arg, t->id); }
+static void add_running_cb(const struct runner_task *t, void *arg) {
+    call_reconcile_add(arg, t->id);
+}
 
 static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
         log_warn("requeued tasks Redis recorded as running here that this node does not run "
-                 "(lost in a Redis failover or restart)", " count=%lld", (long long)r->integer);
+                 "(lost in a Redis failover or restart)",
+                 " count=%lld", (long long)r->integer);
     else if (r && r->type == REDIS_REPLY_ERROR)
         log_warn("reconcile failed", " error=\"%s\"", r->str);
 }
@@ -276,11 +282,13 @@ static void kick(struct claimer *c) {
         return;
     }
     c->claim_again = false;
-    struct call_claim_args a = {
-        .name = v->name, .instance = v->instance, .now_ms = clock_wall_ms(),
-        .max = free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX, .balance = c->cfg->balance,
-        .lease_margin_ms = LEASE_MARGIN_MS};
-    struct script_call call;   /* on the stack: no allocation for up to CLAIM_QUEUES_MAX queues */
+    struct call_claim_args a = {.name = v->name,
+                                .instance = v->instance,
+                                .now_ms = clock_wall_ms(),
+                                .max = free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX,
+                                .balance = c->cfg->balance,
+                                .lease_margin_ms = LEASE_MARGIN_MS};
+    struct script_call call; /* on the stack: no allocation for up to CLAIM_QUEUES_MAX queues */
     call_claim(&call, &c->node->keys, &a);
     for (int i = 0; i < c->nqueues && i < CLAIM_QUEUES_MAX; i++)
         call_claim_add_queue(&call, c->queues[i]);
@@ -296,9 +304,7 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
         kick(c);
         break;
     case NODE_CAPACITY:
-    case NODE_WAKE:
-        kick(c);
-        break;
+    case NODE_WAKE: kick(c); break;
     case NODE_BEAT:
         flush(c);
         if (++c->beats % RECONCILE_EVERY_BEATS == 0) reconcile(c);
@@ -322,9 +328,11 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
     c->loop = loop;
     c->node = n;
     c->cfg = cfg;
-    struct runner_config rc = {cfg->allow_exec, (size_t)cfg->task_log_cap, cfg->kill_grace_ms,
-                               handlers, cfg->package_dir, exec_shim, cfg->exec_env_allow,
-                               cfg->task_env_allow, cfg->name, exec_cred};
+    struct runner_config rc = {cfg->allow_exec,     (size_t)cfg->task_log_cap,
+                               cfg->kill_grace_ms,  handlers,
+                               cfg->package_dir,    exec_shim,
+                               cfg->exec_env_allow, cfg->task_env_allow,
+                               cfg->name,           exec_cred};
     c->runner = runner_new(loop, &rc, done_cb, c);
     char *copy = xstrdup(cfg->queues), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

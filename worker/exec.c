@@ -35,7 +35,7 @@
  *   pipes, as proper daemons do).
  * - Completion: done runs once, after the exit status AND both pipes' EOF (or close) AND every
  *   handle's close callback: no lost tail output, nothing freed under libuv's feet. */
-#define _GNU_SOURCE   /* memfd_create */
+#define _GNU_SOURCE /* memfd_create */
 #include "worker/exec.h"
 
 #include <errno.h>
@@ -54,7 +54,7 @@
 #include "common/util.h"
 #include "worker/handlers_int.h"
 
-#define DRAIN_MS 500           /* after exit, how long output may stay open */
+#define DRAIN_MS 500 /* after exit, how long output may stay open */
 #define READ_CHUNK 65536
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 
@@ -63,20 +63,20 @@ extern char **environ;
 enum timer_phase { PHASE_NONE, PHASE_GRACE, PHASE_DRAIN };
 
 struct exec_proc {
-    uv_process_t proc;         /* the program; closed in exit_cb (or at once if spawn failed) */
-    uv_pipe_t out, err;        /* its stdout and stderr, read into res.log */
-    uv_timer_t timer;          /* grace (TERM -> KILL) or drain (exit -> close pipes) */
-    int open;                  /* handles not yet through their close callback */
-    int pid;                   /* > 0 once spawned: the process group to signal is -pid */
-    bool out_open, err_open;   /* still reading (no EOF, not closed) */
-    bool stopping;             /* exec_stop was called */
-    enum timer_phase phase;    /* what the timer is counting down to */
+    uv_process_t proc;       /* the program; closed in exit_cb (or at once if spawn failed) */
+    uv_pipe_t out, err;      /* its stdout and stderr, read into res.log */
+    uv_timer_t timer;        /* grace (TERM -> KILL) or drain (exit -> close pipes) */
+    int open;                /* handles not yet through their close callback */
+    int pid;                 /* > 0 once spawned: the process group to signal is -pid */
+    bool out_open, err_open; /* still reading (no EOF, not closed) */
+    bool stopping;           /* exec_stop was called */
+    enum timer_phase phase;  /* what the timer is counting down to */
     size_t log_cap;
     int64_t grace_ms;
-    struct exec_result res;    /* handed to done */
+    struct exec_result res; /* handed to done */
     exec_done_cb done;
     void *arg;
-    char rbuf[READ_CHUNK];     /* read buffer shared by both pipes: libuv reads synchronously */
+    char rbuf[READ_CHUNK]; /* read buffer shared by both pipes: libuv reads synchronously */
 };
 
 /* ---- allowlist ---- */
@@ -86,8 +86,8 @@ struct exec_proc {
 static int entry_absolute_cb(const char *e, size_t n, void *ctx) { return n > 0 && e[0] == '/'; }
 
 struct allow_ctx {
-    const char *path;          /* the program path to check */
-    bool resolve;              /* resolve each entry's symlinks first */
+    const char *path; /* the program path to check */
+    bool resolve;     /* resolve each entry's symlinks first */
 };
 
 /* Does entry e (as typed, or resolved: "/usr/bin/python3" -> "/usr/bin/python3.11", "/bin/" ->
@@ -95,7 +95,7 @@ struct allow_ctx {
 static int entry_allows_cb(const char *e, size_t n, void *ctx) {
     const struct allow_ctx *a = ctx;
     char typed[PATH_MAX], real[PATH_MAX];
-    if (n == 0 || e[0] != '/' || n >= sizeof typed) return 0;   /* relative entries mean nothing */
+    if (n == 0 || e[0] != '/' || n >= sizeof typed) return 0; /* relative entries mean nothing */
     memcpy(typed, e, n);
     typed[n] = '\0';
     bool dir = e[n - 1] == '/';
@@ -116,10 +116,11 @@ static bool allowed(const char *allow_exec, const char *path, bool resolve) {
 
 /* No "." or ".." segment and no empty one ("//", or a trailing '/'). */
 static bool canonical(const char *path) {
-    for (const char *s = path + 1;; ) {
+    for (const char *s = path + 1;;) {
         const char *end = strchr(s, '/');
         size_t n = end ? (size_t)(end - s) : strlen(s);
-        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) return false;
+        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+            return false;
         if (!end) return true;
         s = end + 1;
     }
@@ -144,19 +145,24 @@ static int path_lookup(const char *name, char *out, size_t outlen) {
     return -ENOENT;
 }
 
-int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen,
-                 char *err, size_t errlen) {
+int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen, char *err,
+                 size_t errlen) {
     bool any = comma_list_each(allow_exec, entry_absolute_cb, NULL) != 0;
     if (strchr(argv0, '/') && argv0[0] != '/') {
-        snprintf(err, errlen, "program '%.200s' is a relative path; exec takes an absolute path "
-                 "or a bare name looked up in the node's PATH", argv0);
+        snprintf(err, errlen,
+                 "program '%.200s' is a relative path; exec takes an absolute path "
+                 "or a bare name looked up in the node's PATH",
+                 argv0);
         return -EINVAL;
     }
     int found = 0;
-    if (argv0[0] == '/') snprintf(path, pathlen, "%s", argv0);
-    else found = path_lookup(argv0, path, pathlen);
+    if (argv0[0] == '/')
+        snprintf(path, pathlen, "%s", argv0);
+    else
+        found = path_lookup(argv0, path, pathlen);
     if (!any) {
-        snprintf(err, errlen, "this node allows no programs; start it with --allow-exec %.200s "
+        snprintf(err, errlen,
+                 "this node allows no programs; start it with --allow-exec %.200s "
                  "(a comma list of programs, or directories ending in '/') to run '%.100s'",
                  found == 0 ? path : "/path/to/program", argv0);
         return -EINVAL;
@@ -166,8 +172,10 @@ int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t p
         return -ENOENT;
     }
     if (!canonical(path)) {
-        snprintf(err, errlen, "program path '%.200s' has an empty, '.' or '..' segment; "
-                 "give its canonical absolute path", path);
+        snprintf(err, errlen,
+                 "program path '%.200s' has an empty, '.' or '..' segment; "
+                 "give its canonical absolute path",
+                 path);
         return -EINVAL;
     }
     /* The check applies to the file that will run: symlinks resolved, here and in the list. */
@@ -180,17 +188,23 @@ int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t p
     if (!allowed(allow_exec, real, true)) {
         const char *slash = strrchr(real, '/');
         if (strcmp(real, path) != 0 && allowed(allow_exec, path, false))
-            snprintf(err, errlen, "program %.200s resolves to %.200s, which is not in this "
+            snprintf(err, errlen,
+                     "program %.200s resolves to %.200s, which is not in this "
                      "node's --allow-exec list (a symlink in an allowed directory does not allow "
-                     "what it points to); allow it with --allow-exec %.200s", path, real, real);
+                     "what it points to); allow it with --allow-exec %.200s",
+                     path, real, real);
         else if (strcmp(real, path) != 0)
-            snprintf(err, errlen, "program %.200s (which resolves to %.200s) is not in this "
-                     "node's --allow-exec list; allow it with --allow-exec %.200s (or its directory, "
-                     "%.*s)", path, real, real, (int)(slash - real + 1), real);
+            snprintf(
+                err, errlen,
+                "program %.200s (which resolves to %.200s) is not in this "
+                "node's --allow-exec list; allow it with --allow-exec %.200s (or its directory, "
+                "%.*s)",
+                path, real, real, (int)(slash - real + 1), real);
         else
-            snprintf(err, errlen, "program %.200s is not in this node's --allow-exec list; "
-                     "allow it with --allow-exec %.200s (or its directory, %.*s)", path, real,
-                     (int)(slash - real + 1), real);
+            snprintf(err, errlen,
+                     "program %.200s is not in this node's --allow-exec list; "
+                     "allow it with --allow-exec %.200s (or its directory, %.*s)",
+                     path, real, (int)(slash - real + 1), real);
         return -EINVAL;
     }
     snprintf(path, pathlen, "%s", real);
@@ -206,7 +220,7 @@ struct envv {
     size_t n, cap;
 };
 
-static void env_put(struct envv *e, char *kv) {   /* takes kv */
+static void env_put(struct envv *e, char *kv) { /* takes kv */
     size_t kl = (size_t)(strchr(kv, '=') - kv);
     for (size_t i = 0; i < e->n; i++)
         if (strncmp(e->v[i], kv, kl) == 0 && e->v[i][kl] == '=') {
@@ -312,14 +326,20 @@ static void close_handle(struct exec_proc *p, void *h) {
 }
 
 static void group_kill(struct exec_proc *p, int sig) {
-    if (p->pid > 0) kill(-p->pid, sig);   /* ESRCH: the group is gone already */
+    if (p->pid > 0) kill(-p->pid, sig); /* ESRCH: the group is gone already */
 }
 
 /* Closes what is still reading; once the process exited and no pipe reads, the timer goes
  * last, and its close callback (the fourth) runs finish(). */
 static void close_pipes(struct exec_proc *p) {
-    if (p->out_open) { p->out_open = false; close_handle(p, &p->out); }
-    if (p->err_open) { p->err_open = false; close_handle(p, &p->err); }
+    if (p->out_open) {
+        p->out_open = false;
+        close_handle(p, &p->out);
+    }
+    if (p->err_open) {
+        p->err_open = false;
+        close_handle(p, &p->err);
+    }
 }
 
 static void maybe_wrap(struct exec_proc *p) {
@@ -337,10 +357,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
         log_keep_tail(&p->res.log, p->log_cap, &p->res.log_truncated, b->base, (size_t)nread);
         return;
     }
-    if (nread == 0) return;   /* EAGAIN */
+    if (nread == 0) return; /* EAGAIN */
     /* EOF or a read error: this stream is done either way. */
-    if (s == (uv_stream_t *)&p->out) p->out_open = false;
-    else p->err_open = false;
+    if (s == (uv_stream_t *)&p->out)
+        p->out_open = false;
+    else
+        p->err_open = false;
     close_handle(p, s);
     maybe_wrap(p);
 }
@@ -367,7 +389,7 @@ static void exit_cb(uv_process_t *proc, int64_t status, int sig) {
     p->res.exit_status = status;
     p->res.term_signal = sig;
     close_handle(p, proc);
-    if (p->out_open || p->err_open) {   /* (replaces a pending grace: the leader is gone) */
+    if (p->out_open || p->err_open) { /* (replaces a pending grace: the leader is gone) */
         p->phase = PHASE_DRAIN;
         uv_timer_start(&p->timer, timer_cb, DRAIN_MS, 0);
     }
@@ -440,8 +462,8 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
         goto fail_args;
     }
     /* Checked again here, not only at enqueue: anything that writes Redis can queue a task. */
-    if ((rc = task_env_check((const char *const *)a.env, a.envc, o->task_env_allow, err,
-                             errlen)) < 0)
+    if ((rc = task_env_check((const char *const *)a.env, a.envc, o->task_env_allow, err, errlen)) <
+        0)
         goto fail_args;
     if (o->cred && !o->shim) {
         snprintf(err, errlen, "--exec-user needs the exec-child shim (the node's own binary)");
@@ -488,7 +510,7 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
     build_env(&env, o, &a, pkg[0] ? pkg : NULL);
     rc = spawn(loop, p, o, &a, path, &env);
     env_free(&env);
-    p->proc.data = p;   /* uv_spawn initialised the handle */
+    p->proc.data = p; /* uv_spawn initialised the handle */
     if (rc < 0) {
         /* The handles exist either way: close them all; done reports the spawn error. */
         p->res.spawn_err = rc;
@@ -516,8 +538,8 @@ fail_args:
 void exec_stop(struct exec_proc *p) {
     if (p->stopping || p->pid <= 0) return;
     p->stopping = true;
-    if (p->res.exited) {   /* only output draining is left: end it now */
-        if (p->out_open || p->err_open) group_kill(p, SIGKILL);   /* what still holds them */
+    if (p->res.exited) { /* only output draining is left: end it now */
+        if (p->out_open || p->err_open) group_kill(p, SIGKILL); /* what still holds them */
         close_pipes(p);
         maybe_wrap(p);
         return;

@@ -21,26 +21,26 @@ struct exec_proc;
 struct exec_cred {
     uid_t uid;
     gid_t gid;
-    int ngroups;                       /* supplementary groups (the user's, from /etc/group) */
+    int ngroups; /* supplementary groups (the user's, from /etc/group) */
     gid_t groups[EXEC_MAX_GROUPS];
-    char name[64];                     /* user name, for messages */
-    char home[256];                    /* its home directory: the task's HOME */
+    char name[64];  /* user name, for messages */
+    char home[256]; /* its home directory: the task's HOME */
 };
 
 struct exec_opts {
-    const char *allow_exec;   /* comma list (runner_config.allow_exec); borrowed for the call */
-    size_t log_cap;           /* bytes of output kept (> 0) */
-    int64_t kill_grace_ms;    /* SIGTERM -> SIGKILL delay after exec_stop */
-    const char *package_dir;  /* where a task's "package" is looked up (SHOAL_PACKAGE_PATH) */
-    const char *shim;         /* NULL, or a program run as `shim exec-child ... -- PATH ARGV...`
+    const char *allow_exec;       /* comma list (runner_config.allow_exec); borrowed for the call */
+    size_t log_cap;               /* bytes of output kept (> 0) */
+    int64_t kill_grace_ms;        /* SIGTERM -> SIGKILL delay after exec_stop */
+    const char *package_dir;      /* where a task's "package" is looked up (SHOAL_PACKAGE_PATH) */
+    const char *shim;             /* NULL, or a program run as `shim exec-child ... -- PATH ARGV...`
                                * that ties the child's life to the node (exec_child_main) */
-    const char *exec_env_allow;  /* names/prefixes copied from the node's environment, or NULL */
-    const char *task_env_allow;  /* names/prefixes a task's env may set ("" / NULL: any not
+    const char *exec_env_allow;   /* names/prefixes copied from the node's environment, or NULL */
+    const char *task_env_allow;   /* names/prefixes a task's env may set ("" / NULL: any not
                                   * denied by common/task_env.h) */
-    const char *node_name;    /* SHOAL_TASK_NODE */
-    const char *task_id;      /* SHOAL_TASK_ID */
-    int64_t attempt;          /* SHOAL_TASK_ATTEMPT */
-    const struct exec_cred *cred;  /* NULL, or the account to run as (needs shim) */
+    const char *node_name;        /* SHOAL_TASK_NODE */
+    const char *task_id;          /* SHOAL_TASK_ID */
+    int64_t attempt;              /* SHOAL_TASK_ATTEMPT */
+    const struct exec_cred *cred; /* NULL, or the account to run as (needs shim) */
 };
 
 /* `exec-child [--env-fd N] [--cred UID:GID:G1,G2] -- PATH ARGV...`: the shim (exec_child.c).
@@ -67,13 +67,13 @@ void exec_cred_format(const struct exec_cred *c, char *buf, size_t len);
 #define TASK_NICE 10
 
 struct exec_result {
-    int spawn_err;            /* 0, or uv_spawn's error (the program never ran) */
-    char spawn_what[300];     /* the program and cwd, for the spawn error message */
-    bool exited;              /* the process was reaped */
-    int64_t exit_status;      /* when exited */
-    int term_signal;          /* when exited: the signal that killed it, or 0 */
-    bool killed;              /* SIGKILL was sent after the grace */
-    struct buf log;           /* last log_cap bytes of stdout+stderr; the callee may move it */
+    int spawn_err;        /* 0, or uv_spawn's error (the program never ran) */
+    char spawn_what[300]; /* the program and cwd, for the spawn error message */
+    bool exited;          /* the process was reaped */
+    int64_t exit_status;  /* when exited */
+    int term_signal;      /* when exited: the signal that killed it, or 0 */
+    bool killed;          /* SIGKILL was sent after the grace */
+    struct buf log;       /* last log_cap bytes of stdout+stderr; the callee may move it */
     bool log_truncated;
 };
 
@@ -97,7 +97,7 @@ void exec_stop(struct exec_proc *p);
 /* Applies the allowlist rule to argv0 (exposed for tests and `shoal worker` start-up checks):
  * writes the program's resolved absolute path (symlinks followed: the file that will run) to
  * path and returns 0, or -EINVAL/-ENOENT with a message. */
-int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen,
-                 char *err, size_t errlen);
+int exec_resolve(const char *allow_exec, const char *argv0, char *path, size_t pathlen, char *err,
+                 size_t errlen);
 
 #endif

@@ -53,7 +53,8 @@ int exec_cred_resolve(const char *spec, struct exec_cred *out, char *err, size_t
     char user[128], group[128] = "";
     const char *colon = strchr(spec, ':');
     size_t ul = colon ? (size_t)(colon - spec) : strlen(spec);
-    if (ul == 0 || ul >= sizeof user || (colon && (!colon[1] || strlen(colon + 1) >= sizeof group))) {
+    if (ul == 0 || ul >= sizeof user ||
+        (colon && (!colon[1] || strlen(colon + 1) >= sizeof group))) {
         snprintf(err, errlen, "--exec-user '%.100s': expected USER or USER:GROUP", spec);
         return -EINVAL;
     }
@@ -63,8 +64,10 @@ int exec_cred_resolve(const char *spec, struct exec_cred *out, char *err, size_t
     struct passwd *pw = getpwnam(user);
     if (!pw && number_of(user) >= 0) pw = getpwuid((uid_t)number_of(user));
     if (!pw) {
-        snprintf(err, errlen, "--exec-user: no user '%s' on this system (create it, e.g. "
-                 "useradd --system --no-create-home --shell /usr/sbin/nologin %s)", user, user);
+        snprintf(err, errlen,
+                 "--exec-user: no user '%s' on this system (create it, e.g. "
+                 "useradd --system --no-create-home --shell /usr/sbin/nologin %s)",
+                 user, user);
         return -ENOENT;
     }
     out->uid = pw->pw_uid;
@@ -149,7 +152,7 @@ static bool caps_all_zero(void) {
  * Returns 0 or -errno. */
 static int drop_ambient(void) {
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-        return -errno;   /* EINVAL: a kernel before 4.3 has no ambient set */
+        return -errno; /* EINVAL: a kernel before 4.3 has no ambient set */
     struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct d[2];
     if (syscall(SYS_capget, &h, d) == 0 && (d[0].inheritable || d[1].inheritable)) {
@@ -186,7 +189,7 @@ static int become(const struct exec_cred *c, const char **step) {
         getresgid(&gr, &ge, &gs) != 0 || gr != c->gid || ge != c->gid || gs != c->gid ||
         !caps_all_zero())
         return -EPERM;
-    if (c->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) return -EPERM;   /* no way back */
+    if (c->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) return -EPERM; /* no way back */
     return 0;
 }
 
@@ -203,20 +206,21 @@ int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--exec-user: fork: %s", strerror(errno));
         return -EAGAIN;
     }
-    if (pid == 0) {   /* the child tries the real switch and reports the failing step */
+    if (pid == 0) { /* the child tries the real switch and reports the failing step */
         close(p[0]);
         const char *step = "";
         int rc = become(c, &step);
         if (rc != 0) {
             char m[160];
             int n = snprintf(m, sizeof m, "%s: %s", step, strerror(-rc));
-            if (write(p[1], m, (size_t)n) < 0) { /* the exit code still tells */ }
+            if (write(p[1], m, (size_t)n) < 0) { /* the exit code still tells */
+            }
         }
         _exit(rc == 0 ? 0 : 1);
     }
     close(p[1]);
     char m[160] = "";
-    ssize_t n = read(p[0], m, sizeof m - 1);   /* returns once the child wrote or is gone */
+    ssize_t n = read(p[0], m, sizeof m - 1); /* returns once the child wrote or is gone */
     m[n > 0 ? n : 0] = '\0';
     close(p[0]);
     /* The child, switched, is now a zombie (not reaped yet) with the task's credentials: may
@@ -228,17 +232,19 @@ int exec_cred_probe(const struct exec_cred *c, char *err, size_t errlen) {
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(err, errlen, "--exec-user %s: this node cannot switch to uid %u gid %u (%s); "
+        snprintf(err, errlen,
+                 "--exec-user %s: this node cannot switch to uid %u gid %u (%s); "
                  "run it as root, or give it CAP_SETUID, CAP_SETGID and CAP_KILL (see the "
-                 "deploy files)", c->name, (unsigned)c->uid, (unsigned)c->gid,
-                 m[0] ? m : "the probe died");
+                 "deploy files)",
+                 c->name, (unsigned)c->uid, (unsigned)c->gid, m[0] ? m : "the probe died");
         return -EPERM;
     }
     if (kill_rc != 0 && kill_errno == EPERM) {
-        snprintf(err, errlen, "--exec-user %s: this node can switch to uid %u but not signal "
+        snprintf(err, errlen,
+                 "--exec-user %s: this node can switch to uid %u but not signal "
                  "it (kill: %s), so it could not stop its tasks (timeout, cancel, shutdown); "
-                 "run it as root, or give it CAP_KILL too (see the deploy files)", c->name,
-                 (unsigned)c->uid, strerror(kill_errno));
+                 "run it as root, or give it CAP_KILL too (see the deploy files)",
+                 c->name, (unsigned)c->uid, strerror(kill_errno));
         return -EPERM;
     }
     return 0;
@@ -255,7 +261,10 @@ static ssize_t read_block(int fd, char **out) {
     while (got < (size_t)st.st_size) {
         ssize_t n = pread(fd, b + got, (size_t)st.st_size - got, (off_t)got);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) { free(b); return -1; }
+        if (n <= 0) {
+            free(b);
+            return -1;
+        }
         got += (size_t)n;
     }
     *out = b;
@@ -263,7 +272,8 @@ static ssize_t read_block(int fd, char **out) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: shoal exec-child [--env-fd N] [--cred UID:GID:GROUPS] -- PATH ARGV...\n");
+    fprintf(stderr,
+            "usage: shoal exec-child [--env-fd N] [--cred UID:GID:GROUPS] -- PATH ARGV...\n");
     return 127;
 }
 
@@ -274,11 +284,14 @@ int exec_child_main(int argc, char **argv) {
     const char *cred_arg = NULL;
     for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         if (i + 1 >= argc) return usage();
-        if (strcmp(argv[i], "--env-fd") == 0) env_fd = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--cred") == 0) cred_arg = argv[i + 1];
-        else return usage();
+        if (strcmp(argv[i], "--env-fd") == 0)
+            env_fd = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--cred") == 0)
+            cred_arg = argv[i + 1];
+        else
+            return usage();
     }
-    if (i + 2 >= argc) return usage();   /* "--", PATH and argv[0] at least */
+    if (i + 2 >= argc) return usage(); /* "--", PATH and argv[0] at least */
     const char *path = argv[i + 1];
     char **args = argv + i + 2;
     char **env = NULL, *block = NULL, why[160];
@@ -300,7 +313,8 @@ int exec_child_main(int argc, char **argv) {
      * node does the same from its side, so the group exists before either signals it. */
     if (setpgid(0, 0) != 0) return 127;
     /* Below the node: a CPU-bound task must not delay ping or the heartbeat. */
-    if (setpriority(PRIO_PROCESS, 0, TASK_NICE) != 0) { /* keep going at the node's priority */ }
+    if (setpriority(PRIO_PROCESS, 0, TASK_NICE) != 0) { /* keep going at the node's priority */
+    }
     if (cred_arg) {
         const char *step = "";
         int rc = become(&cred, &step);

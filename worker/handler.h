@@ -40,9 +40,11 @@ int64_t shoal_job_attempt(const struct shoal_job *job);
 /* True once the job's timeout passed or it was canceled or the node is stopping it. */
 bool shoal_job_stopping(const struct shoal_job *job);
 /* Appends to the job's capped log (the newest bytes are kept). */
-void shoal_job_log(struct shoal_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void shoal_job_log(struct shoal_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Sets the failure reason (when the handler then returns non-zero). */
-void shoal_job_fail(struct shoal_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void shoal_job_fail(struct shoal_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Runs `worker` (or an admin command) with these handlers available besides the built-ins.
  * Returns the exit code. h is borrowed for the call. */

@@ -33,7 +33,9 @@ static bool name_valid(const char *s) {
     return true;
 }
 
-struct shoal_handlers *shoal_handlers_new(void) { return xcalloc(1, sizeof(struct shoal_handlers)); }
+struct shoal_handlers *shoal_handlers_new(void) {
+    return xcalloc(1, sizeof(struct shoal_handlers));
+}
 
 /* Contract in handler.h: adds or replaces; built-in and malformed names give -EINVAL. */
 int shoal_handlers_add(struct shoal_handlers *h, const char *type, shoal_handler_fn fn, void *arg) {
@@ -87,7 +89,7 @@ void job_close(struct shoal_job *job) {
 
 void log_keep_tail(struct buf *b, size_t cap, bool *truncated, const void *p, size_t n) {
     if (n == 0) return;
-    if (n >= cap) {   /* the new bytes alone fill the log */
+    if (n >= cap) { /* the new bytes alone fill the log */
         if (b->len > 0 || n > cap) *truncated = true;
         buf_reset(b);
         buf_append(b, (const char *)p + (n - cap), cap);

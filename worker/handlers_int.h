@@ -12,18 +12,18 @@
 #include "common/buf.h"
 #include "worker/handler.h"
 
-#define HANDLER_NAME_MAX 63   /* fits runner_task.type[64] with its NUL */
+#define HANDLER_NAME_MAX 63 /* fits runner_task.type[64] with its NUL */
 
 struct handler_entry {
-    char name[HANDLER_NAME_MAX + 1];  /* type name, valid per handler_name_valid() */
-    shoal_handler_fn fn;              /* runs on a thread-pool thread */
-    void *arg;                        /* the registrant's, passed to fn */
+    char name[HANDLER_NAME_MAX + 1]; /* type name, valid per handler_name_valid() */
+    shoal_handler_fn fn;             /* runs on a thread-pool thread */
+    void *arg;                       /* the registrant's, passed to fn */
 };
 
 struct shoal_handlers {
-    struct handler_entry *v;  /* registration order; owned */
-    size_t n;                 /* entries used */
-    size_t cap;               /* entries allocated */
+    struct handler_entry *v; /* registration order; owned */
+    size_t n;                /* entries used */
+    size_t cap;              /* entries allocated */
 };
 
 /* The entry for type, or NULL. h may be NULL. */
@@ -34,17 +34,17 @@ bool handler_builtin(const char *type);
 /* One run of a C handler. Fields above the mutex are fixed for the run (borrowed from the
  * task), so the handler's thread reads them without a lock. */
 struct shoal_job {
-    const char *id;         /* borrowed from the task */
-    const char *type;       /* borrowed from the task */
-    const char *args;       /* msgpack payload, borrowed; may be NULL */
+    const char *id;   /* borrowed from the task */
+    const char *type; /* borrowed from the task */
+    const char *args; /* msgpack payload, borrowed; may be NULL */
     size_t args_len;
     int64_t attempt;
-    atomic_bool stopping;   /* set by the loop thread on timeout, cancel or stop */
-    pthread_mutex_t mu;     /* guards everything below */
-    struct buf log;         /* last log_cap bytes written through shoal_job_log */
+    atomic_bool stopping; /* set by the loop thread on timeout, cancel or stop */
+    pthread_mutex_t mu;   /* guards everything below */
+    struct buf log;       /* last log_cap bytes written through shoal_job_log */
     size_t log_cap;
     bool log_truncated;
-    char error[512];        /* shoal_job_fail's reason; "" when none */
+    char error[512]; /* shoal_job_fail's reason; "" when none */
 };
 
 /* Embedded job: job_init borrows the strings and args until job_close. */

@@ -9,12 +9,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "common/bgq.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rurl.h"
 #include "common/util.h"
-#include "api/api.h"
 #include "packages/packages.h"
 #include "worker/exec.h"
 #include "worker/routes.h"
@@ -132,7 +132,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
             goto fail_config;
         credp = &cred;
     }
-    struct api_state *api = NULL;   /* API keys (read now: a bad key file stops start-up) */
+    struct api_state *api = NULL; /* API keys (read now: a bad key file stops start-up) */
     if (api_state_new(&w->cfg, &api, err, sizeof err) != 0) goto fail_config;
     log_set_level(w->cfg.log_level);
     log_set_node(w->cfg.name);
@@ -151,7 +151,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
         (rc = bgq_new(&w->loop, BG_IO_THREADS, BG_IO_NICE, &w->services.bg_io)) != 0)
         log_warn("no background threads: package uploads will answer 503", " err=\"%s\"",
                  uv_strerror(rc));
-    w->services.view = &w->node.view;  /* w is zeroed: fields not set here stay NULL */
+    w->services.view = &w->node.view; /* w is zeroed: fields not set here stay NULL */
     w->services.keys = &w->node.keys;
     w->services.cfg = &w->cfg;
     w->services.api = api;
@@ -181,8 +181,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     snprintf(listen, sizeof listen, "%s:%d", host, http_server_port(w->http));
     node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb, event_cb);
     w->services.redis = w->node.cmd;
-    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL,
-                             credp);
+    w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL, credp);
 
     char desc[2048];
     config_describe(&w->cfg, SCOPE_WORKER, desc, sizeof desc);
@@ -193,10 +192,10 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (w->services.bg_cpu) bgq_close(w->services.bg_cpu);
     if (w->services.bg_io) bgq_close(w->services.bg_io);
-    uv_run(&w->loop, UV_RUN_NOWAIT);  /* their handles close */
+    uv_run(&w->loop, UV_RUN_NOWAIT); /* their handles close */
     code = w->exit_code;
     if (uv_loop_close(&w->loop) != 0) log_warn("event loop closed with handles still open", NULL);
-    api_state_free(api);   /* every reply callback has run by now */
+    api_state_free(api); /* every reply callback has run by now */
     free(w->routes);
     config_free(&w->cfg);
     free(w);

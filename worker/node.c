@@ -14,7 +14,7 @@
  * queued tasks nobody claims every few heartbeats. */
 #define SWEEP_EVERY_MS 60000
 #define EXPIRE_EVERY_BEATS 4
-#define EXPIRE_MAX 1000   /* queued tasks finalised TimedOut per expiry pass at most */
+#define EXPIRE_MAX 1000 /* queued tasks finalised TimedOut per expiry pass at most */
 
 static void do_register(struct node *n);
 static void recover(struct node *n, const char *only, rconn_reply_cb cb);
@@ -44,8 +44,10 @@ static void apply(struct node *n, int64_t cap, bool drain, const char *source) {
 static void set_redis_ok(struct node *n, bool ok, const char *why) {
     if (n->view.redis_ok == ok) return;
     n->view.redis_ok = ok;
-    if (ok) log_info("redis reachable; node online", NULL);
-    else log_warn("redis unreachable; ping answers 503", " reason=\"%s\"", why);
+    if (ok)
+        log_info("redis reachable; node online", NULL);
+    else
+        log_warn("redis unreachable; ping answers 503", " reason=\"%s\"", why);
 }
 
 /* --- registration -------------------------------------------------------------------------- */
@@ -60,7 +62,8 @@ static void on_busy(struct node *n, const char *holder, int64_t pttl) {
         n->busy_pttl = pttl;
         n->busy_since_ms = now;
         log_warn("node name held by another instance; waiting for its TTL to tell whether it "
-                 "is alive", " holder=%s ttl_ms=%lld", holder, (long long)pttl);
+                 "is alive",
+                 " holder=%s ttl_ms=%lld", holder, (long long)pttl);
         return;
     }
     /* Expected remaining TTL if nobody refreshed it; allow scheduling slack. */
@@ -72,8 +75,10 @@ static void on_busy(struct node *n, const char *holder, int64_t pttl) {
     return;
 alive:;
     char msg[256];
-    snprintf(msg, sizeof msg, "node name '%s' is in use by a live process (instance %s); stop it "
-             "or start this one with another --name", n->view.name, holder);
+    snprintf(msg, sizeof msg,
+             "node name '%s' is in use by a live process (instance %s); stop it "
+             "or start this one with another --name",
+             n->view.name, holder);
     n->fatal(n, 2, msg);
 }
 
@@ -115,16 +120,24 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
     set_redis_ok(n, true, NULL);
     /* Taking over from a previous incarnation: what it left running is recovered before we
      * claim. Registering again (Redis came back) keeps our own running tasks, of course. */
-    if (takeover) recover(n, n->view.name, own_recovery_cb);
-    else emit(n, NODE_READY, NULL);
+    if (takeover)
+        recover(n, n->view.name, own_recovery_cb);
+    else
+        emit(n, NODE_READY, NULL);
 }
 
 static void do_register(struct node *n) {
-    struct call_register_args a = {
-        .name = n->view.name, .instance = n->view.instance, .now_ms = clock_wall_ms(),
-        .ttl_ms = n->ttl_ms, .cap = n->cfg->cap, .version = n->view.version, .host = n->host,
-        .pid = (int64_t)getpid(), .listen = n->listen, .queues = n->cfg->queues,
-        .heartbeat_ms = n->cfg->heartbeat_ms};
+    struct call_register_args a = {.name = n->view.name,
+                                   .instance = n->view.instance,
+                                   .now_ms = clock_wall_ms(),
+                                   .ttl_ms = n->ttl_ms,
+                                   .cap = n->cfg->cap,
+                                   .version = n->view.version,
+                                   .host = n->host,
+                                   .pid = (int64_t)getpid(),
+                                   .listen = n->listen,
+                                   .queues = n->cfg->queues,
+                                   .heartbeat_ms = n->cfg->heartbeat_ms};
     struct script_call call;
     call_register(&call, &n->keys, &a);
     if (rconn_call(n->cmd, &call, register_cb, n) == 0) n->beat_pending = true;
@@ -180,8 +193,8 @@ static void log_recovery(const redisReply *r, const char *what) {
         if (r && r->type == REDIS_REPLY_ERROR) log_warn("recovery failed", " error=\"%s\"", r->str);
         return;
     }
-    long long q = r->element[1]->integer, f = r->element[2]->integer,
-              c = r->element[3]->integer, t = r->element[4]->integer;
+    long long q = r->element[1]->integer, f = r->element[2]->integer, c = r->element[3]->integer,
+              t = r->element[4]->integer;
     if (q + f + c + t > 0)
         log_warn(what, " requeued=%lld failed=%lld canceled=%lld timed_out=%lld", q, f, c, t);
 }
@@ -207,8 +220,10 @@ static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
     }
     if (strcmp(verdict, "taken") == 0) {
         char msg[200];
-        snprintf(msg, sizeof msg, "another instance (%s) took over node name '%s' after our TTL "
-                 "expired", reply_str(r, 1, NULL), n->view.name);
+        snprintf(msg, sizeof msg,
+                 "another instance (%s) took over node name '%s' after our TTL "
+                 "expired",
+                 reply_str(r, 1, NULL), n->view.name);
         n->view.registered = false;
         n->fatal(n, 3, msg);
         return;
@@ -359,7 +374,10 @@ void node_stop(struct node *n, void (*done)(struct node *n)) {
     n->stopped = true;
     n->stop_done = done;
     uv_timer_stop(&n->beat);
-    if (!n->view.registered) { stop_finish(n); return; }
+    if (!n->view.registered) {
+        stop_finish(n);
+        return;
+    }
     struct script_call call;
     call_deregister(&call, &n->keys, n->view.name, n->view.instance, clock_wall_ms());
     int rc = rconn_call(n->cmd, &call, deregister_cb, n);

@@ -25,38 +25,38 @@ typedef void (*node_fatal_cb)(struct node *n, int code, const char *msg);
 
 /* What the node tells the task side (worker/claim.c), on the loop thread. */
 enum node_event {
-    NODE_READY,      /* registered (again): claims may go out */
-    NODE_CAPACITY,   /* cap or drain changed */
-    NODE_WAKE,       /* arg: a queue that has new work (wake channel) */
-    NODE_CANCEL,     /* arg: number of a task of ours an operator canceled */
-    NODE_BEAT,       /* heartbeat answered; arg: the fleet's ready task count */
+    NODE_READY,    /* registered (again): claims may go out */
+    NODE_CAPACITY, /* cap or drain changed */
+    NODE_WAKE,     /* arg: a queue that has new work (wake channel) */
+    NODE_CANCEL,   /* arg: number of a task of ours an operator canceled */
+    NODE_BEAT,     /* heartbeat answered; arg: the fleet's ready task count */
 };
 typedef void (*node_event_cb)(struct node *n, enum node_event ev, const char *arg);
 
 struct node {
     uv_loop_t *loop;
-    const struct shoal_config *cfg;  /* borrowed for the node's life */
-    struct keys keys;                /* key names for cfg->namespace */
-    struct node_view view;           /* what ping answers from */
-    char listen[80];                 /* the HTTP address as registered (real port) */
-    char host[128];                  /* host name, recorded for operators */
-    int64_t ttl_ms;                  /* liveness TTL: three heartbeats */
-    struct rconn *cmd;               /* commands and scripts */
-    struct rconn *sub;               /* the control channel subscription */
-    uv_timer_t beat;                 /* heartbeat period */
-    bool beat_pending;               /* a heartbeat or registration is awaiting its reply */
-    unsigned beats;                  /* heartbeats sent, for the sweep cadence */
-    bool stopped;                    /* node_stop called: no re-registration */
+    const struct shoal_config *cfg; /* borrowed for the node's life */
+    struct keys keys;               /* key names for cfg->namespace */
+    struct node_view view;          /* what ping answers from */
+    char listen[80];                /* the HTTP address as registered (real port) */
+    char host[128];                 /* host name, recorded for operators */
+    int64_t ttl_ms;                 /* liveness TTL: three heartbeats */
+    struct rconn *cmd;              /* commands and scripts */
+    struct rconn *sub;              /* the control channel subscription */
+    uv_timer_t beat;                /* heartbeat period */
+    bool beat_pending;              /* a heartbeat or registration is awaiting its reply */
+    unsigned beats;                 /* heartbeats sent, for the sweep cadence */
+    bool stopped;                   /* node_stop called: no re-registration */
     /* Duplicate-name detection: while another instance holds the name, watch its TTL. If it is
      * refreshed, that instance is alive and we refuse; if it runs out, we take over. */
-    char busy_holder[33];            /* instance id seen holding the name, "" when none */
-    int64_t busy_pttl;               /* its TTL when first seen */
-    uint64_t busy_since_ms;          /* monotonic time when first seen */
+    char busy_holder[33];   /* instance id seen holding the name, "" when none */
+    int64_t busy_pttl;      /* its TTL when first seen */
+    uint64_t busy_since_ms; /* monotonic time when first seen */
     node_fatal_cb fatal;
-    node_event_cb event;             /* may be NULL */
-    void (*stop_done)(struct node *n);  /* node_stop's callback */
-    uv_timer_t stop_deadline;        /* bounds the wait for deregistration */
-    int closing_handles;             /* node_close bookkeeping */
+    node_event_cb event;               /* may be NULL */
+    void (*stop_done)(struct node *n); /* node_stop's callback */
+    uv_timer_t stop_deadline;          /* bounds the wait for deregistration */
+    int closing_handles;               /* node_close bookkeeping */
     void (*close_done)(struct node *n);
 };
 

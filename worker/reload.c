@@ -7,9 +7,9 @@
  * SIGHUP while a reload runs asks for one more once it is done. */
 #include <stdlib.h>
 
+#include "api/api.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "api/api.h"
 #include "worker/worker.h"
 
 static void reload_start(struct worker *w);

@@ -17,7 +17,7 @@
  * Freeing: a completed run leaves the list at once (runner_running drops) and is freed in its
  * timer's close callback; runner_close waits for those, then closes its own idle handle, so
  * the runner is freed, and close's callback runs, only after every handle it opened closed. */
-#define _GNU_SOURCE   /* gettid */
+#define _GNU_SOURCE /* gettid */
 #include "worker/runner.h"
 
 #include <ctype.h>
@@ -37,51 +37,51 @@
 #define DEFAULT_LOG_CAP 65536
 
 enum run_kind {
-    KIND_IMMEDIATE,   /* outcome known at start (refused, undecodable, unknown): timer at 0 */
-    KIND_SLEEP,       /* the timer is the sleep (or its timeout when that is shorter) */
-    KIND_C,           /* a C handler on the thread pool; the timer is the timeout */
-    KIND_EXEC,        /* a process (exec.c); the timer is the timeout */
+    KIND_IMMEDIATE, /* outcome known at start (refused, undecodable, unknown): timer at 0 */
+    KIND_SLEEP,     /* the timer is the sleep (or its timeout when that is shorter) */
+    KIND_C,         /* a C handler on the thread pool; the timer is the timeout */
+    KIND_EXEC,      /* a process (exec.c); the timer is the timeout */
 };
 
 struct run {
     struct runner *r;
-    struct run *prev, *next;        /* in r->runs until completed */
-    struct runner_task *t;          /* owned until handed to done_cb */
-    struct runner_result *res;      /* owned until handed to done_cb */
+    struct run *prev, *next;   /* in r->runs until completed */
+    struct runner_task *t;     /* owned until handed to done_cb */
+    struct runner_result *res; /* owned until handed to done_cb */
     enum run_kind kind;
-    bool stopped;                   /* a stop reason was recorded */
+    bool stopped; /* a stop reason was recorded */
     enum runner_outcome stop_outcome;
-    bool sleep_times_out;           /* sleep: the timer counts the (shorter) timeout */
-    bool exec_killed;               /* exec: SIGKILL was needed after the grace */
-    uv_timer_t timer;               /* see enum run_kind; freed with the run in its close cb */
-    struct exec_proc *exec;         /* KIND_EXEC until exec's done callback */
-    uv_work_t work;                 /* KIND_C */
-    struct shoal_job job;           /* KIND_C: what the handler sees */
-    shoal_handler_fn fn;            /* KIND_C: copied at start, so a registry change is harmless */
+    bool sleep_times_out;   /* sleep: the timer counts the (shorter) timeout */
+    bool exec_killed;       /* exec: SIGKILL was needed after the grace */
+    uv_timer_t timer;       /* see enum run_kind; freed with the run in its close cb */
+    struct exec_proc *exec; /* KIND_EXEC until exec's done callback */
+    uv_work_t work;         /* KIND_C */
+    struct shoal_job job;   /* KIND_C: what the handler sees */
+    shoal_handler_fn fn;    /* KIND_C: copied at start, so a registry change is harmless */
     void *fn_arg;
-    int fn_rc;                      /* KIND_C: the handler's return value */
-    char *fail_msg;                 /* `fail`: the decoded message, owned */
+    int fn_rc;      /* KIND_C: the handler's return value */
+    char *fail_msg; /* `fail`: the decoded message, owned */
 };
 
 struct runner {
     uv_loop_t *loop;
-    char *allow_exec;               /* owned copy of cfg->allow_exec ("" when none) */
-    char *exec_shim;                /* owned copy of cfg->exec_shim, or NULL */
-    char *package_dir;              /* owned copy of cfg->package_dir, or NULL */
-    char *exec_env_allow;           /* owned copy of cfg->exec_env_allow, or NULL */
-    char *task_env_allow;           /* owned copy of cfg->task_env_allow, or NULL */
-    char *node_name;                /* owned copy of cfg->node_name, or NULL */
-    struct exec_cred *exec_cred;    /* owned copy of cfg->exec_cred, or NULL */
+    char *allow_exec;            /* owned copy of cfg->allow_exec ("" when none) */
+    char *exec_shim;             /* owned copy of cfg->exec_shim, or NULL */
+    char *package_dir;           /* owned copy of cfg->package_dir, or NULL */
+    char *exec_env_allow;        /* owned copy of cfg->exec_env_allow, or NULL */
+    char *task_env_allow;        /* owned copy of cfg->task_env_allow, or NULL */
+    char *node_name;             /* owned copy of cfg->node_name, or NULL */
+    struct exec_cred *exec_cred; /* owned copy of cfg->exec_cred, or NULL */
     size_t log_cap;
     int64_t kill_grace_ms;
-    const struct shoal_handlers *handlers;  /* borrowed */
+    const struct shoal_handlers *handlers; /* borrowed */
     runner_done_cb done;
     void *arg;
-    struct run *runs;               /* runs not yet completed */
-    unsigned running;               /* their number */
-    unsigned closing_runs;          /* completed runs whose timer has not closed yet */
-    uv_timer_t self;                /* never started: closed last, so close always ends async */
-    bool closing;                   /* runner_close was called */
+    struct run *runs;      /* runs not yet completed */
+    unsigned running;      /* their number */
+    unsigned closing_runs; /* completed runs whose timer has not closed yet */
+    uv_timer_t self;       /* never started: closed last, so close always ends async */
+    bool closing;          /* runner_close was called */
     void (*close_done)(void *);
     void *close_arg;
 };
@@ -91,9 +91,12 @@ static void timer_cb(uv_timer_t *h);
 /* ---- completion ---- */
 
 static const char *signal_name(int sig, char *buf, size_t len) {
-    static const struct { int sig; const char *name; } names[] = {
-        {SIGHUP, "SIGHUP"}, {SIGINT, "SIGINT"}, {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
-        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"}, {SIGFPE, "SIGFPE"},
+    static const struct {
+        int sig;
+        const char *name;
+    } names[] = {
+        {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
         {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
         {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"},
         {SIGXFSZ, "SIGXFSZ"}, {SIGSYS, "SIGSYS"},
@@ -107,15 +110,18 @@ static const char *signal_name(int sig, char *buf, size_t len) {
 static void stop_message(const struct run *run, char *out, size_t len) {
     char d[32], g[32];
     static const char *const what[] = {
-        [KIND_IMMEDIATE] = "task", [KIND_SLEEP] = "sleep", [KIND_C] = "handler", [KIND_EXEC] = "process",
+        [KIND_IMMEDIATE] = "task",
+        [KIND_SLEEP] = "sleep",
+        [KIND_C] = "handler",
+        [KIND_EXEC] = "process",
     };
     switch (run->stop_outcome) {
     case RUN_TIMEDOUT:
         format_duration_ms(run->t->timeout_ms, d, sizeof d);
         format_duration_ms(run->r->kill_grace_ms, g, sizeof g);
-        snprintf(out, len, "execution timeout of %s exceeded; %s stopped%s%s%s", d,
-                 what[run->kind], run->exec_killed ? " (SIGKILL after the " : "",
-                 run->exec_killed ? g : "", run->exec_killed ? " grace)" : "");
+        snprintf(out, len, "execution timeout of %s exceeded; %s stopped%s%s%s", d, what[run->kind],
+                 run->exec_killed ? " (SIGKILL after the " : "", run->exec_killed ? g : "",
+                 run->exec_killed ? " grace)" : "");
         break;
     case RUN_CANCELED: snprintf(out, len, "canceled"); break;
     case RUN_INTERRUPTED: snprintf(out, len, "interrupted: the node is shutting down"); break;
@@ -144,8 +150,10 @@ static void complete(struct run *run) {
         stop_message(run, res->error, sizeof res->error);
     }
     res->duration_ms = (int64_t)((clock_mono_ns() - t->started_ns) / 1000000);
-    if (run->prev) run->prev->next = run->next;
-    else r->runs = run->next;
+    if (run->prev)
+        run->prev->next = run->next;
+    else
+        r->runs = run->next;
     if (run->next) run->next->prev = run->prev;
     r->running--;
     if (run->kind == KIND_C) job_close(&run->job);
@@ -164,11 +172,11 @@ static void request_stop(struct run *run, enum runner_outcome why) {
     run->stopped = true;
     run->stop_outcome = why;
     switch (run->kind) {
-    case KIND_IMMEDIATE: break;   /* its zero timer completes it */
+    case KIND_IMMEDIATE: break; /* its zero timer completes it */
     case KIND_SLEEP: uv_timer_start(&run->timer, timer_cb, 0, 0); break;
     case KIND_C:
         atomic_store(&run->job.stopping, true);
-        uv_cancel((uv_req_t *)&run->work);   /* succeeds only if no thread took it yet */
+        uv_cancel((uv_req_t *)&run->work); /* succeeds only if no thread took it yet */
         break;
     case KIND_EXEC: exec_stop(run->exec); break;
     }
@@ -194,7 +202,8 @@ static void work_cb(uv_work_t *w) {
     static __thread bool niced;
     if (!niced) {
         niced = true;
-        if (setpriority(PRIO_PROCESS, (id_t)gettid(), TASK_NICE) != 0) { /* stay as we are */ }
+        if (setpriority(PRIO_PROCESS, (id_t)gettid(), TASK_NICE) != 0) { /* stay as we are */
+        }
     }
     struct run *run = container_of(w, struct run, work);
     run->fn_rc = run->fn(&run->job, run->fn_arg);
@@ -203,7 +212,7 @@ static void work_cb(uv_work_t *w) {
 static void after_work_cb(uv_work_t *w, int status) {
     struct run *run = container_of(w, struct run, work);
     struct runner_result *res = run->res;
-    pthread_mutex_lock(&run->job.mu);   /* the handler returned; this only orders memory */
+    pthread_mutex_lock(&run->job.mu); /* the handler returned; this only orders memory */
     res->log = run->job.log;
     buf_init(&run->job.log);
     res->log_truncated = run->job.log_truncated;
@@ -211,10 +220,12 @@ static void after_work_cb(uv_work_t *w, int status) {
         res->outcome = RUN_SUCCESS;
     } else if (status == 0) {
         res->outcome = RUN_FAILED;
-        if (run->job.error[0]) snprintf(res->error, sizeof res->error, "%s", run->job.error);
-        else snprintf(res->error, sizeof res->error, "handler '%s' failed (returned %d)",
-                      run->t->type, run->fn_rc);
-    }   /* else UV_ECANCELED: never ran, and only a stop cancels, so the stop reason applies */
+        if (run->job.error[0])
+            snprintf(res->error, sizeof res->error, "%s", run->job.error);
+        else
+            snprintf(res->error, sizeof res->error, "handler '%s' failed (returned %d)",
+                     run->t->type, run->fn_rc);
+    } /* else UV_ECANCELED: never ran, and only a stop cancels, so the stop reason applies */
     pthread_mutex_unlock(&run->job.mu);
     complete(run);
 }
@@ -294,8 +305,10 @@ static void exec_finished_cb(struct exec_proc *p, struct exec_result *x, void *a
                  signal_name(x->term_signal, sb, sizeof sb));
     } else {
         res->exit_code = (int)x->exit_status;
-        if (x->exit_status == 0) res->outcome = RUN_SUCCESS;
-        else snprintf(res->error, sizeof res->error, "exited with code %d", res->exit_code);
+        if (x->exit_status == 0)
+            res->outcome = RUN_SUCCESS;
+        else
+            snprintf(res->error, sizeof res->error, "exited with code %d", res->exit_code);
     }
     run->exec_killed = x->killed;
     run->exec = NULL;
@@ -304,11 +317,16 @@ static void exec_finished_cb(struct exec_proc *p, struct exec_result *x, void *a
 
 static int start_exec(struct run *run) {
     struct runner *r = run->r;
-    struct exec_opts o = {.allow_exec = r->allow_exec, .log_cap = r->log_cap,
-                          .kill_grace_ms = r->kill_grace_ms, .shim = r->exec_shim,
-                          .package_dir = r->package_dir, .exec_env_allow = r->exec_env_allow,
-                          .task_env_allow = r->task_env_allow, .node_name = r->node_name,
-                          .task_id = run->t->id, .attempt = run->t->attempt,
+    struct exec_opts o = {.allow_exec = r->allow_exec,
+                          .log_cap = r->log_cap,
+                          .kill_grace_ms = r->kill_grace_ms,
+                          .shim = r->exec_shim,
+                          .package_dir = r->package_dir,
+                          .exec_env_allow = r->exec_env_allow,
+                          .task_env_allow = r->task_env_allow,
+                          .node_name = r->node_name,
+                          .task_id = run->t->id,
+                          .attempt = run->t->attempt,
                           .cred = r->exec_cred};
     if (exec_start(r->loop, &o, run->t->args, run->t->args_len, exec_finished_cb, run, &run->exec,
                    run->res->error, sizeof run->res->error) < 0)
@@ -322,14 +340,17 @@ static const struct {
     const char *type;
     int (*start)(struct run *run);
 } builtins[] = {
-    {"exec", start_exec}, {"fail", start_fail}, {"noop", start_noop}, {"sleep", start_sleep},
+    {"exec", start_exec},
+    {"fail", start_fail},
+    {"noop", start_noop},
+    {"sleep", start_sleep},
 };
 
 static int unknown_type(struct run *run) {
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "unknown task type '");
-    for (const char *c = run->t->type; *c; c++)   /* it came from Redis: keep it printable */
+    for (const char *c = run->t->type; *c; c++) /* it came from Redis: keep it printable */
         buf_append(&b, isprint((unsigned char)*c) ? c : "?", 1);
     buf_puts(&b, "' (this node knows: exec, fail, noop, sleep");
     const struct shoal_handlers *h = run->r->handlers;
@@ -384,7 +405,7 @@ void runner_start(struct runner *r, struct runner_task *t) {
     t->id[sizeof t->id - 1] = '\0';
     t->type[sizeof t->type - 1] = '\0';
     t->started_ns = clock_mono_ns();
-    uv_update_time(r->loop);   /* timers count from now, not from the loop's cached time */
+    uv_update_time(r->loop); /* timers count from now, not from the loop's cached time */
     uv_timer_init(r->loop, &run->timer);
     run->next = r->runs;
     if (r->runs) r->runs->prev = run;
@@ -392,14 +413,14 @@ void runner_start(struct runner *r, struct runner_task *t) {
     r->running++;
 
     int rc;
-    if (r->closing) {   /* started during runner_close: interrupted like the rest */
+    if (r->closing) { /* started during runner_close: interrupted like the rest */
         rc = -ECANCELED;
         run->stopped = true;
         run->stop_outcome = RUN_INTERRUPTED;
     } else {
         rc = dispatch(run);
     }
-    if (rc < 0) {   /* completes on the next loop iteration, never from here */
+    if (rc < 0) { /* completes on the next loop iteration, never from here */
         run->kind = KIND_IMMEDIATE;
         run->res->outcome = RUN_FAILED;
         uv_timer_start(&run->timer, timer_cb, 0, 0);

@@ -18,19 +18,19 @@
 #include "common/buf.h"
 #include "worker/handler.h"
 
-struct exec_cred;   /* worker/exec.h */
+struct exec_cred; /* worker/exec.h */
 
 /* A claimed task, as the claim script hands it out. */
 struct runner_task {
-    char id[40];            /* "ServerTasks-123" */
-    char type[64];          /* handler name */
-    char *args;             /* msgpack payload, owned (may be NULL with args_len 0) */
+    char id[40];   /* "ServerTasks-123" */
+    char type[64]; /* handler name */
+    char *args;    /* msgpack payload, owned (may be NULL with args_len 0) */
     size_t args_len;
-    int64_t timeout_ms;     /* execution timeout; 0 = none */
-    int64_t attempt;        /* 1 for the first run */
-    int64_t lease;          /* fencing token of this claim (opaque to the runner) */
-    uint64_t started_ns;    /* monotonic time the runner started it (set by runner_start) */
-    void *user;             /* for the caller */
+    int64_t timeout_ms;  /* execution timeout; 0 = none */
+    int64_t attempt;     /* 1 for the first run */
+    int64_t lease;       /* fencing token of this claim (opaque to the runner) */
+    uint64_t started_ns; /* monotonic time the runner started it (set by runner_start) */
+    void *user;          /* for the caller */
 };
 
 enum runner_outcome {
@@ -43,32 +43,32 @@ enum runner_outcome {
 
 struct runner_result {
     enum runner_outcome outcome;
-    char error[512];        /* for a person: why it failed / was stopped ("" on success) */
-    int exit_code;          /* exec: exit status, or 128+signal; others: -1 */
-    struct buf log;         /* last log_cap bytes of output (exec stdout+stderr, handler logs) */
-    bool log_truncated;     /* earlier output was dropped */
+    char error[512];    /* for a person: why it failed / was stopped ("" on success) */
+    int exit_code;      /* exec: exit status, or 128+signal; others: -1 */
+    struct buf log;     /* last log_cap bytes of output (exec stdout+stderr, handler logs) */
+    bool log_truncated; /* earlier output was dropped */
     int64_t duration_ms;
 };
 
 struct runner_config {
-    const char *allow_exec;     /* comma list of absolute paths, or prefixes ending in '/';
+    const char *allow_exec; /* comma list of absolute paths, or prefixes ending in '/';
                                  * "" or NULL: exec refused for everything */
-    size_t log_cap;             /* bytes of output kept per task (default 65536) */
-    int64_t kill_grace_ms;      /* SIGTERM -> SIGKILL delay on timeout/cancel/stop */
-    const struct shoal_handlers *handlers;  /* custom C handlers (may be NULL); borrowed */
-    const char *package_dir;    /* uploaded packages, for exec tasks naming one */
-    const char *exec_shim;      /* the node's own binary, to spawn exec tasks through
+    size_t log_cap;         /* bytes of output kept per task (default 65536) */
+    int64_t kill_grace_ms;  /* SIGTERM -> SIGKILL delay on timeout/cancel/stop */
+    const struct shoal_handlers *handlers; /* custom C handlers (may be NULL); borrowed */
+    const char *package_dir;               /* uploaded packages, for exec tasks naming one */
+    const char *exec_shim;                 /* the node's own binary, to spawn exec tasks through
                                  * `exec-child` (see worker/exec.h); NULL: spawn directly */
     const char *exec_env_allow; /* node variables exec tasks get (--exec-env-allow), or NULL */
     const char *task_env_allow; /* names a task's env may set (--task-env-allow); ""/NULL: any
                                  * name common/task_env.h does not deny */
     const char *node_name;      /* SHOAL_TASK_NODE */
-    const struct exec_cred *exec_cred;  /* --exec-user, resolved; NULL: the node's account */
+    const struct exec_cred *exec_cred; /* --exec-user, resolved; NULL: the node's account */
 };
 
 struct runner;
-typedef void (*runner_done_cb)(struct runner *r, struct runner_task *t,
-                               struct runner_result *res, void *arg);
+typedef void (*runner_done_cb)(struct runner *r, struct runner_task *t, struct runner_result *res,
+                               void *arg);
 
 /* Creates a runner on loop. cfg is copied (strings too). */
 struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runner_done_cb done,

@@ -19,9 +19,7 @@ static void part_closed(struct worker *w) {
 static void handle_closed_cb(uv_handle_t *h) { part_closed(h->data); }
 static void http_closed_cb(void *arg) { part_closed(arg); }
 static void claimer_closed_cb(void *arg) { part_closed(arg); }
-static void node_closed_cb(struct node *n) {
-    part_closed(container_of(n, struct worker, node));
-}
+static void node_closed_cb(struct node *n) { part_closed(container_of(n, struct worker, node)); }
 
 /* Everything is finished: close all handles so uv_run returns. */
 static void close_all(struct worker *w) {
@@ -31,8 +29,10 @@ static void close_all(struct worker *w) {
     uv_close((uv_handle_t *)&w->sigterm, handle_closed_cb);
     uv_close((uv_handle_t *)&w->sigint, handle_closed_cb);
     uv_close((uv_handle_t *)&w->grace, handle_closed_cb);
-    if (w->http) http_server_close(w->http, http_closed_cb, w);
-    else w->open_parts--;
+    if (w->http)
+        http_server_close(w->http, http_closed_cb, w);
+    else
+        w->open_parts--;
     w->http = NULL;
     claimer_close(w->claimer, claimer_closed_cb, w);
     node_close(&w->node, node_closed_cb);

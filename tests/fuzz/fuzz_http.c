@@ -16,7 +16,7 @@
  * nosniff);
  * nothing is written after close; close happens once; at the end every exchange is answered
  * and freed (LeakSanitizer). */
-#define _GNU_SOURCE  /* memmem */
+#define _GNU_SOURCE /* memmem */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,30 +28,30 @@
 #include "ping/ping.h"
 
 enum {
-    F_EOF = 1,          /* the peer sends EOF after the last chunk */
-    F_BETWEEN = 2,      /* answer /later between chunks */
-    F_SMALL = 4,        /* tiny limits: 431, 413 and pausing are reached easily */
-    F_DETACH = 8,       /* close the connection before answering what is left */
-    F_REVERSE = 16,     /* answer /later newest first */
-    F_DRAIN = 32,       /* the node is draining */
-    F_DIRECT = 64,      /* without F_SMALL: read bodies into the sink's memory when offered */
-    F_LEND = 128,       /* ... as a read off the loop: the memory lent, then handed back */
+    F_EOF = 1,      /* the peer sends EOF after the last chunk */
+    F_BETWEEN = 2,  /* answer /later between chunks */
+    F_SMALL = 4,    /* tiny limits: 431, 413 and pausing are reached easily */
+    F_DETACH = 8,   /* close the connection before answering what is left */
+    F_REVERSE = 16, /* answer /later newest first */
+    F_DRAIN = 32,   /* the node is draining */
+    F_DIRECT = 64,  /* without F_SMALL: read bodies into the sink's memory when offered */
+    F_LEND = 128,   /* ... as a read off the loop: the memory lent, then handed back */
 };
 
 struct fuzz {
-    struct node_services svc;      /* first: ping's handlers read the site's data as this */
+    struct node_services svc; /* first: ping's handlers read the site's data as this */
     struct http_conn c;
     bool closed;
     struct http_exchange *later[64];
     unsigned nlater;
-    struct http_exchange *paused;  /* a streamed body whose sink said "pause" */
-    struct http_exchange *ended;   /* a streamed body that ended, to answer between chunks */
-    size_t streamed;               /* body bytes the sinks took */
+    struct http_exchange *paused; /* a streamed body whose sink said "pause" */
+    struct http_exchange *ended;  /* a streamed body that ended, to answer between chunks */
+    size_t streamed;              /* body bytes the sinks took */
     unsigned calls;
-    char room[37];                 /* the sink's own memory (http_sink.buffer) */
-    const char *offered;           /* where the last read went, or NULL */
+    char room[37];       /* the sink's own memory (http_sink.buffer) */
+    const char *offered; /* where the last read went, or NULL */
     size_t offered_len;
-    bool lent;                     /* room is lent for a read off the loop */
+    bool lent; /* room is lent for a read off the loop */
 };
 
 static void check(bool ok, const char *what) {
@@ -66,13 +66,13 @@ static void fuzz_write(struct http_conn *c, char *data, size_t len) {
     check(!f->closed, "write after close");
     size_t bs = 0;
     while (bs < len && data[bs] == 'b') bs++;
-    if (len > 0 && len <= 7 && bs == len) {  /* a piece of a /blob body */
+    if (len > 0 && len <= 7 && bs == len) { /* a piece of a /blob body */
         free(data);
         return;
     }
     check(len >= 9 && memcmp(data, "HTTP/1.1 ", 9) == 0, "response starts with HTTP/1.1");
     if (len == 25 && memcmp(data, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0) {
-        free(data);  /* the one interim answer */
+        free(data); /* the one interim answer */
         return;
     }
     check(memmem(data, len, "\r\n\r\n", 4) != NULL, "response head ends with CRLFCRLF");
@@ -94,7 +94,7 @@ static const struct http_conn_io fuzz_io = {fuzz_write, fuzz_read_ctl, fuzz_clos
 
 static void later_cb(struct http_exchange *ex) {
     struct fuzz *f = http_site_of(ex)->data;
-    if (f->nlater == ARRAY_SIZE(f->later)) {  /* full: answer at once instead */
+    if (f->nlater == ARRAY_SIZE(f->later)) { /* full: answer at once instead */
         http_respond(ex, 200, "text/plain", "full", 4);
         return;
     }
@@ -119,7 +119,7 @@ static int stream_data(struct http_exchange *ex, const char *at, size_t n, void 
     struct fuzz *f = arg;
     if (f->offered) {
         check(at == f->offered && n == f->offered_len, "a body read into the sink's memory "
-                                                        "arrives there whole: no byte past its end");
+                                                       "arrives there whole: no byte past its end");
         f->offered = NULL;
     }
     f->streamed += n;
@@ -137,9 +137,12 @@ static int stream_data(struct http_exchange *ex, const char *at, size_t n, void 
 static void stream_end(struct http_exchange *ex, int err, void *arg) {
     struct fuzz *f = arg;
     if (f->paused == ex) f->paused = NULL;
-    if (err) http_respond(ex, 400, "text/plain", "cut", 3);
-    else if (f->ended) http_respond(ex, 201, "text/plain", "now", 3);
-    else f->ended = ex;
+    if (err)
+        http_respond(ex, 400, "text/plain", "cut", 3);
+    else if (f->ended)
+        http_respond(ex, 201, "text/plain", "now", 3);
+    else
+        f->ended = ex;
 }
 
 static int stream_buffer(struct http_exchange *ex, void *arg, bool off_loop, char **base,
@@ -211,7 +214,9 @@ static int key_admit(struct http_exchange *ex, const char **why) {
 }
 
 /* GET /blob/{n}: a streamed answer of n bytes (at most 4096) in pieces of 7. */
-struct blob { size_t left; };
+struct blob {
+    size_t left;
+};
 static void blob_pull(struct http_exchange *ex, void *arg) {
     struct blob *b = arg;
     size_t n = b->left < 7 ? b->left : 7;
@@ -289,12 +294,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t len = size - 4;
     size_t cut[5] = {0, 0, 0, 0, len};
     for (int i = 1; i <= 3; i++) cut[i] = len * data[i] / 256;
-    for (int i = 1; i <= 3; i++)  /* sorted, so chunks are contiguous */
+    for (int i = 1; i <= 3; i++) /* sorted, so chunks are contiguous */
         for (int k = i + 1; k <= 3; k++)
-            if (cut[k] < cut[i]) { size_t t = cut[i]; cut[i] = cut[k]; cut[k] = t; }
+            if (cut[k] < cut[i]) {
+                size_t t = cut[i];
+                cut[i] = cut[k];
+                cut[k] = t;
+            }
 
-    struct node_view view = {.version = "0.0.0", .cap = 3, .last_seen_ms = 1, .redis_ok = true,
-                             .registered = true, .drain = (flags & F_DRAIN) != 0};
+    struct node_view view = {.version = "0.0.0",
+                             .cap = 3,
+                             .last_seen_ms = 1,
+                             .redis_ok = true,
+                             .registered = true,
+                             .drain = (flags & F_DRAIN) != 0};
     snprintf(view.name, sizeof view.name, "fuzz");
     struct http_site site;
     http_site_defaults(&site);
@@ -307,7 +320,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         site.max_header_bytes = 128;
         site.max_body_bytes = 16;
         site.max_discard_bytes = 8;
-        site.max_pending = flags >> 6;  /* 0..3: 0 must behave as 1 */
+        site.max_pending = flags >> 6; /* 0..3: 0 must behave as 1 */
     }
     http_conn_init(&f.c, &site, &fuzz_io);
     for (int i = 0; i < 4; i++) {
@@ -321,10 +334,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (flags & F_EOF) http_conn_eof(&f.c);
     for (int i = 0; i < 64 && (f.paused || f.ended); i++) stream_step(&f);
     if (flags & F_DETACH) {
-        http_conn_close(&f.c);  /* a streamed body still open hears UV_ECONNRESET and answers */
-        answer_later(&f, flags & F_REVERSE);  /* detached: freed without writing */
+        http_conn_close(&f.c); /* a streamed body still open hears UV_ECONNRESET and answers */
+        answer_later(&f, flags & F_REVERSE); /* detached: freed without writing */
         if (f.ended) http_respond(f.ended, 201, "text/plain", "late", 4);
-    } else {  /* answering may resume parsing, which may dispatch more: until all are done */
+    } else { /* answering may resume parsing, which may dispatch more: until all are done */
         for (int i = 0; i < 64 && (f.nlater || f.paused || f.ended); i++) {
             answer_later(&f, flags & F_REVERSE);
             stream_step(&f);

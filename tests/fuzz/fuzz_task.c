@@ -44,10 +44,11 @@ static void check_exec_round_trip(const struct exec_args *a) {
     struct exec_args again;
     char err[256];
     int rc = task_args_exec_decode(b.data, b.len, &again, err, sizeof err);
-    if (rc == 0 || b.len <= TASK_ARGS_MAX) {   /* re-encoding may only grow past the limit */
+    if (rc == 0 || b.len <= TASK_ARGS_MAX) { /* re-encoding may only grow past the limit */
         check(rc == 0, "re-encoded exec payload decodes");
         check(again.argc == a->argc && again.envc == a->envc, "same counts");
-        for (int i = 0; i < a->argc; i++) check(strcmp(again.argv[i], a->argv[i]) == 0, "same argv");
+        for (int i = 0; i < a->argc; i++)
+            check(strcmp(again.argv[i], a->argv[i]) == 0, "same argv");
         for (int i = 0; i < a->envc; i++) check(strcmp(again.env[i], a->env[i]) == 0, "same env");
         check((a->cwd == NULL) == (again.cwd == NULL), "same cwd presence");
         check(a->cwd == NULL || strcmp(a->cwd, again.cwd) == 0, "same cwd");
@@ -83,8 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     int64_t ms = -1;
     err[0] = '\0';
-    if (task_args_sleep_decode(p, size, &ms, err, sizeof err) == 0) check(ms >= 0, "sleep >= 0");
-    else check(err[0] != '\0', "sleep error has a message");
+    if (task_args_sleep_decode(p, size, &ms, err, sizeof err) == 0)
+        check(ms >= 0, "sleep >= 0");
+    else
+        check(err[0] != '\0', "sleep error has a message");
 
     char *msg = NULL;
     err[0] = '\0';
