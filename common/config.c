@@ -202,6 +202,11 @@ static const struct setting table[] = {
      0, 0, NULL,
      "where uploaded packages are stored (relative to the working directory; in "
      "HA, a volume every node shares)"},
+    {"allow-redis-eviction", "SHOAL_ALLOW_REDIS_EVICTION", T_BOOL, "off", SCOPE_WORKER, false,
+     OFF(allow_redis_eviction), 0, 0, NULL,
+     "run although Redis's maxmemory-policy may evict keys (anything but noeviction), where an "
+     "evicted task record is a lost task; off: refuse to start on such a Redis, and log an "
+     "error after a reconnect to one"},
     {"package-direct-io", "SHOAL_PACKAGE_DIRECT_IO", T_BOOL, "on", SCOPE_WORKER, false,
      OFF(package_direct_io), 0, 0, NULL,
      "write uploads with O_DIRECT where the file system takes it, bypassing the page cache "

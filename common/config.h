@@ -44,6 +44,7 @@ struct shoal_config {
     char *api_key;             /* --api-key / SHOAL_API_KEY: HTTP API key(s), comma list; secret */
     char *api_key_file;        /* --api-key-file / SHOAL_API_KEY_FILE: file of keys, one a line */
     char *package_dir;         /* --package-dir / SHOAL_PACKAGE_DIR: uploaded packages */
+    bool allow_redis_eviction; /* --allow-redis-eviction: run on a Redis that may evict keys */
     bool package_direct_io;    /* --package-direct-io / SHOAL_PACKAGE_DIRECT_IO: O_DIRECT writes */
     char *exec_env_allow;      /* --exec-env-allow / SHOAL_EXEC_ENV_ALLOW: node vars tasks get */
     char *task_env_allow;      /* --task-env-allow / SHOAL_TASK_ENV_ALLOW: names a task may set */

@@ -310,3 +310,50 @@ Test(nodes, drain_wait_returns_when_idle) {
     redisFree(c);
     stop(&a);
 }
+
+/* A Redis that may evict keys would drop task records under memory pressure: a node refuses to
+ * start on one (exit 2, saying how to fix it) unless --allow-redis-eviction, and a node already
+ * running logs an error when it reconnects to one rather than exiting. */
+Test(nodes, evicting_redis_refused_at_start) {
+    redisContext *rc = h_redis_connect(&redis);
+    freeReplyObject(redisCommand(rc, "CONFIG SET maxmemory-policy allkeys-lru"));
+    struct h_worker a, b;
+    start(&a, "evict", NULL);
+    int code = h_wait(a.pid, 10000);
+    cr_assert_eq(code, 2, "a node on an evicting Redis exited with %d", code);
+    char *log = h_read_file(a.log);
+    cr_assert(strstr(log, "maxmemory-policy is allkeys-lru") && strstr(log, "noeviction"), "%s",
+              log);
+    cr_assert(!strstr(log, "msg=registered"), "it registered before refusing: %s", log);
+    free(log);
+
+    const char *allow[] = {"--allow-redis-eviction", NULL};
+    start(&b, "evict-ok", allow);
+    cr_assert(wait_ping(&b, 200, 10000), "--allow-redis-eviction did not run");
+    log = h_read_file(b.log);
+    cr_assert(strstr(log, "Redis may evict keys"), "%s", log);
+    free(log);
+    stop(&b);
+
+    /* Running on noeviction, then the policy changes and the link drops: an error, no exit. */
+    freeReplyObject(redisCommand(rc, "CONFIG SET maxmemory-policy noeviction"));
+    struct h_worker c;
+    start(&c, "evict-later", NULL);
+    cr_assert(wait_ping(&c, 200, 10000));
+    freeReplyObject(redisCommand(rc, "CONFIG SET maxmemory-policy volatile-lru"));
+    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE normal SKIPME yes"));
+    cr_assert(wait_ping(&c, 200, 10000), "the node did not come back after the reconnect");
+    uint64_t until = h_now_ms() + 5000;
+    bool logged = false;
+    while (!logged && h_now_ms() < until) {
+        log = h_read_file(c.log);
+        logged = log && strstr(log, "maxmemory-policy is volatile-lru");
+        free(log);
+        if (!logged) usleep(50000);
+    }
+    cr_assert(logged, "no error after reconnecting to an evicting Redis");
+    cr_assert_eq(kill(c.pid, 0), 0, "the running node exited");
+    stop(&c);
+    freeReplyObject(redisCommand(rc, "CONFIG SET maxmemory-policy noeviction"));
+    redisFree(rc);
+}

@@ -264,10 +264,54 @@ static void beat_cb(uv_timer_t *t) {
 
 /* --- Redis link events --------------------------------------------------------------------- */
 
+/* INFO memory's maxmemory_policy. Anything but noeviction lets Redis drop keys under memory
+ * pressure, a task's record among them: a lost task. The first reading after start-up refuses
+ * (exit 2) unless --allow-redis-eviction; later ones (a reconnect, a failover) log an error. A
+ * Redis that refuses INFO (an ACL, a managed service) gets a warning: we cannot tell. */
+static void policy_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct node *n = priv;
+    if (r == NULL || n->stopped) return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("cannot read Redis's maxmemory-policy; make sure it is noeviction", " err=%s",
+                 r->str);
+        return;
+    }
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "maxmemory_policy:") : NULL;
+    if (!p) return;
+    p += strlen("maxmemory_policy:");
+    char policy[32];
+    size_t len = strcspn(p, "\r\n");
+    snprintf(policy, sizeof policy, "%.*s", (int)(len < sizeof policy ? len : sizeof policy - 1),
+             p);
+    bool first = !n->policy_seen;
+    n->policy_seen = true;
+    if (strcmp(policy, "noeviction") == 0) return;
+    if (n->cfg->allow_redis_eviction) {
+        log_warn("Redis may evict keys (--allow-redis-eviction): an evicted task is lost",
+                 " maxmemory_policy=%s", policy);
+        return;
+    }
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "Redis's maxmemory-policy is %s: under memory pressure it would "
+             "evict keys, and an evicted task record is a lost task; set it to noeviction "
+             "(CONFIG SET maxmemory-policy noeviction, or your provider's parameter), or start "
+             "with --allow-redis-eviction to run anyway",
+             policy);
+    if (first)
+        n->fatal(n, 2, msg);
+    else
+        log_error(msg, NULL);
+}
+
 static void cmd_up_cb(struct rconn *rc, void *arg) {
     struct node *n = arg;
     if (n->stopped) return;
     n->beat_pending = false;
+    /* Before registering, on the same link: the answer comes first, so a refusing node has
+     * claimed nothing. */
+    const char *info[] = {"INFO", "memory"};
+    (void)rconn_command(n->cmd, policy_cb, n, 2, info, NULL);
     do_register(n);
 }
 

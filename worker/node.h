@@ -46,6 +46,7 @@ struct node {
     uv_timer_t beat;                /* heartbeat period */
     bool beat_pending;              /* a heartbeat or registration is awaiting its reply */
     unsigned beats;                 /* heartbeats sent, for the sweep cadence */
+    bool policy_seen;               /* Redis's maxmemory-policy was read once (start-up check) */
     bool stopped;                   /* node_stop called: no re-registration */
     /* Duplicate-name detection: while another instance holds the name, watch its TTL. If it is
      * refreshed, that instance is alive and we refuse; if it runs out, we take over. */
