@@ -234,6 +234,14 @@ static void node_list(struct script_call *c, enum script_id id, const struct key
     push(c, k->prefix);
 }
 
+void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t most) {
+    init(c, SCRIPT_CANCELLING);
+    named_key(c, keys_running, k, name);
+    keys_end(c);
+    push(c, k->prefix);
+    push_int(c, most > 0 ? most : 1);
+}
+
 void call_list_nodes(struct script_call *c, const struct keys *k) {
     node_list(c, SCRIPT_LIST_NODES, k);
 }

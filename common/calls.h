@@ -94,6 +94,9 @@ void call_set_drain(struct script_call *c, const struct keys *k, const char *nam
 /* forget.lua. KEYS node, alive, nodes, running; ARGV name. */
 void call_forget(struct script_call *c, const struct keys *k, const char *name);
 
+/* cancelling.lua. KEYS running; ARGV prefix, most (the node's cap). */
+void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t most);
+
 /* list_nodes.lua and node_summary.lua. KEYS nodes; ARGV prefix. */
 void call_list_nodes(struct script_call *c, const struct keys *k);
 void call_node_summary(struct script_call *c, const struct keys *k);

@@ -213,6 +213,8 @@ Test(script_calls, keys_agree_with_script_headers) {
     check_keys(&c, seen);
     call_queue_stats(&c, &k);
     check_keys(&c, seen);
+    call_cancelling(&c, &k, "n", 5);
+    check_keys(&c, seen);
     call_package_commit(&c, &k, "Spaces-1", &pn, "t", 1, fields, 2);
     check_keys(&c, seen);
     call_package_list(&c, &k, "Spaces-1", "", 0, 10);

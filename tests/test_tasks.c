@@ -309,6 +309,32 @@ Test(tasks, cancel_queued_and_executing) {
     stop(&a);
 }
 
+/* Cancel reaches a running node by PUBLISH; a message sent while the node's subscriber link is
+ * away is lost. The node reads which of its running tasks are Cancelling at every heartbeat (and
+ * so after every subscriber reconnect): a lost message costs at most one heartbeat. Here the
+ * subscriber is cut and the cancel sent at once, while it reconnects (its backoff is >= 75 ms);
+ * before, the task then ran on to its end and finished Success. */
+Test(tasks, cancel_missed_by_the_subscriber_still_stops_the_task) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "1", NULL};
+    start(&a, "deaf", extra);
+    const char *args[] = {"3s", NULL};
+    int64_t run = enqueue("sleep", args, 1, 0, 0, 0, 0, 0);
+    await_state(run, "Executing", 5000);
+    char id[32];
+    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)run);
+    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
+    const char *c[] = {"cancel", id, "--redis", redis.url, NULL};
+    char *out = NULL;
+    cr_assert_eq(h_shoal(&out, NULL, c), 0);
+    cr_assert(strstr(out, "cancelling"), "%s", out);
+    free(out);
+    uint64_t t0 = h_now_ms();
+    await_state(run, "Canceled", 2500);
+    cr_assert_lt(h_now_ms() - t0, 2500, "the task was not stopped well before its 3 s end");
+    stop(&a);
+}
+
 Test(tasks, retries_backoff_timeout_and_refusals) {
     struct h_worker a;
     const char *extra[] = {

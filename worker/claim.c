@@ -179,6 +179,30 @@ static void add_running_cb(const struct runner_task *t, void *arg) {
     call_reconcile_add(arg, t->id);
 }
 
+/* Cancels what cancelling.lua found: tasks of ours an operator canceled whose control message
+ * this node may have missed (its subscriber was away). */
+static void cancelling_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY || c->stopped) return;
+    for (size_t i = 0; i < r->elements; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "ServerTasks-%s", reply_str(r, i, NULL));
+        if (!runner_stopping(c->runner, id) && runner_cancel(c->runner, id) == 0)
+            log_info("canceling task", " task=%s source=heartbeat", id);
+    }
+}
+
+/* One read per heartbeat while tasks run (none while idle): bounded by what this node may run. */
+static void check_cancelling(struct claimer *c) {
+    unsigned running = runner_running(c->runner);
+    if (running == 0 || c->stopped) return;
+    int64_t most = c->node->view.cap > (int64_t)running ? c->node->view.cap : (int64_t)running;
+    struct script_call call;
+    call_cancelling(&call, &c->node->keys, c->node->view.name, most);
+    (void)rconn_call(c->node->cmd, &call, cancelling_cb, c);
+    call_free(&call);
+}
+
 static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
         log_warn("requeued tasks Redis recorded as running here that this node does not run "
@@ -307,6 +331,7 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
     case NODE_WAKE: kick(c); break;
     case NODE_BEAT:
         flush(c);
+        check_cancelling(c);
         if (++c->beats % RECONCILE_EVERY_BEATS == 0) reconcile(c);
         if (arg && strtoll(arg, NULL, 10) > 0) kick(c);
         break;

@@ -443,6 +443,12 @@ int runner_cancel(struct runner *r, const char *id) {
     return rc;
 }
 
+bool runner_stopping(const struct runner *r, const char *id) {
+    for (const struct run *run = r->runs; run; run = run->next)
+        if (strcmp(run->t->id, id) == 0 && run->stopped) return true;
+    return false;
+}
+
 void runner_stop_all(struct runner *r) {
     for (struct run *run = r->runs; run; run = run->next) request_stop(run, RUN_INTERRUPTED);
 }

@@ -79,6 +79,9 @@ void runner_start(struct runner *r, struct runner_task *t);
 /* Stops the task with this id (exec: SIGTERM, SIGKILL after kill_grace; C handler: its cancel
  * flag; sleep: at once). It completes with RUN_CANCELED. Returns 0, or UV_ENOENT if unknown. */
 int runner_cancel(struct runner *r, const char *id);
+/* True while the task with this id runs and is being stopped already (cancel, timeout,
+ * shutdown). */
+bool runner_stopping(const struct runner *r, const char *id);
 /* Stops every running task like runner_cancel, completing them with RUN_INTERRUPTED. */
 void runner_stop_all(struct runner *r);
 /* Tasks started and not yet completed. */
