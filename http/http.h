@@ -357,15 +357,4 @@ void http_stream_fail(struct http_exchange *ex, int err);
 /* The reason phrase for a status ("Not Found"); "Unknown" for codes we never send. */
 const char *http_reason(int status);
 
-/* --- the libuv server's test entry (server.c) --- */
-
-struct http_server;
-
-/* Serves an already connected stream socket fd (a socketpair end, say) as if accepted.
- * Takes ownership of fd. Returns 0 or a negative libuv error (fd then closed). */
-int http_server_adopt_fd(struct http_server *s, int fd);
-
-/* Connections open now (accepted or adopted, not yet closed). */
-unsigned http_server_conn_count(const struct http_server *s);
-
 #endif

@@ -1,10 +1,10 @@
-/* server.c: the libuv side of ping. Owns the TCP listener, one struct conn per accepted (or
- * adopted) stream, each conn's idle timer, reading into one buffer shared by the whole server
- * (the core consumes input synchronously, so an idle connection costs well under 1 KiB),
- * writing with flow control (stop reading a peer that does not read its answers), graceful
- * close (shutdown, then drain input briefly so the peer gets the last answer, not a reset),
- * and teardown: a conn is freed only after both its handles' close callbacks have run, and
- * the server only after every conn and the listener.
+/* server.c: the libuv side of the HTTP server. Owns the TCP listener, one struct conn per
+ * accepted (or adopted) stream, each conn's timer (its deadlines, below), reading into one
+ * buffer shared by the whole server (the core consumes input synchronously, so an idle
+ * connection costs well under 1 KiB), writing with flow control (stop reading a peer that does
+ * not read its answers), graceful close (shutdown, then drain input briefly so the peer gets
+ * the last answer, not a reset), and teardown: a conn is freed only after both its handles'
+ * close callbacks have run, and the server only after every conn and the listener.
  *
  * Bulk bodies are read off the loop. When a body's sink takes reads into its own memory off
  * the loop (an upload's body with a Content-Length, raw or multipart), the socket is read by a
@@ -14,8 +14,9 @@
  * never waiting) and lets the sink work on it there (http_sink.prepare: multipart parsing), and
  * its done callback feeds it to the core on the loop and starts reading again. The loop then
  * only takes note of an upload's bytes (docs/benchmarks.md, "What shaped the upload path"), and
- * the copying runs on CPU nothing else wants. While a job reads, the conn's handles stay open (a close is
- * deferred to the job's done callback), so the socket cannot be closed and reused under it.
+ * the copying runs on CPU nothing else wants. While a job reads, the conn's handles stay open
+ * (a close is deferred to the job's done callback), so the socket cannot be closed and reused
+ * under it.
  *
  * Deadlines (one timer per conn; conn_update() sets it from what the core waits for):
  *   fresh      accepted, no byte yet: --http-head-timeout from accept, then closed silently
@@ -423,8 +424,8 @@ static void off_read_recv(struct off_read *o) {
     }
 }
 
-/* On a bg_cpu thread: what the socket holds, up to the lent room, without waiting; then the
- * sink's own work on those bytes (http_sink.prepare). */
+/* On a reader thread (cfg->reader): what the socket holds, up to the lent room, without
+ * waiting; then the sink's own work on those bytes (http_sink.prepare). */
 static void off_read_work(struct bgq_job *job) {
     struct conn *c = container_of(job, struct conn, off.job);
     off_read_recv(&c->off);

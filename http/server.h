@@ -48,4 +48,11 @@ int http_server_port(const struct http_server *s);
  * close callback. Safe to call once; the server must not be used afterwards. */
 void http_server_close(struct http_server *s, void (*done)(void *arg), void *arg);
 
+/* For tests: serves an already connected stream socket fd (a socketpair end, say) as if
+ * accepted. Takes ownership of fd. Returns 0 or a negative libuv error (fd then closed). */
+int http_server_adopt_fd(struct http_server *s, int fd);
+
+/* Connections open now (accepted or adopted, not yet closed). */
+unsigned http_server_conn_count(const struct http_server *s);
+
 #endif
