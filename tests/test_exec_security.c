@@ -150,6 +150,26 @@ Test(sec, password_file_and_no_secrets_in_a_task) {
     free(err);
 }
 
+/* The program gets stdin, stdout and stderr and no other descriptor of the node: before, it
+ * held the node's Redis sockets (authenticated: full control of the fleet), among others. */
+Test(sec, a_task_inherits_no_descriptor_of_the_node) {
+    struct h_worker w;
+    const char *extra[] = {"--allow-exec", "/usr/bin/ls", NULL};
+    start_node(&w, "sealed", extra);
+    const char *argv[] = {"/usr/bin/ls", "-l", "/proc/self/fd"};
+    char *log = await_log(enqueue_exec(argv, 3), "Success");
+    int sockets = 0, entries = 0;
+    for (const char *p = log; (p = strstr(p, " -> ")); p += 4) {
+        entries++;
+        if (strncmp(p + 4, "socket:", 7) == 0) sockets++;
+    }
+    /* 0, 1, 2 and ls's own handle on /proc/self/fd; stdout and stderr are the node's pipes. */
+    cr_assert_eq(entries, 4, "the task holds %d descriptors:\n%s", entries, log);
+    cr_assert_eq(sockets, 2, "the task holds a socket of the node:\n%s", log);
+    free(log);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
+
 /* --exec-env-allow hands a named variable of the node's environment to its tasks. */
 Test(sec, exec_env_allow_passes_a_node_variable) {
     struct h_worker w;

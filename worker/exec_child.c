@@ -333,6 +333,12 @@ int exec_child_main(int argc, char **argv) {
             return 127;
         }
     }
+    /* Nothing of the node's but stdin, stdout and stderr reaches the program: descriptors
+     * without close-on-exec (hiredis's Redis sockets, already authenticated; libuv's reserve;
+     * listeners) would hand the task the node's Redis access. */
+    if (close_range(3, ~0U, 0) != 0) {
+        for (int fd = 3; fd < 65536; fd++) (void)close(fd);
+    }
     static char *empty[] = {NULL};
     execve(path, args, env ? env : env_fd >= 0 ? empty : environ);
     fprintf(stderr, "shoal: cannot run %s: %s\n", path, strerror(errno));
