@@ -71,7 +71,7 @@ bench: build
 	@scripts/bench-slowloris.sh $(BUILD)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-upgrade build-upgrade.lock
 
 # The .deb (CPack, prefix /usr): binary, systemd unit, /etc/shoal/shoal.env; Depends from
 # dpkg-shlibdeps. Install with: apt install ./$(BUILD)/shoal_*.deb

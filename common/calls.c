@@ -159,6 +159,7 @@ void call_register(struct script_call *c, const struct keys *k,
     named_key(c, keys_alive, k, a->name);
     key(c, keys_nodes, k);
     key(c, keys_stats, k);
+    key(c, keys_layout_version, k);
     keys_end(c);
     push(c, a->name);
     push(c, a->instance);
@@ -171,6 +172,7 @@ void call_register(struct script_call *c, const struct keys *k,
     push(c, a->listen);
     push(c, a->queues);
     push_int(c, a->heartbeat_ms);
+    push_int(c, SHOAL_LAYOUT);
 }
 
 void call_heartbeat(struct script_call *c, const struct keys *k, const char *name,

@@ -61,8 +61,8 @@ const char *call_task_number(const char *id);
 
 /* --- nodes ---------------------------------------------------------------------------------- */
 
-/* register.lua. KEYS node, alive, nodes, stats; ARGV name, instance, now, ttl, cap, version,
- * host, pid, listen, queues, heartbeat. */
+/* register.lua. KEYS node, alive, nodes, stats, layout; ARGV name, instance, now, ttl, cap,
+ * version, host, pid, listen, queues, heartbeat, this build's layout (SHOAL_LAYOUT). */
 struct call_register_args {
     const char *name;
     const char *instance; /* this process's id */

@@ -27,6 +27,7 @@ enum key_id {
     KEY_PACKAGE_INDEX,
     KEY_PACKAGE_SPACES,
     KEY_PACKAGE_LOCK,
+    KEY_LAYOUT,
     KEY_COUNT
 };
 
@@ -63,6 +64,9 @@ const struct key_layout keys_layout[KEY_COUNT] = {
     [KEY_PACKAGE_SPACES] = {"{NS}:pkgspaces", "set", "spaces that have packages"},
     [KEY_PACKAGE_LOCK] = {"{NS}:pkglock:<space>:<PackageId>.<Version>", "string, PX 60 s",
                           "token of the upload commit or delete changing the package"},
+    [KEY_LAYOUT] = {"{NS}:layout", "string",
+                    "the namespace's layout version; a node whose build writes an older one is "
+                    "refused at registration"},
 };
 const size_t keys_layout_count = KEY_COUNT;
 
@@ -149,6 +153,9 @@ char *keys_done(const struct keys *k, char *buf, size_t len) {
 }
 char *keys_wake(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_WAKE, buf, len);
+}
+char *keys_layout_version(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_LAYOUT, buf, len);
 }
 char *keys_recover_lock(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_RECOVER_LOCK, buf, len);

@@ -14,6 +14,14 @@
 
 struct package_name;
 
+/* The layout version this build reads and writes ({NS}:layout). Raise it ONLY for a change old
+ * builds cannot run beside (a key renamed or retyped, a field given a new meaning, a script
+ * contract old nodes would break): register.lua then writes the new number and every node of an
+ * older build is refused at its next registration with a message naming both numbers. An
+ * additive change (a new key, a new field old builds ignore) keeps the number; test it with the
+ * previous build beside the new one (tests/upgrade/). docs/redis.md, "Layout version". */
+#define SHOAL_LAYOUT 1
+
 struct keys {
     char prefix[48]; /* "{NS}:" */
 };
@@ -47,6 +55,7 @@ char *keys_scheduled(const struct keys *k, char *buf, size_t len);
 char *keys_done(const struct keys *k, char *buf, size_t len);
 char *keys_wake(const struct keys *k, char *buf, size_t len);
 char *keys_recover_lock(const struct keys *k, char *buf, size_t len);
+char *keys_layout_version(const struct keys *k, char *buf, size_t len);
 /* The package feed (common/package.h): a package's hash, a space's index, the set of spaces,
  * a package's lock; and the hash keys' common prefix in a space ("{NS}:pkg:<space>:", which
  * lua/package_list.lua appends <PackageId>.<Version> to). */

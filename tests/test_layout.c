@@ -90,7 +90,7 @@ Test(key_layout, builders_produce_the_documented_names) {
     memset(&pn, 0, sizeof pn);
     snprintf(pn.id, sizeof pn.id, "<PackageId>");
     snprintf(pn.version, sizeof pn.version, "<Version>");
-    char b[24][320];
+    char b[32][320];
     const char *built[] = {
         keys_nodes(&k, b[0], sizeof b[0]),
         keys_node(&k, "<name>", b[1], sizeof b[1]),
@@ -112,6 +112,7 @@ Test(key_layout, builders_produce_the_documented_names) {
         keys_package_index(&k, "<space>", b[17], sizeof b[17]),
         keys_package_spaces(&k, b[18], sizeof b[18]),
         keys_package_lock(&k, "<space>", &pn, b[19], sizeof b[19]),
+        keys_layout_version(&k, b[20], sizeof b[20]),
     };
     struct doc_row rows[MAX_ROWS];
     size_t n = read_doc_rows(rows, MAX_ROWS);

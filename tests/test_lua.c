@@ -117,6 +117,45 @@ Test(lua, register_then_busy_for_another_instance) {
     redisFree(c);
 }
 
+/* The layout version: the first registration writes this build's; a namespace at a newer one
+ * refuses the node before anything is written; an older number is raised. */
+Test(lua, register_checks_and_raises_the_layout_version) {
+    redisContext *c = h_redis_connect(&redis);
+    char lk[128];
+    keys_layout_version(&k, lk, sizeof lk);
+    redisReply *r = reg("aaaa", 1000, 5);
+    cr_assert_str_eq(s(r, 0), "ok");
+    freeReplyObject(r);
+    r = redisCommand(c, "GET %s", lk);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "the first registration writes the layout");
+    cr_assert_eq(atoll(r->str), SHOAL_LAYOUT);
+    freeReplyObject(r);
+
+    freeReplyObject(redisCommand(c, "SET %s %d", lk, SHOAL_LAYOUT + 1));
+    freeReplyObject(redisCommand(c, "DEL %s", alive_k));
+    freeReplyObject(redisCommand(c, "HSET %s instance aaaa", node_k));
+    r = reg("bbbb", 2000, 7);
+    cr_assert_str_eq(s(r, 0), "layout", "a newer layout refuses the node");
+    cr_assert_eq(n(r, 1), SHOAL_LAYOUT + 1);
+    cr_assert_eq(n(r, 2), SHOAL_LAYOUT);
+    freeReplyObject(r);
+    r = redisCommand(c, "EXISTS %s", alive_k);
+    cr_assert_eq(r->integer, 0, "a refused registration writes nothing");
+    freeReplyObject(r);
+    r = redisCommand(c, "HGET %s instance", node_k);
+    cr_assert_str_eq(r->str, "aaaa");
+    freeReplyObject(r);
+
+    freeReplyObject(redisCommand(c, "SET %s 0", lk));
+    r = reg("bbbb", 3000, 5);
+    cr_assert_str_eq(s(r, 0), "ok");
+    freeReplyObject(r);
+    r = redisCommand(c, "GET %s", lk);
+    cr_assert_eq(atoll(r->str), SHOAL_LAYOUT, "an older number is raised");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
 Test(lua, operator_cap_and_drain_survive_reregistration) {
     freeReplyObject(reg("aaaa", 1000, 5));
     redisReply *r = set_cap(9);

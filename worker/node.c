@@ -98,6 +98,17 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
         return;
     }
     const char *verdict = reply_str(r, 0, NULL);
+    if (strcmp(verdict, "layout") == 0) {
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "namespace %s is at Redis layout version %lld, newer than this build's (%lld, "
+                 "shoal %s): newer nodes run on it and this one cannot run beside them; "
+                 "upgrade this node",
+                 n->cfg->namespace, (long long)reply_int(r, 1), (long long)reply_int(r, 2),
+                 SHOAL_VERSION);
+        n->fatal(n, 2, msg);
+        return;
+    }
     if (strcmp(verdict, "busy") == 0) {
         on_busy(n, reply_str(r, 1, NULL), reply_int(r, 2));
         return;
