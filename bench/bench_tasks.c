@@ -448,7 +448,8 @@ static size_t claim_and_complete(struct bench *b, struct lane *l, const char *pe
     long long t0 = evalsha_usec(b);
     redisReply *r = run_call(&l->cl, &call);
     long long t1 = evalsha_usec(b);
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || strcmp(r->element[0]->str, "ok") != 0)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        (strcmp(r->element[0]->str, "ok") != 0 && strcmp(r->element[0]->str, "more") != 0))
         die("claim: verdict %s", r->type == REDIS_REPLY_ARRAY ? r->element[0]->str : "?");
     if ((r->elements - 3) % CLAIM_FIELDS != 0)
         die("claim.lua's reply has %zu elements: not 3 + %d per task (see CLAIM_FIELDS)",

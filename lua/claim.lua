@@ -17,10 +17,20 @@
 --   8.. queue names in order
 -- Returns {verdict, next_due, expired} where verdict is 'dead', 'drained' or 'full' (nothing
 -- claimed), or {'ok', next_due, expired, id, lease, type, args, timeout, attempt, queued, ...}
--- with seven fields per claimed task (queued: its queue time, for enqueue-to-start latency). next_due: ms of the earliest scheduled task, or -1.
--- Cost: O(claimed + expired + promoted + queues * priority levels), independent of how many
--- tasks wait and of how many nodes there are.
+-- with seven fields per claimed task (queued: its queue time, for enqueue-to-start latency),
+-- or the same with verdict 'more' when this call stopped at its bound with work possibly left
+-- (the caller claims again, after this answer). next_due: ms of the earliest scheduled task,
+-- or -1.
+-- Bound: at most `max` tasks claimed (the node sends at most 512), PROMOTE_MAX (256) scheduled
+-- tasks promoted, and SKIP_MAX (256) units of ids popped without being claimed: 1 per id
+-- canceled while queued or not a task, 4 per task expired on the way (64 expired tasks), plus
+-- one ZREVRANGE per queue named. So a backlog of expired or
+-- canceled tasks costs a bounded slice per call, never one long call.
+-- Validate, then write: a task's record is read (and a malformed one set aside) before it is
+-- written, numbers are read with defaults, and each claimed task's state and its running-set
+-- entry are written together, so an error can never leave a task in no structure.
 local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local PROMOTE_MAX, SKIP_MAX = 256, 256 -- an expired task counts 4 against SKIP_MAX
 
 local function next_due()
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
@@ -44,106 +54,115 @@ local want = math.min(cap - running, tonumber(ARGV[5]))
 if want <= 0 then return {'full', next_due(), 0} end
 
 -- Promote scheduled tasks that came due (queue time reached, or a retry's backoff over).
-local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 1000)
-local promoted = 0
+-- A task record that is not a hash, or lacks its queue, is set aside: never written to.
+local function read(key, ...)
+  local f = redis.pcall('HMGET', key, ...)
+  if f.err then return nil end
+  return f
+end
+local more, promoted = false, 0
+local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, PROMOTE_MAX)
+if #due == PROMOTE_MAX then more = true end
 for _, id in ipairs(due) do
+  local f = read(prefix .. 'task:' .. id, 'state', 'queue', 'prio')
   redis.call('ZREM', KEYS[5], id)
-  local f = redis.call('HMGET', prefix .. 'task:' .. id, 'state', 'queue', 'prio')
-  if f[1] == 'Queued' then
-    local prio = f[3] or '0'
-    redis.call('RPUSH', prefix .. 'q:' .. f[2] .. ':' .. prio, id)
-    redis.call('ZADD', prefix .. 'qp:' .. f[2], prio, prio)
-    promoted = promoted + 1
+  if f and f[1] == 'Queued' and f[2] then
+    local prio = string.format('%d', tonumber(f[3] or '0') or 0)
+    local ok = redis.pcall('RPUSH', prefix .. 'q:' .. f[2] .. ':' .. prio, id)
+    if type(ok) == 'number' then
+      redis.call('ZADD', prefix .. 'qp:' .. f[2], prio, prio)
+      promoted = promoted + 1
+    end
   end
 end
-if promoted > 0 then redis.call('HINCRBY', KEYS[4], 'ready', promoted) end
 
+-- The counters are read here and written once at the end, as plain values (HSET, not
+-- HINCRBY: a damaged field is overwritten, never an error half-way). KEYS[6] is checked to be
+-- a sorted set before anything below writes to it.
+redis.call('ZCARD', KEYS[6])
 local stats = redis.call('HMGET', KEYS[4], 'ready', 'running', 'avail_cap', 'lease')
-local ready = tonumber(stats[1] or '0')
-local fleet_running = tonumber(stats[2] or '0')
-local avail = tonumber(stats[3] or '0')
-local lease = tonumber(stats[4] or '0')
+local ready = (tonumber(stats[1] or '0') or 0) + promoted
+local fleet_running = tonumber(stats[2] or '0') or 0
+local avail = tonumber(stats[3] or '0') or 0
+local lease = tonumber(stats[4] or '0') or 0
 local balance = ARGV[6] == '1' and avail > 0
 
 local out = {'ok', 0, 0}
-local claimed, expired, taken = 0, 0, 0
-local leases = {}   -- ZADD arguments for the running set: deadline, id, ...
-local done = {}     -- ZADD arguments for the finished index (expired tasks)
+local claimed, expired, skipped = 0, 0, 0
 for qi = 8, #ARGV do
-  if claimed >= want then break end
+  if claimed >= want or skipped >= SKIP_MAX then break end
   local queue = ARGV[qi]
   local levels = redis.call('ZREVRANGE', prefix .. 'qp:' .. queue, 0, -1)
   for _, level in ipairs(levels) do
     local list = prefix .. 'q:' .. queue .. ':' .. level
     local empty = false
     while claimed < want and not empty do
-      -- Pop what is still wanted in one call; give back what balancing then refuses.
-      local ids = redis.call('LPOP', list, want - claimed)
-      if not ids then
+      -- Pop what is still wanted in one call; give back what balancing or the bound refuses.
+      local ids = redis.pcall('LPOP', list, want - claimed)
+      if type(ids) ~= 'table' or ids.err then
         empty = true
         break
       end
       for k, id in ipairs(ids) do
         -- Octopus: pick while running/cap <= (fleet running + ready) / available capacity;
         -- (running + ready) of the fleet does not change as tasks move from ready to running.
-        if balance and (running + claimed) * avail > (fleet_running + claimed + ready) * cap then
+        local stop = skipped >= SKIP_MAX
+        if stop then more = true end
+        if not stop and balance and
+            (running + claimed) * avail > (fleet_running + claimed + ready) * cap then
+          stop = true
+          want = claimed -- the ratio is reached
+        end
+        if stop then
           for j = #ids, k, -1 do redis.call('LPUSH', list, ids[j]) end
-          empty = true -- stop this queue: the ratio is reached
-          want = claimed
+          empty = true
           break
         end
         local key = prefix .. 'task:' .. id
-        local f = redis.call('HMGET', key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry',
-          'queued')
-        if f[1] == 'Queued' then
-          taken = taken + 1
+        local f = read(key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry', 'queued')
+        if not f or f[1] ~= 'Queued' then
+          skipped = skipped + 1 -- canceled while queued (final already), or not a task
+        else
           ready = ready - 1
-          if now >= tonumber(f[6]) then
+          local queued = tonumber(f[7] or '') or now
+          local expiry = tonumber(f[6] or '') or (queued + 86400000)
+          if now >= expiry then
             redis.call('HSET', key, 'state', 'TimedOut', 'completed', now, 'error',
-              'not picked up within ' .. human(tonumber(f[6]) - tonumber(f[7])) ..
+              'not picked up within ' .. human(expiry - queued) ..
               ' of its queue time; no node took it before it expired')
-            done[#done + 1] = now
-            done[#done + 1] = id
+            redis.call('ZADD', KEYS[6], now, id)
             expired = expired + 1
+            skipped = skipped + 4 -- it writes (state, error text, finished index)
           else
             lease = lease + 1
-            local attempt = tonumber(f[5] or '0') + 1
-            local timeout = tonumber(f[4] or '0')
-            redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now,
-              'lease', lease, 'attempt', attempt)
+            local attempt = (tonumber(f[5] or '0') or 0) + 1
+            local timeout = tonumber(f[4] or '0') or 0
             local deadline = 9007199254740991
             if timeout > 0 then deadline = now + timeout + tonumber(ARGV[7]) end
-            leases[#leases + 1] = deadline
-            leases[#leases + 1] = id
+            -- State and running-set entry together (both keys' types are known by now).
+            redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now,
+              'lease', lease, 'attempt', attempt)
+            redis.call('ZADD', KEYS[3], deadline, id)
             local n = #out
             out[n + 1] = id
             out[n + 2] = lease
-            out[n + 3] = f[2]
+            out[n + 3] = f[2] or ''
             out[n + 4] = f[3] or ''
             out[n + 5] = timeout
             out[n + 6] = attempt
-            out[n + 7] = tonumber(f[7])
+            out[n + 7] = queued
             claimed = claimed + 1
           end
         end
       end
     end
     if redis.call('LLEN', list) == 0 then redis.call('ZREM', prefix .. 'qp:' .. queue, level) end
-    if claimed >= want then break end
+    if claimed >= want or skipped >= SKIP_MAX then break end
   end
 end
--- Batched writes: unpack() has a stack limit, so in chunks.
-local function zadd(key, args)
-  for j = 1, #args, 1000 do
-    redis.call('ZADD', key, unpack(args, j, math.min(j + 999, #args)))
-  end
-end
-zadd(KEYS[3], leases)
-zadd(KEYS[6], done)
-if taken > 0 then redis.call('HINCRBY', KEYS[4], 'ready', -taken) end
-if claimed > 0 then
-  redis.call('HINCRBY', KEYS[4], 'running', claimed)
-  redis.call('HSET', KEYS[4], 'lease', lease)
+if more then out[1] = 'more' end
+if promoted > 0 or claimed > 0 or expired > 0 or ready ~= (tonumber(stats[1] or '0') or 0) then
+  redis.call('HSET', KEYS[4], 'ready', ready, 'running', fleet_running + claimed, 'lease', lease)
 end
 out[2] = next_due()
 out[3] = expired

@@ -319,6 +319,61 @@ static redisReply *cancel(long long id) {
     return eval(&c);
 }
 
+/* Enqueues n tasks of queue `queue` in one call (expiry ms after T0); returns the first id. */
+static long long enq_many(const char *queue, int n, long long expiry) {
+    struct shoal_task_opts o = {
+        .queue = queue, .type = "noop", .expiry_ms = expiry, .attempts = 1, .lost_budget = 1};
+    struct script_call c;
+    call_enqueue(&c, &k, T0, n);
+    for (int i = 0; i < n; i++) call_enqueue_add(&c, &o);
+    redisReply *r = eval(&c);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long first = r->element[0]->integer;
+    freeReplyObject(r);
+    return first;
+}
+
+/* A backlog of expired and canceled tasks ahead of a live one (a queue after an outage): each
+ * claim pops a bounded slice and says 'more'; the node's next calls get through it, and the
+ * live task is claimed in the end with every counter right. Before the bound one call popped
+ * the whole backlog (200,000 expired tasks: 2 s of Redis for every client). */
+Test(tasks, claim_through_an_expired_and_canceled_backlog_is_bounded_per_call) {
+    node("n1", 5);
+    long long e0 = enq_many("default", 2000, 1000); /* expired by T0 + 1000 */
+    long long c0 = enq_many("default", 2000, DAY);
+    for (long long id = c0; id < c0 + 2000; id++) freeReplyObject(cancel(id));
+    long long live = enq("default", "noop", 0, 0, DAY, 1, T0);
+    cr_assert_eq(num("HGET {t}:stats ready"), 2001);
+    long long before = num("LLEN {t}:q:default:0"), calls = 0, got = 0, expired = 0;
+    cr_assert_eq(before, 4001);
+    while (calls < 200) {
+        redisReply *r = claim("n1", 5, T0 + 1000, false, NULL);
+        calls++;
+        long long len = num("LLEN {t}:q:default:0");
+        cr_assert_leq(before - len, 256, "call %lld popped %lld ids: not bounded", calls,
+                      before - len);
+        before = len;
+        expired += r->element[2]->integer;
+        if (claimed(r)) {
+            got = claimed_id(r, 0);
+            cr_assert_str_eq(r->element[0]->str, "ok");
+        } else {
+            cr_assert_str_eq(r->element[0]->str, "more", "call %lld: %s with work left", calls,
+                             r->element[0]->str);
+        }
+        freeReplyObject(r);
+        if (got) break;
+    }
+    cr_assert_eq(got, live, "the live task behind the backlog is claimed");
+    cr_assert_geq(calls, 2000 / 64 + 2000 / 256, "slices, not one call");
+    cr_assert_eq(expired, 2000);
+    cr_assert_str_eq(state(e0 + 1999), "TimedOut");
+    cr_assert_eq(num("ZCARD {t}:done"), 4000, "expired and canceled all in the finished index");
+    cr_assert_eq(num("HGET {t}:stats ready"), 0);
+    cr_assert_eq(num("HGET {t}:stats running"), 1);
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 1);
+}
+
 Test(tasks, cancel_in_every_state) {
     node("n1", 5);
     long long q = enq("default", "noop", 0, 0, DAY, 1, T0);

@@ -9,12 +9,13 @@
 #include "common/reply.h"
 #include "common/util.h"
 
-#define CLAIM_MAX 512            /* tasks per claim call */
-#define REPORT_MAX 512           /* reports per complete call */
-#define LEASE_MARGIN_MS 30000    /* lease deadline = timeout + this (recovery, after a crash) */
-#define RETRY_MAX_MS 3600000     /* backoff ceiling */
-#define RECONCILE_EVERY_BEATS 12 /* and after every (re)registration: see lua/reconcile.lua */
-#define CLAIM_QUEUES_MAX 67      /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
+#define CLAIM_MAX 256               /* tasks per claim call: about 2.5 ms of Redis at most */
+#define REPORT_MAX 256              /* reports per complete call, and at most: */
+#define REPORT_BYTES_MAX (8u << 20) /* bytes of logs and error texts per complete call */
+#define LEASE_MARGIN_MS 30000       /* lease deadline = timeout + this (recovery, after a crash) */
+#define RETRY_MAX_MS 3600000        /* backoff ceiling */
+#define RECONCILE_EVERY_BEATS 12    /* and after every (re)registration: see lua/reconcile.lua */
+#define CLAIM_QUEUES_MAX 67         /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
 #define MIN_BATCH_MAX                                                                              \
     64 /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
@@ -121,7 +122,15 @@ static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
 /* Sends pending reports (at most REPORT_MAX) unless a call is already in flight. */
 static void flush(struct claimer *c) {
     if (c->reporting || c->npending == 0 || !rconn_is_up(c->node->cmd)) return;
-    size_t n = c->npending < REPORT_MAX ? c->npending : REPORT_MAX;
+    size_t n = c->npending < REPORT_MAX ? c->npending : REPORT_MAX, bytes = 0;
+    for (size_t i = 0; i < n; i++) { /* and below the byte bound (always at least one) */
+        const struct runner_result *res = c->pending[i].res;
+        bytes += res->log.len + strlen(res->error) + 128;
+        if (i > 0 && bytes > REPORT_BYTES_MAX) {
+            n = i;
+            break;
+        }
+    }
     struct script_call call;
     call_complete(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), c->cfg->retention_ms,
                   n);
@@ -258,7 +267,10 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
     arm_due(c, reply_int(r, 1));
     if (reply_int(r, 2) > 0)
         log_info("queued tasks expired", " count=%lld", (long long)reply_int(r, 2));
-    size_t claimed = strcmp(verdict, "ok") == 0 ? (r->elements - 3) / 7 : 0;
+    /* 'more': claim.lua stopped at its bound (a backlog of expired or canceled tasks, or of
+     * scheduled tasks come due) with work possibly left; what it claimed is ours all the same. */
+    bool more = strcmp(verdict, "more") == 0;
+    size_t claimed = more || strcmp(verdict, "ok") == 0 ? (r->elements - 3) / 7 : 0;
     struct node_metrics *m = &c->node->view.metrics;
     int64_t now = clock_wall_ms();
     m->claimed += claimed;
@@ -289,7 +301,7 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
     update_view(c);
     if (c->reconcile_due) reconcile(c);
     /* A full batch may mean more is waiting; something may have happened meanwhile too. */
-    if (c->claim_again || (claimed > 0 && claimed == CLAIM_MAX)) kick(c);
+    if (c->claim_again || more || (claimed > 0 && claimed == CLAIM_MAX)) kick(c);
 }
 
 /* Claims if the node can take work now; otherwise remembers to try after the call in flight. */
