@@ -2,10 +2,13 @@
  *
  * The node's own figures come from memory (node_view and its counters, the Redis connection's
  * reconnect count). The fleet's queue figures (depth and oldest queued task per queue, ready,
- * running, capacity, scheduled) come from a cache refreshed by one queue_stats.lua call when a
- * scrape finds it older than METRICS_REFRESH_MS: that scrape answers from the previous figures
- * and the next one sees the new ones, so a scrape never waits on Redis and Redis sees at most
- * one call per refresh period, whatever the number of queues or scrapers. */
+ * running, capacity, scheduled) come from a cache refreshed when a scrape finds it older than
+ * METRICS_REFRESH_MS: that scrape answers from the previous figures and the next one sees the
+ * new ones, so a scrape never waits on Redis and Redis sees one refresh per period, whatever
+ * the number of scrapers. A refresh is queue_stats.lua slice after slice (64 queue names a
+ * call, each call bounded), and the answer names at most METRICS_QUEUES_MAX queues, the
+ * deepest, with the rest summed under queue="(other)": label sets stay bounded whatever the
+ * number of queues. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,8 @@
 #include "common/util.h"
 
 #define METRICS_REFRESH_MS 2000
+#define METRICS_QUEUES_MAX 50    /* queues named in the answer; the rest are "(other)" */
+#define METRICS_SLICES_MAX 10000 /* queue_stats.lua calls per refresh at most */
 
 struct queue_stat {
     char name[72];
@@ -28,8 +33,12 @@ struct metrics_cache {
     uint64_t asked_mono_ms;                       /* when the last refresh was sent */
     bool in_flight;                               /* a refresh awaits its reply */
     int64_t ready, running, avail_cap, scheduled; /* fleet counters */
-    struct queue_stat *queues;                    /* owned, sorted by name */
+    struct queue_stat *queues; /* owned, deepest first; the last may be "(other)" */
     size_t nqueues;
+    struct queue_stat *next; /* the refresh under way: slices so far (owned) */
+    size_t nnext, capnext;
+    unsigned slices;                 /* calls of the refresh under way */
+    const struct node_services *svc; /* borrowed: for the next slice */
 };
 
 struct metrics_cache *metrics_cache_new(void) {
@@ -38,44 +47,106 @@ struct metrics_cache *metrics_cache_new(void) {
 
 void metrics_cache_free(struct metrics_cache *m) {
     if (!m) return;
+    free(m->next);
     free(m->queues);
     free(m);
 }
 
-/* queue_stats.lua's reply: {ready, running, avail_cap, scheduled, queue, depth, oldest, ...}.
- * A failed refresh keeps the previous figures (their age shows it). */
-static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct metrics_cache *m = priv;
-    m->in_flight = false;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4 || (r->elements - 4) % 3 != 0) return;
-    size_t n = (r->elements - 4) / 3;
-    struct queue_stat *q = xcalloc(n ? n : 1, sizeof *q);
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *name = r->element[4 + 3 * i];
-        if (name->type == REDIS_REPLY_STRING)
-            snprintf(q[i].name, sizeof q[i].name, "%.*s", (int)name->len, name->str);
-        q[i].depth = reply_num(r->element[5 + 3 * i]);
-        q[i].oldest_ms = reply_num(r->element[6 + 3 * i]);
+static void send_slice(struct metrics_cache *m, const char *cursor);
+
+static int deepest_first(const void *a, const void *b) {
+    const struct queue_stat *x = a, *y = b;
+    if (x->depth != y->depth) return x->depth < y->depth ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const struct queue_stat *)a)->name, ((const struct queue_stat *)b)->name);
+}
+
+/* The refresh's slices are all in: one row per queue (SSCAN may repeat a name), the deepest
+ * METRICS_QUEUES_MAX kept by name and the rest summed as "(other)" (its oldest: the oldest of
+ * them). */
+static void publish(struct metrics_cache *m) {
+    struct queue_stat *q = m->next;
+    size_t n = m->nnext;
+    if (n) qsort(q, n, sizeof *q, by_name);
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w == 0 || strcmp(q[w - 1].name, q[i].name) != 0) q[w++] = q[i];
+    n = w;
+    if (n) qsort(q, n, sizeof *q, deepest_first);
+    if (n > METRICS_QUEUES_MAX) {
+        struct queue_stat other = {.name = "(other)"};
+        for (size_t i = METRICS_QUEUES_MAX; i < n; i++) {
+            other.depth += q[i].depth;
+            if (q[i].oldest_ms && (!other.oldest_ms || q[i].oldest_ms < other.oldest_ms))
+                other.oldest_ms = q[i].oldest_ms;
+        }
+        q[METRICS_QUEUES_MAX] = other;
+        n = METRICS_QUEUES_MAX + 1;
     }
     free(m->queues);
     m->queues = q;
     m->nqueues = n;
+    m->next = NULL;
+    m->nnext = m->capnext = 0;
+    m->fetched_mono_ms = clock_mono_ms();
+}
+
+/* One slice of queue_stats.lua: {ready, running, avail_cap, scheduled, cursor, queue, depth,
+ * oldest, ...}. A failed slice ends the refresh and keeps the previous figures (their age
+ * shows it). */
+static void refresh_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct metrics_cache *m = priv;
+    m->in_flight = false;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 5 || (r->elements - 5) % 3 != 0 ||
+        r->element[4]->type != REDIS_REPLY_STRING) {
+        free(m->next);
+        m->next = NULL;
+        m->nnext = m->capnext = 0;
+        return;
+    }
+    size_t n = (r->elements - 5) / 3;
+    if (m->nnext + n > m->capnext) {
+        m->capnext = (m->nnext + n) * 2;
+        m->next = xrealloc(m->next, m->capnext * sizeof *m->next);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct queue_stat *q = &m->next[m->nnext++];
+        memset(q, 0, sizeof *q);
+        const redisReply *name = r->element[5 + 3 * i];
+        if (name->type == REDIS_REPLY_STRING)
+            snprintf(q->name, sizeof q->name, "%.*s", (int)name->len, name->str);
+        q->depth = reply_num(r->element[6 + 3 * i]);
+        q->oldest_ms = reply_num(r->element[7 + 3 * i]);
+    }
     m->ready = reply_num(r->element[0]);
     m->running = reply_num(r->element[1]);
     m->avail_cap = reply_num(r->element[2]);
     m->scheduled = reply_num(r->element[3]);
-    m->fetched_mono_ms = clock_mono_ms();
+    if (strcmp(r->element[4]->str, "0") == 0 || ++m->slices >= METRICS_SLICES_MAX)
+        publish(m);
+    else
+        send_slice(m, r->element[4]->str);
 }
 
-/* Sends a refresh when the figures are stale and none is on its way. */
+static void send_slice(struct metrics_cache *m, const char *cursor) {
+    struct script_call call;
+    call_queue_stats(&call, m->svc->keys, cursor);
+    if (rconn_call(m->svc->redis, &call, refresh_cb, m) == 0) m->in_flight = true;
+    call_free(&call);
+}
+
+/* Starts a refresh when the figures are stale and none is under way. */
 static void maybe_refresh(struct metrics_cache *m, const struct node_services *svc) {
     uint64_t now = clock_mono_ms();
-    if (m->in_flight || (m->asked_mono_ms && now - m->asked_mono_ms < METRICS_REFRESH_MS)) return;
-    struct script_call call;
-    call_queue_stats(&call, svc->keys);
+    if (m->in_flight || m->nnext ||
+        (m->asked_mono_ms && now - m->asked_mono_ms < METRICS_REFRESH_MS))
+        return;
+    m->svc = svc;
     m->asked_mono_ms = now;
-    if (rconn_call(svc->redis, &call, refresh_cb, m) == 0) m->in_flight = true;
-    call_free(&call);
+    m->slices = 0;
+    send_slice(m, "0");
 }
 
 /* One metric family: HELP and TYPE lines. */
@@ -153,7 +224,8 @@ static void fleet_metrics(struct buf *b, const struct metrics_cache *m) {
            "Tasks waiting for a future queue time or a retry's backoff.");
     buf_printf(b, "shoal_fleet_scheduled_tasks %lld\n", (long long)m->scheduled);
     if (m->nqueues == 0) return;
-    family(b, "shoal_queue_depth", "gauge", "Ready tasks per queue.");
+    family(b, "shoal_queue_depth", "gauge",
+           "Ready tasks per queue: the 50 deepest, the rest summed as queue=\"(other)\".");
     for (size_t i = 0; i < m->nqueues; i++)
         buf_printf(b, "shoal_queue_depth{queue=\"%s\"} %lld\n", m->queues[i].name,
                    (long long)m->queues[i].depth);

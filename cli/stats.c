@@ -43,6 +43,59 @@ static int read_fleet(struct cli *c, struct fleet *f) {
     return 0;
 }
 
+struct queue_row {
+    char name[72];
+    int64_t depth, oldest;
+};
+
+static int row_by_name(const void *a, const void *b) {
+    return strcmp(((const struct queue_row *)a)->name, ((const struct queue_row *)b)->name);
+}
+
+/* Every queue, slice by slice (queue_stats.lua reads 64 names a call), sorted by name; the fleet
+ * counters from the last slice. At most QUEUE_SLICES_MAX calls. */
+#define QUEUE_SLICES_MAX 100000
+static int read_queues(struct cli *c, struct queue_row **rows, size_t *nrows, int64_t *ready,
+                       int64_t *scheduled) {
+    char cursor[32] = "0", err[256];
+    size_t cap = 0;
+    for (int slice = 0; slice < QUEUE_SLICES_MAX; slice++) {
+        struct script_call call;
+        call_queue_stats(&call, &c->keys, cursor);
+        redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
+        call_free(&call);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 5 || (r->elements - 5) % 3) {
+            int code =
+                cli_fail(c, EXIT_FAIL, "%s",
+                         r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : err);
+            if (r) freeReplyObject(r);
+            return code;
+        }
+        *ready = r->element[0]->integer;
+        *scheduled = r->element[3]->integer;
+        snprintf(cursor, sizeof cursor, "%s", r->element[4]->str ? r->element[4]->str : "0");
+        for (size_t i = 5; i + 2 < r->elements; i += 3) {
+            if (*nrows == cap) {
+                cap = cap ? cap * 2 : 64;
+                *rows = xrealloc(*rows, cap * sizeof **rows);
+            }
+            struct queue_row *q = &(*rows)[(*nrows)++];
+            snprintf(q->name, sizeof q->name, "%s", r->element[i]->str ? r->element[i]->str : "");
+            q->depth = r->element[i + 1]->integer;
+            q->oldest = r->element[i + 2]->integer;
+        }
+        freeReplyObject(r);
+        if (strcmp(cursor, "0") == 0) break;
+    }
+    /* SSCAN may return a name twice in one pass: keep one. */
+    if (*nrows) qsort(*rows, *nrows, sizeof **rows, row_by_name);
+    size_t w = 0;
+    for (size_t i = 0; i < *nrows; i++)
+        if (w == 0 || strcmp((*rows)[w - 1].name, (*rows)[i].name) != 0) (*rows)[w++] = (*rows)[i];
+    *nrows = w;
+    return 0;
+}
+
 static const char stats_usage[] =
     "shoal stats [--json]\n\n"
     "The fleet at a glance: nodes by status, capacity (task caps of live, undrained nodes),\n"
@@ -59,20 +112,14 @@ int cmd_stats(int argc, char **argv) {
         cli_close(&c);
         return code;
     }
-    char err[256];
-    struct script_call call;
-    call_queue_stats(&call, &c.keys);
-    redisReply *r = rsync_call(&c.redis, &call, err, sizeof err);
-    call_free(&call);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 4) {
-        code = cli_fail(&c, EXIT_FAIL, "%s",
-                        r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : err);
-        if (r) freeReplyObject(r);
+    struct queue_row *rows = NULL;
+    size_t nrows = 0;
+    int64_t ready = 0, scheduled = 0;
+    if ((code = read_queues(&c, &rows, &nrows, &ready, &scheduled)) != 0) {
         cli_close(&c);
         return code;
     }
-    int64_t now = clock_wall_ms(), ready = r->element[0]->integer,
-            scheduled = r->element[3]->integer;
+    int64_t now = clock_wall_ms();
     struct buf b;
     struct json j;
     buf_init(&b);
@@ -107,11 +154,11 @@ int cmd_stats(int argc, char **argv) {
                "Scheduled  %lld tasks (future queue time or retry backoff)\n",
                (long long)f.running, (long long)f.free_slots, (long long)ready,
                (long long)scheduled);
-        if (r->elements > 4) printf("\n%-24s %8s  %s\n", "QUEUE", "READY", "OLDEST QUEUED");
+        if (nrows) printf("\n%-24s %8s  %s\n", "QUEUE", "READY", "OLDEST QUEUED");
     }
-    for (size_t i = 4; i + 2 < r->elements; i += 3) {
-        const char *name = r->element[i]->str;
-        int64_t depth = r->element[i + 1]->integer, oldest = r->element[i + 2]->integer;
+    for (size_t i = 0; i < nrows; i++) {
+        const char *name = rows[i].name;
+        int64_t depth = rows[i].depth, oldest = rows[i].oldest;
         int64_t age_s = oldest > 0 ? (now - oldest) / 1000 : 0;
         if (flags[0].set) {
             json_obj_open(&j);
@@ -134,7 +181,7 @@ int cmd_stats(int argc, char **argv) {
         printf("%s\n", b.data);
     }
     buf_free(&b);
-    freeReplyObject(r);
+    free(rows);
     cli_close(&c);
     return code;
 }

@@ -390,16 +390,20 @@ void call_cancel(struct script_call *c, const struct keys *k, int64_t id, int64_
     key(c, keys_control, k);
 }
 
-void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, int64_t max) {
+void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, int64_t budget,
+                 const char *cursor, int64_t idle_ms) {
     init(c, SCRIPT_EXPIRE);
     key(c, keys_queues, k);
     key(c, keys_stats, k);
     key(c, keys_done, k);
     key(c, keys_scheduled, k);
+    key(c, keys_queue_seen, k);
     keys_end(c);
     push(c, k->prefix);
     push_int(c, now_ms);
-    push_int(c, max);
+    push_int(c, budget);
+    push(c, cursor && *cursor ? cursor : "0");
+    push_int(c, idle_ms);
 }
 
 void call_list_tasks(struct script_call *c, const struct keys *k,
@@ -418,13 +422,14 @@ void call_list_tasks(struct script_call *c, const struct keys *k,
     push_int(c, a->scan_limit);
 }
 
-void call_queue_stats(struct script_call *c, const struct keys *k) {
+void call_queue_stats(struct script_call *c, const struct keys *k, const char *cursor) {
     init(c, SCRIPT_QUEUE_STATS);
     key(c, keys_queues, k);
     key(c, keys_stats, k);
     key(c, keys_scheduled, k);
     keys_end(c);
     push(c, k->prefix);
+    push(c, cursor && *cursor ? cursor : "0");
 }
 
 /* --- packages ------------------------------------------------------------------------------- */

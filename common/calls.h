@@ -160,8 +160,11 @@ void call_reconcile_add(struct script_call *c, const char *task);
 /* cancel.lua. KEYS task, stats, scheduled, done; ARGV prefix, id, now, control channel. */
 void call_cancel(struct script_call *c, const struct keys *k, int64_t id, int64_t now_ms);
 
-/* expire.lua. KEYS queues, stats, done, scheduled; ARGV prefix, now, most tasks to finalise. */
-void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, int64_t max);
+/* expire.lua. KEYS queues, stats, done, scheduled, qseen; ARGV prefix, now, budget, cursor,
+ * idle. One slice of a pass over the queue names: call again with the cursor it returns until
+ * that is "0". */
+void call_expire(struct script_call *c, const struct keys *k, int64_t now_ms, int64_t budget,
+                 const char *cursor, int64_t idle_ms);
 
 /* list_tasks.lua. KEYS nodes, queues, scheduled, done; ARGV prefix, node, states, skip, take,
  * scan limit. */
@@ -174,8 +177,9 @@ struct call_list_tasks_args {
 void call_list_tasks(struct script_call *c, const struct keys *k,
                      const struct call_list_tasks_args *a);
 
-/* queue_stats.lua. KEYS queues, stats, scheduled; ARGV prefix. */
-void call_queue_stats(struct script_call *c, const struct keys *k);
+/* queue_stats.lua. KEYS queues, stats, scheduled; ARGV prefix, cursor. One slice of the queue
+ * names: call again with the cursor it returns until that is "0". */
+void call_queue_stats(struct script_call *c, const struct keys *k, const char *cursor);
 
 /* --- packages ------------------------------------------------------------------------------- */
 

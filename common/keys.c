@@ -28,6 +28,7 @@ enum key_id {
     KEY_PACKAGE_SPACES,
     KEY_PACKAGE_LOCK,
     KEY_LAYOUT,
+    KEY_QUEUE_SEEN,
     KEY_COUNT
 };
 
@@ -67,6 +68,8 @@ const struct key_layout keys_layout[KEY_COUNT] = {
     [KEY_LAYOUT] = {"{NS}:layout", "string",
                     "the namespace's layout version; a node whose build writes an older one is "
                     "refused at registration"},
+    [KEY_QUEUE_SEEN] = {"{NS}:qseen", "sorted set",
+                        "queue name -> last enqueue (ms): idle empty queues are forgotten"},
 };
 const size_t keys_layout_count = KEY_COUNT;
 
@@ -153,6 +156,9 @@ char *keys_done(const struct keys *k, char *buf, size_t len) {
 }
 char *keys_wake(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_WAKE, buf, len);
+}
+char *keys_queue_seen(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_QUEUE_SEEN, buf, len);
 }
 char *keys_layout_version(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_LAYOUT, buf, len);

@@ -56,6 +56,7 @@ char *keys_done(const struct keys *k, char *buf, size_t len);
 char *keys_wake(const struct keys *k, char *buf, size_t len);
 char *keys_recover_lock(const struct keys *k, char *buf, size_t len);
 char *keys_layout_version(const struct keys *k, char *buf, size_t len);
+char *keys_queue_seen(const struct keys *k, char *buf, size_t len);
 /* The package feed (common/package.h): a package's hash, a space's index, the set of spaces,
  * a package's lock; and the hash keys' common prefix in a space ("{NS}:pkg:<space>:", which
  * lua/package_list.lua appends <PackageId>.<Version> to). */

@@ -71,6 +71,7 @@ for _, id in ipairs(due) do
     local ok = redis.pcall('RPUSH', prefix .. 'q:' .. f[2] .. ':' .. prio, id)
     if type(ok) == 'number' then
       redis.call('ZADD', prefix .. 'qp:' .. f[2], prio, prio)
+      redis.call('SADD', prefix .. 'queues', f[2]) -- it may have been forgotten while idle
       promoted = promoted + 1
     end
   end

@@ -48,6 +48,7 @@ for i = 1, n do
         'error', 'interrupted by node shutdown; requeued')
       redis.call('HDEL', key, 'node', 'lease', 'started')
       redis.call('LPUSH', prefix .. 'q:' .. g[3] .. ':' .. prio, id)
+      redis.call('SADD', prefix .. 'queues', g[3])
       redis.call('ZADD', prefix .. 'qp:' .. g[3], prio, prio)
       redis.call('HINCRBY', KEYS[2], 'ready', 1)
       woken[g[3]] = true

@@ -80,7 +80,10 @@ for i = 1, n do
   queues[queue] = true
   ids[i] = id
 end
-for q in pairs(queues) do redis.call('SADD', KEYS[4], q) end
+for q in pairs(queues) do
+  redis.call('SADD', KEYS[4], q)
+  redis.call('ZADD', prefix .. 'qseen', now, q) -- the idle clock of expire.lua
+end
 for list, l in pairs(lists) do
   -- Push in chunks: unpack() has a stack limit.
   local len = 0

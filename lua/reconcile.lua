@@ -29,6 +29,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
         'its run on ' .. name .. ' was lost in a Redis failover or restart; requeued')
       redis.call('HDEL', key, 'node', 'lease', 'started')
       redis.call('LPUSH', prefix .. 'q:' .. f[3] .. ':' .. prio, id)
+      redis.call('SADD', prefix .. 'queues', f[3])
       redis.call('ZADD', prefix .. 'qp:' .. f[3], prio, prio)
       redis.call('HINCRBY', KEYS[2], 'ready', 1)
       woken[f[3]] = true

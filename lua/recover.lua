@@ -53,6 +53,7 @@ local function recover_node(name, why)
           ' of ' .. budget .. ')')
         redis.call('HDEL', key, 'node', 'lease', 'started')
         redis.call('LPUSH', prefix .. 'q:' .. f[5] .. ':' .. prio, id)
+        redis.call('SADD', prefix .. 'queues', f[5])
         redis.call('ZADD', prefix .. 'qp:' .. f[5], prio, prio)
         redis.call('HINCRBY', KEYS[2], 'ready', 1)
         woken[f[5]] = true

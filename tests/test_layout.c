@@ -113,6 +113,7 @@ Test(key_layout, builders_produce_the_documented_names) {
         keys_package_spaces(&k, b[18], sizeof b[18]),
         keys_package_lock(&k, "<space>", &pn, b[19], sizeof b[19]),
         keys_layout_version(&k, b[20], sizeof b[20]),
+        keys_queue_seen(&k, b[21], sizeof b[21]),
     };
     struct doc_row rows[MAX_ROWS];
     size_t n = read_doc_rows(rows, MAX_ROWS);
@@ -208,11 +209,11 @@ Test(script_calls, keys_agree_with_script_headers) {
     check_keys(&c, seen);
     call_cancel(&c, &k, 3, 1);
     check_keys(&c, seen);
-    call_expire(&c, &k, 1, 2);
+    call_expire(&c, &k, 1, 2, "0", 3);
     check_keys(&c, seen);
     call_list_tasks(&c, &k, &lt);
     check_keys(&c, seen);
-    call_queue_stats(&c, &k);
+    call_queue_stats(&c, &k, "0");
     check_keys(&c, seen);
     call_cancelling(&c, &k, "n", 5);
     check_keys(&c, seen);

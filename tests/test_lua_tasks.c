@@ -137,6 +137,26 @@ static redisReply *complete(const char *name, long long id, long long lease, con
 
 static const char *state(long long id) { return str("HGET {t}:task:%lld state", id); }
 
+static redisReply *cancel(long long id) {
+    struct script_call c;
+    call_cancel(&c, &k, id, 1000100);
+    return eval(&c);
+}
+
+/* Enqueues n tasks of queue `queue` in one call (expiry ms after T0); returns the first id. */
+static long long enq_many(const char *queue, int n, long long expiry) {
+    struct shoal_task_opts o = {
+        .queue = queue, .type = "noop", .expiry_ms = expiry, .attempts = 1, .lost_budget = 1};
+    struct script_call c;
+    call_enqueue(&c, &k, T0, n);
+    for (int i = 0; i < n; i++) call_enqueue_add(&c, &o);
+    redisReply *r = eval(&c);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long first = r->element[0]->integer;
+    freeReplyObject(r);
+    return first;
+}
+
 Test(tasks, claim_requires_alive_undrained_and_below_cap) {
     enq("default", "noop", 0, 0, DAY, 1, T0);
     redisReply *r = claim("ghost", 5, T0, false, NULL);
@@ -237,14 +257,92 @@ Test(tasks, expire_pass_covers_queues_nobody_serves) {
     long long b = enq("orphans", "noop", 0, 0, DAY, 1, T0);
     long long s = enq("orphans", "noop", 0, T0 + 10, 500, 1, T0);
     struct script_call c;
-    call_expire(&c, &k, 1002000, 1000);
+    call_expire(&c, &k, 1002000, 1000, "0", DAY);
     redisReply *r = eval(&c);
-    cr_assert_eq(r->integer, 2);
+    cr_assert_eq(r->element[0]->integer, 2);
+    cr_assert_str_eq(r->element[1]->str, "0", "one queue: the pass is over");
+    cr_assert_eq(r->element[2]->integer, 0, "within the budget");
     freeReplyObject(r);
     cr_assert_str_eq(state(a), "TimedOut");
     cr_assert_str_eq(state(b), "Queued");
     cr_assert_str_eq(state(s), "TimedOut", "a scheduled task past its expiry too");
     cr_assert_eq(num("HGET {t}:stats ready"), 1);
+}
+
+/* Runs expiry passes (slice after slice, as the node does) at `now`; returns the calls made. */
+static int expire_pass(long long now, long long budget, long long idle, long long *expired) {
+    char cursor[32] = "0";
+    int calls = 0;
+    *expired = 0;
+    for (;;) {
+        struct script_call c;
+        call_expire(&c, &k, now, budget, cursor, idle);
+        redisReply *r = eval(&c);
+        calls++;
+        cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+        *expired += r->element[0]->integer;
+        snprintf(cursor, sizeof cursor, "%s", r->element[1]->str);
+        bool more = r->element[2]->integer != 0;
+        freeReplyObject(r);
+        if (!more && strcmp(cursor, "0") == 0) break;
+        cr_assert_lt(calls, 1000, "the pass does not end");
+    }
+    return calls;
+}
+
+/* Canceled entries count against the budget too: before, 200,000 canceled queued tasks were
+ * all popped by one call whose bound was 1,000 (0.61 s). */
+Test(tasks, expire_counts_canceled_entries_against_its_bound) {
+    long long c0 = enq_many("orphans", 3000, DAY);
+    for (long long id = c0; id < c0 + 3000; id++) freeReplyObject(cancel(id));
+    enq_many("orphans", 500, 1000); /* expire at T0 + 1000 */
+    struct script_call c;
+    call_expire(&c, &k, T0 + 2000, 256, "0", DAY);
+    redisReply *r = eval(&c);
+    cr_assert_eq(r->element[2]->integer, 1, "the budget ran out: more to do");
+    freeReplyObject(r);
+    cr_assert_eq(num("LLEN {t}:q:orphans:0"), 3500 - 256, "one call popped exactly its budget");
+    long long expired = 0;
+    int calls = expire_pass(T0 + 2000, 256, DAY, &expired);
+    cr_assert_geq(calls, (3000 - 256) / 256 + 500 * 4 / 256, "%d calls", calls);
+    cr_assert_eq(expired, 500);
+    cr_assert_eq(num("LLEN {t}:q:orphans:0"), 0);
+    cr_assert_eq(num("HGET {t}:stats ready"), 0);
+    cr_assert_eq(num("ZCARD {t}:done"), 3500);
+}
+
+/* Queue names: an empty queue unused for the idle period is forgotten (before, {NS}:queues
+ * only grew: 20,000 one-off names made every /metrics refresh walk them all); one with work,
+ * or enqueued to lately, stays; whatever pushes to a forgotten queue brings its name back. */
+Test(tasks, idle_empty_queue_names_are_forgotten_and_come_back) {
+    const long long idle = 60000;
+    for (int i = 0; i < 200; i++) {
+        char q[32];
+        snprintf(q, sizeof q, "oneoff-%d", i);
+        long long id = enq(q, "noop", 0, 0, DAY, 1, T0);
+        freeReplyObject(cancel(id));
+    }
+    long long busy = enq("busy", "noop", 0, 0, DAY, 1, T0);
+    long long later = enq("later", "noop", 0, T0 + 5 * idle, DAY, 1, T0); /* scheduled */
+    cr_assert_eq(num("SCARD {t}:queues"), 202);
+    long long expired;
+    expire_pass(T0 + idle / 2, 256, idle, &expired);
+    cr_assert_eq(num("SCARD {t}:queues"), 202, "not idle long enough yet");
+    expire_pass(T0 + idle, 256, idle, &expired);
+    cr_assert_eq(num("SCARD {t}:queues"), 1, "only the queue with a ready task is left");
+    cr_assert_eq(num("SISMEMBER {t}:queues busy"), 1);
+    cr_assert_eq(num("ZCARD {t}:qseen"), 1);
+    /* The scheduled task comes due: its queue is known again, and claimed from. */
+    node("n1", 5);
+    const char *const qs[] = {"later", "busy", NULL};
+    redisReply *r = claim("n1", 5, T0 + 5 * idle, false, qs);
+    cr_assert_eq(claimed(r), 2);
+    cr_assert_eq(claimed_id(r, 0), later);
+    cr_assert_eq(claimed_id(r, 1), busy);
+    freeReplyObject(r);
+    cr_assert_eq(num("SISMEMBER {t}:queues later"), 1, "promotion brought the name back");
+    enq("oneoff-7", "noop", 0, 0, DAY, 1, T0 + 5 * idle);
+    cr_assert_eq(num("SISMEMBER {t}:queues oneoff-7"), 1, "an enqueue brings it back");
 }
 
 Test(tasks, results_are_fenced_by_lease) {
@@ -311,26 +409,6 @@ Test(tasks, interrupted_task_goes_back_first_without_using_an_attempt) {
     cr_assert_eq(claimed_id(r, 0), a, "back at the head, before %lld", b);
     cr_assert_eq(r->element[8]->integer, 1, "still its first attempt");
     freeReplyObject(r);
-}
-
-static redisReply *cancel(long long id) {
-    struct script_call c;
-    call_cancel(&c, &k, id, 1000100);
-    return eval(&c);
-}
-
-/* Enqueues n tasks of queue `queue` in one call (expiry ms after T0); returns the first id. */
-static long long enq_many(const char *queue, int n, long long expiry) {
-    struct shoal_task_opts o = {
-        .queue = queue, .type = "noop", .expiry_ms = expiry, .attempts = 1, .lost_budget = 1};
-    struct script_call c;
-    call_enqueue(&c, &k, T0, n);
-    for (int i = 0; i < n; i++) call_enqueue_add(&c, &o);
-    redisReply *r = eval(&c);
-    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
-    long long first = r->element[0]->integer;
-    freeReplyObject(r);
-    return first;
 }
 
 /* A backlog of expired and canceled tasks ahead of a live one (a queue after an outage): each

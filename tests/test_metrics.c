@@ -96,3 +96,45 @@ Test(metrics, prometheus_text_with_node_and_queue_figures) {
     free(out);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
+
+/* `shoal enqueue --count n --queue q`, a noop nobody serves (the node takes only "default"). */
+static void enqueue_n(const char *queue, const char *n) {
+    const char *args[] = {"enqueue", "--redis", redis.url, "--type", "noop", "--queue",
+                          queue,     "--count", n,         "--",     "x",    NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, args), 0);
+}
+
+static bool other_is(void *arg) {
+    struct want *x = arg;
+    return scrape(x->w) == 200 && sample(x->line) == x->min;
+}
+
+/* Label sets stay bounded whatever the number of queues: the 50 deepest by name, the rest
+ * summed as queue="(other)"; the refresh reads the names in slices (more than one here).
+ * Before, every queue ever enqueued to was a label: 20,000 one-off queues made a 1.9 MB
+ * answer. */
+Test(metrics, queue_labels_are_the_deepest_fifty_and_other) {
+    struct h_worker w;
+    h_worker_start(&w, &redis, "metered", NULL);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    char q[32];
+    for (int i = 0; i < 60; i++) { /* 60 queues two deep, 70 one deep */
+        snprintf(q, sizeof q, "deep-%02d", i);
+        enqueue_n(q, "2");
+    }
+    for (int i = 0; i < 70; i++) {
+        snprintf(q, sizeof q, "shallow-%02d", i);
+        enqueue_n(q, "1");
+    }
+    struct want other = {&w, "shoal_queue_depth{queue=\"(other)\"} ", 10 * 2 + 70};
+    cr_assert(h_eventually(other_is, &other, 8000), "%s", body);
+    int named = 0, deep = 0;
+    for (const char *p = body; (p = strstr(p, "\nshoal_queue_depth{queue=\"")); p++) {
+        named++;
+        deep += strncmp(p + strlen("\nshoal_queue_depth{queue=\""), "deep-", 5) == 0;
+    }
+    cr_assert_eq(named, 51, "50 queues and (other): %d", named);
+    cr_assert_eq(deep, 50, "the deepest are named");
+    cr_assert_eq(sample("shoal_fleet_ready_tasks "), 190);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}

@@ -14,7 +14,8 @@
  * queued tasks nobody claims every few heartbeats. */
 #define SWEEP_EVERY_MS 60000
 #define EXPIRE_EVERY_BEATS 4
-#define EXPIRE_MAX 1000 /* queued tasks finalised TimedOut per expiry pass at most */
+#define EXPIRE_BUDGET 256       /* expire.lua's work per call (its header: about 1 ms) */
+#define QUEUE_IDLE_MS 3600000LL /* an empty queue's name is forgotten after an hour unused */
 
 static void do_register(struct node *n);
 static void recover(struct node *n, const char *only, rconn_reply_cb cb);
@@ -174,19 +175,41 @@ static void sweep(struct node *n) {
     call_free(&call);
 }
 
+static void expire_slice(struct node *n);
+
+/* One slice of the expiry pass answered {expired, next cursor, more}: the next slice goes at
+ * once (other clients are served between slices) until the cursor comes back "0" with no
+ * budget-bound work left. */
 static void expire_cb(struct rconn *rc, redisReply *r, void *priv) {
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+    struct node *n = priv;
+    n->expiring = false;
+    if (!r || n->stopped) return;
+    if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+        log_warn("expiry pass failed", " error=\"%s\"",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "reply shape");
+        snprintf(n->expire_cursor, sizeof n->expire_cursor, "0");
+        return;
+    }
+    if (reply_int(r, 0) > 0)
         log_info("queued tasks expired: nobody took them in time", " count=%lld",
-                 (long long)r->integer);
-    else if (r && r->type == REDIS_REPLY_ERROR)
-        log_warn("expiry pass failed", " error=\"%s\"", r->str);
+                 (long long)reply_int(r, 0));
+    snprintf(n->expire_cursor, sizeof n->expire_cursor, "%s", reply_str(r, 1, NULL));
+    if (strcmp(n->expire_cursor, "0") != 0 || reply_int(r, 2)) expire_slice(n);
+}
+
+static void expire_slice(struct node *n) {
+    if (n->expiring || !n->view.registered) return;
+    struct script_call call;
+    call_expire(&call, &n->keys, clock_wall_ms(), EXPIRE_BUDGET,
+                n->expire_cursor[0] ? n->expire_cursor : "0", QUEUE_IDLE_MS);
+    if (rconn_call(n->cmd, &call, expire_cb, n) == 0) n->expiring = true;
+    call_free(&call);
 }
 
 static void expire(struct node *n) {
-    struct script_call call;
-    call_expire(&call, &n->keys, clock_wall_ms(), EXPIRE_MAX);
-    (void)rconn_call(n->cmd, &call, expire_cb, n);
-    call_free(&call);
+    if (n->expiring) return; /* the pass under way goes on */
+    snprintf(n->expire_cursor, sizeof n->expire_cursor, "0");
+    expire_slice(n);
 }
 
 /* Recovery (lua/recover.lua): in fleet mode (only == NULL) at most one node per heartbeat

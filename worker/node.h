@@ -46,6 +46,8 @@ struct node {
     uv_timer_t beat;                /* heartbeat period */
     bool beat_pending;              /* a heartbeat or registration is awaiting its reply */
     unsigned beats;                 /* heartbeats sent, for the sweep cadence */
+    bool expiring;                  /* an expiry pass is under way (expire.lua, slice by slice) */
+    char expire_cursor[32];         /* where its next slice starts in {NS}:queues */
     bool policy_seen;               /* Redis's maxmemory-policy was read once (start-up check) */
     bool stopped;                   /* node_stop called: no re-registration */
     /* Duplicate-name detection: while another instance holds the name, watch its TTL. If it is
