@@ -59,5 +59,6 @@ int cmd_cancel(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
 int cmd_packages(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

@@ -34,6 +34,7 @@ static const struct {
     {"wait", cmd_wait, "wait ID [--timeout DUR]: wait for a task to finish"},
     {"packages", cmd_packages, "packages [--space S] [--json]: uploaded packages"},
     {"stats", cmd_stats, "the fleet at a glance: capacity, running, free slots, queues"},
+    {"check", cmd_check, "check [--repair]: find (and fix) tasks and counters out of place"},
     {"settings", cmd_settings, "print every setting (flag, environment variable, default)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this text"},

@@ -244,6 +244,18 @@ void call_cancelling(struct script_call *c, const struct keys *k, const char *na
     push_int(c, most > 0 ? most : 1);
 }
 
+void call_repair(struct script_call *c, const struct keys *k, const char *op, const char *a,
+                 const char *b) {
+    init(c, SCRIPT_REPAIR);
+    key(c, keys_stats, k);
+    key(c, keys_nodes, k);
+    keys_end(c);
+    push(c, k->prefix);
+    push(c, op);
+    push(c, a);
+    push(c, b ? b : "");
+}
+
 void call_list_nodes(struct script_call *c, const struct keys *k) {
     node_list(c, SCRIPT_LIST_NODES, k);
 }

@@ -97,6 +97,11 @@ void call_forget(struct script_call *c, const struct keys *k, const char *name);
 /* cancelling.lua. KEYS running; ARGV prefix, most (the node's cap). */
 void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t most);
 
+/* repair.lua (shoal check --repair). KEYS stats, nodes; ARGV prefix, op, task number or node
+ * name, node name or "". */
+void call_repair(struct script_call *c, const struct keys *k, const char *op, const char *a,
+                 const char *b);
+
 /* list_nodes.lua and node_summary.lua. KEYS nodes; ARGV prefix. */
 void call_list_nodes(struct script_call *c, const struct keys *k);
 void call_node_summary(struct script_call *c, const struct keys *k);

@@ -18,7 +18,7 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_RECONCILE] = "reconcile",     [SCRIPT_LIST_TASKS] = "list_tasks",
     [SCRIPT_QUEUE_STATS] = "queue_stats", [SCRIPT_NODE_SUMMARY] = "node_summary",
     [SCRIPT_PACKAGE] = "package",         [SCRIPT_PACKAGE_LIST] = "package_list",
-    [SCRIPT_CANCELLING] = "cancelling",
+    [SCRIPT_CANCELLING] = "cancelling",   [SCRIPT_REPAIR] = "repair",
 };
 
 const struct script_src *script_get(enum script_id id) {

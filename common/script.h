@@ -38,6 +38,7 @@ enum script_id {
     SCRIPT_PACKAGE,
     SCRIPT_PACKAGE_LIST,
     SCRIPT_CANCELLING,
+    SCRIPT_REPAIR,
     SCRIPT_COUNT
 };
 

@@ -278,9 +278,30 @@ class Chaos:
               f"{max(self.detect) if self.detect else 0:.2f} s (TTL 1.5 s + one heartbeat)")
         print(f"chaos: graceful stops {len(self.node_exits)}, exit codes {self.node_exits}")
         print(f"chaos: time to drain {self.drain_s:.1f} s")
-        ok = lost == 0 and late == 0 and reexec <= in_flight and not bad_exits
+        consistent = self.check()
+        ok = lost == 0 and late == 0 and reexec <= in_flight and not bad_exits and consistent
         print(f"chaos: {'OK' if ok else 'FAILED'}")
         return ok
+
+    def check(self):
+        """`shoal check` on the namespace (every task in exactly the structure its state says,
+        counters equal to what they count). The walk is not atomic: a finding must survive a
+        second walk a moment later to count."""
+        r = self.master()
+        url = f"redis://{r.connection_pool.connection_kwargs['host']}:" \
+              f"{r.connection_pool.connection_kwargs['port']}/0"
+        out = None
+        for attempt in range(3):
+            out = subprocess.run([self.bin, "check", "--redis", url], capture_output=True,
+                                 text=True, timeout=60)
+            if out.returncode == 0:
+                break
+            time.sleep(1)
+        print("chaos: shoal check: " + (out.stdout.strip().splitlines() or ["?"])[-1]
+              + ("" if out.returncode == 0 else " (must be 0 findings)"))
+        if out.returncode != 0:
+            print(out.stdout + out.stderr)
+        return out.returncode == 0
 
     def cleanup(self):
         for name in list(self.procs):

@@ -215,6 +215,18 @@ int h_shoal(char **out, char **err, const char *const *args) {
     return rc;
 }
 
+bool h_check_namespace(const struct h_redis *r, const char *ns, char **report) {
+    const char *args[] = {"check", "--redis", r->url, "--namespace", ns ? ns : "shoal", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = h_shoal(&out, &err, args);
+    size_t n = strlen(out ? out : "") + strlen(err ? err : "") + 64;
+    *report = malloc(n);
+    snprintf(*report, n, "shoal check exited %d:\n%s%s", rc, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+    return rc == 0;
+}
+
 int h_http(int port, const char *method, const char *path, char *body, size_t len) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,

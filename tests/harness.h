@@ -48,6 +48,11 @@ int h_stop(pid_t pid, int sig, int timeout_ms);
  * Returns the exit code. */
 int h_shoal(char **out, char **err, const char *const *args);
 
+/* Runs `shoal check` on namespace ns (NULL: "shoal") of r: the invariants of docs/design.md's
+ * task lifecycle hold (every task in exactly the structure its state says, counters equal to
+ * what they count). Returns true, or false with what it found in *report (caller frees). */
+bool h_check_namespace(const struct h_redis *r, const char *ns, char **report);
+
 /* GET/HEAD path from 127.0.0.1:port on a fresh connection. Returns the status (or -1), body
  * copied into body (NUL-terminated, may be NULL). */
 int h_http(int port, const char *method, const char *path, char *body, size_t len);

@@ -31,6 +31,16 @@ static void teardown(void) {
 }
 TestSuite(tasks, .init = setup, .fini = teardown, .timeout = 120);
 
+/* Every test ends with the namespace's invariants checked (shoal check): whatever the test did
+ * to its nodes, no task is left in no structure or in two, and the counters are right. (In the
+ * test body: Criterion does not fail a test for an assertion in .fini.) */
+static void check_ns(void) {
+    char *report = NULL;
+    bool ok = h_check_namespace(&redis, NULL, &report);
+    cr_assert(ok, "%s", report);
+    free(report);
+}
+
 static void start(struct h_worker *w, const char *name, const char *const *extra) {
     h_worker_start(w, &redis, name, extra);
     cr_assert(h_ping_is(w, 200, 10000) || h_ping_is(w, 418, 100), "%s did not come up", name);
@@ -191,6 +201,7 @@ Test(tasks, three_nodes_never_exceed_their_caps) {
         cr_assert_str_eq(v.state, "Success", "ServerTasks-%lld: %s", (long long)id, v.error);
     }
     for (int i = 0; i < 3; i++) stop(&w[i]);
+    check_ns();
 }
 
 Test(tasks, drained_node_claims_nothing) {
@@ -209,6 +220,7 @@ Test(tasks, drained_node_claims_nothing) {
     cr_assert_eq(count_on("resting", first, first + 39), 0);
     stop(&a);
     stop(&b);
+    check_ns();
 }
 
 Test(tasks, lowering_the_cap_kills_nothing) {
@@ -235,6 +247,7 @@ Test(tasks, lowering_the_cap_kills_nothing) {
     get(next, &fresh);
     cr_assert(fresh.started >= old.completed - 1);
     stop(&a);
+    check_ns();
 }
 
 Test(tasks, balancing_spreads_a_small_burst) {
@@ -249,6 +262,7 @@ Test(tasks, balancing_spreads_a_small_burst) {
     cr_assert_eq(l + r, 4);
     stop(&a);
     stop(&b);
+    check_ns();
 }
 
 Test(tasks, expiry_priority_and_schedule) {
@@ -277,6 +291,7 @@ Test(tasks, expiry_priority_and_schedule) {
     cr_assert(h.started <= l.started, "priority 7 first");
     cr_assert(t.started >= at, "scheduled task started %lld ms early", (long long)(at - t.started));
     stop(&a);
+    check_ns();
 }
 
 Test(tasks, cancel_queued_and_executing) {
@@ -307,6 +322,7 @@ Test(tasks, cancel_queued_and_executing) {
     const char *w[] = {"wait", id, "--redis", redis.url, NULL};
     cr_assert_eq(h_shoal(NULL, NULL, w), 12, "wait's exit code for Canceled");
     stop(&a);
+    check_ns();
 }
 
 /* Cancel reaches a running node by PUBLISH; a message sent while the node's subscriber link is
@@ -333,6 +349,7 @@ Test(tasks, cancel_missed_by_the_subscriber_still_stops_the_task) {
     await_state(run, "Canceled", 2500);
     cr_assert_lt(h_now_ms() - t0, 2500, "the task was not stopped well before its 3 s end");
     stop(&a);
+    check_ns();
 }
 
 Test(tasks, retries_backoff_timeout_and_refusals) {
@@ -369,6 +386,7 @@ Test(tasks, retries_backoff_timeout_and_refusals) {
     get(unknown, &v);
     cr_assert(strstr(v.error, "unknown task type 'frobnicate'"), "%s", v.error);
     stop(&a);
+    check_ns();
 }
 
 Test(tasks, malformed_payload_fails_and_the_node_goes_on) {
@@ -389,6 +407,7 @@ Test(tasks, malformed_payload_fails_and_the_node_goes_on) {
     int64_t ok = enqueue("noop", NULL, 1, 0, 0, 0, 0, 0);
     await_state(ok, "Success", 5000);
     stop(&a);
+    check_ns();
 }
 
 Test(tasks, sigterm_lets_short_tasks_finish_and_requeues_long_ones) {
@@ -419,6 +438,7 @@ Test(tasks, sigterm_lets_short_tasks_finish_and_requeues_long_ones) {
     stop(&a);
     get(s, &v);
     cr_assert_str_eq(v.state, "Queued", "interrupted again at the heir's shutdown");
+    check_ns();
 }
 
 Test(tasks, sigkill_mid_task_requeues_to_a_live_node) {
@@ -444,6 +464,7 @@ Test(tasks, sigkill_mid_task_requeues_to_a_live_node) {
     cr_assert_eq(r->integer, 0, "no slot left on the dead node");
     freeReplyObject(r);
     stop(&b);
+    check_ns();
 }
 
 Test(tasks, stats_gives_an_autoscaler_exact_figures) {
@@ -476,6 +497,7 @@ Test(tasks, stats_gives_an_autoscaler_exact_figures) {
     await_state(first, "Canceled", 5000);
     stop(&a);
     stop(&b);
+    check_ns();
 }
 
 static bool pid_gone(void *arg) { return kill(*(pid_t *)arg, 0) != 0; }
@@ -505,6 +527,7 @@ Test(tasks, exec_programs_die_with_their_node) {
     cr_assert(h_eventually(pid_gone, &child, 3000),
               "pid %d outlived its node (it would run on while recovery runs the task again)",
               (int)child);
+    check_ns();
 }
 
 Test(tasks, exec_programs_run_below_the_node) {
@@ -520,4 +543,5 @@ Test(tasks, exec_programs_run_below_the_node) {
     cr_assert(log && atoi(log) == 10, "niceness of the task: %s", log ? log : "(no log)");
     free(log);
     stop(&a);
+    check_ns();
 }

@@ -178,6 +178,10 @@ redis.cli("SET", layout_key, have)
 check("the nodes already there kept serving",
       lib.ping_status(p_old) == 200 and lib.ping_status(p_new) == 200)
 
+r = new.cli("check")
+check("shoal check: the namespace both builds wrote is consistent", r.returncode == 0,
+      (r.stdout + r.stderr).strip()[-600:])
+
 for p in (n_old, n_new):
     rc = lib.stop(p)
     check(f"node exits 0 on SIGTERM ({p.args[0]})", rc == 0, str(rc))
