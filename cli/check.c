@@ -22,23 +22,23 @@
 #include "cli/cli.h"
 #include "common/util.h"
 
-#define STEP 1000                 /* entries per SCAN/range/pipeline step */
-#define TASKS_MAX (64LL << 20)    /* task numbers the walk can hold (64 Mi: 256 MiB of flags) */
-#define REPORT_LINES 50           /* findings printed per kind; the rest counted */
-#define RUNNING_MANY 0xFFFF       /* in two running sets or more */
+#define STEP 1000              /* entries per SCAN/range/pipeline step */
+#define TASKS_MAX (64LL << 20) /* task numbers the walk can hold (64 Mi: 256 MiB of flags) */
+#define REPORT_LINES 50        /* findings printed per kind; the rest counted */
+#define RUNNING_MANY 0xFFFF    /* in two running sets or more */
 
 struct walk {
     struct cli *c;
-    long long seq;       /* highest task number when the walk began */
-    uint8_t *listed;     /* per task number: ready-list appearances (saturating) */
-    uint8_t *scheduled;  /* in {NS}:scheduled */
-    uint16_t *run;       /* 1 + index into nodes[] of its running set, RUNNING_MANY, 0 none */
-    char **nodes;        /* names of running sets found (owned) */
+    long long seq;      /* highest task number when the walk began */
+    uint8_t *listed;    /* per task number: ready-list appearances (saturating) */
+    uint8_t *scheduled; /* in {NS}:scheduled */
+    uint16_t *run;      /* 1 + index into nodes[] of its running set, RUNNING_MANY, 0 none */
+    char **nodes;       /* names of running sets found (owned) */
     size_t nnodes;
-    bool *known;         /* nodes[i] is in {NS}:nodes */
-    long long run_entries;  /* entries of running sets whose task is running there */
-    long long ready_tasks;  /* distinct Queued tasks in ready lists */
-    long long avail;        /* sum of the caps the node hashes say are counted */
+    bool *known;           /* nodes[i] is in {NS}:nodes */
+    long long run_entries; /* entries of running sets whose task is running there */
+    long long ready_tasks; /* distinct Queued tasks in ready lists */
+    long long avail;       /* sum of the caps the node hashes say are counted */
     long long findings, repaired;
     int shown[8];
     bool repair;
@@ -96,8 +96,8 @@ static int scan(struct walk *w, const char *rest, int (*fn)(struct walk *, const
     char pat[256], cursor[32] = "0", err[256];
     pattern(w, rest, pat, sizeof pat);
     do {
-        redisReply *r =
-            rsync_cmd(&w->c->redis, err, sizeof err, "SCAN %s MATCH %s COUNT %d", cursor, pat, STEP);
+        redisReply *r = rsync_cmd(&w->c->redis, err, sizeof err, "SCAN %s MATCH %s COUNT %d",
+                                  cursor, pat, STEP);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             int code = cli_fail(w->c, EXIT_FAIL, "SCAN: %s", r && r->str ? r->str : err);
             if (r) freeReplyObject(r);
@@ -124,8 +124,8 @@ static long long number(const struct walk *w, const char *s) {
 }
 
 /* Reads a list or sorted set in ranges of STEP; calls fn for each member. */
-static int each_member(struct walk *w, const char *key, bool zset, void (*fn)(struct walk *, long long, void *),
-                       void *arg) {
+static int each_member(struct walk *w, const char *key, bool zset,
+                       void (*fn)(struct walk *, long long, void *), void *arg) {
     char err[256];
     for (long long at = 0;; at += STEP) {
         redisReply *r = rsync_cmd(&w->c->redis, err, sizeof err, "%s %s %lld %lld",
@@ -239,7 +239,8 @@ static void check_task(struct walk *w, long long n, const redisReply *f) {
     if (strcmp(state, "Queued") == 0) {
         if (listed) w->ready_tasks++;
         if (!listed && !sched) {
-            finding(w, K_NONE, "ServerTasks-%lld: Queued but in no ready list and not scheduled", n);
+            finding(w, K_NONE, "ServerTasks-%lld: Queued but in no ready list and not scheduled",
+                    n);
             if (repair(w, "queued", id, NULL)) w->ready_tasks++; /* counted from now on */
         } else if (w->listed[n] > 1 || (listed && sched)) {
             finding(w, K_TWO, "ServerTasks-%lld: Queued and %s", n,
@@ -299,8 +300,8 @@ static int walk_tasks(struct walk *w) {
 /* {NS}:seq and the counters, as a snapshot to compare before and after the walk. */
 static int snapshot(struct walk *w, long long v[4]) {
     char err[256], key[160], key2[160];
-    redisReply *r = rsync_cmd(&w->c->redis, err, sizeof err, "GET %s",
-                              keys_seq(&w->c->keys, key, sizeof key));
+    redisReply *r =
+        rsync_cmd(&w->c->redis, err, sizeof err, "GET %s", keys_seq(&w->c->keys, key, sizeof key));
     redisReply *s = rsync_cmd(&w->c->redis, err, sizeof err, "HMGET %s ready running avail_cap",
                               keys_stats(&w->c->keys, key2, sizeof key2));
     int code = 0;
@@ -333,8 +334,8 @@ int cmd_check(int argc, char **argv) {
     if ((code = snapshot(&w, before)) != 0) goto out;
     w.seq = before[0];
     if (w.seq > TASKS_MAX) {
-        code = cli_fail(&c, EXIT_FAIL, "%lld task numbers: more than this walk holds (%lld)",
-                        w.seq, TASKS_MAX);
+        code = cli_fail(&c, EXIT_FAIL, "%lld task numbers: more than this walk holds (%lld)", w.seq,
+                        TASKS_MAX);
         goto out;
     }
     w.listed = xcalloc((size_t)w.seq + 1, 1);

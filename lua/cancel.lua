@@ -13,6 +13,9 @@
 -- Returns {'canceled'} | {'cancelling', node} | {'final', state}, or an error reply NOTASK.
 -- Cost: O(log N).
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if KEYS[1] ~= prefix .. 'task:' .. tostring(id) or not now then
+  return redis.error_reply('BADARGS the task key and the id must name one task; now is ms')
+end
 local f = redis.call('HMGET', KEYS[1], 'state', 'node')
 local state, node = f[1], f[2]
 if not state then return redis.error_reply('NOTASK no task ServerTasks-' .. id) end

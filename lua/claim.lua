@@ -30,6 +30,10 @@
 -- written, numbers are read with defaults, and each claimed task's state and its running-set
 -- entry are written together, so an error can never leave a task in no structure.
 local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
+if KEYS[1] ~= prefix .. 'node:' .. tostring(name) or KEYS[3] ~= prefix .. 'running:' .. name or
+    not now or not tonumber(ARGV[5]) or not tonumber(ARGV[7]) then
+  return redis.error_reply('BADARGS node keys and name must agree; now, max and margin are numbers')
+end
 local PROMOTE_MAX, SKIP_MAX = 256, 256 -- an expired task counts 4 against SKIP_MAX
 
 local function next_due()
@@ -64,9 +68,14 @@ local more, promoted = false, 0
 local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, PROMOTE_MAX)
 if #due == PROMOTE_MAX then more = true end
 for _, id in ipairs(due) do
-  local f = read(prefix .. 'task:' .. id, 'state', 'queue', 'prio')
+  local key = prefix .. 'task:' .. id
+  local f = read(key, 'state', 'queue', 'prio')
   redis.call('ZREM', KEYS[5], id)
-  if f and f[1] == 'Queued' and f[2] then
+  if f and f[1] == 'Queued' and not f[2] then -- nowhere to run it from: it ends, saying why
+    redis.call('HSET', key, 'state', 'Failed', 'completed', now, 'error',
+      'its record names no queue to run it from')
+    redis.call('ZADD', KEYS[6], now, id)
+  elseif f and f[1] == 'Queued' then
     local prio = string.format('%d', tonumber(f[3] or '0') or 0)
     local ok = redis.pcall('RPUSH', prefix .. 'q:' .. f[2] .. ':' .. prio, id)
     if type(ok) == 'number' then

@@ -17,48 +17,77 @@
 -- KEYS[3] finished index {NS}:done   KEYS[4] scheduled set {NS}:scheduled
 -- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 retention (ms), 4 wake channel, 5 count N, then N
 --   groups of 7: id, lease, outcome, error text, exit code (-1 none), log, retry delay (ms)
--- Returns {finalised, retried, requeued, refused id, refused id, ...}. Cost: O(N).
+-- Returns {finalised, retried, requeued, refused id, refused id, ...}, or BADARGS (nothing
+-- written) when an argument is malformed.
+-- Validate, then write: every report's arguments are checked before anything is written; each
+-- task's record is read (and one that is not a hash refused) before it is written, numbers are
+-- read with defaults, and a task's state and its running-set entry change together.
+-- Bound: N reports (the node sends at most 256, and 8 MiB of logs) plus 2N + 16 deletions.
 local prefix, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
 if not n or #ARGV ~= 5 + 7 * n then return redis.error_reply('BADARGS expected 5 + 7*N') end
+if not now or not retention or KEYS[2] ~= tostring(prefix) .. 'stats' then
+  return redis.error_reply('BADARGS the prefix must be the keys\' own; now and retention are ms')
+end
+-- Pass 1 checks every report's arguments: nothing is written when one is malformed.
+local outcomes = {Success = true, Failed = true, TimedOut = true, Canceled = true,
+  Interrupted = true}
+for i = 1, n do
+  local b = 5 + 7 * (i - 1)
+  if not outcomes[ARGV[b + 3]] or not tonumber(ARGV[b + 5]) or not tonumber(ARGV[b + 7]) then
+    return redis.error_reply('BADARGS report ' .. i .. ': outcome, exit code or retry delay')
+  end
+end
+redis.call('ZCARD', KEYS[3]) -- sorted sets (or absent): checked before any write
+redis.call('ZCARD', KEYS[4])
+-- Pass 2, task by task: its record is read (pcall: a key that is not a hash is no task) and
+-- numbers with defaults, then its state and its running-set entry change together.
 local done, retried, requeued, refused = 0, 0, 0, {}
 local woken = {}
-local finished_ids = {}  -- ZREM from the running set
-local index = {}         -- ZADD to the finished index: time, id, ...
+local finished = 0
 for i = 1, n do
   local b = 5 + 7 * (i - 1)
   local id, lease, outcome, err = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local key = prefix .. 'task:' .. id
-  local f = redis.call('HMGET', key, 'lease', 'state')
-  if f[1] ~= lease or (f[2] ~= 'Executing' and f[2] ~= 'Cancelling') then
+  local f = redis.pcall('HMGET', key, 'lease', 'state', 'attempt', 'attempts', 'queue', 'prio',
+    'node')
+  if f.err or f[1] ~= lease or (f[2] ~= 'Executing' and f[2] ~= 'Cancelling') or
+      KEYS[1] ~= prefix .. 'running:' .. tostring(f[7]) then
     refused[#refused + 1] = id
   else
-    finished_ids[#finished_ids + 1] = id
+    finished = finished + 1
     if f[2] == 'Cancelling' and outcome ~= 'Success' then
       outcome = 'Canceled'
       err = 'Canceled by an operator while executing'
     end
-    local g = nil
-    if outcome == 'Interrupted' or outcome == 'Failed' then
-      g = redis.call('HMGET', key, 'attempt', 'attempts', 'queue', 'prio')
+    local attempt = tonumber(f[3] or '') or 1
+    local attempts = tonumber(f[4] or '') or 1
+    local queue = f[5]
+    local prio = string.format('%d', tonumber(f[6] or '') or 0)
+    if (outcome == 'Interrupted' or outcome == 'Failed') and not queue then
+      -- No queue to put it back in: it ends here, saying why.
+      outcome = 'Failed'
+      err = err .. (err ~= '' and '; ' or '') .. 'its record names no queue to run it again from'
+      attempts = 0
     end
     if outcome == 'Interrupted' then
-      local prio = g[4] or '0'
-      redis.call('HSET', key, 'state', 'Queued', 'attempt', tonumber(g[1] or '1') - 1,
+      redis.call('HSET', key, 'state', 'Queued', 'attempt', attempt - 1,
         'error', 'interrupted by node shutdown; requeued')
       redis.call('HDEL', key, 'node', 'lease', 'started')
-      redis.call('LPUSH', prefix .. 'q:' .. g[3] .. ':' .. prio, id)
-      redis.call('SADD', prefix .. 'queues', g[3])
-      redis.call('ZADD', prefix .. 'qp:' .. g[3], prio, prio)
+      redis.call('LPUSH', prefix .. 'q:' .. queue .. ':' .. prio, id)
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZADD', prefix .. 'qp:' .. queue, prio, prio)
+      redis.call('SADD', prefix .. 'queues', queue)
       redis.call('HINCRBY', KEYS[2], 'ready', 1)
-      woken[g[3]] = true
+      woken[queue] = true
       requeued = requeued + 1
-    elseif outcome == 'Failed' and tonumber(g[1] or '1') < tonumber(g[2] or '1') then
+    elseif outcome == 'Failed' and attempt < attempts then
       redis.call('HSET', key, 'state', 'Queued', 'error',
-        'attempt ' .. g[1] .. ' of ' .. g[2] .. ' failed: ' .. err)
+        'attempt ' .. attempt .. ' of ' .. attempts .. ' failed: ' .. err)
       redis.call('HDEL', key, 'node', 'lease', 'started')
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[b + 7]), id)
-      woken[g[3]] = true
+      redis.call('ZREM', KEYS[1], id)
+      woken[queue] = true
       retried = retried + 1
     else
       if err ~= '' then
@@ -66,24 +95,17 @@ for i = 1, n do
       else
         redis.call('HSET', key, 'state', outcome, 'completed', now)
       end
+      redis.call('ZADD', KEYS[3], now, id)
+      redis.call('ZREM', KEYS[1], id)
       if ARGV[b + 5] ~= '-1' then redis.call('HSET', key, 'exit', ARGV[b + 5]) end
       if ARGV[b + 6] ~= '' then
         redis.call('SET', prefix .. 'log:' .. id, ARGV[b + 6], 'PX', retention)
       end
-      index[#index + 1] = now
-      index[#index + 1] = id
       done = done + 1
     end
   end
 end
--- Batched writes, in chunks (unpack() has a stack limit).
-for j = 1, #finished_ids, 1000 do
-  redis.call('ZREM', KEYS[1], unpack(finished_ids, j, math.min(j + 999, #finished_ids)))
-end
-for j = 1, #index, 1000 do
-  redis.call('ZADD', KEYS[3], unpack(index, j, math.min(j + 999, #index)))
-end
-if #finished_ids > 0 then redis.call('HINCRBY', KEYS[2], 'running', -#finished_ids) end
+if finished > 0 then redis.call('HINCRBY', KEYS[2], 'running', -finished) end
 -- Retention: drop up to 2N + 16 tasks older than the retention.
 local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - retention, 'LIMIT', 0, 2 * n + 16)
 if #old > 0 then

@@ -11,6 +11,9 @@
 -- queue goes from empty to non-empty (or a task becomes the earliest scheduled one), so idle
 -- nodes claim at once instead of polling. Cost: O(N).
 local prefix, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+if KEYS[1] ~= tostring(prefix) .. 'seq' or not now then
+  return redis.error_reply('BADARGS the prefix must be the keys\' own; now is ms')
+end
 if not n or n < 1 or #ARGV ~= 4 + 9 * n then
   return redis.error_reply('BADARGS expected 4 + 9*N arguments')
 end

@@ -18,6 +18,9 @@
 --   (enqueue, promotion, requeue), so removing an idle one loses nothing.
 local prefix, now, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cursor, idle = ARGV[4] or '0', tonumber(ARGV[5] or '') or 3600000
+if KEYS[1] ~= tostring(prefix) .. 'queues' or not now or not budget then
+  return redis.error_reply('BADARGS the prefix must be the keys\' own; now and budget are numbers')
+end
 local expired, more = 0, 0
 local function human(ms)
   if ms % 86400000 == 0 then return (ms / 86400000) .. 'd' end
@@ -96,7 +99,11 @@ if budget > 0 then
         timeout(key, id, f)
       else -- its time came: to its ready list, as a claim would (so the set drains)
         local g = redis.call('HMGET', key, 'queue', 'prio')
-        if g[1] then
+        if not g[1] then -- nowhere to run it from: it ends, saying why
+          redis.call('HSET', key, 'state', 'Failed', 'completed', now, 'error',
+            'its record names no queue to run it from')
+          redis.call('ZADD', KEYS[3], now, id)
+        else
           local prio = string.format('%d', tonumber(g[2] or '0') or 0)
           if type(redis.pcall('RPUSH', prefix .. 'q:' .. g[1] .. ':' .. prio, id)) == 'number' then
             redis.call('ZADD', prefix .. 'qp:' .. g[1], prio, prio)

@@ -12,20 +12,31 @@
 --   node knows
 -- Returns the number of tasks requeued or finalised. Cost: O(running + known).
 local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if KEYS[1] ~= prefix .. 'running:' .. tostring(name) or not now then
+  return redis.error_reply('BADARGS the running set and the name must agree; now is ms')
+end
 local known = {}
 for i = 5, #ARGV do known[ARGV[i]] = true end
 local fixed, woken = 0, {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if not known[id] then
     local key = prefix .. 'task:' .. id
-    local f = redis.call('HMGET', key, 'state', 'node', 'queue', 'prio', 'attempt')
-    if f[1] == 'Cancelling' then
+    -- Read with pcall and numbers with defaults before writing; only an entry whose task runs
+    -- here (Executing/Cancelling on this node) is one the running counter counts.
+    local f = redis.pcall('HMGET', key, 'state', 'node', 'queue', 'prio', 'attempt')
+    if f.err then f = {} end
+    local counted = (f[1] == 'Executing' or f[1] == 'Cancelling') and f[2] == name
+    if f[1] == 'Cancelling' and f[2] == name then
       redis.call('HSET', key, 'state', 'Canceled', 'completed', now, 'error',
         'Canceled by an operator (its run was lost in a Redis failover or restart)')
       redis.call('ZADD', KEYS[3], now, id)
+    elseif f[1] == 'Executing' and f[2] == name and not f[3] then
+      redis.call('HSET', key, 'state', 'Failed', 'completed', now, 'error',
+        'its run on ' .. name .. ' was lost and its record names no queue to requeue it to')
+      redis.call('ZADD', KEYS[3], now, id)
     elseif f[1] == 'Executing' and f[2] == name then
-      local prio = f[4] or '0'
-      redis.call('HSET', key, 'state', 'Queued', 'attempt', tonumber(f[5] or '1') - 1, 'error',
+      local prio = string.format('%d', tonumber(f[4] or '') or 0)
+      redis.call('HSET', key, 'state', 'Queued', 'attempt', (tonumber(f[5] or '') or 1) - 1, 'error',
         'its run on ' .. name .. ' was lost in a Redis failover or restart; requeued')
       redis.call('HDEL', key, 'node', 'lease', 'started')
       redis.call('LPUSH', prefix .. 'q:' .. f[3] .. ':' .. prio, id)
@@ -35,7 +46,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
       woken[f[3]] = true
     end
     redis.call('ZREM', KEYS[1], id)
-    redis.call('HINCRBY', KEYS[2], 'running', -1)
+    if counted then redis.call('HINCRBY', KEYS[2], 'running', -1) end
     fixed = fixed + 1
   end
 end

@@ -19,11 +19,26 @@
 -- timed out}. Cost: O(nodes + tasks recovered).
 local prefix, now = ARGV[1], tonumber(ARGV[2])
 local only = ARGV[6]
+if KEYS[1] ~= tostring(prefix) .. 'nodes' or not now or not tonumber(ARGV[5]) or not only or
+    #ARGV ~= 6 then
+  return redis.error_reply('BADARGS expected prefix, now, channel, token, lock TTL, node or ""')
+end
 if only == '' and not redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', ARGV[5]) then
   return {'locked'}
 end
 local requeued, failed, canceled, timedout = 0, 0, 0, 0
 local woken = {}
+
+-- A task record is read with pcall (a key that is not a hash is no task) and numbers with
+-- defaults, before anything is written for it. The running counter counts the entries of
+-- running sets whose task runs there (Executing or Cancelling on that node): only those are
+-- subtracted when entries go.
+local function read(key, ...)
+  local f = redis.pcall('HMGET', key, ...)
+  if f.err then return {} end
+  return f
+end
+local function num(v, default) return tonumber(v or '') or default end
 
 local function final(key, id, state, why)
   redis.call('HSET', key, 'state', state, 'completed', now, 'error', why)
@@ -34,21 +49,24 @@ end
 local function recover_node(name, why)
   local running = prefix .. 'running:' .. name
   local ids = redis.call('ZRANGE', running, 0, -1)
+  local counted = 0
   for _, id in ipairs(ids) do
     local key = prefix .. 'task:' .. id
-    local f = redis.call('HMGET', key, 'state', 'node', 'lost', 'lost_budget', 'queue', 'prio',
-      'attempt')
-    if f[1] == 'Cancelling' then
+    local f = read(key, 'state', 'node', 'lost', 'lost_budget', 'queue', 'prio', 'attempt')
+    if (f[1] == 'Executing' or f[1] == 'Cancelling') and f[2] == name then
+      counted = counted + 1
+    end
+    if f[1] == 'Cancelling' and f[2] == name then
       final(key, id, 'Canceled', 'Canceled by an operator; its node ' .. name .. ' ' .. why ..
         ' before stopping it')
       canceled = canceled + 1
     elseif f[1] == 'Executing' and f[2] == name then
-      local lost = tonumber(f[3] or '0') + 1
-      local budget = tonumber(f[4] or '1')
+      local lost = num(f[3], 0) + 1
+      local budget = num(f[4], 1)
       redis.call('HSET', key, 'lost', lost)
-      if lost <= budget then
-        local prio = f[6] or '0'
-        redis.call('HSET', key, 'state', 'Queued', 'attempt', tonumber(f[7] or '1') - 1,
+      if lost <= budget and f[5] then
+        local prio = string.format('%d', num(f[6], 0))
+        redis.call('HSET', key, 'state', 'Queued', 'attempt', num(f[7], 1) - 1,
           'error', 'node ' .. name .. ' ' .. why .. ' while executing it; requeued (' .. lost ..
           ' of ' .. budget .. ')')
         redis.call('HDEL', key, 'node', 'lease', 'started')
@@ -65,27 +83,27 @@ local function recover_node(name, why)
       end
     end
   end
-  if #ids > 0 then
-    redis.call('DEL', running)
-    redis.call('HINCRBY', KEYS[2], 'running', -#ids)
-  end
+  if #ids > 0 then redis.call('DEL', running) end
+  if counted > 0 then redis.call('HINCRBY', KEYS[2], 'running', -counted) end
 end
 
 -- Finalises a live node's tasks whose lease deadline passed.
 local function stuck(name)
   local running = prefix .. 'running:' .. name
   local ids = redis.call('ZRANGEBYSCORE', running, '-inf', now)
+  local counted = 0
   for _, id in ipairs(ids) do
     local key = prefix .. 'task:' .. id
-    local state = redis.call('HGET', key, 'state')
-    if state == 'Executing' or state == 'Cancelling' then
+    local f = read(key, 'state', 'node')
+    if (f[1] == 'Executing' or f[1] == 'Cancelling') and f[2] == name then
       final(key, id, 'TimedOut', 'ran past its execution timeout and grace margin; its node ' ..
         name .. ' did not stop it')
       timedout = timedout + 1
+      counted = counted + 1
     end
     redis.call('ZREM', running, id)
   end
-  if #ids > 0 then redis.call('HINCRBY', KEYS[2], 'running', -#ids) end
+  if counted > 0 then redis.call('HINCRBY', KEYS[2], 'running', -counted) end
 end
 
 if only ~= '' then

@@ -20,6 +20,9 @@
 -- Returns 1 when fixed, 0 when the finding no longer holds (nothing written).
 -- Cost: O(1), but 'queued' is O(list length) (LPOS), run only for what the walk found.
 local prefix, op, a, b = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if KEYS[1] ~= tostring(prefix) .. 'stats' or not a then
+  return redis.error_reply('BADARGS the prefix must be the keys\' own')
+end
 if op == 'node' then
   if redis.call('EXISTS', prefix .. 'running:' .. a) == 0 or
       redis.call('SISMEMBER', KEYS[2], a) == 1 then return 0 end

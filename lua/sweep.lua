@@ -9,6 +9,10 @@
 -- KEYS[1] node set {NS}:nodes   KEYS[2] fleet counters {NS}:stats   KEYS[3] finished index
 -- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 forget period (ms), 4 retention (ms)
 -- Returns the names forgotten. Cost: O(nodes + tasks deleted).
+if KEYS[1] ~= ARGV[1] .. 'nodes' or not tonumber(ARGV[2]) or not tonumber(ARGV[3]) or
+    not tonumber(ARGV[4]) then
+  return redis.error_reply('BADARGS the prefix must be the keys\' own; times are ms')
+end
 local names = redis.call('SMEMBERS', KEYS[1])
 local gone = {}
 local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
