@@ -95,6 +95,14 @@ local ready = (tonumber(stats[1] or '0') or 0) + promoted
 local fleet_running = tonumber(stats[2] or '0') or 0
 local avail = tonumber(stats[3] or '0') or 0
 local lease = tonumber(stats[4] or '0') or 0
+-- Lease numbers only grow, also across a failover that loses writes: a lease is at least the
+-- Redis server's clock in microseconds, so a primary that lost the last claims (and the
+-- counter with them) still hands out numbers above every lease given before the failover
+-- (the failover itself takes longer than any clock difference between the two servers). A
+-- report fenced by a lease given before the loss is then refused. (The previous build's
+-- counter + 1 carries on from these numbers.)
+local clock = redis.call('TIME')
+local lease_floor = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local balance = ARGV[6] == '1' and avail > 0
 
 local out = {'ok', 0, 0}
@@ -144,7 +152,7 @@ for qi = 8, #ARGV do
             expired = expired + 1
             skipped = skipped + 4 -- it writes (state, error text, finished index)
           else
-            lease = lease + 1
+            lease = math.max(lease + 1, lease_floor)
             local attempt = (tonumber(f[5] or '0') or 0) + 1
             local timeout = tonumber(f[4] or '0') or 0
             local deadline = 9007199254740991

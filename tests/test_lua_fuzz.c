@@ -157,10 +157,9 @@ static void malformed_args(long long now) {
     snprintf(nows, sizeof nows, "%lld", now);
     snprintf(big, sizeof big, "%u", 1 + rnd(100));
     const char *junk[] = {"{t}:", nows, "x", big, "", "-1", "abc", "99999999", "Success", "n1"};
-    enum script_id ids[] = {SCRIPT_CLAIM,     SCRIPT_COMPLETE,  SCRIPT_CANCEL,
-                            SCRIPT_EXPIRE,    SCRIPT_RECOVER,   SCRIPT_RECONCILE,
-                            SCRIPT_SWEEP,     SCRIPT_ENQUEUE,   SCRIPT_HEARTBEAT,
-                            SCRIPT_SET_DRAIN, SCRIPT_SET_CAP,   SCRIPT_CANCELLING};
+    enum script_id ids[] = {SCRIPT_CLAIM,     SCRIPT_COMPLETE,  SCRIPT_CANCEL,  SCRIPT_EXPIRE,
+                            SCRIPT_RECOVER,   SCRIPT_RECONCILE, SCRIPT_SWEEP,   SCRIPT_ENQUEUE,
+                            SCRIPT_HEARTBEAT, SCRIPT_SET_DRAIN, SCRIPT_SET_CAP, SCRIPT_CANCELLING};
     /* The keys each script is built with, from its real builder, then junk arguments. */
     struct script_call c;
     enum script_id id = ids[rnd(sizeof ids / sizeof *ids)];
@@ -224,9 +223,14 @@ Test(fuzz, every_script_leaves_every_task_in_its_structure) {
             call_complete(&c, &k, name, now, DAY, (size_t)n);
             for (int i = 0; i < nheld && sent < n; i++) {
                 if (strcmp(held[i].node, name) != 0) continue;
-                struct call_report r = {held[i].id, held[i].lease + (rnd(8) == 0),
-                                        outcomes[rnd(5)], rnd(2) ? "it broke" : "", -1,
-                                        "log", 3, 500};
+                struct call_report r = {held[i].id,
+                                        held[i].lease + (rnd(8) == 0),
+                                        outcomes[rnd(5)],
+                                        rnd(2) ? "it broke" : "",
+                                        -1,
+                                        "log",
+                                        3,
+                                        500};
                 call_complete_add(&c, &r);
                 held[i].node[0] = '\0'; /* reported */
                 sent++;

@@ -582,6 +582,69 @@ Test(tasks, lost_node_tasks_are_requeued_then_failed_per_budget) {
     freeReplyObject(r);
 }
 
+/* Keys as they are now (DUMP), to put back later: a primary that lost the writes since. */
+struct snap {
+    const char *key;
+    char *dump; /* NULL: the key did not exist */
+    size_t len;
+};
+static void snap_take(struct snap *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = redisCommand(rc, "DUMP %s", s[i].key);
+        s[i].dump = NULL;
+        if (r->type == REDIS_REPLY_STRING) {
+            s[i].dump = malloc(r->len);
+            memcpy(s[i].dump, r->str, r->len);
+            s[i].len = r->len;
+        }
+        freeReplyObject(r);
+    }
+}
+static void snap_restore(struct snap *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        freeReplyObject(redisCommand(rc, "DEL %s", s[i].key));
+        if (s[i].dump)
+            freeReplyObject(
+                redisCommand(rc, "RESTORE %s 0 %b REPLACE", s[i].key, s[i].dump, s[i].len));
+        free(s[i].dump);
+    }
+}
+
+/* A failover to a replica that had not received the last claim loses it, and with it the
+ * lease counter's last step. The next claim must not hand the same lease out again, or the
+ * first run's report (still on its way) would be taken for the second's. Before, the lease
+ * was the counter + 1: the same number came back and the stale report was accepted. */
+Test(tasks, a_claim_lost_in_a_failover_never_gives_its_lease_again) {
+    node("n1", 5);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
+    struct snap s[] = {{"{t}:task:1", NULL, 0},
+                       {"{t}:q:default:0", NULL, 0},
+                       {"{t}:qp:default", NULL, 0},
+                       {"{t}:stats", NULL, 0},
+                       {"{t}:running:n1", NULL, 0}};
+    cr_assert_eq(a, 1);
+    snap_take(s, 5);
+    redisReply *r = claim("n1", 5, T0, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    long long first = claimed_lease(r, 0);
+    freeReplyObject(r);
+    snap_restore(s, 5); /* the failover: the claim never happened, as far as Redis knows */
+    cr_assert_str_eq(state(a), "Queued");
+    r = claim("n1", 5, T0 + 100, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    long long second = claimed_lease(r, 0);
+    freeReplyObject(r);
+    cr_assert_gt(second, first, "lease %lld handed out twice", first);
+    r = complete("n1", a, first, "Failed", T0 + 200, 0);
+    cr_assert_eq(r->elements, 4, "the first run's report is refused");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Executing");
+    r = complete("n1", a, second, "Success", T0 + 300, 0);
+    cr_assert_eq(r->elements, 3, "the second run's report is taken");
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Success");
+}
+
 Test(tasks, restart_recovers_previous_incarnation_and_stuck_tasks_time_out) {
     node("phoenix", 5);
     long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
