@@ -69,6 +69,7 @@ bench: build
 	@scripts/bench-api.sh $(BUILD)
 	@scripts/bench-packages.sh $(BUILD)
 	@scripts/bench-slowloris.sh $(BUILD)
+	@/usr/bin/python3 scripts/bench-backlog.py $(BUILD)
 
 clean:
 	rm -rf build build-asan build-fuzz build-upgrade build-upgrade.lock

@@ -61,8 +61,10 @@ int shoal_client_open(struct shoal_client *c, const char *url, const char *ns, c
                       size_t errlen);
 void shoal_client_close(struct shoal_client *c);
 
-/* Enqueues n tasks atomically (all or none; batches above 10,000 are sent as several calls,
- * each atomic). ids receives the numeric ids. Returns 0 or a negative code with err. */
+/* Enqueues n tasks: every task is checked first (nothing is sent if one is invalid), then they
+ * go in calls of up to 500, each atomic (all or none) and each a few milliseconds of Redis at
+ * most, so a large enqueue never holds Redis up. ids receives the numeric ids. Returns 0 or a
+ * negative code with err (tasks of the calls before the failing one are queued). */
 int shoal_enqueue(struct shoal_client *c, const struct shoal_task_opts *tasks, size_t n,
                   int64_t *ids, char *err, size_t errlen);
 

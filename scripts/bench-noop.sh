@@ -28,3 +28,4 @@ last=$(redis-cli -p "$port" zrange '{shoal}:done' -1 -1 withscores | tail -1)
 awk -v n="$n" -v f="$first" -v l="$last" -v c0="$c0" -v c1="$c1" 'BEGIN {
   printf "built-in noop, one node at cap 64, %d queued: %d tasks/s (first start to last completion %d ms; Redis CPU %.1f us/task) (target >= 50,000)\n",
          n, (n - 1) * 1000 / (l - f), l - f, (c1 - c0) * 1e6 / n }'
+bench_slowest

@@ -103,3 +103,4 @@ print("process %s tasks, cap %s: %s/s with 1,000 queued behind, %s/s with %s: ra
       % ("{:,}".format(int(batch)), cap, "{:,.0f}".format(ps), "{:,.0f}".format(pd), "{:,}".format(int(backlog)),
          pd / ps, m("redis_cpu_us_process_shallow"), m("redis_cpu_us_process_deep")))
 PY
+bench_slowest
