@@ -137,8 +137,9 @@ for qi = 8, #ARGV do
           break
         end
         local key = prefix .. 'task:' .. id
-        local f = read(key, 'state', 'type', 'args', 'timeout', 'attempt', 'expiry', 'queued')
-        if not f or f[1] ~= 'Queued' then
+        local f = redis.pcall('HMGET', key, 'state', 'type', 'args', 'timeout', 'attempt',
+          'expiry', 'queued')
+        if f.err or f[1] ~= 'Queued' then
           skipped = skipped + 1 -- canceled while queued (final already), or not a task
         else
           ready = ready - 1

@@ -21,7 +21,8 @@
 -- written) when an argument is malformed.
 -- Validate, then write: every report's arguments are checked before anything is written; each
 -- task's record is read (and one that is not a hash refused) before it is written, numbers are
--- read with defaults, and a task's state and its running-set entry change together.
+-- read with defaults, and a task's state and its new structure (ready list, scheduled set)
+-- change together; the running-set entries and finished-index entries follow in one call each.
 -- Bound: N reports (the node sends at most 256, and 8 MiB of logs) plus 2N + 16 deletions.
 local prefix, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
@@ -38,32 +39,42 @@ for i = 1, n do
     return redis.error_reply('BADARGS report ' .. i .. ': outcome, exit code or retry delay')
   end
 end
+-- The reporting node: the one whose running set KEYS[1] is; a task recorded on another node is
+-- not this report's to finish.
+local reporter = string.sub(KEYS[1], #prefix + #'running:' + 1)
+if string.sub(KEYS[1], 1, #prefix + #'running:') ~= prefix .. 'running:' then
+  return redis.error_reply('BADARGS KEYS[1] must be a running set of this prefix')
+end
 redis.call('ZCARD', KEYS[3]) -- sorted sets (or absent): checked before any write
 redis.call('ZCARD', KEYS[4])
 -- Pass 2, task by task: its record is read (pcall: a key that is not a hash is no task) and
 -- numbers with defaults, then its state and its running-set entry change together.
 local done, retried, requeued, refused = 0, 0, 0, {}
 local woken = {}
-local finished = 0
+local finished = {} -- ZREM from the running set, at the end
+local index = {}    -- ZADD to the finished index: time, id, ...
 for i = 1, n do
   local b = 5 + 7 * (i - 1)
   local id, lease, outcome, err = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local key = prefix .. 'task:' .. id
-  local f = redis.pcall('HMGET', key, 'lease', 'state', 'attempt', 'attempts', 'queue', 'prio',
-    'node')
+  local f = redis.pcall('HMGET', key, 'lease', 'state', 'node')
   if f.err or f[1] ~= lease or (f[2] ~= 'Executing' and f[2] ~= 'Cancelling') or
-      KEYS[1] ~= prefix .. 'running:' .. tostring(f[7]) then
+      f[3] ~= reporter then
     refused[#refused + 1] = id
   else
-    finished = finished + 1
+    finished[#finished + 1] = id
     if f[2] == 'Cancelling' and outcome ~= 'Success' then
       outcome = 'Canceled'
       err = 'Canceled by an operator while executing'
     end
-    local attempt = tonumber(f[3] or '') or 1
-    local attempts = tonumber(f[4] or '') or 1
-    local queue = f[5]
-    local prio = string.format('%d', tonumber(f[6] or '') or 0)
+    local attempt, attempts, queue, prio = 1, 1, nil, '0'
+    if outcome == 'Interrupted' or outcome == 'Failed' then
+      local g = redis.call('HMGET', key, 'attempt', 'attempts', 'queue', 'prio')
+      attempt = tonumber(g[1] or '') or 1
+      attempts = tonumber(g[2] or '') or 1
+      queue = g[3]
+      prio = string.format('%d', tonumber(g[4] or '') or 0)
+    end
     if (outcome == 'Interrupted' or outcome == 'Failed') and not queue then
       -- No queue to put it back in: it ends here, saying why.
       outcome = 'Failed'
@@ -75,7 +86,6 @@ for i = 1, n do
         'error', 'interrupted by node shutdown; requeued')
       redis.call('HDEL', key, 'node', 'lease', 'started')
       redis.call('LPUSH', prefix .. 'q:' .. queue .. ':' .. prio, id)
-      redis.call('ZREM', KEYS[1], id)
       redis.call('ZADD', prefix .. 'qp:' .. queue, prio, prio)
       redis.call('SADD', prefix .. 'queues', queue)
       redis.call('HINCRBY', KEYS[2], 'ready', 1)
@@ -86,7 +96,6 @@ for i = 1, n do
         'attempt ' .. attempt .. ' of ' .. attempts .. ' failed: ' .. err)
       redis.call('HDEL', key, 'node', 'lease', 'started')
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[b + 7]), id)
-      redis.call('ZREM', KEYS[1], id)
       woken[queue] = true
       retried = retried + 1
     else
@@ -95,8 +104,8 @@ for i = 1, n do
       else
         redis.call('HSET', key, 'state', outcome, 'completed', now)
       end
-      redis.call('ZADD', KEYS[3], now, id)
-      redis.call('ZREM', KEYS[1], id)
+      index[#index + 1] = now
+      index[#index + 1] = id
       if ARGV[b + 5] ~= '-1' then redis.call('HSET', key, 'exit', ARGV[b + 5]) end
       if ARGV[b + 6] ~= '' then
         redis.call('SET', prefix .. 'log:' .. id, ARGV[b + 6], 'PX', retention)
@@ -105,7 +114,17 @@ for i = 1, n do
     end
   end
 end
-if finished > 0 then redis.call('HINCRBY', KEYS[2], 'running', -finished) end
+-- The running-set entries and the finished index, in chunks (unpack() has a stack limit). A
+-- task is in its new structure already (a ready list, the scheduled set, or final); its old
+-- running-set entry going last can at worst leave a stale entry, which reconcile and recovery
+-- remove, never a task in no structure.
+for j = 1, #finished, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(finished, j, math.min(j + 999, #finished)))
+end
+for j = 1, #index, 1000 do
+  redis.call('ZADD', KEYS[3], unpack(index, j, math.min(j + 999, #index)))
+end
+if #finished > 0 then redis.call('HINCRBY', KEYS[2], 'running', -#finished) end
 -- Retention: drop up to 2N + 16 tasks older than the retention.
 local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - retention, 'LIMIT', 0, 2 * n + 16)
 if #old > 0 then
