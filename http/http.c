@@ -351,6 +351,12 @@ static int on_headers_complete(llhttp_t *p) {
             ex->why = why ? why : http_reason(status);
         }
     }
+    /* No route: 404 (405). A body too large to discard, or of unknown length, is not read
+     * at all: the answer goes now and the connection closes. */
+    if (!ex->route && ex->status && body_announced(p) &&
+        !((p->flags & F_CONTENT_LENGTH) && p->content_length <= c->site->max_discard_bytes) &&
+        !ex->why)
+        ex->why = ex->status == 404 ? "Not found" : "Method not allowed";
     if (ex->status && ex->why) { /* refused on its head: no 100 Continue, no body read */
         if (body_announced(p)) return refuse_head(c, ex);
         return 0; /* answered at on_message_complete, right after this */

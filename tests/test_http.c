@@ -510,6 +510,26 @@ Test(http, body_on_bodiless_route_discarded_or_413) {
     fx_finish(&f);
 }
 
+/* A body on a path no route serves is answered 404 (405 for a known path) before any of it is
+ * read, whatever its size: an uploader that got the path wrong (Octopus's legacy
+ * POST /api/packages/raw, say) must hear "not found", never "too large". A small body is
+ * discarded and the connection kept, as for any other answer. */
+Test(http, body_on_an_unknown_route_is_404_not_413) {
+    struct fx f;
+    struct client cl;
+    fx_start(&f);
+    client_pair(&f, &cl);
+    client_sends(&cl, "POST /api/nothing HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+    expect(&f, &cl, resp("404 Not Found", NULL, "{\"ErrorMessage\":\"Not found\"}", false));
+    client_sends(&cl, "POST /api/nothing HTTP/1.1\r\nContent-Length: 2000000000\r\n"
+                      "Expect: 100-continue\r\n\r\n");
+    expect(
+        &f, &cl,
+        resp("404 Not Found", "Connection: close\r\n", "{\"ErrorMessage\":\"Not found\"}", false));
+    expect_eof(&f, &cl);
+    fx_finish(&f);
+}
+
 Test(http, idle_keep_alive_connection_times_out) {
     struct fx f;
     struct client cl;
