@@ -29,7 +29,7 @@
 #define PC_FN static __attribute__((unused)) /* each includer uses a subset */
 
 struct pc_upload {
-    const char *space;        /* "Spaces-1" */
+    const char *space;        /* "Spaces-1"; NULL: the legacy route POST /api/packages/raw */
     const char *query;        /* "?filename=MyApp.1.0.3.zip&replace=true", or "" */
     const char *key;          /* API key, or NULL */
     const char *filename;     /* multipart: the file part's filename; NULL: raw body */
@@ -221,10 +221,15 @@ PC_FN int pc_upload(int port, const struct pc_upload *o, struct pc_result *r) {
         snprintf(length, sizeof length, "Transfer-Encoding: chunked\r\n");
     else
         snprintf(length, sizeof length, "Content-Length: %llu\r\n", (unsigned long long)total);
+    char path[128]; /* no space: Octopus's legacy route, the default space */
+    if (o->space)
+        snprintf(path, sizeof path, "/api/%s/packages/raw", o->space);
+    else
+        snprintf(path, sizeof path, "/api/packages/raw");
     int nh = snprintf(head, sizeof head,
-                      "POST /api/%s/packages/raw%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s"
+                      "POST %s%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s"
                       "Content-Type: %s\r\n%s%s\r\n",
-                      o->space, o->query ? o->query : "", o->key ? "X-Octopus-ApiKey: " : "",
+                      path, o->query ? o->query : "", o->key ? "X-Octopus-ApiKey: " : "",
                       o->key ? o->key : "", o->key ? "\r\n" : "", ctype, length,
                       o->expect ? "Expect: 100-continue\r\n" : "");
     if (o->extra) {

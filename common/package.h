@@ -19,6 +19,8 @@
 #define PACKAGE_VERSION_MAX 64
 #define PACKAGE_SPACE_MAX 64
 #define PACKAGE_OCTOPUS_PREFIX "packages-" /* Octopus's Id: packages-<PackageId>.<Version> */
+#define PACKAGE_DEFAULT_SPACE                                                                      \
+    "Spaces-1" /* Octopus's default space: routes without a space use it */
 
 struct package_name {
     char id[PACKAGE_ID_MAX + 1];           /* PackageId, "MyApp.Web" */

@@ -982,7 +982,9 @@ static void refuse_busy(struct http_exchange *ex, struct api_state *api, int64_t
 void pkg_upload_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
     if (!svc) return;
-    const char *space = http_param(ex, 0), *ctype = http_header(ex, "content-type");
+    /* POST /api/packages/raw, Octopus's route from before spaces, is the default space's. */
+    const char *space = http_param(ex, 0) ? http_param(ex, 0) : PACKAGE_DEFAULT_SPACE;
+    const char *ctype = http_header(ex, "content-type");
     enum mode mode;
     if (!package_space_valid(space)) {
         http_respond_error(ex, 400, "the space must be 1-64 of A-Z a-z 0-9 _ - (e.g. Spaces-1)");

@@ -576,6 +576,7 @@ int packages_startup_clean(const char *dir, const char *node) {
 
 const struct http_route package_routes[] = {
     {HTTP_POST, "/api/{space}/packages/raw", pkg_upload_cb, HTTP_BODY_STREAM, api_admit},
+    {HTTP_POST, "/api/packages/raw", pkg_upload_cb, HTTP_BODY_STREAM, api_admit},
     {HTTP_GET, "/api/{space}/packages", list_cb, HTTP_BODY_NONE, api_admit},
     {HTTP_GET, "/api/{space}/packages/{id}", get_cb, HTTP_BODY_NONE, api_admit},
     {HTTP_GET, "/api/{space}/packages/{id}/raw", download_cb, HTTP_BODY_NONE, api_admit},

@@ -93,6 +93,20 @@ static void upload_ok(const struct pc_upload *o, int want, struct pc_result *r) 
     cr_assert_eq(r->status, want, "status %d, body %s", r->status, r->body);
 }
 
+/* Octopus's route from before spaces, POST /api/packages/raw (older uploaders use it), is the
+ * default space's. Before, it was answered 413 "Request body too large" (no such route). */
+Test(packages, legacy_route_without_a_space_uploads_to_the_default_space) {
+    struct pc_result r;
+    struct pc_upload o = raw("?filename=Legacy.2.0.0.zip", 1 * MiB + 3, 7);
+    o.space = NULL;
+    upload_ok(&o, 201, &r);
+    cr_assert(strstr(r.body, "\"SpaceId\":\"Spaces-1\""), "%s", r.body);
+    struct pc_result g;
+    pc_request(node.port, "GET", "/api/Spaces-1/packages/Legacy.2.0.0", KEY, &g);
+    cr_assert_eq(g.status, 200, "%s", g.body);
+    cr_assert(strstr(g.body, r.sha), "%s", g.body);
+}
+
 Test(packages, raw_upload_get_list_download_delete) {
     struct pc_result r;
     struct pc_upload o = raw("?filename=MyApp.1.0.3.zip", 3 * MiB + 17, 1);
