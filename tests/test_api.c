@@ -993,3 +993,65 @@ Test(api, sighup_reloads_the_key_file_and_keeps_running) {
 #undef OLDK
 #undef NEWK
 }
+
+/* --- what Octopus's clients read first: the root document and spaces ---------------------- */
+
+/* Octopus's API clients begin with GET /api and resolve a space by name with
+ * GET /api/spaces?partialName=...: both were 404 before. */
+Test(api, root_document_and_spaces_like_octopus) {
+    struct h_worker w;
+    struct resp r;
+    start(&w, "root-1", NULL);
+    cr_assert_eq(req(w.port, "GET", "/api", NULL, NULL, &r), 200, "open, as Octopus's: %s",
+                 r.body);
+    cr_assert_str_eq(sget(r.json, "ApiVersion"), "3.0.0");
+    cr_assert_str_eq(sget(r.json, "Application"), "shoal");
+    const char *inst = sget(r.json, "InstallationId");
+    cr_assert_eq(strlen(inst), 36, "a GUID: %s", inst);
+    json_t *links = get(r.json, "Links");
+    cr_assert_str_eq(sget(links, "Spaces"), "/api/spaces{/id}{?skip,take,ids,partialName}");
+    cr_assert_str_eq(sget(links, "Tasks"), "/api/tasks{/id}{?skip,take,node,states}");
+    cr_assert(strstr(r.head, "Octopus-Node: root-1"), "%s", r.head);
+    char first[40];
+    snprintf(first, sizeof first, "%s", inst);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api", NULL, NULL, &r), 200);
+    cr_assert_str_eq(sget(r.json, "InstallationId"), first, "the same on every call");
+    resp_free(&r);
+
+    /* Spaces: Spaces-1 (Default), and spaces that hold packages. */
+    redisContext *c = h_redis_connect(&redis);
+    freeReplyObject(redisCommand(c, "SADD {shoal}:pkgspaces Spaces-12 Spaces-3"));
+    redisFree(c);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces", NULL, NULL, &r), 401, "spaces need a key");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces?partialName=Def&skip=0&take=2147483647", KEYH,
+                     NULL, &r),
+                 400, "take is bounded: %s", r.body);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces?partialName=Def&skip=0&take=10", KEYH, NULL, &r),
+                 200, "%s", r.body);
+    cr_assert_str_eq(sget(r.json, "ItemType"), "Space");
+    cr_assert_eq(iget(r.json, "TotalResults"), 1);
+    json_t *s0 = json_array_get(get(r.json, "Items"), 0);
+    cr_assert_str_eq(sget(s0, "Id"), "Spaces-1");
+    cr_assert_str_eq(sget(s0, "Name"), "Default");
+    cr_assert(json_is_true(get(s0, "IsDefault")));
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces", KEYH, NULL, &r), 200);
+    cr_assert_eq(iget(r.json, "TotalResults"), 3);
+    cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 1), "Id"), "Spaces-3",
+                     "in number order");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces/all", KEYH, NULL, &r), 200);
+    cr_assert_eq(json_array_size(r.json), 3);
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces/Spaces-12", KEYH, NULL, &r), 200);
+    cr_assert_str_eq(sget(r.json, "Name"), "Spaces-12");
+    cr_assert_str_eq(sget(get(r.json, "Links"), "Self"), "/api/spaces/Spaces-12");
+    resp_free(&r);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces/Spaces-99", KEYH, NULL, &r), 404);
+    error_says(&r, 404, "no space with that id");
+    resp_free(&r);
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
