@@ -214,7 +214,7 @@ void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms) {
     json_key(j, "Id");
     json_str(j, id);
     json_key(j, "SpaceId");
-    json_str(j, PACKAGE_DEFAULT_SPACE); /* a namespace is one space */
+    json_null_value(j);
     json_key(j, "Name");
     json_str(j, t->type);
     json_key(j, "Description");

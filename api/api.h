@@ -110,8 +110,6 @@ void api_node_json(struct json *j, const struct node_info *n);
  * gives a running task's Duration. */
 void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms);
 
-/* Task ids one ids= query may name (Octopus's clients ask for a few at a time). */
-#define API_IDS_MAX 100
 /* The most candidate tasks one list_tasks.lua call looks at (its scan limit): 2,000 is about
  * 2.6 ms of Redis when none match (10,000 was 14.6 ms; the bound of a call is 5 ms). */
 #define API_SCAN_LIMIT 2000

@@ -25,8 +25,8 @@ static void installation_id(const char *ns, char out[37]) {
     snprintf(text, sizeof text, "shoal:%s", ns);
     EVP_Digest(text, strlen(text), d, &n, EVP_sha256(), NULL);
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", d[0],
-             d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13],
-             d[14], d[15]);
+             d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14],
+             d[15]);
 }
 
 /* GET /api */
@@ -166,9 +166,8 @@ static void members_cb(struct rconn *rc, redisReply *r, void *priv) {
                 api_respond_json(ex, 200, &b);
                 goto out;
             }
-        http_respond_error(ex, 404,
-                           "no space with that id: this namespace is Spaces-1 (and the "
-                           "spaces its packages name)");
+        http_respond_error(ex, 404, "no space with that id: this namespace is Spaces-1 (and the "
+                                    "spaces its packages name)");
         goto out;
     }
     const char *match[SPACES_MAX + 1];
@@ -207,8 +206,8 @@ static void spaces_begin(struct http_exchange *ex, enum spaces_shape shape) {
         free(c);
         return;
     }
-    if (shape != SPACES_ONE)
-        api_query_get(http_query(ex), "partialName", c->partial, sizeof c->partial);
+    if (shape != SPACES_ONE) api_query_get(http_query(ex), "partialName", c->partial,
+                                           sizeof c->partial);
     if (shape == SPACES_ONE) snprintf(c->id, sizeof c->id, "%s", http_param(ex, 0));
     char key[160];
     const char *argv[] = {"SMEMBERS", keys_package_spaces(svc->keys, key, sizeof key)};

@@ -25,12 +25,6 @@ struct task_call {
     int64_t skip, take;              /* the listing's page */
     int status;                      /* the status of the final answer (200, 201) */
     bool missing;                    /* /raw, cancel: the first reply found no such task */
-    struct shoal_task task;          /* /details: the task, once its first reply is in */
-    bool have_task;
-    int64_t *want;           /* ids=: the ids asked, in order (owned) */
-    int nwant, answered;     /* ids=: how many asked (and sent), how many replies are in */
-    struct shoal_task *list; /* ids=: the tasks found so far, in the order asked (owned) */
-    size_t nlist;
 };
 
 static struct task_call *task_call_new(struct http_exchange *ex, const struct node_services *svc) {
@@ -45,10 +39,6 @@ static struct task_call *task_call_new(struct http_exchange *ex, const struct no
 static void task_call_done(struct task_call *c) {
     if (--c->pending > 0) return;
     if (c->ex) http_respond_error(c->ex, 500, "no answer was produced"); /* defensive */
-    if (c->have_task) shoal_task_free(&c->task);
-    for (size_t i = 0; i < c->nlist; i++) shoal_task_free(&c->list[i]);
-    free(c->list);
-    free(c->want);
     free(c);
 }
 
@@ -68,14 +58,12 @@ static void not_found(struct task_call *c) {
     c->ex = NULL;
 }
 
-/* The {id} of the route (its last parameter: /api/{space}/tasks/{id} has the space first), or
- * answers 404 and returns NULL. */
+/* The {id} of the route, or answers 404 and returns NULL. */
 static struct task_call *id_call(struct http_exchange *ex, const struct node_services *svc) {
     struct task_call *c = task_call_new(ex, svc);
-    const char *id = http_param(ex, 1) ? http_param(ex, 1) : http_param(ex, 0);
-    if (shoal_task_parse_id(id, &c->id) == 0) return c;
+    if (shoal_task_parse_id(http_param(ex, 0), &c->id) == 0) return c;
     char msg[200];
-    snprintf(msg, sizeof msg, "'%.80s' is not a task id (ServerTasks-<n>)", id);
+    snprintf(msg, sizeof msg, "'%.80s' is not a task id (ServerTasks-<n>)", http_param(ex, 0));
     http_respond_error(ex, 404, msg);
     free(c);
     return NULL;
@@ -189,139 +177,6 @@ static void cancel_cb(struct http_exchange *ex) {
     send_get(c); /* if the link dropped meanwhile, the cancel's NULL reply answers 503 */
 }
 
-/* --- details (Octopus's ServerTaskDetails) ---------------------------------------------------- */
-
-#define DETAILS_LINES_MAX 2000 /* log lines shown as log elements (the last ones) */
-
-static void details_task_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct task_call *c = priv;
-    if (!failed(c, r, NULL)) {
-        if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-            shoal_task_from_reply(r, 0, c->id, &c->task);
-            c->have_task = true;
-        } else {
-            not_found(c);
-        }
-    }
-    task_call_done(c);
-}
-
-/* The log as one activity ("Task"), a log element per line (the last DETAILS_LINES_MAX). */
-static void activity_json(struct json *j, const struct shoal_task *t, const char *log, size_t len) {
-    bool done = shoal_state_final(t->state);
-    bool ok = strcmp(t->state, "Success") == 0;
-    json_arr_open(j);
-    json_obj_open(j);
-    json_key(j, "Id");
-    char id[40];
-    snprintf(id, sizeof id, API_TASK_PREFIX "%lld", (long long)t->id);
-    json_str(j, id);
-    json_key(j, "Name");
-    json_str(j, "Task");
-    json_key(j, "Status");
-    json_str(j, !t->started_ms ? "Pending" : !done ? "Running" : ok ? "Success" : "Failed");
-    json_key(j, "Started");
-    if (t->started_ms)
-        json_time(j, t->started_ms);
-    else
-        json_null_value(j);
-    json_key(j, "Ended");
-    if (t->completed_ms)
-        json_time(j, t->completed_ms);
-    else
-        json_null_value(j);
-    json_key(j, "ProgressPercentage");
-    json_int(j, done ? 100 : 0);
-    json_key(j, "Category");
-    json_str(j, "Info");
-    json_key(j, "LogElements");
-    json_arr_open(j);
-    size_t lines = 0, from = 0;
-    for (size_t i = 0; i < len; i++) lines += log[i] == '\n';
-    if (len && log[len - 1] != '\n') lines++;
-    for (size_t skip = lines > DETAILS_LINES_MAX ? lines - DETAILS_LINES_MAX : 0; skip; from++)
-        if (log[from] == '\n') skip--;
-    while (from < len) {
-        const char *nl = memchr(log + from, '\n', len - from);
-        size_t n = nl ? (size_t)(nl - (log + from)) : len - from;
-        json_obj_open(j);
-        json_key(j, "Category");
-        json_str(j, "Info");
-        json_key(j, "MessageText");
-        json_strn(j, log + from, n);
-        json_key(j, "OccurredAt");
-        if (t->completed_ms || t->started_ms)
-            json_time(j, t->completed_ms ? t->completed_ms : t->started_ms);
-        else
-            json_null_value(j);
-        json_obj_close(j);
-        from += n + 1;
-    }
-    json_arr_close(j);
-    json_key(j, "Children");
-    json_arr_open(j);
-    json_arr_close(j);
-    json_obj_close(j);
-    json_arr_close(j);
-}
-
-static void details_log_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct task_call *c = priv;
-    if (failed(c, r, NULL) || !c->have_task) goto done;
-    bool has = r->type == REDIS_REPLY_STRING;
-    const char *log = has ? r->str : "";
-    size_t len = has ? r->len : 0;
-    struct buf b;
-    struct json j;
-    int64_t now = clock_wall_ms();
-    buf_init(&b);
-    json_init(&j, &b);
-    json_obj_open(&j);
-    json_key(&j, "Task");
-    api_task_json(&j, &c->task, now);
-    json_key(&j, "ActivityLogs");
-    activity_json(&j, &c->task, log, len);
-    json_key(&j, "PhysicalLogSize");
-    json_int(&j, (int64_t)len);
-    json_key(&j, "Progress");
-    json_obj_open(&j);
-    json_key(&j, "ProgressPercentage");
-    json_int(&j, shoal_state_final(c->task.state) ? 100 : 0);
-    json_key(&j, "EstimatedTimeRemaining");
-    json_str(&j, "");
-    json_obj_close(&j);
-    json_key(&j, "Links");
-    json_obj_open(&j);
-    char self[96];
-    snprintf(self, sizeof self, "/api/tasks/" API_TASK_PREFIX "%lld/details", (long long)c->id);
-    json_key(&j, "Self");
-    json_str(&j, self);
-    json_obj_close(&j);
-    json_obj_close(&j);
-    api_respond_json(c->ex, 200, &b);
-    c->ex = NULL;
-    buf_free(&b);
-done:
-    task_call_done(c);
-}
-
-/* GET /api/tasks/{id}/details: Octopus's ServerTaskDetails: Task, ActivityLogs (the task's
- * output, a log element per line), PhysicalLogSize, Progress. */
-static void details_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
-    struct task_call *c = svc ? id_call(ex, svc) : NULL;
-    if (!c) return;
-    char task_k[160], log_k[160];
-    const char *hgetall[] = {"HGETALL", keys_task(svc->keys, c->id, task_k, sizeof task_k)};
-    const char *get[] = {"GET", keys_log(svc->keys, c->id, log_k, sizeof log_k)};
-    if (api_send(ex, svc, details_task_cb, c, 2, hgetall, NULL) != 0) {
-        free(c);
-        return;
-    }
-    c->pending++;
-    if (rconn_command(svc->redis, details_log_cb, c, 2, get, NULL) == 0) c->pending++;
-}
-
 /* --- listing ------------------------------------------------------------------------------- */
 
 static const char *const states[] = {"Queued", "Executing", "Cancelling", "Success",
@@ -372,77 +227,6 @@ done:
     task_call_done(c);
 }
 
-/* One HGETALL of ids=: a task found is kept (in the order asked); after the last, the
- * collection of those found, as Octopus answers ids= (unknown ids are left out). */
-static void id_item_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct task_call *c = priv;
-    int i = c->answered++;
-    if (!failed(c, r, NULL) && r->type == REDIS_REPLY_ARRAY && r->elements > 0)
-        shoal_task_from_reply(r, 0, c->want[i], &c->list[c->nlist++]);
-    if (c->answered == c->nwant && c->ex) {
-        struct buf b;
-        struct json j;
-        int64_t now = clock_wall_ms(), n = (int64_t)c->nlist;
-        buf_init(&b);
-        json_init(&j, &b);
-        api_collection_open(&j, "Task", n, c->take);
-        for (int64_t k = c->skip; k < n && k < c->skip + c->take; k++)
-            api_task_json(&j, &c->list[k], now);
-        api_collection_close(&j, "/api/tasks", "{?skip,take,ids}", c->skip, c->take, n);
-        api_respond_json(c->ex, 200, &b);
-        c->ex = NULL;
-        buf_free(&b);
-    }
-    task_call_done(c);
-}
-
-/* ids=ServerTasks-1,ServerTasks-7 (at most API_IDS_MAX): those tasks, each one HGETALL,
- * pipelined. A malformed id is 400. */
-static void list_ids(struct task_call *c, const char *ids) {
-    struct http_exchange *ex = c->ex;
-    char copy[API_IDS_MAX * 24], *save = NULL;
-    snprintf(copy, sizeof copy, "%s", ids);
-    int64_t want[API_IDS_MAX];
-    int n = 0;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        char msg[160];
-        if (n == API_IDS_MAX) {
-            snprintf(msg, sizeof msg, "ids: at most %d task ids", API_IDS_MAX);
-            http_respond_error(ex, 400, msg);
-            free(c);
-            return;
-        }
-        if (shoal_task_parse_id(t, &want[n]) != 0) {
-            snprintf(msg, sizeof msg, "ids: '%.60s' is not a task id (ServerTasks-<n>)", t);
-            http_respond_error(ex, 400, msg);
-            free(c);
-            return;
-        }
-        n++;
-    }
-    if (n == 0) {
-        http_respond_error(ex, 400, "ids: no task id given");
-        free(c);
-        return;
-    }
-    c->want = xmalloc((size_t)n * sizeof *c->want);
-    memcpy(c->want, want, (size_t)n * sizeof *want);
-    c->list = xcalloc((size_t)n, sizeof *c->list);
-    for (int i = 0; i < n; i++) {
-        char key[160];
-        const char *argv[] = {"HGETALL", keys_task(c->svc->keys, want[i], key, sizeof key)};
-        if (rconn_command(c->svc->redis, id_item_cb, c, 2, argv, NULL) != 0) break;
-        c->nwant++;
-        c->pending++;
-    }
-    if (c->nwant == 0) {
-        http_respond_error(ex, 503, "Redis is unreachable from this node; try again");
-        c->ex = NULL;
-        c->pending = 1;
-        task_call_done(c);
-    }
-}
-
 /* GET /api/tasks[?node&states&skip&take]: node is a name or OctopusServerNodes-<name>, states
  * a comma list (Executing,Cancelling). Other parameters (spaces, includeSystem) are ignored. */
 static void list_tasks_cb(struct http_exchange *ex) {
@@ -457,16 +241,6 @@ static void list_tasks_cb(struct http_exchange *ex) {
     }
     char msg[200];
     const char *why = NULL;
-    char ids[API_IDS_MAX * 24];
-    if (api_query_get(http_query(ex), "ids", ids, sizeof ids) && ids[0]) {
-        if (strlen(ids) >= sizeof ids - 1) {
-            http_respond_error(ex, 400, "ids: too long (at most 100 task ids)");
-            free(c);
-            return;
-        }
-        list_ids(c, ids); /* answers, and frees c once done */
-        return;
-    }
     if (api_query_get(http_query(ex), "node", node_q, sizeof node_q) && node_q[0] &&
         !api_node_name(node_q, node, sizeof node)) {
         snprintf(msg, sizeof msg, "node: '%.80s' is not a node name or id", node_q);
@@ -724,39 +498,8 @@ out:
     buf_free(&args);
 }
 
-/* --- the space-scoped routes (/api/{space}/tasks...): tasks live in the default space --- */
-
-/* True when the route's {space} is this namespace's (Spaces-1); else answers 404. */
-static bool in_space(struct http_exchange *ex) {
-    if (strcmp(http_param(ex, 0), PACKAGE_DEFAULT_SPACE) == 0) return true;
-    char msg[200];
-    snprintf(msg, sizeof msg,
-             "no space '%.64s' here: this namespace's tasks are in " PACKAGE_DEFAULT_SPACE,
-             http_param(ex, 0));
-    http_respond_error(ex, 404, msg);
-    return false;
-}
-
-#define SPACE_ALIAS(name, cb)                                                                      \
-    static void name(struct http_exchange *ex) {                                                   \
-        if (in_space(ex)) cb(ex);                                                                  \
-    }
-SPACE_ALIAS(sp_list_tasks_cb, list_tasks_cb)
-SPACE_ALIAS(sp_enqueue_http_cb, enqueue_http_cb)
-SPACE_ALIAS(sp_get_cb, get_cb)
-SPACE_ALIAS(sp_raw_cb, raw_cb)
-SPACE_ALIAS(sp_details_cb, details_cb)
-SPACE_ALIAS(sp_cancel_cb, cancel_cb)
-
 const struct http_route api_task_routes[] = {
     {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks", sp_list_tasks_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/{space}/tasks", sp_enqueue_http_cb, HTTP_BODY_BUFFER, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}", sp_get_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}/raw", sp_raw_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}/details", sp_details_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/{space}/tasks/{id}/cancel", sp_cancel_cb, HTTP_BODY_NONE, api_admit},
     {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER, api_admit},
     {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
     {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},

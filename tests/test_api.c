@@ -1002,7 +1002,8 @@ Test(api, root_document_and_spaces_like_octopus) {
     struct h_worker w;
     struct resp r;
     start(&w, "root-1", NULL);
-    cr_assert_eq(req(w.port, "GET", "/api", NULL, NULL, &r), 200, "open, as Octopus's: %s", r.body);
+    cr_assert_eq(req(w.port, "GET", "/api", NULL, NULL, &r), 200, "open, as Octopus's: %s",
+                 r.body);
     cr_assert_str_eq(sget(r.json, "ApiVersion"), "3.0.0");
     cr_assert_str_eq(sget(r.json, "Application"), "shoal");
     const char *inst = sget(r.json, "InstallationId");
@@ -1024,9 +1025,9 @@ Test(api, root_document_and_spaces_like_octopus) {
     redisFree(c);
     cr_assert_eq(req(w.port, "GET", "/api/spaces", NULL, NULL, &r), 401, "spaces need a key");
     resp_free(&r);
-    cr_assert_eq(
-        req(w.port, "GET", "/api/spaces?partialName=Def&skip=0&take=2147483647", KEYH, NULL, &r),
-        400, "take is bounded: %s", r.body);
+    cr_assert_eq(req(w.port, "GET", "/api/spaces?partialName=Def&skip=0&take=2147483647", KEYH,
+                     NULL, &r),
+                 400, "take is bounded: %s", r.body);
     resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/spaces?partialName=Def&skip=0&take=10", KEYH, NULL, &r),
                  200, "%s", r.body);
@@ -1052,71 +1053,5 @@ Test(api, root_document_and_spaces_like_octopus) {
     cr_assert_eq(req(w.port, "GET", "/api/spaces/Spaces-99", KEYH, NULL, &r), 404);
     error_says(&r, 404, "no space with that id");
     resp_free(&r);
-    cr_assert_eq(h_worker_stop(&w), 0);
-}
-
-/* Octopus's clients address tasks in their space (/api/Spaces-1/tasks/...), ask for several by
- * ids=, and read /details: space-scoped routes and /details were 404, and ids= was ignored
- * (other tasks came back). */
-Test(api, space_scoped_tasks_ids_and_details_like_octopus) {
-    struct h_worker w;
-    struct resp r;
-    const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
-    start(&w, "spaced", extra);
-    cr_assert_eq(req(w.port, "POST", "/api/Spaces-1/tasks", KEYH,
-                     "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\",\"one\\ntwo\"]}}",
-                     &r),
-                 201, "%s", r.body);
-    char echo[48];
-    snprintf(echo, sizeof echo, "%s", sget(r.json, "Id"));
-    resp_free(&r);
-    char *later = post_task(w.port, "{\"Type\":\"noop\",\"Delay\":\"1h\"}");
-    char *other = post_task(w.port, "{\"Type\":\"noop\",\"Delay\":\"2h\"}");
-    char path[160];
-    snprintf(path, sizeof path, "/api/Spaces-1/tasks/%s", echo);
-    struct task_want tw = {w.port, path, "Success"};
-    cr_assert(h_eventually(task_is, &tw, 10000), "the task did not succeed");
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200);
-    cr_assert_str_eq(sget(r.json, "SpaceId"), "Spaces-1");
-    resp_free(&r);
-
-    /* /details: the task, and its output as log elements, a line each. */
-    snprintf(path, sizeof path, "/api/Spaces-1/tasks/%s/details", echo);
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200, "%s", r.body);
-    cr_assert_str_eq(sget(get(r.json, "Task"), "Id"), echo);
-    json_t *act = json_array_get(get(r.json, "ActivityLogs"), 0);
-    cr_assert_str_eq(sget(act, "Status"), "Success");
-    json_t *els = get(act, "LogElements");
-    cr_assert_eq(json_array_size(els), 2, "%s", r.body);
-    cr_assert_str_eq(sget(json_array_get(els, 1), "MessageText"), "two");
-    cr_assert_eq(iget(get(r.json, "Progress"), "ProgressPercentage"), 100);
-    resp_free(&r);
-    snprintf(path, sizeof path, "/api/tasks/%s/details", later);
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200, "%s", r.body);
-    cr_assert_str_eq(sget(json_array_get(get(r.json, "ActivityLogs"), 0), "Status"), "Pending");
-    resp_free(&r);
-
-    /* ids=: exactly those, in the order asked; unknown ones left out. */
-    snprintf(path, sizeof path, "/api/Spaces-1/tasks?ids=%s,ServerTasks-999,%s", later, echo);
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200, "%s", r.body);
-    cr_assert_eq(iget(r.json, "TotalResults"), 2, "%s", r.body);
-    cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Id"), later);
-    cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 1), "Id"), echo);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/tasks?ids=bogus", KEYH, NULL, &r), 400);
-    error_says(&r, 400, "is not a task id");
-    resp_free(&r);
-
-    /* Cancel in the space; another space is 404 in Octopus's shape. */
-    snprintf(path, sizeof path, "/api/Spaces-1/tasks/%s/cancel", other);
-    cr_assert_eq(req(w.port, "POST", path, KEYH, NULL, &r), 200, "%s", r.body);
-    cr_assert_str_eq(sget(r.json, "State"), "Canceled");
-    resp_free(&r);
-    snprintf(path, sizeof path, "/api/Spaces-2/tasks/%s", echo);
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 404);
-    error_says(&r, 404, "Spaces-1");
-    resp_free(&r);
-    free(later);
-    free(other);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
