@@ -131,8 +131,6 @@ extern const struct http_route api_node_routes[];
 extern const size_t api_node_nroutes;
 extern const struct http_route api_task_routes[];
 extern const size_t api_task_nroutes;
-extern const struct http_route api_space_routes[];
-extern const size_t api_space_nroutes;
 extern const struct http_route metrics_routes[];
 extern const size_t metrics_nroutes;
 
