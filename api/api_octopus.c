@@ -33,9 +33,9 @@ static const struct {
 static void installation_id(const struct keys *k, char *out, size_t len) {
     unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)k->prefix, strlen(k->prefix), d);
-    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12],
-             d[13], d[14], d[15]);
+    snprintf(out, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", d[0],
+             d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13],
+             d[14], d[15]);
 }
 
 /* GET /api: Octopus's root document. */

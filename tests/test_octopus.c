@@ -145,9 +145,9 @@ Test(octopus, spaces_default_is_spaces_1) {
     struct h_worker w;
     struct resp r;
     start(&w, "n1");
-    cr_assert_eq(req(w.port, "GET", "/api/spaces?partialName=Default&skip=0&take=2147483647",
-                     NULL, &r),
-                 200, "%s", r.body);
+    cr_assert_eq(
+        req(w.port, "GET", "/api/spaces?partialName=Default&skip=0&take=2147483647", NULL, &r), 200,
+        "%s", r.body);
     cr_assert_str_eq(sget(r.json, "ItemType"), "Space");
     cr_assert_eq(iget(r.json, "TotalResults"), 1);
     json_t *s = json_array_get(get(r.json, "Items"), 0);
