@@ -47,6 +47,8 @@ function start(name, argv, env) {
   const log = fs.openSync(path.join(tmp, name + ".log"), "w");
   const p = spawn(argv[0], argv.slice(1), { cwd: tmp, env, stdio: ["ignore", log, log] });
   fs.closeSync(log);
+  // a program that cannot start fails the test instead of crashing it (the others are stopped)
+  p.on("error", (e) => check(`${name} starts`, false, e.message));
   procs.push(p);
   return p;
 }
