@@ -214,7 +214,7 @@ void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms) {
     json_key(j, "Id");
     json_str(j, id);
     json_key(j, "SpaceId");
-    json_null_value(j);
+    json_str(j, API_DEFAULT_SPACE);
     json_key(j, "Name");
     json_str(j, t->type);
     json_key(j, "Description");
@@ -256,6 +256,12 @@ void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms) {
     json_bool(j, false);
     json_key(j, "HasWarningsOrErrors");
     json_bool(j, final && strcmp(t->state, "Success") != 0);
+    json_key(j, "CanRerun");
+    json_bool(j, false); /* shoal enqueues anew instead (a rerun is a new task) */
+    json_key(j, "LastUpdatedTime");
+    json_time(j, final && t->completed_ms ? t->completed_ms
+                 : t->started_ms > 0      ? t->started_ms
+                                          : t->queued_ms);
     json_key(j, "Attempt");
     json_int(j, t->attempt);
     json_key(j, "Attempts");
@@ -272,6 +278,12 @@ void api_task_json(struct json *j, const struct shoal_task *t, int64_t now_ms) {
     json_key(j, "Self");
     json_str(j, self);
     json_key(j, "Raw");
+    json_str(j, raw);
+    snprintf(raw, sizeof raw, "%s/details", self);
+    json_key(j, "Details");
+    json_str(j, raw);
+    snprintf(raw, sizeof raw, "%s/cancel", self);
+    json_key(j, "Cancel");
     json_str(j, raw);
     json_obj_close(j);
     json_obj_close(j);

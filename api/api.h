@@ -28,6 +28,7 @@
 #define API_TASK_PREFIX "ServerTasks-"
 #define API_TAKE_DEFAULT 30 /* Octopus's page size */
 #define API_TAKE_MAX 1000
+#define API_DEFAULT_SPACE "Spaces-1" /* the namespace as an Octopus space (named Default) */
 
 struct metrics_cache;
 
@@ -126,11 +127,24 @@ void api_collection_open(struct json *j, const char *type, int64_t total, int64_
 void api_collection_close(struct json *j, const char *path, const char *template_q, int64_t skip,
                           int64_t take, int64_t total);
 
+/* --- spaces (api_octopus.c) --- */
+
+/* A space as Octopus's SpaceResource shows it (Spaces-1 is "Default"). */
+void api_space_json(struct json *j, const char *id);
+/* Answers 404 in Octopus's shape: no such space. */
+void api_unknown_space(struct http_exchange *ex, const char *id);
+/* For routes served both as /api/tasks... and /api/{space}/tasks...: true with *first the index
+ * of the route's first own parameter (0 unscoped, 1 scoped); false when the space is not
+ * Spaces-1 (ex answered 404, must not be used). */
+bool api_space_scope(struct http_exchange *ex, unsigned *first);
+
 /* Route tables of the API modules (routes.c joins them). */
 extern const struct http_route api_node_routes[];
 extern const size_t api_node_nroutes;
 extern const struct http_route api_task_routes[];
 extern const size_t api_task_nroutes;
+extern const struct http_route api_octopus_routes[];
+extern const size_t api_octopus_nroutes;
 extern const struct http_route metrics_routes[];
 extern const size_t metrics_nroutes;
 

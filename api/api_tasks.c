@@ -25,6 +25,8 @@ struct task_call {
     int64_t skip, take;              /* the listing's page */
     int status;                      /* the status of the final answer (200, 201) */
     bool missing;                    /* /raw, cancel: the first reply found no such task */
+    bool have_task;                  /* /details: task holds the task read first */
+    struct shoal_task task;          /* ... freed with the call */
 };
 
 static struct task_call *task_call_new(struct http_exchange *ex, const struct node_services *svc) {
@@ -39,6 +41,7 @@ static struct task_call *task_call_new(struct http_exchange *ex, const struct no
 static void task_call_done(struct task_call *c) {
     if (--c->pending > 0) return;
     if (c->ex) http_respond_error(c->ex, 500, "no answer was produced"); /* defensive */
+    if (c->have_task) shoal_task_free(&c->task);
     free(c);
 }
 
@@ -58,12 +61,14 @@ static void not_found(struct task_call *c) {
     c->ex = NULL;
 }
 
-/* The {id} of the route, or answers 404 and returns NULL. */
+/* The {id} of the route (after its {space}, if scoped), or answers 404 and returns NULL. */
 static struct task_call *id_call(struct http_exchange *ex, const struct node_services *svc) {
+    unsigned at;
+    if (!api_space_scope(ex, &at)) return NULL;
     struct task_call *c = task_call_new(ex, svc);
-    if (shoal_task_parse_id(http_param(ex, 0), &c->id) == 0) return c;
+    if (shoal_task_parse_id(http_param(ex, at), &c->id) == 0) return c;
     char msg[200];
-    snprintf(msg, sizeof msg, "'%.80s' is not a task id (ServerTasks-<n>)", http_param(ex, 0));
+    snprintf(msg, sizeof msg, "'%.80s' is not a task id (ServerTasks-<n>)", http_param(ex, at));
     http_respond_error(ex, 404, msg);
     free(c);
     return NULL;
@@ -229,11 +234,14 @@ done:
 
 /* GET /api/tasks[?node&states&skip&take]: node is a name or OctopusServerNodes-<name>, states
  * a comma list (Executing,Cancelling). Other parameters (spaces, includeSystem) are ignored. */
+static void list_ids(struct http_exchange *ex, const struct node_services *svc, const char *ids,
+                     const char *want_states, int64_t skip, int64_t take, bool scoped);
 static void list_tasks_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex);
-    if (!svc) return;
+    unsigned scoped;
+    if (!svc || !api_space_scope(ex, &scoped)) return;
     struct task_call *c = task_call_new(ex, svc);
-    char node_q[128] = "", node[65] = "", st[256] = "", bad[64];
+    char node_q[128] = "", node[65] = "", st[256] = "", bad[64], ids[API_TAKE_MAX * 24];
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||
         api_query_int(ex, "take", API_TAKE_DEFAULT, 0, API_TAKE_MAX, &c->take) != 0) {
         free(c);
@@ -258,6 +266,11 @@ static void list_tasks_cb(struct http_exchange *ex) {
         free(c);
         return;
     }
+    if (api_query_get(http_query(ex), "ids", ids, sizeof ids) && ids[0]) {
+        list_ids(ex, svc, ids, st, c->skip, c->take, scoped);
+        free(c);
+        return;
+    }
     struct call_list_tasks_args a = {node, st, c->skip, c->take, API_SCAN_LIMIT};
     struct script_call call;
     call_list_tasks(&call, svc->keys, &a);
@@ -268,6 +281,260 @@ static void list_tasks_cb(struct http_exchange *ex) {
         return;
     }
     c->pending++;
+}
+
+/* --- details: Octopus's ServerTaskDetails ------------------------------------------------ */
+
+/* Octopus's activity status for a task state. */
+static const char *activity_status(const char *state) {
+    if (!strcmp(state, "Queued")) return "Pending";
+    if (!strcmp(state, "Executing") || !strcmp(state, "Cancelling")) return "Running";
+    if (!strcmp(state, "Success")) return "Success";
+    if (!strcmp(state, "Canceled")) return "Canceled";
+    return "Failed"; /* Failed, TimedOut */
+}
+
+/* /details' first reply: the task hash, kept until the log arrives. */
+static void details_task_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    if (!failed(c, r, NULL)) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+            c->missing = true;
+        } else {
+            shoal_task_from_reply(r, 0, c->id, &c->task);
+            c->have_task = true;
+        }
+    }
+    task_call_done(c);
+}
+
+/* Writes one ActivityLogs element: the task as one activity, its log lines as LogElements
+ * (the log is bounded by --task-log-cap, so the lines are too). */
+static void activity_json(struct json *j, const struct shoal_task *t, const char *log, size_t len,
+                          int64_t now) {
+    bool final = shoal_state_final(t->state);
+    int64_t at = t->started_ms > 0 ? t->started_ms : t->queued_ms;
+    char id[48];
+    snprintf(id, sizeof id, API_TASK_PREFIX "%lld", (long long)t->id);
+    json_obj_open(j);
+    json_key(j, "Id");
+    json_str(j, id);
+    json_key(j, "Name");
+    json_str(j, t->type);
+    json_key(j, "Started");
+    json_time(j, t->started_ms);
+    json_key(j, "Ended");
+    json_time(j, final ? t->completed_ms : 0);
+    json_key(j, "Category");
+    json_str(j, "Info");
+    json_key(j, "Status");
+    json_str(j, activity_status(t->state));
+    json_key(j, "ShowAtSummaryLevel");
+    json_bool(j, true);
+    json_key(j, "ProgressPercentage");
+    json_int(j, final ? 100 : 0);
+    json_key(j, "ProgressMessage");
+    json_str(j, t->error && t->error[0] ? t->error : "");
+    json_key(j, "Children");
+    json_arr_open(j);
+    json_arr_close(j);
+    json_key(j, "LogElements");
+    json_arr_open(j);
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(log + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (log + i)) : len - i;
+        json_obj_open(j);
+        json_key(j, "Category");
+        json_str(j, "Info");
+        json_key(j, "MessageText");
+        json_strn(j, log + i, n);
+        json_key(j, "OccurredAt");
+        json_time(j, at);
+        json_obj_close(j);
+        i += n + 1;
+    }
+    if (t->error && t->error[0]) {
+        json_obj_open(j);
+        json_key(j, "Category");
+        json_str(j, "Error");
+        json_key(j, "MessageText");
+        json_str(j, t->error);
+        json_key(j, "OccurredAt");
+        json_time(j, final ? t->completed_ms : now);
+        json_obj_close(j);
+    }
+    json_arr_close(j);
+    json_obj_close(j);
+}
+
+/* /details' second reply: the log; answers. */
+static void details_log_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct task_call *c = priv;
+    if (failed(c, r, NULL)) goto done;
+    if (c->missing || !c->have_task) {
+        not_found(c);
+        goto done;
+    }
+    bool has = r->type == REDIS_REPLY_STRING;
+    const char *log = has ? r->str : "";
+    size_t len = has ? r->len : 0;
+    int64_t now = clock_wall_ms();
+    struct buf b;
+    struct json j;
+    buf_init(&b);
+    json_init(&j, &b);
+    json_obj_open(&j);
+    json_key(&j, "Task");
+    api_task_json(&j, &c->task, now);
+    json_key(&j, "ActivityLogs");
+    json_arr_open(&j);
+    activity_json(&j, &c->task, log, len, now);
+    json_arr_close(&j);
+    json_key(&j, "PhysicalLogSize");
+    json_int(&j, (int64_t)len);
+    json_key(&j, "Progress");
+    json_obj_open(&j);
+    json_key(&j, "ProgressPercentage");
+    json_int(&j, shoal_state_final(c->task.state) ? 100 : 0);
+    json_key(&j, "EstimatedTimeRemaining");
+    json_str(&j, "");
+    json_obj_close(&j);
+    json_obj_close(&j);
+    api_respond_json(c->ex, 200, &b);
+    c->ex = NULL;
+    buf_free(&b);
+done:
+    task_call_done(c);
+}
+
+/* GET /api/tasks/{id}/details: Octopus's ServerTaskDetails (Task, ActivityLogs, Progress). */
+static void details_cb(struct http_exchange *ex) {
+    const struct node_services *svc = api_begin(ex);
+    struct task_call *c = svc ? id_call(ex, svc) : NULL;
+    if (!c) return;
+    char task_k[160], log_k[160];
+    const char *hget[] = {"HGETALL", keys_task(svc->keys, c->id, task_k, sizeof task_k)};
+    const char *get[] = {"GET", keys_log(svc->keys, c->id, log_k, sizeof log_k)};
+    if (api_send(ex, svc, details_task_cb, c, 2, hget, NULL) != 0) {
+        free(c);
+        return;
+    }
+    c->pending++;
+    if (rconn_command(svc->redis, details_log_cb, c, 2, get, NULL) == 0) c->pending++;
+}
+
+/* --- ids=: the tasks named, in the order given ------------------------------------------- */
+
+struct ids_call {
+    struct http_exchange *ex; /* answered by the last reply */
+    int pending;
+    size_t n;                /* ids asked for */
+    int64_t skip, take;      /* the page */
+    char states[256];        /* states= filter, or "" */
+    char path[64];           /* the collection's path, for Links */
+    struct shoal_task *task; /* [n] */
+    bool *found;             /* [n] */
+};
+
+static bool state_in(const char *list, const char *state) {
+    if (!list[0]) return true;
+    size_t n = strlen(state);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, state, n) && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
+struct ids_slot {
+    struct ids_call *q;
+    size_t i;
+};
+
+static void ids_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct ids_slot *slot = priv;
+    struct ids_call *q = slot->q;
+    size_t i = slot->i;
+    free(slot);
+    if (q->ex && api_reply_failed(q->ex, r, NULL)) q->ex = NULL;
+    if (q->ex && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        shoal_task_from_reply(r, 0, q->task[i].id, &q->task[i]);
+        q->found[i] = state_in(q->states, q->task[i].state);
+        if (!q->found[i]) shoal_task_free(&q->task[i]);
+    }
+    if (--q->pending > 0) return;
+    if (q->ex) {
+        int64_t total = 0, at = 0, now = clock_wall_ms();
+        for (size_t k = 0; k < q->n; k++) total += q->found[k];
+        struct buf b;
+        struct json j;
+        buf_init(&b);
+        json_init(&j, &b);
+        api_collection_open(&j, "Task", total, q->take);
+        for (size_t k = 0; k < q->n; k++) {
+            if (!q->found[k]) continue;
+            if (at >= q->skip && at < q->skip + q->take) api_task_json(&j, &q->task[k], now);
+            at++;
+        }
+        api_collection_close(&j, q->path, "{?skip,take,node,states,ids}", q->skip, q->take, total);
+        api_respond_json(q->ex, 200, &b);
+        buf_free(&b);
+    }
+    for (size_t k = 0; k < q->n; k++)
+        if (q->found[k]) shoal_task_free(&q->task[k]);
+    free(q->task);
+    free(q->found);
+    free(q);
+}
+
+/* Lists the tasks of ids (a comma list of at most API_TAKE_MAX ids; unknown ones are left
+ * out, as Octopus does): one pipelined HGETALL each. */
+static void list_ids(struct http_exchange *ex, const struct node_services *svc, const char *ids,
+                     const char *want_states, int64_t skip, int64_t take, bool scoped) {
+    struct ids_call *q = xcalloc(1, sizeof *q);
+    q->ex = ex;
+    q->skip = skip;
+    q->take = take;
+    snprintf(q->states, sizeof q->states, "%s", want_states);
+    snprintf(q->path, sizeof q->path, "%s",
+             scoped ? "/api/" API_DEFAULT_SPACE "/tasks" : "/api/tasks");
+    size_t cap = 1;
+    for (const char *p = ids; *p; p++) cap += *p == ',';
+    if (cap > API_TAKE_MAX) {
+        http_respond_error(ex, 400, "ids: at most 1000 task ids");
+        free(q);
+        return;
+    }
+    q->task = xcalloc(cap, sizeof *q->task);
+    q->found = xcalloc(cap, sizeof *q->found);
+    char *copy = xstrdup(ids), *save = NULL;
+    for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        while (*s == ' ') s++;
+        int64_t id;
+        if (shoal_task_parse_id(s, &id) != 0) continue;
+        q->task[q->n++].id = id;
+    }
+    free(copy);
+    q->pending = 1; /* held until every command is sent */
+    for (size_t i = 0; i < q->n; i++) {
+        char key[160];
+        const char *argv[] = {"HGETALL", keys_task(svc->keys, q->task[i].id, key, sizeof key)};
+        struct ids_slot *slot = xcalloc(1, sizeof *slot);
+        slot->q = q;
+        slot->i = i;
+        if (rconn_command(svc->redis, ids_reply_cb, slot, 2, argv, NULL) != 0) {
+            free(slot);
+            if (q->ex)
+                http_respond_error(q->ex, 503, "Redis is unreachable from this node; try again");
+            q->ex = NULL;
+            break;
+        }
+        q->pending++;
+    }
+    /* the hold: a reply with nothing in it ends it as a reply would */
+    struct ids_slot *hold = xcalloc(1, sizeof *hold);
+    hold->q = q;
+    hold->i = q->n;
+    redisReply empty = {.type = REDIS_REPLY_NIL};
+    ids_reply_cb(NULL, &empty, hold);
 }
 
 /* --- enqueue ------------------------------------------------------------------------------- */
@@ -504,5 +771,12 @@ const struct http_route api_task_routes[] = {
     {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
     {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
     {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
+    /* the same in Octopus's space-scoped form (the namespace is Spaces-1) */
+    {HTTP_GET, "/api/{space}/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/{space}/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/{space}/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/{space}/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_POST, "/api/{space}/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
 };
 const size_t api_task_nroutes = ARRAY_SIZE(api_task_routes);

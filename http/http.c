@@ -870,6 +870,10 @@ void http_respond_error(struct http_exchange *ex, int status, const char *msg) {
     json_obj_open(&j);
     json_key(&j, "ErrorMessage");
     json_str(&j, msg);
+    json_key(&j, "Errors"); /* Octopus's shape: the details, here the message again */
+    json_arr_open(&j);
+    json_str(&j, msg);
+    json_arr_close(&j);
     json_obj_close(&j);
     http_respond(ex, status, "application/json", b.data, b.len);
     buf_free(&b);

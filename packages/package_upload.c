@@ -3,7 +3,7 @@
  * Life of an upload (one struct upload, freed after its answer):
  *   head in    auth, space, overwrite mode, file name (raw bodies: ?filename= or
  *              Content-Disposition; multipart: the file part's, known later). A raw body whose
- *              package already exists is refused (409) before a byte of it is read.
+ *              package already exists is refused (400, Octopus's words) before a byte of it is read.
  *   prepare    mkdir <dir>, <dir>/<space>; open <dir>/<space>/.upload-<node>-<token>.tmp
  *              (O_EXCL); then http_body_start(): "100 Continue" goes out now.
  *   body       bytes (multipart: the file part's data) go into UP_BUFS buffers of UP_BUF
@@ -383,9 +383,10 @@ static void existing_cb(struct rconn *rc, redisReply *r, void *priv) {
         cleanup(u);
         return;
     }
-    fail(u, 409,
-         "package %s version %s already exists in %s; upload with ?replace=true or "
-         "?overwriteMode=OverwriteExisting to replace it",
+    /* Octopus's answer, status and words (its clients match them), then which package */
+    fail(u, 400,
+         "A package with the same ID and version already exists. To proceed anyway, specify an "
+         "overwriteMode of OverwriteExisting or IgnoreIfExists. (package %s version %s in %s)",
          u->ref.name.id, u->ref.name.version, u->space);
 }
 

@@ -353,9 +353,13 @@ Test(http, unknown_path_404) {
     fx_start(&f);
     client_pair(&f, &cl);
     client_sends(&cl, "GET /api/nothing HTTP/1.1\r\n\r\n");
-    expect(&f, &cl, resp("404 Not Found", NULL, "{\"ErrorMessage\":\"Not found\"}", false));
+    expect(&f, &cl,
+           resp("404 Not Found", NULL,
+                "{\"ErrorMessage\":\"Not found\",\"Errors\":[\"Not found\"]}", false));
     client_sends(&cl, "HEAD /api/nothing HTTP/1.1\r\n\r\n");
-    expect(&f, &cl, resp("404 Not Found", NULL, "{\"ErrorMessage\":\"Not found\"}", true));
+    expect(&f, &cl,
+           resp("404 Not Found", NULL,
+                "{\"ErrorMessage\":\"Not found\",\"Errors\":[\"Not found\"]}", true));
     fx_finish(&f);
 }
 
@@ -367,11 +371,13 @@ Test(http, wrong_method_405_with_allow) {
     client_sends(&cl, "POST /api/octopusservernodes/ping HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
     expect(&f, &cl,
            resp("405 Method Not Allowed", "Allow: GET, HEAD\r\n",
-                "{\"ErrorMessage\":\"Method not allowed\"}", false));
+                "{\"ErrorMessage\":\"Method not allowed\",\"Errors\":[\"Method not allowed\"]}",
+                false));
     client_sends(&cl, "DELETE /healthz HTTP/1.1\r\n\r\n");
     expect(&f, &cl,
            resp("405 Method Not Allowed", "Allow: GET, HEAD\r\n",
-                "{\"ErrorMessage\":\"Method not allowed\"}", false));
+                "{\"ErrorMessage\":\"Method not allowed\",\"Errors\":[\"Method not allowed\"]}",
+                false));
     fx_finish(&f);
 }
 
@@ -400,7 +406,8 @@ Test(http, pipelined_three_in_one_write_answered_in_order) {
     client_sends(&cl, PING_REQ "GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n");
     snprintf(want, sizeof want, "%s", resp("200 OK", NULL, ONLINE_JSON, false));
     strcat(want, resp("200 OK", NULL, HEALTHZ_BODY, false));
-    strcat(want, resp("404 Not Found", NULL, "{\"ErrorMessage\":\"Not found\"}", false));
+    strcat(want, resp("404 Not Found", NULL,
+                      "{\"ErrorMessage\":\"Not found\",\"Errors\":[\"Not found\"]}", false));
     expect(&f, &cl, want);
     cr_assert_not(cl.eof);
     fx_finish(&f);
@@ -453,7 +460,9 @@ Test(http, malformed_400_then_close_after_earlier_answers) {
     client_sends(&cl, "GET /healthz HTTP/1.1\r\n\r\nG@T / HTTP/1.1\r\n\r\n");
     snprintf(want, sizeof want, "%s", resp("200 OK", NULL, HEALTHZ_BODY, false));
     strcat(want, resp("400 Bad Request", "Connection: close\r\n",
-                      "{\"ErrorMessage\":\"Invalid method encountered\"}", false));
+                      "{\"ErrorMessage\":\"Invalid method encountered\",\"Errors\":[\"Invalid "
+                      "method encountered\"]}",
+                      false));
     expect(&f, &cl, want);
     expect_eof(&f, &cl);
     fx_finish(&f);
@@ -472,7 +481,9 @@ Test(http, header_section_over_limit_431) {
     client_sends(&cl, req);
     expect(&f, &cl,
            resp("431 Request Header Fields Too Large", "Connection: close\r\n",
-                "{\"ErrorMessage\":\"Request header fields too large\"}", false));
+                "{\"ErrorMessage\":\"Request header fields too large\",\"Errors\":[\"Request "
+                "header fields too large\"]}",
+                false));
     expect_eof(&f, &cl);
     fx_finish(&f);
 }
@@ -503,9 +514,12 @@ Test(http, body_on_bodiless_route_discarded_or_413) {
     expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
     expect(&f, &cl, resp("200 OK", NULL, HEALTHZ_BODY, false));
     client_sends(&cl, "GET /healthz HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\nxx");
-    expect(&f, &cl,
-           resp("413 Payload Too Large", "Connection: close\r\n",
-                "{\"ErrorMessage\":\"Request body too large\"}", false));
+    expect(
+        &f, &cl,
+        resp(
+            "413 Payload Too Large", "Connection: close\r\n",
+            "{\"ErrorMessage\":\"Request body too large\",\"Errors\":[\"Request body too large\"]}",
+            false));
     expect_eof(&f, &cl);
     fx_finish(&f);
 }
@@ -520,12 +534,14 @@ Test(http, body_on_an_unknown_route_is_404_not_413) {
     fx_start(&f);
     client_pair(&f, &cl);
     client_sends(&cl, "POST /api/nothing HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
-    expect(&f, &cl, resp("404 Not Found", NULL, "{\"ErrorMessage\":\"Not found\"}", false));
+    expect(&f, &cl,
+           resp("404 Not Found", NULL,
+                "{\"ErrorMessage\":\"Not found\",\"Errors\":[\"Not found\"]}", false));
     client_sends(&cl, "POST /api/nothing HTTP/1.1\r\nContent-Length: 2000000000\r\n"
                       "Expect: 100-continue\r\n\r\n");
-    expect(
-        &f, &cl,
-        resp("404 Not Found", "Connection: close\r\n", "{\"ErrorMessage\":\"Not found\"}", false));
+    expect(&f, &cl,
+           resp("404 Not Found", "Connection: close\r\n",
+                "{\"ErrorMessage\":\"Not found\",\"Errors\":[\"Not found\"]}", false));
     expect_eof(&f, &cl);
     fx_finish(&f);
 }
@@ -828,9 +844,11 @@ static void trickle_stop(struct fx *f, struct trickle *tr) {
 static bool never(void *arg) { return false; }
 
 #define TIMEOUT_408                                                                                \
-    resp("408 Request Timeout", "Connection: close\r\n",                                           \
-         "{\"ErrorMessage\":\"The request did not arrive in time: the connection is closed\"}",    \
-         false)
+    resp(                                                                                          \
+        "408 Request Timeout", "Connection: close\r\n",                                            \
+        "{\"ErrorMessage\":\"The request did not arrive in time: the connection is "               \
+        "closed\",\"Errors\":[\"The request did not arrive in time: the connection is closed\"]}", \
+        false)
 
 /* Slowloris: every byte of the head used to re-arm the idle timer, so a head trickled in
  * never ended. Its deadline now runs from the first byte (here from accept) and bytes do not

@@ -180,7 +180,7 @@ static const char *error_answer(const char *status, const char *extra, const cha
                                 bool close) {
     static char out[768];
     char body[400];
-    snprintf(body, sizeof body, "{\"ErrorMessage\":\"%s\"}", msg);
+    snprintf(body, sizeof body, "{\"ErrorMessage\":\"%s\",\"Errors\":[\"%s\"]}", msg, msg);
     snprintf(out, sizeof out,
              HEAD_START("%s") "Content-Type: application/json\r\n"
                               "Content-Length: %zu\r\n%s%s\r\n%s",
@@ -276,13 +276,13 @@ Test(http_core, params_query_headers_and_buffered_body) {
     buf_reset(&f.out);
     feed(&f, "GET /echo/x HTTP/1.1\r\n\r\n");
     take(&f, HEAD_START("405 Method Not Allowed") "Content-Type: application/json\r\n"
-                                                  "Content-Length: 37\r\nAllow: POST\r\n\r\n");
+                                                  "Content-Length: 69\r\nAllow: POST\r\n\r\n");
     buf_reset(&f.out);
     feed(&f, "PATCH /now HTTP/1.1\r\n\r\n");
     take(&f,
          HEAD_START(
              "405 Method Not Allowed") "Content-Type: application/json\r\n"
-                                       "Content-Length: 37\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
+                                       "Content-Length: 69\r\nAllow: GET, HEAD, DELETE\r\n\r\n");
     buf_reset(&f.out);
     fake_free(&f);
 }
