@@ -191,6 +191,10 @@ static void node_metrics(struct buf *b, const struct node_view *v, const struct 
                (unsigned long long)cum);
     buf_printf(b, "shoal_task_start_latency_seconds_sum %.6f\n", m->latency_sum);
     buf_printf(b, "shoal_task_start_latency_seconds_count %llu\n", (unsigned long long)cum);
+    family(b, "shoal_tasks_fenced_total", "counter",
+           "Runs this node stopped because no heartbeat was acknowledged for the liveness TTL "
+           "less the margin (another node may run them again).");
+    buf_printf(b, "shoal_tasks_fenced_total %llu\n", (unsigned long long)m->fenced);
     family(b, "shoal_reports_refused_total", "counter",
            "Task results Redis refused because the claim's lease was no longer current.");
     buf_printf(b, "shoal_reports_refused_total %llu\n", (unsigned long long)m->reports_refused);

@@ -20,6 +20,7 @@ struct node_metrics {
     double latency_sum;                                /* seconds */
     uint64_t latency_n;
     uint64_t reports_refused; /* results refused: lease lost */
+    uint64_t fenced;          /* runs stopped because the node could not prove its liveness */
 };
 
 struct node_view {

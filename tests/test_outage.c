@@ -54,11 +54,14 @@ static void await(struct shoal_client *c, int64_t id, const char *state, int ms)
 
 TestSuite(outage, .timeout = 90);
 
+/* An outage shorter than the node's lease (liveness TTL less the fencing margin: here a 3 s
+ * heartbeat, TTL 9 s, margin 3.9 s: 5.1 s) stops nothing. */
 Test(outage, redis_restart_with_tasks_running_loses_and_repeats_nothing) {
     const char *aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
     cr_assert_eq(h_redis_start(&redis, aof), 0);
     struct h_worker w;
-    h_worker_start(&w, &redis, "steady", NULL);
+    const char *lease[] = {"--heartbeat", "3s", NULL};
+    h_worker_start(&w, &redis, "steady", lease);
     cr_assert(h_ping_is(&w, 200, 10000));
     struct shoal_client c;
     char err[256];
@@ -117,5 +120,70 @@ Test(outage, second_signal_stops_at_once_and_requeues) {
     cr_assert_eq(t.attempt, 0);
     shoal_task_free(&t);
     shoal_client_close(&c);
+    h_redis_stop(&redis, false);
+}
+
+/* The pid in path (written by the task), or 0. */
+static pid_t read_pid(const char *path) {
+    char *t = h_read_file(path);
+    pid_t p = t ? (pid_t)atoi(t) : 0;
+    free(t);
+    return p;
+}
+static bool pid_gone(void *arg) {
+    pid_t p = *(pid_t *)arg;
+    return p > 0 && kill(p, 0) != 0;
+}
+
+/* Fencing (issue 16): a node that cannot prove it still holds its name stops its tasks before
+ * its liveness TTL runs out, so that no other node runs them again while they still run.
+ * Redis is frozen (SIGSTOP: nothing answers, nothing expires in Redis's eyes until it resumes)
+ * for longer than the TTL: the program is gone before the TTL since the last acknowledged
+ * heartbeat; a freeze shorter than the TTL less the margin stops nothing. Before, the program
+ * ran on through any outage. */
+Test(outage, a_node_that_cannot_prove_its_liveness_stops_its_tasks_before_its_ttl) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0);
+    struct h_worker w;
+    /* heartbeat 500 ms: TTL 1.5 s, grace min(5 s, 0.5 s) = 0.5 s, margin 0.65 s */
+    const char *extra[] = {"--heartbeat", "500ms", "--allow-exec", "/bin/sh", "--grace",
+                           "1s",          NULL};
+    h_worker_start(&w, &redis, "fenced", extra);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    char pidfile[160], cmd[640];
+    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
+    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
+             pidfile);
+    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, enq), 0);
+    pid_t pid = 0;
+    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
+    cr_assert_gt(pid, 0, "the task did not start");
+    usleep(700 * 1000); /* a heartbeat or two acknowledged */
+
+    /* A short freeze (well under TTL - margin = 0.85 s after the last acknowledged beat):
+     * nothing is stopped. */
+    kill(redis.pid, SIGSTOP);
+    usleep(250 * 1000);
+    kill(redis.pid, SIGCONT);
+    usleep(600 * 1000);
+    cr_assert_eq(kill(pid, 0), 0, "a freeze shorter than the lease stopped the task");
+
+    /* A long freeze: gone within TTL (1.5 s) of the freeze at the latest. */
+    kill(redis.pid, SIGSTOP);
+    uint64_t t0 = h_now_ms();
+    bool gone = h_eventually(pid_gone, &pid, 3000);
+    uint64_t took = h_now_ms() - t0;
+    kill(redis.pid, SIGCONT);
+    cr_assert(gone, "the task still ran 3 s into the freeze");
+    cr_assert_lt(took, 1500, "gone %llu ms into the freeze, after the TTL",
+                 (unsigned long long)took);
+    char body[8192];
+    cr_assert(h_ping_is(&w, 200, 10000), "the node came back");
+    cr_assert_eq(h_http(w.port, "GET", "/metrics", body, sizeof body), 200);
+    cr_assert(strstr(body, "shoal_tasks_fenced_total 1"), "%s", body);
+    char *log = h_read_file(w.log);
+    cr_assert(strstr(log, "stopping every running task"), "%s", log);
+    free(log);
+    cr_assert_eq(h_worker_stop(&w), 0);
     h_redis_stop(&redis, false);
 }

@@ -347,6 +347,12 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
         if (++c->beats % RECONCILE_EVERY_BEATS == 0) reconcile(c);
         if (arg && strtoll(arg, NULL, 10) > 0) kick(c);
         break;
+    case NODE_FENCED: {
+        unsigned n = runner_fence(c->runner, strtoll(arg, NULL, 10));
+        c->node->view.metrics.fenced += n;
+        if (n) log_warn("stopped running tasks: this node's liveness is unproven", " tasks=%u", n);
+        break;
+    }
     case NODE_CANCEL: {
         char id[48];
         snprintf(id, sizeof id, "ServerTasks-%s", arg);

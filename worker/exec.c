@@ -535,6 +535,11 @@ fail_args:
     return -EINVAL;
 }
 
+void exec_stop_within(struct exec_proc *p, int64_t grace_ms) {
+    if (grace_ms >= 0 && grace_ms < p->grace_ms) p->grace_ms = grace_ms;
+    exec_stop(p);
+}
+
 void exec_stop(struct exec_proc *p) {
     if (p->stopping || p->pid <= 0) return;
     p->stopping = true;

@@ -93,6 +93,9 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
  * program exited, whatever is left of its group is killed and its pipes closed at once.
  * Idempotent; never calls done synchronously. */
 void exec_stop(struct exec_proc *p);
+/* The same with grace_ms instead of the configured kill grace when that is longer (fencing:
+ * the program must be gone before the node's liveness TTL runs out). */
+void exec_stop_within(struct exec_proc *p, int64_t grace_ms);
 
 /* Applies the allowlist rule to argv0 (exposed for tests and `shoal worker` start-up checks):
  * writes the program's resolved absolute path (symlinks followed: the file that will run) to

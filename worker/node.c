@@ -27,6 +27,47 @@ static void emit(struct node *n, enum node_event ev, const char *arg) {
     if (n->event) n->event(n, ev, arg);
 }
 
+static void set_redis_ok(struct node *n, bool ok, const char *why);
+
+int64_t node_fence_grace_ms(const struct node *n) {
+    int64_t g = n->cfg->kill_grace_ms, third = n->ttl_ms / 3;
+    return g < third ? g : third;
+}
+
+int64_t node_fence_margin_ms(const struct node *n) {
+    int64_t slack = n->ttl_ms / 10 > 100 ? n->ttl_ms / 10 : 100;
+    return node_fence_grace_ms(n) + slack;
+}
+
+/* No acknowledgement since lease_mono_ms for TTL - margin: another node may declare us dead
+ * when the TTL runs out and run our tasks again, so ours must be gone by then. The tasks are
+ * stopped (their results go back as Interrupted when Redis is back, fenced by their leases:
+ * if recovery requeued them meanwhile, the reports are refused). */
+static void fence_cb(uv_timer_t *t) {
+    struct node *n = container_of(t, struct node, fence);
+    if (n->stopped || n->fenced) return;
+    n->fenced = true;
+    int64_t grace = node_fence_grace_ms(n);
+    log_warn("no heartbeat acknowledged for the liveness TTL less the margin: stopping every "
+             "running task before another node may run it again",
+             " since_ms=%llu ttl_ms=%lld grace_ms=%lld",
+             (unsigned long long)(clock_mono_ms() - n->lease_mono_ms), (long long)n->ttl_ms,
+             (long long)grace);
+    set_redis_ok(n, false, "liveness unproven");
+    char arg[24];
+    snprintf(arg, sizeof arg, "%lld", (long long)grace);
+    emit(n, NODE_FENCED, arg);
+}
+
+/* An acknowledged heartbeat or registration sent at sent_ms: the lease runs from there. */
+static void lease_renewed(struct node *n, uint64_t sent_ms) {
+    n->lease_mono_ms = sent_ms;
+    n->fenced = false;
+    int64_t at = (int64_t)sent_ms + n->ttl_ms - node_fence_margin_ms(n);
+    int64_t wait = at - (int64_t)clock_mono_ms();
+    uv_timer_start(&n->fence, fence_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
 /* Takes cap and drain as Redis holds them; logs only what changed. */
 static void apply(struct node *n, int64_t cap, bool drain, const char *source) {
     bool changed = cap != n->view.cap || drain != n->view.drain;
@@ -127,6 +168,7 @@ static void register_cb(struct rconn *rc, redisReply *r, void *priv) {
                  n->view.instance, (long long)reply_int(r, 2), reply_str(r, 4, NULL),
                  reply_int(r, 3) ? "on" : "off", (long long)n->ttl_ms);
     n->view.registered = true;
+    lease_renewed(n, n->beat_sent_mono_ms);
     n->view.last_seen_ms = clock_wall_ms();
     apply(n, reply_int(r, 2), reply_int(r, 3) != 0, "redis");
     set_redis_ok(n, true, NULL);
@@ -152,6 +194,7 @@ static void do_register(struct node *n) {
                                    .heartbeat_ms = n->cfg->heartbeat_ms};
     struct script_call call;
     call_register(&call, &n->keys, &a);
+    n->beat_sent_mono_ms = clock_mono_ms();
     if (rconn_call(n->cmd, &call, register_cb, n) == 0) n->beat_pending = true;
     call_free(&call);
 }
@@ -263,6 +306,7 @@ static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
         return;
     }
     if (reply_int(r, 4)) log_warn("heartbeat was late: the liveness TTL had expired", NULL);
+    lease_renewed(n, n->beat_sent_mono_ms);
     n->view.last_seen_ms = clock_wall_ms();
     n->view.beat_ok_mono_ms = clock_mono_ms();
     apply(n, reply_int(r, 1), reply_int(r, 2) != 0, "heartbeat");
@@ -288,6 +332,7 @@ static void beat_cb(uv_timer_t *t) {
     }
     struct script_call call;
     call_heartbeat(&call, &n->keys, n->view.name, n->view.instance, clock_wall_ms(), n->ttl_ms);
+    n->beat_sent_mono_ms = clock_mono_ms();
     if (rconn_call(n->cmd, &call, heartbeat_cb, n) == 0) n->beat_pending = true;
     call_free(&call);
     uint64_t every = (uint64_t)(SWEEP_EVERY_MS / n->cfg->heartbeat_ms);
@@ -415,6 +460,7 @@ void node_init(struct node *n, uv_loop_t *loop, const struct shoal_config *cfg,
     n->cmd = rconn_new(loop, url, "cmd", true, &cmd_ev);
     n->sub = rconn_new(loop, url, "sub", false, &sub_ev);
     uv_timer_init(loop, &n->beat);
+    uv_timer_init(loop, &n->fence);
     uv_timer_init(loop, &n->stop_deadline);
 }
 
@@ -477,10 +523,12 @@ static void timer_closed_cb(uv_handle_t *h) { part_closed(h->data); }
 void node_close(struct node *n, void (*done)(struct node *n)) {
     n->stopped = true;
     n->close_done = done;
-    n->closing_handles = 4;
+    n->closing_handles = 5;
     n->beat.data = n;
+    n->fence.data = n;
     n->stop_deadline.data = n;
     uv_close((uv_handle_t *)&n->beat, timer_closed_cb);
+    uv_close((uv_handle_t *)&n->fence, timer_closed_cb);
     uv_close((uv_handle_t *)&n->stop_deadline, timer_closed_cb);
     rconn_free(n->cmd, rconn_done_cb, n);
     rconn_free(n->sub, rconn_done_cb, n);

@@ -30,6 +30,8 @@ enum node_event {
     NODE_WAKE,     /* arg: a queue that has new work (wake channel) */
     NODE_CANCEL,   /* arg: number of a task of ours an operator canceled */
     NODE_BEAT,     /* heartbeat answered; arg: the fleet's ready task count */
+    NODE_FENCED,   /* no heartbeat acknowledged for TTL - margin: arg: the grace (ms) in which
+                    * every running task must be gone (docs/design.md, "Fencing") */
 };
 typedef void (*node_event_cb)(struct node *n, enum node_event ev, const char *arg);
 
@@ -45,6 +47,11 @@ struct node {
     struct rconn *sub;              /* the control channel subscription */
     uv_timer_t beat;                /* heartbeat period */
     bool beat_pending;              /* a heartbeat or registration is awaiting its reply */
+    uint64_t beat_sent_mono_ms;     /* when the call in flight was sent */
+    uint64_t lease_mono_ms;         /* when the last acknowledged heartbeat or registration was
+                                     * sent: Redis set our liveness TTL no earlier than this */
+    uv_timer_t fence;               /* fires at lease_mono_ms + TTL - margin (node_fence_margin) */
+    bool fenced;                    /* it fired and no acknowledgement came since */
     unsigned beats;                 /* heartbeats sent, for the sweep cadence */
     bool expiring;                  /* an expiry pass is under way (expire.lua, slice by slice) */
     char expire_cursor[32];         /* where its next slice starts in {NS}:queues */
@@ -69,6 +76,13 @@ void node_init(struct node *n, uv_loop_t *loop, const struct shoal_config *cfg,
                node_event_cb event);
 /* Connects both Redis links; registration follows when Redis answers. */
 void node_start(struct node *n);
+
+/* Fencing (issue 16): a node may run tasks only while it can prove, recently enough, that it is
+ * still the live holder of its name. The grace for stopping them when it cannot, and the margin
+ * before the liveness TTL by which they must be gone: grace = min(--kill-grace, TTL / 3),
+ * margin = grace + max(TTL / 10, 100 ms) (the slack covers clock rates and scheduling). */
+int64_t node_fence_grace_ms(const struct node *n);
+int64_t node_fence_margin_ms(const struct node *n);
 /* Deregisters (Offline at once) if Redis is up, bounded by 2 s, then calls done. */
 void node_stop(struct node *n, void (*done)(struct node *n));
 /* Closes the Redis links and timers; done runs when everything is closed. */

@@ -449,6 +449,17 @@ bool runner_stopping(const struct runner *r, const char *id) {
     return false;
 }
 
+unsigned runner_fence(struct runner *r, int64_t grace_ms) {
+    unsigned n = 0;
+    for (struct run *run = r->runs; run; run = run->next) {
+        if (run->stopped) continue;
+        n++;
+        if (run->kind == KIND_EXEC && run->exec) exec_stop_within(run->exec, grace_ms);
+        request_stop(run, RUN_INTERRUPTED);
+    }
+    return n;
+}
+
 void runner_stop_all(struct runner *r) {
     for (struct run *run = r->runs; run; run = run->next) request_stop(run, RUN_INTERRUPTED);
 }

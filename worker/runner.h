@@ -84,6 +84,9 @@ int runner_cancel(struct runner *r, const char *id);
 bool runner_stopping(const struct runner *r, const char *id);
 /* Stops every running task like runner_cancel, completing them with RUN_INTERRUPTED. */
 void runner_stop_all(struct runner *r);
+/* Fencing: stops every task like runner_stop_all, exec programs with at most grace_ms between
+ * SIGTERM and SIGKILL (C handlers see their stop flag). Returns how many were running. */
+unsigned runner_fence(struct runner *r, int64_t grace_ms);
 /* Tasks started and not yet completed. */
 unsigned runner_running(const struct runner *r);
 /* Calls fn for every task started and not yet completed (fn must not start or stop tasks). */
