@@ -30,6 +30,8 @@ void api_state_free(struct api_state *a) {
     auth_keys_free(a->keys);
     metrics_cache_free(a->metrics);
     buf_free(&a->summary);
+    for (size_t i = 0; i < a->nspaces; i++) free(a->spaces[i]);
+    free(a->spaces);
     free(a);
 }
 

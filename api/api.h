@@ -44,8 +44,11 @@ struct api_state {
     struct metrics_cache *metrics; /* owned */
     struct buf summary;            /* the last /summary body */
     uint64_t summary_at_ms;        /* monotonic ms it was built; 0: none */
-    unsigned uploads;              /* package uploads holding their buffers now */
-    uint64_t uploads_refused;      /* uploads answered 429 (--http-max-uploads reached) */
+    char **spaces;                 /* the spaces, sorted, Spaces-1 first (owned); NULL: none yet */
+    size_t nspaces;
+    uint64_t spaces_at_ms;    /* monotonic ms they were read; 0: never */
+    unsigned uploads;         /* package uploads holding their buffers now */
+    uint64_t uploads_refused; /* uploads answered 429 (--http-max-uploads reached) */
 };
 
 /* Reads the keys of cfg (--api-key, --api-key-file). Returns 0 and *out, or SHOAL_ECONFIG with

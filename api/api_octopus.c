@@ -134,12 +134,15 @@ bool api_space_scope(struct http_exchange *ex, unsigned *first) {
 
 enum spaces_kind { SPACES_PAGE, SPACES_ALL, SPACES_ONE };
 
+#define SPACES_FRESH_MS 1000 /* the space list is read from Redis at most once a second */
+
 struct spaces_req {
     struct http_exchange *ex;
     enum spaces_kind kind;
     char want[PACKAGE_SPACE_MAX + 1]; /* SPACES_ONE: the id; else partialName ("" for any) */
     char ids[512];                    /* ids= comma list, or "" */
     int64_t skip, take;
+    const struct node_services *svc; /* borrowed */
 };
 
 static int cmp_str(const void *a, const void *b) {
@@ -161,21 +164,9 @@ static bool wanted(const struct spaces_req *q, const char *id) {
     return strcasestr(name, q->want) != NULL;
 }
 
-/* SMEMBERS of the package spaces (bounded by the feed: one member per space that holds a
- * package), plus Spaces-1. */
-static void spaces_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct spaces_req *q = priv;
+/* Answers q from the space list ids[0..m) (Spaces-1 first, the rest sorted). */
+static void spaces_answer(struct spaces_req *q, char *const *ids, size_t m) {
     struct http_exchange *ex = q->ex;
-    if (api_reply_failed(ex, r, NULL)) goto out;
-    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
-    const char **ids = xcalloc(n + 1, sizeof *ids);
-    size_t m = 0;
-    ids[m++] = API_DEFAULT_SPACE;
-    for (size_t i = 0; i < n; i++)
-        if (r->element[i]->type == REDIS_REPLY_STRING &&
-            strcmp(r->element[i]->str, API_DEFAULT_SPACE) != 0)
-            ids[m++] = r->element[i]->str;
-    qsort(ids + 1, m - 1, sizeof *ids, cmp_str);
     struct buf b;
     struct json j;
     buf_init(&b);
@@ -210,13 +201,45 @@ static void spaces_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
         api_respond_json(ex, 200, &b);
     }
     buf_free(&b);
-    free(ids);
+}
+
+/* SMEMBERS of the package spaces (bounded by the feed: one member per space that holds a
+ * package), plus Spaces-1: kept in the node's API state for SPACES_FRESH_MS, then answered. */
+static void spaces_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct spaces_req *q = priv;
+    struct http_exchange *ex = q->ex;
+    if (api_reply_failed(ex, r, NULL)) goto out;
+    struct api_state *a = q->svc->api;
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    char **ids = xcalloc(n + 1, sizeof *ids);
+    size_t m = 0;
+    ids[m++] = xstrdup(API_DEFAULT_SPACE);
+    for (size_t i = 0; i < n; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[i]->str, API_DEFAULT_SPACE) != 0)
+            ids[m++] = xstrdup(r->element[i]->str);
+    qsort(ids + 1, m - 1, sizeof *ids, cmp_str);
+    for (size_t i = 0; i < a->nspaces; i++) free(a->spaces[i]);
+    free(a->spaces);
+    a->spaces = ids;
+    a->nspaces = m;
+    a->spaces_at_ms = clock_mono_ms();
+    spaces_answer(q, ids, m);
 out:
     free(q);
 }
 
+/* From memory when the list is fresh (a space that got its first package shows within
+ * SPACES_FRESH_MS), else one SMEMBERS. */
 static void spaces_send(struct http_exchange *ex, const struct node_services *svc,
                         struct spaces_req *q) {
+    const struct api_state *a = svc->api;
+    q->svc = svc;
+    if (a->spaces && clock_mono_ms() - a->spaces_at_ms < SPACES_FRESH_MS) {
+        spaces_answer(q, a->spaces, a->nspaces);
+        free(q);
+        return;
+    }
     char key[160];
     const char *argv[] = {"SMEMBERS", keys_package_spaces(svc->keys, key, sizeof key)};
     if (api_send(ex, svc, spaces_reply_cb, q, 2, argv, NULL) != 0) free(q);

@@ -993,3 +993,34 @@ Test(api, sighup_reloads_the_key_file_and_keeps_running) {
 #undef OLDK
 #undef NEWK
 }
+
+/* The space list is answered from memory for a second at most (GET /api/spaces under load
+ * stays well under a millisecond): a space that gets its first package shows within it. */
+struct spaces_want {
+    int port;
+    long long total;
+};
+static bool spaces_total_is(void *arg) {
+    struct spaces_want *s = arg;
+    struct resp r;
+    bool ok = req(s->port, "GET", "/api/spaces", KEYH, NULL, &r) == 200 && r.json &&
+              json_integer_value(json_object_get(r.json, "TotalResults")) == s->total;
+    resp_free(&r);
+    return ok;
+}
+
+Test(api, the_space_list_is_at_most_a_second_old) {
+    struct h_worker w;
+    start(&w, "spacey", NULL);
+    struct spaces_want one = {w.port, 1};
+    cr_assert(h_eventually(spaces_total_is, &one, 2000), "Spaces-1 alone");
+    redisContext *c = h_redis_connect(&redis);
+    freeReplyObject(redisCommand(c, "SADD {shoal}:pkgspaces Spaces-5"));
+    redisFree(c);
+    uint64_t t0 = h_now_ms();
+    struct spaces_want two = {w.port, 2};
+    cr_assert(h_eventually(spaces_total_is, &two, 3000), "the new space never showed");
+    cr_assert_lt(h_now_ms() - t0, 1500, "shown only after %llu ms",
+                 (unsigned long long)(h_now_ms() - t0));
+    cr_assert_eq(h_worker_stop(&w), 0);
+}
