@@ -17,21 +17,37 @@ static const char packages_usage[] =
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
-/* Prints (or adds to j) one space's packages. Returns 0 or -1 after printing why. */
+#define PAGE 500 /* packages per package_list.lua call (each call bounded) */
+
+static void print_page(const redisReply *r, const char *space, struct json *j);
+
+/* Prints (or adds to j) one space's packages, a page of PAGE per call. Returns 0 or -1 after
+ * printing why. */
 static int list_space(struct cli *c, const char *space, struct json *j) {
-    char err[256];
-    struct script_call call;
-    call_package_list(&call, &c->keys, space, "", 0, 1000000);
-    redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
-    call_free(&call);
-    if (!r) return cli_fail(c, EXIT_FAIL, "%s", err), -1;
-    if (r->type != REDIS_REPLY_ARRAY) {
-        cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
+    for (int64_t skip = 0;; skip += PAGE) {
+        char err[256];
+        struct script_call call;
+        struct call_package_list_args a = {"", skip, PAGE, "", false, 0};
+        call_package_list(&call, &c->keys, space, &a);
+        redisReply *r = rsync_call(&c->redis, &call, err, sizeof err);
+        call_free(&call);
+        if (!r) return cli_fail(c, EXIT_FAIL, "%s", err), -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+            cli_fail(c, EXIT_FAIL, "unexpected reply from Redis: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "wrong shape");
+            freeReplyObject(r);
+            return -1;
+        }
+        int64_t total = r->element[0]->integer;
+        print_page(r, space, j);
         freeReplyObject(r);
-        return -1;
+        if (skip + PAGE >= total) return 0;
     }
-    for (size_t i = 1; i < r->elements; i++) {
+}
+
+/* One page's packages (reply elements from 2). */
+static void print_page(const redisReply *r, const char *space, struct json *j) {
+    for (size_t i = 2; i < r->elements; i++) {
         const redisReply *h = r->element[i];
         if (h->type != REDIS_REPLY_ARRAY) continue;
         int64_t published = strtoll(or_empty(reply_field(h, 0, "published")), NULL, 10);
@@ -65,8 +81,6 @@ static int list_space(struct cli *c, const char *space, struct json *j) {
                    when, or_empty(reply_field(h, 0, "hash")));
         }
     }
-    freeReplyObject(r);
-    return 0;
 }
 
 int cmd_packages(int argc, char **argv) {

@@ -481,12 +481,15 @@ void call_package_unlock(struct script_call *c, const struct keys *k, const char
 }
 
 void call_package_list(struct script_call *c, const struct keys *k, const char *space,
-                       const char *filter, int64_t skip, int64_t take) {
+                       const struct call_package_list_args *a) {
     init(c, SCRIPT_PACKAGE_LIST);
     named_key(c, keys_package_index, k, space);
     keys_end(c);
     named_key(c, keys_package_prefix, k, space);
-    push(c, filter);
-    push_int(c, skip);
-    push_int(c, take);
+    push(c, a->filter ? a->filter : "");
+    push_int(c, a->skip);
+    push_int(c, a->take);
+    push(c, a->nuget_id ? a->nuget_id : "");
+    push(c, a->latest ? "1" : "0");
+    push_int(c, a->scan_limit > 0 ? a->scan_limit : 2000);
 }

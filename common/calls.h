@@ -199,9 +199,16 @@ void call_package_delete(struct script_call *c, const struct keys *k, const char
 void call_package_unlock(struct script_call *c, const struct keys *k, const char *space,
                          const struct package_name *n, const char *token);
 
-/* package_list.lua. KEYS space index; ARGV package hash prefix, filter ("" for all), skip,
- * take. */
+/* package_list.lua. KEYS space index; ARGV package hash prefix, filter, skip, take,
+ * nuGetPackageId, latest, scan limit. */
+struct call_package_list_args {
+    const char *filter;   /* substring of <PackageId>.<Version>, or NULL/"" */
+    int64_t skip, take;   /* the page (take at most 1,000) */
+    const char *nuget_id; /* only this PackageId, or NULL/"" */
+    bool latest;          /* only the newest published version of each PackageId */
+    int64_t scan_limit;   /* index entries looked at when filtering (0: 2,000) */
+};
 void call_package_list(struct script_call *c, const struct keys *k, const char *space,
-                       const char *filter, int64_t skip, int64_t take);
+                       const struct call_package_list_args *a);
 
 #endif

@@ -197,6 +197,8 @@ struct list_req {
     struct http_exchange *ex;
     char space[PACKAGE_SPACE_MAX + 1];
     char filter[128];
+    char nuget[PACKAGE_ID_MAX + 1]; /* nuGetPackageId, or "" */
+    bool latest;
     int64_t skip, take;
 };
 
@@ -204,7 +206,7 @@ static void list_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct list_req *q = priv;
     struct http_exchange *ex = q->ex;
     if (!api_reply_failed(ex, r, NULL)) {
-        bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
                   r->element[0]->type == REDIS_REPLY_INTEGER;
         if (!ok) {
             http_respond_error(ex, 500, "unexpected reply from package_list.lua");
@@ -215,10 +217,10 @@ static void list_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
             buf_init(&b);
             json_init(&j, &b);
             api_collection_open(&j, "Package", r->element[0]->integer, q->take);
-            for (size_t i = 1; i < r->elements; i++)
+            for (size_t i = 2; i < r->elements; i++)
                 if (r->element[i]->type == REDIS_REPLY_ARRAY) pkg_json(&j, r->element[i], 0);
             snprintf(path, sizeof path, "/api/%s/packages", q->space);
-            snprintf(tmpl, sizeof tmpl, "{?filter,skip,take}");
+            snprintf(tmpl, sizeof tmpl, "{?nuGetPackageId,filter,latest,skip,take}");
             api_collection_close(&j, path, tmpl, q->skip, q->take, r->element[0]->integer);
             api_respond_json(ex, 200, &b);
             buf_free(&b);
@@ -239,13 +241,20 @@ static void list_cb(struct http_exchange *ex) {
     q->ex = ex;
     snprintf(q->space, sizeof q->space, "%s", space);
     if (!api_query_get(http_query(ex), "filter", q->filter, sizeof q->filter)) q->filter[0] = '\0';
+    if (!api_query_get(http_query(ex), "nuGetPackageId", q->nuget, sizeof q->nuget))
+        q->nuget[0] = '\0';
+    char latest[8] = "";
+    api_query_get(http_query(ex), "latest", latest, sizeof latest);
+    q->latest = strcasecmp(latest, "true") == 0;
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &q->skip) ||
         api_query_int(ex, "take", API_TAKE_DEFAULT, 0, API_TAKE_MAX, &q->take)) {
         free(q);
         return;
     }
     struct script_call call;
-    call_package_list(&call, svc->keys, space, q->filter, q->skip, q->take);
+    struct call_package_list_args a = {q->filter, q->skip,   q->take,
+                                       q->nuget,  q->latest, API_SCAN_LIMIT};
+    call_package_list(&call, svc->keys, space, &a);
     if (api_call(ex, svc, &call, list_reply_cb, q) != 0) free(q);
     call_free(&call);
 }

@@ -221,7 +221,8 @@ Test(script_calls, keys_agree_with_script_headers) {
     check_keys(&c, seen);
     call_package_commit(&c, &k, "Spaces-1", &pn, "t", 1, fields, 2);
     check_keys(&c, seen);
-    call_package_list(&c, &k, "Spaces-1", "", 0, 10);
+    struct call_package_list_args pl = {"", 0, 10, "", false, 0};
+    call_package_list(&c, &k, "Spaces-1", &pl);
     check_keys(&c, seen);
     for (int i = 0; i < SCRIPT_COUNT; i++)
         cr_assert(seen[i], "lua/%s.lua has no builder checked here", script_get(i)->name);

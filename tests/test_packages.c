@@ -668,3 +668,28 @@ Test(packages, page_cache_with_no_package_direct_io, .timeout = 180) {
     cr_assert_eq(log_count("io=cached"), 2);
     cr_assert_eq(log_count("io=direct"), 0);
 }
+
+/* Octopus's listing parameters: nuGetPackageId (one PackageId, case-insensitive) and latest
+ * (the newest version of each PackageId). Before, both were accepted and ignored. */
+Test(packages, listing_by_package_id_and_latest) {
+    struct pc_result r;
+    struct pc_upload a = raw("?filename=Lister.1.0.0.zip", 1000, 1);
+    upload_ok(&a, 201, &r);
+    struct pc_upload b = raw("?filename=Lister.1.1.0.zip", 1000, 2);
+    upload_ok(&b, 201, &r);
+    struct pc_upload o = raw("?filename=Other.2.0.0.zip", 1000, 3);
+    upload_ok(&o, 201, &r);
+    struct pc_result g;
+    pc_request(node.port, "GET", "/api/" SPACE "/packages?nuGetPackageId=lister", KEY, &g);
+    cr_assert_eq(g.status, 200, "%s", g.body);
+    cr_assert(strstr(g.body, "\"TotalResults\":2"), "%s", g.body);
+    cr_assert(!strstr(g.body, "Other"), "%s", g.body);
+    pc_request(node.port, "GET", "/api/" SPACE "/packages?latest=true", KEY, &g);
+    cr_assert(strstr(g.body, "\"TotalResults\":2"), "%s", g.body);
+    cr_assert(strstr(g.body, "packages-Lister.1.1.0") && !strstr(g.body, "packages-Lister.1.0.0"),
+              "%s", g.body);
+    pc_request(node.port, "GET", "/api/" SPACE "/packages?nuGetPackageId=Lister&latest=true", KEY,
+               &g);
+    cr_assert(strstr(g.body, "\"TotalResults\":1"), "%s", g.body);
+    cr_assert(strstr(g.body, "\"Version\":\"1.1.0\""), "%s", g.body);
+}
