@@ -13,6 +13,7 @@ const os = require("node:os");
 const path = require("node:path");
 const { Client, PackageRepository, SpaceServerTaskRepository, ServerTaskWaiter,
   ServerTaskRepository, OverwriteMode } = require("@octopusdeploy/api-client");
+const octopack = require("@octopusdeploy/octopackjs");
 
 const [shoalArg, mibArg] = process.argv.slice(2);
 const shoal = path.resolve(shoalArg);
@@ -137,6 +138,25 @@ async function main() {
   await new ServerTaskRepository(client).cancel(long);
   const canceled = await waitFor(async () => ["Canceled", "Cancelling"].includes((await tasks.getById(long)).State) , 10000);
   check("ServerTaskRepository.cancel", !!canceled);
+
+  // octopackjs, Octopus's npm packager, pushes to the legacy route without a space id and to
+  // /api/{spaceId}/packages/raw with one; replace=true overwrites.
+  const small = path.join(tmp, "small.zip");
+  fs.writeFileSync(small, crypto.randomBytes(4096));
+  const pack = (opts) => new Promise((res, rej) => octopack.push(small,
+    Object.assign({ host: `http://127.0.0.1:${port}`, apikey: KEY }, opts), (e, b) => e ? rej(e) : res(b)));
+  const legacy = await pack({ name: "Packed.1.0.0.zip" });
+  check("octopackjs push, legacy route (no space id)", legacy && legacy.SpaceId === "Spaces-1" &&
+    legacy.Version === "1.0.0", JSON.stringify(legacy).slice(0, 200));
+  const spaced = await pack({ name: "Packed.2.0.0.zip", spaceId: "Spaces-1" });
+  check("octopackjs push, space-scoped", spaced && spaced.Id === "packages-Packed.2.0.0",
+    JSON.stringify(spaced).slice(0, 200));
+  let dup = null;
+  try { await pack({ name: "Packed.2.0.0.zip", spaceId: "Spaces-1" }); } catch (e) { dup = e; }
+  check("octopackjs push of an existing version is refused (400)", dup && dup.statusCode === 400,
+    dup && JSON.stringify(dup.body));
+  const replaced = await pack({ name: "Packed.2.0.0.zip", spaceId: "Spaces-1", replace: true });
+  check("octopackjs push with replace=true overwrites", replaced && replaced.Version === "2.0.0");
 }
 
 async function cleanup() {

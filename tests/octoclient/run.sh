@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 for tool in node npm redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "octoclient test needs $tool" >&2; echo "0 passed, 1 failed"; exit 1; }
 done
-if [ ! -f "$here/node_modules/@octopusdeploy/api-client/package.json" ]; then
+if [ ! -f "$here/node_modules/@octopusdeploy/api-client/package.json" ] || [ ! -f "$here/node_modules/@octopusdeploy/octopackjs/package.json" ]; then
   (cd "$here" && timeout 120 npm ci --no-audit --no-fund) >&2 || {
     echo "npm ci failed in $here" >&2
     echo "0 passed, 1 failed"
