@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -225,6 +226,62 @@ bool h_check_namespace(const struct h_redis *r, const char *ns, char **report) {
     free(out);
     free(err);
     return rc == 0;
+}
+
+void h_resp_free(struct h_resp *r) {
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+int h_req(int port, const char *method, const char *path, const char *hdrs, const char *body,
+          struct h_resp *r) {
+    memset(r, 0, sizeof *r);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return r->status = -1;
+    }
+    char *msg = NULL;
+    size_t mlen = 0;
+    FILE *f = open_memstream(&msg, &mlen);
+    fprintf(f, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
+            hdrs ? hdrs : "");
+    if (body)
+        fprintf(f, "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+    else
+        fprintf(f, "\r\n");
+    fclose(f);
+    ssize_t w = write(fd, msg, mlen);
+    free(msg);
+    if (w != (ssize_t)mlen) {
+        close(fd);
+        return r->status = -1;
+    }
+    size_t cap = 65536, got = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+    while ((n = read(fd, buf + got, cap - got - 1)) > 0) {
+        got += (size_t)n;
+        if (cap - got < 1024) buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    buf[got] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) {
+        free(buf);
+        return r->status = -1;
+    }
+    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
+    r->body = strdup(sep + 4);
+    free(buf);
+    r->json = json_loads(r->body, JSON_DECODE_ANY, NULL);
+    return r->status;
 }
 
 int h_http(int port, const char *method, const char *path, char *body, size_t len) {

@@ -9,6 +9,7 @@
 #define SHOAL_TEST_HARNESS_H
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -52,6 +53,20 @@ int h_shoal(char **out, char **err, const char *const *args);
  * task lifecycle hold (every task in exactly the structure its state says, counters equal to
  * what they count). Returns true, or false with what it found in *report (caller frees). */
 bool h_check_namespace(const struct h_redis *r, const char *ns, char **report);
+
+/* An HTTP answer read by h_req. */
+struct h_resp {
+    int status; /* -1 when no answer came */
+    char head[4096];
+    char *body;   /* malloc'd, NUL-terminated */
+    json_t *json; /* the body parsed as JSON, or NULL */
+};
+/* One request to 127.0.0.1:port on a fresh connection (Connection: close); hdrs are whole
+ * "Name: value\r\n" lines (may be NULL), body may be NULL. Reads the whole answer (5 s
+ * timeout per read). Returns the status, or -1. Free r with h_resp_free. */
+int h_req(int port, const char *method, const char *path, const char *hdrs, const char *body,
+          struct h_resp *r);
+void h_resp_free(struct h_resp *r);
 
 /* GET/HEAD path from 127.0.0.1:port on a fresh connection. Returns the status (or -1), body
  * copied into body (NUL-terminated, may be NULL). */

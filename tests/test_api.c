@@ -34,71 +34,6 @@ TestSuite(api, .init = setup, .fini = teardown, .timeout = 60);
 
 /* --- a small HTTP client: any method, extra headers, a body ------------------------------- */
 
-struct resp {
-    int status;
-    char head[4096];
-    char *body;   /* malloc'd, NUL-terminated */
-    json_t *json; /* parsed body, or NULL */
-};
-
-static void resp_free(struct resp *r) {
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof *r);
-}
-
-/* One request on a fresh connection; hdrs are full "Name: value\r\n" lines (may be NULL). */
-static int req(int port, const char *method, const char *path, const char *hdrs, const char *body,
-               struct resp *r) {
-    memset(r, 0, sizeof *r);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return r->status = -1;
-    }
-    size_t blen = body ? strlen(body) : 0;
-    char *msg = NULL;
-    size_t mlen = 0;
-    FILE *f = open_memstream(&msg, &mlen);
-    fprintf(f, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
-            hdrs ? hdrs : "");
-    if (body)
-        fprintf(f, "Content-Length: %zu\r\n\r\n%s", blen, body);
-    else
-        fprintf(f, "\r\n");
-    fclose(f);
-    ssize_t w = write(fd, msg, mlen);
-    free(msg);
-    if (w != (ssize_t)mlen) {
-        close(fd);
-        return r->status = -1;
-    }
-    size_t cap = 65536, got = 0;
-    char *buf = malloc(cap);
-    ssize_t n;
-    while ((n = read(fd, buf + got, cap - got - 1)) > 0) {
-        got += (size_t)n;
-        if (cap - got < 1024) buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
-    buf[got] = '\0';
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) {
-        free(buf);
-        return r->status = -1;
-    }
-    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
-    r->body = strdup(sep + 4);
-    free(buf);
-    r->json = json_loads(r->body, JSON_DECODE_ANY, NULL);
-    return r->status;
-}
-
 static json_t *get(const json_t *o, const char *k) {
     json_t *v = json_object_get(o, k);
     cr_assert_not_null(v, "missing field %s", k);
@@ -117,7 +52,7 @@ static void start(struct h_worker *w, const char *name, const char *const *extra
 }
 
 /* The ErrorMessage of r contains want. */
-static void error_says(const struct resp *r, int status, const char *want) {
+static void error_says(const struct h_resp *r, int status, const char *want) {
     cr_assert_eq(r->status, status, "status %d, body %s", r->status, r->body);
     cr_assert_not_null(r->json, "body is not JSON: %s", r->body);
     cr_assert(strstr(sget(r->json, "ErrorMessage"), want), "'%s' lacks '%s'",
@@ -128,34 +63,34 @@ static void error_says(const struct resp *r, int status, const char *want) {
 
 Test(api, keys_are_required_checked_and_never_shown) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "auth", NULL);
-    req(w.port, "GET", "/api/octopusservernodes", NULL, NULL, &r);
+    h_req(w.port, "GET", "/api/octopusservernodes", NULL, NULL, &r);
     error_says(&r, 401, "X-Octopus-ApiKey");
     cr_assert(strstr(r.head, "WWW-Authenticate: Bearer"));
     cr_assert(strstr(r.head, "Octopus-Node: auth"));
-    resp_free(&r);
-    req(w.port, "GET", "/api/octopusservernodes", "X-Octopus-ApiKey: wrong\r\n", NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/octopusservernodes", "X-Octopus-ApiKey: wrong\r\n", NULL, &r);
     error_says(&r, 403, "not valid");
     cr_assert_null(strstr(r.body, "wrong"));
-    resp_free(&r);
+    h_resp_free(&r);
     /* Same length as the key, one byte off. */
-    req(w.port, "GET", "/api/tasks", "Authorization: Bearer test-key-0123456789abcdeF\r\n", NULL,
-        &r);
+    h_req(w.port, "GET", "/api/tasks", "Authorization: Bearer test-key-0123456789abcdeF\r\n", NULL,
+          &r);
     cr_assert_eq(r.status, 403);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/summary",
-                     "Authorization: Bearer " KEY "\r\n", NULL, &r),
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes/summary",
+                       "Authorization: Bearer " KEY "\r\n", NULL, &r),
                  200);
-    resp_free(&r);
+    h_resp_free(&r);
     /* ping, healthz and metrics stay open; ping never shows the key. */
     static const char *const open[] = {"/api/octopusservernodes/ping", "/healthz", "/metrics"};
     for (size_t i = 0; i < 3; i++) {
-        cr_assert_eq(req(w.port, "GET", open[i], NULL, NULL, &r), 200, "%s", open[i]);
+        cr_assert_eq(h_req(w.port, "GET", open[i], NULL, NULL, &r), 200, "%s", open[i]);
         cr_assert_null(strstr(r.body, KEY));
-        resp_free(&r);
+        h_resp_free(&r);
     }
     cr_assert_eq(h_worker_stop(&w), 0);
     char *log = h_read_file(w.log);
@@ -176,15 +111,15 @@ Test(api, keys_are_required_checked_and_never_shown) {
 
 Test(api, no_key_configured_answers_403_saying_how) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     h_worker_start(&w, &redis, "nokey", NULL);
     cr_assert(h_ping_is(&w, 200, 10000));
-    req(w.port, "GET", "/api/octopusservernodes/all", KEYH, NULL, &r);
+    h_req(w.port, "GET", "/api/octopusservernodes/all", KEYH, NULL, &r);
     error_says(&r, 403, "SHOAL_API_KEY");
-    resp_free(&r);
-    req(w.port, "DELETE", "/api/octopusservernodes/nokey", NULL, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "DELETE", "/api/octopusservernodes/nokey", NULL, NULL, &r);
     error_says(&r, 403, "SHOAL_API_KEY_FILE");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
@@ -195,21 +130,21 @@ Test(api, key_file_holds_several_keys_and_a_bad_file_stops_startup) {
     fprintf(f, "# operators\nfirst-key-aaaaaaaa\n\n  second-key-bbbbbbbb  \n");
     fclose(f);
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     const char *extra[] = {"--api-key-file", path, NULL};
     h_worker_start(&w, &redis, "keyfile", extra);
     cr_assert(h_ping_is(&w, 200, 10000));
     cr_assert_eq(
-        req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: first-key-aaaaaaaa\r\n", NULL, &r),
+        h_req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: first-key-aaaaaaaa\r\n", NULL, &r),
         200);
-    resp_free(&r);
-    cr_assert_eq(
-        req(w.port, "GET", "/api/tasks", "Authorization: Bearer second-key-bbbbbbbb\r\n", NULL, &r),
-        200);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: # operators\r\n", NULL, &r),
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks", "Authorization: Bearer second-key-bbbbbbbb\r\n",
+                       NULL, &r),
+                 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey: # operators\r\n", NULL, &r),
                  403);
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 
     char missing[300];
@@ -238,11 +173,11 @@ static void fake_node(const char *name, int cap, int drain) {
 
 Test(api, node_collection_pages_and_filters_like_octopus) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "web-1", NULL);
     fake_node("web-2", 5, 0);
     fake_node("worker-3", 3, 1);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?take=2", KEYH, NULL, &r), 200);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes?take=2", KEYH, NULL, &r), 200);
     cr_assert_str_eq(sget(r.json, "ItemType"), "OctopusServerNode");
     cr_assert_eq(iget(r.json, "TotalResults"), 3);
     cr_assert_eq(iget(r.json, "ItemsPerPage"), 2);
@@ -257,60 +192,62 @@ Test(api, node_collection_pages_and_filters_like_octopus) {
                      "/api/octopusservernodes/OctopusServerNodes-web-1");
     cr_assert_str_eq(sget(get(r.json, "Links"), "Page.Next"),
                      "/api/octopusservernodes?skip=2&take=2");
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?skip=2&take=2", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes?skip=2&take=2", KEYH, NULL, &r),
+                 200);
     cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Name"), "worker-3");
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes?partialName=WEB", KEYH, NULL, &r),
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes?partialName=WEB", KEYH, NULL, &r),
                  200);
     cr_assert_eq(iget(r.json, "TotalResults"), 2);
-    resp_free(&r);
-    req(w.port, "GET", "/api/octopusservernodes?take=x", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/octopusservernodes?take=x", KEYH, NULL, &r);
     error_says(&r, 400, "take");
-    resp_free(&r);
+    h_resp_free(&r);
 
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/all", KEYH, NULL, &r), 200);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes/all", KEYH, NULL, &r), 200);
     cr_assert_eq(json_array_size(r.json), 3);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/summary", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes/summary", KEYH, NULL, &r), 200);
     json_t *w3 = json_array_get(get(r.json, "Nodes"), 2);
     cr_assert_eq(json_is_true(get(w3, "IsOffline")), true);
     cr_assert_eq(json_is_true(get(w3, "IsInMaintenanceMode")), true);
     cr_assert_eq(iget(w3, "RunningTaskCount"), 0);
     cr_assert_str_eq(sget(w3, "LastSeen"), "2023-11-14T22:13:20.000+00:00");
     cr_assert_str_eq(sget(w3, "Status"), "Offline");
-    resp_free(&r);
+    h_resp_free(&r);
     /* By id or by name, doubled slashes tolerated; unknown ids 404. */
     cr_assert_eq(
-        req(w.port, "GET", "//api/octopusservernodes//OctopusServerNodes-web-2", KEYH, NULL, &r),
+        h_req(w.port, "GET", "//api/octopusservernodes//OctopusServerNodes-web-2", KEYH, NULL, &r),
         200);
     cr_assert_eq(iget(r.json, "MaxConcurrentTasks"), 5);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes/web-1/details", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes/web-1/details", KEYH, NULL, &r),
+                 200);
     cr_assert_eq(iget(r.json, "RunningTasks"), 0);
     cr_assert_eq(json_array_size(get(r.json, "Tasks")), 0);
-    resp_free(&r);
-    req(w.port, "GET", "/api/octopusservernodes/OctopusServerNodes-ghost", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/octopusservernodes/OctopusServerNodes-ghost", KEYH, NULL, &r);
     error_says(&r, 404, "ghost");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
 Test(api, put_changes_cap_and_drain_and_validates_the_body) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "node-1", NULL);
     const char *path = "/api/octopusservernodes/OctopusServerNodes-node-1";
     /* Octopus's DrainOddOrEven script puts the task cap in Name: accepted, ignored. */
-    cr_assert_eq(req(w.port, "PUT", path, KEYH,
-                     "{\"Id\":\"OctopusServerNodes-node-1\",\"Name\":5,"
-                     "\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}",
-                     &r),
+    cr_assert_eq(h_req(w.port, "PUT", path, KEYH,
+                       "{\"Id\":\"OctopusServerNodes-node-1\",\"Name\":5,"
+                       "\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}",
+                       &r),
                  200, "%s", r.body);
     cr_assert_eq(iget(r.json, "MaxConcurrentTasks"), 8);
     cr_assert_eq(json_is_true(get(r.json, "IsInMaintenanceMode")), true);
     cr_assert_str_eq(sget(r.json, "Name"), "node-1");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert(h_ping_is(&w, 418, 5000), "drain reaches ping");
     redisContext *c = h_redis_connect(&redis);
     redisReply *x = redisCommand(c, "HMGET {shoal}:node:node-1 cap drain cap_by");
@@ -319,10 +256,10 @@ Test(api, put_changes_cap_and_drain_and_validates_the_body) {
     cr_assert_str_eq(x->element[2]->str, "operator");
     freeReplyObject(x);
     redisFree(c);
-    cr_assert_eq(req(w.port, "PUT", "/api/octopusservernodes/node-1", KEYH,
-                     "{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":false}", &r),
+    cr_assert_eq(h_req(w.port, "PUT", "/api/octopusservernodes/node-1", KEYH,
+                       "{\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":false}", &r),
                  200);
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert(h_ping_is(&w, 200, 5000));
 
     static const struct {
@@ -342,35 +279,35 @@ Test(api, put_changes_cap_and_drain_and_validates_the_body) {
         {"{\"Id\":7,\"MaxConcurrentTasks\":8,\"IsInMaintenanceMode\":true}", "Id"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        req(w.port, "PUT", path, KEYH, bad[i].body, &r);
+        h_req(w.port, "PUT", path, KEYH, bad[i].body, &r);
         error_says(&r, 400, bad[i].says);
-        resp_free(&r);
+        h_resp_free(&r);
     }
-    req(w.port, "PUT", "/api/octopusservernodes/ghost", KEYH,
-        "{\"MaxConcurrentTasks\":1,\"IsInMaintenanceMode\":true}", &r);
+    h_req(w.port, "PUT", "/api/octopusservernodes/ghost", KEYH,
+          "{\"MaxConcurrentTasks\":1,\"IsInMaintenanceMode\":true}", &r);
     error_says(&r, 404, "ghost");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
 Test(api, delete_forgets_offline_nodes_only) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "live", NULL);
     fake_node("gone", 5, 0);
-    req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-live", KEYH, NULL, &r);
+    h_req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-live", KEYH, NULL, &r);
     error_says(&r, 409, "alive");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(
-        req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-gone", KEYH, NULL, &r),
+        h_req(w.port, "DELETE", "/api/octopusservernodes/OctopusServerNodes-gone", KEYH, NULL, &r),
         200);
-    resp_free(&r);
-    req(w.port, "GET", "/api/octopusservernodes/gone", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/octopusservernodes/gone", KEYH, NULL, &r);
     error_says(&r, 404, "gone");
-    resp_free(&r);
-    req(w.port, "DELETE", "/api/octopusservernodes/gone", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "DELETE", "/api/octopusservernodes/gone", KEYH, NULL, &r);
     error_says(&r, 404, "gone");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
@@ -383,30 +320,30 @@ struct task_want {
 };
 static bool task_is(void *arg) {
     struct task_want *t = arg;
-    struct resp r;
-    bool ok = req(t->port, "GET", t->path, KEYH, NULL, &r) == 200 && r.json &&
+    struct h_resp r;
+    bool ok = h_req(t->port, "GET", t->path, KEYH, NULL, &r) == 200 && r.json &&
               strcmp(json_string_value(json_object_get(r.json, "State")), t->state) == 0;
-    resp_free(&r);
+    h_resp_free(&r);
     return ok;
 }
 
 /* POSTs a task; returns its id (malloc'd). */
 static char *post_task(int port, const char *body) {
-    struct resp r;
-    cr_assert_eq(req(port, "POST", "/api/tasks", KEYH, body, &r), 201, "%s", r.body);
+    struct h_resp r;
+    cr_assert_eq(h_req(port, "POST", "/api/tasks", KEYH, body, &r), 201, "%s", r.body);
     char *id = strdup(sget(r.json, "Id"));
     char loc[96];
     snprintf(loc, sizeof loc, "Location: /api/tasks/%s", id);
     cr_assert(strstr(r.head, loc), "%s", r.head);
     cr_assert(strstr("Queued Executing Success TimedOut",
                      sget(r.json, "State"))); /* a node may be quick */
-    resp_free(&r);
+    h_resp_free(&r);
     return id;
 }
 
 Test(api, tasks_enqueue_run_list_log_and_cancel) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
     start(&w, "runner", extra);
     char *echo =
@@ -416,59 +353,59 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
     snprintf(path, sizeof path, "/api/tasks/%s", echo);
     struct task_want tw = {w.port, path, "Success"};
     cr_assert(h_eventually(task_is, &tw, 10000), "the exec task did not succeed");
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200);
+    cr_assert_eq(h_req(w.port, "GET", path, KEYH, NULL, &r), 200);
     cr_assert_str_eq(sget(r.json, "ServerNode"), "runner");
     cr_assert_eq(json_is_true(get(r.json, "IsCompleted")), true);
     cr_assert_eq(json_is_true(get(r.json, "FinishedSuccessfully")), true);
     cr_assert(json_is_string(get(r.json, "StartTime")) &&
               json_is_string(get(r.json, "CompletedTime")));
     cr_assert_eq(iget(r.json, "ExitCode"), 0);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof path, "/api/tasks/%s/raw", echo);
-    cr_assert_eq(req(w.port, "GET", path, KEYH, NULL, &r), 200);
+    cr_assert_eq(h_req(w.port, "GET", path, KEYH, NULL, &r), 200);
     cr_assert_str_eq(r.body, "hello api\n");
     cr_assert(strstr(r.head, "Content-Type: text/plain"));
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* A task due in an hour waits; cancel finalises it. */
     char *later = post_task(w.port, "{\"Type\":\"noop\",\"Queue\":\"default\",\"Delay\":\"1h\","
                                     "\"Priority\":3,\"Attempts\":2}");
-    cr_assert_eq(req(w.port, "GET", "/api/tasks?states=Queued", KEYH, NULL, &r), 200);
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks?states=Queued", KEYH, NULL, &r), 200);
     cr_assert_eq(iget(r.json, "TotalResults"), 1);
     cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Id"), later);
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/tasks?node=OctopusServerNodes-runner&states=Success",
-                     KEYH, NULL, &r),
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks?node=OctopusServerNodes-runner&states=Success",
+                       KEYH, NULL, &r),
                  200);
     cr_assert_eq(iget(r.json, "TotalResults"), 1);
     cr_assert_str_eq(sget(r.json, "ItemType"), "Task");
-    resp_free(&r);
-    cr_assert_eq(req(w.port, "GET", "/api/tasks?take=1", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks?take=1", KEYH, NULL, &r), 200);
     cr_assert_eq(iget(r.json, "TotalResults"), 2);
     cr_assert_eq(json_array_size(get(r.json, "Items")), 1);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof path, "/api/tasks/%s/cancel", later);
-    cr_assert_eq(req(w.port, "POST", path, KEYH, NULL, &r), 200);
+    cr_assert_eq(h_req(w.port, "POST", path, KEYH, NULL, &r), 200);
     cr_assert_str_eq(sget(r.json, "State"), "Canceled");
     cr_assert(strstr(sget(r.json, "ErrorMessage"), "Canceled"));
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* Unknown ids, bad filters, bad bodies. */
-    req(w.port, "GET", "/api/tasks/ServerTasks-999", KEYH, NULL, &r);
+    h_req(w.port, "GET", "/api/tasks/ServerTasks-999", KEYH, NULL, &r);
     error_says(&r, 404, "ServerTasks-999");
-    resp_free(&r);
-    req(w.port, "GET", "/api/tasks/ServerTasks-999/raw", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/tasks/ServerTasks-999/raw", KEYH, NULL, &r);
     error_says(&r, 404, "ServerTasks-999");
-    resp_free(&r);
-    req(w.port, "POST", "/api/tasks/ServerTasks-999/cancel", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "POST", "/api/tasks/ServerTasks-999/cancel", KEYH, NULL, &r);
     error_says(&r, 404, "ServerTasks-999");
-    resp_free(&r);
-    req(w.port, "GET", "/api/tasks/bogus", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/tasks/bogus", KEYH, NULL, &r);
     error_says(&r, 404, "not a task id");
-    resp_free(&r);
-    req(w.port, "GET", "/api/tasks?states=Running", KEYH, NULL, &r);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/tasks?states=Running", KEYH, NULL, &r);
     error_says(&r, 400, "states");
-    resp_free(&r);
+    h_resp_free(&r);
     static const struct {
         const char *body;
         const char *says;
@@ -491,9 +428,9 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
         {"{\"Type\":\"noop\",\"Queue\":\"a b\"}", "queue"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        req(w.port, "POST", "/api/tasks", KEYH, bad[i].body, &r);
+        h_req(w.port, "POST", "/api/tasks", KEYH, bad[i].body, &r);
         error_says(&r, 400, bad[i].says);
-        resp_free(&r);
+        h_resp_free(&r);
     }
     /* An explicit QueueTime and a string argument. */
     char *at = post_task(w.port, "{\"Name\":\"fail\",\"Arguments\":\"boom\","
@@ -509,23 +446,23 @@ Test(api, tasks_enqueue_run_list_log_and_cancel) {
 
 Test(api, redis_gone_answers_503) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "lonely", NULL);
     h_redis_stop(&redis, true);
     cr_assert(h_ping_is(&w, 503, 5000));
     static const char *const paths[] = {"/api/octopusservernodes", "/api/tasks",
                                         "/api/tasks/ServerTasks-1"};
     for (size_t i = 0; i < 3; i++) {
-        req(w.port, "GET", paths[i], KEYH, NULL, &r);
+        h_req(w.port, "GET", paths[i], KEYH, NULL, &r);
         error_says(&r, 503, "Redis");
-        resp_free(&r);
+        h_resp_free(&r);
     }
-    cr_assert_eq(req(w.port, "GET", "/metrics", NULL, NULL, &r), 200);
-    resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/metrics", NULL, NULL, &r), 200);
+    h_resp_free(&r);
     cr_assert_eq(h_redis_restart(&redis), 0);
     cr_assert(h_ping_is(&w, 200, 10000));
-    cr_assert_eq(req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
-    resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/octopusservernodes", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
@@ -585,9 +522,9 @@ Test(api, octopus_drain_odd_or_even_script) {
 
 static bool node_gone(void *arg) {
     const int *port = arg;
-    struct resp r;
-    bool gone = req(*port, "GET", "/api/octopusservernodes/node-3", KEYH, NULL, &r) == 404;
-    resp_free(&r);
+    struct h_resp r;
+    bool gone = h_req(*port, "GET", "/api/octopusservernodes/node-3", KEYH, NULL, &r) == 404;
+    h_resp_free(&r);
     return gone;
 }
 
@@ -643,11 +580,11 @@ Test(api, octopus_scale_in_script_after_the_node_died) {
     free(out);
     cr_assert(node_gone(&w[0].port));
     /* Cancelled by the script, or failed "node lost" by recovery first: never left Executing. */
-    struct resp r;
-    cr_assert_eq(req(w[0].port, "GET", path, KEYH, NULL, &r), 200);
+    struct h_resp r;
+    cr_assert_eq(h_req(w[0].port, "GET", path, KEYH, NULL, &r), 200);
     const char *st = sget(r.json, "State");
     cr_assert(strcmp(st, "Canceled") == 0 || strcmp(st, "Failed") == 0, "state %s", st);
-    resp_free(&r);
+    h_resp_free(&r);
     free(id);
     for (int i = 0; i < 2; i++) cr_assert_eq(h_worker_stop(&w[i]), 0);
 }
@@ -772,17 +709,17 @@ Test(api, folded_header_lines_are_refused) {
         cr_assert(closed);
         free(got);
     }
-    struct resp r;
-    cr_assert_eq(req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey:   " KEY "  \r\n", NULL, &r),
+    struct h_resp r;
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks", "X-Octopus-ApiKey:   " KEY "  \r\n", NULL, &r),
                  200);
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
 /* %00 in a path or a query value is refused, not cut at the NUL. */
 Test(api, percent_00_is_refused) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "nul", NULL);
     static const char *const paths[] = {
         "/api/tasks?states=Queued%00Running",  "/api/tasks?states=Queued%00",
@@ -790,25 +727,25 @@ Test(api, percent_00_is_refused) {
         "/api/Spaces-1/packages?filter=a%00b", "/healthz?x=%00",
     };
     for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
-        req(w.port, "GET", paths[i], KEYH, NULL, &r);
+        h_req(w.port, "GET", paths[i], KEYH, NULL, &r);
         error_says(&r, 400, "%00");
-        resp_free(&r);
+        h_resp_free(&r);
     }
-    cr_assert_eq(req(w.port, "GET", "/api/tasks?states=Queued%2CSuccess", KEYH, NULL, &r), 200);
-    resp_free(&r);
+    cr_assert_eq(h_req(w.port, "GET", "/api/tasks?states=Queued%2CSuccess", KEYH, NULL, &r), 200);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
 /* A 500 tells the client an error id, never Redis's text; the log has both at error level. */
 Test(api, internal_errors_answer_an_id_not_redis_text) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     const char *extra[] = {"--cap", "0", NULL};
     start(&w, "e500", extra);
     redisContext *c = h_redis_connect(&redis);
     freeReplyObject(redisCommand(c, "DEL {shoal}:queues"));
     freeReplyObject(redisCommand(c, "SET {shoal}:queues not-a-set"));
-    req(w.port, "GET", "/api/tasks", KEYH, NULL, &r);
+    h_req(w.port, "GET", "/api/tasks", KEYH, NULL, &r);
     freeReplyObject(redisCommand(c, "DEL {shoal}:queues"));
     redisFree(c);
     cr_assert_eq(r.status, 500, "%d %s", r.status, r.body);
@@ -821,7 +758,7 @@ Test(api, internal_errors_answer_an_id_not_redis_text) {
     size_t idlen = strspn(id + 2, "0123456789abcdef") + 2;
     cr_assert_geq(idlen, 10, "%s", msg);
     snprintf(want, sizeof want, "error_id=%.*s", (int)idlen, id);
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
     char *log = h_read_file(w.log);
     const char *line = strstr(log, want);
@@ -839,7 +776,7 @@ Test(api, internal_errors_answer_an_id_not_redis_text) {
 /* Every answer carries X-Content-Type-Options: nosniff (and Octopus-Node). */
 Test(api, every_answer_says_nosniff) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     const char *extra[] = {"--allow-exec", "/bin/echo", NULL};
     start(&w, "sniff", extra);
     char *id = post_task(w.port, "{\"Type\":\"exec\",\"Arguments\":{\"argv\":[\"/bin/echo\","
@@ -860,12 +797,12 @@ Test(api, every_answer_says_nosniff) {
         {"DELETE", "/healthz", NULL, 405},
     };
     for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
-        cr_assert_eq(req(w.port, probes[i].method, probes[i].path, probes[i].hdrs, NULL, &r),
+        cr_assert_eq(h_req(w.port, probes[i].method, probes[i].path, probes[i].hdrs, NULL, &r),
                      probes[i].status, "%s %s", probes[i].method, probes[i].path);
         cr_assert(strstr(r.head, "\r\nX-Content-Type-Options: nosniff"), "%s %s:\n%s",
                   probes[i].method, probes[i].path, r.head);
         cr_assert(strstr(r.head, "\r\nOctopus-Node: sniff"), "%s", r.head);
-        resp_free(&r);
+        h_resp_free(&r);
     }
     free(id);
     cr_assert_eq(h_worker_stop(&w), 0);
@@ -920,9 +857,9 @@ struct key_want {
 };
 static bool key_answers(void *arg) {
     struct key_want *k = arg;
-    struct resp r;
-    int st = req(k->port, "GET", "/api/octopusservernodes", k->hdr, NULL, &r);
-    resp_free(&r);
+    struct h_resp r;
+    int st = h_req(k->port, "GET", "/api/octopusservernodes", k->hdr, NULL, &r);
+    h_resp_free(&r);
     return st == k->status;
 }
 
@@ -932,10 +869,10 @@ struct keyed_task_want {
 };
 static bool keyed_task_is(void *arg) {
     struct keyed_task_want *t = arg;
-    struct resp r;
-    bool ok = req(t->port, "GET", t->path, t->hdr, NULL, &r) == 200 && r.json &&
+    struct h_resp r;
+    bool ok = h_req(t->port, "GET", t->path, t->hdr, NULL, &r) == 200 && r.json &&
               strcmp(json_string_value(json_object_get(r.json, "State")), t->state) == 0;
-    resp_free(&r);
+    h_resp_free(&r);
     return ok;
 }
 
@@ -951,13 +888,13 @@ Test(api, sighup_reloads_the_key_file_and_keeps_running) {
     const char *extra[] = {"--api-key-file", path, NULL};
     h_worker_start(&w, &redis, "hup", extra);
     cr_assert(h_ping_is(&w, 200, 10000));
-    struct resp r;
-    cr_assert_eq(
-        req(w.port, "POST", "/api/tasks", OLDK, "{\"Type\":\"sleep\",\"Arguments\":[\"2s\"]}", &r),
-        201, "%s", r.body);
+    struct h_resp r;
+    cr_assert_eq(h_req(w.port, "POST", "/api/tasks", OLDK,
+                       "{\"Type\":\"sleep\",\"Arguments\":[\"2s\"]}", &r),
+                 201, "%s", r.body);
     char task[96];
     snprintf(task, sizeof task, "/api/tasks/%s", sget(r.json, "Id"));
-    resp_free(&r);
+    h_resp_free(&r);
     struct keyed_task_want running = {w.port, task, OLDK, "Executing"};
     cr_assert(h_eventually(keyed_task_is, &running, 5000), "the task did not start");
 
@@ -1002,10 +939,10 @@ struct spaces_want {
 };
 static bool spaces_total_is(void *arg) {
     struct spaces_want *s = arg;
-    struct resp r;
-    bool ok = req(s->port, "GET", "/api/spaces", KEYH, NULL, &r) == 200 && r.json &&
+    struct h_resp r;
+    bool ok = h_req(s->port, "GET", "/api/spaces", KEYH, NULL, &r) == 200 && r.json &&
               json_integer_value(json_object_get(r.json, "TotalResults")) == s->total;
-    resp_free(&r);
+    h_resp_free(&r);
     return ok;
 }
 

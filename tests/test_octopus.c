@@ -27,66 +27,9 @@ static void teardown(void) { h_redis_stop(&redis, false); }
 
 TestSuite(octopus, .init = setup, .fini = teardown, .timeout = 60);
 
-struct resp {
-    int status;
-    char head[4096];
-    char *body;   /* malloc'd, NUL-terminated */
-    json_t *json; /* parsed body, or NULL */
-};
-
-static void resp_free(struct resp *r) {
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof *r);
-}
-
-/* One request on a fresh connection (Connection: close); body may be NULL. */
-static int req(int port, const char *method, const char *path, const char *body, struct resp *r) {
-    memset(r, 0, sizeof *r);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return r->status = -1;
-    }
-    char *msg = NULL;
-    size_t mlen = 0;
-    FILE *f = open_memstream(&msg, &mlen);
-    fprintf(f, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" KEYH, method, path);
-    if (body)
-        fprintf(f, "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
-    else
-        fprintf(f, "\r\n");
-    fclose(f);
-    ssize_t w = write(fd, msg, mlen);
-    free(msg);
-    if (w != (ssize_t)mlen) {
-        close(fd);
-        return r->status = -1;
-    }
-    size_t cap = 65536, got = 0;
-    char *buf = malloc(cap);
-    ssize_t n;
-    while ((n = read(fd, buf + got, cap - got - 1)) > 0) {
-        got += (size_t)n;
-        if (cap - got < 1024) buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
-    buf[got] = '\0';
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.1 %d", &r->status) != 1) {
-        free(buf);
-        return r->status = -1;
-    }
-    snprintf(r->head, sizeof r->head, "%.*s", (int)(sep - buf), buf);
-    r->body = strdup(sep + 4);
-    free(buf);
-    r->json = json_loads(r->body, JSON_DECODE_ANY, NULL);
-    return r->status;
+/* One keyed request (h_req, tests/harness.h). */
+static int req(int port, const char *method, const char *path, const char *body, struct h_resp *r) {
+    return h_req(port, method, path, KEYH, body, r);
 }
 
 static json_t *get(const json_t *o, const char *k) {
@@ -104,7 +47,7 @@ static void start(struct h_worker *w, const char *name) {
 }
 
 /* r is an Octopus error: the status, ErrorMessage containing want, and an Errors array. */
-static void octopus_error(const struct resp *r, int status, const char *want) {
+static void octopus_error(const struct h_resp *r, int status, const char *want) {
     cr_assert_eq(r->status, status, "status %d, body %s", r->status, r->body);
     cr_assert_not_null(r->json, "body is not JSON: %s", r->body);
     cr_assert(strstr(sget(r->json, "ErrorMessage"), want), "'%s' lacks '%s'",
@@ -114,7 +57,7 @@ static void octopus_error(const struct resp *r, int status, const char *want) {
 
 Test(octopus, root_document_links_what_shoal_serves) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "n1");
     cr_assert_eq(req(w.port, "GET", "/api", NULL, &r), 200, "%s", r.body);
     cr_assert(strstr(r.head, "Octopus-Node: n1"), "%s", r.head);
@@ -129,13 +72,13 @@ Test(octopus, root_document_links_what_shoal_serves) {
     cr_assert(strstr(sget(links, "PackageUpload"), "/api/{spaceId}/packages/raw{?"));
     cr_assert(strstr(sget(links, "OctopusServerNodes"), "/api/octopusservernodes{/id}"));
     char *install = strdup(sget(r.json, "InstallationId"));
-    resp_free(&r);
+    h_resp_free(&r);
     /* the same InstallationId from every node of the namespace (it is the namespace's). */
     struct h_worker w2;
     start(&w2, "n2");
     cr_assert_eq(req(w2.port, "GET", "/api/", NULL, &r), 200);
     cr_assert_str_eq(sget(r.json, "InstallationId"), install);
-    resp_free(&r);
+    h_resp_free(&r);
     free(install);
     cr_assert_eq(h_worker_stop(&w2), 0);
     cr_assert_eq(h_worker_stop(&w), 0);
@@ -143,7 +86,7 @@ Test(octopus, root_document_links_what_shoal_serves) {
 
 Test(octopus, spaces_default_is_spaces_1) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     start(&w, "n1");
     cr_assert_eq(
         req(w.port, "GET", "/api/spaces?partialName=Default&skip=0&take=2147483647", NULL, &r), 200,
@@ -154,27 +97,27 @@ Test(octopus, spaces_default_is_spaces_1) {
     cr_assert_str_eq(sget(s, "Id"), "Spaces-1");
     cr_assert_str_eq(sget(s, "Name"), "Default");
     cr_assert(json_is_true(get(s, "IsDefault")));
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/spaces?partialName=nothing", NULL, &r), 200);
     cr_assert_eq(iget(r.json, "TotalResults"), 0);
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/spaces/all", NULL, &r), 200, "%s", r.body);
     cr_assert(json_is_array(r.json) && json_array_size(r.json) == 1, "%s", r.body);
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(req(w.port, "GET", "/api/spaces/Spaces-1", NULL, &r), 200, "%s", r.body);
     cr_assert_str_eq(sget(r.json, "Name"), "Default");
-    resp_free(&r);
+    h_resp_free(&r);
     req(w.port, "GET", "/api/spaces/Spaces-99", NULL, &r);
     octopus_error(&r, 404, "Spaces-99");
-    resp_free(&r);
+    h_resp_free(&r);
     cr_assert_eq(h_worker_stop(&w), 0);
 }
 
 static char *post_noop(int port) {
-    struct resp r;
+    struct h_resp r;
     cr_assert_eq(req(port, "POST", "/api/tasks", "{\"Type\":\"noop\"}", &r), 201, "%s", r.body);
     char *id = strdup(sget(r.json, "Id"));
-    resp_free(&r);
+    h_resp_free(&r);
     return id;
 }
 
@@ -184,16 +127,16 @@ struct task_want {
 };
 static bool task_done(void *arg) {
     struct task_want *t = arg;
-    struct resp r;
+    struct h_resp r;
     bool ok = req(t->port, "GET", t->path, NULL, &r) == 200 && r.json &&
               json_is_true(json_object_get(r.json, "IsCompleted"));
-    resp_free(&r);
+    h_resp_free(&r);
     return ok;
 }
 
 Test(octopus, space_scoped_tasks_details_and_ids) {
     struct h_worker w;
-    struct resp r;
+    struct h_resp r;
     char path[160];
     start(&w, "n1");
     char *a = post_noop(w.port), *b = post_noop(w.port);
@@ -209,17 +152,17 @@ Test(octopus, space_scoped_tasks_details_and_ids) {
     cr_assert(json_is_boolean(get(r.json, "CanRerun")));
     cr_assert(sget(r.json, "LastUpdatedTime")[0]);
     cr_assert(sget(r.json, "Duration")[0]);
-    resp_free(&r);
+    h_resp_free(&r);
     /* ids= filters every task collection */
     snprintf(path, sizeof path, "/api/tasks?ids=%s", b);
     cr_assert_eq(req(w.port, "GET", path, NULL, &r), 200, "%s", r.body);
     cr_assert_eq(iget(r.json, "TotalResults"), 1, "%s", r.body);
     cr_assert_str_eq(sget(json_array_get(get(r.json, "Items"), 0), "Id"), b);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof path, "/api/Spaces-1/tasks?ids=%s,%s,ServerTasks-999999", a, b);
     cr_assert_eq(req(w.port, "GET", path, NULL, &r), 200, "%s", r.body);
     cr_assert_eq(iget(r.json, "TotalResults"), 2, "%s", r.body);
-    resp_free(&r);
+    h_resp_free(&r);
     /* /details: ServerTaskDetails */
     const char *dpaths[] = {"/api/tasks/%s/details", "/api/Spaces-1/tasks/%s/details"};
     for (int i = 0; i < 2; i++) {
@@ -231,19 +174,19 @@ Test(octopus, space_scoped_tasks_details_and_ids) {
         cr_assert_str_eq(sget(json_array_get(logs, 0), "Status"), "Success");
         cr_assert(json_is_array(get(json_array_get(logs, 0), "LogElements")));
         cr_assert_eq(iget(get(r.json, "Progress"), "ProgressPercentage"), 100, "%s", r.body);
-        resp_free(&r);
+        h_resp_free(&r);
     }
     snprintf(path, sizeof path, "/api/Spaces-1/tasks/%s/raw", b);
     cr_assert_eq(req(w.port, "GET", path, NULL, &r), 200, "%s", r.body);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof path, "/api/Spaces-1/tasks/%s/cancel", b);
     cr_assert_eq(req(w.port, "POST", path, "", &r), 200, "%s", r.body);
-    resp_free(&r);
+    h_resp_free(&r);
     /* an unknown space: Octopus's 404 */
     snprintf(path, sizeof path, "/api/Spaces-7/tasks/%s", b);
     req(w.port, "GET", path, NULL, &r);
     octopus_error(&r, 404, "Spaces-7");
-    resp_free(&r);
+    h_resp_free(&r);
     free(a);
     free(b);
     cr_assert_eq(h_worker_stop(&w), 0);
