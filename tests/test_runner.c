@@ -652,8 +652,8 @@ Test(exec, children_die_with_the_task) {
     ctx_free(&c);
 }
 
-/* Through the shim, as a node runs them: the program is in its own process group (signals go
- * to the group) but in the node's session (a new session would be a scheduler autogroup of its
+/* Through the shim, as a node runs them: the program is a child of the resident shim, in the
+ * shim's process group (not the node's), in the node's session (a new session would be a scheduler autogroup of its
  * own, where nice 10 no longer puts it below the node), at nice 10; its children die with it. */
 Test(exec, shim_own_group_same_session_nice) {
     ctx_shim = getenv("SHOAL_BIN");
@@ -676,7 +676,10 @@ Test(exec, shim_own_group_same_session_nice) {
                    &state, &f[0], &pgrp, &sid, &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7],
                    &f[8], &f[9], &f[10], &f[11], &f[12], &nice);
     cr_assert_eq(n, 17, "stat: %s", log_of(&c, 0));
-    cr_assert_eq(pgrp, pid, "a process group of its own");
+    cr_assert_neq(f[0], (long)getpid(), "the shim stays between the node and the program");
+    cr_assert_eq(pgrp, f[0], "the shim's process group");
+    cr_assert_neq(pgrp, (long)getpgrp(), "not the node's process group");
+    (void)pid;
     cr_assert_eq(sid, (long)getsid(0), "the node's session");
     cr_assert_eq(nice, 10, "TASK_NICE");
     assert_child_died(&c, 1);

@@ -371,11 +371,17 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
     c->loop = loop;
     c->node = n;
     c->cfg = cfg;
-    struct runner_config rc = {cfg->allow_exec,     (size_t)cfg->task_log_cap,
-                               cfg->kill_grace_ms,  handlers,
-                               cfg->package_dir,    exec_shim,
-                               cfg->exec_env_allow, cfg->task_env_allow,
-                               cfg->name,           exec_cred};
+    struct runner_config rc = {cfg->allow_exec,
+                               (size_t)cfg->task_log_cap,
+                               cfg->kill_grace_ms,
+                               handlers,
+                               cfg->package_dir,
+                               exec_shim,
+                               cfg->exec_env_allow,
+                               cfg->task_env_allow,
+                               cfg->name,
+                               exec_cred,
+                               node_fence_grace_ms(n)};
     c->runner = runner_new(loop, &rc, done_cb, c);
     char *copy = xstrdup(cfg->queues), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

@@ -41,14 +41,23 @@ struct exec_opts {
     const char *task_id;          /* SHOAL_TASK_ID */
     int64_t attempt;              /* SHOAL_TASK_ATTEMPT */
     const struct exec_cred *cred; /* NULL, or the account to run as (needs shim) */
+    int64_t orphan_grace_ms;      /* shim: when the node dies, SIGTERM to SIGKILL of the tree */
 };
 
-/* `exec-child [--env-fd N] [--cred UID:GID:G1,G2] -- PATH ARGV...`: the shim (exec_child.c).
- * Asks the kernel to SIGKILL this process when the node that spawned it dies
- * (PR_SET_PDEATHSIG survives execve), reads the task's environment from fd N, switches to the
- * task account when --cred is given, then execve()s PATH with ARGV and that environment.
- * Without it a node killed with SIGKILL would leave its tasks' programs running while recovery
- * runs the tasks again elsewhere. Returns only on failure (exit code 127). */
+/* `exec-child [--env-fd N] [--orphan-grace-ms MS] [--cred UID:GID:G1,G2] -- PATH ARGV...`: the
+ * shim (exec_child.c). It stays resident beside the program as a child subreaper, so it is the
+ * ancestor of everything the program starts (double forks, setsid and daemons included):
+ * - it reads the task's environment from fd N, forks, and the child switches to the task
+ *   account when --cred is given and execve()s PATH with ARGV and that environment;
+ * - SIGTERM (from the node) -> SIGTERM to every descendant; SIGUSR1 (the node's grace ended)
+ *   -> SIGKILL to every descendant until none is left;
+ * - the node's death (its parent-death signal, SIGTERM) -> SIGTERM to every descendant, and
+ *   SIGKILL MS later;
+ * - the program's exit -> what it left gets EXEC_DRAIN_MS, then SIGKILL;
+ * and it exits the way the program did once nothing of the run is left. Without it a node
+ * killed with SIGKILL would leave its tasks' programs running while recovery runs the tasks
+ * again elsewhere. Returns the program's exit code (or re-raises its signal); 127 when the
+ * program could not start. */
 int exec_child_main(int argc, char **argv);
 
 /* Resolves --exec-user USER[:GROUP] (names or numbers) with the user's supplementary groups.
@@ -65,6 +74,10 @@ void exec_cred_format(const struct exec_cred *c, char *buf, size_t len);
 /* Task programs (through exec-child) and handler threads run this much nicer than the node, so
  * CPU-bound tasks cannot starve the event loop that answers ping and keeps the heartbeat. */
 #define TASK_NICE 10
+
+/* After a program exits, how long what it left behind may keep running (and holding its
+ * output open) before it is killed: by the shim (exec_child.c), or by exec.c without one. */
+#define EXEC_DRAIN_MS 500
 
 struct exec_result {
     int spawn_err;        /* 0, or uv_spawn's error (the program never ran) */

@@ -18,9 +18,12 @@
  * PR_SET_NO_NEW_PRIVS, and checks that it cannot get uid 0 back. A credential change clears
  * PR_SET_PDEATHSIG, so the shim sets it again and checks its parent is still the node. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,9 +31,11 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/task_env.h"
@@ -277,19 +282,227 @@ static int usage(void) {
     return 127;
 }
 
+/* ---- the resident shim: a child subreaper that outlives nothing it started ---- */
+
+/* At most this many processes are looked at per /proc scan (pid_max's ceiling is 4194304). */
+#define SCAN_MAX 4194304
+/* SIGKILL rounds before giving up on a tree that keeps forking (each round kills every
+ * descendant seen; a killed process forks no more, so a fork bomb shrinks each round). */
+#define KILL_ROUNDS 64
+#define KILL_ROUND_PAUSE_NS 2000000 /* between rounds: 2 ms for the killed to die */
+
+struct proc_pair {
+    pid_t pid, ppid;
+};
+
+static int by_ppid(const void *a, const void *b) {
+    pid_t x = ((const struct proc_pair *)a)->ppid, y = ((const struct proc_pair *)b)->ppid;
+    return x < y ? -1 : x > y;
+}
+
+/* Reads the parent pid (field 4) and state (field 3) of /proc/PID/stat. The name (field 2)
+ * may hold spaces and parentheses: parse from the last ')'. Returns 0 or -1. */
+static int stat_of(const char *pid, pid_t *ppid, char *state) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    int pp;
+    if (!rp || sscanf(rp + 1, " %c %d", state, &pp) != 2) return -1;
+    *ppid = (pid_t)pp;
+    return 0;
+}
+
+/* Every living descendant of this process (zombies left out: they hold nothing, and their
+ * parent, being killed too, hands them to us to reap). One scan of /proc, then a walk down
+ * from us over the pairs sorted by parent. As a child subreaper we are the ancestor of
+ * everything our program started, however it forked, daemonized or left its process group:
+ * an orphan is re-parented to us, not to init. *out is malloc'd; returns how many. */
+static size_t descendants(pid_t **out) {
+    *out = NULL;
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    struct proc_pair *all = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < SCAN_MAX) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        pid_t ppid;
+        char state;
+        if (stat_of(e->d_name, &ppid, &state) != 0 || state == 'Z') continue;
+        if (n == cap) all = xrealloc(all, (cap = cap ? cap * 2 : 256) * sizeof *all);
+        all[n++] = (struct proc_pair){(pid_t)atoi(e->d_name), ppid};
+    }
+    closedir(d);
+    qsort(all, n, sizeof *all, by_ppid);
+    /* Breadth first: q holds us, then each found descendant once (a process has one parent,
+     * so nothing is queued twice); each is looked up by binary search among the pairs. */
+    pid_t *q = xmalloc((n + 1) * sizeof *q);
+    size_t head = 0, tail = 0;
+    q[tail++] = getpid();
+    while (head < tail) {
+        pid_t parent = q[head++];
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (all[mid].ppid < parent)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < n && all[lo].ppid == parent && tail <= n; lo++) q[tail++] = all[lo].pid;
+    }
+    free(all);
+    memmove(q, q + 1, (tail - 1) * sizeof *q);
+    *out = q;
+    return tail - 1;
+}
+
+struct shim {
+    pid_t program;      /* our child: the task's program */
+    bool program_done;  /* reaped */
+    int status;         /* its wait status */
+    bool children_left; /* something else we must reap is still there */
+};
+
+/* Reaps whatever has ended; remembers the program's status. */
+static void reap(struct shim *s) {
+    for (int i = 0; i < SCAN_MAX; i++) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid < 0 && errno == EINTR) continue;
+        if (pid <= 0) {
+            s->children_left = pid == 0; /* -1 ECHILD: no child of ours is left */
+            return;
+        }
+        if (pid == s->program) {
+            s->program_done = true;
+            s->status = st;
+        }
+    }
+}
+
+/* Sends sig to every descendant. With SIGKILL, goes on (at most KILL_ROUNDS rounds) until
+ * none is left alive. Returns how many descendants were seen in the first round. */
+static size_t signal_tree(struct shim *s, int sig) {
+    size_t first = 0;
+    for (int round = 0; round < (sig == SIGKILL ? KILL_ROUNDS : 1); round++) {
+        pid_t *pids;
+        size_t n = descendants(&pids);
+        if (round == 0) first = n;
+        for (size_t i = 0; i < n; i++) (void)kill(pids[i], sig);
+        free(pids);
+        reap(s);
+        if (n == 0) break;
+        if (sig == SIGKILL) nanosleep(&(struct timespec){0, KILL_ROUND_PAUSE_NS}, NULL);
+    }
+    return first;
+}
+
+/* Ends the shim the way its program ended: the node reads our exit status as the program's. */
+static int exit_like(int status) {
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        struct rlimit no_core = {0, 0};
+        (void)setrlimit(RLIMIT_CORE, &no_core);
+        sigset_t all;
+        sigfillset(&all);
+        (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
+        signal(sig, SIG_DFL);
+        raise(sig);
+        kill(getpid(), SIGKILL); /* a signal whose default is not to die */
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 127;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The shim's loop once the program runs. Signals arrive on a signalfd:
+ * - SIGCHLD: reap; once the program ended, whatever it left gets DRAIN_MS, then SIGKILL.
+ * - SIGTERM from the node (exec_stop): SIGTERM to every descendant; the node follows with
+ *   SIGUSR1 when its grace ends.
+ * - SIGTERM as the parent-death signal (the node died: our parent changed): the same, and
+ *   orphan_grace_ms later SIGKILL to the tree, by ourselves.
+ * - SIGUSR1 from the node: SIGKILL to the tree at once.
+ * We exit once the program was reaped and no child of ours is left. Each turn handles one
+ * signal or one deadline; the loop ends because every path leads to the SIGKILL rounds. */
+static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace_ms) {
+    int64_t deadline = -1; /* monotonic ms of the next SIGKILL of the tree, or -1 */
+    bool drain_armed = false;
+    for (;;) {
+        reap(s);
+        if (s->program_done && !s->children_left) return exit_like(s->status);
+        if (s->program_done && !drain_armed) {
+            drain_armed = true;
+            int64_t at = mono_ms() + EXEC_DRAIN_MS;
+            if (deadline < 0 || at < deadline) deadline = at;
+        }
+        int timeout = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - mono_ms();
+            timeout = left < 0 ? 0 : left > 60000 ? 60000 : (int)left;
+        }
+        struct pollfd pfd = {sfd, POLLIN, 0};
+        int pr = poll(&pfd, 1, timeout);
+        if (pr < 0 && errno != EINTR) {
+            signal_tree(s, SIGKILL); /* cannot wait for signals any more: end it all */
+            deadline = -1;
+            continue;
+        }
+        if (deadline >= 0 && mono_ms() >= deadline) {
+            signal_tree(s, SIGKILL);
+            deadline = -1;
+        }
+        if (pr <= 0) continue;
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
+        if (si.ssi_signo == SIGUSR1) {
+            signal_tree(s, SIGKILL);
+            deadline = -1;
+        } else if (si.ssi_signo == SIGTERM) {
+            signal_tree(s, SIGTERM);
+            if (getppid() != parent) { /* the node is gone: nobody else will say when */
+                int64_t at = mono_ms() + orphan_grace_ms;
+                if (deadline < 0 || at < deadline) deadline = at;
+            }
+        }
+    }
+}
+
 int exec_child_main(int argc, char **argv) {
     pid_t parent = getppid();
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
+    /* Not SIGKILL: when the node dies we must outlive it long enough to stop what the program
+     * started, wherever it went. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) return 127;
     int env_fd = -1, i = 1;
+    int64_t orphan_grace_ms = 0;
     const char *cred_arg = NULL;
     for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         if (i + 1 >= argc) return usage();
-        if (strcmp(argv[i], "--env-fd") == 0)
-            env_fd = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--cred") == 0)
+        char *end;
+        errno = 0;
+        if (strcmp(argv[i], "--env-fd") == 0) {
+            long v = strtol(argv[i + 1], &end, 10);
+            if (*end || end == argv[i + 1] || errno || v < 0 || v > 1024) return usage();
+            env_fd = (int)v;
+        } else if (strcmp(argv[i], "--orphan-grace-ms") == 0) {
+            long long v = strtoll(argv[i + 1], &end, 10);
+            if (*end || end == argv[i + 1] || errno || v < 0 || v > 86400000) return usage();
+            orphan_grace_ms = v;
+        } else if (strcmp(argv[i], "--cred") == 0) {
             cred_arg = argv[i + 1];
-        else
+        } else {
             return usage();
+        }
     }
     if (i + 2 >= argc) return usage(); /* "--", PATH and argv[0] at least */
     const char *path = argv[i + 1];
@@ -310,39 +523,64 @@ int exec_child_main(int argc, char **argv) {
         return 127;
     }
     /* A process group of its own, in the node's session (see exec.c, "Process group"); the
-     * node does the same from its side, so the group exists before either signals it. */
+     * node does the same from its side, so the group exists before either signals it. The
+     * program inherits it. */
     if (setpgid(0, 0) != 0) return 127;
     /* Below the node: a CPU-bound task must not delay ping or the heartbeat. */
     if (setpriority(PRIO_PROCESS, 0, TASK_NICE) != 0) { /* keep going at the node's priority */
     }
-    if (cred_arg) {
-        const char *step = "";
-        int rc = become(&cred, &step);
-        if (rc != 0) {
-            fprintf(stderr, "shoal: cannot switch to uid %u: %s: %s\n", (unsigned)cred.uid, step,
-                    strerror(-rc));
-            return 127;
-        }
-        /* The switch cleared the parent-death signal: ask again, then check the node did not
-         * die in between (we would have been reparented). */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 127;
-    } else {
-        int rc = drop_ambient();
-        if (rc != 0) {
-            fprintf(stderr, "shoal: cannot clear the ambient capabilities: %s\n", strerror(-rc));
-            return 127;
-        }
-    }
-    /* Nothing of the node's but stdin, stdout and stderr reaches the program: descriptors
-     * without close-on-exec (hiredis's Redis sockets, already authenticated; libuv's reserve;
-     * listeners) would hand the task the node's Redis access. */
+    /* Nothing of the node's but stdin, stdout and stderr stays with us or reaches the program:
+     * descriptors without close-on-exec (hiredis's Redis sockets, already authenticated;
+     * libuv's reserve; listeners) would hand the task the node's Redis access. */
     if (close_range(3, ~0U, 0) != 0) {
         for (int fd = 3; fd < 65536; fd++) (void)close(fd);
     }
-    static char *empty[] = {NULL};
-    execve(path, args, env ? env : env_fd >= 0 ? empty : environ);
-    fprintf(stderr, "shoal: cannot run %s: %s\n", path, strerror(errno));
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+        fprintf(stderr, "shoal: cannot become a child subreaper: %s\n", strerror(errno));
+        return 127;
+    }
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &set, &old) != 0) return 127;
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sfd < 0 || getppid() != parent) return 127; /* the node died before we could listen */
+    pid_t shim = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "shoal: cannot start %s: fork: %s\n", path, strerror(errno));
+        return 127;
+    }
+    if (pid == 0) { /* the program: the task's account, its signals back to normal */
+        (void)sigprocmask(SIG_SETMASK, &old, NULL);
+        if (cred_arg) {
+            const char *step = "";
+            int rc = become(&cred, &step);
+            if (rc != 0) {
+                fprintf(stderr, "shoal: cannot switch to uid %u: %s: %s\n", (unsigned)cred.uid,
+                        step, strerror(-rc));
+                _exit(127);
+            }
+        } else {
+            int rc = drop_ambient();
+            if (rc != 0) {
+                fprintf(stderr, "shoal: cannot clear the ambient capabilities: %s\n",
+                        strerror(-rc));
+                _exit(127);
+            }
+        }
+        /* Dies with the shim (a credential change cleared any earlier request); then check the
+         * shim did not die in between (we would have been re-parented). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != shim) _exit(127);
+        static char *empty[] = {NULL};
+        execve(path, args, env ? env : env_fd >= 0 ? empty : environ);
+        fprintf(stderr, "shoal: cannot run %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
     free(env);
     free(block);
-    return 127;
+    struct shim s = {.program = pid};
+    return supervise(&s, sfd, parent, orphan_grace_ms);
 }

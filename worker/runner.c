@@ -74,6 +74,7 @@ struct runner {
     struct exec_cred *exec_cred; /* owned copy of cfg->exec_cred, or NULL */
     size_t log_cap;
     int64_t kill_grace_ms;
+    int64_t orphan_grace_ms;
     const struct shoal_handlers *handlers; /* borrowed */
     runner_done_cb done;
     void *arg;
@@ -327,7 +328,8 @@ static int start_exec(struct run *run) {
                           .node_name = r->node_name,
                           .task_id = run->t->id,
                           .attempt = run->t->attempt,
-                          .cred = r->exec_cred};
+                          .cred = r->exec_cred,
+                          .orphan_grace_ms = r->orphan_grace_ms};
     if (exec_start(r->loop, &o, run->t->args, run->t->args_len, exec_finished_cb, run, &run->exec,
                    run->res->error, sizeof run->res->error) < 0)
         return -EINVAL;
@@ -388,6 +390,7 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runn
     }
     r->log_cap = cfg->log_cap ? cfg->log_cap : DEFAULT_LOG_CAP;
     r->kill_grace_ms = cfg->kill_grace_ms > 0 ? cfg->kill_grace_ms : 0;
+    r->orphan_grace_ms = cfg->orphan_grace_ms > 0 ? cfg->orphan_grace_ms : r->kill_grace_ms;
     r->handlers = cfg->handlers;
     r->done = done;
     r->arg = arg;
