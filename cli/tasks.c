@@ -34,12 +34,14 @@ static int parse_time(const char *s, int64_t *ms) {
 
 static const char enqueue_usage[] =
     "shoal enqueue [--type T] [--queue Q] [--priority N] [--at TIME | --delay DUR]\n"
-    "              [--expiry DUR] [--timeout DUR] [--attempts N] [--count N]\n"
-    "              [--env K=V ...] [--cwd DIR] [--package SPACE/ID.VERSION] [--json] -- ARGV...\n\n"
+    "              [--expiry DUR] [--timeout DUR] [--attempts N] [--lost-budget N]\n"
+    "              [--count N] [--env K=V ...] [--cwd DIR] [--package SPACE/ID.VERSION]\n"
+    "              [--json] -- ARGV...\n\n"
     "Queues a task and prints its id. Type exec (the default) runs ARGV on a node whose\n"
     "--allow-exec permits it; other types get ARGV as a list of strings (sleep: a duration,\n"
     "fail: a message). --at takes 2026-11-28T10:00:00Z or epoch ms; --expiry (default 1d) is\n"
     "how long it may wait for a node; --attempts > 1 retries failures with backoff;\n"
+    "--lost-budget (default 1) is how often it is requeued after its node was lost;\n"
     "--priority (-1000..1000, default 0) runs higher first; --count queues N copies.";
 
 enum {

@@ -39,7 +39,12 @@ TestSuite(escape, .init = setup, .fini = teardown, .timeout = 60);
 
 static void start_node(void) {
     /* heartbeat 200 ms: TTL 600 ms, so the grace after the node's death is min(300, 200) ms */
-    const char *extra[] = {"--allow-exec", "/bin/sh,/usr/bin/setsid", "--kill-grace", "300ms", "--grace", "300ms",
+    const char *extra[] = {"--allow-exec",
+                           "/bin/sh,/usr/bin/setsid", /* the program, setsid */
+                           "--kill-grace",
+                           "300ms",
+                           "--grace",
+                           "300ms",
                            NULL};
     h_worker_start(&w, &redis, "esc", extra);
 }
@@ -48,15 +53,16 @@ static void start_node(void) {
  * writes its pid to the file; the program then waits (or exits at once with exit_now). */
 static int64_t enqueue_escapers(const char *pidfile, int64_t timeout_ms, bool exit_now) {
     char script[2048];
-    snprintf(script, sizeof script,
-             "F=%s; trap '' TERM; "
-             "sleep 301 & echo $! >> $F; "                                 /* plain child */
-             "( sleep 302 & echo $! >> $F ) & "                            /* double fork */
-             "/usr/bin/setsid sh -c 'echo $$ >> %s; exec sleep 303' & "    /* new session */
-             "/usr/bin/setsid sh -c 'trap \"\" TERM; echo $$ >> %s; ( sleep 304 & echo $! >> %s ) & "
-             "exec sleep 305' & "                                          /* both, no TERM */
-             "echo $$ >> $F; %s",
-             pidfile, pidfile, pidfile, pidfile, exit_now ? "exit 0" : "while :; do sleep 1; done");
+    snprintf(
+        script, sizeof script,
+        "F=%s; trap '' TERM; "
+        "sleep 301 & echo $! >> $F; "                              /* plain child */
+        "( sleep 302 & echo $! >> $F ) & "                         /* double fork */
+        "/usr/bin/setsid sh -c 'echo $$ >> %s; exec sleep 303' & " /* new session */
+        "/usr/bin/setsid sh -c 'trap \"\" TERM; echo $$ >> %s; ( sleep 304 & echo $! >> %s ) & "
+        "exec sleep 305' & " /* both, no TERM */
+        "echo $$ >> $F; %s",
+        pidfile, pidfile, pidfile, pidfile, exit_now ? "exit 0" : "while :; do sleep 1; done");
     const char *argv[] = {"/bin/sh", "-c", script};
     struct buf b;
     buf_init(&b);

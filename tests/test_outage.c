@@ -187,3 +187,49 @@ Test(outage, a_node_that_cannot_prove_its_liveness_stops_its_tasks_before_its_tt
     cr_assert_eq(h_worker_stop(&w), 0);
     h_redis_stop(&redis, false);
 }
+
+/* A run Redis no longer records as its node's (a failover to a replica that missed the claim,
+ * and the task went back to its queue; or the task was recovered and handed to another node)
+ * must stop, or two runs of the task overlap. Here the task is moved to another node by hand,
+ * then the node's connections are killed: at its re-registration its reconcile sees the run is
+ * not its own and stops it. Before, the program ran on to its end (the partition chaos run,
+ * scripts/partition.py, saw two such overlaps after its failover). */
+Test(outage, a_run_redis_no_longer_records_as_the_nodes_is_stopped) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0);
+    struct h_worker w;
+    const char *extra[] = {"--allow-exec", "/bin/sh", "--kill-grace", "300ms", NULL};
+    h_worker_start(&w, &redis, "lost", extra);
+    char pidfile[160], cmd[640];
+    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
+    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
+             pidfile);
+    char *out = NULL;
+    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, enq), 0);
+    long long id = atoll(strchr(out, '-') + 1);
+    free(out);
+    pid_t pid = 0;
+    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
+    cr_assert_gt(pid, 0, "the task did not start");
+
+    redisContext *rc = h_redis_connect(&redis);
+    cr_assert_not_null(rc);
+    char key[64], id_s[24];
+    snprintf(key, sizeof key, "{shoal}:task:%lld", id);
+    snprintf(id_s, sizeof id_s, "%lld", id);
+    redisReply *r = redisCommand(rc, "HSET %s node elsewhere lease 99999999999999", key);
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "ZREM {shoal}:running:lost %s", id_s));
+    freeReplyObject(redisCommand(rc, "ZADD {shoal}:running:elsewhere 99999999999999 %s", id_s));
+    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE normal SKIPME yes"));
+    redisFree(rc);
+
+    bool gone = h_eventually(pid_gone, &pid, 5000);
+    if (!gone) kill(pid, SIGKILL);
+    cr_assert(gone, "the run went on after Redis handed its task to another node");
+    char *log = h_read_file(w.log);
+    cr_assert(strstr(log, "no longer records as this node's"), "%s", log);
+    free(log);
+    cr_assert_eq(h_worker_stop(&w), 0);
+    h_redis_stop(&redis, false);
+}

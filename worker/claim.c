@@ -212,13 +212,33 @@ static void check_cancelling(struct claimer *c) {
     call_free(&call);
 }
 
+/* reconcile.lua's answer: {requeued, then the task numbers we know that Redis does not record
+ * as ours}. A run among those is stopped at once, as fencing stops runs (its report would be
+ * refused anyway): its claim was lost in a failover and the task may already run elsewhere. */
 static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+    struct claimer *c = priv;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        log_warn("reconcile failed", " error=\"%s\"", r->str);
+        return;
+    }
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return;
+    long long fixed = reply_int(r, 0);
+    if (fixed > 0)
         log_warn("requeued tasks Redis recorded as running here that this node does not run "
                  "(lost in a Redis failover or restart)",
-                 " count=%lld", (long long)r->integer);
-    else if (r && r->type == REDIS_REPLY_ERROR)
-        log_warn("reconcile failed", " error=\"%s\"", r->str);
+                 " count=%lld", fixed);
+    if (c->stopped) return;
+    for (size_t i = 1; i < r->elements; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "ServerTasks-%s", reply_str(r, i, NULL));
+        if (runner_stopping(c->runner, id) ||
+            runner_disown(c->runner, id, node_fence_grace_ms(c->node)) != 0)
+            continue;
+        c->node->view.metrics.fenced++;
+        log_warn("stopping a run Redis no longer records as this node's (its claim was lost in a "
+                 "Redis failover, or the task was recovered elsewhere)",
+                 " task=%s", id);
+    }
 }
 
 /* Sends reconcile.lua with every task this node runs or still has to report. Only while no
@@ -296,6 +316,14 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
         t->attempt = reply_int(r, b + 5);
         log_debug("task claimed", " task=%s type=%s attempt=%lld", t->id, t->type,
                   (long long)t->attempt);
+        /* Claimed again while an earlier run of it still goes on here (its claim was lost in a
+         * failover, and the task came back to us): the new claim holds, the old run stops. */
+        if (runner_disown(c->runner, t->id, node_fence_grace_ms(c->node)) == 0) {
+            m->fenced++;
+            log_warn("stopping an earlier run of a task claimed again (its first claim was lost "
+                     "in a Redis failover)",
+                     " task=%s", t->id);
+        }
         runner_start(c->runner, t);
     }
     update_view(c);

@@ -463,6 +463,16 @@ unsigned runner_fence(struct runner *r, int64_t grace_ms) {
     return n;
 }
 
+int runner_disown(struct runner *r, const char *id, int64_t grace_ms) {
+    for (struct run *run = r->runs; run; run = run->next) {
+        if (run->stopped || strcmp(run->t->id, id) != 0) continue;
+        if (run->kind == KIND_EXEC && run->exec) exec_stop_within(run->exec, grace_ms);
+        request_stop(run, RUN_INTERRUPTED);
+        return 0;
+    }
+    return UV_ENOENT;
+}
+
 void runner_stop_all(struct runner *r) {
     for (struct run *run = r->runs; run; run = run->next) request_stop(run, RUN_INTERRUPTED);
 }

@@ -89,6 +89,10 @@ void runner_stop_all(struct runner *r);
 /* Fencing: stops every task like runner_stop_all, exec programs with at most grace_ms between
  * SIGTERM and SIGKILL (C handlers see their stop flag). Returns how many were running. */
 unsigned runner_fence(struct runner *r, int64_t grace_ms);
+/* Stops the run of task id like runner_fence stops every run (within grace_ms, completing with
+ * RUN_INTERRUPTED): Redis no longer records it as this node's. 0, or UV_ENOENT when no run of
+ * id is going on (or it is being stopped already). */
+int runner_disown(struct runner *r, const char *id, int64_t grace_ms);
 /* Tasks started and not yet completed. */
 unsigned runner_running(const struct runner *r);
 /* Calls fn for every task started and not yet completed (fn must not start or stop tasks). */
