@@ -260,7 +260,7 @@ class Partition(Chaos):
         """(at seconds, action) pairs. The long events overlap each other; the short stalls
         land on nodes with tasks running and nothing else happening to them."""
         h, ttl, safe = self.hb, self.ttl, self.safe
-        short = max(0.5 * h, safe - 0.3)  # below TTL - margin - heartbeat, with room
+        short = max(0.5 * h, safe - 0.5)  # below TTL - margin - heartbeat, with room
         plan = [
             (1.0 * ttl, lambda: self.event("a", "stall", "stall", 2.5 * ttl, "stalled both ways")),
             (1.5 * ttl, lambda: self.event("b", "pass", "cut", 2.0 * ttl, "cut Redis->node")),

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/client.h"
@@ -212,4 +213,44 @@ Test(escape, program_exits) {
     struct state_want s = {id, "Success"};
     cr_assert(h_eventually(state_is, &s, 10000), "the task did not succeed");
     assert_all_gone(&p, 1000, "the program exited and its task was reported");
+}
+
+/* A task running as the node's own account can kill its shim (`kill -9 $PPID`) after leaving a
+ * process that holds its output. The node then wrote the next lease extension to the dead
+ * shim's pipe and died of SIGPIPE: a task took its node down. Now the write fails with EPIPE,
+ * the node stays up, and what the task left is killed when its output drains. */
+Test(escape, a_task_that_kills_its_shim_does_not_take_the_node_down) {
+    start_node();
+    char script[512];
+    snprintf(script, sizeof script, "(sleep 30 & echo $! > %s/left); sleep 0.1; kill -9 $PPID",
+             redis.dir);
+    const char *argv[] = {"/bin/sh", "-c", script};
+    struct buf b;
+    buf_init(&b);
+    task_args_exec_encode(&b, argv, 3, NULL, 0, NULL);
+    struct shoal_task_opts o;
+    shoal_task_opts_init(&o);
+    o.args = b.data;
+    o.args_len = b.len;
+    int64_t id = 0;
+    char err[256];
+    cr_assert_eq(shoal_enqueue(&client, &o, 1, &id, err, sizeof err), 0, "%s", err);
+    buf_free(&b);
+    struct state_want s = {id, "Failed"};
+    bool failed = h_eventually(state_is, &s, 5000);
+    usleep(600 * 1000); /* heartbeats (200 ms) go on: their lease extensions hit no shim */
+    int st = 0;
+    if (waitpid(w.pid, &st, WNOHANG) == w.pid) {
+        w.pid = 0;
+        cr_assert_fail("the node died (%s %d)", WIFSIGNALED(st) ? "signal" : "exit",
+                       WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    }
+    cr_assert(failed, "the task did not fail");
+    cr_assert(h_ping_is(&w, 200, 2000), "the node does not answer ping");
+    char path[300];
+    snprintf(path, sizeof path, "%s/left", redis.dir);
+    char *t = h_read_file(path);
+    struct pids p = {.file = path, .v = {t ? (pid_t)atoi(t) : 0}, .n = t ? 1 : 0};
+    free(t);
+    assert_all_gone(&p, 2000, "its shim was killed");
 }

@@ -233,3 +233,44 @@ Test(outage, a_run_redis_no_longer_records_as_the_nodes_is_stopped) {
     cr_assert_eq(h_worker_stop(&w), 0);
     h_redis_stop(&redis, false);
 }
+
+/* The node itself stopped (SIGSTOP: a debugger, a frozen cgroup, a loop blocked in its own
+ * work): its fencing timer cannot fire, but the shim holds the node's lease deadline and stops
+ * the run by itself before the TTL ends. Before, the program ran on while the node was frozen,
+ * and recovery could run its task again elsewhere. */
+Test(outage, a_frozen_node_cannot_keep_its_runs_past_its_lease) {
+    cr_assert_eq(h_redis_start(&redis, NULL), 0);
+    struct h_worker w;
+    /* heartbeat 500 ms: TTL 1.5 s, grace min(5 s, 0.5 s) = 0.5 s, margin 0.65 s */
+    const char *extra[] = {
+        "--heartbeat", "500ms", "--allow-exec", "/bin/sh", "--grace",
+        "1s",          NULL}; /* the task runs again after the freeze: shut down in 1 s */
+    h_worker_start(&w, &redis, "frozen", extra);
+    char pidfile[160], cmd[640];
+    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
+    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
+             pidfile);
+    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, enq), 0);
+    pid_t pid = 0;
+    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
+    cr_assert_gt(pid, 0, "the task did not start");
+    usleep(700 * 1000); /* a heartbeat or two acknowledged */
+
+    kill(w.pid, SIGSTOP);
+    uint64_t t0 = h_now_ms();
+    bool gone = h_eventually(pid_gone, &pid, 4000);
+    uint64_t took = h_now_ms() - t0;
+    kill(w.pid, SIGCONT);
+    if (!gone) kill(pid, SIGKILL);
+    cr_assert(gone, "the task still ran 4 s into the node's freeze");
+    /* TTL 1.5 s after the last acknowledged heartbeat, itself at most ~0.5 s before the freeze */
+    cr_assert_lt(took, 1500, "gone %llu ms into the freeze, after the TTL",
+                 (unsigned long long)took);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node came back");
+    int code = h_worker_stop(&w);
+    char *log = h_read_file(w.log);
+    cr_assert_eq(code, 0, "exit %d; log:\n%s", code, log ? log : "");
+    free(log);
+    h_redis_stop(&redis, false);
+}

@@ -375,6 +375,7 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
         if (++c->beats % RECONCILE_EVERY_BEATS == 0) reconcile(c);
         if (arg && strtoll(arg, NULL, 10) > 0) kick(c);
         break;
+    case NODE_LEASE: runner_extend(c->runner, strtoll(arg, NULL, 10)); break;
     case NODE_FENCED: {
         unsigned n = runner_fence(c->runner, strtoll(arg, NULL, 10));
         c->node->view.metrics.fenced += n;

@@ -48,6 +48,7 @@
 #include "worker/exec.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -83,6 +84,7 @@ struct exec_proc {
     bool out_open, err_open; /* still reading (no EOF, not closed) */
     bool stopping;           /* exec_stop was called */
     bool shim;               /* pid is the shim (exec_child.c), which stops the program's tree */
+    int lease_fd;            /* write end of the shim's lease pipe, or -1 */
     enum timer_phase phase;  /* what the timer is counting down to */
     size_t log_cap;
     int64_t grace_ms;
@@ -324,6 +326,7 @@ static int env_memfd(const struct envv *e) {
 /* ---- the process ---- */
 
 static void finish(struct exec_proc *p) {
+    if (p->lease_fd >= 0) close(p->lease_fd);
     p->done(p, &p->res, p->arg);
     buf_free(&p->res.log);
     free(p);
@@ -423,11 +426,18 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_opts *o
     static char *empty_env[] = {NULL};
     char **args = a->argv, **spawn_env = env->v;
     const char *file = path;
-    char cred[EXEC_MAX_GROUPS * 12 + 32], orphan[24];
-    int memfd = -1;
+    char cred[EXEC_MAX_GROUPS * 12 + 32], orphan[24], until[24];
+    int memfd = -1, lease[2] = {-1, -1};
     if (o->shim) {
         if ((memfd = env_memfd(env)) < 0) return memfd;
-        args = xcalloc((size_t)a->argc + 12, sizeof *args);
+        /* The node's lease goes to the shim through a pipe only the node can write. */
+        if (o->lease_until_ms > 0 && pipe2(lease, O_CLOEXEC) != 0) {
+            int rc = -errno;
+            close(memfd);
+            return rc;
+        }
+        if (lease[1] >= 0) (void)fcntl(lease[1], F_SETFL, O_NONBLOCK);
+        args = xcalloc((size_t)a->argc + 16, sizeof *args);
         int k = 0;
         args[k++] = (char *)"shoal";
         args[k++] = (char *)"exec-child";
@@ -437,6 +447,13 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_opts *o
                  (long long)(o->orphan_grace_ms > 0 ? o->orphan_grace_ms : 0));
         args[k++] = (char *)"--orphan-grace-ms";
         args[k++] = orphan;
+        if (lease[0] >= 0) {
+            snprintf(until, sizeof until, "%lld", (long long)o->lease_until_ms);
+            args[k++] = (char *)"--lease-fd";
+            args[k++] = (char *)"4";
+            args[k++] = (char *)"--lease-until-ms";
+            args[k++] = until;
+        }
         if (o->cred) {
             exec_cred_format(o->cred, cred, sizeof cred);
             args[k++] = (char *)"--cred";
@@ -448,11 +465,12 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_opts *o
         file = o->shim;
         spawn_env = empty_env;
     }
-    uv_stdio_container_t stdio[4] = {
+    uv_stdio_container_t stdio[5] = {
         {.flags = UV_IGNORE},
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
         {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err},
         {.flags = UV_INHERIT_FD, .data.fd = memfd},
+        {.flags = UV_INHERIT_FD, .data.fd = lease[0]},
     };
     uv_process_options_t opts = {
         .exit_cb = exit_cb,
@@ -463,13 +481,20 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_opts *o
         /* Through the shim: setpgid, here and in the shim. Without: setsid(). Either way its
          * own process group, signalled as -pid. */
         .flags = o->shim ? 0 : UV_PROCESS_DETACHED,
-        .stdio_count = o->shim ? 4 : 3,
+        .stdio_count = !o->shim        ? 3
+                       : lease[0] >= 0 ? 5
+                                       : 4,
         .stdio = stdio,
     };
     int rc = uv_spawn(loop, &p->proc, &opts);
     /* EACCES: the shim ran its setpgid and exec'd already; ESRCH: it is gone. */
     if (rc == 0 && o->shim) (void)setpgid(p->proc.pid, p->proc.pid);
     if (memfd >= 0) close(memfd);
+    if (lease[0] >= 0) close(lease[0]);
+    if (rc == 0)
+        p->lease_fd = lease[1];
+    else if (lease[1] >= 0)
+        close(lease[1]);
     if (args != a->argv) free(args);
     return rc;
 }
@@ -519,6 +544,7 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
     struct exec_proc *p = xcalloc(1, sizeof *p);
     p->log_cap = o->log_cap;
     p->grace_ms = o->kill_grace_ms > 0 ? o->kill_grace_ms : 0;
+    p->lease_fd = -1;
     p->done = done;
     p->arg = arg;
     buf_init(&p->res.log);
@@ -557,6 +583,13 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
 fail_args:
     exec_args_free(&a);
     return -EINVAL;
+}
+
+void exec_extend(struct exec_proc *p, int64_t until_ms) {
+    if (p->lease_fd < 0 || p->stopping || p->res.exited) return;
+    /* 8 bytes, written at once (< PIPE_BUF); a full pipe (the shim not reading) drops the
+     * extension, and the shim then stops the run at the deadline it has: the safe side. */
+    if (write(p->lease_fd, &until_ms, sizeof until_ms) < 0) {}
 }
 
 void exec_stop_within(struct exec_proc *p, int64_t grace_ms) {

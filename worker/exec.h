@@ -42,9 +42,12 @@ struct exec_opts {
     int64_t attempt;              /* SHOAL_TASK_ATTEMPT */
     const struct exec_cred *cred; /* NULL, or the account to run as (needs shim) */
     int64_t orphan_grace_ms;      /* shim: when the node dies, SIGTERM to SIGKILL of the tree */
+    int64_t lease_until_ms;       /* shim: the node's fencing deadline (monotonic ms) at start;
+                                   * exec_extend moves it. 0: none */
 };
 
-/* `exec-child [--env-fd N] [--orphan-grace-ms MS] [--cred UID:GID:G1,G2] -- PATH ARGV...`: the
+/* `exec-child [--env-fd N] [--lease-fd N --lease-until-ms MS] [--orphan-grace-ms MS]
+ * [--cred UID:GID:G1,G2] -- PATH ARGV...`: the
  * shim (exec_child.c). It stays resident beside the program as a child subreaper, so it is the
  * ancestor of everything the program starts (double forks, setsid and daemons included):
  * - it reads the task's environment from fd N, forks, and the child switches to the task
@@ -53,6 +56,8 @@ struct exec_opts {
  *   -> SIGKILL to every descendant until none is left;
  * - the node's death (its parent-death signal, SIGTERM) -> SIGTERM to every descendant, and
  *   SIGKILL MS later;
+ * - the node's lease deadline (MS, then 8-byte extensions the node writes to fd N) passing
+ *   without an extension -> the same as the node's death: the node is stopped or blocked;
  * - the program's exit -> what it left gets EXEC_DRAIN_MS, then SIGKILL;
  * and it exits the way the program did once nothing of the run is left. Without it a node
  * killed with SIGKILL would leave its tasks' programs running while recovery runs the tasks
@@ -106,6 +111,11 @@ int exec_start(uv_loop_t *loop, const struct exec_opts *o, const char *args, siz
  * program exited, whatever is left of its group is killed and its pipes closed at once.
  * Idempotent; never calls done synchronously. */
 void exec_stop(struct exec_proc *p);
+/* The node's lease was renewed: the run may go on until until_ms (monotonic ms, the node's
+ * fencing deadline). Through the shim only: the shim stops the run by itself (SIGTERM, SIGKILL
+ * after the orphan grace) when that time passes without a newer one, also when the node cannot
+ * act (stopped, its loop blocked). */
+void exec_extend(struct exec_proc *p, int64_t until_ms);
 /* The same with grace_ms instead of the configured kill grace when that is longer (fencing:
  * the program must be gone before the node's liveness TTL runs out). */
 void exec_stop_within(struct exec_proc *p, int64_t grace_ms);

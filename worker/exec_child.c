@@ -276,9 +276,15 @@ static ssize_t read_block(int fd, char **out) {
     return (ssize_t)got;
 }
 
+/* Closes descriptors lo..hi. */
+static void close_fds(unsigned lo, unsigned hi) {
+    if (close_range(lo, hi, 0) == 0) return;
+    for (unsigned fd = lo; fd < 65536 && fd <= hi; fd++) (void)close((int)fd);
+}
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: shoal exec-child [--env-fd N] [--cred UID:GID:GROUPS] -- PATH ARGV...\n");
+    fprintf(stderr, "usage: shoal exec-child [--env-fd N] [--lease-fd N --lease-until-ms MS] "
+                    "[--orphan-grace-ms MS] [--cred UID:GID:GROUPS] -- PATH ARGV...\n");
     return 127;
 }
 
@@ -426,33 +432,81 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The node's lease, as the node last told us: a monotonic time (CLOCK_MONOTONIC ms, one clock
+ * for every process) at which the run must stop unless the node extends it. 0: none. */
+struct lease {
+    int fd;           /* read end of the node's pipe, or -1 */
+    int64_t until_ms; /* 0: no lease */
+    bool fired;       /* passed: the run is being stopped */
+    unsigned char part[8];
+    size_t npart;
+};
+
+/* Reads what the node wrote: 8-byte monotonic deadlines, each written at once (< PIPE_BUF).
+ * The newest (largest) counts. EOF: the node is gone; its death signal does the rest. */
+static void lease_read(struct lease *l) {
+    unsigned char buf[512];
+    ssize_t n = read(l->fd, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) {
+        close(l->fd);
+        l->fd = -1;
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        l->part[l->npart++] = buf[i];
+        if (l->npart == sizeof l->part) {
+            int64_t v;
+            memcpy(&v, l->part, sizeof v);
+            if (v > l->until_ms) l->until_ms = v;
+            l->npart = 0;
+        }
+    }
+}
+
 /* The shim's loop once the program runs. Signals arrive on a signalfd:
- * - SIGCHLD: reap; once the program ended, whatever it left gets DRAIN_MS, then SIGKILL.
+ * - SIGCHLD: reap; once the program ended, whatever it left gets EXEC_DRAIN_MS, then SIGKILL.
  * - SIGTERM from the node (exec_stop): SIGTERM to every descendant; the node follows with
  *   SIGUSR1 when its grace ends.
  * - SIGTERM as the parent-death signal (the node died: our parent changed): the same, and
  *   orphan_grace_ms later SIGKILL to the tree, by ourselves.
  * - SIGUSR1 from the node: SIGKILL to the tree at once.
+ * And the node's lease (--lease-fd): when its deadline passes without an extension (the node
+ * is stopped, its loop blocked, or it lost Redis and could not act), SIGTERM to the tree and
+ * SIGKILL orphan_grace_ms later, as the node's own fencing would have done: the run is gone
+ * before the node's liveness TTL ends even when the node cannot act.
  * We exit once the program was reaped and no child of ours is left. Each turn handles one
- * signal or one deadline; the loop ends because every path leads to the SIGKILL rounds. */
-static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace_ms) {
+ * signal, one read of the lease pipe or one deadline; the loop ends because every path leads
+ * to the SIGKILL rounds. */
+static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace_ms,
+                     struct lease *l) {
     int64_t deadline = -1; /* monotonic ms of the next SIGKILL of the tree, or -1 */
-    bool drain_armed = false;
+    bool drain_armed = false, termed = false;
     for (;;) {
         reap(s);
         if (s->program_done && !s->children_left) return exit_like(s->status);
+        int64_t now = mono_ms();
         if (s->program_done && !drain_armed) {
             drain_armed = true;
-            int64_t at = mono_ms() + EXEC_DRAIN_MS;
+            int64_t at = now + EXEC_DRAIN_MS;
             if (deadline < 0 || at < deadline) deadline = at;
         }
+        if (l->until_ms > 0 && !l->fired && now >= l->until_ms) {
+            l->fired = true;
+            if (!termed) signal_tree(s, SIGTERM);
+            termed = true;
+            int64_t at = now + orphan_grace_ms;
+            if (deadline < 0 || at < deadline) deadline = at;
+        }
+        int64_t next = deadline;
+        if (l->until_ms > 0 && !l->fired && (next < 0 || l->until_ms < next)) next = l->until_ms;
         int timeout = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - mono_ms();
+        if (next >= 0) {
+            int64_t left = next - now;
             timeout = left < 0 ? 0 : left > 60000 ? 60000 : (int)left;
         }
-        struct pollfd pfd = {sfd, POLLIN, 0};
-        int pr = poll(&pfd, 1, timeout);
+        struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {l->fd, POLLIN, 0}};
+        int pr = poll(pfd, l->fd >= 0 ? 2 : 1, timeout);
         if (pr < 0 && errno != EINTR) {
             signal_tree(s, SIGKILL); /* cannot wait for signals any more: end it all */
             deadline = -1;
@@ -463,6 +517,8 @@ static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace
             deadline = -1;
         }
         if (pr <= 0) continue;
+        if (l->fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) lease_read(l);
+        if (!(pfd[0].revents & POLLIN)) continue;
         struct signalfd_siginfo si;
         if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
         if (si.ssi_signo == SIGUSR1) {
@@ -470,6 +526,7 @@ static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace
             deadline = -1;
         } else if (si.ssi_signo == SIGTERM) {
             signal_tree(s, SIGTERM);
+            termed = true;
             if (getppid() != parent) { /* the node is gone: nobody else will say when */
                 int64_t at = mono_ms() + orphan_grace_ms;
                 if (deadline < 0 || at < deadline) deadline = at;
@@ -485,6 +542,7 @@ int exec_child_main(int argc, char **argv) {
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) return 127;
     int env_fd = -1, i = 1;
     int64_t orphan_grace_ms = 0;
+    struct lease lease = {.fd = -1};
     const char *cred_arg = NULL;
     for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         if (i + 1 >= argc) return usage();
@@ -494,6 +552,14 @@ int exec_child_main(int argc, char **argv) {
             long v = strtol(argv[i + 1], &end, 10);
             if (*end || end == argv[i + 1] || errno || v < 0 || v > 1024) return usage();
             env_fd = (int)v;
+        } else if (strcmp(argv[i], "--lease-fd") == 0) {
+            long v = strtol(argv[i + 1], &end, 10);
+            if (*end || end == argv[i + 1] || errno || v < 3 || v > 1024) return usage();
+            lease.fd = (int)v;
+        } else if (strcmp(argv[i], "--lease-until-ms") == 0) {
+            long long v = strtoll(argv[i + 1], &end, 10);
+            if (*end || end == argv[i + 1] || errno || v < 0) return usage();
+            lease.until_ms = v;
         } else if (strcmp(argv[i], "--orphan-grace-ms") == 0) {
             long long v = strtoll(argv[i + 1], &end, 10);
             if (*end || end == argv[i + 1] || errno || v < 0 || v > 86400000) return usage();
@@ -532,8 +598,11 @@ int exec_child_main(int argc, char **argv) {
     /* Nothing of the node's but stdin, stdout and stderr stays with us or reaches the program:
      * descriptors without close-on-exec (hiredis's Redis sockets, already authenticated;
      * libuv's reserve; listeners) would hand the task the node's Redis access. */
-    if (close_range(3, ~0U, 0) != 0) {
-        for (int fd = 3; fd < 65536; fd++) (void)close(fd);
+    if (lease.fd > 3) close_fds(3, (unsigned)lease.fd - 1); /* all but the lease pipe */
+    close_fds(lease.fd >= 3 ? (unsigned)lease.fd + 1 : 3, ~0U);
+    if (lease.fd >= 0 && fcntl(lease.fd, F_SETFD, FD_CLOEXEC) != 0) {
+        fprintf(stderr, "shoal: bad --lease-fd: %s\n", strerror(errno));
+        return 127;
     }
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
         fprintf(stderr, "shoal: cannot become a child subreaper: %s\n", strerror(errno));
@@ -555,6 +624,7 @@ int exec_child_main(int argc, char **argv) {
     }
     if (pid == 0) { /* the program: the task's account, its signals back to normal */
         (void)sigprocmask(SIG_SETMASK, &old, NULL);
+        signal(SIGPIPE, SIG_DFL); /* (the node ignores it; libuv reset it for us, but be sure) */
         if (cred_arg) {
             const char *step = "";
             int rc = become(&cred, &step);
@@ -582,5 +652,5 @@ int exec_child_main(int argc, char **argv) {
     free(env);
     free(block);
     struct shim s = {.program = pid};
-    return supervise(&s, sfd, parent, orphan_grace_ms);
+    return supervise(&s, sfd, parent, orphan_grace_ms, &lease);
 }

@@ -3,6 +3,7 @@
  * process only exits through shutdown.c. */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,10 @@ static void size_thread_pool(int64_t threads) {
 }
 
 static int run_worker(int argc, char **argv, const struct shoal_handlers *handlers) {
+    /* A write to a peer that went away (a Redis socket reset, a task's shim killed while we
+     * extend its lease) must be an EPIPE error, not a signal that ends the node. libuv resets
+     * the disposition in every child it spawns, so programs still get the default. */
+    signal(SIGPIPE, SIG_IGN);
     struct worker *w = xcalloc(1, sizeof *w);
     w->handlers = handlers;
     char err[512];

@@ -66,6 +66,9 @@ static void lease_renewed(struct node *n, uint64_t sent_ms) {
     int64_t at = (int64_t)sent_ms + n->ttl_ms - node_fence_margin_ms(n);
     int64_t wait = at - (int64_t)clock_mono_ms();
     uv_timer_start(&n->fence, fence_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+    char arg[24];
+    snprintf(arg, sizeof arg, "%lld", (long long)at);
+    emit(n, NODE_LEASE, arg); /* the shims stop their runs at the same time if we cannot */
 }
 
 /* Takes cap and drain as Redis holds them; logs only what changed. */

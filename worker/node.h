@@ -32,6 +32,7 @@ enum node_event {
     NODE_BEAT,     /* heartbeat answered; arg: the fleet's ready task count */
     NODE_FENCED,   /* no heartbeat acknowledged for TTL - margin: arg: the grace (ms) in which
                     * every running task must be gone (docs/design.md, "Fencing") */
+    NODE_LEASE,    /* lease renewed: arg: the new fencing deadline (monotonic ms) */
 };
 typedef void (*node_event_cb)(struct node *n, enum node_event ev, const char *arg);
 

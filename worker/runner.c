@@ -75,6 +75,7 @@ struct runner {
     size_t log_cap;
     int64_t kill_grace_ms;
     int64_t orphan_grace_ms;
+    int64_t lease_until_ms; /* the node's fencing deadline (monotonic ms), 0 before the first */
     const struct shoal_handlers *handlers; /* borrowed */
     runner_done_cb done;
     void *arg;
@@ -329,7 +330,8 @@ static int start_exec(struct run *run) {
                           .task_id = run->t->id,
                           .attempt = run->t->attempt,
                           .cred = r->exec_cred,
-                          .orphan_grace_ms = r->orphan_grace_ms};
+                          .orphan_grace_ms = r->orphan_grace_ms,
+                          .lease_until_ms = r->lease_until_ms};
     if (exec_start(r->loop, &o, run->t->args, run->t->args_len, exec_finished_cb, run, &run->exec,
                    run->res->error, sizeof run->res->error) < 0)
         return -EINVAL;
@@ -461,6 +463,12 @@ unsigned runner_fence(struct runner *r, int64_t grace_ms) {
         request_stop(run, RUN_INTERRUPTED);
     }
     return n;
+}
+
+void runner_extend(struct runner *r, int64_t until_ms) {
+    r->lease_until_ms = until_ms;
+    for (struct run *run = r->runs; run; run = run->next)
+        if (run->kind == KIND_EXEC && run->exec && !run->stopped) exec_extend(run->exec, until_ms);
 }
 
 int runner_disown(struct runner *r, const char *id, int64_t grace_ms) {

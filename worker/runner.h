@@ -89,6 +89,10 @@ void runner_stop_all(struct runner *r);
 /* Fencing: stops every task like runner_stop_all, exec programs with at most grace_ms between
  * SIGTERM and SIGKILL (C handlers see their stop flag). Returns how many were running. */
 unsigned runner_fence(struct runner *r, int64_t grace_ms);
+/* The node's lease was renewed: until_ms (monotonic ms) is its new fencing deadline. Exec runs
+ * (through the shim) are told, and stop by themselves if it passes without a newer one: the
+ * node's fencing holds even while the node cannot act. New runs start with it. */
+void runner_extend(struct runner *r, int64_t until_ms);
 /* Stops the run of task id like runner_fence stops every run (within grace_ms, completing with
  * RUN_INTERRUPTED): Redis no longer records it as this node's. 0, or UV_ENOENT when no run of
  * id is going on (or it is being stopped already). */
