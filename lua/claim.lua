@@ -65,8 +65,15 @@ local function read(key, ...)
   return f
 end
 local more, promoted = false, 0
-local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, PROMOTE_MAX)
-if #due == PROMOTE_MAX then more = true end
+-- The earliest scheduled task first (one cheap read, and the answer's next_due when nothing
+-- moves): the promotion range is read only when something has come due.
+local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+local first_due = first[2] and tonumber(first[2]) or -1
+local due = {}
+if first_due >= 0 and first_due <= now then
+  due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, PROMOTE_MAX)
+  if #due == PROMOTE_MAX then more = true end
+end
 for _, id in ipairs(due) do
   local key = prefix .. 'task:' .. id
   local f = read(key, 'state', 'queue', 'prio')
@@ -88,8 +95,9 @@ end
 
 -- The counters are read here and written once at the end, as plain values (HSET, not
 -- HINCRBY: a damaged field is overwritten, never an error half-way). KEYS[6] is checked to be
--- a sorted set before anything below writes to it.
-redis.call('ZCARD', KEYS[6])
+-- a sorted set before anything below writes to it; KEYS[3] was (ZCARD, above), so the claimed
+-- tasks' running-set entries can go in one ZADD at the end.
+local done_checked = false -- KEYS[6] is checked to be a sorted set before the first write to it
 local stats = redis.call('HMGET', KEYS[4], 'ready', 'running', 'avail_cap', 'lease')
 local ready = (tonumber(stats[1] or '0') or 0) + promoted
 local fleet_running = tonumber(stats[2] or '0') or 0
@@ -106,6 +114,7 @@ local lease_floor = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local balance = ARGV[6] == '1' and avail > 0
 
 local out = {'ok', 0, 0}
+local entries = {} -- running-set entries: deadline, id, ...
 local claimed, expired, skipped = 0, 0, 0
 for qi = 8, #ARGV do
   if claimed >= want or skipped >= SKIP_MAX then break end
@@ -116,11 +125,13 @@ for qi = 8, #ARGV do
     local empty = false
     while claimed < want and not empty do
       -- Pop what is still wanted in one call; give back what balancing or the bound refuses.
-      local ids = redis.pcall('LPOP', list, want - claimed)
+      local asked = want - claimed
+      local ids = redis.pcall('LPOP', list, asked)
       if type(ids) ~= 'table' or ids.err then
         empty = true
         break
       end
+      if #ids < asked then empty = true end -- the list gave all it had
       for k, id in ipairs(ids) do
         -- Octopus: pick while running/cap <= (fleet running + ready) / available capacity;
         -- (running + ready) of the fleet does not change as tasks move from ready to running.
@@ -146,6 +157,10 @@ for qi = 8, #ARGV do
           local queued = tonumber(f[7] or '') or now
           local expiry = tonumber(f[6] or '') or (queued + 86400000)
           if now >= expiry then
+            if not done_checked then
+              redis.call('ZCARD', KEYS[6])
+              done_checked = true
+            end
             redis.call('HSET', key, 'state', 'TimedOut', 'completed', now, 'error',
               'not picked up within ' .. human(expiry - queued) ..
               ' of its queue time; no node took it before it expired')
@@ -158,10 +173,12 @@ for qi = 8, #ARGV do
             local timeout = tonumber(f[4] or '0') or 0
             local deadline = 9007199254740991
             if timeout > 0 then deadline = now + timeout + tonumber(ARGV[7]) end
-            -- State and running-set entry together (both keys' types are known by now).
+            -- State now, running-set entry in the ZADD at the end of this call (KEYS[3] is
+            -- known to be a sorted set, so that ZADD cannot fail half-way).
             redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now,
               'lease', lease, 'attempt', attempt)
-            redis.call('ZADD', KEYS[3], deadline, id)
+            entries[#entries + 1] = deadline
+            entries[#entries + 1] = id
             local n = #out
             out[n + 1] = id
             out[n + 2] = lease
@@ -175,14 +192,21 @@ for qi = 8, #ARGV do
         end
       end
     end
-    if redis.call('LLEN', list) == 0 then redis.call('ZREM', prefix .. 'qp:' .. queue, level) end
+    -- A level whose list ran dry leaves the priority index (a list that gave exactly what was
+    -- asked may be empty too: the next claim finds it so and removes it then).
+    if empty and redis.call('LLEN', list) == 0 then
+      redis.call('ZREM', prefix .. 'qp:' .. queue, level)
+    end
     if claimed >= want or skipped >= SKIP_MAX then break end
   end
+end
+for j = 1, #entries, 1000 do
+  redis.call('ZADD', KEYS[3], unpack(entries, j, math.min(j + 999, #entries)))
 end
 if more then out[1] = 'more' end
 if promoted > 0 or claimed > 0 or expired > 0 or ready ~= (tonumber(stats[1] or '0') or 0) then
   redis.call('HSET', KEYS[4], 'ready', ready, 'running', fleet_running + claimed, 'lease', lease)
 end
-out[2] = next_due()
+if promoted > 0 or #due > 0 then out[2] = next_due() else out[2] = first_due end
 out[3] = expired
 return out

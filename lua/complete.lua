@@ -45,8 +45,8 @@ local reporter = string.sub(KEYS[1], #prefix + #'running:' + 1)
 if string.sub(KEYS[1], 1, #prefix + #'running:') ~= prefix .. 'running:' then
   return redis.error_reply('BADARGS KEYS[1] must be a running set of this prefix')
 end
-redis.call('ZCARD', KEYS[3]) -- sorted sets (or absent): checked before any write
-redis.call('ZCARD', KEYS[4])
+redis.call('ZCARD', KEYS[3]) -- a sorted set (or absent): checked before any write
+local scheduled_checked = false -- KEYS[4] likewise, before the first retry writes anything
 -- Pass 2, task by task: its record is read (pcall: a key that is not a hash is no task) and
 -- numbers with defaults, then its state and its running-set entry change together.
 local done, retried, requeued, refused = 0, 0, 0, {}
@@ -92,6 +92,10 @@ for i = 1, n do
       woken[queue] = true
       requeued = requeued + 1
     elseif outcome == 'Failed' and attempt < attempts then
+      if not scheduled_checked then
+        redis.call('ZCARD', KEYS[4])
+        scheduled_checked = true
+      end
       redis.call('HSET', key, 'state', 'Queued', 'error',
         'attempt ' .. attempt .. ' of ' .. attempts .. ' failed: ' .. err)
       redis.call('HDEL', key, 'node', 'lease', 'started')

@@ -8,7 +8,8 @@
 # Knobs: N (100000) tasks per enqueue/process step; LAT_K (200) latency samples; CAP (64) the
 #   node's cap for the process and latency figures; CLAIM_BACKLOG (1000000) and CLAIM_BATCH
 #   (10000) for claim cost; CLAIM_NODES (100) fleet size for claim cost; ROUNDS (1): figures
-#   are medians over rounds; RAW_OUT: also append the raw JSON lines (bench-peers' format) there.
+#   are medians over rounds; RAW_OUT: also append the raw JSON lines (bench-peers' format) there;
+#   CLAIM=0 skips the claim-cost steps (the hot-path figures only, about 20 s at N=20000).
 # Every step runs under `timeout`; the whole run takes about 1.5 min per round at the defaults.
 set -euo pipefail
 build=${1:-build}
@@ -52,6 +53,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   # Claim cost: CLAIM_BATCH tasks claimed 64 at a time with 1,000 vs CLAIM_BACKLOG queued
   # behind them, and with 1 vs CLAIM_NODES nodes registered; then a real node processes
   # CLAIM_BATCH from the deep queue that leaves, and from a queue 1,000 deep.
+  [ "${CLAIM:-1}" = 0 ] && continue
   bt 900 claimcost "$CLAIM_BACKLOG" "$CLAIM_BATCH" 64 "$CLAIM_NODES"
   for _ in 1 2; do   # in turn: the deep queue (database 0), a 1,000-deep one (database 1)
     bt 300 drain process_deep "$CLAIM_BATCH" "$CAP" "$node"
