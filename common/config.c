@@ -229,6 +229,14 @@ static const struct setting table[] = {
      false, OFF(redis_password_file), 0, 0, NULL,
      "file holding the Redis password (one "
      "line), used for AUTH instead of a password in the URL; read at start-up"},
+    {"redis-ca", "SHOAL_REDIS_CA", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_ca), 0,
+     0, NULL,
+     "CA file (PEM) the Redis server's certificate must chain to, for rediss:// (empty: the "
+     "system's store)"},
+    {"redis-cert", "SHOAL_REDIS_CERT", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false,
+     OFF(redis_cert), 0, 0, NULL, "client certificate (PEM) for rediss:// with mutual TLS"},
+    {"redis-key", "SHOAL_REDIS_KEY", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_key),
+     0, 0, NULL, "private key (PEM) of --redis-cert"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {

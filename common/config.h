@@ -50,6 +50,9 @@ struct shoal_config {
     char *task_env_allow;      /* --task-env-allow / SHOAL_TASK_ENV_ALLOW: names a task may set */
     char *exec_user;           /* --exec-user / SHOAL_EXEC_USER: USER[:GROUP] exec tasks run as */
     char *redis_password_file; /* --redis-password-file / SHOAL_REDIS_PASSWORD_FILE */
+    char *redis_ca;            /* --redis-ca: CA file for rediss:// ("" = the system's store) */
+    char *redis_cert;          /* --redis-cert: client certificate for rediss:// */
+    char *redis_key;           /* --redis-key: its private key */
 };
 
 /* Fills cfg with defaults (the node name from the host name). Free with config_free(). */

@@ -18,6 +18,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 enum state { IDLE, RESOLVING, CONNECTING, HANDSHAKE, UP, CLOSING };
@@ -33,6 +34,7 @@ struct rconn {
     bool load_scripts;        /* SCRIPT LOAD on each connect */
     struct rconn_events ev;   /* user callbacks */
     redisAsyncContext *ac;    /* NULL while not connected; owned by hiredis */
+    struct tls_bridge *tls;   /* rediss://: the bridge hiredis talks through (common/tls.h) */
     redisAsyncContext *sac;   /* the sentinel being asked, while RESOLVING */
     redisAsyncContext *watch; /* the sentinel that answered, subscribed to +switch-master */
     int sentinel;             /* index of that sentinel */
@@ -77,9 +79,17 @@ static void report_down(struct rconn *rc, const char *why) {
     if (rc->ev.down_cb) rc->ev.down_cb(rc, why, rc->ev.arg);
 }
 
+/* Ends the TLS bridge of the current connection attempt, if any. */
+static void drop_tls(struct rconn *rc) {
+    if (!rc->tls) return;
+    tls_bridge_close(rc->tls);
+    rc->tls = NULL;
+}
+
 static void disconnect_cb(const redisAsyncContext *ac, int status) {
     struct rconn *rc = ac->data;
     if (rc == NULL) return;
+    drop_tls(rc);
     bool was_up = rc->state == UP;
     rc->ac = NULL;
     if (rc->state == CLOSING) return;
@@ -131,6 +141,7 @@ static void connect_cb(const redisAsyncContext *cac, int status) {
     if (rc == NULL) return;
     if (status != REDIS_OK) {
         rc->ac = NULL; /* hiredis frees it after this callback */
+        drop_tls(rc);
         if (rc->state == CLOSING) return;
         report_down(rc, ac->errstr[0] ? ac->errstr : "connect failed");
         schedule_retry(rc);
@@ -260,7 +271,8 @@ static void deadline_cb(uv_timer_t *t) {
         return;
     }
     if (rc->state != CONNECTING && rc->state != HANDSHAKE) return;
-    report_down(rc, "connect timed out");
+    report_down(rc, rc->tls && !rc->ac ? "TLS connect timed out" : "connect timed out");
+    drop_tls(rc);
     if (rc->ac) {
         redisAsyncContext *ac = rc->ac;
         bool connected = (ac->c.flags & REDIS_CONNECTED) != 0;
@@ -286,13 +298,44 @@ static void connect_now(struct rconn *rc) {
     connect_master(rc);
 }
 
+static void attach(struct rconn *rc, redisAsyncContext *ac);
+
+/* rediss://: the TLS connection is up (path: where hiredis connects) or failed (err). */
+static void tls_up_cb(struct tls_bridge *b, const char *path, const char *err, void *arg) {
+    struct rconn *rc = arg;
+    if (rc->tls != b || rc->state != CONNECTING) return;
+    if (err) {
+        log_error("redis TLS connection failed", " conn=%s addr=%s:%d reason=\"%s\"", rc->name,
+                  rc->host, rc->port, err);
+        report_down(rc, err);
+        drop_tls(rc);
+        schedule_retry(rc);
+        return;
+    }
+    attach(rc, redisAsyncConnectUnix(path));
+}
+
 static void connect_master(struct rconn *rc) {
-    redisAsyncContext *ac = rc->url.path[0] ? redisAsyncConnectUnix(rc->url.path)
-                                            : redisAsyncConnect(rc->host, rc->port);
+    if (rc->url.tls) {
+        /* The TCP connect and the handshake run in the bridge's thread, under our deadline. */
+        struct tls_opts o = {rc->host,     rc->port,    rc->url.ca,
+                             rc->url.cert, rc->url.key, CONNECT_TIMEOUT_MS};
+        rc->tls = tls_bridge_start(rc->loop, &o, tls_up_cb, rc);
+        rc->state = CONNECTING;
+        uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
+        return;
+    }
+    attach(rc, rc->url.path[0] ? redisAsyncConnectUnix(rc->url.path)
+                               : redisAsyncConnect(rc->host, rc->port));
+}
+
+/* Takes over a new hiredis context: callbacks, the loop, the deadline. */
+static void attach(struct rconn *rc, redisAsyncContext *ac) {
     if (ac == NULL) abort(); /* out of memory */
     if (ac->err) {
         report_down(rc, ac->errstr);
         redisAsyncFree(ac);
+        drop_tls(rc);
         schedule_retry(rc);
         return;
     }
@@ -300,6 +343,7 @@ static void connect_master(struct rconn *rc) {
     if (redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
         report_down(rc, "cannot attach to the event loop");
         redisAsyncFree(ac);
+        drop_tls(rc);
         schedule_retry(rc);
         return;
     }
@@ -307,7 +351,7 @@ static void connect_master(struct rconn *rc) {
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     rc->ac = ac;
     rc->state = CONNECTING;
-    uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
+    if (!rc->tls) uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
 }
 
 static void retry_cb(uv_timer_t *t) { connect_now(container_of(t, struct rconn, retry)); }
@@ -460,6 +504,7 @@ void rconn_reset(struct rconn *rc, const char *why) {
         ac->data = NULL;
         rc->ac = NULL;
         redisAsyncFree(ac);
+        drop_tls(rc);
         schedule_retry(rc);
         return;
     }
@@ -484,6 +529,7 @@ void rconn_free(struct rconn *rc, void (*done)(void *arg), void *arg) {
         redisAsyncFree(sac); /* its callback sees CLOSING and returns */
     }
     drop_watch(rc);
+    drop_tls(rc);
     rc->done = done;
     rc->done_arg = arg;
     if (rc->ac) {

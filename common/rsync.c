@@ -9,10 +9,15 @@
 #include <sys/time.h>
 
 #include "common/err.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 static int lost(struct rsync *r, char *err, size_t errlen) {
-    snprintf(err, errlen, "Redis connection failed: %s", r->c->errstr[0] ? r->c->errstr : "?");
+    const char *why = r->c->errstr[0] ? r->c->errstr : "?";
+    /* A TLS port answers plain text by closing the connection. */
+    bool closed = strstr(why, "reset") || strstr(why, "closed") || strstr(why, "EOF");
+    snprintf(err, errlen, "Redis connection failed: %s%s", why,
+             closed && !r->tls ? " (if this port speaks TLS, use rediss://)" : "");
     return SHOAL_EREDIS;
 }
 
@@ -42,6 +47,10 @@ int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size
     int rc;
     memset(r, 0, sizeof *r);
     if ((rc = rurl_parse(url, &u, err, errlen)) != 0) return rc;
+    /* The C client's rediss:// takes its files from the environment, as the CLI's flags do. */
+    if (u.tls && (rc = rurl_tls_files(&u, getenv("SHOAL_REDIS_CA"), getenv("SHOAL_REDIS_CERT"),
+                                      getenv("SHOAL_REDIS_KEY"), err, errlen)) != 0)
+        return rc;
     return rsync_open_rurl(r, &u, timeout_ms, err, errlen);
 }
 
@@ -52,8 +61,16 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     memset(r, 0, sizeof *r);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     if (u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
-    r->c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
-                     : redisConnectWithTimeout(u.host, u.port, tv);
+    r->tls = u.tls;
+    if (u.tls) { /* TLS under hiredis: the bridge's local end (common/tls.h) */
+        struct tls_opts o = {u.host, u.port, u.ca, u.cert, u.key, timeout_ms};
+        int fd = tls_connect_fd(&o, &r->bridge, err, errlen);
+        if (fd < 0) return SHOAL_EREDIS;
+        r->c = redisConnectFd(fd);
+    } else {
+        r->c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
+                         : redisConnectWithTimeout(u.host, u.port, tv);
+    }
     if (r->c == NULL) abort();
     if (r->c->err) {
         if (u.path[0])
@@ -95,12 +112,16 @@ fail_reply:
 fail_connected:
     redisFree(r->c);
     r->c = NULL;
+    tls_fd_bridge_join(r->bridge);
+    r->bridge = NULL;
     return SHOAL_EREDIS;
 }
 
 void rsync_close(struct rsync *r) {
-    if (r->c) redisFree(r->c);
+    if (r->c) redisFree(r->c); /* closes the bridge's local end: its thread ends */
     r->c = NULL;
+    tls_fd_bridge_join(r->bridge);
+    r->bridge = NULL;
 }
 
 static int load(struct rsync *r, enum script_id id, char *err, size_t errlen) {

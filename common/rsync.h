@@ -9,8 +9,10 @@
 #include "common/rurl.h"
 
 struct rsync {
-    redisContext *c;            /* owned */
-    char sha[SCRIPT_COUNT][41]; /* "" until loaded */
+    redisContext *c;              /* owned */
+    char sha[SCRIPT_COUNT][41];   /* "" until loaded */
+    bool tls;                     /* through the TLS bridge (common/tls.h) */
+    struct tls_fd_bridge *bridge; /* its thread, joined at close */
 };
 
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line

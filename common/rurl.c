@@ -131,13 +131,12 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
         return 0;
     }
     if (strncmp(url, "redis-sentinel://", 17) == 0) return parse_sentinel(url, u, err, errlen);
-    if (strncmp(url, "rediss://", 9) == 0)
+    bool tls = strncmp(url, "rediss://", 9) == 0;
+    if (!tls && strncmp(url, "redis://", 8) != 0)
         return fail(err, errlen, url,
-                    "TLS (rediss://) is not supported: Debian's hiredis 0.14 "
-                    "has no TLS");
-    if (strncmp(url, "redis://", 8) != 0)
-        return fail(err, errlen, url, "expected redis://host:port/db or unix:///path");
-    const char *p = url + 8;
+                    "expected redis://host:port/db, rediss://host:port/db (TLS) or unix:///path");
+    u->tls = tls;
+    const char *p = url + (tls ? 9 : 8);
     const char *slash = strchr(p, '/');
     const char *end = slash ? slash : p + strlen(p);
     if (userinfo(&p, end, u) != 0) return fail(err, errlen, url, "user or password too long");
@@ -210,4 +209,24 @@ int rurl_parse_with_password(const char *url, const char *file, struct rurl *u, 
     int rc = rurl_parse(url, u, err, errlen);
     if (rc == 0 && file && *file) rc = rurl_password_file(u, file, err, errlen);
     return rc;
+}
+
+int rurl_tls_files(struct rurl *u, const char *ca, const char *cert, const char *key, char *err,
+                   size_t errlen) {
+    const char *v[3] = {ca, cert, key}, *names[3] = {"--redis-ca", "--redis-cert", "--redis-key"};
+    char *dst[3] = {u->ca, u->cert, u->key};
+    for (int i = 0; i < 3; i++) {
+        if (!v[i] || !*v[i]) continue;
+        if (!u->tls) {
+            snprintf(err, errlen, "%s is for TLS: the Redis URL must start with rediss://",
+                     names[i]);
+            return SHOAL_ECONFIG;
+        }
+        if (strlen(v[i]) >= sizeof u->ca) {
+            snprintf(err, errlen, "%s: path too long", names[i]);
+            return SHOAL_ECONFIG;
+        }
+        snprintf(dst[i], sizeof u->ca, "%s", v[i]);
+    }
+    return 0;
 }

@@ -1,9 +1,11 @@
-/* rurl.h: Redis URLs: redis://[user:pass@]host[:port][/db], unix:///path[?db=N], and
+/* rurl.h: Redis URLs: redis://[user:pass@]host[:port][/db], rediss://... (the same over TLS:
+ * common/tls.h), unix:///path[?db=N], and
  * redis-sentinel://[user:pass@]host:port[,host:port...]/master-name[/db]: ask the sentinels
  * for the master's address (user and password are the master's). */
 #ifndef SHOAL_RURL_H
 #define SHOAL_RURL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define RURL_MAX_SENTINELS 8
@@ -23,6 +25,10 @@ struct rurl {
     int nsentinels; /* > 0: Sentinel mode; host/port are then found by asking them */
     struct rurl_sentinel sentinels[RURL_MAX_SENTINELS];
     char master[128]; /* the master's name in Sentinel */
+    bool tls;         /* rediss://: TLS to host:port (common/tls.h) */
+    char ca[256];     /* --redis-ca: CA file ("" = the system's store) */
+    char cert[256];   /* --redis-cert: client certificate ("" = none) */
+    char key[256];    /* --redis-key: its private key */
 };
 
 /* Parses url into *u. Returns 0, or SHOAL_EURL with a one-line reason in err. */
@@ -33,6 +39,11 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen);
  * only, or nobody). Keeps the secret out of the environment, flags and `ps`. Returns 0, or
  * SHOAL_ECONFIG with a message naming the file (never the password). */
 int rurl_password_file(struct rurl *u, const char *file, char *err, size_t errlen);
+
+/* Sets the TLS files (each may be NULL or ""). Returns 0, or SHOAL_ECONFIG when one is too long
+ * or given for a URL without TLS. */
+int rurl_tls_files(struct rurl *u, const char *ca, const char *cert, const char *key, char *err,
+                   size_t errlen);
 
 /* rurl_parse, then rurl_password_file when file is set and non-empty. */
 int rurl_parse_with_password(const char *url, const char *file, struct rurl *u, char *err,

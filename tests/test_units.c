@@ -188,11 +188,24 @@ Test(rurl, forms) {
     cr_assert_eq(u.db, 2);
     cr_assert_str_eq(u.pass, "pw");
     const char *bad[] = {
-        "http://x",           "redis://",   "redis://h:99999",      "redis://h/x",
-        "unix://rel",         "rediss://h", "redis-sentinel://h:1", "redis-sentinel://h/m",
+        "http://x",           "redis://",  "redis://h:99999",      "redis://h/x",
+        "unix://rel",         "rediss://", "redis-sentinel://h:1", "redis-sentinel://h/m",
         "redis-sentinel:///m"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         cr_assert_eq(rurl_parse(bad[i], &u, err, sizeof err), SHOAL_EURL, "accepted %s", bad[i]);
+    /* rediss://: the same URL, over TLS; the TLS files only with it */
+    cr_assert_eq(rurl_parse("rediss://:pw@cache.example.com:6380/3", &u, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert(u.tls);
+    cr_assert_str_eq(u.host, "cache.example.com");
+    cr_assert_eq(u.port, 6380);
+    cr_assert_eq(u.db, 3);
+    cr_assert_eq(rurl_tls_files(&u, "/etc/ca.pem", NULL, "", err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(u.ca, "/etc/ca.pem");
+    cr_assert_eq(rurl_parse("redis://h", &u, err, sizeof err), 0);
+    cr_assert_not(u.tls);
+    cr_assert_eq(rurl_tls_files(&u, "/etc/ca.pem", NULL, NULL, err, sizeof err), SHOAL_ECONFIG);
+    cr_assert(strstr(err, "rediss://"), "%s", err);
 }
 
 Test(json, writer_and_escaping) {

@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/rurl.h"
+#include "common/tls.h"
 #include "common/util.h"
 #include "packages/packages.h"
 #include "worker/exec.h"
@@ -118,7 +119,9 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     }
     struct rurl url;
     if (rurl_parse_with_password(w->cfg.redis_url, w->cfg.redis_password_file, &url, err,
-                                 sizeof err) != 0)
+                                 sizeof err) != 0 ||
+        rurl_tls_files(&url, w->cfg.redis_ca, w->cfg.redis_cert, w->cfg.redis_key, err,
+                       sizeof err) != 0)
         goto fail_config;
     /* exec tasks go through our own binary's exec-child, so they die with this node. */
     char self[PATH_MAX];
@@ -198,6 +201,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     if (w->services.bg_cpu) bgq_close(w->services.bg_cpu);
     if (w->services.bg_io) bgq_close(w->services.bg_io);
     uv_run(&w->loop, UV_RUN_NOWAIT); /* their handles close */
+    tls_bridges_wait(2000);          /* rediss://: the bridges' threads end after their links */
     code = w->exit_code;
     if (uv_loop_close(&w->loop) != 0) log_warn("event loop closed with handles still open", NULL);
     api_state_free(api); /* every reply callback has run by now */

@@ -1,0 +1,238 @@
+/* test_tls.c: rediss:// end to end. The suite makes its certificates with the openssl CLI (a
+ * CA, a server certificate for "localhost" only, an expired one, a client certificate, and a
+ * second CA that signed nothing here) and starts Debian's redis-server with a TLS port beside
+ * its plain one. Real `shoal worker` processes and the real CLI connect over TLS: tasks run;
+ * a restart of Redis is followed; mutual TLS works with a client certificate and fails without;
+ * and each failure says what is wrong in words: an untrusted certificate (wrong CA), a name
+ * mismatch, an expired certificate, a port that does not speak TLS, and a TLS port addressed
+ * as plain. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/client.h"
+#include "tests/harness.h"
+
+static struct h_redis redis;
+static char dir[256], ca[300], other_ca[300], cert[300], key[300], expired[300], ccert[300],
+    ckey[300];
+static int tls_port;
+static char tls_url[128]; /* rediss://localhost:PORT/0 */
+
+static void sh(const char *cmd) {
+    char full[4096];
+    snprintf(full, sizeof full, "cd %s && (%s) > openssl.log 2>&1", dir, cmd);
+    cr_assert_eq(system(full), 0, "failed: %s (see %s/openssl.log)", cmd, dir);
+}
+
+static void make_certs(void) {
+    snprintf(dir, sizeof dir, "/tmp/shoal-test-tls-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    const char *subj = "-subj /CN=shoal-test";
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 %s-ca"
+             " && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem "
+             "-days 2 %s-other"
+             " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+             "-subj /CN=localhost"
+             " && printf 'subjectAltName=DNS:localhost\\n' > san.cnf"
+             " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out server.pem -days 2 -extfile san.cnf"
+             " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out expired.pem -days -1 -extfile san.cnf"
+             " && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+             "-subj /CN=shoal-node"
+             " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out client.pem -days 2",
+             subj, subj);
+    sh(cmd);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(other_ca, sizeof other_ca, "%s/other.pem", dir);
+    snprintf(cert, sizeof cert, "%s/server.pem", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    snprintf(expired, sizeof expired, "%s/expired.pem", dir);
+    snprintf(ccert, sizeof ccert, "%s/client.pem", dir);
+    snprintf(ckey, sizeof ckey, "%s/client.key", dir);
+}
+
+/* redis-server with a TLS port serving server_cert beside its plain port. */
+static char port_s[16];
+static void start_tls_redis(struct h_redis *r, const char *server_cert, bool auth_clients) {
+    tls_port = h_free_port();
+    snprintf(port_s, sizeof port_s, "%d", tls_port);
+    static const char *extra[16];
+    int n = 0;
+    extra[n++] = "--tls-port";
+    extra[n++] = port_s;
+    extra[n++] = "--tls-cert-file";
+    extra[n++] = server_cert;
+    extra[n++] = "--tls-key-file";
+    extra[n++] = key;
+    extra[n++] = "--tls-ca-cert-file";
+    extra[n++] = ca;
+    extra[n++] = "--tls-auth-clients";
+    extra[n++] = auth_clients ? "yes" : "no";
+    extra[n] = NULL;
+    cr_assert_eq(h_redis_start(r, extra), 0, "redis-server with --tls-port did not start");
+    snprintf(tls_url, sizeof tls_url, "rediss://localhost:%d/0", tls_port);
+}
+
+static void setup(void) { make_certs(); }
+static void teardown(void) {
+    if (redis.pid) h_redis_stop(&redis, false);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) {
+    }
+}
+TestSuite(tls, .init = setup, .fini = teardown, .timeout = 90);
+
+/* `shoal nodes` with these flags; returns its exit code, stderr in *err (caller frees). */
+static int cli_nodes(char **err, const char *url, const char *f1, const char *v1, const char *f2,
+                     const char *v2, const char *f3, const char *v3) {
+    const char *args[12] = {"nodes", "--redis", url};
+    int n = 3;
+    if (f1) args[n++] = f1, args[n++] = v1;
+    if (f2) args[n++] = f2, args[n++] = v2;
+    if (f3) args[n++] = f3, args[n++] = v3;
+    args[n] = NULL;
+    return h_shoal(NULL, err, args);
+}
+
+/* Stops the node; a non-zero exit (a leak or a crash under ASan) shows its log. */
+static void stop_clean(struct h_worker *w) {
+    char log_path[200];
+    snprintf(log_path, sizeof log_path, "%s", w->log);
+    int code = h_worker_stop(w);
+    char *log = code != 0 ? h_read_file(log_path) : NULL;
+    cr_assert_eq(code, 0, "the node exited %d; log:\n%s", code, log ? log : "");
+    free(log);
+}
+
+struct state_want {
+    struct shoal_client *c;
+    int64_t id;
+};
+static bool succeeded(void *arg) {
+    struct state_want *s = arg;
+    struct shoal_task t;
+    char err[256];
+    if (shoal_task_get(s->c, s->id, &t, err, sizeof err) != 0) return false;
+    bool ok = strcmp(t.state, "Success") == 0;
+    shoal_task_free(&t);
+    return ok;
+}
+
+/* A task enqueued by the CLI over TLS runs on a node connected over TLS; then Redis restarts
+ * and the node comes back over TLS by itself. */
+Test(tls, a_node_and_the_cli_over_tls_and_a_restart_followed) {
+    start_tls_redis(&redis, cert, false);
+    struct h_worker w;
+    const char *extra[] = {"--redis", tls_url, "--redis-ca", ca, NULL};
+    h_worker_start(&w, &redis, "tls-node", extra); /* the later --redis wins */
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up over TLS");
+    struct shoal_client cl;
+    char err[256];
+    cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    for (int round = 0; round < 2; round++) {
+        char *out = NULL, *e = NULL;
+        const char *enq[] = {"enqueue", "--redis", tls_url, "--redis-ca", ca, "--type", "noop",
+                             NULL};
+        cr_assert_eq(h_shoal(&out, &e, enq), 0, "enqueue over TLS: %s", e ? e : "");
+        struct state_want s = {&cl, atoll(strchr(out, '-') + 1)};
+        free(out);
+        free(e);
+        cr_assert(h_eventually(succeeded, &s, 10000), "round %d: the task did not run", round);
+        if (round == 0) {
+            shoal_client_close(&cl);
+            cr_assert_eq(h_redis_restart(&redis), 0);
+            cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", err, sizeof err), 0, "%s",
+                         err);
+            cr_assert(h_ping_is(&w, 200, 15000), "the node did not come back over TLS");
+        }
+    }
+    shoal_client_close(&cl);
+    stop_clean(&w);
+}
+
+static bool log_says_untrusted(void *arg) {
+    char *log = h_read_file(arg);
+    bool ok = log && strstr(log, "redis TLS connection failed") && strstr(log, "not trusted");
+    free(log);
+    return ok;
+}
+
+Test(tls, each_failure_says_what_is_wrong) {
+    start_tls_redis(&redis, cert, false);
+    char *err = NULL, plain_tls[96], ip_url[96], tls_as_plain[96];
+    snprintf(plain_tls, sizeof plain_tls, "rediss://localhost:%d/0", redis.port);
+    snprintf(ip_url, sizeof ip_url, "rediss://127.0.0.1:%d/0", tls_port);
+    snprintf(tls_as_plain, sizeof tls_as_plain, "redis://localhost:%d/0", tls_port);
+
+    cr_assert_eq(cli_nodes(&err, tls_url, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0, "%s", err);
+    free(err);
+    /* no CA given: the system's store does not know ours */
+    cr_assert_neq(cli_nodes(&err, tls_url, NULL, NULL, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "not trusted") && strstr(err, "--redis-ca"), "%s", err);
+    free(err);
+    cr_assert_neq(cli_nodes(&err, tls_url, "--redis-ca", other_ca, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "not trusted"), "%s", err);
+    free(err);
+    /* the certificate names localhost, not 127.0.0.1 */
+    cr_assert_neq(cli_nodes(&err, ip_url, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "does not name this host"), "%s", err);
+    free(err);
+    /* TLS to the plain port */
+    cr_assert_neq(cli_nodes(&err, plain_tls, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "does this port speak TLS"), "%s", err);
+    free(err);
+    /* plain to the TLS port */
+    cr_assert_neq(cli_nodes(&err, tls_as_plain, NULL, NULL, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "rediss://"), "%s", err);
+    free(err);
+    /* TLS files with a plain URL */
+    cr_assert_neq(cli_nodes(&err, redis.url, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "must start with rediss://"), "%s", err);
+    free(err);
+    /* a node that cannot trust the server: ping 503, and the log says why */
+    struct h_worker w;
+    const char *extra[] = {"--redis", tls_url, NULL};
+    h_worker_start(&w, &redis, "tls-untrusting", extra);
+    cr_assert(h_ping_is(&w, 503, 5000));
+    cr_assert(h_eventually(log_says_untrusted, w.log, 5000), "the node's log does not say why");
+    cr_assert(h_ping_is(&w, 503, 1000));
+    h_worker_stop(&w);
+}
+
+Test(tls, an_expired_certificate_is_refused_in_words) {
+    start_tls_redis(&redis, expired, false);
+    char *err = NULL;
+    cr_assert_neq(cli_nodes(&err, tls_url, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "expired"), "%s", err);
+    free(err);
+}
+
+Test(tls, mutual_tls_with_a_client_certificate) {
+    start_tls_redis(&redis, cert, true);
+    char *err = NULL;
+    cr_assert_neq(cli_nodes(&err, tls_url, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0,
+                  "a client without a certificate was let in");
+    free(err);
+    cr_assert_eq(cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-cert", ccert, "--redis-key",
+                           ckey),
+                 0, "%s", err);
+    free(err);
+    cr_assert_neq(cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-cert", ccert, NULL, NULL), 0);
+    cr_assert(strstr(err, "--redis-cert and --redis-key together"), "%s", err);
+    free(err);
+    struct h_worker w;
+    const char *extra[] = {"--redis", tls_url, "--redis-ca", ca, "--redis-cert", ccert,
+                           "--redis-key", ckey, NULL};
+    h_worker_start(&w, &redis, "tls-mutual", extra);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up with its client certificate");
+    stop_clean(&w);
+}
