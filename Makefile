@@ -71,6 +71,9 @@ bench: build
 	@scripts/bench-packages.sh $(BUILD)
 	@scripts/bench-slowloris.sh $(BUILD)
 	@/usr/bin/python3 scripts/bench-backlog.py $(BUILD)
+	@scripts/bench-calls.sh $(BUILD) 10
+	@scripts/bench-calls.sh $(BUILD) 64
+	@scripts/bench-tls.sh $(BUILD)
 
 clean:
 	rm -rf build build-asan build-fuzz build-upgrade build-upgrade.lock
