@@ -61,6 +61,7 @@ fuzz: deps build-fuzz/CMakeCache.txt
 chaos: build
 	@/usr/bin/python3 scripts/chaos.py $(BUILD) --tasks $(or $(CHAOS_TASKS),5000) --seconds $(or $(CHAOS_SECONDS),60)
 	@/usr/bin/python3 scripts/partition.py $(BUILD)
+	@/usr/bin/python3 scripts/cluster.py $(BUILD)
 
 bench: build
 	@scripts/bench.sh $(BUILD)

@@ -72,7 +72,7 @@ int shoal_client_open(struct shoal_client *c, const char *url, const char *ns, c
     memset(c, 0, sizeof *c);
     snprintf(c->ns, sizeof c->ns, "%s", ns);
     keys_init(&c->keys, ns);
-    return rsync_open(&c->redis, url, 5000, err, errlen);
+    return rsync_open_ns(&c->redis, url, ns, 5000, err, errlen);
 }
 
 void shoal_client_close(struct shoal_client *c) { rsync_close(&c->redis); }

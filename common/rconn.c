@@ -49,6 +49,7 @@ struct rconn {
     bool handshake_failed;      /* an AUTH/SELECT/LOAD reply was an error */
     char sha[SCRIPT_COUNT][41]; /* SHA1 of each script, from SCRIPT LOAD */
     unsigned long reconnects;   /* successful connects after the first */
+    unsigned long moved;        /* cluster MOVED replies seen */
     bool ever_up;               /* for the reconnect count */
     bool down_reported;         /* down_cb called for the current outage */
     rconn_reply_cb sub_cb;      /* rconn_subscribe's callback (kept: hiredis reuses it) */
@@ -239,11 +240,48 @@ static void sentinel_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
     resolve(rc);
 }
 
-/* Asks sentinel number rc->sentinel; past the last one, waits and starts over. */
+/* Redis Cluster: a seed node's CLUSTER SLOTS (NULL: not reached). Entries are [start, end,
+ * [ip, port, id], replicas...]; the one holding our namespace's slot names its primary. */
+static void cluster_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+    struct rconn *rc = priv;
+    redisReply *reply = r;
+    if (rc->state != RESOLVING || rc->sac != ac) return;
+    rc->sac = NULL;
+    const struct rurl_sentinel *seed = &rc->url.sentinels[rc->sentinel];
+    for (size_t i = 0; reply && reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
+            continue;
+        if (rc->url.slot < e->element[0]->integer || rc->url.slot > e->element[1]->integer)
+            continue;
+        const redisReply *ip = e->element[2]->element[0], *port = e->element[2]->element[1];
+        if (ip->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_INTEGER) break;
+        /* An empty address means "the node you asked". */
+        snprintf(rc->host, sizeof rc->host, "%s", ip->len ? ip->str : seed->host);
+        rc->port = (int)port->integer;
+        log_debug("cluster named the slot's primary", " conn=%s slot=%d addr=%s:%d", rc->name,
+                  rc->url.slot, rc->host, rc->port);
+        redisAsyncDisconnect(ac);
+        connect_master(rc);
+        return;
+    }
+    if (reply) redisAsyncDisconnect(ac);
+    log_warn("cluster node did not name the namespace's slot owner", " conn=%s node=%s:%d slot=%d",
+             rc->name, seed->host, seed->port, rc->url.slot);
+    rc->sentinel++;
+    resolve(rc);
+}
+
+/* Asks sentinel (or cluster seed) number rc->sentinel; past the last one, waits and starts
+ * over. */
 static void resolve(struct rconn *rc) {
     if (rc->sentinel >= rc->url.nsentinels) {
         rc->sentinel = 0;
-        report_down(rc, "no sentinel named the master");
+        report_down(rc, rc->url.cluster ? "no cluster node named the owner of the namespace's slot"
+                                        : "no sentinel named the master");
         schedule_retry(rc);
         return;
     }
@@ -259,6 +297,14 @@ static void resolve(struct rconn *rc) {
     rc->sac = ac;
     rc->state = RESOLVING;
     uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
+    if (rc->url.cluster) { /* cluster nodes want the same credentials as the primary */
+        if (rc->url.pass[0] && rc->url.user[0])
+            redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", rc->url.user, rc->url.pass);
+        else if (rc->url.pass[0])
+            redisAsyncCommand(ac, NULL, NULL, "AUTH %s", rc->url.pass);
+        redisAsyncCommand(ac, cluster_reply_cb, rc, "CLUSTER SLOTS");
+        return;
+    }
     redisAsyncCommand(ac, sentinel_reply_cb, rc, "SENTINEL get-master-addr-by-name %s",
                       rc->url.master);
 }
@@ -401,6 +447,28 @@ static void pending_free(struct pending *c) {
 static void pending_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
     struct pending *c = priv;
     redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR && c->rc->url.cluster && c->rc->ac == ac) {
+        /* Redis Cluster: the command did not run. MOVED: the namespace's slot has a new owner
+         * (a finished migration, a failover): ask the cluster again. ASK, TRYAGAIN (the slot is
+         * migrating) and CLUSTERDOWN: not now. Either way the caller sees what a lost link
+         * shows (NULL: unknown, try again at its next turn), never a half-known error. */
+        bool moved = strncmp(reply->str, "MOVED ", 6) == 0;
+        if (moved || strncmp(reply->str, "ASK ", 4) == 0 ||
+            strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+            strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+            struct rconn *rc = c->rc;
+            log_debug("redis cluster redirection", " conn=%s reply=\"%s\"", rc->name, reply->str);
+            if (moved) rc->moved++;
+            c->cb(rc, NULL, c->priv);
+            pending_free(c);
+            if (moved) {
+                log_warn("the namespace's slot moved to another cluster node; reconnecting",
+                         " conn=%s reply=\"%s\"", rc->name, reply->str);
+                rconn_reset(rc, "the namespace's slot moved");
+            }
+            return;
+        }
+    }
     if (reply && reply->type == REDIS_REPLY_ERROR && c->argv &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->rc->ac == ac) {
         /* The script cache was flushed under us: EVAL the text once, which reloads it. */

@@ -7,10 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "common/err.h"
+#include "common/rurl.h"
 #include "common/tls.h"
 #include "common/util.h"
+
+#define CLUSTER_TRIES 200 /* redirections followed per call: 5 s of 25 ms waits */
+
+static int reconnect(struct rsync *r, char *err, size_t errlen);
 
 static int lost(struct rsync *r, char *err, size_t errlen) {
     const char *why = r->c->errstr[0] ? r->c->errstr : "?";
@@ -18,6 +24,42 @@ static int lost(struct rsync *r, char *err, size_t errlen) {
     bool closed = strstr(why, "reset") || strstr(why, "closed") || strstr(why, "EOF");
     snprintf(err, errlen, "Redis connection failed: %s%s", why,
              closed && !r->tls ? " (if this port speaks TLS, use rediss://)" : "");
+    return SHOAL_EREDIS;
+}
+
+/* Cluster mode: asks each seed node (CLUSTER SLOTS) which primary holds the namespace's slot.
+ */
+static int ask_cluster(struct rurl *u, struct timeval tv, char *err, size_t errlen) {
+    for (int i = 0; i < u->nsentinels; i++) {
+        redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
+        if (s == NULL) abort();
+        if (!s->err && u->pass[0]) {
+            redisReply *a = u->user[0] ? redisCommand(s, "AUTH %s %s", u->user, u->pass)
+                                       : redisCommand(s, "AUTH %s", u->pass);
+            if (a) freeReplyObject(a);
+        }
+        redisReply *r = s->err ? NULL : redisCommand(s, "CLUSTER SLOTS");
+        bool ok = false;
+        for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements && !ok; k++) {
+            const redisReply *e = r->element[k];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+                e->element[0]->type != REDIS_REPLY_INTEGER ||
+                e->element[1]->type != REDIS_REPLY_INTEGER ||
+                e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+                u->slot < e->element[0]->integer || u->slot > e->element[1]->integer)
+                continue;
+            const redisReply *ip = e->element[2]->element[0], *port = e->element[2]->element[1];
+            if (ip->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_INTEGER) break;
+            snprintf(u->host, sizeof u->host, "%s", ip->len ? ip->str : u->sentinels[i].host);
+            u->port = (int)port->integer;
+            ok = true;
+        }
+        if (r) freeReplyObject(r);
+        redisFree(s);
+        if (ok) return 0;
+    }
+    snprintf(err, errlen, "no Redis Cluster node named the owner of slot %d (asked %d node%s)",
+             u->slot, u->nsentinels, u->nsentinels == 1 ? "" : "s");
     return SHOAL_EREDIS;
 }
 
@@ -43,10 +85,16 @@ static int ask_sentinels(struct rurl *u, struct timeval tv, char *err, size_t er
 }
 
 int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen) {
+    return rsync_open_ns(r, url, "shoal", timeout_ms, err, errlen);
+}
+
+int rsync_open_ns(struct rsync *r, const char *url, const char *ns, int timeout_ms, char *err,
+                  size_t errlen) {
     struct rurl u;
     int rc;
     memset(r, 0, sizeof *r);
     if ((rc = rurl_parse(url, &u, err, errlen)) != 0) return rc;
+    if (u.cluster) rurl_cluster_namespace(&u, ns);
     /* The C client's rediss:// takes its files from the environment, as the CLI's flags do. */
     if (u.tls && (rc = rurl_tls_files(&u, getenv("SHOAL_REDIS_CA"), getenv("SHOAL_REDIS_CERT"),
                                       getenv("SHOAL_REDIS_KEY"), err, errlen)) != 0)
@@ -56,11 +104,14 @@ int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size
 
 int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, char *err,
                     size_t errlen) {
-    struct rurl u = *url; /* Sentinel mode fills in the master's address */
+    struct rurl u = *url; /* Sentinel or cluster mode fills in the master's address */
     int rc;
     memset(r, 0, sizeof *r);
+    r->timeout_ms = timeout_ms;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    if (u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
+    if (u.cluster && (rc = ask_cluster(&u, tv, err, errlen)) != 0) return rc;
+    if (!u.cluster && u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
+    r->url = u;
     r->tls = u.tls;
     if (u.tls) { /* TLS under hiredis: the bridge's local end (common/tls.h) */
         struct tls_opts o = {u.host, u.port, u.ca, u.cert, u.key, timeout_ms};
@@ -157,7 +208,10 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
         al[i + 3] = lens ? lens[i] : strlen(argv[i]);
     }
     redisReply *reply = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    bool noscript_retried = false;
+    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of redirection (MOVED:
+     * ask the cluster again and reconnect; ASK, TRYAGAIN, CLUSTERDOWN: wait 25 ms) */
+    for (int attempt = 0; attempt < CLUSTER_TRIES; attempt++) {
         if (!r->sha[id][0] && load(r, id, err, errlen) != 0) break;
         av[1] = r->sha[id];
         reply = redisCommandArgv(r->c, n, av, al);
@@ -166,17 +220,39 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
             break;
         }
         if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
-            attempt == 0) {
+            !noscript_retried) {
+            noscript_retried = true;
             freeReplyObject(reply);
             reply = NULL;
             r->sha[id][0] = '\0';
             continue;
+        }
+        if (r->url.cluster && reply->type == REDIS_REPLY_ERROR && attempt + 1 < CLUSTER_TRIES) {
+            int moved = strncmp(reply->str, "MOVED ", 6) == 0;
+            if (moved || strncmp(reply->str, "ASK ", 4) == 0 ||
+                strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+                strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+                freeReplyObject(reply);
+                reply = NULL;
+                if (moved && reconnect(r, err, errlen) != 0) break;
+                if (!moved) nanosleep(&(struct timespec){0, 25000000}, NULL);
+                continue;
+            }
         }
         break;
     }
     free(av);
     free(al);
     return reply;
+}
+
+/* Cluster mode: the slot moved; asks the cluster again and connects to its new owner (the
+ * scripts are loaded there on first use). */
+static int reconnect(struct rsync *r, char *err, size_t errlen) {
+    struct rurl u = r->url;
+    int timeout_ms = r->timeout_ms;
+    rsync_close(r);
+    return rsync_open_rurl(r, &u, timeout_ms, err, errlen);
 }
 
 redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *err, size_t errlen) {

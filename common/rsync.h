@@ -13,11 +13,17 @@ struct rsync {
     char sha[SCRIPT_COUNT][41];   /* "" until loaded */
     bool tls;                     /* through the TLS bridge (common/tls.h) */
     struct tls_fd_bridge *bridge; /* its thread, joined at close */
+    struct rurl url;              /* where it is connected (cluster: to reconnect on MOVED) */
+    int timeout_ms;
 };
 
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line
  * message in err ("cannot reach Redis at 127.0.0.1:6379: Connection refused"). */
 int rsync_open(struct rsync *r, const char *url, int timeout_ms, char *err, size_t errlen);
+/* The same for namespace ns: with a redis-cluster:// URL, the connection goes to the primary
+ * that holds ns's slot (rsync_open assumes "shoal"). */
+int rsync_open_ns(struct rsync *r, const char *url, const char *ns, int timeout_ms, char *err,
+                  size_t errlen);
 /* The same with a parsed URL (e.g. with its password from rurl_password_file). */
 int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, char *err,
                     size_t errlen);

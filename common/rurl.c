@@ -79,6 +79,48 @@ static int userinfo(const char **p, const char *end, struct rurl *u) {
     return 0;
 }
 
+/* redis-cluster://[user:pass@]h:p[,h:p...][/] : seed nodes of a Redis Cluster (in the seed
+ * list); the namespace's slot owner is found by asking them (CLUSTER SLOTS). Cluster mode has
+ * database 0 only. */
+static int parse_cluster(const char *url, struct rurl *u, char *err, size_t errlen) {
+    const char *p = url + 16;
+    const char *slash = strchr(p, '/');
+    const char *end = slash ? slash : p + strlen(p);
+    if (slash && slash[1] && strcmp(slash + 1, "0") != 0)
+        return fail(err, errlen, url, "a Redis Cluster has database 0 only");
+    if (userinfo(&p, end, u) != 0) return fail(err, errlen, url, "user or password too long");
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if (u->nsentinels == RURL_MAX_SENTINELS)
+            return fail(err, errlen, url, "at most 8 seed nodes");
+        struct rurl_sentinel *s = &u->sentinels[u->nsentinels++];
+        if (host_port(p, (size_t)(e - p), s->host, sizeof s->host, &s->port) != 0)
+            return fail(err, errlen, url, "each seed node is host:port");
+        p = comma ? comma + 1 : end;
+    }
+    if (u->nsentinels == 0) return fail(err, errlen, url, "no seed node given");
+    u->cluster = true;
+    u->port = 0;
+    rurl_cluster_namespace(u, "shoal");
+    return 0;
+}
+
+/* CRC16-CCITT (XMODEM), Redis Cluster's key hash: slot = crc16(tag) mod 16384. */
+static unsigned crc16(const char *s, size_t n) {
+    unsigned crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (unsigned)(unsigned char)s[i] << 8;
+        for (int b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) : crc << 1;
+        crc &= 0xffff;
+    }
+    return crc;
+}
+
+void rurl_cluster_namespace(struct rurl *u, const char *ns) {
+    u->slot = (int)(crc16(ns, strlen(ns)) & 16383);
+}
+
 /* redis-sentinel://[user:pass@]h:p[,h:p...]/master[/db] */
 static int parse_sentinel(const char *url, struct rurl *u, char *err, size_t errlen) {
     const char *p = url + 17;
@@ -131,6 +173,7 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
         return 0;
     }
     if (strncmp(url, "redis-sentinel://", 17) == 0) return parse_sentinel(url, u, err, errlen);
+    if (strncmp(url, "redis-cluster://", 16) == 0) return parse_cluster(url, u, err, errlen);
     bool tls = strncmp(url, "rediss://", 9) == 0;
     if (!tls && strncmp(url, "redis://", 8) != 0)
         return fail(err, errlen, url,

@@ -1,7 +1,8 @@
 /* rurl.h: Redis URLs: redis://[user:pass@]host[:port][/db], rediss://... (the same over TLS:
  * common/tls.h), unix:///path[?db=N], and
  * redis-sentinel://[user:pass@]host:port[,host:port...]/master-name[/db]: ask the sentinels
- * for the master's address (user and password are the master's). */
+ * for the master's address (user and password are the master's), and
+ * redis-cluster://[user:pass@]host:port[,host:port...]: a Redis Cluster's seed nodes. */
 #ifndef SHOAL_RURL_H
 #define SHOAL_RURL_H
 
@@ -22,14 +23,21 @@ struct rurl {
     char user[128]; /* ACL user ("" = none, AUTH with password only) */
     char pass[256]; /* password ("" = no AUTH) */
     int db;         /* SELECT this db when non-zero */
-    int nsentinels; /* > 0: Sentinel mode; host/port are then found by asking them */
+    int nsentinels; /* > 0: Sentinel mode (or, with cluster, the cluster's seed nodes);
+                     * host/port are then found by asking them */
     struct rurl_sentinel sentinels[RURL_MAX_SENTINELS];
+    bool cluster; /* redis-cluster://: the seeds are cluster nodes, asked for the slot's owner */
+    int slot;     /* cluster: the namespace's hash slot (rurl_cluster_namespace) */
     char master[128]; /* the master's name in Sentinel */
     bool tls;         /* rediss://: TLS to host:port (common/tls.h) */
     char ca[256];     /* --redis-ca: CA file ("" = the system's store) */
     char cert[256];   /* --redis-cert: client certificate ("" = none) */
     char key[256];    /* --redis-key: its private key */
 };
+
+/* Cluster mode: every key of namespace ns carries the hash tag {ns}, so the namespace lives in
+ * one slot; sets u->slot to it (rurl_parse assumes "shoal"). */
+void rurl_cluster_namespace(struct rurl *u, const char *ns);
 
 /* Parses url into *u. Returns 0, or SHOAL_EURL with a one-line reason in err. */
 int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen);

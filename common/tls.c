@@ -58,8 +58,7 @@ void tls_bridges_wait(int timeout_ms) {
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&live_mu);
-    while (live > 0 && pthread_cond_timedwait(&live_cv, &live_mu, &until) == 0) {
-    }
+    while (live > 0 && pthread_cond_timedwait(&live_cv, &live_mu, &until) == 0) {}
     pthread_mutex_unlock(&live_mu);
 }
 
@@ -98,8 +97,9 @@ static SSL_CTX *make_ctx(const struct tls_opts *o, char *err, size_t errlen) {
     }
     bool cert = o->cert && *o->cert, key = o->key && *o->key;
     if (cert != key) {
-        snprintf(err, errlen, "TLS: a client certificate needs its key and a key its certificate "
-                              "(--redis-cert and --redis-key together)");
+        snprintf(err, errlen,
+                 "TLS: a client certificate needs its key and a key its certificate "
+                 "(--redis-cert and --redis-key together)");
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -107,8 +107,8 @@ static SSL_CTX *make_ctx(const struct tls_opts *o, char *err, size_t errlen) {
                  SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 ||
                  SSL_CTX_check_private_key(ctx) != 1)) {
         ssl_errors(why, sizeof why);
-        snprintf(err, errlen, "TLS: cannot use the client certificate %s with key %s: %s",
-                 o->cert, o->key, why);
+        snprintf(err, errlen, "TLS: cannot use the client certificate %s with key %s: %s", o->cert,
+                 o->key, why);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -201,14 +201,15 @@ static SSL *tls_open(const struct tls_opts *o, char *err, size_t errlen) {
         long v = SSL_get_verify_result(ssl);
         char why[256];
         if (v != X509_V_OK) {
-            const char *hint = v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH
-                                   ? " (the certificate does not name this host)"
-                               : v == X509_V_ERR_CERT_HAS_EXPIRED ? " (renew the server's certificate)"
-                               : v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-                                       v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-                                       v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
-                                   ? " (wrong CA? give the server's CA with --redis-ca)"
-                                   : "";
+            const char *hint =
+                v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH
+                    ? " (the certificate does not name this host)"
+                : v == X509_V_ERR_CERT_HAS_EXPIRED ? " (renew the server's certificate)"
+                : v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                        v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+                        v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+                    ? " (wrong CA? give the server's CA with --redis-ca)"
+                    : "";
             snprintf(err, errlen, "TLS: the certificate of %s:%d is not trusted: %s%s", o->host,
                      o->port, X509_verify_cert_error_string(v), hint);
             ERR_clear_error();
@@ -218,8 +219,9 @@ static SSL *tls_open(const struct tls_opts *o, char *err, size_t errlen) {
             if (timed_out)
                 snprintf(why, sizeof why, "no answer to the TLS handshake within %d ms",
                          o->timeout_ms);
-            bool plain = timed_out || strstr(why, "wrong version number") || strstr(why, "packet length") ||
-                         strstr(why, "record layer failure") || strstr(why, "unexpected eof");
+            bool plain = timed_out || strstr(why, "wrong version number") ||
+                         strstr(why, "packet length") || strstr(why, "record layer failure") ||
+                         strstr(why, "unexpected eof");
             snprintf(err, errlen, "TLS handshake with %s:%d failed: %s%s", o->host, o->port, why,
                      plain ? " (does this port speak TLS? a plain Redis port needs redis://)" : "");
         }
@@ -325,8 +327,7 @@ static void *fd_thread(void *arg) {
     return NULL;
 }
 
-int tls_connect_fd(const struct tls_opts *o, struct tls_fd_bridge **out, char *err,
-                   size_t errlen) {
+int tls_connect_fd(const struct tls_opts *o, struct tls_fd_bridge **out, char *err, size_t errlen) {
     SSL *ssl = tls_open(o, err, errlen);
     if (!ssl) return -1;
     int sv[2];

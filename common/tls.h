@@ -35,8 +35,7 @@ struct tls_opts {
 struct tls_fd_bridge;
 /* Blocking: connects and completes the handshake, then starts the copying thread. Returns the
  * local end (for redisConnectFd) with *out set, or -1 with a message in err. */
-int tls_connect_fd(const struct tls_opts *o, struct tls_fd_bridge **out, char *err,
-                   size_t errlen);
+int tls_connect_fd(const struct tls_opts *o, struct tls_fd_bridge **out, char *err, size_t errlen);
 /* After the local end was closed: waits for the thread (it ends at that EOF) and frees all. */
 void tls_fd_bridge_join(struct tls_fd_bridge *b);
 

@@ -86,8 +86,7 @@ static void teardown(void) {
     if (redis.pid) h_redis_stop(&redis, false);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) {
-    }
+    if (system(cmd) != 0) {}
 }
 TestSuite(tls, .init = setup, .fini = teardown, .timeout = 90);
 
@@ -140,8 +139,8 @@ Test(tls, a_node_and_the_cli_over_tls_and_a_restart_followed) {
     cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", err, sizeof err), 0, "%s", err);
     for (int round = 0; round < 2; round++) {
         char *out = NULL, *e = NULL;
-        const char *enq[] = {"enqueue", "--redis", tls_url, "--redis-ca", ca, "--type", "noop",
-                             NULL};
+        const char *enq[] = {"enqueue", "--redis", tls_url, "--redis-ca",
+                             ca,        "--type",  "noop",  NULL};
         cr_assert_eq(h_shoal(&out, &e, enq), 0, "enqueue over TLS: %s", e ? e : "");
         struct state_want s = {&cl, atoll(strchr(out, '-') + 1)};
         free(out);
@@ -150,8 +149,7 @@ Test(tls, a_node_and_the_cli_over_tls_and_a_restart_followed) {
         if (round == 0) {
             shoal_client_close(&cl);
             cr_assert_eq(h_redis_restart(&redis), 0);
-            cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", err, sizeof err), 0, "%s",
-                         err);
+            cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", err, sizeof err), 0, "%s", err);
             cr_assert(h_ping_is(&w, 200, 15000), "the node did not come back over TLS");
         }
     }
@@ -222,16 +220,16 @@ Test(tls, mutual_tls_with_a_client_certificate) {
     cr_assert_neq(cli_nodes(&err, tls_url, "--redis-ca", ca, NULL, NULL, NULL, NULL), 0,
                   "a client without a certificate was let in");
     free(err);
-    cr_assert_eq(cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-cert", ccert, "--redis-key",
-                           ckey),
-                 0, "%s", err);
+    cr_assert_eq(
+        cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-cert", ccert, "--redis-key", ckey), 0,
+        "%s", err);
     free(err);
     cr_assert_neq(cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-cert", ccert, NULL, NULL), 0);
     cr_assert(strstr(err, "--redis-cert and --redis-key together"), "%s", err);
     free(err);
     struct h_worker w;
-    const char *extra[] = {"--redis", tls_url, "--redis-ca", ca, "--redis-cert", ccert,
-                           "--redis-key", ckey, NULL};
+    const char *extra[] = {"--redis", tls_url,       "--redis-ca", ca,  "--redis-cert",
+                           ccert,     "--redis-key", ckey,         NULL};
     h_worker_start(&w, &redis, "tls-mutual", extra);
     cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up with its client certificate");
     stop_clean(&w);

@@ -206,6 +206,20 @@ Test(rurl, forms) {
     cr_assert_not(u.tls);
     cr_assert_eq(rurl_tls_files(&u, "/etc/ca.pem", NULL, NULL, err, sizeof err), SHOAL_ECONFIG);
     cr_assert(strstr(err, "rediss://"), "%s", err);
+    /* redis-cluster://: seed nodes; the namespace's slot is CRC16(tag) mod 16384, as Redis's
+     * CLUSTER KEYSLOT ("123456789" is CRC16/XMODEM's check string: 0x31C3) */
+    cr_assert_eq(rurl_parse("redis-cluster://:pw@10.0.0.1:7000,[::1]:7001", &u, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert(u.cluster);
+    cr_assert_eq(u.nsentinels, 2);
+    cr_assert_str_eq(u.sentinels[1].host, "::1");
+    cr_assert_str_eq(u.pass, "pw");
+    cr_assert_eq(u.slot, 3374, "{shoal}"); /* what the cluster run's nodes found in Redis */
+    rurl_cluster_namespace(&u, "123456789");
+    cr_assert_eq(u.slot, 0x31C3 % 16384);
+    cr_assert_eq(rurl_parse("redis-cluster://h:1/2", &u, err, sizeof err), SHOAL_EURL);
+    cr_assert(strstr(err, "database 0"), "%s", err);
+    cr_assert_eq(rurl_parse("redis-cluster://", &u, err, sizeof err), SHOAL_EURL);
 }
 
 Test(json, writer_and_escaping) {

@@ -485,6 +485,13 @@ static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace
     for (;;) {
         reap(s);
         if (s->program_done && !s->children_left) return exit_like(s->status);
+        /* Extensions first: a shim starved of CPU (it runs at nice 10) must not act on a
+         * deadline the node has already moved. Non-blocking reads, each at most 512 bytes. */
+        for (int i = 0; i < 64 && l->fd >= 0; i++) {
+            int64_t before = l->until_ms;
+            lease_read(l);
+            if (l->until_ms == before) break;
+        }
         int64_t now = mono_ms();
         if (s->program_done && !drain_armed) {
             drain_armed = true;
@@ -600,7 +607,8 @@ int exec_child_main(int argc, char **argv) {
      * libuv's reserve; listeners) would hand the task the node's Redis access. */
     if (lease.fd > 3) close_fds(3, (unsigned)lease.fd - 1); /* all but the lease pipe */
     close_fds(lease.fd >= 3 ? (unsigned)lease.fd + 1 : 3, ~0U);
-    if (lease.fd >= 0 && fcntl(lease.fd, F_SETFD, FD_CLOEXEC) != 0) {
+    if (lease.fd >= 0 &&
+        (fcntl(lease.fd, F_SETFD, FD_CLOEXEC) != 0 || fcntl(lease.fd, F_SETFL, O_NONBLOCK) != 0)) {
         fprintf(stderr, "shoal: bad --lease-fd: %s\n", strerror(errno));
         return 127;
     }

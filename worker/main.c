@@ -123,6 +123,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
         rurl_tls_files(&url, w->cfg.redis_ca, w->cfg.redis_cert, w->cfg.redis_key, err,
                        sizeof err) != 0)
         goto fail_config;
+    if (url.cluster) rurl_cluster_namespace(&url, w->cfg.namespace);
     /* exec tasks go through our own binary's exec-child, so they die with this node. */
     char self[PATH_MAX];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -33,7 +33,7 @@ def readme_acl_line():
 
 # Commands sent somewhere other than the data Redis (Sentinel), or allowed to every user.
 NOT_DATA = {"sentinel", "auth", "hello"}
-TWO_WORD = {"script", "client", "config", "command", "object", "memory"}
+TWO_WORD = {"script", "client", "config", "command", "object", "memory", "cluster"}
 
 
 def commands_in_sources():

@@ -78,7 +78,9 @@ wait_for("120 tasks final", lambda: final(ids), 60, 0.2)
 t = tasks(new)
 ok = [i for i in ids if t.get(i, {}).get("State") == "Success"]
 check("every task of both CLIs ended Success", len(ok) == len(ids),
-      f"{len(ok)}/{len(ids)}: {sorted(set(t.get(i, {}).get('State') for i in ids), key=str)}")
+      f"{len(ok)}/{len(ids)}: {sorted(set(t.get(i, {}).get('State') for i in ids), key=str)}; "
+      + "; ".join(f"{i} on {t.get(i, {}).get('ServerNode')}: {t.get(i, {}).get('ErrorMessage')}"
+                  for i in ids if i not in ok)[:2000])
 ran = {t[i]["ServerNode"] for i in ok}
 check("both builds' nodes ran tasks", ran == {"old1", "new1"}, str(ran))
 check("the old CLI reads the same results",
