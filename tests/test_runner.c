@@ -958,3 +958,21 @@ Test(builtins, close_while_tasks_run_interrupts_them) {
     assert_outcome(&c, 1, RUN_SUCCESS, NULL);
     ctx_free(&c);
 }
+
+/* A node whose fence fired starts nothing until its lease is renewed: a claim answered after
+ * the fence (the reply was in flight) completes Interrupted (requeued without using an attempt)
+ * without running. Before, such a run started with the shim's lease already past, was SIGTERMed
+ * at once, and ended Failed: 3 of 120 tasks in one loaded upgrade_mixed run. */
+Test(exec, a_fenced_runner_starts_nothing_until_its_lease_is_renewed) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 5000, NULL);
+    runner_fence(c.r, 100);
+    start_sh(&c, 0, "echo ran");
+    runner_extend(c.r, 0); /* renewed (0: no deadline for the shim): runs again */
+    start_sh(&c, 0, "echo ran");
+    finish(&c);
+    assert_outcome(&c, 0, RUN_INTERRUPTED, "fenced");
+    cr_assert_null(strstr(log_of(&c, 0), "ran"), "the fenced run ran: %s", log_of(&c, 0));
+    assert_outcome(&c, 1, RUN_SUCCESS, NULL);
+    ctx_free(&c);
+}

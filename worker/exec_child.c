@@ -485,8 +485,8 @@ static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace
     for (;;) {
         reap(s);
         if (s->program_done && !s->children_left) return exit_like(s->status);
-        /* Extensions first: a shim starved of CPU (it runs at nice 10) must not act on a
-         * deadline the node has already moved. Non-blocking reads, each at most 512 bytes. */
+        /* Extensions first, whatever woke us: the deadline checked below is always the newest
+         * the node wrote. Non-blocking reads, each at most 512 bytes. */
         for (int i = 0; i < 64 && l->fd >= 0; i++) {
             int64_t before = l->until_ms;
             lease_read(l);

@@ -51,13 +51,14 @@ struct run {
     enum run_kind kind;
     bool stopped; /* a stop reason was recorded */
     enum runner_outcome stop_outcome;
-    bool sleep_times_out;   /* sleep: the timer counts the (shorter) timeout */
-    bool exec_killed;       /* exec: SIGKILL was needed after the grace */
-    uv_timer_t timer;       /* see enum run_kind; freed with the run in its close cb */
-    struct exec_proc *exec; /* KIND_EXEC until exec's done callback */
-    uv_work_t work;         /* KIND_C */
-    struct shoal_job job;   /* KIND_C: what the handler sees */
-    shoal_handler_fn fn;    /* KIND_C: copied at start, so a registry change is harmless */
+    const char *interrupt_why; /* RUN_INTERRUPTED by fencing or disowning: why; NULL: shutdown */
+    bool sleep_times_out;      /* sleep: the timer counts the (shorter) timeout */
+    bool exec_killed;          /* exec: SIGKILL was needed after the grace */
+    uv_timer_t timer;          /* see enum run_kind; freed with the run in its close cb */
+    struct exec_proc *exec;    /* KIND_EXEC until exec's done callback */
+    uv_work_t work;            /* KIND_C */
+    struct shoal_job job;      /* KIND_C: what the handler sees */
+    shoal_handler_fn fn;       /* KIND_C: copied at start, so a registry change is harmless */
     void *fn_arg;
     int fn_rc;      /* KIND_C: the handler's return value */
     char *fail_msg; /* `fail`: the decoded message, owned */
@@ -76,6 +77,7 @@ struct runner {
     int64_t kill_grace_ms;
     int64_t orphan_grace_ms;
     int64_t lease_until_ms; /* the node's fencing deadline (monotonic ms), 0 before the first */
+    bool fenced;            /* runner_fence ran and no runner_extend since: start nothing */
     const struct shoal_handlers *handlers; /* borrowed */
     runner_done_cb done;
     void *arg;
@@ -126,12 +128,17 @@ static void stop_message(const struct run *run, char *out, size_t len) {
                  run->exec_killed ? " grace)" : "");
         break;
     case RUN_CANCELED: snprintf(out, len, "canceled"); break;
-    case RUN_INTERRUPTED: snprintf(out, len, "interrupted: the node is shutting down"); break;
+    case RUN_INTERRUPTED:
+        snprintf(out, len, "interrupted: %s",
+                 run->interrupt_why ? run->interrupt_why : "the node is shutting down");
+        break;
     default: break;
     }
 }
 
 static void maybe_finish(struct runner *r);
+
+#define WHY_FENCED "this node could not prove its liveness to Redis in time (fenced)"
 
 static void run_closed_cb(uv_handle_t *h) {
     struct run *run = container_of((uv_timer_t *)h, struct run, timer);
@@ -418,10 +425,13 @@ void runner_start(struct runner *r, struct runner_task *t) {
     r->running++;
 
     int rc;
-    if (r->closing) { /* started during runner_close: interrupted like the rest */
+    if (r->closing || r->fenced) { /* started during runner_close, or while the node cannot
+                                     * prove its liveness (a claim answered after the fence
+                                     * fired): interrupted like the rest, never run */
         rc = -ECANCELED;
         run->stopped = true;
         run->stop_outcome = RUN_INTERRUPTED;
+        if (!r->closing) run->interrupt_why = WHY_FENCED;
     } else {
         rc = dispatch(run);
     }
@@ -456,9 +466,11 @@ bool runner_stopping(const struct runner *r, const char *id) {
 
 unsigned runner_fence(struct runner *r, int64_t grace_ms) {
     unsigned n = 0;
+    r->fenced = true;
     for (struct run *run = r->runs; run; run = run->next) {
         if (run->stopped) continue;
         n++;
+        run->interrupt_why = WHY_FENCED;
         if (run->kind == KIND_EXEC && run->exec) exec_stop_within(run->exec, grace_ms);
         request_stop(run, RUN_INTERRUPTED);
     }
@@ -467,6 +479,7 @@ unsigned runner_fence(struct runner *r, int64_t grace_ms) {
 
 void runner_extend(struct runner *r, int64_t until_ms) {
     r->lease_until_ms = until_ms;
+    r->fenced = false;
     for (struct run *run = r->runs; run; run = run->next)
         if (run->kind == KIND_EXEC && run->exec && !run->stopped) exec_extend(run->exec, until_ms);
 }
@@ -474,6 +487,7 @@ void runner_extend(struct runner *r, int64_t until_ms) {
 int runner_disown(struct runner *r, const char *id, int64_t grace_ms) {
     for (struct run *run = r->runs; run; run = run->next) {
         if (run->stopped || strcmp(run->t->id, id) != 0) continue;
+        run->interrupt_why = "Redis no longer records this run as this node's";
         if (run->kind == KIND_EXEC && run->exec) exec_stop_within(run->exec, grace_ms);
         request_stop(run, RUN_INTERRUPTED);
         return 0;

@@ -87,7 +87,8 @@ bool runner_stopping(const struct runner *r, const char *id);
 /* Stops every running task like runner_cancel, completing them with RUN_INTERRUPTED. */
 void runner_stop_all(struct runner *r);
 /* Fencing: stops every task like runner_stop_all, exec programs with at most grace_ms between
- * SIGTERM and SIGKILL (C handlers see their stop flag). Returns how many were running. */
+ * SIGTERM and SIGKILL (C handlers see their stop flag). Returns how many were running. Until
+ * the next runner_extend, tasks started complete with RUN_INTERRUPTED without running. */
 unsigned runner_fence(struct runner *r, int64_t grace_ms);
 /* The node's lease was renewed: until_ms (monotonic ms) is its new fencing deadline. Exec runs
  * (through the shim) are told, and stop by themselves if it passes without a newer one: the
