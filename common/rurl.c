@@ -79,6 +79,29 @@ static int userinfo(const char **p, const char *end, struct rurl *u) {
     return 0;
 }
 
+/* "h:p[,h:p...]" from p to end into u's list (sentinels, or a cluster's seed nodes); what names
+ * them in messages. Returns NULL, or why not. */
+static const char *host_list(const char *p, const char *end, struct rurl *u, const char *what) {
+    static char why[64];
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if (u->nsentinels == RURL_MAX_SENTINELS) {
+            snprintf(why, sizeof why, "at most %d %ss", RURL_MAX_SENTINELS, what);
+            return why;
+        }
+        struct rurl_sentinel *s = &u->sentinels[u->nsentinels++];
+        if (host_port(p, (size_t)(e - p), s->host, sizeof s->host, &s->port) != 0) {
+            snprintf(why, sizeof why, "each %s is host:port", what);
+            return why;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    if (u->nsentinels > 0) return NULL;
+    snprintf(why, sizeof why, "no %s given", what);
+    return why;
+}
+
 /* redis-cluster://[user:pass@]h:p[,h:p...][/] : seed nodes of a Redis Cluster (in the seed
  * list); the namespace's slot owner is found by asking them (CLUSTER SLOTS). Cluster mode has
  * database 0 only. */
@@ -89,17 +112,8 @@ static int parse_cluster(const char *url, struct rurl *u, char *err, size_t errl
     if (slash && slash[1] && strcmp(slash + 1, "0") != 0)
         return fail(err, errlen, url, "a Redis Cluster has database 0 only");
     if (userinfo(&p, end, u) != 0) return fail(err, errlen, url, "user or password too long");
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        if (u->nsentinels == RURL_MAX_SENTINELS)
-            return fail(err, errlen, url, "at most 8 seed nodes");
-        struct rurl_sentinel *s = &u->sentinels[u->nsentinels++];
-        if (host_port(p, (size_t)(e - p), s->host, sizeof s->host, &s->port) != 0)
-            return fail(err, errlen, url, "each seed node is host:port");
-        p = comma ? comma + 1 : end;
-    }
-    if (u->nsentinels == 0) return fail(err, errlen, url, "no seed node given");
+    const char *why = host_list(p, end, u, "seed node");
+    if (why) return fail(err, errlen, url, why);
     u->cluster = true;
     u->port = 0;
     rurl_cluster_namespace(u, "shoal");
@@ -129,17 +143,8 @@ static int parse_sentinel(const char *url, struct rurl *u, char *err, size_t err
         return fail(err, errlen, url,
                     "expected redis-sentinel://host:port[,host:port]/master-name");
     if (userinfo(&p, slash, u) != 0) return fail(err, errlen, url, "user or password too long");
-    while (p < slash) {
-        const char *comma = memchr(p, ',', (size_t)(slash - p));
-        const char *end = comma ? comma : slash;
-        if (u->nsentinels == RURL_MAX_SENTINELS)
-            return fail(err, errlen, url, "at most 8 sentinels");
-        struct rurl_sentinel *s = &u->sentinels[u->nsentinels++];
-        if (host_port(p, (size_t)(end - p), s->host, sizeof s->host, &s->port) != 0)
-            return fail(err, errlen, url, "each sentinel is host:port");
-        p = comma ? comma + 1 : slash;
-    }
-    if (u->nsentinels == 0) return fail(err, errlen, url, "no sentinel given");
+    const char *why = host_list(p, slash, u, "sentinel");
+    if (why) return fail(err, errlen, url, why);
     const char *name = slash + 1, *db = strchr(name, '/');
     size_t nlen = db ? (size_t)(db - name) : strlen(name);
     if (nlen == 0 || nlen >= sizeof u->master) return fail(err, errlen, url, "bad master name");

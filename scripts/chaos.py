@@ -308,18 +308,21 @@ class Chaos:
             self.stop(name, signal.SIGTERM, timeout=10)
 
 
-def main():
+def run_main(cls, label, tasks, short_tasks, seconds=0.0, short_seconds=0.0):
+    """The shared command line of the chaos runs: BUILD_DIR [--tasks N] [--seconds S] [--short];
+    runs cls(build, tmp, args).run() in a fresh temporary directory, keeps it when a check
+    failed, prints "LABEL: 1 passed, 0 failed" (or the reverse) and exits with 0 or 1."""
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--tasks", type=int, default=5000)
-    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--tasks", type=int, default=tasks)
+    ap.add_argument("--seconds", type=float, default=seconds)
     ap.add_argument("--short", action="store_true")
     args = ap.parse_args()
     if args.short:
-        args.tasks, args.seconds = min(args.tasks, 300), min(args.seconds, 8)
+        args.tasks, args.seconds = min(args.tasks, short_tasks), min(args.seconds, short_seconds)
     random.seed(int(os.environ.get("CHAOS_SEED", "7")))
-    tmp = tempfile.mkdtemp(prefix="shoal-chaos-")
-    c = Chaos(os.path.abspath(args.build), tmp, args)
+    tmp = tempfile.mkdtemp(prefix=f"shoal-{label}-")
+    c = cls(os.path.abspath(args.build), tmp, args)
     ok = False
     try:
         ok = c.run()
@@ -328,9 +331,13 @@ def main():
         if ok:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            print(f"chaos: logs kept in {tmp}")
-    print(f"chaos: {1 if ok else 0} passed, {0 if ok else 1} failed")
+            print(f"{label}: logs kept in {tmp}")
+    print(f"{label}: {1 if ok else 0} passed, {0 if ok else 1} failed")
     sys.exit(0 if ok else 1)
+
+
+def main():
+    run_main(Chaos, "chaos", 5000, 300, 60, 8)
 
 
 if __name__ == "__main__":

@@ -15,21 +15,18 @@ Usage: scripts/cluster.py BUILD_DIR [--tasks N] [--short]
 Exit status 0 when every check holds. Everything runs on 127.0.0.1; every wait is bounded; only
 processes started here are stopped (by PID).
 """
-import argparse
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaos import Chaos, FINAL, NS, free_port, wait_for  # noqa: E402
+from chaos import Chaos, FINAL, NS, free_port, run_main, wait_for  # noqa: E402
 
 
 def crc16(data):
@@ -273,28 +270,7 @@ class Cluster(Chaos):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("build")
-    ap.add_argument("--tasks", type=int, default=1000)
-    ap.add_argument("--short", action="store_true")
-    args = ap.parse_args()
-    if args.short:
-        args.tasks = min(args.tasks, 150)
-    args.seconds = 0
-    random.seed(int(os.environ.get("CHAOS_SEED", "7")))
-    tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
-    c = Cluster(os.path.abspath(args.build), tmp, args)
-    ok = False
-    try:
-        ok = c.run()
-    finally:
-        c.cleanup()
-        if ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"cluster: logs kept in {tmp}")
-    print(f"cluster: {1 if ok else 0} passed, {0 if ok else 1} failed")
-    sys.exit(0 if ok else 1)
+    run_main(Cluster, "cluster", 1000, 150)
 
 
 if __name__ == "__main__":

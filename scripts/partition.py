@@ -24,21 +24,17 @@ Usage: scripts/partition.py BUILD_DIR [--short]
 Exit status 0 when every check holds. Everything runs on 127.0.0.1, every wait is bounded, and
 only the processes started here are stopped (by PID).
 """
-import argparse
 import asyncio
 import os
 import random
 import re
-import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaos import Chaos, FINAL, NS, free_port, wait_for  # noqa: E402
+from chaos import Chaos, FINAL, NS, free_port, run_main, wait_for  # noqa: E402
 
 TOLERANCE = 0.02  # s: /proc/uptime's resolution is 10 ms
 
@@ -402,28 +398,7 @@ def uptime():
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("build")
-    ap.add_argument("--tasks", type=int, default=600)
-    ap.add_argument("--short", action="store_true")
-    args = ap.parse_args()
-    if args.short:
-        args.tasks = min(args.tasks, 120)
-    args.seconds = 0
-    random.seed(int(os.environ.get("CHAOS_SEED", "7")))
-    tmp = tempfile.mkdtemp(prefix="shoal-partition-")
-    c = Partition(os.path.abspath(args.build), tmp, args)
-    ok = False
-    try:
-        ok = c.run()
-    finally:
-        c.cleanup()
-        if ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"partition: logs kept in {tmp}")
-    print(f"partition: {1 if ok else 0} passed, {0 if ok else 1} failed")
-    sys.exit(0 if ok else 1)
+    run_main(Partition, "partition", 600, 120)
 
 
 if __name__ == "__main__":

@@ -50,20 +50,8 @@ static void start_node(void) {
     h_worker_start(&w, &redis, "esc", extra);
 }
 
-/* The program: every process it starts tries to survive it, and it ignores SIGTERM. Each
- * writes its pid to the file; the program then waits (or exits at once with exit_now). */
-static int64_t enqueue_escapers(const char *pidfile, int64_t timeout_ms, bool exit_now) {
-    char script[2048];
-    snprintf(
-        script, sizeof script,
-        "F=%s; trap '' TERM; "
-        "sleep 301 & echo $! >> $F; "                              /* plain child */
-        "( sleep 302 & echo $! >> $F ) & "                         /* double fork */
-        "/usr/bin/setsid sh -c 'echo $$ >> %s; exec sleep 303' & " /* new session */
-        "/usr/bin/setsid sh -c 'trap \"\" TERM; echo $$ >> %s; ( sleep 304 & echo $! >> %s ) & "
-        "exec sleep 305' & " /* both, no TERM */
-        "echo $$ >> $F; %s",
-        pidfile, pidfile, pidfile, pidfile, exit_now ? "exit 0" : "while :; do sleep 1; done");
+/* Queues `/bin/sh -c script` with this timeout (0: none); returns its number. */
+static int64_t enqueue_sh(const char *script, int64_t timeout_ms) {
     const char *argv[] = {"/bin/sh", "-c", script};
     struct buf b;
     buf_init(&b);
@@ -78,6 +66,23 @@ static int64_t enqueue_escapers(const char *pidfile, int64_t timeout_ms, bool ex
     cr_assert_eq(shoal_enqueue(&client, &o, 1, &id, err, sizeof err), 0, "%s", err);
     buf_free(&b);
     return id;
+}
+
+/* The program: every process it starts tries to survive it, and it ignores SIGTERM. Each
+ * writes its pid to the file; the program then waits (or exits at once with exit_now). */
+static int64_t enqueue_escapers(const char *pidfile, int64_t timeout_ms, bool exit_now) {
+    char script[2048];
+    snprintf(
+        script, sizeof script,
+        "F=%s; trap '' TERM; "
+        "sleep 301 & echo $! >> $F; "                              /* plain child */
+        "( sleep 302 & echo $! >> $F ) & "                         /* double fork */
+        "/usr/bin/setsid sh -c 'echo $$ >> %s; exec sleep 303' & " /* new session */
+        "/usr/bin/setsid sh -c 'trap \"\" TERM; echo $$ >> %s; ( sleep 304 & echo $! >> %s ) & "
+        "exec sleep 305' & " /* both, no TERM */
+        "echo $$ >> $F; %s",
+        pidfile, pidfile, pidfile, pidfile, exit_now ? "exit 0" : "while :; do sleep 1; done");
+    return enqueue_sh(script, timeout_ms);
 }
 
 struct pids {
@@ -224,18 +229,7 @@ Test(escape, a_task_that_kills_its_shim_does_not_take_the_node_down) {
     char script[512];
     snprintf(script, sizeof script, "(sleep 30 & echo $! > %s/left); sleep 0.1; kill -9 $PPID",
              redis.dir);
-    const char *argv[] = {"/bin/sh", "-c", script};
-    struct buf b;
-    buf_init(&b);
-    task_args_exec_encode(&b, argv, 3, NULL, 0, NULL);
-    struct shoal_task_opts o;
-    shoal_task_opts_init(&o);
-    o.args = b.data;
-    o.args_len = b.len;
-    int64_t id = 0;
-    char err[256];
-    cr_assert_eq(shoal_enqueue(&client, &o, 1, &id, err, sizeof err), 0, "%s", err);
-    buf_free(&b);
+    int64_t id = enqueue_sh(script, 0);
     struct state_want s = {id, "Failed"};
     bool failed = h_eventually(state_is, &s, 5000);
     usleep(600 * 1000); /* heartbeats (200 ms) go on: their lease extensions hit no shim */
