@@ -75,6 +75,7 @@ bench: build
 	@scripts/bench-calls.sh $(BUILD) 10
 	@scripts/bench-calls.sh $(BUILD) 64
 	@scripts/bench-tls.sh $(BUILD)
+	@/usr/bin/python3 scripts/bench-cluster.py $(BUILD)
 
 clean:
 	rm -rf build build-asan build-fuzz build-upgrade build-upgrade.lock

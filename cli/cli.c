@@ -105,6 +105,7 @@ static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flag
         rurl_tls_files(&u, c->cfg.redis_ca, c->cfg.redis_cert, c->cfg.redis_key, err, sizeof err) !=
             0)
         return cli_fail(c, EXIT_FAIL, "%s", err);
+    if (u.cluster) rurl_cluster_namespace(&u, c->cfg.namespace);
     int rc = rsync_open_rurl(&c->redis, &u, 5000, err, sizeof err);
     explicit_bzero(u.pass, sizeof u.pass);
     if (rc != 0) return cli_fail(c, EXIT_FAIL, "%s", err);

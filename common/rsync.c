@@ -16,8 +16,6 @@
 
 #define CLUSTER_TRIES 200 /* redirections followed per call: 5 s of 25 ms waits */
 
-static int reconnect(struct rsync *r, char *err, size_t errlen);
-
 static int lost(struct rsync *r, char *err, size_t errlen) {
     const char *why = r->c->errstr[0] ? r->c->errstr : "?";
     /* A TLS port answers plain text by closing the connection. */
@@ -107,7 +105,6 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     struct rurl u = *url; /* Sentinel or cluster mode fills in the master's address */
     int rc;
     memset(r, 0, sizeof *r);
-    r->timeout_ms = timeout_ms;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     if (u.cluster && (rc = ask_cluster(&u, tv, err, errlen)) != 0) return rc;
     if (!u.cluster && u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
@@ -209,8 +206,10 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
     }
     redisReply *reply = NULL;
     bool noscript_retried = false;
-    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of redirection (MOVED:
-     * ask the cluster again and reconnect; ASK, TRYAGAIN, CLUSTERDOWN: wait 25 ms) */
+    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of ASK, TRYAGAIN or
+     * CLUSTERDOWN (the slot is migrating: wait 25 ms). MOVED ends the call: the connection was
+     * opened to the slot's owner, which has changed since (callers may share this struct by
+     * value, so it is not reconnected in place). */
     for (int attempt = 0; attempt < CLUSTER_TRIES; attempt++) {
         if (!r->sha[id][0] && load(r, id, err, errlen) != 0) break;
         av[1] = r->sha[id];
@@ -232,10 +231,18 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
             if (moved || strncmp(reply->str, "ASK ", 4) == 0 ||
                 strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
                 strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+                if (moved) { /* the slot moved during this command: say so; run it again */
+                    snprintf(err, errlen,
+                             "the namespace's slot moved to another cluster node (%s); nothing "
+                             "was done, run the command again",
+                             reply->str);
+                    freeReplyObject(reply);
+                    reply = NULL;
+                    break;
+                }
                 freeReplyObject(reply);
                 reply = NULL;
-                if (moved && reconnect(r, err, errlen) != 0) break;
-                if (!moved) nanosleep(&(struct timespec){0, 25000000}, NULL);
+                nanosleep(&(struct timespec){0, 25000000}, NULL);
                 continue;
             }
         }
@@ -244,15 +251,6 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
     free(av);
     free(al);
     return reply;
-}
-
-/* Cluster mode: the slot moved; asks the cluster again and connects to its new owner (the
- * scripts are loaded there on first use). */
-static int reconnect(struct rsync *r, char *err, size_t errlen) {
-    struct rurl u = r->url;
-    int timeout_ms = r->timeout_ms;
-    rsync_close(r);
-    return rsync_open_rurl(r, &u, timeout_ms, err, errlen);
 }
 
 redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *err, size_t errlen) {

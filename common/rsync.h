@@ -13,8 +13,7 @@ struct rsync {
     char sha[SCRIPT_COUNT][41];   /* "" until loaded */
     bool tls;                     /* through the TLS bridge (common/tls.h) */
     struct tls_fd_bridge *bridge; /* its thread, joined at close */
-    struct rurl url;              /* where it is connected (cluster: to reconnect on MOVED) */
-    int timeout_ms;
+    struct rurl url; /* where it is connected (its cluster flag decides redirections) */
 };
 
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line
