@@ -60,5 +60,8 @@ int cmd_wait(int argc, char **argv);
 int cmd_packages(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_user(int argc, char **argv);
+int cmd_apikey(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 #endif
