@@ -109,7 +109,7 @@ done:
 
 /* GET /api/tasks/{id} */
 static void get_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     if (send_get(c) != 0) {
@@ -142,7 +142,7 @@ done:
 
 /* GET /api/tasks/{id}/raw: the task's output (the last --task-log-cap bytes) as text. */
 static void raw_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     char task_k[160], log_k[160];
@@ -167,7 +167,7 @@ static void cancel_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 /* POST /api/tasks/{id}/cancel: answers the task as it is after the cancel (Canceled, or
  * Cancelling while its node stops it; a finished task is left as it was). */
 static void cancel_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_CANCEL);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     struct script_call call;
@@ -237,7 +237,7 @@ done:
 static void list_ids(struct http_exchange *ex, const struct node_services *svc, const char *ids,
                      const char *want_states, int64_t skip, int64_t take, bool scoped);
 static void list_tasks_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     unsigned scoped;
     if (!svc || !api_space_scope(ex, &scoped)) return;
     struct task_call *c = task_call_new(ex, svc);
@@ -409,7 +409,7 @@ done:
 
 /* GET /api/tasks/{id}/details: Octopus's ServerTaskDetails (Task, ActivityLogs, Progress). */
 static void details_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     char task_k[160], log_k[160];
@@ -729,7 +729,7 @@ done:
 
 /* POST /api/tasks: enqueues one task; 201 with the task (and Location). */
 static void enqueue_http_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_CREATE);
     if (!svc) return;
     const struct buf *body = http_body(ex);
     json_error_t e;
@@ -766,17 +766,17 @@ out:
 }
 
 const struct http_route api_task_routes[] = {
-    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER, api_admit},
-    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER, api_admit_task_create},
+    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit_task_cancel},
+    {HTTP_GET, "/api/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit_task_view},
     /* the same in Octopus's space-scoped form (the namespace is Spaces-1) */
-    {HTTP_GET, "/api/{space}/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/{space}/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/{space}/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/{space}/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/{space}/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/{space}/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_POST, "/api/{space}/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit_task_cancel},
 };
 const size_t api_task_nroutes = ARRAY_SIZE(api_task_routes);

@@ -99,8 +99,10 @@ int cmd_user(int argc, char **argv) {
             snprintf(msg, sizeof msg, "User %s added with role %s", name, role);
             snprintf(uid, sizeof uid, ACCESS_USER_PREFIX "%s", name);
             redisReply *r = write_op(&c, "user_add", args, 4, "Created", msg, uid, NULL, role);
-            if (r) printf("%s\n", uid);
-            else code = EXIT_FAIL;
+            if (r)
+                printf("%s\n", uid);
+            else
+                code = EXIT_FAIL;
             freeReplyObject(r);
         }
     } else if (strcmp(sub, "remove") == 0 && name) {
@@ -119,9 +121,11 @@ int cmd_user(int argc, char **argv) {
             if (!flags[3].set) printf("%-24s  %-13s  %-7s  %s\n", "NAME", "ROLE", "KEYS", "ID");
             for (size_t i = 0; i < s.nusers; i++) {
                 int nk = 0;
-                for (size_t k = 0; k < s.nkeys; k++) nk += strcmp(s.keys[k].user, s.users[i].name) == 0;
+                for (size_t k = 0; k < s.nkeys; k++)
+                    nk += strcmp(s.keys[k].user, s.users[i].name) == 0;
                 if (flags[3].set)
-                    printf("{\"Id\":\"" ACCESS_USER_PREFIX "%s\",\"Username\":\"%s\",\"Role\":\"%s\","
+                    printf("{\"Id\":\"" ACCESS_USER_PREFIX
+                           "%s\",\"Username\":\"%s\",\"Role\":\"%s\","
                            "\"IsService\":%s,\"ApiKeys\":%d}\n",
                            s.users[i].name, s.users[i].name, s.users[i].role,
                            s.users[i].service ? "true" : "false", nk);
@@ -146,8 +150,8 @@ static const char apikey_usage[] =
     "SHA-256); list never shows a key, only its hint. A revoked or expired key is refused by\n"
     "every node.";
 
-static int apikey_create(struct cli *c, const char *user, const char *purpose,
-                         const char *expires, bool read_only) {
+static int apikey_create(struct cli *c, const char *user, const char *purpose, const char *expires,
+                         bool read_only) {
     int64_t exp = 0;
     if (expires && (parse_duration_ms(expires, &exp) != 0 || exp <= 0))
         return cli_fail(c, EXIT_USAGE, "--expires: a duration such as 90d, 12h or 30m");
@@ -158,7 +162,7 @@ static int apikey_create(struct cli *c, const char *user, const char *purpose,
         return cli_fail(c, EXIT_FAIL, "the system's random generator failed");
     snprintf(hint, sizeof hint, "%.*s", ACCESS_HINT_LEN, key);
     snprintf(expires_s, sizeof expires_s, "%lld", (long long)(exp ? clock_wall_ms() + exp : 0));
-    const char *args[] = {id, user, sha, purpose, expires_s, read_only ? "ReadOnly" : "FullAccess",
+    const char *args[] = {id,  user, sha, purpose, expires_s, read_only ? "ReadOnly" : "FullAccess",
                           hint};
     char msg[256];
     snprintf(msg, sizeof msg, "API key %s (%s) created for user %s", id, purpose, user);

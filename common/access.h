@@ -66,13 +66,14 @@ void access_sha256_hex(const char *s, size_t n, char out[65]);
 
 /* Who did something, for the audit trail. */
 struct access_actor {
-    char user[72];      /* user name ("bootstrap", an OS user for the CLI) */
-    char key_id[32];    /* "" for the CLI and bootstrap keys */
-    char hint[16];      /* the key's hint, never the key */
-    char ip[48];        /* client address, "" for the CLI */
-    char agent[128];    /* User-Agent, or "shoal-cli" */
-    char via[24];       /* IdentityEstablishedWith: "API key", "Bootstrap key", "Redis (CLI)" */
-    bool service;       /* IsService */
+    char user[72];   /* user name ("bootstrap", an OS user for the CLI) */
+    char key_id[32]; /* "" for the CLI and bootstrap keys */
+    char hint[16];   /* the key's hint, never the key */
+    char ip[48];     /* client address, "" for the CLI */
+    char agent[128]; /* User-Agent, or "shoal-cli" */
+    char via[24];    /* IdentityEstablishedWith: "API key", "Bootstrap key", "Redis (CLI)" */
+    bool service;    /* IsService */
+    unsigned perms;  /* effective permission bits (HTTP only) */
 };
 
 /* An event as Octopus's /api/events shows it, without its Id (the stream entry id gives it):

@@ -10,7 +10,7 @@
 --   user_remove  7 name                (removes the user's keys too)
 --   key_create   7 id, 8 user, 9 sha256 hex, 10 purpose, 11 expires (ms, 0 never),
 --                12 access (FullAccess|ReadOnly), 13 hint
---   key_revoke   7 id
+--   key_revoke   7 id, 8 owner ('' or absent: any; else NOKEY unless the key is the owner's)
 -- Returns {version, detail}: detail is the user name (user ops, key_revoke: the key's user) or
 -- the key id (key_create). Errors: BADROLE, BADACCESS, EXISTS, NOUSER, NOKEY, TOOMANY, BADOP.
 -- Cost: O(1), except user_remove: O(keys), at most 2,000 (ACCESS_MAX_KEYS) SISMEMBER/HGET plus
@@ -71,6 +71,9 @@ elseif op == 'key_revoke' then
     return redis.error_reply('NOKEY no API key with id ' .. id)
   end
   detail = redis.call('HGET', p .. 'apikey:' .. id, 'user') or ''
+  if ARGV[8] and ARGV[8] ~= '' and ARGV[8] ~= detail then
+    return redis.error_reply('NOKEY user ' .. ARGV[8] .. ' has no API key with id ' .. id)
+  end
   redis.call('DEL', p .. 'apikey:' .. id)
   redis.call('SREM', KEYS[2], id)
   redis.call('HDEL', p .. 'apikey_used', id)

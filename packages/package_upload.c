@@ -981,7 +981,7 @@ static void refuse_busy(struct http_exchange *ex, struct api_state *api, int64_t
 }
 
 void pkg_upload_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_BUILTIN_FEED_PUSH);
     if (!svc) return;
     /* POST /api/packages/raw, Octopus's route from before spaces, is the default space's. */
     const char *space = http_param(ex, 0) ? http_param(ex, 0) : PACKAGE_DEFAULT_SPACE;
