@@ -368,8 +368,8 @@ static void mark_used(struct access_cache *a, const char *id, int64_t now) {
 
 /* Audits a request refused for a missing permission (who it was, what it asked). Fire and
  * forget; one XADD, trimmed to the retention. */
-static void denied(struct access_cache *a, const struct access_actor *who,
-                   struct http_exchange *ex, enum access_perm perm) {
+static void denied(struct access_cache *a, const struct access_actor *who, struct http_exchange *ex,
+                   enum access_perm perm) {
     if (!rconn_is_up(a->cmd)) return;
     char msg[400], key[160], minid[24];
     snprintf(msg, sizeof msg, "%s was refused %s %.200s: missing permission %s", who->user,
@@ -379,8 +379,8 @@ static void denied(struct access_cache *a, const struct access_actor *who,
     int64_t now = clock_wall_ms();
     access_event_json(&ev, who, "PermissionDenied", msg, NULL, NULL, NULL, now);
     snprintf(minid, sizeof minid, "%lld", (long long)(now - ACCESS_EVENT_RETENTION_MS));
-    const char *argv[] = {"XADD", keys_events(a->keys, key, sizeof key), "MINID", "~", minid,
-                          "*", "e", ev.data};
+    const char *argv[] = {
+        "XADD", keys_events(a->keys, key, sizeof key), "MINID", "~", minid, "*", "e", ev.data};
     (void)rconn_command(a->cmd, ignore_cb, NULL, 8, argv, NULL);
     buf_free(&ev);
 }

@@ -203,8 +203,8 @@ static void render(struct user_call *c, const struct access_snapshot *s, struct 
             const struct access_key *k = &s->keys[i];
             if (strcmp(k->user, c->user) != 0) continue;
             if (at >= c->skip && at < end)
-                key_json(&j, k->id, k->user, k->purpose, k->created_ms, k->expires_ms,
-                         k->read_only, k->hint, k->last_used_ms, NULL);
+                key_json(&j, k->id, k->user, k->purpose, k->created_ms, k->expires_ms, k->read_only,
+                         k->hint, k->last_used_ms, NULL);
             at++;
         }
         api_collection_close(&j, path, "{?skip,take}", c->skip, c->take, total);
@@ -214,8 +214,8 @@ static void render(struct user_call *c, const struct access_snapshot *s, struct 
         for (size_t i = 0; i < s->nkeys; i++) {
             const struct access_key *k = &s->keys[i];
             if (strcmp(k->id, c->key_id) == 0 && strcmp(k->user, c->user) == 0)
-                key_json(&j, k->id, k->user, k->purpose, k->created_ms, k->expires_ms,
-                         k->read_only, k->hint, k->last_used_ms, NULL);
+                key_json(&j, k->id, k->user, k->purpose, k->created_ms, k->expires_ms, k->read_only,
+                         k->hint, k->last_used_ms, NULL);
         }
         break;
     case U_PERMS:
@@ -236,9 +236,9 @@ static void load_cb(struct rconn *rc, redisReply *r, void *priv) {
         http_respond_error(c->ex, 500, "unexpected reply from access_load.lua");
         goto done;
     }
-    bool known = access_snapshot_user(&s, c->user) ||
-                 (strcmp(c->user, ACCESS_BOOTSTRAP_USER) == 0 &&
-                  (c->op == U_ME || c->op == U_PERMS));
+    bool known =
+        access_snapshot_user(&s, c->user) ||
+        (strcmp(c->user, ACCESS_BOOTSTRAP_USER) == 0 && (c->op == U_ME || c->op == U_PERMS));
     struct buf b;
     buf_init(&b);
     if (c->op != U_LIST && !known) {
@@ -277,8 +277,9 @@ static struct user_call *begin(struct http_exchange *ex, enum user_op op, bool o
         return NULL;
     }
     if (own_ok && op != U_ME && strcmp(c->user, who.user) != 0 && !admin(&who)) {
-        http_respond_error(ex, 403, "You do not have permission to perform this action. Missing "
-                                    "permission: AdministerSystem");
+        http_respond_error(ex, 403,
+                           "You do not have permission to perform this action. Missing "
+                           "permission: AdministerSystem");
         user_call_free(c);
         return NULL;
     }
@@ -312,7 +313,7 @@ static void perms_cb(struct http_exchange *ex) { read_op(ex, U_PERMS, true); }
 static void write_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct user_call *c = priv;
     static const struct api_error_code codes[] = {
-        {"EXISTS", 409}, {"NOUSER", 404}, {"NOKEY", 404}, {"TOOMANY", 409},
+        {"EXISTS", 409},  {"NOUSER", 404},    {"NOKEY", 404}, {"TOOMANY", 409},
         {"BADROLE", 400}, {"BADACCESS", 400}, {NULL, 0}};
     if (api_reply_failed(c->ex, r, codes)) goto done;
     access_cache_reload(c->svc->api->access); /* this node agrees at once */
@@ -437,8 +438,9 @@ static void add_key_cb(struct http_exchange *ex) {
     snprintf(c->hint, sizeof c->hint, "%.*s", ACCESS_HINT_LEN, c->key);
     char expires[24], msg[320];
     snprintf(expires, sizeof expires, "%lld", (long long)c->expires_ms);
-    const char *args[] = {c->key_id, c->user, sha, c->purpose, expires,
-                          c->read_only ? "ReadOnly" : "FullAccess", c->hint};
+    const char *args[] = {c->key_id,  c->user, sha,
+                          c->purpose, expires, c->read_only ? "ReadOnly" : "FullAccess",
+                          c->hint};
     snprintf(msg, sizeof msg, "API key %s (%s) created for user %s", c->key_id, c->purpose,
              c->user);
     send_write(c, "key_create", args, 7, "Created", msg, c->key_id, NULL, c->hint);

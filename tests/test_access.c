@@ -61,8 +61,9 @@ static void make_key(const char *user, const char *role, const char *expires, ch
                      size_t len) {
     const char *add[] = {"user", "add", user, "--role", role, NULL};
     free(cli(add));
-    const char *mk[] = {"apikey", "create", "--user", user, "--purpose", "test",
-                        expires ? "--expires" : NULL, expires, NULL};
+    const char *mk[] = {
+        "apikey", "create", "--user", user, "--purpose", "test", expires ? "--expires" : NULL,
+        expires,  NULL};
     char *out = cli(mk);
     cr_assert(strncmp(out, "API-", 4) == 0, "no key printed: %s", out);
     snprintf(key, len, "%.*s", (int)strcspn(out, "\n"), out);
@@ -141,9 +142,9 @@ Test(access, a_viewer_cannot_drain_and_the_attempt_is_audited) {
           "{\"MaxConcurrentTasks\":1,\"IsInMaintenanceMode\":true}", &r);
     cr_assert_eq(r.status, 403, "%s", r.body);
     cr_assert_not_null(r.json);
-    cr_assert(strstr(json_string_value(json_object_get(r.json, "ErrorMessage")),
-                     "AdministerSystem"),
-              "%s", r.body);
+    cr_assert(
+        strstr(json_string_value(json_object_get(r.json, "ErrorMessage")), "AdministerSystem"),
+        "%s", r.body);
     cr_assert(json_is_array(json_object_get(r.json, "Errors")));
     h_resp_free(&r);
     /* The node is not drained; the refusal is in the audit trail (GET /api/events). */
