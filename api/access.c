@@ -322,7 +322,7 @@ static void ignore_cb(struct rconn *rc, redisReply *r, void *priv) {
 
 /* Counts a wrong key from addr in Redis (lua/auth_fail.lua), after the answer is decided. */
 static void count_failure(struct access_cache *a, struct http_exchange *ex, const char *addr) {
-    if (!a || !addr[0] || !rconn_is_up(a->cmd)) return;
+    if (!a || !addr[0] || !a->cfg->auth_fail_limit || !rconn_is_up(a->cmd)) return;
     struct access_actor who;
     memset(&who, 0, sizeof who);
     snprintf(who.user, sizeof who.user, "anonymous");
@@ -332,8 +332,9 @@ static void count_failure(struct access_cache *a, struct http_exchange *ex, cons
     snprintf(who.via, sizeof who.via, "API key");
     char msg[200];
     snprintf(msg, sizeof msg,
-             "Address %s locked out for %d s after %d failed API key checks within %d s", addr,
-             ACCESS_LOCKOUT_MS / 1000, ACCESS_FAIL_THRESHOLD, ACCESS_FAIL_WINDOW_MS / 1000);
+             "Address %s locked out for %lld s after %lld failed API key checks within %d s", addr,
+             (long long)(a->cfg->auth_lockout_ms / 1000), (long long)a->cfg->auth_fail_limit,
+             ACCESS_FAIL_WINDOW_MS / 1000);
     struct buf ev;
     buf_init(&ev);
     int64_t now = clock_wall_ms();
@@ -341,8 +342,8 @@ static void count_failure(struct access_cache *a, struct http_exchange *ex, cons
     struct call_auth_fail_args args = {addr,
                                        now,
                                        ACCESS_FAIL_WINDOW_MS,
-                                       ACCESS_FAIL_THRESHOLD,
-                                       ACCESS_LOCKOUT_MS,
+                                       a->cfg->auth_fail_limit,
+                                       a->cfg->auth_lockout_ms,
                                        ACCESS_EVENT_RETENTION_MS,
                                        ev.data};
     struct script_call call;

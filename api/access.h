@@ -15,8 +15,8 @@
  *     administrator, break-glass) keep working;
  *   - an expired key is refused from its expiry time on, by the clock, with no message needed.
  * Brute force: a wrong key from an address is counted in Redis (lua/auth_fail.lua, after the
- * answer, off the request's path); at ACCESS_FAIL_THRESHOLD within ACCESS_FAIL_WINDOW_MS the
- * address is locked out for ACCESS_LOCKOUT_MS on every node (published; also in the cache's
+ * answer, off the request's path); at --auth-fail-limit within ACCESS_FAIL_WINDOW_MS the
+ * address is locked out for --auth-lockout on every node (published; also in the cache's
  * load), answered 429 with Retry-After. Last use of a key is written at most once a minute per
  * key, from the heartbeat timer. Everything runs on the loop thread. */
 #ifndef SHOAL_API_ACCESS_H
@@ -33,9 +33,7 @@
 #include "common/rconn.h"
 #include "http/http.h"
 
-#define ACCESS_FAIL_THRESHOLD 20
 #define ACCESS_FAIL_WINDOW_MS 60000
-#define ACCESS_LOCKOUT_MS 300000
 #define ACCESS_USED_EVERY_MS 60000
 #define ACCESS_MAX_LOCKS 1024 /* lockouts held in memory; more: the oldest ends first */
 

@@ -23,6 +23,25 @@ static void cli_actor(struct access_actor *a) {
     snprintf(a->via, sizeof a->via, "Redis (CLI)");
 }
 
+void cli_audit(struct cli *c, const char *category, const char *message, const char *related,
+               const char *before, const char *after) {
+    struct access_actor who;
+    struct buf ev;
+    char err[256], key[160], minid[24];
+    int64_t now = clock_wall_ms();
+    cli_actor(&who);
+    buf_init(&ev);
+    access_event_json(&ev, &who, category, message, related, before, after, now);
+    snprintf(minid, sizeof minid, "%lld", (long long)(now - ACCESS_EVENT_RETENTION_MS));
+    redisReply *r = rsync_cmd(&c->redis, err, sizeof err, "XADD %s MINID ~ %s * e %b",
+                              keys_events(&c->keys, key, sizeof key), minid, ev.data, ev.len);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        fprintf(stderr, "shoal %s: the audit event was not written: %s\n", c->cmd,
+                r ? r->str : err);
+    freeReplyObject(r);
+    buf_free(&ev);
+}
+
 /* Runs one access_write.lua op with its audit event. Returns the reply (caller frees) or NULL
  * after printing why (Redis unreachable, or the script refused). */
 static redisReply *write_op(struct cli *c, const char *op, const char *const *args, int nargs,

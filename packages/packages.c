@@ -435,6 +435,7 @@ struct removal {
     char path[PATH_MAX];
     int status; /* the answer, once decided */
     char msg[160];
+    struct access_actor who; /* who asked (the audit trail) */
 };
 
 static void rm_closed(struct pkg_lock *l) {
@@ -462,8 +463,12 @@ static void rm_script_cb(struct rconn *rc, redisReply *r, void *priv) {
             "Redis connection lost while deleting; the file is gone, the metadata may remain");
     else if (r->type == REDIS_REPLY_ERROR)
         rm_answer(m, 500, r->str);
-    else
+    else {
+        char msg[400];
+        snprintf(msg, sizeof msg, "Package %s deleted from %s", m->ref.key, m->ref.space);
+        api_audit(m->svc, &m->who, "Deleted", msg, m->ref.key, m->ref.key, NULL);
         rm_answer(m, 204, "");
+    }
 }
 
 static void rm_unlink_cb(uv_fs_t *req) {
@@ -512,7 +517,8 @@ static void rm_locked(struct pkg_lock *l, int err) {
 
 static void delete_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct node_services *svc = api_begin(ex, PERM_BUILTIN_FEED_ADMINISTER);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_BUILTIN_FEED_ADMINISTER, &who);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     uv_loop_t *loop = http_site_of(ex)->loop;
     if (!loop) {
@@ -524,6 +530,7 @@ static void delete_cb(struct http_exchange *ex) {
     m->svc = svc;
     m->loop = loop;
     m->ref = ref;
+    m->who = who;
     pkg_lock_acquire(&m->lock, loop, svc->redis, m->ref.lock_key, rm_locked);
 }
 

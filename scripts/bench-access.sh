@@ -2,6 +2,8 @@
 # scripts/bench-access.sh [BUILD]: how fast access changes reach the fleet, and what the check
 # costs. Starts its own redis-server and three shoal nodes (A, B, C) on free loopback ports,
 # stops exactly the PIDs it started.
+#   The nodes run with --auth-fail-limit 0: polling with a revoked key is what a brute force looks
+#   like, and would lock the benchmark out.
 #   1. Revocation: BENCH_ACCESS_CHANGES (default 400) times: a new key (POST on A) that B and C
 #      accept, then DELETE on A; from just before that DELETE is sent (so the Redis write is
 #      inside the figure) to the first 403 on B and on C, each polled back to back over a
@@ -27,7 +29,7 @@ bench_redis
 ports=()
 for n in a b c; do
   p=$(free_port)
-  SHOAL_API_KEY=$boot "$build/shoal" worker --redis "$url" --name "access-$n" \
+  SHOAL_API_KEY=$boot "$build/shoal" worker --redis "$url" --name "access-$n" --auth-fail-limit 0 \
     --listen "127.0.0.1:$p" --log-level warn 2>"$tmp/node-$n.log" & pids+=($!)
   ports+=("$p")
 done

@@ -166,7 +166,14 @@ Test(access, a_viewer_cannot_drain_and_the_attempt_is_audited) {
           "{\"MaxConcurrentTasks\":1,\"IsInMaintenanceMode\":true}", &r);
     cr_assert_eq(r.status, 200, "%s", r.body);
     h_resp_free(&r);
+    /* A CLI change is recorded with the OS user who ran it. */
+    const char *drain[] = {"drain", "b", "on", NULL};
+    free(cli(drain));
     h_req(w[1].port, "GET", "/api/events?take=10", BOOTH, NULL, &r);
+    cr_assert(strstr(r.body, "Node b: drain on") && strstr(r.body, "\"Username\":\"os:"), "%s",
+              r.body);
+    h_resp_free(&r);
+    h_req(w[1].port, "GET", "/api/events?take=10&users=Users-boss", BOOTH, NULL, &r);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(strstr(r.body, "drain on") && strstr(r.body, "\"Username\":\"boss\"") &&
                   strstr(r.body, "\"ApiKeyHint\":\"API-"),
