@@ -427,19 +427,21 @@ int access_check(struct access_cache *a, const struct auth_keys *file_keys,
                "Authorization: Bearer <key>";
         return 401;
     }
-    if (auth_keys_match(file_keys, p, n)) {
+    unsigned char d[32];
+    unsigned int dl = 0;
+    if (EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL) != 1 || dl != 32) abort();
+    if (auth_keys_match_digest(file_keys, d)) {
+        explicit_bzero(d, sizeof d);
         bootstrap_actor(who, ex);
         return 0;
     }
     if (a && a->ever_loaded &&
         (!a->loaded || clock_mono_ms() - a->valid_mono_ms > (uint64_t)a->ttl_ms)) {
+        explicit_bzero(d, sizeof d);
         *why = "the access list cannot be confirmed with Redis now (unreachable or reloading); "
                "try again";
         return 503;
     }
-    unsigned char d[32];
-    unsigned int dl = 0;
-    if (EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL) != 1 || dl != 32) abort();
     const struct access_key *k = a ? access_snapshot_find(&a->snap, d) : NULL;
     explicit_bzero(d, sizeof d);
     if (!k || (k->expires_ms && now >= k->expires_ms)) {

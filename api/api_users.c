@@ -514,8 +514,9 @@ static void events_cb(struct rconn *rc, redisReply *r, void *priv) {
         if (total >= c->skip && total < c->skip + c->take) {
             char id[64];
             snprintf(id, sizeof id, "Events-%s", en->element[0]->str);
-            json_object_set_new(e, "Id", json_string(id));
-            json_array_append(items, e);
+            json_t *ev = json_pack("{s:s}", "Id", id); /* Id first, as Octopus writes it */
+            json_object_update(ev, e);
+            json_array_append_new(items, ev);
         }
         json_decref(e);
         total++;
