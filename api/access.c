@@ -456,6 +456,7 @@ int access_check(struct access_cache *a, const struct auth_keys *file_keys,
     const struct access_user *u = access_snapshot_user(&a->snap, k->user);
     who->service = u && u->service;
     who->perms = k->perms;
+    who->read_only = k->read_only;
     if (perm != PERM_NONE && !(k->perms & PERM_BIT(perm))) {
         denied(a, who, ex, perm);
         *why = missing[perm];

@@ -283,6 +283,13 @@ static struct user_call *begin(struct http_exchange *ex, enum user_op op, bool o
         user_call_free(c);
         return NULL;
     }
+    if ((op == U_KEY_ADD || op == U_KEY_DEL) && who.read_only) {
+        http_respond_error(ex, 403,
+                           "a ReadOnly API key cannot change anything, its own user's "
+                           "keys included; use a FullAccess key");
+        user_call_free(c);
+        return NULL;
+    }
     const char *kid = http_param(ex, 1);
     if (kid) snprintf(c->key_id, sizeof c->key_id, "%s", kid);
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||

@@ -74,6 +74,7 @@ struct access_actor {
     char via[24];    /* IdentityEstablishedWith: "API key", "Bootstrap key", "Redis (CLI)" */
     bool service;    /* IsService */
     unsigned perms;  /* effective permission bits (HTTP only) */
+    bool read_only;  /* the key is ReadOnly: it changes nothing, its own keys included */
 };
 
 /* An event as Octopus's /api/events shows it, without its Id (the stream entry id gives it):

@@ -393,5 +393,21 @@ Test(access, users_and_keys_over_http_in_octopus_shapes) {
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_eq(json_integer_value(json_object_get(r.json, "TotalResults")), 1);
     h_resp_free(&r);
+    /* A ReadOnly key reads, and cannot push nor mint itself a FullAccess key. */
+    h_req(w.port, "POST", "/api/users/Users-deploy/apikeys", BOOTH,
+          "{\"Purpose\":\"ro\",\"AccessLevel\":\"ReadOnly\"}", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char ro[64];
+    snprintf(ro, sizeof ro, "%s", json_string_value(json_object_get(r.json, "ApiKey")));
+    h_resp_free(&r);
+    struct poll_arg q = {w.port, ro, 403};
+    cr_assert(h_eventually(status_is, &q, 2000));
+    cr_assert_eq(status_with(w.port, "GET", "/api/Spaces-1/packages", ro), 200);
+    cr_assert_eq(status_with(w.port, "POST", "/api/packages/raw?filename=A.1.0.0.zip", ro), 403);
+    char h[200];
+    snprintf(h, sizeof h, "X-Octopus-ApiKey: %s\r\n", ro);
+    h_req(w.port, "POST", "/api/users/Users-deploy/apikeys", h, "{\"Purpose\":\"up\"}", &r);
+    cr_assert_eq(r.status, 403, "%s", r.body);
+    h_resp_free(&r);
     h_worker_stop(&w);
 }
