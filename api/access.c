@@ -1,6 +1,7 @@
 /* access.c: the node's access cache and the check of every keyed route (see access.h). */
 #include "api/access.h"
 
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -393,13 +394,50 @@ static void bootstrap_actor(struct access_actor *who, struct http_exchange *ex) 
     who->perms = ACCESS_ALL_PERMS;
 }
 
+/* True when the comma list holds exactly addr. */
+static bool listed(const char *list, const char *addr) {
+    size_t n = strlen(addr);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && n && strncmp(p, addr, n) == 0) return true;
+        p += len;
+    }
+    return false;
+}
+
+/* The client's address: the peer's, or, when the peer is a --trusted-proxies address, the last
+ * entry of X-Forwarded-For (what that proxy appended) if it is an IP address. */
+static void client_addr(const struct shoal_config *cfg, struct http_exchange *ex, char *out,
+                        size_t len) {
+    const char *peer = http_peer(ex);
+    snprintf(out, len, "%s", peer);
+    const char *xff = cfg && cfg->trusted_proxies && cfg->trusted_proxies[0] && peer[0] &&
+                              listed(cfg->trusted_proxies, peer)
+                          ? http_header(ex, "X-Forwarded-For")
+                          : NULL;
+    if (!xff) return;
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ' || *last == '\t') last++;
+    char ip[48];
+    size_t n = strcspn(last, " \t");
+    if (n == 0 || n >= sizeof ip) return;
+    memcpy(ip, last, n);
+    ip[n] = '\0';
+    unsigned char bin[16];
+    if (uv_inet_pton(AF_INET, ip, bin) == 0 || uv_inet_pton(AF_INET6, ip, bin) == 0)
+        snprintf(out, len, "%s", ip);
+}
+
 int access_check(struct access_cache *a, const struct auth_keys *file_keys,
                  struct http_exchange *ex, enum access_perm perm, struct access_actor *who,
                  const char **why) {
     struct access_actor scratch;
     if (!who) who = &scratch;
     memset(who, 0, sizeof *who);
-    const char *addr = http_peer(ex);
+    char addr[48];
+    client_addr(a ? a->cfg : NULL, ex, addr, sizeof addr);
     int64_t now = clock_wall_ms();
     snprintf(who->ip, sizeof who->ip, "%s", addr);
     const char *ua = http_header(ex, "User-Agent");

@@ -411,3 +411,38 @@ Test(access, users_and_keys_over_http_in_octopus_shapes) {
     h_resp_free(&r);
     h_worker_stop(&w);
 }
+
+Test(access, behind_a_trusted_proxy_the_forwarded_address_is_locked_out) {
+    struct h_worker w;
+    const char *args[] = {
+        "--api-key", BOOT, "--trusted-proxies", "10.9.9.9, 127.0.0.1", "--auth-fail-limit",
+        "5",         NULL};
+    h_worker_start(&w, &redis, "proxied", args);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    struct h_resp r;
+    for (int i = 0; i < 5; i++) {
+        h_req(w.port, "GET", "/api",
+              "X-Forwarded-For: 192.0.2.7, 203.0.113.5\r\n"
+              "X-Octopus-ApiKey: API-WRONGWRONGWRONGWRONGWRONGW\r\n",
+              NULL, &r);
+        cr_assert(r.status == 403 || r.status == 429, "status %d", r.status);
+        h_resp_free(&r);
+    }
+    /* 203.0.113.5 (what the proxy appended) is locked out; another client is not. */
+    struct h_resp q;
+    uint64_t end = h_now_ms() + 2000;
+    do {
+        h_req(w.port, "GET", "/api", "X-Forwarded-For: 203.0.113.5\r\n" BOOTH, NULL, &q);
+        if (q.status == 429) break;
+        h_resp_free(&q);
+    } while (h_now_ms() < end);
+    cr_assert_eq(q.status, 429, "the forwarded address was not locked out");
+    h_resp_free(&q);
+    h_req(w.port, "GET", "/api", "X-Forwarded-For: 203.0.113.6\r\n" BOOTH, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    h_req(w.port, "GET", "/api/events?take=5", BOOTH, NULL, &r);
+    cr_assert(strstr(r.body, "\"IpAddress\":\"203.0.113.5\""), "%s", r.body);
+    h_resp_free(&r);
+    h_worker_stop(&w);
+}
