@@ -69,6 +69,7 @@ bench: build
 	@scripts/bench-tasks.sh $(BUILD)
 	@scripts/bench-noop.sh $(BUILD)
 	@scripts/bench-api.sh $(BUILD)
+	@scripts/bench-access.sh $(BUILD)
 	@scripts/bench-packages.sh $(BUILD)
 	@scripts/bench-slowloris.sh $(BUILD)
 	@/usr/bin/python3 scripts/bench-backlog.py $(BUILD)

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "common/rconn.h"
 #include "common/util.h"
 
@@ -28,6 +29,7 @@ int api_state_new(const struct shoal_config *cfg, struct api_state **out, char *
 void api_state_free(struct api_state *a) {
     if (!a) return;
     auth_keys_free(a->keys);
+    access_cache_free(a->access);
     metrics_cache_free(a->metrics);
     buf_free(&a->summary);
     for (size_t i = 0; i < a->nspaces; i++) free(a->spaces[i]);
@@ -35,16 +37,48 @@ void api_state_free(struct api_state *a) {
     free(a);
 }
 
-int api_admit(struct http_exchange *ex, const char **why) {
+static int admit_who(struct http_exchange *ex, enum access_perm perm, struct access_actor *who,
+                     const char **why) {
     const struct http_site *site = http_site_of(ex);
     const struct node_services *svc = site ? site->data : NULL;
     if (!svc || !svc->api || !svc->redis) {
         *why = "the API is not available on this server";
         return 503;
     }
-    int status = auth_check(svc->api->keys, ex, why);
+    int status = access_check(svc->api->access, svc->api->keys, ex, perm, who, why);
     if (status == 401) http_add_header(ex, "WWW-Authenticate", "Bearer");
     return status;
+}
+
+int api_admit(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_NONE, NULL, why);
+}
+int api_admit_admin(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_ADMINISTER_SYSTEM, NULL, why);
+}
+int api_admit_task_view(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_TASK_VIEW, NULL, why);
+}
+int api_admit_task_create(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_TASK_CREATE, NULL, why);
+}
+int api_admit_task_cancel(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_TASK_CANCEL, NULL, why);
+}
+int api_admit_event_view(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_EVENT_VIEW, NULL, why);
+}
+int api_admit_feed_view(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_FEED_VIEW, NULL, why);
+}
+int api_admit_feed_push(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_BUILTIN_FEED_PUSH, NULL, why);
+}
+int api_admit_feed_download(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_BUILTIN_FEED_DOWNLOAD, NULL, why);
+}
+int api_admit_feed_admin(struct http_exchange *ex, const char **why) {
+    return admit_who(ex, PERM_BUILTIN_FEED_ADMINISTER, NULL, why);
 }
 
 void api_state_set_keys(struct api_state *a, struct auth_keys *k) {
@@ -52,14 +86,40 @@ void api_state_set_keys(struct api_state *a, struct auth_keys *k) {
     a->keys = k;
 }
 
-const struct node_services *api_begin(struct http_exchange *ex) {
+const struct node_services *api_begin_who(struct http_exchange *ex, enum access_perm perm,
+                                          struct access_actor *who) {
     const char *why;
-    int status = api_admit(ex, &why);
+    int status = admit_who(ex, perm, who, &why);
     if (status) {
         http_respond_error(ex, status, why);
         return NULL;
     }
     return http_site_of(ex)->data;
+}
+
+const struct node_services *api_begin(struct http_exchange *ex, enum access_perm perm) {
+    return api_begin_who(ex, perm, NULL);
+}
+
+static void audit_cb(struct rconn *rc, redisReply *r, void *priv) {
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        log_warn("audit event not written", " err=\"%s\"", r ? r->str : "connection lost");
+}
+
+void api_audit(const struct node_services *svc, const struct access_actor *who,
+               const char *category, const char *message, const char *related, const char *before,
+               const char *after) {
+    struct buf ev;
+    char key[160], minid[24];
+    int64_t now = clock_wall_ms();
+    buf_init(&ev);
+    access_event_json(&ev, who, category, message, related, before, after, now);
+    snprintf(minid, sizeof minid, "%lld", (long long)(now - ACCESS_EVENT_RETENTION_MS));
+    const char *argv[] = {
+        "XADD", keys_events(svc->keys, key, sizeof key), "MINID", "~", minid, "*", "e", ev.data};
+    if (rconn_command(svc->redis, audit_cb, NULL, 8, argv, NULL) != 0)
+        log_warn("audit event not written", " err=\"Redis unreachable\" message=\"%s\"", message);
+    buf_free(&ev);
 }
 
 void api_respond_json(struct http_exchange *ex, int status, const struct buf *b) {

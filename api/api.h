@@ -16,7 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/access.h"
 #include "api/auth.h"
+#include "common/access.h"
 #include "common/buf.h"
 #include "common/client.h"
 #include "common/config.h"
@@ -40,7 +42,10 @@ struct metrics_cache;
 #define SUMMARY_FRESH_MS 100
 
 struct api_state {
-    struct auth_keys *keys;        /* owned; may hold no key (keyed routes then answer 403) */
+    struct auth_keys *keys;        /* owned: --api-key / --api-key-file (bootstrap
+                                     * administrator); may hold no key */
+    struct access_cache *access;   /* owned: Redis-held users and keys (api/access.h), or
+                                     * NULL (only the keys above) */
     struct metrics_cache *metrics; /* owned */
     struct buf summary;            /* the last /summary body */
     uint64_t summary_at_ms;        /* monotonic ms it was built; 0: none */
@@ -58,17 +63,38 @@ void api_state_free(struct api_state *a);
 /* Puts k in force (takes ownership) and frees the keys it replaces. Loop thread only. */
 void api_state_set_keys(struct api_state *a, struct auth_keys *k);
 
-/* The admit function (http_admit_fn) of every keyed route: the core calls it on the request
- * head, before any "100 Continue" and before a body byte is read. Returns 0, or 503 when the
- * server has no Redis services, 401 without a key (adding WWW-Authenticate: Bearer), 403 with
- * a wrong key or when none is configured, with the message in *why. */
+/* The admit functions (http_admit_fn) of the keyed routes, one per permission a route needs
+ * (api_admit: any valid key, no permission): the core calls it on the request head, before any
+ * "100 Continue" and before a body byte is read. Returns 0, or 503 when the server has no Redis
+ * services or cannot confirm access now, 401 without a key (adding WWW-Authenticate: Bearer),
+ * 403 with a wrong or expired key, none configured, or a missing permission (named), 429 for a
+ * locked-out address (with Retry-After), with the message in *why (access_check). */
 int api_admit(struct http_exchange *ex, const char **why);
+int api_admit_admin(struct http_exchange *ex, const char **why);         /* AdministerSystem */
+int api_admit_task_view(struct http_exchange *ex, const char **why);     /* TaskView */
+int api_admit_task_create(struct http_exchange *ex, const char **why);   /* TaskCreate */
+int api_admit_task_cancel(struct http_exchange *ex, const char **why);   /* TaskCancel */
+int api_admit_event_view(struct http_exchange *ex, const char **why);    /* EventView */
+int api_admit_feed_view(struct http_exchange *ex, const char **why);     /* FeedView */
+int api_admit_feed_push(struct http_exchange *ex, const char **why);     /* BuiltInFeedPush */
+int api_admit_feed_download(struct http_exchange *ex, const char **why); /* ...Download */
+int api_admit_feed_admin(struct http_exchange *ex, const char **why);    /* ...Administer */
 
-/* The gate of every keyed handler: returns the services when ex may proceed. Otherwise answers
- * ex as api_admit() decides and returns NULL; ex must then not be used. The core has admitted
- * ex already on a keyed row; checking again keeps a row added without api_admit closed, and
- * judges a buffered body's request with the keys in force when its body is in. */
-const struct node_services *api_begin(struct http_exchange *ex);
+/* The gate of every keyed handler: returns the services when ex may proceed with perm
+ * (PERM_NONE: any valid key). Otherwise answers ex as the admit function decides and returns
+ * NULL; ex must then not be used. The core has admitted ex already on a keyed row; checking
+ * again keeps a row added without its admit function closed, and judges a buffered body's
+ * request with the access in force when its body is in. api_begin_who also says who it is
+ * (for the audit trail). */
+const struct node_services *api_begin(struct http_exchange *ex, enum access_perm perm);
+const struct node_services *api_begin_who(struct http_exchange *ex, enum access_perm perm,
+                                          struct access_actor *who);
+
+/* Appends an event to the audit trail ({NS}:events, trimmed to the retention), after the
+ * change it records was made; fire and forget (a lost event is logged at warn). */
+void api_audit(const struct node_services *svc, const struct access_actor *who,
+               const char *category, const char *message, const char *related, const char *before,
+               const char *after);
 
 /* Answers with b as application/json. */
 void api_respond_json(struct http_exchange *ex, int status, const struct buf *b);
@@ -148,6 +174,8 @@ extern const struct http_route api_task_routes[];
 extern const size_t api_task_nroutes;
 extern const struct http_route api_octopus_routes[];
 extern const size_t api_octopus_nroutes;
+extern const struct http_route api_user_routes[];
+extern const size_t api_user_nroutes;
 extern const struct http_route metrics_routes[];
 extern const size_t metrics_nroutes;
 

@@ -24,15 +24,16 @@ struct node_call {
     struct http_exchange *ex;        /* answered exactly once, then NULL */
     const struct node_services *svc; /* borrowed (the server outlives its exchanges' calls) */
     enum node_op op;
-    int pending;           /* reply callbacks still to run */
-    char name[65];         /* the node of /{id} routes */
-    int64_t skip, take;    /* the collection's page */
-    char partial[72];      /* the collection's partialName filter */
-    int64_t cap;           /* PUT: the wanted task cap */
-    bool drain;            /* PUT: the wanted drain */
-    bool writing;          /* PUT: the writes were sent (second stage) */
-    struct node_info node; /* details: the node read by the first reply */
-    int status;            /* details: 0, or the error the first reply met */
+    int pending;             /* reply callbacks still to run */
+    char name[65];           /* the node of /{id} routes */
+    int64_t skip, take;      /* the collection's page */
+    char partial[72];        /* the collection's partialName filter */
+    int64_t cap;             /* PUT: the wanted task cap */
+    bool drain;              /* PUT: the wanted drain */
+    bool writing;            /* PUT: the writes were sent (second stage) */
+    struct access_actor who; /* PUT, DELETE: who asked (the audit trail) */
+    struct node_info node;   /* details: the node read by the first reply */
+    int status;              /* details: 0, or the error the first reply met */
     char why[200];
 };
 
@@ -157,6 +158,19 @@ static void put_write(struct node_call *c, const struct node_info *n) {
         if (rconn_call(c->svc->redis, &call, list_cb, c) == 0) c->pending++;
         call_free(&call);
     }
+    if (up && (n->cap != c->cap || n->drain != c->drain)) {
+        char msg[200], before[64], after[64], id[96];
+        snprintf(id, sizeof id, API_NODE_PREFIX "%s", c->name);
+        snprintf(before, sizeof before, "MaxConcurrentTasks=%lld IsInMaintenanceMode=%s",
+                 (long long)n->cap, n->drain ? "true" : "false");
+        snprintf(after, sizeof after, "MaxConcurrentTasks=%lld IsInMaintenanceMode=%s",
+                 (long long)c->cap, c->drain ? "true" : "false");
+        snprintf(msg, sizeof msg, "Node %s: %s%s%s", c->name,
+                 n->drain != c->drain ? (c->drain ? "drain on" : "drain off") : "",
+                 n->drain != c->drain && n->cap != c->cap ? ", " : "",
+                 n->cap != c->cap ? "task cap changed" : "");
+        api_audit(c->svc, &c->who, "Modified", msg, id, before, after);
+    }
     call_node_summary(&call, c->svc->keys);
     if (rconn_call(c->svc->redis, &call, list_cb, c) == 0)
         c->pending++;
@@ -226,7 +240,7 @@ done:
 
 /* GET /api/octopusservernodes[?skip&take&partialName] */
 static void collection_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     if (!svc) return;
     struct node_call *c = node_call_new(ex, svc, OP_COLLECTION);
     if (api_query_int(ex, "skip", 0, 0, INT32_MAX, &c->skip) != 0 ||
@@ -239,12 +253,12 @@ static void collection_cb(struct http_exchange *ex) {
 }
 
 static void all_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     if (svc) send_list(node_call_new(ex, svc, OP_ALL), list_cb);
 }
 
 static void summary_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     if (!svc) return;
     struct api_state *a = svc->api;
     if (a->summary_at_ms && clock_mono_ms() - a->summary_at_ms < SUMMARY_FRESH_MS) {
@@ -268,7 +282,7 @@ static struct node_call *id_call(struct http_exchange *ex, const struct node_ser
 }
 
 static void one_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct node_call *c = svc ? id_call(ex, svc, OP_ONE) : NULL;
     if (c) send_list(c, list_cb);
 }
@@ -332,7 +346,7 @@ static void details_tasks_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void details_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct node_call *c = svc ? id_call(ex, svc, OP_DETAILS) : NULL;
     if (!c || send_list(c, list_cb) != 0) return;
     struct call_list_tasks_args a = {c->name, "Executing,Cancelling", 0, API_TAKE_MAX,
@@ -394,9 +408,11 @@ static int put_body(struct node_call *c) {
 static void put_cb(struct http_exchange *ex) {
     const struct node_services *s = http_site_of(ex)->data;
     if (s && s->api) s->api->summary_at_ms = 0; /* this node's own change shows at once */
-    const struct node_services *svc = api_begin(ex);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_ADMINISTER_SYSTEM, &who);
     struct node_call *c = svc ? id_call(ex, svc, OP_PUT) : NULL;
     if (!c) return;
+    c->who = who;
     if (put_body(c) != 0) {
         free(c);
         return;
@@ -412,8 +428,10 @@ static void forget_cb(struct rconn *rc, redisReply *r, void *priv) {
     if (!api_reply_failed(c->ex, r, codes)) {
         struct buf b;
         struct json j;
-        char id[96];
+        char id[96], msg[120];
         snprintf(id, sizeof id, API_NODE_PREFIX "%s", c->name);
+        snprintf(msg, sizeof msg, "Node %s forgotten", c->name);
+        api_audit(c->svc, &c->who, "Deleted", msg, id, c->name, NULL);
         buf_init(&b);
         json_init(&j, &b);
         json_obj_open(&j);
@@ -435,9 +453,11 @@ static void forget_cb(struct rconn *rc, redisReply *r, void *priv) {
 static void delete_cb(struct http_exchange *ex) {
     const struct node_services *s = http_site_of(ex)->data;
     if (s && s->api) s->api->summary_at_ms = 0;
-    const struct node_services *svc = api_begin(ex);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_ADMINISTER_SYSTEM, &who);
     struct node_call *c = svc ? id_call(ex, svc, OP_ONE) : NULL;
     if (!c) return;
+    c->who = who;
     struct script_call call;
     call_forget(&call, svc->keys, c->name);
     if (api_call(ex, svc, &call, forget_cb, c) != 0) free(c);
@@ -446,12 +466,13 @@ static void delete_cb(struct http_exchange *ex) {
 
 /* Fixed paths before the {id} pattern: first match wins. */
 const struct http_route api_node_routes[] = {
-    {HTTP_GET, "/api/octopusservernodes", collection_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/octopusservernodes/all", all_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/octopusservernodes/summary", summary_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/octopusservernodes/{id}", one_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_PUT, "/api/octopusservernodes/{id}", put_cb, HTTP_BODY_BUFFER, api_admit},
-    {HTTP_DELETE, "/api/octopusservernodes/{id}", delete_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/octopusservernodes/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/octopusservernodes", collection_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/octopusservernodes/all", all_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/octopusservernodes/summary", summary_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/octopusservernodes/{id}", one_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_PUT, "/api/octopusservernodes/{id}", put_cb, HTTP_BODY_BUFFER, api_admit_admin},
+    {HTTP_DELETE, "/api/octopusservernodes/{id}", delete_cb, HTTP_BODY_NONE, api_admit_admin},
+    {HTTP_GET, "/api/octopusservernodes/{id}/details", details_cb, HTTP_BODY_NONE,
+     api_admit_task_view},
 };
 const size_t api_node_nroutes = ARRAY_SIZE(api_node_routes);

@@ -40,7 +40,7 @@ static void installation_id(const struct keys *k, char *out, size_t len) {
 
 /* GET /api: Octopus's root document. */
 static void root_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_NONE);
     if (!svc) return;
     char install[40];
     struct buf b;
@@ -247,7 +247,7 @@ static void spaces_send(struct http_exchange *ex, const struct node_services *sv
 
 /* GET /api/spaces[?partialName&ids&skip&take] */
 static void spaces_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_NONE);
     if (!svc) return;
     struct spaces_req *q = xcalloc(1, sizeof *q);
     q->ex = ex;
@@ -265,7 +265,7 @@ static void spaces_cb(struct http_exchange *ex) {
 
 /* GET /api/spaces/all */
 static void spaces_all_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_NONE);
     if (!svc) return;
     struct spaces_req *q = xcalloc(1, sizeof *q);
     q->ex = ex;
@@ -275,7 +275,7 @@ static void spaces_all_cb(struct http_exchange *ex) {
 
 /* GET /api/spaces/{id} */
 static void space_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_NONE);
     if (!svc) return;
     struct spaces_req *q = xcalloc(1, sizeof *q);
     q->ex = ex;

@@ -27,6 +27,8 @@ struct task_call {
     bool missing;                    /* /raw, cancel: the first reply found no such task */
     bool have_task;                  /* /details: task holds the task read first */
     struct shoal_task task;          /* ... freed with the call */
+    struct access_actor who;         /* enqueue, cancel: who asked (the audit trail) */
+    char what[160];                  /* enqueue: "<type> on queue <queue>" */
 };
 
 static struct task_call *task_call_new(struct http_exchange *ex, const struct node_services *svc) {
@@ -109,7 +111,7 @@ done:
 
 /* GET /api/tasks/{id} */
 static void get_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     if (send_get(c) != 0) {
@@ -142,7 +144,7 @@ done:
 
 /* GET /api/tasks/{id}/raw: the task's output (the last --task-log-cap bytes) as text. */
 static void raw_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     char task_k[160], log_k[160];
@@ -160,16 +162,23 @@ static void raw_cb(struct http_exchange *ex) {
 static void cancel_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct task_call *c = priv;
     static const struct api_error_code codes[] = {{"NOTASK", 404}, {NULL, 0}};
-    failed(c, r, codes);
+    if (!failed(c, r, codes)) {
+        char id[40], msg[80];
+        snprintf(id, sizeof id, API_TASK_PREFIX "%lld", (long long)c->id);
+        snprintf(msg, sizeof msg, "Task %s canceled", id);
+        api_audit(c->svc, &c->who, "Canceled", msg, id, NULL, NULL);
+    }
     task_call_done(c);
 }
 
 /* POST /api/tasks/{id}/cancel: answers the task as it is after the cancel (Canceled, or
  * Cancelling while its node stops it; a finished task is left as it was). */
 static void cancel_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_TASK_CANCEL, &who);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
+    c->who = who;
     struct script_call call;
     call_cancel(&call, svc->keys, c->id, clock_wall_ms());
     int rc = api_call(ex, svc, &call, cancel_reply_cb, c);
@@ -237,7 +246,7 @@ done:
 static void list_ids(struct http_exchange *ex, const struct node_services *svc, const char *ids,
                      const char *want_states, int64_t skip, int64_t take, bool scoped);
 static void list_tasks_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     unsigned scoped;
     if (!svc || !api_space_scope(ex, &scoped)) return;
     struct task_call *c = task_call_new(ex, svc);
@@ -409,7 +418,7 @@ done:
 
 /* GET /api/tasks/{id}/details: Octopus's ServerTaskDetails (Task, ActivityLogs, Progress). */
 static void details_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_TASK_VIEW);
     struct task_call *c = svc ? id_call(ex, svc) : NULL;
     if (!c) return;
     char task_k[160], log_k[160];
@@ -714,7 +723,10 @@ static void enqueue_cb(struct rconn *rc, redisReply *r, void *priv) {
     }
     c->id = r->element[0]->integer;
     c->status = 201;
-    char loc[96];
+    char loc[96], msg[300];
+    snprintf(loc, sizeof loc, API_TASK_PREFIX "%lld", (long long)c->id);
+    snprintf(msg, sizeof msg, "Task %s enqueued: %s", loc, c->what);
+    api_audit(c->svc, &c->who, "Created", msg, loc, NULL, NULL);
     snprintf(loc, sizeof loc, "/api/tasks/" API_TASK_PREFIX "%lld", (long long)c->id);
     http_add_header(c->ex, "Location", loc);
     if (send_get(c) != 0) {
@@ -729,7 +741,8 @@ done:
 
 /* POST /api/tasks: enqueues one task; 201 with the task (and Location). */
 static void enqueue_http_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_TASK_CREATE, &who);
     if (!svc) return;
     const struct buf *body = http_body(ex);
     json_error_t e;
@@ -755,6 +768,9 @@ static void enqueue_http_cb(struct http_exchange *ex) {
     call_enqueue(&call, svc->keys, clock_wall_ms(), 1);
     call_enqueue_add(&call, &o);
     struct task_call *c = task_call_new(ex, svc);
+    c->who = who;
+    snprintf(c->what, sizeof c->what, "%.60s on queue %.60s", o.type ? o.type : "exec",
+             o.queue ? o.queue : "default");
     if (api_call(ex, svc, &call, enqueue_cb, c) != 0)
         free(c);
     else
@@ -766,17 +782,17 @@ out:
 }
 
 const struct http_route api_task_routes[] = {
-    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER, api_admit},
-    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_POST, "/api/tasks", enqueue_http_cb, HTTP_BODY_BUFFER, api_admit_task_create},
+    {HTTP_GET, "/api/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_POST, "/api/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit_task_cancel},
+    {HTTP_GET, "/api/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit_task_view},
     /* the same in Octopus's space-scoped form (the namespace is Spaces-1) */
-    {HTTP_GET, "/api/{space}/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_POST, "/api/{space}/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_GET, "/api/{space}/tasks", list_tasks_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/{space}/tasks/{id}", get_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/{space}/tasks/{id}/raw", raw_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_GET, "/api/{space}/tasks/{id}/details", details_cb, HTTP_BODY_NONE, api_admit_task_view},
+    {HTTP_POST, "/api/{space}/tasks/{id}/cancel", cancel_cb, HTTP_BODY_NONE, api_admit_task_cancel},
 };
 const size_t api_task_nroutes = ARRAY_SIZE(api_task_routes);

@@ -133,13 +133,18 @@ void auth_keys_free(struct auth_keys *k) {
 
 size_t auth_keys_count(const struct auth_keys *k) { return k ? k->n : 0; }
 
+bool auth_keys_match_digest(const struct auth_keys *k, const unsigned char *d) {
+    int ok = 0;
+    for (size_t i = 0; k && i < k->n; i++) ok |= CRYPTO_memcmp(d, k->digests[i], DIGEST_LEN) == 0;
+    return ok != 0;
+}
+
 bool auth_keys_match(const struct auth_keys *k, const char *presented, size_t n) {
     unsigned char d[DIGEST_LEN];
-    int ok = 0;
     digest(presented, n, d);
-    for (size_t i = 0; k && i < k->n; i++) ok |= CRYPTO_memcmp(d, k->digests[i], DIGEST_LEN) == 0;
+    bool ok = auth_keys_match_digest(k, d);
     explicit_bzero(d, sizeof d);
-    return ok != 0;
+    return ok;
 }
 
 const char *auth_presented(const struct http_exchange *ex, size_t *n) {
@@ -155,25 +160,4 @@ const char *auth_presented(const struct http_exchange *ex, size_t *n) {
     if (len == 0) return NULL;
     *n = len;
     return v;
-}
-
-int auth_check(const struct auth_keys *k, const struct http_exchange *ex, const char **why) {
-    size_t n = 0;
-    const char *p = auth_presented(ex, &n);
-    if (auth_keys_count(k) == 0) {
-        *why = "this endpoint needs an API key and this node has none configured: start it "
-               "with SHOAL_API_KEY=<key> (or --api-key) or SHOAL_API_KEY_FILE=<file with one "
-               "key a line> (or --api-key-file)";
-        return 403;
-    }
-    if (!p) {
-        *why = "an API key is required: send it as X-Octopus-ApiKey: <key> or "
-               "Authorization: Bearer <key>";
-        return 401;
-    }
-    if (!auth_keys_match(k, p, n)) {
-        *why = "the API key is not valid for this node";
-        return 403;
-    }
-    return 0;
 }

@@ -7,7 +7,9 @@
  * memory. A request presents its key as `X-Octopus-ApiKey: KEY` or `Authorization: Bearer KEY`;
  * its digest is compared with every configured one by CRYPTO_memcmp, so the time taken depends
  * on neither a key's bytes nor which key matched. No key ever reaches a log line, an error
- * message or a response. */
+ * message or a response. These are the bootstrap administrator's keys (break-glass); users and
+ * keys held in Redis, with their permissions, are api/access.h's, which also makes the
+ * decision on a request (access_check). */
 #ifndef SHOAL_API_AUTH_H
 #define SHOAL_API_AUTH_H
 
@@ -40,11 +42,10 @@ size_t auth_keys_count(const struct auth_keys *k);
  * timing. */
 bool auth_keys_match(const struct auth_keys *k, const char *presented, size_t n);
 
+/* The same with the presented key's SHA-256 digest already computed (32 bytes). */
+bool auth_keys_match_digest(const struct auth_keys *k, const unsigned char *d);
+
 /* The key ex presents (X-Octopus-ApiKey, else Authorization: Bearer), with its length, or NULL. */
 const char *auth_presented(const struct http_exchange *ex, size_t *n);
-
-/* The decision for ex: 0 to proceed, else the status to answer (401 no key, 403 wrong key or
- * none configured) with a message for the body in *why (static text). */
-int auth_check(const struct auth_keys *k, const struct http_exchange *ex, const char **why);
 
 #endif

@@ -48,6 +48,11 @@ int cli_fail(const struct cli *c, int code, const char *fmt, ...)
 /* Turns a script's error reply into a message and exit code (NONODE/ALIVE/... -> 1). */
 int cli_reply_error(const struct cli *c, const char *what, const char *err_text);
 
+/* Appends an event to the audit trail ({NS}:events) as the OS user running the CLI (after the
+ * change it records succeeded). A failure is reported on stderr, not fatal. */
+void cli_audit(struct cli *c, const char *category, const char *message, const char *related,
+               const char *before, const char *after);
+
 int cmd_nodes(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
 int cmd_cap(int argc, char **argv);
@@ -60,5 +65,8 @@ int cmd_wait(int argc, char **argv);
 int cmd_packages(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_user(int argc, char **argv);
+int cmd_apikey(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 #endif

@@ -181,6 +181,11 @@ int cmd_drain(int argc, char **argv) {
         return code;
     }
     printf("%s: drain %s\n", name, mode);
+    char msg[120], id[96];
+    snprintf(msg, sizeof msg, "Node %s: drain %s", name, mode);
+    snprintf(id, sizeof id, "OctopusServerNodes-%s", name);
+    cli_audit(&c, "Modified", msg, id, NULL,
+              strcmp(mode, "on") == 0 ? "IsInMaintenanceMode=true" : "IsInMaintenanceMode=false");
     if (flags[0].set && strcmp(mode, "on") == 0) {
         /* Poll the running count; bounded by the timeout. */
         uint64_t deadline = clock_mono_ms() + (uint64_t)timeout;
@@ -233,8 +238,14 @@ int cmd_cap(int argc, char **argv) {
     } else {
         struct script_call call;
         call_set_cap(&call, &c.keys, c.pos[0], cap);
-        if ((code = set_node(&c, &call, c.pos[0])) == EXIT_OK)
+        if ((code = set_node(&c, &call, c.pos[0])) == EXIT_OK) {
+            char msg[120], id[96], after[48];
             printf("%s: task cap %lld\n", c.pos[0], (long long)cap);
+            snprintf(msg, sizeof msg, "Node %s: task cap changed", c.pos[0]);
+            snprintf(id, sizeof id, "OctopusServerNodes-%s", c.pos[0]);
+            snprintf(after, sizeof after, "MaxConcurrentTasks=%lld", (long long)cap);
+            cli_audit(&c, "Modified", msg, id, NULL, after);
+        }
     }
     cli_close(&c);
     return code;
@@ -264,8 +275,13 @@ int cmd_forget(int argc, char **argv) {
         code = cli_fail(&c, EXIT_FAIL, "%s", err);
     else if (r->type == REDIS_REPLY_ERROR)
         code = cli_reply_error(&c, name, r->str);
-    else
+    else {
+        char msg[120], id[96];
         printf("%s: forgotten\n", name);
+        snprintf(msg, sizeof msg, "Node %s forgotten", name);
+        snprintf(id, sizeof id, "OctopusServerNodes-%s", name);
+        cli_audit(&c, "Deleted", msg, id, name, NULL);
+    }
     if (r) freeReplyObject(r);
     cli_close(&c);
     return code;

@@ -493,3 +493,53 @@ void call_package_list(struct script_call *c, const struct keys *k, const char *
     push(c, a->latest ? "1" : "0");
     push_int(c, a->scan_limit > 0 ? a->scan_limit : 2000);
 }
+
+/* --- access --------------------------------------------------------------------------------- */
+
+void call_access_write(struct script_call *c, const struct keys *k, int64_t now_ms,
+                       int64_t retention_ms, const char *event, const char *op,
+                       const char *const *args, int nargs) {
+    init(c, SCRIPT_ACCESS_WRITE);
+    key(c, keys_users, k);
+    key(c, keys_apikeys, k);
+    key(c, keys_access_version, k);
+    key(c, keys_events, k);
+    keys_end(c);
+    push(c, k->prefix);
+    push_int(c, now_ms);
+    key(c, keys_access, k);
+    push_int(c, retention_ms);
+    push(c, event ? event : "");
+    push(c, op);
+    reserve_args(c, (size_t)nargs);
+    for (int i = 0; i < nargs; i++) push(c, args[i]);
+}
+
+void call_access_load(struct script_call *c, const struct keys *k, int64_t now_ms) {
+    init(c, SCRIPT_ACCESS_LOAD);
+    key(c, keys_users, k);
+    key(c, keys_apikeys, k);
+    key(c, keys_access_version, k);
+    key(c, keys_lockouts, k);
+    key(c, keys_apikey_used, k);
+    keys_end(c);
+    push(c, k->prefix);
+    push_int(c, now_ms);
+}
+
+void call_auth_fail(struct script_call *c, const struct keys *k,
+                    const struct call_auth_fail_args *a) {
+    init(c, SCRIPT_AUTH_FAIL);
+    named_key(c, keys_authfail, k, a->addr);
+    key(c, keys_lockouts, k);
+    key(c, keys_events, k);
+    keys_end(c);
+    push(c, a->addr);
+    push_int(c, a->now_ms);
+    push_int(c, a->window_ms);
+    push_int(c, a->threshold);
+    push_int(c, a->lockout_ms);
+    key(c, keys_access, k);
+    push_int(c, a->retention_ms);
+    push(c, a->event ? a->event : "");
+}

@@ -211,4 +211,24 @@ struct call_package_list_args {
 void call_package_list(struct script_call *c, const struct keys *k, const char *space,
                        const struct call_package_list_args *a);
 
+/* --- access (common/access.h) ------------------------------------------------------------- */
+
+/* access_write.lua. KEYS users, apikeys, access version, events; ARGV prefix, now, access
+ * channel, event retention, event JSON, op, then the op's arguments (args, nargs: borrowed). */
+void call_access_write(struct script_call *c, const struct keys *k, int64_t now_ms,
+                       int64_t retention_ms, const char *event, const char *op,
+                       const char *const *args, int nargs);
+/* access_load.lua. KEYS users, apikeys, access version, lockouts, apikey_used; ARGV prefix,
+ * now. */
+void call_access_load(struct script_call *c, const struct keys *k, int64_t now_ms);
+/* auth_fail.lua. KEYS authfail:<addr>, lockouts, events; ARGV addr, now, window, threshold,
+ * lockout, access channel, event retention, event JSON. */
+struct call_auth_fail_args {
+    const char *addr;
+    int64_t now_ms, window_ms, threshold, lockout_ms, retention_ms;
+    const char *event;
+};
+void call_auth_fail(struct script_call *c, const struct keys *k,
+                    const struct call_auth_fail_args *a);
+
 #endif

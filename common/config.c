@@ -198,6 +198,17 @@ static const struct setting table[] = {
      NULL,
      "file of API keys, one a line (# comments), each at least 16 characters; read at "
      "start-up and again on SIGHUP (a file that fails to load keeps the keys in force)"},
+    {"auth-fail-limit", "SHOAL_AUTH_FAIL_LIMIT", T_INT, "20", SCOPE_WORKER, false,
+     OFF(auth_fail_limit), 0, 1000000, NULL,
+     "wrong API keys from one client address within a minute, counted fleet-wide, before "
+     "the address is locked out on every node (429 with Retry-After); 0: never"},
+    {"trusted-proxies", "SHOAL_TRUSTED_PROXIES", T_STR, "", SCOPE_WORKER, false,
+     OFF(trusted_proxies), 0, 0, NULL,
+     "comma list of proxy addresses (exact IPs, e.g. the load balancer's) whose "
+     "X-Forwarded-For names the client: its last entry is then the address that lockouts "
+     "count and events record"},
+    {"auth-lockout", "SHOAL_AUTH_LOCKOUT", T_DUR, "5m", SCOPE_WORKER, false, OFF(auth_lockout_ms),
+     1000, DAY, NULL, "how long a locked-out client address is refused"},
     {"package-dir", "SHOAL_PACKAGE_DIR", T_STR, "packages", SCOPE_WORKER, false, OFF(package_dir),
      0, 0, NULL,
      "where uploaded packages are stored (relative to the working directory; in "

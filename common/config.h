@@ -42,6 +42,9 @@ struct shoal_config {
     int64_t handler_threads;   /* --handler-threads / SHOAL_HANDLER_THREADS */
     int64_t retry_backoff_ms;  /* --retry-backoff / SHOAL_RETRY_BACKOFF: first retry delay */
     char *api_key;             /* --api-key / SHOAL_API_KEY: HTTP API key(s), comma list; secret */
+    int64_t auth_fail_limit;   /* --auth-fail-limit: wrong keys a minute per address; 0 off */
+    char *trusted_proxies;     /* --trusted-proxies: peers whose X-Forwarded-For is believed */
+    int64_t auth_lockout_ms;   /* --auth-lockout: how long a locked-out address is refused */
     char *api_key_file;        /* --api-key-file / SHOAL_API_KEY_FILE: file of keys, one a line */
     char *package_dir;         /* --package-dir / SHOAL_PACKAGE_DIR: uploaded packages */
     bool allow_redis_eviction; /* --allow-redis-eviction: run on a Redis that may evict keys */

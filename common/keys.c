@@ -29,6 +29,16 @@ enum key_id {
     KEY_PACKAGE_LOCK,
     KEY_LAYOUT,
     KEY_QUEUE_SEEN,
+    KEY_USERS,
+    KEY_USER,
+    KEY_APIKEYS,
+    KEY_APIKEY,
+    KEY_APIKEY_USED,
+    KEY_ACCESS_VER,
+    KEY_ACCESS,
+    KEY_AUTHFAIL,
+    KEY_LOCKOUTS,
+    KEY_EVENTS,
     KEY_COUNT
 };
 
@@ -70,6 +80,23 @@ const struct key_layout keys_layout[KEY_COUNT] = {
                     "refused at registration"},
     [KEY_QUEUE_SEEN] = {"{NS}:qseen", "sorted set",
                         "queue name -> last enqueue (ms): idle empty queues are forgotten"},
+    [KEY_USERS] = {"{NS}:users", "set", "user names"},
+    [KEY_USER] = {"{NS}:user:<name>", "hash", "a user: role, display name, is_service, created"},
+    [KEY_APIKEYS] = {"{NS}:apikeys", "set", "API key ids"},
+    [KEY_APIKEY] = {"{NS}:apikey:<id>", "hash",
+                    "an API key: SHA-256 of the key (never the key), user, purpose, created, "
+                    "expires, access, hint"},
+    [KEY_APIKEY_USED] = {"{NS}:apikey_used", "hash",
+                         "API key id -> last used (ms), written at most once a minute per key"},
+    [KEY_ACCESS_VER] = {"{NS}:access_ver", "string",
+                        "the access version: raised by every user or key change"},
+    [KEY_ACCESS] = {"{NS}:access", "pub/sub channel",
+                    "\"v <version>\" after every user or key change, \"lock <addr> <until>\" "
+                    "after a lockout"},
+    [KEY_AUTHFAIL] = {"{NS}:authfail:<addr>", "string, PX window",
+                      "failed key checks from one client address in the window"},
+    [KEY_LOCKOUTS] = {"{NS}:lockouts", "sorted set", "client address -> end of its lockout (ms)"},
+    [KEY_EVENTS] = {"{NS}:events", "stream", "the audit trail: one event a change, JSON"},
 };
 const size_t keys_layout_count = KEY_COUNT;
 
@@ -198,4 +225,35 @@ char *keys_package_lock(const struct keys *k, const char *space, const struct pa
                         char *buf, size_t len) {
     const char *parts[] = {space, n->id, n->version};
     return build(k, KEY_PACKAGE_LOCK, parts, 3, buf, len);
+}
+
+char *keys_users(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_USERS, buf, len);
+}
+char *keys_user(const struct keys *k, const char *name, char *buf, size_t len) {
+    return build1(k, KEY_USER, name, buf, len);
+}
+char *keys_apikeys(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_APIKEYS, buf, len);
+}
+char *keys_apikey(const struct keys *k, const char *id, char *buf, size_t len) {
+    return build1(k, KEY_APIKEY, id, buf, len);
+}
+char *keys_apikey_used(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_APIKEY_USED, buf, len);
+}
+char *keys_access_version(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_ACCESS_VER, buf, len);
+}
+char *keys_access(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_ACCESS, buf, len);
+}
+char *keys_authfail(const struct keys *k, const char *addr, char *buf, size_t len) {
+    return build1(k, KEY_AUTHFAIL, addr, buf, len);
+}
+char *keys_lockouts(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_LOCKOUTS, buf, len);
+}
+char *keys_events(const struct keys *k, char *buf, size_t len) {
+    return build0(k, KEY_EVENTS, buf, len);
 }

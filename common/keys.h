@@ -67,5 +67,17 @@ char *keys_package_index(const struct keys *k, const char *space, char *buf, siz
 char *keys_package_spaces(const struct keys *k, char *buf, size_t len);
 char *keys_package_lock(const struct keys *k, const char *space, const struct package_name *n,
                         char *buf, size_t len);
+/* Access (api/access.h, cli/access.c): users, API keys, the access version and its channel,
+ * failed checks per client address, lockouts, and the audit trail (common/access.h). */
+char *keys_users(const struct keys *k, char *buf, size_t len);
+char *keys_user(const struct keys *k, const char *name, char *buf, size_t len);
+char *keys_apikeys(const struct keys *k, char *buf, size_t len);
+char *keys_apikey(const struct keys *k, const char *id, char *buf, size_t len);
+char *keys_apikey_used(const struct keys *k, char *buf, size_t len);
+char *keys_access_version(const struct keys *k, char *buf, size_t len);
+char *keys_access(const struct keys *k, char *buf, size_t len);
+char *keys_authfail(const struct keys *k, const char *addr, char *buf, size_t len);
+char *keys_lockouts(const struct keys *k, char *buf, size_t len);
+char *keys_events(const struct keys *k, char *buf, size_t len);
 
 #endif

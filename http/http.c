@@ -688,6 +688,8 @@ const char *http_header(const struct http_exchange *ex, const char *name) {
     return NULL;
 }
 
+const char *http_peer(const struct http_exchange *ex) { return ex->conn ? ex->conn->peer : ""; }
+
 const struct http_site *http_site_of(const struct http_exchange *ex) {
     return ex->conn ? ex->conn->site : NULL;
 }

@@ -184,6 +184,8 @@ struct http_conn {
     bool reflush;          /* ... which this records */
     uint64_t requests;     /* requests begun on this connection (deadlines tell them
                                      * apart) */
+    char peer[48];         /* the peer's address as text ("127.0.0.1"), set by the transport
+                                     * after http_conn_init; "" when unknown */
     /* A read off the loop: non-NULL while a sink's memory is lent (http_conn_read_buffer with
      * off_loop) until http_conn_lent_back(), whatever the state meanwhile (the connection
      * may stop or close while the read runs; the memory still comes back exactly once). */
@@ -265,6 +267,8 @@ const char *http_param(const struct http_exchange *ex, unsigned i);
 const char *http_header(const struct http_exchange *ex, const char *name);
 /* The body of an HTTP_BODY_BUFFER route (empty otherwise). */
 const struct buf *http_body(const struct http_exchange *ex);
+/* The peer's address as the transport recorded it ("" when unknown or detached). */
+const char *http_peer(const struct http_exchange *ex);
 /* The site, or NULL once the connection is gone (the answer would be dropped). */
 const struct http_site *http_site_of(const struct http_exchange *ex);
 

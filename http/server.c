@@ -263,6 +263,18 @@ static unsigned peer_addr(uv_tcp_t *tcp, unsigned char a[16]) {
     return 0;
 }
 
+/* The peer's address as text into out ("" when unknown: a unix socket, an error). */
+static void peer_name(uv_tcp_t *tcp, char *out, size_t len) {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    out[0] = '\0';
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &sl) != 0) return;
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, out, len);
+    else if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, out, len);
+}
+
 /* Counts one more connection from the address a; NULL (and nothing counted) when that
  * address already holds the cap. */
 static struct ip_count *ip_take(struct http_server *s, const unsigned char *a, unsigned len) {
@@ -610,6 +622,7 @@ static int conn_start(struct conn *c) {
     c->has_timer = true;
     c->open_handles++;
     http_conn_init(&c->http, &s->site, &conn_io);
+    if (c->h.handle.type == UV_TCP) peer_name(&c->h.tcp, c->http.peer, sizeof c->http.peer);
     c->want_read = true;
     c->accepted_ms = uv_now(s->loop);
     c->served = true;

@@ -102,6 +102,7 @@ struct chunk {
 
 struct upload {
     struct http_exchange *ex; /* ours until answered */
+    struct access_actor who;  /* who asked (the audit trail) */
     struct api_state *api;    /* counts us in api->uploads until freed */
     const struct node_services *svc;
     uv_loop_t *loop;
@@ -304,6 +305,10 @@ static void committed_cb(struct rconn *rc, redisReply *r, void *priv) {
         return;
     }
     u->status = 201;
+    char msg[400];
+    snprintf(msg, sizeof msg, "Package %s uploaded to %s (%llu bytes, SHA-256 %s)", u->ref.key,
+             u->space, (unsigned long long)u->size, u->hash);
+    api_audit(u->svc, &u->who, "Created", msg, u->ref.key, NULL, u->hash);
     log_info("package uploaded", " space=%s package=%s size=%llu sha256=%s io=%s", u->space,
              u->ref.key, (unsigned long long)u->size, u->hash, u->direct ? "direct" : "cached");
     finish(u);
@@ -981,7 +986,8 @@ static void refuse_busy(struct http_exchange *ex, struct api_state *api, int64_t
 }
 
 void pkg_upload_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_BUILTIN_FEED_PUSH, &who);
     if (!svc) return;
     /* POST /api/packages/raw, Octopus's route from before spaces, is the default space's. */
     const char *space = http_param(ex, 0) ? http_param(ex, 0) : PACKAGE_DEFAULT_SPACE;
@@ -1014,6 +1020,7 @@ void pkg_upload_cb(struct http_exchange *ex) {
         return;
     }
     struct upload *u = upload_new(ex, svc, space, mode);
+    u->who = who;
     char name[1024];
     if (multipart_is_form(ctype)) {
         u->multipart = true;

@@ -230,7 +230,7 @@ static void list_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 }
 
 static void list_cb(struct http_exchange *ex) {
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_FEED_VIEW);
     if (!svc) return;
     const char *space = http_param(ex, 0);
     if (!package_space_valid(space)) {
@@ -279,7 +279,7 @@ static void get_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 
 static void get_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_FEED_VIEW);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     const char *argv[] = {"HGETALL", ref.hash_key};
     (void)api_send(ex, svc, get_reply_cb, ex, 2, argv, NULL);
@@ -406,7 +406,7 @@ static void dl_reply_cb(struct rconn *rc, redisReply *r, void *priv) {
 
 static void download_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct node_services *svc = api_begin(ex);
+    const struct node_services *svc = api_begin(ex, PERM_BUILTIN_FEED_DOWNLOAD);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     if (!http_site_of(ex)->loop) {
         http_respond_error(ex, 503, "downloads need the node's event loop");
@@ -435,6 +435,7 @@ struct removal {
     char path[PATH_MAX];
     int status; /* the answer, once decided */
     char msg[160];
+    struct access_actor who; /* who asked (the audit trail) */
 };
 
 static void rm_closed(struct pkg_lock *l) {
@@ -462,8 +463,12 @@ static void rm_script_cb(struct rconn *rc, redisReply *r, void *priv) {
             "Redis connection lost while deleting; the file is gone, the metadata may remain");
     else if (r->type == REDIS_REPLY_ERROR)
         rm_answer(m, 500, r->str);
-    else
+    else {
+        char msg[400];
+        snprintf(msg, sizeof msg, "Package %s deleted from %s", m->ref.key, m->ref.space);
+        api_audit(m->svc, &m->who, "Deleted", msg, m->ref.key, m->ref.key, NULL);
         rm_answer(m, 204, "");
+    }
 }
 
 static void rm_unlink_cb(uv_fs_t *req) {
@@ -512,7 +517,8 @@ static void rm_locked(struct pkg_lock *l, int err) {
 
 static void delete_cb(struct http_exchange *ex) {
     struct pkg_ref ref;
-    const struct node_services *svc = api_begin(ex);
+    struct access_actor who;
+    const struct node_services *svc = api_begin_who(ex, PERM_BUILTIN_FEED_ADMINISTER, &who);
     if (!svc || !parse_ref(ex, svc, &ref)) return;
     uv_loop_t *loop = http_site_of(ex)->loop;
     if (!loop) {
@@ -524,6 +530,7 @@ static void delete_cb(struct http_exchange *ex) {
     m->svc = svc;
     m->loop = loop;
     m->ref = ref;
+    m->who = who;
     pkg_lock_acquire(&m->lock, loop, svc->redis, m->ref.lock_key, rm_locked);
 }
 
@@ -584,11 +591,12 @@ int packages_startup_clean(const char *dir, const char *node) {
 }
 
 const struct http_route package_routes[] = {
-    {HTTP_POST, "/api/{space}/packages/raw", pkg_upload_cb, HTTP_BODY_STREAM, api_admit},
-    {HTTP_POST, "/api/packages/raw", pkg_upload_cb, HTTP_BODY_STREAM, api_admit},
-    {HTTP_GET, "/api/{space}/packages", list_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/packages/{id}", get_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_GET, "/api/{space}/packages/{id}/raw", download_cb, HTTP_BODY_NONE, api_admit},
-    {HTTP_DELETE, "/api/{space}/packages/{id}", delete_cb, HTTP_BODY_NONE, api_admit},
+    {HTTP_POST, "/api/{space}/packages/raw", pkg_upload_cb, HTTP_BODY_STREAM, api_admit_feed_push},
+    {HTTP_POST, "/api/packages/raw", pkg_upload_cb, HTTP_BODY_STREAM, api_admit_feed_push},
+    {HTTP_GET, "/api/{space}/packages", list_cb, HTTP_BODY_NONE, api_admit_feed_view},
+    {HTTP_GET, "/api/{space}/packages/{id}", get_cb, HTTP_BODY_NONE, api_admit_feed_view},
+    {HTTP_GET, "/api/{space}/packages/{id}/raw", download_cb, HTTP_BODY_NONE,
+     api_admit_feed_download},
+    {HTTP_DELETE, "/api/{space}/packages/{id}", delete_cb, HTTP_BODY_NONE, api_admit_feed_admin},
 };
 const size_t package_nroutes = ARRAY_SIZE(package_routes);

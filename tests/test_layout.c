@@ -114,6 +114,16 @@ Test(key_layout, builders_produce_the_documented_names) {
         keys_package_lock(&k, "<space>", &pn, b[19], sizeof b[19]),
         keys_layout_version(&k, b[20], sizeof b[20]),
         keys_queue_seen(&k, b[21], sizeof b[21]),
+        keys_users(&k, b[22], sizeof b[22]),
+        keys_user(&k, "<name>", b[23], sizeof b[23]),
+        keys_apikeys(&k, b[24], sizeof b[24]),
+        keys_apikey(&k, "<id>", b[25], sizeof b[25]),
+        keys_apikey_used(&k, b[26], sizeof b[26]),
+        keys_access_version(&k, b[27], sizeof b[27]),
+        keys_access(&k, b[28], sizeof b[28]),
+        keys_authfail(&k, "<addr>", b[29], sizeof b[29]),
+        keys_lockouts(&k, b[30], sizeof b[30]),
+        keys_events(&k, b[31], sizeof b[31]),
     };
     struct doc_row rows[MAX_ROWS];
     size_t n = read_doc_rows(rows, MAX_ROWS);
@@ -223,6 +233,14 @@ Test(script_calls, keys_agree_with_script_headers) {
     check_keys(&c, seen);
     struct call_package_list_args pl = {"", 0, 10, "", false, 0};
     call_package_list(&c, &k, "Spaces-1", &pl);
+    check_keys(&c, seen);
+    const char *uargs[] = {"u", "viewer", "", "0"};
+    call_access_write(&c, &k, 1, 2, "{}", "user_add", uargs, 4);
+    check_keys(&c, seen);
+    call_access_load(&c, &k, 1);
+    check_keys(&c, seen);
+    struct call_auth_fail_args af = {"127.0.0.1", 1, 2, 3, 4, 5, "{}"};
+    call_auth_fail(&c, &k, &af);
     check_keys(&c, seen);
     for (int i = 0; i < SCRIPT_COUNT; i++)
         cr_assert(seen[i], "lua/%s.lua has no builder checked here", script_get(i)->name);

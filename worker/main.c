@@ -190,6 +190,8 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     snprintf(listen, sizeof listen, "%s:%d", host, http_server_port(w->http));
     node_init(&w->node, &w->loop, &w->cfg, &url, listen, fatal_cb, event_cb);
     w->services.redis = w->node.cmd;
+    /* Redis-held users and keys, kept coherent with every node (api/access.h). */
+    api->access = access_cache_new(&w->loop, &url, &w->node.keys, &w->cfg, w->node.cmd);
     w->claimer = claimer_new(&w->loop, &w->node, &w->cfg, w->handlers, sl > 0 ? self : NULL, credp);
 
     char desc[2048];
@@ -198,6 +200,7 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     shutdown_init(w);
     reload_init(w);
     node_start(&w->node);
+    access_cache_start(api->access);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (w->services.bg_cpu) bgq_close(w->services.bg_cpu);
     if (w->services.bg_io) bgq_close(w->services.bg_io);

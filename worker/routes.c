@@ -13,13 +13,10 @@ static const struct {
     const struct http_route *routes;
     const size_t *n;
 } modules[] = {
-    {ping_routes, &ping_nroutes},
-    {metrics_routes, &metrics_nroutes},
-    {api_node_routes, &api_node_nroutes},
-    {api_task_routes, &api_task_nroutes},
-    {package_routes, &package_nroutes},
-    {page_routes, &page_nroutes},
-    {api_octopus_routes, &api_octopus_nroutes},
+    {ping_routes, &ping_nroutes},         {metrics_routes, &metrics_nroutes},
+    {api_node_routes, &api_node_nroutes}, {api_task_routes, &api_task_nroutes},
+    {api_user_routes, &api_user_nroutes}, {package_routes, &package_nroutes},
+    {page_routes, &page_nroutes},         {api_octopus_routes, &api_octopus_nroutes},
 };
 
 struct http_route *node_routes_build(size_t *n) {

@@ -6,6 +6,7 @@
  * the grace. A fatal condition (name taken) goes the same way with a non-zero code. */
 #include <stdlib.h>
 
+#include "api/api.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/worker.h"
@@ -20,10 +21,11 @@ static void handle_closed_cb(uv_handle_t *h) { part_closed(h->data); }
 static void http_closed_cb(void *arg) { part_closed(arg); }
 static void claimer_closed_cb(void *arg) { part_closed(arg); }
 static void node_closed_cb(struct node *n) { part_closed(container_of(n, struct worker, node)); }
+static void access_closed_cb(void *arg) { part_closed(arg); }
 
 /* Everything is finished: close all handles so uv_run returns. */
 static void close_all(struct worker *w) {
-    w->open_parts = 8;
+    w->open_parts = 9;
     w->sigterm.data = w->sigint.data = w->grace.data = w->reload.sighup.data = w;
     uv_close((uv_handle_t *)&w->reload.sighup, handle_closed_cb);
     uv_close((uv_handle_t *)&w->sigterm, handle_closed_cb);
@@ -36,6 +38,10 @@ static void close_all(struct worker *w) {
     w->http = NULL;
     claimer_close(w->claimer, claimer_closed_cb, w);
     node_close(&w->node, node_closed_cb);
+    if (w->services.api && w->services.api->access)
+        access_cache_close(w->services.api->access, access_closed_cb, w);
+    else
+        w->open_parts--;
     part_closed(w);
 }
 
