@@ -7,6 +7,7 @@ const REFRESH_MS = 2000;
 const $ = (id) => document.getElementById(id);
 const rows = new Map();       // node Id -> {tr, its cells and controls, node, busy}
 let timer = null, loading = false;
+let perms = null;             // the key's effective permission names (a Set), once known
 
 // One call to the API: JSON in and out. Throws an Error whose message is for people, with
 // .status (0 when the node could not be reached).
@@ -36,10 +37,24 @@ function say(id, text, error) {
   $(id).className = error ? "msg error" : "msg";
 }
 
-// An error, in words: a refused key brings the key form back with the server's reason.
+// An error, in words: a refused key brings the key form back with the server's reason; a
+// permission the key lacks is said where it happened (the key stays).
 function fail(id, e, what) {
-  if (e.status === 401 || e.status === 403) return askKey("API key refused: " + e.message);
+  if (e.status === 401 || (e.status === 403 && !/permission/i.test(e.message)))
+    return askKey("API key refused: " + e.message);
   say(id, (what ? what + ": " : "") + e.message, true);
+}
+
+const may = (p) => !perms || perms.has(p);   // unknown yet: the server decides
+
+// Who the key belongs to, and what it may do: the user and its effective permissions.
+async function whoAmI() {
+  const me = await api("GET", "/api/users/me");
+  const p = await api("GET", me.Links.Permissions);
+  perms = new Set([...(p.SystemPermissions || []), ...Object.keys(p.SpacePermissions || {})]);
+  $("me").textContent = me.Username + (me.Role ? " (" + me.Role + ")" : "");
+  $("me").title = [...perms].sort().join(", ") || "no permissions";
+  for (const r of rows.values()) update(r, r.node);
 }
 
 function askKey(why) {
@@ -56,7 +71,8 @@ function start() {
   $("key-form").hidden = true;
   $("main").hidden = $("change-key").hidden = false;
   say("act", "");
-  refresh();
+  perms = null;
+  whoAmI().catch((e) => fail("msg", e)).finally(refresh);
   timer = setInterval(refresh, REFRESH_MS);
 }
 
@@ -134,9 +150,31 @@ function update(r, n) {
   r.seen.textContent = ago(n.LastSeen);
   r.seen.title = n.LastSeen || "";
   r.tasks.textContent = n.RunningTaskCount;
+  const admin = may("AdministerSystem");
+  r.cap.disabled = r.drain.disabled = !admin;
+  r.cap.title = r.drain.title = admin ? "" : "needs the AdministerSystem permission";
   if (r.busy) return;
   if (document.activeElement !== r.cap) r.cap.value = n.MaxConcurrentTasks;
   r.drain.checked = n.IsInMaintenanceMode;
+}
+
+// The ten newest events, for a key with EventView.
+async function showEvents() {
+  const section = $("events");
+  section.hidden = !(perms && perms.has("EventView"));
+  if (section.hidden) return;
+  const page = await api("GET", "/api/events?take=10");
+  const body = section.querySelector("tbody");
+  body.replaceChildren();
+  for (const ev of page.Items) {
+    const tr = body.insertRow();
+    cell(tr).textContent = ago(ev.Occurred);
+    tr.lastChild.title = ev.Occurred || "";
+    cell(tr).textContent = ev.Username || "";
+    cell(tr).textContent = ev.Message || "";
+  }
+  if (!page.Items.length) Object.assign(cell(body.insertRow()), {colSpan: 3,
+                                                                 textContent: "No events yet."});
 }
 
 async function refresh() {
@@ -156,6 +194,7 @@ async function refresh() {
     say("msg", nodes.length ? "Updated " + new Date().toLocaleTimeString()
                             : "No nodes registered.");
     await showTasks();
+    await showEvents();
   } catch (e) {
     fail("msg", e);
   } finally {

@@ -240,10 +240,40 @@ async function browse(context, nodes, { ping, hget, cli }) {
     /Executing/.test(await page.textContent("#tasks tbody")) && (await page.textContent("#tasks tbody")));
   check("the Tasks link lists node-2's executing task", listed, (listed || "").trim());
 
+  // Who the key is, and what it may do (issue 15): the node's own key is the built-in
+  // administrator; its changes above are in the recent events.
+  const me = await waitFor(async () => /bootstrap \(administrator\)/.test(await page.textContent("#me")) &&
+    (await page.textContent("#me")));
+  check("the page says whose key it is", me, me || "");
+  const evs = await waitFor(async () => (await page.isVisible("#events")) &&
+    /drain/i.test(await page.textContent("#events tbody")) && (await page.textContent("#events tbody")));
+  check("recent events list the drain made from the page", evs, (evs || "").slice(0, 200));
+  check("an administrator's controls are enabled",
+    !(await row("node-2").locator("input[type=checkbox]").isDisabled()));
+
   fs.mkdirSync(buildDir, { recursive: true });
   const shot = path.join(buildDir, "nodes-page.png");
   await page.screenshot({ path: shot, fullPage: true });
   check("screenshot saved", fs.existsSync(shot), shot);
+
+  // A viewer's key: it sees nodes and events, and the controls it may not use are disabled.
+  cli("user", "add", "page-viewer", "--role", "viewer");
+  const viewerKey = (/API-[A-Z0-9]+/.exec(cli("apikey", "create", "--user", "page-viewer",
+    "--purpose", "nodes page test")) || [""])[0];
+  await page.click("#change-key");
+  await page.fill("#key", viewerKey);
+  await page.click("#key-form button[type=submit]");
+  const viewer = await waitFor(async () => /page-viewer \(viewer\)/.test(await page.textContent("#me")) &&
+    (await page.textContent("#me")));
+  check("a viewer's key shows as the viewer", viewer, viewer || "");
+  const disabled = await waitFor(async () =>
+    (await row("node-2").locator("input[type=checkbox]").isDisabled()) &&
+    (await row("node-2").locator("input.cap").isDisabled()) &&
+    (await row("node-2").locator("input[type=checkbox]").getAttribute("title")));
+  check("a viewer's drain and cap controls are disabled, saying why",
+    /AdministerSystem/.test(disabled || ""), disabled || "");
+  check("a viewer still sees the nodes and the events",
+    (await row("node-2").count()) === 1 && (await page.isVisible("#events")));
   try { cli("cancel", id); } catch (e) { console.log(`# cancel ${id}: ${e.message}`); }
 
   // The node serving the page stops: the page says so in words.
