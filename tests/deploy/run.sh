@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "0 passed, 1 failed"
   exit 1
 fi
-for check in check_files maintenance probes acl privsep package; do
+for check in check_files maintenance access probes acl privsep package; do
   echo "=== $check"
   start=$EPOCHREALTIME
   out=$(timeout 120 $py -B "$here/$check.py" "$bin" 2>&1)
