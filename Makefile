@@ -3,7 +3,7 @@
 #   make test           build, run every test (and a short fuzz run)
 #   make test SANITIZE=1  the same suite under ASan+UBSan (build-asan/)
 #   make format         rewrite the C sources in the house style (.clang-format); make test checks it
-#   make fuzz           libFuzzer on the HTTP request path (FUZZ_SECONDS, default 60)
+#   make fuzz           libFuzzer on every parser: HTTP, task payloads, Redis URLs (FUZZ_SECONDS, default 60)
 #   make bench          the figures printed in the README
 #   make chaos          the full chaos run: 5,000 tasks, kills, a Redis restart, a failover
 #   make package        build/shoal_<version>_<arch>.deb (CPack; README "Run it in production")
