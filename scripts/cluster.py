@@ -8,8 +8,9 @@ While they run: (1) the namespace's slot is migrated to another primary (CLUSTER
 IMPORTING/MIGRATING, MIGRATE of every key, SETSLOT NODE), (2) that primary is failed over to
 its replica with CLUSTER FAILOVER, (3) the new primary is killed with SIGKILL and the cluster
 promotes its replica. Checks: every task final, none lost, no run started after its task was
-reported final, `shoal check` finds nothing; prints how long each event took to be followed
-(until every node answers ping 200 and a task has started after the event).
+reported final, `shoal check` finds nothing, ping (sampled every 50 ms) answers other than 200
+only inside an event's window; prints how long each event took to be followed (until every
+node answers ping 200 and a task has started after the event).
 
 Usage: scripts/cluster.py BUILD_DIR [--tasks N] [--short]
 Exit status 0 when every check holds. Everything runs on 127.0.0.1; every wait is bounded; only
@@ -20,7 +21,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 
 import redis
@@ -147,10 +150,27 @@ class Cluster(Chaos):
         except OSError:
             return False
 
+    def sample_pings(self):
+        """Every 50 ms, each node's ping status, until stopped: (monotonic time, status)."""
+        while not self.sampling_done:
+            for port in list(self.http.values()):
+                try:
+                    with urllib.request.urlopen(
+                            f"http://127.0.0.1:{port}/api/octopusservernodes/ping",
+                            timeout=1) as resp:
+                        status = resp.status
+                except urllib.error.HTTPError as e:
+                    status = e.code
+                except OSError:
+                    status = None
+                self.samples.append((time.monotonic(), status))
+            time.sleep(0.05)
+
     def followed(self, what, t0):
         wall = time.time()
         wait_for(lambda: self.ping_ok() and (self.started_after(wall) or self.done()), 60,
                  f"nodes following {what}")
+        self.windows.append((t0, time.monotonic()))
         self.follow.append((what, time.monotonic() - t0))
         print(f"cluster: {what}: followed in {self.follow[-1][1]:.2f} s", flush=True)
 
@@ -220,6 +240,9 @@ class Cluster(Chaos):
         for n in ("cluster-a", "cluster-b"):
             self.start_node(n)
         wait_for(self.ping_ok, 20, "nodes up")
+        self.samples, self.windows, self.sampling_done = [], [], False
+        sampler = threading.Thread(target=self.sample_pings, daemon=True)
+        sampler.start()
         self.enqueue()
         self.enqueued_at = time.monotonic()
         for step in (self.migrate, self.failover, self.kill_owner):
@@ -227,6 +250,8 @@ class Cluster(Chaos):
             step()
         wait_for(self.done, 300, "every task final")
         self.drain_s = time.monotonic() - self.enqueued_at
+        self.sampling_done = True
+        sampler.join(5)
         return self.verify_cluster()
 
     def verify_cluster(self):
@@ -264,7 +289,13 @@ class Cluster(Chaos):
         print(f"cluster: MOVED replies followed by the nodes: {moves} (must be > 0)")
         print(f"cluster: time to drain {self.drain_s:.1f} s")
         print("cluster: shoal check: " + (out.stdout.strip().splitlines() or ["?"])[-1])
-        ok = lost == 0 and late == 0 and out.returncode == 0 and moves > 0
+        # Ping is 503 only while the slot has no primary to answer: inside an event's window
+        # (from its start until it was followed, with 0.5 s for the last heartbeat's news).
+        bad = [(t, st) for t, st in self.samples if st != 200]
+        outside = [b for b in bad if not any(w0 <= b[0] <= w1 + 0.5 for w0, w1 in self.windows)]
+        print(f"cluster: ping samples {len(self.samples)}: not 200 in {len(bad)}, "
+              f"{len(outside)} of them outside the events (must be 0)")
+        ok = (lost == 0 and late == 0 and out.returncode == 0 and moves > 0 and not outside)
         print(f"cluster: {'OK' if ok else 'FAILED'}")
         return ok
 
