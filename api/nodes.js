@@ -178,7 +178,7 @@ async function showEvents() {
 }
 
 async function refresh() {
-  if (loading) return;
+  if (loading || !sessionStorage.getItem(KEY)) return;   // no key: the form is up, wait for it
   loading = true;
   try {
     const nodes = await api("GET", "/api/octopusservernodes/all");

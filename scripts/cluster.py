@@ -227,13 +227,6 @@ class Cluster(Chaos):
         print(f"cluster: SIGKILL of the owner {port}; {rep} promoted", flush=True)
         self.followed("SIGKILL of the slot's primary", t0)
 
-    def done(self):
-        r = self.master()
-        p = r.pipeline()
-        for tid in self.tokens.values():
-            p.hget(f"{{{NS}}}:task:{tid}", "state")
-        return all(s is not None and s.decode() in FINAL for s in p.execute())
-
     def run(self):
         self.start_cluster()
         print(f"cluster: 3 primaries, 3 replicas; namespace {NS} is slot {SLOT}", flush=True)

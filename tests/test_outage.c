@@ -135,6 +135,25 @@ static bool pid_gone(void *arg) {
     return p > 0 && kill(p, 0) != 0;
 }
 
+/* Queues `sh -c 'echo $$ > PIDFILE; exec sleep 60'` with the CLI and waits for it to run;
+ * returns the program's pid (its task number in *id when id is not NULL). */
+static pid_t start_sleeper(long long *id) {
+    char pidfile[160], cmd[640];
+    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
+    unlink(pidfile);
+    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
+             pidfile);
+    char *out = NULL;
+    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
+    cr_assert_eq(h_shoal(&out, NULL, enq), 0);
+    if (id) *id = atoll(strchr(out, '-') + 1);
+    free(out);
+    pid_t pid = 0;
+    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
+    cr_assert_gt(pid, 0, "the task did not start");
+    return pid;
+}
+
 /* Fencing (issue 16): a node that cannot prove it still holds its name stops its tasks before
  * its liveness TTL runs out, so that no other node runs them again while they still run.
  * Redis is frozen (SIGSTOP: nothing answers, nothing expires in Redis's eyes until it resumes)
@@ -149,15 +168,7 @@ Test(outage, a_node_that_cannot_prove_its_liveness_stops_its_tasks_before_its_tt
                            "1s",          NULL};
     h_worker_start(&w, &redis, "fenced", extra);
     cr_assert(h_ping_is(&w, 200, 10000));
-    char pidfile[160], cmd[640];
-    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
-    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
-             pidfile);
-    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
-    cr_assert_eq(h_shoal(NULL, NULL, enq), 0);
-    pid_t pid = 0;
-    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
-    cr_assert_gt(pid, 0, "the task did not start");
+    pid_t pid = start_sleeper(NULL);
     usleep(700 * 1000); /* a heartbeat or two acknowledged */
 
     /* A short freeze (well under TTL - margin = 0.85 s after the last acknowledged beat):
@@ -199,18 +210,8 @@ Test(outage, a_run_redis_no_longer_records_as_the_nodes_is_stopped) {
     struct h_worker w;
     const char *extra[] = {"--allow-exec", "/bin/sh", "--kill-grace", "300ms", NULL};
     h_worker_start(&w, &redis, "lost", extra);
-    char pidfile[160], cmd[640];
-    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
-    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
-             pidfile);
-    char *out = NULL;
-    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
-    cr_assert_eq(h_shoal(&out, NULL, enq), 0);
-    long long id = atoll(strchr(out, '-') + 1);
-    free(out);
-    pid_t pid = 0;
-    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
-    cr_assert_gt(pid, 0, "the task did not start");
+    long long id = 0;
+    pid_t pid = start_sleeper(&id);
 
     redisContext *rc = h_redis_connect(&redis);
     cr_assert_not_null(rc);
@@ -246,15 +247,7 @@ Test(outage, a_frozen_node_cannot_keep_its_runs_past_its_lease) {
         "--heartbeat", "500ms", "--allow-exec", "/bin/sh", "--grace",
         "1s",          NULL}; /* the task runs again after the freeze: shut down in 1 s */
     h_worker_start(&w, &redis, "frozen", extra);
-    char pidfile[160], cmd[640];
-    snprintf(pidfile, sizeof pidfile, "%s/task.pid", redis.dir);
-    snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 60", pidfile, pidfile,
-             pidfile);
-    const char *enq[] = {"enqueue", "--redis", redis.url, "--", "/bin/sh", "-c", cmd, NULL};
-    cr_assert_eq(h_shoal(NULL, NULL, enq), 0);
-    pid_t pid = 0;
-    for (int i = 0; i < 500 && !(pid = read_pid(pidfile)); i++) usleep(10000);
-    cr_assert_gt(pid, 0, "the task did not start");
+    pid_t pid = start_sleeper(NULL);
     usleep(700 * 1000); /* a heartbeat or two acknowledged */
 
     kill(w.pid, SIGSTOP);
