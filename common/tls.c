@@ -189,11 +189,14 @@ static SSL *tls_open(const struct tls_opts *o, char *err, size_t errlen) {
     }
     SSL_set_fd(ssl, fd);
     X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-    if (is_ip(o->host)) {
-        X509_VERIFY_PARAM_set1_ip_asc(vp, o->host);
+    /* --redis-sni: the name to send and check when the URL's host is not the certificate's
+     * (an address, a tunnel, a proxy). */
+    const char *name = o->name && *o->name ? o->name : o->host;
+    if (is_ip(name)) {
+        X509_VERIFY_PARAM_set1_ip_asc(vp, name);
     } else {
-        SSL_set_tlsext_host_name(ssl, o->host);
-        SSL_set1_host(ssl, o->host);
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set1_host(ssl, name);
     }
     errno = 0;
     int rc = SSL_connect(ssl);
@@ -213,6 +216,9 @@ static SSL *tls_open(const struct tls_opts *o, char *err, size_t errlen) {
             snprintf(err, errlen, "TLS: the certificate of %s:%d is not trusted: %s%s", o->host,
                      o->port, X509_verify_cert_error_string(v), hint);
             ERR_clear_error();
+            size_t n = strlen(err);
+            if (name != o->host && n < errlen)
+                snprintf(err + n, errlen - n, " (the name checked: %s, from --redis-sni)", name);
         } else {
             bool timed_out = errno == EAGAIN || errno == EWOULDBLOCK;
             ssl_errors(why, sizeof why);
@@ -370,7 +376,7 @@ struct tls_bridge {
     int wake[2]; /* tls_bridge_close -> the thread */
     tls_ready_cb ready;
     void *arg;
-    char host[256], ca[512], cert[512], key[512];
+    char host[256], ca[512], cert[512], key[512], name[256];
     struct tls_opts opts;
     char dir[64], path[108]; /* the private directory and the socket in it */
     char err[512];           /* set when the TLS connection failed */
@@ -487,7 +493,8 @@ struct tls_bridge *tls_bridge_start(uv_loop_t *loop, const struct tls_opts *o, t
     snprintf(b->ca, sizeof b->ca, "%s", o->ca ? o->ca : "");
     snprintf(b->cert, sizeof b->cert, "%s", o->cert ? o->cert : "");
     snprintf(b->key, sizeof b->key, "%s", o->key ? o->key : "");
-    b->opts = (struct tls_opts){b->host, o->port, b->ca, b->cert, b->key, o->timeout_ms};
+    snprintf(b->name, sizeof b->name, "%s", o->name ? o->name : "");
+    b->opts = (struct tls_opts){b->host, o->port, b->ca, b->cert, b->key, o->timeout_ms, b->name};
     uv_async_init(loop, &b->async, async_cb);
     pthread_t t;
     live_add(1);

@@ -234,3 +234,41 @@ Test(tls, mutual_tls_with_a_client_certificate) {
     cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up with its client certificate");
     stop_clean(&w);
 }
+
+/* --redis-sni: the URL names an address the certificate does not carry (a tunnel, a proxy, an
+ * IP); the name given is sent and checked instead, for the CLI and for a node; a wrong one is
+ * refused and the message names it. */
+Test(tls, a_server_name_other_than_the_urls_host_with_redis_sni) {
+    start_tls_redis(&redis, cert, false);
+    char *err = NULL, ip_url[96];
+    snprintf(ip_url, sizeof ip_url, "rediss://127.0.0.1:%d/0", tls_port);
+    cr_assert_eq(cli_nodes(&err, ip_url, "--redis-ca", ca, "--redis-sni", "localhost", NULL, NULL),
+                 0, "%s", err);
+    free(err);
+    cr_assert_neq(
+        cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-sni", "other.example", NULL, NULL), 0);
+    cr_assert(strstr(err, "does not name") && strstr(err, "other.example"), "%s", err);
+    free(err);
+    cr_assert_neq(cli_nodes(&err, redis.url, "--redis-sni", "localhost", NULL, NULL, NULL, NULL),
+                  0);
+    cr_assert(strstr(err, "must start with rediss://"), "%s", err);
+    free(err);
+
+    struct h_worker w;
+    const char *extra[] = {"--redis", ip_url, "--redis-ca", ca, "--redis-sni", "localhost", NULL};
+    h_worker_start(&w, &redis, "tls-sni", extra);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not connect with --redis-sni");
+    char *out = NULL, *e = NULL;
+    const char *enq[] = {"enqueue",     "--redis",   ip_url,   "--redis-ca", ca,
+                         "--redis-sni", "localhost", "--type", "noop",       NULL};
+    cr_assert_eq(h_shoal(&out, &e, enq), 0, "enqueue with --redis-sni: %s", e ? e : "");
+    struct shoal_client cl;
+    char cerr[256];
+    cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", cerr, sizeof cerr), 0, "%s", cerr);
+    struct state_want s = {&cl, atoll(strchr(out, '-') + 1)};
+    free(out);
+    free(e);
+    cr_assert(h_eventually(succeeded, &s, 10000), "the task did not run");
+    shoal_client_close(&cl);
+    stop_clean(&w);
+}
