@@ -245,69 +245,84 @@ static void ssl_close(SSL *ssl) {
     if (fd >= 0) close(fd);
 }
 
-static int write_all(int fd, const char *b, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Copies both ways until either side closes or wake (>= 0) becomes readable. The TLS socket is
- * non-blocking here: TLS 1.3 servers send session tickets after the handshake, and a blocking
- * SSL_read would process them and then wait for application data that hiredis has not asked
- * for yet, never reading hiredis's commands. The local socket stays blocking (hiredis reads
- * what it is sent). Each turn: everything TLS has decrypted goes to hiredis, then what hiredis
- * wrote goes to TLS, then poll. */
+/* Copies both ways until either side closes or wake (>= 0) becomes readable. Both sockets are
+ * non-blocking and each direction holds at most one buffer (COPY_BUF) in flight, so neither
+ * direction waits on the other: TLS 1.3 servers send session tickets after the handshake, and a
+ * blocking SSL_read would wait for application data hiredis has not asked for yet; and a
+ * pipelining client (hiredis writes every command before it reads a reply) must have its
+ * commands taken while a reply waits for it to read, as a plain TCP connection to Redis does.
+ * Each turn: TLS -> hiredis until TLS has nothing more or hiredis's socket is full, hiredis ->
+ * TLS until hiredis has nothing more or TLS would block, then poll for what unblocks either. */
 static void copy(SSL *ssl, int local, int wake) {
     int net = SSL_get_fd(ssl);
     fcntl(net, F_SETFL, fcntl(net, F_GETFL) | O_NONBLOCK);
+    fcntl(local, F_SETFL, fcntl(local, F_GETFL) | O_NONBLOCK);
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     char *in = xmalloc(COPY_BUF), *out = xmalloc(COPY_BUF);
-    size_t out_len = 0, out_off = 0;
+    size_t in_len = 0, in_off = 0, out_len = 0, out_off = 0;
     for (;;) {
-        bool want_write = false;
+        bool want_write = false, want_read = false;
         for (;;) { /* TLS -> hiredis */
+            if (in_off < in_len) {
+                ssize_t w = send(local, in + in_off, in_len - in_off, MSG_NOSIGNAL);
+                if (w > 0) {
+                    in_off += (size_t)w;
+                    continue;
+                }
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* poll POLLOUT */
+                goto done;
+            }
+            in_off = in_len = 0;
             int r = SSL_read(ssl, in, COPY_BUF);
             if (r > 0) {
-                if (write_all(local, in, (size_t)r) != 0) goto done;
+                in_len = (size_t)r;
                 continue;
             }
             int e = SSL_get_error(ssl, r);
-            if (e == SSL_ERROR_WANT_READ) break;
+            if (e == SSL_ERROR_WANT_READ) {
+                want_read = true;
+                break;
+            }
             if (e == SSL_ERROR_WANT_WRITE) {
                 want_write = true;
                 break;
             }
             goto done; /* closed by the server, or an error */
         }
-        while (out_off < out_len) { /* hiredis -> TLS */
-            int w = SSL_write(ssl, out + out_off, (int)(out_len - out_off));
-            if (w > 0) {
-                out_off += (size_t)w;
+        for (;;) { /* hiredis -> TLS */
+            if (out_off < out_len) {
+                int w = SSL_write(ssl, out + out_off, (int)(out_len - out_off));
+                if (w > 0) {
+                    out_off += (size_t)w;
+                    continue;
+                }
+                int e = SSL_get_error(ssl, w);
+                if (e == SSL_ERROR_WANT_WRITE)
+                    want_write = true;
+                else if (e == SSL_ERROR_WANT_READ)
+                    want_read = true;
+                else
+                    goto done;
+                break;
+            }
+            out_off = out_len = 0;
+            ssize_t r = read(local, out, COPY_BUF);
+            if (r > 0) {
+                out_len = (size_t)r;
                 continue;
             }
-            int e = SSL_get_error(ssl, w);
-            if (e == SSL_ERROR_WANT_WRITE) want_write = true;
-            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) goto done;
-            break;
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* poll POLLIN */
+            goto done; /* hiredis closed its side, or an error */
         }
-        if (out_off == out_len) out_off = out_len = 0;
-        struct pollfd p[3] = {{local, out_len ? 0 : POLLIN, 0},
-                              {net, (short)(POLLIN | (want_write ? POLLOUT : 0)), 0},
-                              {wake, POLLIN, 0}};
+        struct pollfd p[3] = {
+            {local, (short)((in_off < in_len ? POLLOUT : 0) | (out_len ? 0 : POLLIN)), 0},
+            {net, (short)((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0)), 0},
+            {wake, POLLIN, 0}};
         int n = poll(p, wake >= 0 ? 3 : 2, -1);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || (wake >= 0 && p[2].revents)) break;
-        if (out_len == 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t r = read(local, out, COPY_BUF);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break; /* hiredis closed its side */
-            out_len = (size_t)r;
-        }
     }
 done:
     free(in);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/rsync.h"
 #include "common/task_codec.h"
 #include "tests/harness.h"
 
@@ -359,4 +360,38 @@ Test(tls, an_outage_over_tls_loses_and_repeats_nothing) {
     cr_assert(strstr(log, "recovered tasks") == NULL, "nothing was recovered: %s", log);
     free(log);
     stop_clean(&w);
+}
+
+/* A pipeline whose commands and replies both exceed the socket buffers (128 SET and GET pairs of
+ * 64 KiB: 8 MiB each way). Over plain TCP it gets through: Redis keeps reading commands while it
+ * queues replies the client is not reading yet. Over TLS the bridge must do the same, and not
+ * stop reading hiredis's commands while it waits for hiredis to take a reply. */
+Test(tls, a_pipeline_larger_than_the_socket_buffers_gets_through) {
+    start_tls_redis(&redis, cert, false);
+    setenv("SHOAL_REDIS_CA", ca, 1);
+    const char *urls[] = {redis.url, tls_url};
+    size_t len = 64 * 1024;
+    char *v = malloc(len);
+    memset(v, 'x', len);
+    for (int u = 0; u < 2; u++) {
+        struct rsync r;
+        char err[256];
+        cr_assert_eq(rsync_open(&r, urls[u], 5000, err, sizeof err), 0, "%s", err);
+        enum { PAIRS = 128 };
+        for (int i = 0; i < PAIRS; i++) {
+            redisAppendCommand(r.c, "SET pipe:%d %b", i, v, len);
+            redisAppendCommand(r.c, "GET pipe:%d", i);
+        }
+        for (int i = 0; i < 2 * PAIRS; i++) {
+            void *reply = NULL;
+            cr_assert_eq(redisGetReply(r.c, &reply), REDIS_OK, "%s: reply %d: %s", urls[u], i,
+                         r.c->errstr);
+            redisReply *rr = reply;
+            if (i % 2) cr_assert(rr->type == REDIS_REPLY_STRING && rr->len == len, "%s", urls[u]);
+            freeReplyObject(reply);
+        }
+        rsync_close(&r);
+    }
+    free(v);
+    unsetenv("SHOAL_REDIS_CA");
 }
