@@ -103,7 +103,8 @@ static int open_args(struct cli *c, int argc, char **argv, struct cli_flag *flag
     if (rurl_parse_with_password(c->cfg.redis_url, c->cfg.redis_password_file, &u, err,
                                  sizeof err) != 0 ||
         rurl_tls_files(&u, c->cfg.redis_ca, c->cfg.redis_cert, c->cfg.redis_key, err, sizeof err) !=
-            0)
+            0 ||
+        rurl_tls_name(&u, c->cfg.redis_sni, err, sizeof err) != 0)
         return cli_fail(c, EXIT_FAIL, "%s", err);
     if (u.cluster) rurl_cluster_namespace(&u, c->cfg.namespace);
     int rc = rsync_open_rurl(&c->redis, &u, 5000, err, sizeof err);

@@ -248,6 +248,10 @@ static const struct setting table[] = {
      OFF(redis_cert), 0, 0, NULL, "client certificate (PEM) for rediss:// with mutual TLS"},
     {"redis-key", "SHOAL_REDIS_KEY", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_key),
      0, 0, NULL, "private key (PEM) of --redis-cert"},
+    {"redis-sni", "SHOAL_REDIS_SNI", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_sni),
+     0, 0, NULL,
+     "server name for rediss:// (as redis-cli's --sni): sent as SNI and checked in the "
+     "certificate instead of the URL's host (empty: the URL's host)"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {

@@ -56,6 +56,7 @@ struct shoal_config {
     char *redis_ca;            /* --redis-ca: CA file for rediss:// ("" = the system's store) */
     char *redis_cert;          /* --redis-cert: client certificate for rediss:// */
     char *redis_key;           /* --redis-key: its private key */
+    char *redis_sni;           /* --redis-sni: the name sent and checked ("" = the URL's host) */
 };
 
 /* Fills cfg with defaults (the node name from the host name). Free with config_free(). */

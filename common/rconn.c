@@ -364,8 +364,8 @@ static void tls_up_cb(struct tls_bridge *b, const char *path, const char *err, v
 static void connect_master(struct rconn *rc) {
     if (rc->url.tls) {
         /* The TCP connect and the handshake run in the bridge's thread, under our deadline. */
-        struct tls_opts o = {rc->host,     rc->port,    rc->url.ca,
-                             rc->url.cert, rc->url.key, CONNECT_TIMEOUT_MS};
+        struct tls_opts o = {rc->host,    rc->port,           rc->url.ca, rc->url.cert,
+                             rc->url.key, CONNECT_TIMEOUT_MS, rc->url.sni};
         rc->tls = tls_bridge_start(rc->loop, &o, tls_up_cb, rc);
         rc->state = CONNECTING;
         uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);

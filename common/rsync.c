@@ -97,6 +97,7 @@ int rsync_open_ns(struct rsync *r, const char *url, const char *ns, int timeout_
     if (u.tls && (rc = rurl_tls_files(&u, getenv("SHOAL_REDIS_CA"), getenv("SHOAL_REDIS_CERT"),
                                       getenv("SHOAL_REDIS_KEY"), err, errlen)) != 0)
         return rc;
+    if (u.tls && (rc = rurl_tls_name(&u, getenv("SHOAL_REDIS_SNI"), err, errlen)) != 0) return rc;
     return rsync_open_rurl(r, &u, timeout_ms, err, errlen);
 }
 
@@ -111,7 +112,7 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     r->url = u;
     r->tls = u.tls;
     if (u.tls) { /* TLS under hiredis: the bridge's local end (common/tls.h) */
-        struct tls_opts o = {u.host, u.port, u.ca, u.cert, u.key, timeout_ms};
+        struct tls_opts o = {u.host, u.port, u.ca, u.cert, u.key, timeout_ms, u.sni};
         int fd = tls_connect_fd(&o, &r->bridge, err, errlen);
         if (fd < 0) return SHOAL_EREDIS;
         r->c = redisConnectFd(fd);

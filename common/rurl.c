@@ -278,3 +278,17 @@ int rurl_tls_files(struct rurl *u, const char *ca, const char *cert, const char 
     }
     return 0;
 }
+
+int rurl_tls_name(struct rurl *u, const char *name, char *err, size_t errlen) {
+    if (!name || !*name) return 0;
+    if (!u->tls) {
+        snprintf(err, errlen, "--redis-sni is for TLS: the Redis URL must start with rediss://");
+        return SHOAL_ECONFIG;
+    }
+    if (strlen(name) >= sizeof u->sni) {
+        snprintf(err, errlen, "--redis-sni: name too long");
+        return SHOAL_ECONFIG;
+    }
+    snprintf(u->sni, sizeof u->sni, "%s", name);
+    return 0;
+}

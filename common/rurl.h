@@ -33,6 +33,8 @@ struct rurl {
     char ca[256];     /* --redis-ca: CA file ("" = the system's store) */
     char cert[256];   /* --redis-cert: client certificate ("" = none) */
     char key[256];    /* --redis-key: its private key */
+    char sni[256];    /* --redis-sni: the server's name for SNI and the certificate check ("" =
+                       * host) */
 };
 
 /* Cluster mode: every key of namespace ns carries the hash tag {ns}, so the namespace lives in
@@ -52,6 +54,10 @@ int rurl_password_file(struct rurl *u, const char *file, char *err, size_t errle
  * or given for a URL without TLS. */
 int rurl_tls_files(struct rurl *u, const char *ca, const char *cert, const char *key, char *err,
                    size_t errlen);
+
+/* Sets the TLS server name (--redis-sni; NULL or "" leaves the URL's host). Returns 0, or
+ * SHOAL_ECONFIG when it is too long or given for a URL without TLS. */
+int rurl_tls_name(struct rurl *u, const char *name, char *err, size_t errlen);
 
 /* rurl_parse, then rurl_password_file when file is set and non-empty. */
 int rurl_parse_with_password(const char *url, const char *file, struct rurl *u, char *err,

@@ -189,11 +189,14 @@ static SSL *tls_open(const struct tls_opts *o, char *err, size_t errlen) {
     }
     SSL_set_fd(ssl, fd);
     X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-    if (is_ip(o->host)) {
-        X509_VERIFY_PARAM_set1_ip_asc(vp, o->host);
+    /* --redis-sni: the name to send and check when the URL's host is not the certificate's
+     * (an address, a tunnel, a proxy). */
+    const char *name = o->name && *o->name ? o->name : o->host;
+    if (is_ip(name)) {
+        X509_VERIFY_PARAM_set1_ip_asc(vp, name);
     } else {
-        SSL_set_tlsext_host_name(ssl, o->host);
-        SSL_set1_host(ssl, o->host);
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set1_host(ssl, name);
     }
     errno = 0;
     int rc = SSL_connect(ssl);
@@ -213,6 +216,9 @@ static SSL *tls_open(const struct tls_opts *o, char *err, size_t errlen) {
             snprintf(err, errlen, "TLS: the certificate of %s:%d is not trusted: %s%s", o->host,
                      o->port, X509_verify_cert_error_string(v), hint);
             ERR_clear_error();
+            size_t n = strlen(err);
+            if (name != o->host && n < errlen)
+                snprintf(err + n, errlen - n, " (the name checked: %s, from --redis-sni)", name);
         } else {
             bool timed_out = errno == EAGAIN || errno == EWOULDBLOCK;
             ssl_errors(why, sizeof why);
@@ -239,69 +245,84 @@ static void ssl_close(SSL *ssl) {
     if (fd >= 0) close(fd);
 }
 
-static int write_all(int fd, const char *b, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Copies both ways until either side closes or wake (>= 0) becomes readable. The TLS socket is
- * non-blocking here: TLS 1.3 servers send session tickets after the handshake, and a blocking
- * SSL_read would process them and then wait for application data that hiredis has not asked
- * for yet, never reading hiredis's commands. The local socket stays blocking (hiredis reads
- * what it is sent). Each turn: everything TLS has decrypted goes to hiredis, then what hiredis
- * wrote goes to TLS, then poll. */
+/* Copies both ways until either side closes or wake (>= 0) becomes readable. Both sockets are
+ * non-blocking and each direction holds at most one buffer (COPY_BUF) in flight, so neither
+ * direction waits on the other: TLS 1.3 servers send session tickets after the handshake, and a
+ * blocking SSL_read would wait for application data hiredis has not asked for yet; and a
+ * pipelining client (hiredis writes every command before it reads a reply) must have its
+ * commands taken while a reply waits for it to read, as a plain TCP connection to Redis does.
+ * Each turn: TLS -> hiredis until TLS has nothing more or hiredis's socket is full, hiredis ->
+ * TLS until hiredis has nothing more or TLS would block, then poll for what unblocks either. */
 static void copy(SSL *ssl, int local, int wake) {
     int net = SSL_get_fd(ssl);
     fcntl(net, F_SETFL, fcntl(net, F_GETFL) | O_NONBLOCK);
+    fcntl(local, F_SETFL, fcntl(local, F_GETFL) | O_NONBLOCK);
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     char *in = xmalloc(COPY_BUF), *out = xmalloc(COPY_BUF);
-    size_t out_len = 0, out_off = 0;
+    size_t in_len = 0, in_off = 0, out_len = 0, out_off = 0;
     for (;;) {
-        bool want_write = false;
+        bool want_write = false, want_read = false;
         for (;;) { /* TLS -> hiredis */
+            if (in_off < in_len) {
+                ssize_t w = send(local, in + in_off, in_len - in_off, MSG_NOSIGNAL);
+                if (w > 0) {
+                    in_off += (size_t)w;
+                    continue;
+                }
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* poll POLLOUT */
+                goto done;
+            }
+            in_off = in_len = 0;
             int r = SSL_read(ssl, in, COPY_BUF);
             if (r > 0) {
-                if (write_all(local, in, (size_t)r) != 0) goto done;
+                in_len = (size_t)r;
                 continue;
             }
             int e = SSL_get_error(ssl, r);
-            if (e == SSL_ERROR_WANT_READ) break;
+            if (e == SSL_ERROR_WANT_READ) {
+                want_read = true;
+                break;
+            }
             if (e == SSL_ERROR_WANT_WRITE) {
                 want_write = true;
                 break;
             }
             goto done; /* closed by the server, or an error */
         }
-        while (out_off < out_len) { /* hiredis -> TLS */
-            int w = SSL_write(ssl, out + out_off, (int)(out_len - out_off));
-            if (w > 0) {
-                out_off += (size_t)w;
+        for (;;) { /* hiredis -> TLS */
+            if (out_off < out_len) {
+                int w = SSL_write(ssl, out + out_off, (int)(out_len - out_off));
+                if (w > 0) {
+                    out_off += (size_t)w;
+                    continue;
+                }
+                int e = SSL_get_error(ssl, w);
+                if (e == SSL_ERROR_WANT_WRITE)
+                    want_write = true;
+                else if (e == SSL_ERROR_WANT_READ)
+                    want_read = true;
+                else
+                    goto done;
+                break;
+            }
+            out_off = out_len = 0;
+            ssize_t r = read(local, out, COPY_BUF);
+            if (r > 0) {
+                out_len = (size_t)r;
                 continue;
             }
-            int e = SSL_get_error(ssl, w);
-            if (e == SSL_ERROR_WANT_WRITE) want_write = true;
-            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) goto done;
-            break;
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break; /* poll POLLIN */
+            goto done; /* hiredis closed its side, or an error */
         }
-        if (out_off == out_len) out_off = out_len = 0;
-        struct pollfd p[3] = {{local, out_len ? 0 : POLLIN, 0},
-                              {net, (short)(POLLIN | (want_write ? POLLOUT : 0)), 0},
-                              {wake, POLLIN, 0}};
+        struct pollfd p[3] = {
+            {local, (short)((in_off < in_len ? POLLOUT : 0) | (out_len ? 0 : POLLIN)), 0},
+            {net, (short)((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0)), 0},
+            {wake, POLLIN, 0}};
         int n = poll(p, wake >= 0 ? 3 : 2, -1);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || (wake >= 0 && p[2].revents)) break;
-        if (out_len == 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t r = read(local, out, COPY_BUF);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break; /* hiredis closed its side */
-            out_len = (size_t)r;
-        }
     }
 done:
     free(in);
@@ -370,7 +391,7 @@ struct tls_bridge {
     int wake[2]; /* tls_bridge_close -> the thread */
     tls_ready_cb ready;
     void *arg;
-    char host[256], ca[512], cert[512], key[512];
+    char host[256], ca[512], cert[512], key[512], name[256];
     struct tls_opts opts;
     char dir[64], path[108]; /* the private directory and the socket in it */
     char err[512];           /* set when the TLS connection failed */
@@ -487,7 +508,8 @@ struct tls_bridge *tls_bridge_start(uv_loop_t *loop, const struct tls_opts *o, t
     snprintf(b->ca, sizeof b->ca, "%s", o->ca ? o->ca : "");
     snprintf(b->cert, sizeof b->cert, "%s", o->cert ? o->cert : "");
     snprintf(b->key, sizeof b->key, "%s", o->key ? o->key : "");
-    b->opts = (struct tls_opts){b->host, o->port, b->ca, b->cert, b->key, o->timeout_ms};
+    snprintf(b->name, sizeof b->name, "%s", o->name ? o->name : "");
+    b->opts = (struct tls_opts){b->host, o->port, b->ca, b->cert, b->key, o->timeout_ms, b->name};
     uv_async_init(loop, &b->async, async_cb);
     pthread_t t;
     live_add(1);

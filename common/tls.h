@@ -30,6 +30,7 @@ struct tls_opts {
     const char *cert; /* client certificate chain (PEM), or NULL/"" */
     const char *key;  /* its private key (PEM), or NULL/"" */
     int timeout_ms;   /* TCP connect + handshake */
+    const char *name; /* --redis-sni: the name sent and checked instead of host (NULL/"": host) */
 };
 
 struct tls_fd_bridge;

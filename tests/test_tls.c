@@ -2,8 +2,9 @@
  * CA, a server certificate for "localhost" only, an expired one, a client certificate, and a
  * second CA that signed nothing here) and starts Debian's redis-server with a TLS port beside
  * its plain one. Real `shoal worker` processes and the real CLI connect over TLS: tasks run;
- * a restart of Redis is followed; mutual TLS works with a client certificate and fails without;
- * and each failure says what is wrong in words: an untrusted certificate (wrong CA), a name
+ * a restart of Redis is followed, and an outage with tasks running loses and repeats nothing;
+ * --redis-sni names the server when the URL's host is not its certificate's; mutual TLS works
+ * with a client certificate and fails without; and each failure says what is wrong in words: an untrusted certificate (wrong CA), a name
  * mismatch, an expired certificate, a port that does not speak TLS, and a TLS port addressed
  * as plain. */
 #include <criterion/criterion.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include "common/client.h"
+#include "common/rsync.h"
+#include "common/task_codec.h"
 #include "tests/harness.h"
 
 static struct h_redis redis;
@@ -61,11 +64,13 @@ static void make_certs(void) {
 
 /* redis-server with a TLS port serving server_cert beside its plain port. */
 static char port_s[16];
-static void start_tls_redis(struct h_redis *r, const char *server_cert, bool auth_clients) {
+static void start_tls_redis_with(struct h_redis *r, const char *server_cert, bool auth_clients,
+                                 const char *const *more) {
     tls_port = h_free_port();
     snprintf(port_s, sizeof port_s, "%d", tls_port);
-    static const char *extra[16];
+    static const char *extra[24];
     int n = 0;
+    for (; more && *more && n < 12; more++) extra[n++] = *more;
     extra[n++] = "--tls-port";
     extra[n++] = port_s;
     extra[n++] = "--tls-cert-file";
@@ -79,6 +84,9 @@ static void start_tls_redis(struct h_redis *r, const char *server_cert, bool aut
     extra[n] = NULL;
     cr_assert_eq(h_redis_start(r, extra), 0, "redis-server with --tls-port did not start");
     snprintf(tls_url, sizeof tls_url, "rediss://localhost:%d/0", tls_port);
+}
+static void start_tls_redis(struct h_redis *r, const char *server_cert, bool auth_clients) {
+    start_tls_redis_with(r, server_cert, auth_clients, NULL);
 }
 
 static void setup(void) { make_certs(); }
@@ -233,4 +241,157 @@ Test(tls, mutual_tls_with_a_client_certificate) {
     h_worker_start(&w, &redis, "tls-mutual", extra);
     cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up with its client certificate");
     stop_clean(&w);
+}
+
+/* --redis-sni: the URL names an address the certificate does not carry (a tunnel, a proxy, an
+ * IP); the name given is sent and checked instead, for the CLI and for a node; a wrong one is
+ * refused and the message names it. */
+Test(tls, a_server_name_other_than_the_urls_host_with_redis_sni) {
+    start_tls_redis(&redis, cert, false);
+    char *err = NULL, ip_url[96];
+    snprintf(ip_url, sizeof ip_url, "rediss://127.0.0.1:%d/0", tls_port);
+    cr_assert_eq(cli_nodes(&err, ip_url, "--redis-ca", ca, "--redis-sni", "localhost", NULL, NULL),
+                 0, "%s", err);
+    free(err);
+    cr_assert_neq(
+        cli_nodes(&err, tls_url, "--redis-ca", ca, "--redis-sni", "other.example", NULL, NULL), 0);
+    cr_assert(strstr(err, "does not name") && strstr(err, "other.example"), "%s", err);
+    free(err);
+    cr_assert_neq(cli_nodes(&err, redis.url, "--redis-sni", "localhost", NULL, NULL, NULL, NULL),
+                  0);
+    cr_assert(strstr(err, "must start with rediss://"), "%s", err);
+    free(err);
+
+    struct h_worker w;
+    const char *extra[] = {"--redis", ip_url, "--redis-ca", ca, "--redis-sni", "localhost", NULL};
+    h_worker_start(&w, &redis, "tls-sni", extra);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not connect with --redis-sni");
+    char *out = NULL, *e = NULL;
+    const char *enq[] = {"enqueue",     "--redis",   ip_url,   "--redis-ca", ca,
+                         "--redis-sni", "localhost", "--type", "noop",       NULL};
+    cr_assert_eq(h_shoal(&out, &e, enq), 0, "enqueue with --redis-sni: %s", e ? e : "");
+    struct shoal_client cl;
+    char cerr[256];
+    cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", cerr, sizeof cerr), 0, "%s", cerr);
+    struct state_want s = {&cl, atoll(strchr(out, '-') + 1)};
+    free(out);
+    free(e);
+    cr_assert(h_eventually(succeeded, &s, 10000), "the task did not run");
+    shoal_client_close(&cl);
+    stop_clean(&w);
+}
+
+static int64_t enqueue_sleep(struct shoal_client *c, const char *dur) {
+    struct buf b;
+    buf_init(&b);
+    const char *args[] = {dur};
+    task_args_strings_encode(&b, args, 1);
+    struct shoal_task_opts o;
+    shoal_task_opts_init(&o);
+    o.type = "sleep";
+    o.args = b.data;
+    o.args_len = b.len;
+    int64_t id;
+    char err[256];
+    cr_assert_eq(shoal_enqueue(c, &o, 1, &id, err, sizeof err), 0, "%s", err);
+    buf_free(&b);
+    return id;
+}
+
+struct want {
+    struct shoal_client *c;
+    int64_t id;
+    const char *state;
+};
+static bool is_state(void *arg) {
+    struct want *w = arg;
+    struct shoal_task t;
+    char err[256];
+    if (shoal_task_get(w->c, w->id, &t, err, sizeof err) != 0) return false;
+    bool ok = strcmp(t.state, w->state) == 0;
+    shoal_task_free(&t);
+    return ok;
+}
+static void await(struct shoal_client *c, int64_t id, const char *state, int ms) {
+    struct want w = {c, id, state};
+    cr_assert(h_eventually(is_state, &w, ms), "ServerTasks-%lld never became %s", (long long)id,
+              state);
+}
+
+/* test_outage's Redis restart, over TLS: Redis (AOF on) stops while two tasks run on a node
+ * connected through the TLS bridge; ping says 503; one task ends during the outage and its
+ * result waits; Redis comes back, the bridge is rebuilt, both results land once, nothing runs
+ * twice and nothing is recovered. */
+Test(tls, an_outage_over_tls_loses_and_repeats_nothing) {
+    const char *aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    start_tls_redis_with(&redis, cert, false, aof);
+    struct h_worker w;
+    const char *extra[] = {"--redis", tls_url, "--redis-ca", ca, "--heartbeat", "3s", NULL};
+    h_worker_start(&w, &redis, "tls-steady", extra);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    struct shoal_client c;
+    char err[256];
+    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    int64_t during = enqueue_sleep(&c, "700ms"); /* finishes while Redis is down */
+    int64_t after = enqueue_sleep(&c, "2500ms"); /* finishes after Redis is back */
+    await(&c, during, "Executing", 5000);
+    await(&c, after, "Executing", 5000);
+    shoal_client_close(&c);
+
+    h_redis_stop(&redis, true);
+    cr_assert(h_ping_is(&w, 503, 2000), "ping must say 503 while Redis is away");
+    usleep(1200 * 1000); /* the 700 ms task ends during the outage; its result waits */
+    cr_assert_eq(h_redis_restart(&redis), 0);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not come back over TLS");
+    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    await(&c, during, "Success", 5000);
+    await(&c, after, "Success", 10000);
+    int64_t ids[] = {during, after};
+    for (int i = 0; i < 2; i++) {
+        struct shoal_task t;
+        cr_assert_eq(shoal_task_get(&c, ids[i], &t, err, sizeof err), 0);
+        cr_assert_eq(t.attempt, 1, "ran once");
+        cr_assert_str_eq(t.node, "tls-steady");
+        cr_assert(t.error == NULL || t.error[0] == '\0', "no requeue history: %s", t.error);
+        shoal_task_free(&t);
+    }
+    shoal_client_close(&c);
+    char *log = h_read_file(w.log);
+    cr_assert(strstr(log, "recovered tasks") == NULL, "nothing was recovered: %s", log);
+    free(log);
+    stop_clean(&w);
+}
+
+/* A pipeline whose commands and replies both exceed the socket buffers (128 SET and GET pairs of
+ * 64 KiB: 8 MiB each way). Over plain TCP it gets through: Redis keeps reading commands while it
+ * queues replies the client is not reading yet. Over TLS the bridge must do the same, and not
+ * stop reading hiredis's commands while it waits for hiredis to take a reply. */
+Test(tls, a_pipeline_larger_than_the_socket_buffers_gets_through) {
+    start_tls_redis(&redis, cert, false);
+    setenv("SHOAL_REDIS_CA", ca, 1);
+    const char *urls[] = {redis.url, tls_url};
+    size_t len = 64 * 1024;
+    char *v = malloc(len);
+    memset(v, 'x', len);
+    for (int u = 0; u < 2; u++) {
+        struct rsync r;
+        char err[256];
+        cr_assert_eq(rsync_open(&r, urls[u], 5000, err, sizeof err), 0, "%s", err);
+        enum { PAIRS = 128 };
+        for (int i = 0; i < PAIRS; i++) {
+            redisAppendCommand(r.c, "SET pipe:%d %b", i, v, len);
+            redisAppendCommand(r.c, "GET pipe:%d", i);
+        }
+        for (int i = 0; i < 2 * PAIRS; i++) {
+            void *reply = NULL;
+            cr_assert_eq(redisGetReply(r.c, &reply), REDIS_OK, "%s: reply %d: %s", urls[u], i,
+                         r.c->errstr);
+            redisReply *rr = reply;
+            if (i % 2) cr_assert(rr->type == REDIS_REPLY_STRING && rr->len == len, "%s", urls[u]);
+            freeReplyObject(reply);
+        }
+        rsync_close(&r);
+    }
+    free(v);
+    unsetenv("SHOAL_REDIS_CA");
 }

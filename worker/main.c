@@ -121,7 +121,8 @@ static int run_worker(int argc, char **argv, const struct shoal_handlers *handle
     if (rurl_parse_with_password(w->cfg.redis_url, w->cfg.redis_password_file, &url, err,
                                  sizeof err) != 0 ||
         rurl_tls_files(&url, w->cfg.redis_ca, w->cfg.redis_cert, w->cfg.redis_key, err,
-                       sizeof err) != 0)
+                       sizeof err) != 0 ||
+        rurl_tls_name(&url, w->cfg.redis_sni, err, sizeof err) != 0)
         goto fail_config;
     if (url.cluster) rurl_cluster_namespace(&url, w->cfg.namespace);
     /* exec tasks go through our own binary's exec-child, so they die with this node. */
