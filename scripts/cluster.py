@@ -16,6 +16,7 @@ Usage: scripts/cluster.py BUILD_DIR [--tasks N] [--short]
 Exit status 0 when every check holds. Everything runs on 127.0.0.1; every wait is bounded; only
 processes started here are stopped (by PID).
 """
+import datetime
 import os
 import random
 import signal
@@ -166,10 +167,23 @@ class Cluster(Chaos):
                 self.samples.append((time.monotonic(), status))
             time.sleep(0.05)
 
-    def followed(self, what, t0):
-        wall = time.time()
-        wait_for(lambda: self.ping_ok() and (self.started_after(wall) or self.done()), 60,
-                 f"nodes following {what}")
+    def reconnected_since(self, wall):
+        """Every node has logged a new command connection since wall (epoch seconds): it has
+        followed the slot to its new primary, not merely not noticed the move yet."""
+        for n in self.http:
+            with open(os.path.join(self.tmp, n + ".log"), errors="replace") as f:
+                stamps = [datetime.datetime.strptime(l[3:26], "%Y-%m-%dT%H:%M:%S.%f")
+                          .replace(tzinfo=datetime.timezone.utc).timestamp()
+                          for l in f if 'msg="redis connected" conn=cmd' in l]
+            if not any(t >= wall for t in stamps):
+                return False
+        return True
+
+    def followed(self, what, t0, wall):
+        """Waits until the nodes answer ping 200 from a connection to the slot's new primary and
+        a task has started since the event (wall: its epoch time)."""
+        wait_for(lambda: self.reconnected_since(wall) and self.ping_ok() and
+                 (self.started_after(wall) or self.done()), 60, f"nodes following {what}")
         self.windows.append((t0, time.monotonic()))
         self.follow.append((what, time.monotonic() - t0))
         print(f"cluster: {what}: followed in {self.follow[-1][1]:.2f} s", flush=True)
@@ -180,7 +194,7 @@ class Cluster(Chaos):
                      self.r(src_port).execute_command("CLUSTER", "SLOTS")}
         dst_port = random.choice([p for p in primaries if p != src_port])
         dst_id = primaries[dst_port]
-        t0 = time.monotonic()
+        t0, wall = time.monotonic(), time.time()
         src, dst = self.r(src_port), self.r(dst_port)
         dst.execute_command("CLUSTER", "SETSLOT", SLOT, "IMPORTING", src_id)
         src.execute_command("CLUSTER", "SETSLOT", SLOT, "MIGRATING", dst_id)
@@ -199,7 +213,7 @@ class Cluster(Chaos):
                 pass
         print(f"cluster: migrated slot {SLOT} ({moved} keys) {src_port} -> {dst_port} in "
               f"{time.monotonic() - t0:.2f} s", flush=True)
-        self.followed("slot migration", t0)
+        self.followed("slot migration", t0, wall)
 
     def replica_of(self, port):
         node_id = self.owner()[1]
@@ -211,21 +225,21 @@ class Cluster(Chaos):
     def failover(self):
         port, _ = self.owner()
         rep = self.replica_of(port)
-        t0 = time.monotonic()
+        t0, wall = time.monotonic(), time.time()
         self.r(rep).execute_command("CLUSTER", "FAILOVER")
         wait_for(lambda: self.owner()[0] == rep, 30, "CLUSTER FAILOVER")
         print(f"cluster: CLUSTER FAILOVER {port} -> {rep}", flush=True)
-        self.followed("CLUSTER FAILOVER", t0)
+        self.followed("CLUSTER FAILOVER", t0, wall)
 
     def kill_owner(self):
         port, _ = self.owner()
         rep = self.replica_of(port)
-        t0 = time.monotonic()
+        t0, wall = time.monotonic(), time.time()
         self.stop(f"redis-{port}", signal.SIGKILL)
         self.ports.remove(port)
         wait_for(lambda: self.owner()[0] == rep, 60, "the replica promoted")
         print(f"cluster: SIGKILL of the owner {port}; {rep} promoted", flush=True)
-        self.followed("SIGKILL of the slot's primary", t0)
+        self.followed("SIGKILL of the slot's primary", t0, wall)
 
     def run(self):
         self.start_cluster()
@@ -287,7 +301,8 @@ class Cluster(Chaos):
         bad = [(t, st) for t, st in self.samples if st != 200]
         outside = [b for b in bad if not any(w0 <= b[0] <= w1 + 0.5 for w0, w1 in self.windows)]
         print(f"cluster: ping samples {len(self.samples)}: not 200 in {len(bad)}, "
-              f"{len(outside)} of them outside the events (must be 0)")
+              f"{len(outside)} of them outside the events (must be 0)"
+              + "".join(f"; {st} at {t - self.enqueued_at:.2f} s" for t, st in outside[:5]))
         ok = (lost == 0 and late == 0 and out.returncode == 0 and moves > 0 and not outside)
         print(f"cluster: {'OK' if ok else 'FAILED'}")
         return ok
