@@ -16,10 +16,12 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -382,54 +384,55 @@ void tls_fd_bridge_join(struct tls_fd_bridge *b) {
 
 /* ---- the loop's bridges ---- */
 
+/* The thread tells the loop through an eventfd the loop polls, and shares only atomics with it:
+ * the loop never takes a lock a thread holds, nor waits on one (docs/design.md, "Threads"). */
 struct tls_bridge {
-    uv_async_t async; /* the thread -> the loop: ready or failed */
-    pthread_mutex_t mu;
-    int refs;    /* the loop's (until the async handle closed) and the thread's */
-    bool closed; /* tls_bridge_close was called: no more ready, the thread stops */
-    bool told;   /* ready ran */
-    int wake[2]; /* tls_bridge_close -> the thread */
+    uv_poll_t poll;     /* the loop watches done_fd */
+    int done_fd;        /* eventfd: the thread -> the loop, "listening" or "failed"; closed by
+                        * the last unref, so the thread never writes to a closed descriptor */
+    atomic_int refs;    /* the loop's (until its poll handle closed) and the thread's */
+    atomic_bool closed; /* tls_bridge_close was called: no ready, the thread stops */
+    atomic_int state;   /* BRIDGE_PENDING, then BRIDGE_LISTENING (path) or BRIDGE_FAILED (err) */
+    bool told;          /* ready ran (the loop's only) */
+    int wake[2];        /* tls_bridge_close -> the thread */
     tls_ready_cb ready;
     void *arg;
     char host[256], ca[512], cert[512], key[512], name[256];
     struct tls_opts opts;
     char dir[64], path[108]; /* the private directory and the socket in it */
     char err[512];           /* set when the TLS connection failed */
-    bool ok;                 /* path is listening */
 };
 
+enum { BRIDGE_PENDING, BRIDGE_LISTENING, BRIDGE_FAILED };
+
 static void unref(struct tls_bridge *b) {
-    pthread_mutex_lock(&b->mu);
-    int left = --b->refs;
-    pthread_mutex_unlock(&b->mu);
-    if (left > 0) return;
+    if (atomic_fetch_sub(&b->refs, 1) != 1) return;
     if (b->wake[0] >= 0) close(b->wake[0]);
     if (b->wake[1] >= 0) close(b->wake[1]);
-    pthread_mutex_destroy(&b->mu);
+    close(b->done_fd);
     free(b);
 }
 
-static void async_cb(uv_async_t *h) {
-    struct tls_bridge *b = container_of(h, struct tls_bridge, async);
-    pthread_mutex_lock(&b->mu);
-    bool run = !b->closed && !b->told && (b->ok || b->err[0]);
-    if (run) b->told = true;
-    pthread_mutex_unlock(&b->mu);
-    if (run) b->ready(b, b->ok ? b->path : NULL, b->ok ? NULL : b->err, b->arg);
+static void poll_cb(uv_poll_t *h, int status, int events) {
+    struct tls_bridge *b = container_of(h, struct tls_bridge, poll);
+    int st = atomic_load_explicit(&b->state, memory_order_acquire);
+    if (st == BRIDGE_PENDING) return;
+    uv_poll_stop(h);
+    if (atomic_load(&b->closed) || b->told) return;
+    b->told = true;
+    b->ready(b, st == BRIDGE_LISTENING ? b->path : NULL, st == BRIDGE_FAILED ? b->err : NULL,
+             b->arg);
 }
 
-static void notify(struct tls_bridge *b) {
-    pthread_mutex_lock(&b->mu);
-    if (!b->closed) uv_async_send(&b->async);
-    pthread_mutex_unlock(&b->mu);
+/* Publishes the outcome (path or err written before) and wakes the loop. */
+static void notify(struct tls_bridge *b, int state) {
+    atomic_store_explicit(&b->state, state, memory_order_release);
+    uint64_t one = 1;
+    if (write(b->done_fd, &one, sizeof one) < 0) { /* an eventfd counter cannot overflow here */
+    }
 }
 
-static bool is_closed(struct tls_bridge *b) {
-    pthread_mutex_lock(&b->mu);
-    bool c = b->closed;
-    pthread_mutex_unlock(&b->mu);
-    return c;
-}
+static bool is_closed(struct tls_bridge *b) { return atomic_load(&b->closed); }
 
 /* A listening unix socket in a new private directory (0700: only this account may connect). */
 static int listen_private(struct tls_bridge *b) {
@@ -466,12 +469,7 @@ static void *bridge_thread(void *arg) {
     int lfd = -1, local = -1;
     SSL *ssl = tls_open(&b->opts, b->err, sizeof b->err);
     if (ssl && !is_closed(b)) lfd = listen_private(b);
-    if (lfd >= 0) {
-        pthread_mutex_lock(&b->mu);
-        b->ok = true;
-        pthread_mutex_unlock(&b->mu);
-    }
-    notify(b);
+    notify(b, lfd >= 0 ? BRIDGE_LISTENING : BRIDGE_FAILED);
     if (lfd >= 0) { /* hiredis connects within the connect timeout, or never */
         struct pollfd p[2] = {{lfd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
         int n;
@@ -492,15 +490,16 @@ static void *bridge_thread(void *arg) {
     return NULL;
 }
 
-static void async_closed_cb(uv_handle_t *h) {
-    unref(container_of((uv_async_t *)h, struct tls_bridge, async));
+static void poll_closed_cb(uv_handle_t *h) {
+    unref(container_of((uv_poll_t *)h, struct tls_bridge, poll));
 }
 
 struct tls_bridge *tls_bridge_start(uv_loop_t *loop, const struct tls_opts *o, tls_ready_cb ready,
                                     void *arg) {
     struct tls_bridge *b = xcalloc(1, sizeof *b);
-    pthread_mutex_init(&b->mu, NULL);
-    b->refs = 2;
+    atomic_init(&b->refs, 2);
+    atomic_init(&b->closed, false);
+    atomic_init(&b->state, BRIDGE_PENDING);
     b->wake[0] = b->wake[1] = -1;
     b->ready = ready;
     b->arg = arg;
@@ -510,14 +509,16 @@ struct tls_bridge *tls_bridge_start(uv_loop_t *loop, const struct tls_opts *o, t
     snprintf(b->key, sizeof b->key, "%s", o->key ? o->key : "");
     snprintf(b->name, sizeof b->name, "%s", o->name ? o->name : "");
     b->opts = (struct tls_opts){b->host, o->port, b->ca, b->cert, b->key, o->timeout_ms, b->name};
-    uv_async_init(loop, &b->async, async_cb);
+    b->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (b->done_fd < 0 || uv_poll_init(loop, &b->poll, b->done_fd) != 0) abort(); /* no fds */
+    uv_poll_start(&b->poll, UV_READABLE, poll_cb);
     pthread_t t;
     live_add(1);
     if (pipe2(b->wake, O_CLOEXEC) != 0 || pthread_create(&t, NULL, bridge_thread, b) != 0) {
         live_add(-1);
         snprintf(b->err, sizeof b->err, "TLS: cannot start the bridge thread");
-        b->refs = 1; /* no thread: only the loop's reference */
-        uv_async_send(&b->async);
+        atomic_store(&b->refs, 1); /* no thread: only the loop's reference */
+        notify(b, BRIDGE_FAILED);
         return b;
     }
     pthread_detach(t);
@@ -525,10 +526,8 @@ struct tls_bridge *tls_bridge_start(uv_loop_t *loop, const struct tls_opts *o, t
 }
 
 void tls_bridge_close(struct tls_bridge *b) {
-    pthread_mutex_lock(&b->mu);
-    b->closed = true;
-    pthread_mutex_unlock(&b->mu);
+    atomic_store(&b->closed, true);
     if (b->wake[1] >= 0 && write(b->wake[1], "x", 1) < 0) { /* the thread may be gone */
     }
-    uv_close((uv_handle_t *)&b->async, async_closed_cb);
+    uv_close((uv_handle_t *)&b->poll, poll_closed_cb);
 }

@@ -13,8 +13,8 @@
  *   handshake in the calling thread, then hands back one end of a socketpair for
  *   redisConnectFd().
  * - The node's event loop: tls_bridge_start() does both in the bridge's thread, then listens on
- *   a unix socket in a private directory (mode 0700) and reports its path on the loop (libuv
- *   async); hiredis connects there with redisAsyncConnectUnix(); the bridge accepts one
+ *   a unix socket in a private directory (mode 0700) and reports its path on the loop (an
+ *   eventfd the loop polls, and atomics: the loop takes no lock); hiredis connects there with redisAsyncConnectUnix(); the bridge accepts one
  *   connection, removes the socket and its directory, and copies. tls_bridge_close() from the
  *   loop ends it at any point. */
 #ifndef SHOAL_TLS_H
