@@ -442,24 +442,29 @@ struct lease {
     size_t npart;
 };
 
-/* Reads what the node wrote: 8-byte monotonic deadlines, each written at once (< PIPE_BUF).
- * The newest (largest) counts. EOF: the node is gone; its death signal does the rest. */
+/* Reads all the node has written (the pipe is non-blocking): 8-byte monotonic deadlines, each
+ * written at once (< PIPE_BUF). The newest (largest) counts. EOF: the node is gone; its death
+ * signal does the rest. Bound: 64 reads of 512 bytes (4,096 deadlines, far more than the pipe
+ * holds unread between two turns). */
 static void lease_read(struct lease *l) {
     unsigned char buf[512];
-    ssize_t n = read(l->fd, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-    if (n <= 0) {
-        close(l->fd);
-        l->fd = -1;
-        return;
-    }
-    for (ssize_t i = 0; i < n; i++) {
-        l->part[l->npart++] = buf[i];
-        if (l->npart == sizeof l->part) {
-            int64_t v;
-            memcpy(&v, l->part, sizeof v);
-            if (v > l->until_ms) l->until_ms = v;
-            l->npart = 0;
+    for (int r = 0; r < 64 && l->fd >= 0; r++) {
+        ssize_t n = read(l->fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        if (n <= 0) {
+            close(l->fd);
+            l->fd = -1;
+            return;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            l->part[l->npart++] = buf[i];
+            if (l->npart == sizeof l->part) {
+                int64_t v;
+                memcpy(&v, l->part, sizeof v);
+                if (v > l->until_ms) l->until_ms = v;
+                l->npart = 0;
+            }
         }
     }
 }
@@ -485,13 +490,9 @@ static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace
     for (;;) {
         reap(s);
         if (s->program_done && !s->children_left) return exit_like(s->status);
-        /* Extensions first, whatever woke us: the deadline checked below is always the newest
-         * the node wrote. Non-blocking reads, each at most 512 bytes. */
-        for (int i = 0; i < 64 && l->fd >= 0; i++) {
-            int64_t before = l->until_ms;
-            lease_read(l);
-            if (l->until_ms == before) break;
-        }
+        /* Extensions first, whatever woke us: the deadline checked below is the newest the
+         * node wrote. */
+        if (l->fd >= 0) lease_read(l);
         int64_t now = mono_ms();
         if (s->program_done && !drain_armed) {
             drain_armed = true;
@@ -524,7 +525,6 @@ static int supervise(struct shim *s, int sfd, pid_t parent, int64_t orphan_grace
             deadline = -1;
         }
         if (pr <= 0) continue;
-        if (l->fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) lease_read(l);
         if (!(pfd[0].revents & POLLIN)) continue;
         struct signalfd_siginfo si;
         if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
