@@ -2,6 +2,9 @@
 #define _GNU_SOURCE
 #include "tests/harness.h"
 
+#include "common/client.h"
+#include "common/task_codec.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -352,4 +355,41 @@ static bool ping_is(void *arg) {
 bool h_ping_is(const struct h_worker *w, int status, int timeout_ms) {
     struct ping_want p = {w, status};
     return h_eventually(ping_is, &p, timeout_ms);
+}
+
+struct task_want {
+    struct shoal_client *c;
+    int64_t id;
+    const char *state;
+};
+
+static bool task_in_state(void *arg) {
+    struct task_want *w = arg;
+    struct shoal_task t;
+    char err[256];
+    if (shoal_task_get(w->c, w->id, &t, err, sizeof err) != 0) return false;
+    bool ok = strcmp(t.state, w->state) == 0;
+    shoal_task_free(&t);
+    return ok;
+}
+
+bool h_task_reaches(struct shoal_client *c, int64_t id, const char *state, int timeout_ms) {
+    struct task_want w = {c, id, state};
+    return h_eventually(task_in_state, &w, timeout_ms);
+}
+
+int64_t h_enqueue_sleep(struct shoal_client *c, const char *dur, char *err, size_t errlen) {
+    struct buf b;
+    buf_init(&b);
+    const char *args[] = {dur};
+    task_args_strings_encode(&b, args, 1);
+    struct shoal_task_opts o;
+    shoal_task_opts_init(&o);
+    o.type = "sleep";
+    o.args = b.data;
+    o.args_len = b.len;
+    int64_t id = -1;
+    if (shoal_enqueue(c, &o, 1, &id, err, errlen) != 0) id = -1;
+    buf_free(&b);
+    return id;
 }

@@ -75,6 +75,13 @@ int h_http(int port, const char *method, const char *path, char *body, size_t le
 /* Polls cond(arg) every 10 ms until true or timeout_ms passes. Returns true if it became true. */
 bool h_eventually(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
+struct shoal_client;
+/* True once task number id is in state (read with the C client c), polled within timeout_ms. */
+bool h_task_reaches(struct shoal_client *c, int64_t id, const char *state, int timeout_ms);
+/* Queues a built-in `sleep` task of dur ("700ms") with c; returns its number, or -1 with the
+ * client's message in err. */
+int64_t h_enqueue_sleep(struct shoal_client *c, const char *dur, char *err, size_t errlen);
+
 /* A `shoal worker` process on a free loopback port, logging to a file in the redis dir. */
 struct h_worker {
     pid_t pid;

@@ -152,20 +152,6 @@ static void assert_all_gone(struct pids *p, int bound_ms, const char *after) {
               bound_ms, left);
 }
 
-struct state_want {
-    int64_t id;
-    const char *state;
-};
-static bool state_is(void *arg) {
-    struct state_want *s = arg;
-    struct shoal_task t;
-    char err[256];
-    if (shoal_task_get(&client, s->id, &t, err, sizeof err) != 0) return false;
-    bool ok = strcmp(t.state, s->state) == 0;
-    shoal_task_free(&t);
-    return ok;
-}
-
 Test(escape, node_sigkilled) {
     start_node();
     struct pids p = {0};
@@ -183,8 +169,7 @@ Test(escape, timeout) {
     struct pids p = {0};
     char f[300];
     int64_t id = run_escapers(&p, f, sizeof f, 1500, false);
-    struct state_want s = {id, "TimedOut"};
-    cr_assert(h_eventually(state_is, &s, 10000), "the task did not time out");
+    cr_assert(h_task_reaches(&client, id, "TimedOut", 10000), "the task did not time out");
     assert_all_gone(&p, 1000, "the task timed out and was reported");
 }
 
@@ -194,8 +179,7 @@ Test(escape, cancel) {
     char f[300], res[64], err[256];
     int64_t id = run_escapers(&p, f, sizeof f, 0, false);
     cr_assert_eq(shoal_task_cancel(&client, id, res, sizeof res, err, sizeof err), 0, "%s", err);
-    struct state_want s = {id, "Canceled"};
-    cr_assert(h_eventually(state_is, &s, 10000), "the task was not canceled");
+    cr_assert(h_task_reaches(&client, id, "Canceled", 10000), "the task was not canceled");
     assert_all_gone(&p, 1000, "the task was canceled and reported");
 }
 
@@ -215,8 +199,7 @@ Test(escape, program_exits) {
     struct pids p = {0};
     char f[300];
     int64_t id = run_escapers(&p, f, sizeof f, 0, true);
-    struct state_want s = {id, "Success"};
-    cr_assert(h_eventually(state_is, &s, 10000), "the task did not succeed");
+    cr_assert(h_task_reaches(&client, id, "Success", 10000), "the task did not succeed");
     assert_all_gone(&p, 1000, "the program exited and its task was reported");
 }
 
@@ -230,8 +213,7 @@ Test(escape, a_task_that_kills_its_shim_does_not_take_the_node_down) {
     snprintf(script, sizeof script, "(sleep 30 & echo $! > %s/left); sleep 0.1; kill -9 $PPID",
              redis.dir);
     int64_t id = enqueue_sh(script, 0);
-    struct state_want s = {id, "Failed"};
-    bool failed = h_eventually(state_is, &s, 5000);
+    bool failed = h_task_reaches(&client, id, "Failed", 5000);
     usleep(600 * 1000); /* heartbeats (200 ms) go on: their lease extensions hit no shim */
     int st = 0;
     if (waitpid(w.pid, &st, WNOHANG) == w.pid) {

@@ -73,24 +73,9 @@ static void start_node(struct h_worker *w, const char *name, const char *const *
     }
 }
 
-struct state_want {
-    int64_t id;
-    const char *state;
-};
-static bool state_is(void *arg) {
-    struct state_want *s = arg;
-    struct shoal_task t;
-    char err[256];
-    if (shoal_task_get(&client, s->id, &t, err, sizeof err) != 0) return false;
-    bool ok = strcmp(t.state, s->state) == 0;
-    shoal_task_free(&t);
-    return ok;
-}
-
 /* Waits for the task to reach state; returns its log (caller frees). */
 static char *await_log(int64_t id, const char *state) {
-    struct state_want s = {id, state};
-    bool ok = h_eventually(state_is, &s, 10000);
+    bool ok = h_task_reaches(&client, id, state, 10000);
     size_t len = 0;
     char err[256];
     char *log = shoal_task_log(&client, id, &len, err, sizeof err);

@@ -16,39 +16,14 @@
 static struct h_redis redis;
 
 static int64_t enqueue_sleep(struct shoal_client *c, const char *dur) {
-    struct buf b;
-    buf_init(&b);
-    const char *args[] = {dur};
-    task_args_strings_encode(&b, args, 1);
-    struct shoal_task_opts o;
-    shoal_task_opts_init(&o);
-    o.type = "sleep";
-    o.args = b.data;
-    o.args_len = b.len;
-    int64_t id;
     char err[256];
-    cr_assert_eq(shoal_enqueue(c, &o, 1, &id, err, sizeof err), 0, "%s", err);
-    buf_free(&b);
+    int64_t id = h_enqueue_sleep(c, dur, err, sizeof err);
+    cr_assert_geq(id, 0, "%s", err);
     return id;
 }
 
-struct want {
-    struct shoal_client *c;
-    int64_t id;
-    const char *state;
-};
-static bool is_state(void *arg) {
-    struct want *w = arg;
-    struct shoal_task t;
-    char err[256];
-    if (shoal_task_get(w->c, w->id, &t, err, sizeof err) != 0) return false;
-    bool ok = strcmp(t.state, w->state) == 0;
-    shoal_task_free(&t);
-    return ok;
-}
 static void await(struct shoal_client *c, int64_t id, const char *state, int ms) {
-    struct want w = {c, id, state};
-    cr_assert(h_eventually(is_state, &w, ms), "ServerTasks-%lld never became %s", (long long)id,
+    cr_assert(h_task_reaches(c, id, state, ms), "ServerTasks-%lld never became %s", (long long)id,
               state);
 }
 

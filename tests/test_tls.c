@@ -120,20 +120,6 @@ static void stop_clean(struct h_worker *w) {
     free(log);
 }
 
-struct state_want {
-    struct shoal_client *c;
-    int64_t id;
-};
-static bool succeeded(void *arg) {
-    struct state_want *s = arg;
-    struct shoal_task t;
-    char err[256];
-    if (shoal_task_get(s->c, s->id, &t, err, sizeof err) != 0) return false;
-    bool ok = strcmp(t.state, "Success") == 0;
-    shoal_task_free(&t);
-    return ok;
-}
-
 /* A task enqueued by the CLI over TLS runs on a node connected over TLS; then Redis restarts
  * and the node comes back over TLS by itself. */
 Test(tls, a_node_and_the_cli_over_tls_and_a_restart_followed) {
@@ -150,10 +136,11 @@ Test(tls, a_node_and_the_cli_over_tls_and_a_restart_followed) {
         const char *enq[] = {"enqueue", "--redis", tls_url, "--redis-ca",
                              ca,        "--type",  "noop",  NULL};
         cr_assert_eq(h_shoal(&out, &e, enq), 0, "enqueue over TLS: %s", e ? e : "");
-        struct state_want s = {&cl, atoll(strchr(out, '-') + 1)};
+        int64_t id = atoll(strchr(out, '-') + 1);
         free(out);
         free(e);
-        cr_assert(h_eventually(succeeded, &s, 10000), "round %d: the task did not run", round);
+        cr_assert(h_task_reaches(&cl, id, "Success", 10000), "round %d: the task did not run",
+                  round);
         if (round == 0) {
             shoal_client_close(&cl);
             cr_assert_eq(h_redis_restart(&redis), 0);
@@ -273,48 +260,23 @@ Test(tls, a_server_name_other_than_the_urls_host_with_redis_sni) {
     struct shoal_client cl;
     char cerr[256];
     cr_assert_eq(shoal_client_open(&cl, redis.url, "shoal", cerr, sizeof cerr), 0, "%s", cerr);
-    struct state_want s = {&cl, atoll(strchr(out, '-') + 1)};
+    int64_t id = atoll(strchr(out, '-') + 1);
     free(out);
     free(e);
-    cr_assert(h_eventually(succeeded, &s, 10000), "the task did not run");
+    cr_assert(h_task_reaches(&cl, id, "Success", 10000), "the task did not run");
     shoal_client_close(&cl);
     stop_clean(&w);
 }
 
 static int64_t enqueue_sleep(struct shoal_client *c, const char *dur) {
-    struct buf b;
-    buf_init(&b);
-    const char *args[] = {dur};
-    task_args_strings_encode(&b, args, 1);
-    struct shoal_task_opts o;
-    shoal_task_opts_init(&o);
-    o.type = "sleep";
-    o.args = b.data;
-    o.args_len = b.len;
-    int64_t id;
     char err[256];
-    cr_assert_eq(shoal_enqueue(c, &o, 1, &id, err, sizeof err), 0, "%s", err);
-    buf_free(&b);
+    int64_t id = h_enqueue_sleep(c, dur, err, sizeof err);
+    cr_assert_geq(id, 0, "%s", err);
     return id;
 }
 
-struct want {
-    struct shoal_client *c;
-    int64_t id;
-    const char *state;
-};
-static bool is_state(void *arg) {
-    struct want *w = arg;
-    struct shoal_task t;
-    char err[256];
-    if (shoal_task_get(w->c, w->id, &t, err, sizeof err) != 0) return false;
-    bool ok = strcmp(t.state, w->state) == 0;
-    shoal_task_free(&t);
-    return ok;
-}
 static void await(struct shoal_client *c, int64_t id, const char *state, int ms) {
-    struct want w = {c, id, state};
-    cr_assert(h_eventually(is_state, &w, ms), "ServerTasks-%lld never became %s", (long long)id,
+    cr_assert(h_task_reaches(c, id, state, ms), "ServerTasks-%lld never became %s", (long long)id,
               state);
 }
 
