@@ -234,7 +234,10 @@ class Chaos:
         self.drain_s = time.monotonic() - self.enqueued_at
         return self.verify()
 
-    def verify(self):
+    def outcomes(self):
+        """Reads the event file ("S|E token epoch-seconds" lines) and every task's record:
+        returns (starts, ends: token -> [ms]; lost: tasks not final; late: runs started after
+        their task was reported final, with 10 ms of clock slack; states: state -> count)."""
         r = self.master()
         starts, ends = {}, {}
         with open(self.events) as f:
@@ -251,8 +254,11 @@ class Chaos:
                 lost += 1
                 continue
             completed = int(h.get("completed", "0"))
-            # A run that started after the task was reported final (10 ms of clock slack).
             late += sum(1 for s in starts.get(token, []) if s > completed + 10)
+        return starts, ends, lost, late, states
+
+    def verify(self):
+        starts, ends, lost, late, states = self.outcomes()
         reexec = sum(1 for v in starts.values() if len(v) > 1)
         # Runs that may legitimately happen twice: those in flight when a node was killed or
         # stopped, and those in flight at any moment while Redis restarted or failed over

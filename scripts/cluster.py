@@ -262,23 +262,7 @@ class Cluster(Chaos):
         return self.verify_cluster()
 
     def verify_cluster(self):
-        r = self.master()
-        starts = {}
-        with open(self.events) as f:
-            for line in f:
-                kind, token, t = line.split()
-                if kind == "S":
-                    starts.setdefault(token, []).append(float(t) * 1000)
-        lost, late, states = 0, 0, {}
-        for token, tid in self.tokens.items():
-            h = {k.decode(): v.decode(errors="replace")
-                 for k, v in r.hgetall(f"{{{NS}}}:task:{tid}").items()}
-            state = h.get("state")
-            states[state] = states.get(state, 0) + 1
-            if state not in FINAL:
-                lost += 1
-                continue
-            late += sum(1 for s in starts.get(token, []) if s > int(h.get("completed", "0")) + 10)
+        starts, _, lost, late, states = self.outcomes()
         reexec = sum(1 for v in starts.values() if len(v) > 1)
         owner = self.owner()[0]
         out = subprocess.run([self.bin, "check", "--redis", f"redis://127.0.0.1:{owner}/0"],
