@@ -472,7 +472,17 @@ struct events_call {
     struct http_exchange *ex;
     int64_t skip, take;
     char users[512], regarding[512];
+    bool filtered; /* users or regarding given: entries are decoded and matched */
+    bool use_len;  /* unfiltered, whole stream: TotalResults is XLEN, only the page is read */
+    int64_t len;   /* XLEN's answer */
+    bool orphaned; /* the XREVRANGE could not be sent: xlen_cb frees the call */
 };
+
+static void xlen_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct events_call *c = priv;
+    if (r && r->type == REDIS_REPLY_INTEGER) c->len = r->integer;
+    if (c->orphaned) free(c);
+}
 
 /* True when the comma list has an entry equal to s (or the list is empty). */
 static bool in_list(const char *list, const char *s) {
@@ -513,12 +523,17 @@ static void events_cb(struct rconn *rc, redisReply *r, void *priv) {
         if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
             en->element[1]->type != REDIS_REPLY_ARRAY || en->element[1]->elements != 2)
             continue;
+        bool in_page = total >= c->skip && total < c->skip + c->take;
+        if (!c->filtered && !in_page) { /* counted, never decoded */
+            total++;
+            continue;
+        }
         json_t *e = json_loads(en->element[1]->element[1]->str, 0, NULL);
         if (!e || !matches(c, e)) {
             json_decref(e);
             continue;
         }
-        if (total >= c->skip && total < c->skip + c->take) {
+        if (in_page) {
             char id[64];
             snprintf(id, sizeof id, "Events-%s", en->element[0]->str);
             json_t *ev = json_pack("{s:s}", "Id", id); /* Id first, as Octopus writes it */
@@ -528,6 +543,7 @@ static void events_cb(struct rconn *rc, redisReply *r, void *priv) {
         json_decref(e);
         total++;
     }
+    if (c->use_len) total = c->len > total ? c->len : total;
     struct buf b;
     struct json j;
     buf_init(&b);
@@ -551,7 +567,10 @@ done:
 }
 
 /* GET /api/events?skip&take&from&to&users&regarding, newest first. The filters run over the
- * EVENTS_SCAN newest entries in [from, to]: TotalResults counts matches among those. */
+ * EVENTS_SCAN newest entries in [from, to]: TotalResults counts matches among those. Without
+ * any of them (the Nodes page's "ten newest"), only skip + take entries are read and
+ * TotalResults is the stream's length: the stream holds every audited enqueue, and reading
+ * and decoding 5,000 entries on the loop for ten would delay ping. */
 static void events_http_cb(struct http_exchange *ex) {
     const struct node_services *svc = api_begin(ex, PERM_EVENT_VIEW);
     if (!svc) return;
@@ -580,11 +599,26 @@ static void events_http_cb(struct http_exchange *ex) {
         }
         snprintf(hi, sizeof hi, "%lld", (long long)ms);
     }
+    c->filtered = c->users[0] || c->regarding[0];
+    c->use_len = !c->filtered && !*from && !*to;
     char key[160], count[24];
-    snprintf(count, sizeof count, "%d", EVENTS_SCAN);
-    const char *argv[] = {"XREVRANGE", keys_events(svc->keys, key, sizeof key), hi, lo, "COUNT",
-                          count};
-    if (api_send(ex, svc, events_cb, c, 6, argv, NULL) != 0) free(c);
+    keys_events(svc->keys, key, sizeof key);
+    int64_t n = c->use_len ? c->skip + c->take : EVENTS_SCAN;
+    snprintf(count, sizeof count, "%lld", (long long)(n > 0 ? n : 1));
+    if (c->use_len) {
+        const char *len_argv[] = {"XLEN", key};
+        if (api_send(ex, svc, xlen_cb, c, 2, len_argv, NULL) != 0) {
+            free(c);
+            return;
+        }
+    }
+    const char *argv[] = {"XREVRANGE", key, hi, lo, "COUNT", count};
+    if (api_send(ex, svc, events_cb, c, 6, argv, NULL) != 0) {
+        if (c->use_len)
+            c->orphaned = true; /* xlen_cb, still to come, frees it */
+        else
+            free(c);
+    }
 }
 
 const struct http_route api_user_routes[] = {

@@ -173,6 +173,18 @@ Test(access, a_viewer_cannot_drain_and_the_attempt_is_audited) {
     cr_assert(strstr(r.body, "Node b: drain on") && strstr(r.body, "\"Username\":\"os:"), "%s",
               r.body);
     h_resp_free(&r);
+    /* The newest page alone reads only that page; TotalResults is still every event, as a
+     * range wide enough to hold them all counts them. */
+    h_req(w[1].port, "GET", "/api/events?take=1", BOOTH, NULL, &r);
+    const char *tr = strstr(r.body, "\"TotalResults\":");
+    long all_unfiltered = tr ? atol(tr + 15) : -1;
+    h_resp_free(&r);
+    h_req(w[1].port, "GET", "/api/events?take=1&from=2000-01-01T00:00:00Z", BOOTH, NULL, &r);
+    tr = strstr(r.body, "\"TotalResults\":");
+    long all_ranged = tr ? atol(tr + 15) : -2;
+    cr_assert(all_unfiltered > 2 && all_unfiltered == all_ranged, "%ld vs %ld: %s", all_unfiltered,
+              all_ranged, r.body);
+    h_resp_free(&r);
     h_req(w[1].port, "GET", "/api/events?take=10&users=Users-boss", BOOTH, NULL, &r);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(strstr(r.body, "drain on") && strstr(r.body, "\"Username\":\"boss\"") &&
