@@ -1,5 +1,7 @@
 # Turns every lua/*.lua into one C source (scripts_gen.c) holding the script texts as arrays.
 # Run at build time by add_custom_command, so the binary and the scripts cannot drift.
+# A line `--@body name.lua` is replaced by that script's text (lua/turn.lua holds complete.lua
+# and claim.lua as local functions this way, so no rule is written twice).
 # Inputs: -DOUT=<file.c> -DSCRIPTS=<a.lua|b.lua|...>
 set(body "/* Generated from the lua/ scripts by cmake/embed_lua.cmake: do not edit. */\n#include \"common/script.h\"\n\n")
 set(table "const struct script_src script_sources[] = {\n")
@@ -7,7 +9,20 @@ string(REPLACE "|" ";" SCRIPTS "${SCRIPTS}")
 set(n 0)
 foreach(f ${SCRIPTS})
   get_filename_component(name ${f} NAME_WE)
-  file(READ ${f} hex HEX)
+  get_filename_component(dir ${f} DIRECTORY)
+  file(READ ${f} text)
+  string(REGEX MATCHALL "--@body [a-z_]+\\.lua" includes "${text}")
+  if(includes)
+    foreach(inc ${includes})
+      string(SUBSTRING "${inc}" 8 -1 incname)
+      file(READ ${dir}/${incname} inctext)
+      string(REPLACE "${inc}" "${inctext}" text "${text}")
+    endforeach()
+    file(WRITE ${OUT}.${name}.lua "${text}")
+    file(READ ${OUT}.${name}.lua hex HEX)
+  else()
+    file(READ ${f} hex HEX)
+  endif()
   string(LENGTH "${hex}" hexlen)
   math(EXPR len "${hexlen} / 2")
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," arr "${hex}")

@@ -371,6 +371,18 @@ void call_complete_add(struct script_call *c, const struct call_report *r) {
     item_added(c);
 }
 
+void call_turn(struct script_call *c, const struct keys *k, const struct call_claim_args *a,
+               int64_t retention_ms, const char *const *queues, int nqueues, size_t reports) {
+    call_claim(c, k, a);
+    c->id = SCRIPT_TURN;
+    reserve_items(c, reports + (size_t)nqueues, COMPLETE_PER, COMPLETE_NUMS * NUM_ROOM);
+    push_int(c, retention_ms);
+    key(c, keys_wake, k);
+    push_int(c, nqueues);
+    for (int i = 0; i < nqueues; i++) push(c, queues[i]);
+    push_count(c);
+}
+
 void call_reconcile(struct script_call *c, const struct keys *k, const char *name, int64_t now_ms,
                     size_t known) {
     init(c, SCRIPT_RECONCILE);

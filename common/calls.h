@@ -155,6 +155,14 @@ struct call_report {
 };
 void call_complete_add(struct script_call *c, const struct call_report *r);
 
+/* turn.lua: a node's reports and its next claim in one call (complete.lua, then claim.lua). KEYS
+ * node, alive, running, stats, scheduled, done; ARGV prefix, name, instance, now, max, balance,
+ * lease margin, retention, wake channel, the queue count and the queues in order, then the
+ * report count and per report (call_complete_add) what complete.lua takes. Room is made at once
+ * for `reports` reports. */
+void call_turn(struct script_call *c, const struct keys *k, const struct call_claim_args *a,
+               int64_t retention_ms, const char *const *queues, int nqueues, size_t reports);
+
 /* reconcile.lua. KEYS running, stats, done; ARGV prefix, name, now, wake channel, then the task
  * numbers the node knows (call_reconcile_add takes an id, "ServerTasks-12" or "12"). Room is
  * made at once for `known` tasks. */

@@ -33,6 +33,7 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_ACCESS_WRITE] = "access_write",
     [SCRIPT_ACCESS_LOAD] = "access_load",
     [SCRIPT_AUTH_FAIL] = "auth_fail",
+    [SCRIPT_TURN] = "turn",
 };
 
 const struct script_src *script_get(enum script_id id) {

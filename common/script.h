@@ -42,6 +42,7 @@ enum script_id {
     SCRIPT_ACCESS_WRITE,
     SCRIPT_ACCESS_LOAD,
     SCRIPT_AUTH_FAIL,
+    SCRIPT_TURN,
     SCRIPT_COUNT
 };
 

@@ -214,6 +214,10 @@ Test(script_calls, keys_agree_with_script_headers) {
     call_complete(&c, &k, "n", 1, 2, 1);
     call_complete_add(&c, &rep);
     check_keys(&c, seen);
+    const char *tq[] = {"default"};
+    call_turn(&c, &k, &cl, 2, tq, 1, 1);
+    call_complete_add(&c, &rep);
+    check_keys(&c, seen);
     call_reconcile(&c, &k, "n", 1, 1);
     call_reconcile_add(&c, "ServerTasks-3");
     check_keys(&c, seen);
@@ -270,8 +274,9 @@ Test(script_calls, batches_count_and_grow) {
 }
 
 /* The hot path's calls: a claim naming as many queues as the claimer sends (67) is built
- * without touching the heap; a complete batch of 512 reports (the claimer's most) with one
- * allocation for its arguments and one for its text, whatever the batch size. */
+ * without touching the heap; a complete batch of 512 reports, and a turn of 256 reports with
+ * 67 queues, with one allocation for its arguments and one for its text, whatever the batch
+ * size. */
 Test(script_calls, hot_path_allocations) {
     struct keys k;
     keys_init(&k, "a-namespace-of-forty-characters-at-most");
@@ -299,6 +304,24 @@ Test(script_calls, hot_path_allocations) {
                                 INT64_MAX};
         call_complete_add(&c, &r);
     }
+    cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");
+    call_free(&c);
+    /* A turn (reports and claim in one call) likewise, with all its queues. */
+    const char *queues[67];
+    for (int i = 0; i < 67; i++) queues[i] = "a-queue-name-of-some-length";
+    call_turn(&c, &k, &a, 604800000, queues, 67, 256);
+    for (int i = 0; i < 256; i++) {
+        struct call_report r = {"ServerTasks-9223372036854775807",
+                                INT64_MAX,
+                                "Failed",
+                                "error",
+                                -1,
+                                "log",
+                                3,
+                                INT64_MAX};
+        call_complete_add(&c, &r);
+    }
+    cr_assert_eq(c.argc, 6 + 10 + 67 + 1 + 7 * 256);
     cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");
     call_free(&c);
 }

@@ -110,14 +110,8 @@ struct claimed {
     char node[8];
 };
 
-/* Claims for node name; appends what it got to out. */
-static void claim(const char *name, long long now, struct claimed *out, int *n, int max) {
-    struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000};
-    struct script_call c;
-    call_claim(&c, &k, &a);
-    call_claim_add_queue(&c, "default");
-    call_claim_add_queue(&c, "other");
-    redisReply *r = run(&c);
+/* Appends what claim.lua's answer r handed node name to out. */
+static void take(const redisReply *r, const char *name, struct claimed *out, int *n, int max) {
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
         r->element[0]->type == REDIS_REPLY_STRING &&
         (strcmp(r->element[0]->str, "ok") == 0 || strcmp(r->element[0]->str, "more") == 0))
@@ -127,6 +121,19 @@ static void claim(const char *name, long long now, struct claimed *out, int *n, 
             t->lease = r->element[i + 1]->integer;
             snprintf(t->node, sizeof t->node, "%s", name);
         }
+}
+
+static const char *const claim_queues[] = {"default", "other"};
+
+/* Claims for node name; appends what it got to out. */
+static void claim(const char *name, long long now, struct claimed *out, int *n, int max) {
+    struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000};
+    struct script_call c;
+    call_claim(&c, &k, &a);
+    call_claim_add_queue(&c, claim_queues[0]);
+    call_claim_add_queue(&c, claim_queues[1]);
+    redisReply *r = run(&c);
+    take(r, name, out, n, max);
     freeReplyObject(r);
 }
 
@@ -159,7 +166,8 @@ static void malformed_args(long long now) {
     const char *junk[] = {"{t}:", nows, "x", big, "", "-1", "abc", "99999999", "Success", "n1"};
     enum script_id ids[] = {SCRIPT_CLAIM,     SCRIPT_COMPLETE,  SCRIPT_CANCEL,  SCRIPT_EXPIRE,
                             SCRIPT_RECOVER,   SCRIPT_RECONCILE, SCRIPT_SWEEP,   SCRIPT_ENQUEUE,
-                            SCRIPT_HEARTBEAT, SCRIPT_SET_DRAIN, SCRIPT_SET_CAP, SCRIPT_CANCELLING};
+                            SCRIPT_HEARTBEAT, SCRIPT_SET_DRAIN, SCRIPT_SET_CAP, SCRIPT_CANCELLING,
+                            SCRIPT_TURN};
     /* The keys each script is built with, from its real builder, then junk arguments. */
     struct script_call c;
     enum script_id id = ids[rnd(sizeof ids / sizeof *ids)];
@@ -170,6 +178,11 @@ static void malformed_args(long long now) {
         break;
     }
     case SCRIPT_COMPLETE: call_complete(&c, &k, "n1", now, DAY, 0); break;
+    case SCRIPT_TURN: {
+        struct call_claim_args a = {"n1", "n1", now, 5, true, 1};
+        call_turn(&c, &k, &a, DAY, claim_queues, 2, 0);
+        break;
+    }
     case SCRIPT_CANCEL: call_cancel(&c, &k, 1 + rnd(20), now); break;
     case SCRIPT_EXPIRE: call_expire(&c, &k, now, 10, "0", 1000); break;
     case SCRIPT_RECOVER: call_recover(&c, &k, now, "tok", 1000, NULL); break;
@@ -217,10 +230,17 @@ Test(fuzz, every_script_leaves_every_task_in_its_structure) {
         /* Reports: a batch of what is held, in random outcomes, some with a stale lease. */
         int n = nheld ? (int)rnd((unsigned)nheld + 1) : 0;
         if (n) {
-            const char *name = held[0].node;
+            char name[8];
+            snprintf(name, sizeof name, "%s", held[0].node);
             struct script_call c;
             int sent = 0;
-            call_complete(&c, &k, name, now, DAY, (size_t)n);
+            /* Alone (complete.lua), or with the node's next claim in the same call (turn.lua). */
+            bool turn = rnd(2);
+            struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000};
+            if (turn)
+                call_turn(&c, &k, &a, DAY, claim_queues, 2, (size_t)n);
+            else
+                call_complete(&c, &k, name, now, DAY, (size_t)n);
             for (int i = 0; i < nheld && sent < n; i++) {
                 if (strcmp(held[i].node, name) != 0) continue;
                 struct call_report r = {held[i].id,
@@ -235,15 +255,15 @@ Test(fuzz, every_script_leaves_every_task_in_its_structure) {
                 held[i].node[0] = '\0'; /* reported */
                 sent++;
             }
-            if (sent) {
-                run_free(&c);
-            } else {
-                call_free(&c);
-            }
+            redisReply *r = sent ? run(&c) : NULL;
             int w = 0;
             for (int i = 0; i < nheld; i++)
                 if (held[i].node[0]) held[w++] = held[i];
             nheld = w;
+            if (r && turn && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+                take(r->element[1], name, held, &nheld, 512);
+            if (r) freeReplyObject(r);
+            call_free(&c);
         }
         if (rnd(3) == 0) {
             struct script_call c;

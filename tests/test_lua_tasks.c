@@ -369,6 +369,74 @@ Test(tasks, results_are_fenced_by_lease) {
     cr_assert_str_eq(state(id), "Success");
 }
 
+/* turn.lua: the reports first, then the claim, in one call: a node at its cap that reports a task
+ * takes the next in the same call. A malformed report writes nothing and claims nothing; an
+ * error of the claim half comes back beside the applied reports. */
+static redisReply *turn(const char *name, long long id, long long lease, const char *outcome,
+                        int max, long long now, const char *max_text) {
+    char i[24];
+    snprintf(i, sizeof i, "%lld", id);
+    struct call_report rep = {i, lease, outcome, "", -1, "", 0, 0};
+    struct call_claim_args a = {name, name, now, max, false, 30000};
+    static const char *const queues[] = {"default"};
+    struct script_call c;
+    call_turn(&c, &k, &a, 604800000, queues, 1, 1);
+    call_complete_add(&c, &rep);
+    if (!max_text) return eval(&c);
+    const char *argv[40];
+    cr_assert_lt(c.argc, 40);
+    for (int j = 0; j < c.argc; j++) argv[j] = c.argv[j];
+    argv[c.nkeys + 4] = max_text; /* ARGV[5], max */
+    char err[256];
+    redisReply *r = rsync_eval(&rs, SCRIPT_TURN, c.nkeys, c.argc, argv, NULL, err, sizeof err);
+    call_free(&c);
+    cr_assert_not_null(r, "%s", err);
+    return r;
+}
+
+Test(tasks, a_turn_reports_then_claims_in_one_call) {
+    node("n1", 1);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
+    long long b = enq("default", "noop", 0, 0, DAY, 1, T0);
+    long long c = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 1, T0, false, NULL);
+    long long lease = claimed_lease(r, 0);
+    freeReplyObject(r);
+    /* At its cap of 1: the claim half sees the slot the report freed. */
+    r = turn("n1", a, lease, "Success", 1, T0 + 5, NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->elements, 2);
+    cr_assert_eq(r->element[0]->element[0]->integer, 1, "the report was applied");
+    cr_assert_str_eq(r->element[1]->element[0]->str, "ok");
+    cr_assert_eq(claimed(r->element[1]), 1);
+    cr_assert_eq(claimed_id(r->element[1], 0), b);
+    long long lease_b = claimed_lease(r->element[1], 0);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Success");
+    cr_assert_str_eq(state(b), "Executing");
+    cr_assert_eq(num("HGET {t}:task:%lld completed", a), T0 + 5);
+    cr_assert_eq(num("HGET {t}:task:%lld started", b), T0 + 5);
+    cr_assert_eq(num("HGET {t}:stats running"), 1);
+    /* A malformed report: an error, nothing written, nothing claimed. */
+    r = turn("n1", b, lease_b, "Bogus", 1, T0 + 6, NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert(strstr(r->str, "BADARGS"), "%s", r->str);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(b), "Executing");
+    cr_assert_str_eq(state(c), "Queued");
+    /* The claim half's error comes back after the report was applied. */
+    r = turn("n1", b, lease_b, "Success", 1, T0 + 7, "x");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->element[0]->element[0]->integer, 1);
+    cr_assert_eq(r->element[1]->type, REDIS_REPLY_ERROR);
+    cr_assert(strstr(r->element[1]->str, "BADARGS"), "%s", r->element[1]->str);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(b), "Success");
+    cr_assert_str_eq(state(c), "Queued");
+    cr_assert_eq(num("HGET {t}:stats running"), 0);
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 0);
+}
+
 Test(tasks, failures_retry_after_backoff_then_fail) {
     node("n1", 5);
     long long id = enq("default", "fail", 0, 0, DAY, 2, T0);

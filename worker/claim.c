@@ -55,6 +55,8 @@ struct claimer {
 
 static void kick(struct claimer *c);
 static void flush(struct claimer *c);
+static void step(struct claimer *c);
+static void complete_cb(struct rconn *rc, redisReply *r, void *priv);
 
 static const char *outcome_names[] = {
     [RUN_SUCCESS] = "Success",   [RUN_FAILED] = "Failed",           [RUN_TIMEDOUT] = "TimedOut",
@@ -86,8 +88,9 @@ static int64_t retry_delay(const struct claimer *c, int64_t attempt) {
     return d / 2 + (d > 1 ? rand() % (d / 2 + 1) : 0);
 }
 
-static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct claimer *c = priv;
+/* complete.lua's answer (alone, or as turn.lua's first half): the reports sent are done, or kept
+ * for the next try. */
+static void reported(struct claimer *c, redisReply *r) {
     c->reporting = false;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         /* Not applied (or unknown): keep them for the next try; a resend is harmless. */
@@ -114,26 +117,29 @@ static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
     free(c->sent);
     c->sent = NULL;
     c->nsent = 0;
-    flush(c);
-    kick(c);
+}
+
+static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    reported(c, r);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) return;
+    step(c);
     check_idle(c);
 }
 
-/* Sends pending reports (at most REPORT_MAX) unless a call is already in flight. */
-static void flush(struct claimer *c) {
-    if (c->reporting || c->npending == 0 || !rconn_is_up(c->node->cmd)) return;
+/* How many pending reports the next call carries: at most REPORT_MAX and REPORT_BYTES_MAX of
+ * logs and error texts (always at least one). */
+static size_t report_batch(const struct claimer *c) {
     size_t n = c->npending < REPORT_MAX ? c->npending : REPORT_MAX, bytes = 0;
-    for (size_t i = 0; i < n; i++) { /* and below the byte bound (always at least one) */
+    for (size_t i = 0; i < n; i++) {
         const struct runner_result *res = c->pending[i].res;
         bytes += res->log.len + strlen(res->error) + 128;
-        if (i > 0 && bytes > REPORT_BYTES_MAX) {
-            n = i;
-            break;
-        }
+        if (i > 0 && bytes > REPORT_BYTES_MAX) return i;
     }
-    struct script_call call;
-    call_complete(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), c->cfg->retention_ms,
-                  n);
+    return n;
+}
+
+static void add_reports(struct claimer *c, struct script_call *call, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const struct report *rp = &c->pending[i];
         struct call_report r = {.task = rp->task->id,
@@ -144,24 +150,36 @@ static void flush(struct claimer *c) {
                                 .log = rp->res->log.data,
                                 .log_len = rp->res->log.len,
                                 .retry_delay_ms = retry_delay(c, rp->task->attempt)};
-        call_complete_add(&call, &r);
+        call_complete_add(call, &r);
     }
-    if (rconn_call(c->node->cmd, &call, complete_cb, c) == 0) {
-        c->reporting = true;
-        c->sent = xmalloc(n * sizeof *c->sent);
-        memcpy(c->sent, c->pending, n * sizeof *c->sent);
-        c->nsent = n;
-        memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
-        c->npending -= n;
-    }
+}
+
+/* The first n pending reports are in the call just sent. */
+static void reports_sent(struct claimer *c, size_t n) {
+    c->reporting = true;
+    c->sent = xmalloc(n * sizeof *c->sent);
+    memcpy(c->sent, c->pending, n * sizeof *c->sent);
+    c->nsent = n;
+    memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
+    c->npending -= n;
+}
+
+/* Sends pending reports alone (complete.lua) unless a call is already in flight. */
+static void flush(struct claimer *c) {
+    if (c->reporting || c->npending == 0 || !rconn_is_up(c->node->cmd)) return;
+    size_t n = report_batch(c);
+    struct script_call call;
+    call_complete(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), c->cfg->retention_ms,
+                  n);
+    add_reports(c, &call, n);
+    if (rconn_call(c->node->cmd, &call, complete_cb, c) == 0) reports_sent(c, n);
     call_free(&call);
 }
 
 static void batch_cb(uv_check_t *h) {
     struct claimer *c = container_of(h, struct claimer, batch);
     uv_check_stop(h);
-    flush(c);
-    kick(c);
+    step(c);
 }
 
 static void done_cb(struct runner *r, struct runner_task *t, struct runner_result *res, void *arg) {
@@ -275,13 +293,14 @@ static void arm_due(struct claimer *c, int64_t at) {
     uv_timer_start(&c->due, due_cb, wait > 0 ? (uint64_t)wait : 0, 0);
 }
 
-static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
-    struct claimer *c = priv;
+/* claim.lua's answer (alone, or as turn.lua's second half): starts what it handed us. True when
+ * the node should claim again at once (more may be waiting, or something happened meanwhile). */
+static bool claimed(struct claimer *c, redisReply *r) {
     c->claiming = false;
-    if (r == NULL) return;
+    if (r == NULL) return false;
     if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
         log_error("claim failed", " error=\"%s\"", r->type == REDIS_REPLY_ERROR ? r->str : "shape");
-        return;
+        return false;
     }
     const char *verdict = reply_str(r, 0, NULL);
     arm_due(c, reply_int(r, 1));
@@ -327,36 +346,94 @@ static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
         runner_start(c->runner, t);
     }
     update_view(c);
-    if (c->reconcile_due) reconcile(c);
     /* A full batch may mean more is waiting; something may have happened meanwhile too. */
-    if (c->claim_again || more || (claimed > 0 && claimed == CLAIM_MAX)) kick(c);
+    return c->claim_again || more || (claimed > 0 && claimed == CLAIM_MAX);
+}
+
+static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    bool again = claimed(c, r);
+    if (r == NULL) return;
+    if (c->reconcile_due) reconcile(c);
+    if (again) kick(c);
+}
+
+/* How many tasks a claim sent now may ask for; 0 when the node cannot take work now. Alone, a
+ * claim waits while tasks run until min_batch slots are free (batches, not trickles); riding
+ * on a report (turn.lua) it costs no call of its own, so one free slot is enough. */
+static int64_t claim_room(const struct claimer *c, bool riding) {
+    const struct node_view *v = &c->node->view;
+    if (c->stopped || v->stopping || v->drain || !v->registered || !rconn_is_up(c->node->cmd))
+        return 0;
+    unsigned running = runner_running(c->runner);
+    int64_t free_slots = v->cap - (int64_t)running;
+    int64_t min_batch = v->cap / 4 < MIN_BATCH_MAX ? v->cap / 4 : MIN_BATCH_MAX;
+    if (free_slots <= 0 || (!riding && running > 0 && free_slots < min_batch)) return 0;
+    return free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX;
+}
+
+static struct call_claim_args claim_args(const struct claimer *c, int64_t max) {
+    return (struct call_claim_args){.name = c->node->view.name,
+                                    .instance = c->node->view.instance,
+                                    .now_ms = clock_wall_ms(),
+                                    .max = max,
+                                    .balance = c->cfg->balance,
+                                    .lease_margin_ms = LEASE_MARGIN_MS};
 }
 
 /* Claims if the node can take work now; otherwise remembers to try after the call in flight. */
 static void kick(struct claimer *c) {
-    struct node_view *v = &c->node->view;
-    if (c->stopped || v->stopping || v->drain || !v->registered || !rconn_is_up(c->node->cmd))
-        return;
-    unsigned running = runner_running(c->runner);
-    int64_t free_slots = v->cap - (int64_t)running;
-    int64_t min_batch = v->cap / 4 < MIN_BATCH_MAX ? v->cap / 4 : MIN_BATCH_MAX;
-    if (free_slots <= 0 || (running > 0 && free_slots < min_batch)) return;
+    int64_t max = claim_room(c, false);
+    if (max == 0) return;
     if (c->claiming) {
         c->claim_again = true;
         return;
     }
     c->claim_again = false;
-    struct call_claim_args a = {.name = v->name,
-                                .instance = v->instance,
-                                .now_ms = clock_wall_ms(),
-                                .max = free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX,
-                                .balance = c->cfg->balance,
-                                .lease_margin_ms = LEASE_MARGIN_MS};
+    struct call_claim_args a = claim_args(c, max);
     struct script_call call; /* on the stack: no allocation for up to CLAIM_QUEUES_MAX queues */
     call_claim(&call, &c->node->keys, &a);
     for (int i = 0; i < c->nqueues && i < CLAIM_QUEUES_MAX; i++)
         call_claim_add_queue(&call, c->queues[i]);
     if (rconn_call(c->node->cmd, &call, claim_cb, c) == 0) c->claiming = true;
+    call_free(&call);
+}
+
+/* turn.lua's answer: {complete.lua's, claim.lua's}. */
+static void turn_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+    reported(c, whole ? r->element[0] : r);
+    bool again = claimed(c, whole ? r->element[1] : NULL);
+    if (!whole && r && r->type != REDIS_REPLY_ERROR) log_error("turn failed", " error=\"shape\"");
+    if (!whole) return; /* the reports are kept: resent when the node is ready again */
+    if (c->reconcile_due) reconcile(c);
+    if (again) c->claim_again = true;
+    step(c);
+    check_idle(c);
+}
+
+/* One turn of the loop after tasks finished: the pending reports and, when the node can take
+ * work, its next claim in one call (turn.lua); otherwise the reports alone and a claim if one is
+ * due. */
+static void step(struct claimer *c) {
+    int64_t max = c->npending > 0 && !c->reporting && !c->claiming ? claim_room(c, true) : 0;
+    if (max == 0) {
+        flush(c);
+        kick(c);
+        return;
+    }
+    size_t n = report_batch(c);
+    c->claim_again = false;
+    struct call_claim_args a = claim_args(c, max);
+    struct script_call call;
+    call_turn(&call, &c->node->keys, &a, c->cfg->retention_ms, (const char *const *)c->queues,
+              c->nqueues < CLAIM_QUEUES_MAX ? c->nqueues : CLAIM_QUEUES_MAX, n);
+    add_reports(c, &call, n);
+    if (rconn_call(c->node->cmd, &call, turn_cb, c) == 0) {
+        reports_sent(c, n);
+        c->claiming = true;
+    }
     call_free(&call);
 }
 
