@@ -26,6 +26,7 @@
 -- Bound: N reports (the node sends at most 256, and 8 MiB of logs) plus 2N + 16 deletions.
 local prefix, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
+local now_s = now and string.format('%d', now) -- "%d", not Redis's "%.17g" (see claim.lua)
 if not n or #ARGV ~= 5 + 7 * n then return redis.error_reply('BADARGS expected 5 + 7*N') end
 if not now or not retention or KEYS[2] ~= tostring(prefix) .. 'stats' then
   return redis.error_reply('BADARGS the prefix must be the keys\' own; now and retention are ms')
@@ -104,11 +105,11 @@ for i = 1, n do
       retried = retried + 1
     else
       if err ~= '' then
-        redis.call('HSET', key, 'state', outcome, 'completed', now, 'error', err)
+        redis.call('HSET', key, 'state', outcome, 'completed', now_s, 'error', err)
       else
-        redis.call('HSET', key, 'state', outcome, 'completed', now)
+        redis.call('HSET', key, 'state', outcome, 'completed', now_s)
       end
-      index[#index + 1] = now
+      index[#index + 1] = now_s
       index[#index + 1] = id
       if ARGV[b + 5] ~= '-1' then redis.call('HSET', key, 'exit', ARGV[b + 5]) end
       if ARGV[b + 6] ~= '' then
