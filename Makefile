@@ -75,6 +75,8 @@ bench: build
 	@/usr/bin/python3 scripts/bench-backlog.py $(BUILD)
 	@scripts/bench-calls.sh $(BUILD) 10
 	@scripts/bench-calls.sh $(BUILD) 64
+	@scripts/bench-instr.sh $(BUILD) 10
+	@scripts/bench-instr.sh $(BUILD) 64
 	@scripts/bench-tls.sh $(BUILD)
 	@/usr/bin/python3 scripts/bench-cluster.py $(BUILD)
 	@scripts/bench-shards.sh $(BUILD)

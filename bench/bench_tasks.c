@@ -364,23 +364,33 @@ static int cmd_latency(struct bench *b, int argc, char **argv) {
     long long *us = xcalloc((size_t)k, sizeof *us);
     size_t n = 0;
     char err[256], line[128];
+    /* SHOAL_BENCH_LAT_SAMPLES=FILE: every sample as "<enqueue CLOCK_REALTIME us> <latency us>"
+     * (scripts/bench-latency.py lines them up with Redis's MONITOR for a breakdown). */
+    const char *samples_path = getenv("SHOAL_BENCH_LAT_SAMPLES");
+    FILE *samples = samples_path ? fopen(samples_path, "w") : NULL;
+    if (samples_path && !samples) die("%s: %s", samples_path, strerror(errno));
     for (int i = 0; i < k; i++) {
         struct shoal_task_opts t;
         struct payload p;
         int64_t id;
         shoal_task_opts_init(&t);
         t.type = "lat";
-        pack(&p, false, (uint64_t)realtime_us()); /* just before the enqueue call */
+        uint64_t t0 = (uint64_t)realtime_us();
+        pack(&p, false, t0); /* just before the enqueue call */
         t.args = p.data;
         t.args_len = p.len;
         if (shoal_enqueue(&b->cl, &t, 1, &id, err, sizeof err) != 0) die("enqueue: %s", err);
         /* As the peers: wait up to 2 s for the handler, then 10 ms before the next one. */
         int rc = report_line(b, line, sizeof line, 2000);
         if (rc == -ECHILD) die("latency: the node exited");
-        if (rc == 0 && sscanf(line, "lat %lld", &us[n]) == 1) n++;
+        if (rc == 0 && sscanf(line, "lat %lld", &us[n]) == 1) {
+            if (samples) fprintf(samples, "%llu %lld\n", (unsigned long long)t0, us[n]);
+            n++;
+        }
         sleep_ms(10);
     }
     node_stop(b);
+    if (samples) fclose(samples);
     if (n == 0) die("latency: no task reached the handler");
     qsort(us, n, sizeof *us, cmp_ll);
     emit(b, "lat_p50_ms", (double)pct(us, n, 50) / 1000, (long long)n);

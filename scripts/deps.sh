@@ -16,6 +16,8 @@ pkgs+=(libcap2-bin procps)
 # tests/page (the Nodes page, ctest nodes_page): headless Chromium, driven by playwright-core
 # (tests/page/run.sh runs npm ci; node and npm must be on PATH).
 pkgs+=(chromium)
+# scripts/bench-instr.sh (make bench): Redis's instructions per task, counted by callgrind.
+pkgs+=(valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# bench-instr.sh BUILD [CAP] [N]: the instructions redis-server executes per task while one
+# bench_node (C handler `count`) works off N (5000) queued tasks at CAP (10), counted by
+# valgrind's callgrind (zeroed after the enqueue, dumped after the drain). A count of
+# instructions does not depend on the machine's load as microseconds do, so two builds can be
+# compared on a busy machine (the node's batches still depend on timing a little: run it twice).
+# Redis runs about 50 times slower under callgrind, so N stays small. Its own redis-server on a
+# free loopback port; stops what it started.
+set -euo pipefail
+build=${1:-build} cap=${2:-10} n=${3:-5000}
+command -v valgrind > /dev/null || { echo "bench-instr: valgrind missing (scripts/deps.sh)" >&2; exit 2; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_init instr
+rport=$(free_port)
+valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.%p" \
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+  > "$tmp/valgrind.log" 2>&1 & vpid=$!; pids+=($vpid)
+for _ in $(seq 1 300); do redis-cli -p "$rport" ping > /dev/null 2>&1 && break; sleep 0.1; done
+url="redis://127.0.0.1:$rport/0"
+timeout 120 "$build/bench_tasks" "$url" shoal "$tmp" enqueue bulk "$n" i > /dev/null
+callgrind_control -z "$vpid" > /dev/null 2>&1
+redis-cli -p "$rport" config resetstat > /dev/null
+timeout 300 "$build/bench_tasks" "$url" shoal "$tmp" drain calls "$n" "$cap" "$build/bench_node" > /dev/null
+callgrind_control -d "$vpid" > /dev/null 2>&1
+calls=$(redis-cli -p "$rport" info commandstats | tr -d '\r' | awk -F'[=,:]' '$1 == "cmdstat_evalsha" { print $3 }')
+dump=$(ls "$tmp"/cg.*.1 | head -1)
+ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+awk -v ir="$ir" -v n="$n" -v cap="$cap" -v calls="$calls" 'BEGIN {
+  printf "cap %d, %d tasks: %.0f redis-server instructions per task (callgrind), %d script calls\n", cap, n, ir / n, calls }'
