@@ -46,30 +46,52 @@ for i = 1, n do
   end
 end
 
--- Pass 2 writes.
+-- Pass 2 writes: one HSET per task. Numbers are made strings here with %d (ids, times): a Lua
+-- number concatenated or passed to redis.call is formatted with "%.14g"/"%.17g", several times
+-- the cost (measured: docs/benchmarks.md, "Redis work per task").
+local fmt = string.format
+local now_s = fmt('%d', now)
 local last = redis.call('INCRBY', KEYS[1], n)
 local ready, woken, lists, queues = 0, {}, {}, {}
 local ids = {}
+local expiries = {} -- expiry argument -> its absolute time as text, for tasks queued now
 for i = 1, n do
   local b = 4 + 9 * (i - 1)
   local id = last - n + i
-  local key = prefix .. 'task:' .. id
+  local id_s = fmt('%d', id)
+  local key = prefix .. 'task:' .. id_s
   local queue, args = ARGV[b + 1], ARGV[b + 3]
-  local prio = string.format('%d', tonumber(ARGV[b + 4]))  -- canonical: '05' and '-0' too
-  local at, expiry = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-  local qt = now
-  if at > 0 then qt = at end
-  redis.call('HSET', key, 'state', 'Queued', 'queue', queue, 'type', ARGV[b + 2],
-    'queued', qt, 'expiry', qt + expiry)
-  if args ~= '' then redis.call('HSET', key, 'args', args) end
-  if prio ~= '0' and prio ~= '-0' then redis.call('HSET', key, 'prio', prio) else prio = '0' end
-  if ARGV[b + 7] ~= '0' then redis.call('HSET', key, 'timeout', ARGV[b + 7]) end
-  if ARGV[b + 8] ~= '1' then redis.call('HSET', key, 'attempts', ARGV[b + 8]) end
-  if ARGV[b + 9] ~= '1' then redis.call('HSET', key, 'lost_budget', ARGV[b + 9]) end
+  local prio = fmt('%d', tonumber(ARGV[b + 4]))  -- canonical: '05' and '-0' too
+  local at = tonumber(ARGV[b + 5])
+  local qt, qt_s, exp_s = now, now_s, nil
+  if at > 0 then
+    qt, qt_s = at, fmt('%d', at)
+    exp_s = fmt('%d', at + tonumber(ARGV[b + 6]))
+  else
+    exp_s = expiries[ARGV[b + 6]]
+    if not exp_s then
+      exp_s = fmt('%d', now + tonumber(ARGV[b + 6]))
+      expiries[ARGV[b + 6]] = exp_s
+    end
+  end
+  local fields = {'state', 'Queued', 'queue', queue, 'type', ARGV[b + 2], 'queued', qt_s,
+    'expiry', exp_s}
+  if args ~= '' then fields[#fields + 1] = 'args'; fields[#fields + 1] = args end
+  if prio ~= '0' and prio ~= '-0' then
+    fields[#fields + 1] = 'prio'; fields[#fields + 1] = prio
+  else
+    prio = '0'
+  end
+  if ARGV[b + 7] ~= '0' then fields[#fields + 1] = 'timeout'; fields[#fields + 1] = ARGV[b + 7] end
+  if ARGV[b + 8] ~= '1' then fields[#fields + 1] = 'attempts'; fields[#fields + 1] = ARGV[b + 8] end
+  if ARGV[b + 9] ~= '1' then
+    fields[#fields + 1] = 'lost_budget'; fields[#fields + 1] = ARGV[b + 9]
+  end
+  redis.call('HSET', key, unpack(fields))
   if qt > now then
-    redis.call('ZADD', KEYS[3], qt, id)
+    redis.call('ZADD', KEYS[3], qt_s, id_s)
     -- The new earliest scheduled task: wake nodes so they re-arm their timers.
-    if redis.call('ZRANGE', KEYS[3], 0, 0)[1] == tostring(id) then woken[queue] = true end
+    if redis.call('ZRANGE', KEYS[3], 0, 0)[1] == id_s then woken[queue] = true end
   else
     local list = prefix .. 'q:' .. queue .. ':' .. prio
     local l = lists[list]
@@ -77,7 +99,7 @@ for i = 1, n do
       l = {queue = queue, prio = prio, ids = {}}
       lists[list] = l
     end
-    l.ids[#l.ids + 1] = id
+    l.ids[#l.ids + 1] = id_s
     ready = ready + 1
   end
   queues[queue] = true
@@ -85,7 +107,7 @@ for i = 1, n do
 end
 for q in pairs(queues) do
   redis.call('SADD', KEYS[4], q)
-  redis.call('ZADD', prefix .. 'qseen', now, q) -- the idle clock of expire.lua
+  redis.call('ZADD', prefix .. 'qseen', now_s, q) -- the idle clock of expire.lua
 end
 for list, l in pairs(lists) do
   -- Push in chunks: unpack() has a stack limit.
