@@ -17,7 +17,8 @@
 --   8.. queue names in order
 -- Returns {verdict, next_due, expired} where verdict is 'dead', 'drained' or 'full' (nothing
 -- claimed), or {'ok', next_due, expired, id, lease, type, args, timeout, attempt, queued, ...}
--- with seven fields per claimed task (queued: its queue time, for enqueue-to-start latency),
+-- with seven fields per claimed task (queued: its queue time in ms, as a number or as the text
+-- the task holds, for enqueue-to-start latency),
 -- or the same with verdict 'more' when this call stopped at its bound with work possibly left
 -- (the caller claims again, after this answer). next_due: ms of the earliest scheduled task,
 -- or -1.
@@ -39,6 +40,7 @@ local PROMOTE_MAX, SKIP_MAX = 256, 256 -- an expired task counts 4 against SKIP_
 -- formatted by Redis with "%.17g", several times the cost of "%d" (measured: docs/benchmarks.md).
 local fmt = string.format
 local now_s = fmt('%d', now)
+local margin = tonumber(ARGV[7])
 
 local function next_due()
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
@@ -158,9 +160,15 @@ for qi = 8, #ARGV do
           skipped = skipped + 1 -- canceled while queued (final already), or not a task
         else
           ready = ready - 1
-          local queued = tonumber(f[7] or '') or now
-          local expiry = tonumber(f[6] or '') or (queued + 86400000)
+          -- The queue time is made a number only when the expiry is missing or has passed
+          -- (its text is in the answer; the node reads a number from it).
+          local expiry, queued = tonumber(f[6] or ''), nil
+          if not expiry then
+            queued = tonumber(f[7] or '') or now
+            expiry = queued + 86400000
+          end
           if now >= expiry then
+            queued = queued or tonumber(f[7] or '') or now
             if not done_checked then
               redis.call('ZCARD', KEYS[6])
               done_checked = true
@@ -173,14 +181,14 @@ for qi = 8, #ARGV do
             skipped = skipped + 4 -- it writes (state, error text, finished index)
           else
             lease = math.max(lease + 1, lease_floor)
-            local attempt = (tonumber(f[5] or '0') or 0) + 1
-            local timeout = tonumber(f[4] or '0') or 0
+            local attempt = (f[5] and tonumber(f[5]) or 0) + 1
+            local timeout = f[4] and tonumber(f[4]) or 0
             local deadline = '9007199254740991'
-            if timeout > 0 then deadline = fmt('%d', now + timeout + tonumber(ARGV[7])) end
+            if timeout > 0 then deadline = fmt('%d', now + timeout + margin) end
             -- State now, running-set entry in the ZADD at the end of this call (KEYS[3] is
             -- known to be a sorted set, so that ZADD cannot fail half-way).
             redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now_s,
-              'lease', fmt('%d', lease), 'attempt', fmt('%d', attempt))
+              'lease', fmt('%d', lease), 'attempt', attempt == 1 and '1' or fmt('%d', attempt))
             entries[#entries + 1] = deadline
             entries[#entries + 1] = id
             local n = #out
@@ -190,7 +198,7 @@ for qi = 8, #ARGV do
             out[n + 4] = f[3] or ''
             out[n + 5] = timeout
             out[n + 6] = attempt
-            out[n + 7] = queued
+            out[n + 7] = queued or f[7] or now
             claimed = claimed + 1
           end
         end

@@ -315,7 +315,8 @@ static bool claimed(struct claimer *c, redisReply *r) {
     m->claimed += claimed;
     for (size_t i = 0; i < claimed; i++) {
         size_t b = 3 + 7 * i, alen;
-        double wait = (double)(now - reply_int(r, b + 6)) / 1000.0;
+        int64_t queued = reply_int(r, b + 6); /* a number, or the text the task holds */
+        double wait = (double)(now - (queued > 0 ? queued : now)) / 1000.0;
         size_t bucket = 0;
         while (bucket < NODE_LATENCY_BUCKETS && wait > node_latency_bounds[bucket]) bucket++;
         m->latency_counts[bucket]++;
