@@ -57,8 +57,9 @@ local function human(ms)
 end
 
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return {'dead', next_due(), 0} end
-if redis.call('HGET', KEYS[1], 'drain') == '1' then return {'drained', next_due(), 0} end
-local cap = tonumber(redis.call('HGET', KEYS[1], 'cap') or '0')
+local node = redis.call('HMGET', KEYS[1], 'drain', 'cap')
+if node[1] == '1' then return {'drained', next_due(), 0} end
+local cap = tonumber(node[2] or '0')
 local running = redis.call('ZCARD', KEYS[3])
 local want = math.min(cap - running, tonumber(ARGV[5]))
 if want <= 0 then return {'full', next_due(), 0} end
@@ -115,8 +116,8 @@ local lease = tonumber(stats[4] or '0') or 0
 -- (the failover itself takes longer than any clock difference between the two servers). A
 -- report fenced by a lease given before the loss is then refused. (The previous build's
 -- counter + 1 carries on from these numbers.)
-local clock = redis.call('TIME')
-local lease_floor = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+-- (TIME is asked at the first task claimed, not on every call.)
+local lease_floor = nil
 local balance = ARGV[6] == '1' and avail > 0
 
 local out = {'ok', 0, 0}
@@ -180,6 +181,10 @@ for qi = 8, #ARGV do
             expired = expired + 1
             skipped = skipped + 4 -- it writes (state, error text, finished index)
           else
+            if not lease_floor then
+              local clock = redis.call('TIME')
+              lease_floor = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+            end
             lease = math.max(lease + 1, lease_floor)
             local attempt = (f[5] and tonumber(f[5]) or 0) + 1
             local timeout = f[4] and tonumber(f[4]) or 0
