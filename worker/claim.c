@@ -16,6 +16,8 @@
 #define RETRY_MAX_MS 3600000        /* backoff ceiling */
 #define RECONCILE_EVERY_BEATS 12    /* and after every (re)registration: see lua/reconcile.lua */
 #define CLAIM_QUEUES_MAX 67         /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
+#define REPORT_CALLS_MAX 2 /* report calls in flight at most: one is answered while the next is \
+                            * sent, so Redis is not left idle for a round trip between them */
 #define MIN_BATCH_MAX                                                                              \
     64 /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
@@ -23,6 +25,11 @@
 struct report {
     struct runner_task *task;
     struct runner_result *res;
+};
+
+struct batch { /* reports in one call in flight */
+    struct report *r;
+    size_t n;
 };
 
 struct claimer {
@@ -34,11 +41,11 @@ struct claimer {
     int nqueues;
     bool claiming;          /* a claim call is in flight */
     bool claim_again;       /* something happened meanwhile: claim again after it */
-    bool reporting;         /* a complete call is in flight */
     struct report *pending; /* finished, not yet sent */
     size_t npending, cap_pending;
-    struct report *sent; /* in the call in flight */
-    size_t nsent;
+    struct batch sent[REPORT_CALLS_MAX]; /* in the calls in flight, oldest first (one connection
+                                          * answers in order) */
+    size_t nsent_calls;
     uv_timer_t due;     /* earliest scheduled task */
     uv_check_t batch;   /* after this loop iteration: report and claim once */
     int64_t due_at;     /* its time (wall ms), 0 when none armed */
@@ -67,7 +74,7 @@ static void update_view(struct claimer *c) { c->node->view.running = runner_runn
 
 static void check_idle(struct claimer *c) {
     if (!c->stopped || c->idle_told || runner_running(c->runner) > 0 || c->npending > 0 ||
-        c->reporting)
+        c->nsent_calls > 0)
         return;
     c->idle_told = true;
     if (c->idle) c->idle(c, c->idle_arg);
@@ -88,24 +95,24 @@ static int64_t retry_delay(const struct claimer *c, int64_t attempt) {
     return d / 2 + (d > 1 ? rand() % (d / 2 + 1) : 0);
 }
 
-/* complete.lua's answer (alone, or as turn.lua's first half): the reports sent are done, or kept
- * for the next try. */
+/* complete.lua's answer (alone, or as turn.lua's first half) to the oldest report call in
+ * flight: its reports are done, or kept for the next try. */
 static void reported(struct claimer *c, redisReply *r) {
-    c->reporting = false;
+    struct batch b = c->sent[0];
+    c->nsent_calls--;
+    memmove(c->sent, c->sent + 1, c->nsent_calls * sizeof *c->sent);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         /* Not applied (or unknown): keep them for the next try; a resend is harmless. */
         if (r) log_error("reporting results failed", " error=\"%s\"", r->str);
-        size_t need = c->npending + c->nsent;
+        size_t need = c->npending + b.n;
         if (need > c->cap_pending) {
             c->cap_pending = need;
             c->pending = xrealloc(c->pending, need * sizeof *c->pending);
         }
-        memmove(c->pending + c->nsent, c->pending, c->npending * sizeof *c->pending);
-        memcpy(c->pending, c->sent, c->nsent * sizeof *c->sent);
+        memmove(c->pending + b.n, c->pending, c->npending * sizeof *c->pending);
+        memcpy(c->pending, b.r, b.n * sizeof *b.r);
         c->npending = need;
-        free(c->sent);
-        c->sent = NULL;
-        c->nsent = 0;
+        free(b.r);
         return; /* resent when the node is ready again */
     }
     c->node->view.metrics.reports_refused += r->elements > 3 ? r->elements - 3 : 0;
@@ -113,10 +120,8 @@ static void reported(struct claimer *c, redisReply *r) {
         log_warn("result refused: the task's lease is no longer ours (it was recovered "
                  "elsewhere or already finished)",
                  " task=ServerTasks-%s", r->element[i]->str);
-    for (size_t i = 0; i < c->nsent; i++) report_free(&c->sent[i]);
-    free(c->sent);
-    c->sent = NULL;
-    c->nsent = 0;
+    for (size_t i = 0; i < b.n; i++) report_free(&b.r[i]);
+    free(b.r);
 }
 
 static void complete_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -156,17 +161,18 @@ static void add_reports(struct claimer *c, struct script_call *call, size_t n) {
 
 /* The first n pending reports are in the call just sent. */
 static void reports_sent(struct claimer *c, size_t n) {
-    c->reporting = true;
-    c->sent = xmalloc(n * sizeof *c->sent);
-    memcpy(c->sent, c->pending, n * sizeof *c->sent);
-    c->nsent = n;
+    struct batch *b = &c->sent[c->nsent_calls++];
+    b->r = xmalloc(n * sizeof *b->r);
+    memcpy(b->r, c->pending, n * sizeof *b->r);
+    b->n = n;
     memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
     c->npending -= n;
 }
 
-/* Sends pending reports alone (complete.lua) unless a call is already in flight. */
+/* Sends pending reports alone (complete.lua) unless REPORT_CALLS_MAX calls are in flight. */
 static void flush(struct claimer *c) {
-    if (c->reporting || c->npending == 0 || !rconn_is_up(c->node->cmd)) return;
+    if (c->nsent_calls == REPORT_CALLS_MAX || c->npending == 0 || !rconn_is_up(c->node->cmd))
+        return;
     size_t n = report_batch(c);
     struct script_call call;
     call_complete(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), c->cfg->retention_ms,
@@ -268,12 +274,14 @@ static void reconcile(struct claimer *c) {
         return;
     }
     c->reconcile_due = false;
-    size_t known = runner_running(c->runner) + c->npending + c->nsent;
+    size_t known = runner_running(c->runner) + claimer_unreported(c);
     struct script_call call;
     call_reconcile(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), known);
     runner_foreach(c->runner, add_running_cb, &call);
     for (size_t i = 0; i < c->npending; i++) call_reconcile_add(&call, c->pending[i].task->id);
-    for (size_t i = 0; i < c->nsent; i++) call_reconcile_add(&call, c->sent[i].task->id);
+    for (size_t b = 0; b < c->nsent_calls; b++)
+        for (size_t i = 0; i < c->sent[b].n; i++)
+            call_reconcile_add(&call, c->sent[b].r[i].task->id);
     (void)rconn_call(c->node->cmd, &call, reconcile_cb, c);
     call_free(&call);
 }
@@ -418,7 +426,9 @@ static void turn_cb(struct rconn *rc, redisReply *r, void *priv) {
  * work, its next claim in one call (turn.lua); otherwise the reports alone and a claim if one is
  * due. */
 static void step(struct claimer *c) {
-    int64_t max = c->npending > 0 && !c->reporting && !c->claiming ? claim_room(c, true) : 0;
+    int64_t max = c->npending > 0 && c->nsent_calls < REPORT_CALLS_MAX && !c->claiming
+                      ? claim_room(c, true)
+                      : 0;
     if (max == 0) {
         flush(c);
         kick(c);
@@ -502,7 +512,11 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
 }
 
 unsigned claimer_running(const struct claimer *c) { return runner_running(c->runner); }
-unsigned claimer_unreported(const struct claimer *c) { return (unsigned)(c->npending + c->nsent); }
+unsigned claimer_unreported(const struct claimer *c) {
+    size_t n = c->npending;
+    for (size_t b = 0; b < c->nsent_calls; b++) n += c->sent[b].n;
+    return (unsigned)n;
+}
 
 void claimer_stop(struct claimer *c, void (*idle)(struct claimer *c, void *arg), void *arg) {
     c->stopped = true;
@@ -519,9 +533,10 @@ static void part_closed(struct claimer *c) {
     void (*done)(void *) = c->close_done;
     void *arg = c->close_arg;
     for (size_t i = 0; i < c->npending; i++) report_free(&c->pending[i]);
-    for (size_t i = 0; i < c->nsent; i++) report_free(&c->sent[i]);
+    for (size_t b = 0; b < c->nsent_calls; b++)
+        for (size_t i = 0; i < c->sent[b].n; i++) report_free(&c->sent[b].r[i]);
+    for (size_t b = 0; b < c->nsent_calls; b++) free(c->sent[b].r);
     free(c->pending);
-    free(c->sent);
     for (int i = 0; i < c->nqueues; i++) free(c->queues[i]);
     free(c->queues);
     free(c);
