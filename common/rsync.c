@@ -25,18 +25,48 @@ static int lost(struct rsync *r, char *err, size_t errlen) {
     return SHOAL_EREDIS;
 }
 
+/* A short-lived blocking connection to a sentinel or a cluster seed node s: over TLS when the
+ * URL says so (rediss-sentinel://, rediss-cluster://), with the same CA, certificate and name as
+ * the master's. Returns the context (s->err may be set; its bridge in *b, joined by aux_close),
+ * or NULL with why set (a TLS failure, in words). */
+static redisContext *aux_open(const struct rurl *u, const struct rurl_sentinel *s,
+                              struct timeval tv, struct tls_fd_bridge **b, char *why,
+                              size_t whylen) {
+    *b = NULL;
+    if (!u->tls) {
+        redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+        if (c == NULL) abort();
+        if (c->err) snprintf(why, whylen, "%s:%d: %s", s->host, s->port, c->errstr);
+        return c;
+    }
+    int ms = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    struct tls_opts o = {s->host, s->port, u->ca, u->cert, u->key, ms, u->sni};
+    int fd = tls_connect_fd(&o, b, why, whylen);
+    if (fd < 0) return NULL;
+    redisContext *c = redisConnectFd(fd);
+    if (c == NULL) abort();
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static void aux_close(redisContext *c, struct tls_fd_bridge *b) {
+    if (c) redisFree(c); /* closes the bridge's local end: its thread ends */
+    tls_fd_bridge_join(b);
+}
+
 /* Cluster mode: asks each seed node (CLUSTER SLOTS) which primary holds the namespace's slot.
  */
 static int ask_cluster(struct rurl *u, struct timeval tv, char *err, size_t errlen) {
+    char why[512] = "";
     for (int i = 0; i < u->nsentinels; i++) {
-        redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
-        if (s == NULL) abort();
-        if (!s->err && u->pass[0]) {
+        struct tls_fd_bridge *b;
+        redisContext *s = aux_open(u, &u->sentinels[i], tv, &b, why, sizeof why);
+        if (s && !s->err && u->pass[0]) {
             redisReply *a = u->user[0] ? redisCommand(s, "AUTH %s %s", u->user, u->pass)
                                        : redisCommand(s, "AUTH %s", u->pass);
             if (a) freeReplyObject(a);
         }
-        redisReply *r = s->err ? NULL : redisCommand(s, "CLUSTER SLOTS");
+        redisReply *r = !s || s->err ? NULL : redisCommand(s, "CLUSTER SLOTS");
         bool ok = false;
         for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements && !ok; k++) {
             const redisReply *e = r->element[k];
@@ -53,32 +83,33 @@ static int ask_cluster(struct rurl *u, struct timeval tv, char *err, size_t errl
             ok = true;
         }
         if (r) freeReplyObject(r);
-        redisFree(s);
+        aux_close(s, b);
         if (ok) return 0;
     }
-    snprintf(err, errlen, "no Redis Cluster node named the owner of slot %d (asked %d node%s)",
-             u->slot, u->nsentinels, u->nsentinels == 1 ? "" : "s");
+    snprintf(err, errlen, "no Redis Cluster node named the owner of slot %d (asked %d node%s%s%s)",
+             u->slot, u->nsentinels, u->nsentinels == 1 ? "" : "s", why[0] ? "; last: " : "", why);
     return SHOAL_EREDIS;
 }
 
 /* Sentinel mode: asks each sentinel for the master's address until one answers. */
 static int ask_sentinels(struct rurl *u, struct timeval tv, char *err, size_t errlen) {
+    char why[512] = "";
     for (int i = 0; i < u->nsentinels; i++) {
-        redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
-        if (s == NULL) abort();
+        struct tls_fd_bridge *b;
+        redisContext *s = aux_open(u, &u->sentinels[i], tv, &b, why, sizeof why);
         redisReply *r =
-            s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s", u->master);
+            !s || s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s", u->master);
         bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
         if (ok) {
             snprintf(u->host, sizeof u->host, "%s", r->element[0]->str);
             u->port = atoi(r->element[1]->str);
         }
         if (r) freeReplyObject(r);
-        redisFree(s);
+        aux_close(s, b);
         if (ok) return 0;
     }
-    snprintf(err, errlen, "no sentinel named master '%s' (asked %d sentinel%s)", u->master,
-             u->nsentinels, u->nsentinels == 1 ? "" : "s");
+    snprintf(err, errlen, "no sentinel named master '%s' (asked %d sentinel%s%s%s)", u->master,
+             u->nsentinels, u->nsentinels == 1 ? "" : "s", why[0] ? "; last: " : "", why);
     return SHOAL_EREDIS;
 }
 
