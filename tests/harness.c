@@ -174,6 +174,47 @@ redisContext *h_redis_connect(const struct h_redis *r) {
     return c;
 }
 
+struct cluster_wait {
+    struct h_redis *const *nodes;
+    int n;
+};
+
+static bool cluster_ok(void *arg) {
+    struct cluster_wait *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        redisContext *c = h_redis_connect(w->nodes[i]);
+        redisReply *r = redisCommand(c, "CLUSTER INFO");
+        char want[64];
+        snprintf(want, sizeof want, "cluster_known_nodes:%d", w->n);
+        bool ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") &&
+                  strstr(r->str, want);
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+int h_cluster_form(struct h_redis *const *nodes, const int *meet_ports, const int *bus_ports,
+                   int n) {
+    for (int i = 0; i < n; i++) {
+        redisContext *c = h_redis_connect(nodes[i]);
+        redisReply *r =
+            redisCommand(c, "CLUSTER ADDSLOTSRANGE %d %d", 16384 * i / n, 16384 * (i + 1) / n - 1);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r) freeReplyObject(r);
+        if (ok && i > 0) {
+            r = redisCommand(c, "CLUSTER MEET 127.0.0.1 %d %d", meet_ports[0], bus_ports[0]);
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r) freeReplyObject(r);
+        }
+        redisFree(c);
+        if (!ok) return -1;
+    }
+    struct cluster_wait w = {nodes, n};
+    return h_eventually(cluster_ok, &w, 20000) ? 0 : -1;
+}
+
 const char *h_shoal_bin(void) {
     const char *b = getenv("SHOAL_BIN");
     return b ? b : "build/shoal";

@@ -21,7 +21,7 @@
 
 static struct h_redis redis;
 static char dir[256], ca[300], other_ca[300], cert[300], key[300], expired[300], ccert[300],
-    ckey[300];
+    ckey[300], both[300];
 static int tls_port;
 static char tls_url[128]; /* rediss://localhost:PORT/0 */
 
@@ -47,6 +47,9 @@ static void make_certs(void) {
              "-out server.pem -days 2 -extfile san.cnf"
              " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
              "-out expired.pem -days -1 -extfile san.cnf"
+             " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > both.cnf"
+             " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out both.pem -days 2 -extfile both.cnf"
              " && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
              "-subj /CN=shoal-node"
              " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
@@ -60,6 +63,7 @@ static void make_certs(void) {
     snprintf(expired, sizeof expired, "%s/expired.pem", dir);
     snprintf(ccert, sizeof ccert, "%s/client.pem", dir);
     snprintf(ckey, sizeof ckey, "%s/client.key", dir);
+    snprintf(both, sizeof both, "%s/both.pem", dir); /* names localhost and 127.0.0.1 */
 }
 
 /* redis-server with a TLS port serving server_cert beside its plain port. */
@@ -68,9 +72,9 @@ static void start_tls_redis_with(struct h_redis *r, const char *server_cert, boo
                                  const char *const *more) {
     tls_port = h_free_port();
     snprintf(port_s, sizeof port_s, "%d", tls_port);
-    static const char *extra[24];
+    static const char *extra[26];
     int n = 0;
-    for (; more && *more && n < 12; more++) extra[n++] = *more;
+    for (; more && *more && n < 14; more++) extra[n++] = *more;
     extra[n++] = "--tls-port";
     extra[n++] = port_s;
     extra[n++] = "--tls-cert-file";
@@ -356,4 +360,153 @@ Test(tls, a_pipeline_larger_than_the_socket_buffers_gets_through) {
     }
     free(v);
     unsetenv("SHOAL_REDIS_CA");
+}
+
+/* `shoal enqueue` of a noop task through url with the CA; returns its number. */
+static int64_t enqueue_noop_via(const char *url) {
+    char *out = NULL, *e = NULL;
+    const char *enq[] = {"enqueue", "--redis", url, "--redis-ca", ca, "--type", "noop", NULL};
+    cr_assert_eq(h_shoal(&out, &e, enq), 0, "enqueue through %s: %s", url, e ? e : "");
+    int64_t id = atoll(strchr(out, '-') + 1);
+    free(out);
+    free(e);
+    return id;
+}
+
+/* `shoal wait ServerTasks-id` through url: 0 once the task succeeded. */
+static int wait_via(const char *url, int64_t id, char **err) {
+    char task[64];
+    snprintf(task, sizeof task, "ServerTasks-%lld", (long long)id);
+    const char *args[] = {"wait", task, "--timeout", "10s", "--redis", url, "--redis-ca", ca, NULL};
+    return h_shoal(NULL, err, args);
+}
+
+static bool cli_reaches(void *url) {
+    char *err = NULL;
+    int rc = cli_nodes(&err, url, "--redis-ca", ca, NULL, NULL, NULL, NULL);
+    free(err);
+    return rc == 0;
+}
+
+static bool log_says(const char *path, const char *a, const char *b) {
+    char *log = h_read_file(path);
+    bool ok = log && strstr(log, a) && (!b || strstr(log, b));
+    free(log);
+    return ok;
+}
+static bool log_says_sentinel_untrusted(void *arg) {
+    return log_says(arg, "redis TLS connection to a sentinel failed", "not trusted");
+}
+
+/* rediss-sentinel://: a master with a TLS port and Debian's redis-sentinel speaking TLS only
+ * (port 0, tls-port, tls-replication yes: it watches the master over TLS too). The CLI and a
+ * node ask the sentinel over TLS and reach the master it names (its TLS port) over TLS; a task
+ * runs. A wrong CA is refused in words, by the CLI and in the node's log (ping 503). On main
+ * before this, rediss-sentinel:// was not a URL at all. */
+Test(tls, a_sentinel_and_its_master_over_tls) {
+    start_tls_redis(&redis, both, false);
+    int master_tls = tls_port, sport = h_free_port();
+    char conf[400], slog[400];
+    snprintf(conf, sizeof conf, "%s/sentinel.conf", dir);
+    snprintf(slog, sizeof slog, "%s/sentinel.log", dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "port 0\ntls-port %d\nbind 127.0.0.1\ndir %s\n"
+            "tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n"
+            "tls-replication yes\n"
+            "sentinel monitor mymaster 127.0.0.1 %d 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n",
+            sport, dir, both, key, ca, master_tls);
+    fclose(f);
+    const char *sargv[] = {"redis-sentinel", conf, NULL};
+    pid_t sentinel = h_spawn(sargv, NULL, slog);
+    char url[128], plain[128];
+    snprintf(url, sizeof url, "rediss-sentinel://127.0.0.1:%d/mymaster", sport);
+    snprintf(plain, sizeof plain, "redis-sentinel://127.0.0.1:%d/mymaster", sport);
+    cr_assert(h_eventually(cli_reaches, url, 10000), "the CLI never got through the sentinel");
+
+    struct h_worker w;
+    const char *extra[] = {"--redis", url, "--redis-ca", ca, NULL};
+    h_worker_start(&w, &redis, "tls-sentinel", extra);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up through a TLS sentinel");
+    int64_t id = enqueue_noop_via(url);
+    char *err = NULL;
+    cr_assert_eq(wait_via(url, id, &err), 0, "the task did not run: %s", err ? err : "");
+    free(err);
+    char *log = h_read_file(w.log);
+    cr_assert(log && strstr(log, "redis connected"), "%s", log ? log : "");
+    free(log);
+    stop_clean(&w);
+
+    /* the sentinel speaks TLS only: the plain form cannot reach it; a wrong CA says so */
+    cr_assert_neq(cli_nodes(&err, plain, NULL, NULL, NULL, NULL, NULL, NULL), 0);
+    free(err);
+    cr_assert_neq(cli_nodes(&err, url, "--redis-ca", other_ca, NULL, NULL, NULL, NULL), 0);
+    cr_assert(strstr(err, "no sentinel named") && strstr(err, "not trusted"), "%s", err);
+    free(err);
+    const char *bad[] = {"--redis", url, "--redis-ca", other_ca, NULL};
+    h_worker_start(&w, &redis, "tls-sentinel-untrusting", bad);
+    cr_assert(h_ping_is(&w, 503, 5000));
+    cr_assert(h_eventually(log_says_sentinel_untrusted, w.log, 8000),
+              "the node's log does not say why");
+    h_worker_stop(&w);
+    h_stop(sentinel, SIGTERM, 5000);
+}
+
+/* rediss-cluster://: two primaries with TLS ports and a TLS cluster bus (--tls-cluster yes).
+ * The URL names only the primary that does NOT hold the namespace's slot: the CLI and a node
+ * ask it over TLS (CLUSTER SLOTS on a TLS link names the owner's TLS port) and reach the owner
+ * over TLS; tasks run. On main before this, rediss-cluster:// was not a URL at all. */
+Test(tls, a_cluster_over_tls) {
+    struct h_redis nodes[2];
+    int tls_ports[2], bus[2];
+    char bus_s[2][16];
+    for (int i = 0; i < 2; i++) {
+        bus[i] = h_free_port();
+        snprintf(bus_s[i], sizeof bus_s[i], "%d", bus[i]);
+        const char *more[] = {"--cluster-enabled",
+                              "yes",
+                              "--cluster-config-file",
+                              "nodes.conf",
+                              "--cluster-port",
+                              bus_s[i],
+                              "--tls-cluster",
+                              "yes",
+                              "--cluster-node-timeout",
+                              "2000",
+                              NULL};
+        start_tls_redis_with(&nodes[i], both, false, more);
+        tls_ports[i] = tls_port;
+    }
+    struct h_redis *np[2] = {&nodes[0], &nodes[1]};
+    int rc = h_cluster_form(np, tls_ports, bus, 2);
+    if (rc != 0) {
+        h_redis_stop(&nodes[0], false);
+        h_redis_stop(&nodes[1], false);
+    }
+    cr_assert_eq(rc, 0, "the TLS cluster did not form");
+    /* slot 3374 ({shoal}) is in node 0's half: name node 1 only */
+    char url[128];
+    snprintf(url, sizeof url, "rediss-cluster://127.0.0.1:%d", tls_ports[1]);
+    struct h_worker w;
+    const char *extra[] = {"--redis", url, "--redis-ca", ca, NULL};
+    h_worker_start(&w, &nodes[0], "tls-cluster", extra);
+    bool up = h_ping_is(&w, 200, 10000);
+    int64_t id = up ? enqueue_noop_via(url) : -1;
+    char *err = NULL;
+    int waited = up ? wait_via(url, id, &err) : -1;
+    redisContext *c = h_redis_connect(&nodes[0]);
+    redisReply *r = redisCommand(c, "EXISTS {shoal}:task:%lld", (long long)id);
+    bool on_owner = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    int code = h_worker_stop(&w);
+    h_redis_stop(&nodes[0], false);
+    h_redis_stop(&nodes[1], false);
+    cr_assert(up, "the node did not come up through a TLS cluster");
+    cr_assert_eq(waited, 0, "the task did not run: %s", err ? err : "");
+    free(err);
+    cr_assert(on_owner, "the task is not on the slot's owner");
+    cr_assert_eq(code, 0);
 }
