@@ -142,6 +142,7 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     if (!u.cluster && u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
     r->url = u;
     r->tls = u.tls;
+    r->timeout_ms = timeout_ms;
     if (u.tls) { /* TLS under hiredis: the bridge's local end (common/tls.h) */
         struct tls_opts o = {u.host, u.port, u.ca, u.cert, u.key, timeout_ms, u.sni};
         int fd = tls_connect_fd(&o, &r->bridge, err, errlen);
@@ -220,6 +221,60 @@ static int load(struct rsync *r, enum script_id id, char *err, size_t errlen) {
     return rc;
 }
 
+/* ASK <slot> <host:port>: the namespace's slot is migrating and the call's keys are no longer
+ * on the node asked. Runs the call once on host:port after ASKING, which lets the importing
+ * node serve the slot for the next command only: on a connection of its own (TLS and AUTH as
+ * the URL says, closed afterwards), ASKING and EVAL of the script's text pipelined (EVAL, not
+ * EVALSHA: that node may not have the script cached, and a SCRIPT LOAD in between would use up
+ * the ASKING). Returns the reply (an error reply too: TRYAGAIN while some of the call's keys
+ * have not arrived yet), or NULL with err set when that node could not be reached. */
+static redisReply *ask_redirect(struct rsync *r, const char *ask, enum script_id id, int n,
+                                const char **av, const size_t *al, char *err, size_t errlen) {
+    const char *addr = strchr(ask + 4, ' '), *colon = addr ? strrchr(addr, ':') : NULL;
+    struct rurl t = r->url;
+    t.cluster = false;
+    t.nsentinels = 0;
+    t.path[0] = '\0';
+    if (!colon || (size_t)(colon - addr - 1) >= sizeof t.host) {
+        snprintf(err, errlen, "Redis Cluster: cannot read the redirection '%s'", ask);
+        return NULL;
+    }
+    memcpy(t.host, addr + 1, (size_t)(colon - addr - 1));
+    t.host[colon - addr - 1] = '\0';
+    t.port = atoi(colon + 1);
+    struct rsync to;
+    if (rsync_open_rurl(&to, &t, r->timeout_ms, err, errlen) != 0) return NULL;
+    const struct script_src *src = script_get(id);
+    const char **av2 = xcalloc((size_t)n, sizeof *av2);
+    size_t *al2 = xcalloc((size_t)n, sizeof *al2);
+    memcpy(av2, av, (size_t)n * sizeof *av2);
+    memcpy(al2, al, (size_t)n * sizeof *al2);
+    av2[0] = "EVAL";
+    al2[0] = 4;
+    av2[1] = src->text;
+    al2[1] = src->len;
+    redisReply *asking = NULL, *reply = NULL;
+    redisAppendCommand(to.c, "ASKING");
+    redisAppendCommandArgv(to.c, n, av2, al2);
+    if (redisGetReply(to.c, (void **)&asking) != REDIS_OK ||
+        redisGetReply(to.c, (void **)&reply) != REDIS_OK) {
+        snprintf(err, errlen, "Redis Cluster: the ASK redirection to %s:%d failed: %s", t.host,
+                 t.port, to.c->errstr[0] ? to.c->errstr : "connection lost");
+        if (reply) freeReplyObject(reply);
+        reply = NULL;
+    } else if (asking->type == REDIS_REPLY_ERROR) { /* e.g. an ACL user without +asking */
+        snprintf(err, errlen, "Redis Cluster: %s:%d refused ASKING: %s", t.host, t.port,
+                 asking->str);
+        freeReplyObject(reply);
+        reply = NULL;
+    }
+    if (asking) freeReplyObject(asking);
+    free(av2);
+    free(al2);
+    rsync_close(&to);
+    return reply;
+}
+
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
                        const size_t *lens, char *err, size_t errlen) {
     int n = argc + 3;
@@ -238,8 +293,10 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
     }
     redisReply *reply = NULL;
     bool noscript_retried = false;
-    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of ASK, TRYAGAIN or
-     * CLUSTERDOWN (the slot is migrating: wait 25 ms). MOVED ends the call: the connection was
+    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of TRYAGAIN or
+     * CLUSTERDOWN (the slot is migrating: wait 25 ms), or of ASK (the call's keys have moved to
+     * the importing node: one ASKING call there per turn, ask_redirect; TRYAGAIN from it, while
+     * some keys are still on their way, waits as above). MOVED ends the call: the connection was
      * opened to the slot's owner, which has changed since (callers may share this struct by
      * value, so it is not reconnected in place). */
     for (int attempt = 0; attempt < CLUSTER_TRIES; attempt++) {
@@ -271,6 +328,17 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
                     freeReplyObject(reply);
                     reply = NULL;
                     break;
+                }
+                if (strncmp(reply->str, "ASK ", 4) == 0) {
+                    redisReply *there = ask_redirect(r, reply->str, id, n, av, al, err, errlen);
+                    freeReplyObject(reply);
+                    reply = there;
+                    if (reply == NULL) break;
+                    bool again = reply->type == REDIS_REPLY_ERROR &&
+                                 (strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+                                  strncmp(reply->str, "ASK ", 4) == 0 ||
+                                  strncmp(reply->str, "CLUSTERDOWN", 11) == 0);
+                    if (!again) break;
                 }
                 freeReplyObject(reply);
                 reply = NULL;

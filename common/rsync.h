@@ -14,6 +14,7 @@ struct rsync {
     bool tls;                     /* through the TLS bridge (common/tls.h) */
     struct tls_fd_bridge *bridge; /* its thread, joined at close */
     struct rurl url; /* where it is connected (its cluster flag decides redirections) */
+    int timeout_ms;  /* the connect timeout, for an ASK redirection's own connection */
 };
 
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line
