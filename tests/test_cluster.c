@@ -32,9 +32,15 @@ static void start_cluster(void) {
     for (int i = 0; i < 2; i++) {
         bus[i] = h_free_port();
         snprintf(bus_s[i], sizeof bus_s[i], "%d", bus[i]);
-        const char *extra[] = {"--cluster-enabled",      "yes",      "--cluster-config-file",
-                               "nodes.conf",             "--cluster-port", bus_s[i],
-                               "--cluster-node-timeout", "2000",     NULL};
+        const char *extra[] = {"--cluster-enabled",
+                               "yes",
+                               "--cluster-config-file",
+                               "nodes.conf",
+                               "--cluster-port",
+                               bus_s[i],
+                               "--cluster-node-timeout",
+                               "2000",
+                               NULL};
         cr_assert_eq(h_redis_start(&nodes[i], extra), 0, "cluster node %d did not start", i);
     }
     struct h_redis *np[2] = {&nodes[0], &nodes[1]};
@@ -192,6 +198,8 @@ Test(cluster, ask_during_a_slot_migration) {
     cr_assert(out && strstr(out, "asked"), "%s", out ? out : "");
     cr_assert_lt(took, 3000, "ASK was waited out (%llu ms), not followed",
                  (unsigned long long)took);
+    cr_log_info("shoal nodes through ASK + ASKING: %llu ms (process start included)",
+                (unsigned long long)took);
     free(out);
     free(e);
 

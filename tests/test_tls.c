@@ -17,6 +17,7 @@
 #include "common/client.h"
 #include "common/rsync.h"
 #include "common/task_codec.h"
+#include "common/tls.h"
 #include "tests/harness.h"
 
 static struct h_redis redis;
@@ -398,14 +399,11 @@ static bool log_says_sentinel_untrusted(void *arg) {
     return log_says(arg, "redis TLS connection to a sentinel failed", "not trusted");
 }
 
-/* rediss-sentinel://: a master with a TLS port and Debian's redis-sentinel speaking TLS only
- * (port 0, tls-port, tls-replication yes: it watches the master over TLS too). The CLI and a
- * node ask the sentinel over TLS and reach the master it names (its TLS port) over TLS; a task
- * runs. A wrong CA is refused in words, by the CLI and in the node's log (ping 503). On main
- * before this, rediss-sentinel:// was not a URL at all. */
-Test(tls, a_sentinel_and_its_master_over_tls) {
-    start_tls_redis(&redis, both, false);
-    int master_tls = tls_port, sport = h_free_port();
+/* Debian's redis-sentinel on a TLS port only (port 0; tls-replication yes: it talks to the
+ * master and replicas over TLS too), monitoring mymaster at the TLS port master_tls. Returns its
+ * PID; *port gets its port. */
+static pid_t start_tls_sentinel(int master_tls, int *port) {
+    *port = h_free_port();
     char conf[400], slog[400];
     snprintf(conf, sizeof conf, "%s/sentinel.conf", dir);
     snprintf(slog, sizeof slog, "%s/sentinel.log", dir);
@@ -416,11 +414,23 @@ Test(tls, a_sentinel_and_its_master_over_tls) {
             "tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n"
             "tls-replication yes\n"
             "sentinel monitor mymaster 127.0.0.1 %d 1\n"
-            "sentinel down-after-milliseconds mymaster 1000\n",
-            sport, dir, both, key, ca, master_tls);
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 10000\n",
+            *port, dir, both, key, ca, master_tls);
     fclose(f);
     const char *sargv[] = {"redis-sentinel", conf, NULL};
-    pid_t sentinel = h_spawn(sargv, NULL, slog);
+    return h_spawn(sargv, NULL, slog);
+}
+
+/* rediss-sentinel://: a master with a TLS port and Debian's redis-sentinel speaking TLS only
+ * (port 0, tls-port, tls-replication yes: it watches the master over TLS too). The CLI and a
+ * node ask the sentinel over TLS and reach the master it names (its TLS port) over TLS; a task
+ * runs. A wrong CA is refused in words, by the CLI and in the node's log (ping 503). On main
+ * before this, rediss-sentinel:// was not a URL at all. */
+Test(tls, a_sentinel_and_its_master_over_tls) {
+    start_tls_redis(&redis, both, false);
+    int sport;
+    pid_t sentinel = start_tls_sentinel(tls_port, &sport);
     char url[128], plain[128];
     snprintf(url, sizeof url, "rediss-sentinel://127.0.0.1:%d/mymaster", sport);
     snprintf(plain, sizeof plain, "redis-sentinel://127.0.0.1:%d/mymaster", sport);
@@ -509,4 +519,94 @@ Test(tls, a_cluster_over_tls) {
     free(err);
     cr_assert(on_owner, "the task is not on the slot's owner");
     cr_assert_eq(code, 0);
+}
+
+/* One command to the TLS-only sentinel (NULL when it cannot be reached). */
+static int sentinel_port_tls;
+static redisReply *sentinel_cmd(const char *cmd) {
+    struct tls_opts o = {"127.0.0.1", sentinel_port_tls, ca, NULL, NULL, 2000, NULL};
+    struct tls_fd_bridge *b = NULL;
+    char err[256];
+    int fd = tls_connect_fd(&o, &b, err, sizeof err);
+    if (fd < 0) return NULL;
+    redisContext *c = redisConnectFd(fd);
+    struct timeval tv = {2, 0};
+    redisSetTimeout(c, tv);
+    redisReply *r = redisCommand(c, cmd);
+    redisFree(c);
+    tls_fd_bridge_join(b);
+    return r;
+}
+
+static bool master_port_is(void *arg) {
+    redisReply *r = sentinel_cmd("SENTINEL get-master-addr-by-name mymaster");
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              atoi(r->element[1]->str) == *(int *)arg;
+    if (r) freeReplyObject(r);
+    return ok;
+}
+
+static struct h_redis replica;
+static bool replica_attached(void *arg) {
+    (void)arg;
+    redisReply *r = sentinel_cmd("SENTINEL replicas mymaster");
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
+    if (r) freeReplyObject(r);
+    redisContext *c = h_redis_connect(&replica);
+    redisReply *i = redisCommand(c, "INFO replication");
+    ok = ok && i && i->type == REDIS_REPLY_STRING && strstr(i->str, "master_link_status:up");
+    if (i) freeReplyObject(i);
+    redisFree(c);
+    return ok;
+}
+
+static bool log_says_switched(void *arg) {
+    return log_says(arg, "sentinel switched the master", NULL);
+}
+
+/* A failover behind rediss-sentinel://: a TLS replica (tls-replication yes) of the TLS master;
+ * SENTINEL FAILOVER promotes it. The node hears +switch-master on its TLS link to the sentinel,
+ * asks again over TLS and reconnects to the new master's TLS port; a task enqueued through the
+ * same URL runs there. */
+Test(tls, a_failover_behind_a_tls_sentinel_is_followed) {
+    start_tls_redis(&redis, both, false);
+    int master_tls = tls_port;
+    char mport[16];
+    snprintf(mport, sizeof mport, "%d", master_tls);
+    const char *repl[] = {"--replicaof", "127.0.0.1", mport, "--tls-replication", "yes", NULL};
+    start_tls_redis_with(&replica, both, false, repl);
+    int replica_tls = tls_port;
+    pid_t sentinel = start_tls_sentinel(master_tls, &sentinel_port_tls);
+    cr_assert(h_eventually(master_port_is, &master_tls, 10000), "the sentinel never answered");
+    cr_assert(h_eventually(replica_attached, NULL, 20000), "the TLS replica never attached");
+    char url[128];
+    snprintf(url, sizeof url, "rediss-sentinel://127.0.0.1:%d/mymaster", sentinel_port_tls);
+    struct h_worker w;
+    const char *extra[] = {"--redis", url, "--redis-ca", ca, NULL};
+    h_worker_start(&w, &redis, "tls-follower", extra);
+    cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up through a TLS sentinel");
+    char *err = NULL;
+    cr_assert_eq(wait_via(url, enqueue_noop_via(url), &err), 0, "%s", err ? err : "");
+    free(err);
+
+    redisReply *r = sentinel_cmd("SENTINEL FAILOVER mymaster");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "failover refused: %s",
+              r && r->str ? r->str : "");
+    freeReplyObject(r);
+    cr_assert(h_eventually(master_port_is, &replica_tls, 20000), "the failover did not happen");
+    cr_assert(h_eventually(log_says_switched, w.log, 10000),
+              "the node did not hear +switch-master over TLS");
+    cr_assert(h_ping_is(&w, 200, 15000), "the node did not come back after the failover");
+    err = NULL;
+    int64_t id = enqueue_noop_via(url);
+    cr_assert_eq(wait_via(url, id, &err), 0, "no task ran after the failover: %s", err ? err : "");
+    free(err);
+    redisContext *c = h_redis_connect(&replica);
+    r = redisCommand(c, "EXISTS {shoal}:task:%lld", (long long)id);
+    cr_assert(r && r->integer == 1, "the task is not on the new master");
+    freeReplyObject(r);
+    redisFree(c);
+    stop_clean(&w);
+    h_stop(sentinel, SIGTERM, 5000);
+    h_redis_stop(&replica, false);
 }
