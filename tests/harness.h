@@ -106,6 +106,14 @@ bool h_ping_is(const struct h_worker *w, int status, int timeout_ms);
 int h_cluster_form(struct h_redis *const *nodes, const int *meet_ports, const int *bus_ports,
                    int n);
 
+/* Starts moving slot from primary src to primary dst and holds it half-way: SETSLOT IMPORTING
+ * on dst, MIGRATING on src, then MIGRATE to dst_port (dst's TLS port in a --tls-cluster
+ * cluster, whose MIGRATE speaks TLS) of every key in the slot. src then answers ASK for the
+ * slot's keys. Returns the number of keys moved, or -1. Finish with h_cluster_slot_owner(). */
+int h_cluster_migrate_keys(struct h_redis *src, struct h_redis *dst, int dst_port, int slot);
+/* CLUSTER SETSLOT slot NODE <owner's id> on each of the n nodes. Returns 0 or -1. */
+int h_cluster_slot_owner(struct h_redis *const *nodes, int n, struct h_redis *owner, int slot);
+
 /* Reads a whole file (caller frees), or NULL. */
 char *h_read_file(const char *path);
 

@@ -63,12 +63,6 @@ static redisReply *on(int i, const char *fmt, const char *a, const char *b) {
     return r;
 }
 
-static void node_id(int i, char *out, size_t len) {
-    redisReply *r = on(i, "CLUSTER MYID", NULL, NULL);
-    snprintf(out, len, "%s", r->str);
-    freeReplyObject(r);
-}
-
 static void stop_clean(struct h_worker *w) {
     char path[200];
     snprintf(path, sizeof path, "%s", w->log);
@@ -158,35 +152,8 @@ Test(cluster, ask_during_a_slot_migration) {
     cr_assert(h_task_reaches(&c, held, "Executing", 10000));
     shoal_client_close(&c);
 
-    char id0[64], id1[64], slot[8];
-    node_id(0, id0, sizeof id0);
-    node_id(1, id1, sizeof id1);
-    snprintf(slot, sizeof slot, "%d", 3374);
-    freeReplyObject(on(1, "CLUSTER SETSLOT %s IMPORTING %s", slot, id0));
-    freeReplyObject(on(0, "CLUSTER SETSLOT %s MIGRATING %s", slot, id1));
-    redisContext *src = h_redis_connect(&nodes[0]);
-    int moved = 0;
-    for (int round = 0; round < 1000; round++) { /* bounded: at most 100,000 keys */
-        redisReply *keys = redisCommand(src, "CLUSTER GETKEYSINSLOT 3374 100");
-        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
-        if (keys->elements == 0) {
-            freeReplyObject(keys);
-            break;
-        }
-        const char *argv[110] = {"MIGRATE", "127.0.0.1", NULL, "", "0", "5000", "KEYS"};
-        char port[16];
-        snprintf(port, sizeof port, "%d", nodes[1].port);
-        argv[2] = port;
-        int n = 7;
-        for (size_t k = 0; k < keys->elements; k++) argv[n++] = keys->element[k]->str;
-        redisReply *m = redisCommandArgv(src, n, argv, NULL);
-        cr_assert(m && m->type == REDIS_REPLY_STATUS, "MIGRATE: %s", m ? m->str : "?");
-        moved += (int)keys->elements;
-        freeReplyObject(m);
-        freeReplyObject(keys);
-    }
-    redisFree(src);
-    cr_assert_gt(moved, 0);
+    struct h_redis *np[2] = {&nodes[0], &nodes[1]};
+    cr_assert_gt(h_cluster_migrate_keys(&nodes[0], &nodes[1], nodes[1].port, 3374), 0);
 
     /* The CLI: `shoal nodes` (one script call) meets ASK and follows it at once. */
     uint64_t t0 = h_now_ms();
@@ -210,8 +177,7 @@ Test(cluster, ask_during_a_slot_migration) {
     held_log = w.log;
     cr_assert(h_eventually(ended_then_ask, NULL, 10000),
               "the held task did not end inside the migration, or its report met no ASK");
-    freeReplyObject(on(1, "CLUSTER SETSLOT %s NODE %s", slot, id1));
-    freeReplyObject(on(0, "CLUSTER SETSLOT %s NODE %s", slot, id1));
+    cr_assert_eq(h_cluster_slot_owner(np, 2, &nodes[1], 3374), 0);
     cr_assert_eq(shoal_client_open(&c, seed, "shoal", err, sizeof err), 0, "%s", err);
     cr_assert(h_task_reaches(&c, held, "Success", 15000), "the held task never finished");
     struct shoal_task t;

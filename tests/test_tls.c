@@ -504,20 +504,39 @@ Test(tls, a_cluster_over_tls) {
     h_worker_start(&w, &nodes[0], "tls-cluster", extra);
     bool up = h_ping_is(&w, 200, 10000);
     int64_t id = up ? enqueue_noop_via(url) : -1;
-    char *err = NULL;
+    char *err = NULL, *err2 = NULL, *err3 = NULL;
     int waited = up ? wait_via(url, id, &err) : -1;
     redisContext *c = h_redis_connect(&nodes[0]);
     redisReply *r = redisCommand(c, "EXISTS {shoal}:task:%lld", (long long)id);
     bool on_owner = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (r) freeReplyObject(r);
     redisFree(c);
+    /* The slot moves to node 1 over TLS (MIGRATE speaks TLS in a TLS cluster), held half-way:
+     * the CLI follows ASK to node 1's TLS port; then SETSLOT NODE: the node follows MOVED over
+     * TLS and runs a task there. */
+    int moved =
+        up && waited == 0 ? h_cluster_migrate_keys(&nodes[0], &nodes[1], tls_ports[1], 3374) : -1;
+    int asked = moved > 0 ? cli_nodes(&err2, url, "--redis-ca", ca, NULL, NULL, NULL, NULL) : -1;
+    int owned = moved > 0 ? h_cluster_slot_owner(np, 2, &nodes[1], 3374) : -1;
+    int64_t id2 = owned == 0 ? enqueue_noop_via(url) : -1;
+    int waited2 = owned == 0 ? wait_via(url, id2, &err3) : -1;
     int code = h_worker_stop(&w);
+    char *log = h_read_file(w.log);
+    bool followed = log && strstr(log, "slot moved to another cluster node");
+    free(log);
     h_redis_stop(&nodes[0], false);
     h_redis_stop(&nodes[1], false);
     cr_assert(up, "the node did not come up through a TLS cluster");
     cr_assert_eq(waited, 0, "the task did not run: %s", err ? err : "");
     free(err);
     cr_assert(on_owner, "the task is not on the slot's owner");
+    cr_assert_gt(moved, 0, "the slot's keys were not migrated over TLS");
+    cr_assert_eq(asked, 0, "ASK over TLS: %s", err2 ? err2 : "");
+    free(err2);
+    cr_assert_eq(owned, 0);
+    cr_assert_eq(waited2, 0, "no task ran after the slot moved: %s", err3 ? err3 : "");
+    free(err3);
+    cr_assert(followed, "the node did not follow MOVED over TLS");
     cr_assert_eq(code, 0);
 }
 
