@@ -221,15 +221,15 @@ static int load(struct rsync *r, enum script_id id, char *err, size_t errlen) {
     return rc;
 }
 
-/* ASK <slot> <host:port>: the namespace's slot is migrating and the call's keys are no longer
- * on the node asked. Runs the call once on host:port after ASKING, which lets the importing
- * node serve the slot for the next command only: on a connection of its own (TLS and AUTH as
- * the URL says, closed afterwards), ASKING and EVAL of the script's text pipelined (EVAL, not
- * EVALSHA: that node may not have the script cached, and a SCRIPT LOAD in between would use up
- * the ASKING). Returns the reply (an error reply too: TRYAGAIN while some of the call's keys
- * have not arrived yet), or NULL with err set when that node could not be reached. */
-static redisReply *ask_redirect(struct rsync *r, const char *ask, enum script_id id, int n,
-                                const char **av, const size_t *al, char *err, size_t errlen) {
+/* ASK <slot> <host:port>: the namespace's slot is migrating and the command's keys are no
+ * longer on the node asked. Runs cmd (formatted RESP, len bytes) once on host:port after
+ * ASKING, which lets the importing node serve the slot for the next command only: on a
+ * connection of its own (TLS and AUTH as the URL says, closed afterwards), ASKING and cmd
+ * pipelined. Returns the reply (an error reply too: TRYAGAIN while some of a script's keys have
+ * not arrived yet), or NULL with err set when that node could not be reached or refused
+ * ASKING. */
+static redisReply *ask_run(struct rsync *r, const char *ask, const char *cmd, int len, char *err,
+                           size_t errlen) {
     const char *addr = strchr(ask + 4, ' '), *colon = addr ? strrchr(addr, ':') : NULL;
     struct rurl t = r->url;
     t.cluster = false;
@@ -244,18 +244,9 @@ static redisReply *ask_redirect(struct rsync *r, const char *ask, enum script_id
     t.port = atoi(colon + 1);
     struct rsync to;
     if (rsync_open_rurl(&to, &t, r->timeout_ms, err, errlen) != 0) return NULL;
-    const struct script_src *src = script_get(id);
-    const char **av2 = xcalloc((size_t)n, sizeof *av2);
-    size_t *al2 = xcalloc((size_t)n, sizeof *al2);
-    memcpy(av2, av, (size_t)n * sizeof *av2);
-    memcpy(al2, al, (size_t)n * sizeof *al2);
-    av2[0] = "EVAL";
-    al2[0] = 4;
-    av2[1] = src->text;
-    al2[1] = src->len;
     redisReply *asking = NULL, *reply = NULL;
     redisAppendCommand(to.c, "ASKING");
-    redisAppendCommandArgv(to.c, n, av2, al2);
+    redisAppendFormattedCommand(to.c, cmd, (size_t)len);
     if (redisGetReply(to.c, (void **)&asking) != REDIS_OK ||
         redisGetReply(to.c, (void **)&reply) != REDIS_OK) {
         snprintf(err, errlen, "Redis Cluster: the ASK redirection to %s:%d failed: %s", t.host,
@@ -269,9 +260,30 @@ static redisReply *ask_redirect(struct rsync *r, const char *ask, enum script_id
         reply = NULL;
     }
     if (asking) freeReplyObject(asking);
+    rsync_close(&to);
+    return reply;
+}
+
+/* ask_run for a script call: EVAL of the script's text (the importing node may not have it
+ * cached, and a SCRIPT LOAD in between would use up the ASKING). av/al: the EVALSHA call. */
+static redisReply *ask_redirect(struct rsync *r, const char *ask, enum script_id id, int n,
+                                const char **av, const size_t *al, char *err, size_t errlen) {
+    const struct script_src *src = script_get(id);
+    const char **av2 = xcalloc((size_t)n, sizeof *av2);
+    size_t *al2 = xcalloc((size_t)n, sizeof *al2);
+    memcpy(av2, av, (size_t)n * sizeof *av2);
+    memcpy(al2, al, (size_t)n * sizeof *al2);
+    av2[0] = "EVAL";
+    al2[0] = 4;
+    av2[1] = src->text;
+    al2[1] = src->len;
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, n, av2, al2);
     free(av2);
     free(al2);
-    rsync_close(&to);
+    if (len < 0) abort(); /* out of memory */
+    redisReply *reply = ask_run(r, ask, cmd, len, err, errlen);
+    redisFreeCommand(cmd);
     return reply;
 }
 
@@ -360,8 +372,22 @@ redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *er
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *reply = redisvCommand(r->c, fmt, ap);
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    if (reply == NULL) lost(r, err, errlen);
+    if (len < 0) abort(); /* out of memory (the formats are ours) */
+    redisReply *reply = NULL;
+    if (redisAppendFormattedCommand(r->c, cmd, (size_t)len) != REDIS_OK ||
+        redisGetReply(r->c, (void **)&reply) != REDIS_OK) {
+        reply = NULL;
+        lost(r, err, errlen);
+    } else if (r->url.cluster && reply->type == REDIS_REPLY_ERROR &&
+               strncmp(reply->str, "ASK ", 4) == 0) {
+        /* A plain command's key moved with a slot migration: once to the importing node. */
+        redisReply *there = ask_run(r, reply->str, cmd, len, err, errlen);
+        freeReplyObject(reply);
+        reply = there;
+    }
+    redisFreeCommand(cmd);
     return reply;
 }

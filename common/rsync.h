@@ -40,7 +40,9 @@ redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *er
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
                        const size_t *lens, char *err, size_t errlen);
 
-/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_call. */
+/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_call. In
+ * cluster mode an ASK reply (the key moved with a slot migration in progress) is followed once:
+ * ASKING and the command on the node named. */
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...);
 
 #endif

@@ -170,6 +170,14 @@ Test(cluster, ask_during_a_slot_migration) {
     free(out);
     free(e);
 
+    /* The C client: a plain command (HGETALL of a task) meets ASK and follows it too. */
+    cr_assert_eq(shoal_client_open(&c, seed, "shoal", err, sizeof err), 0, "%s", err);
+    struct shoal_task t;
+    cr_assert_eq(shoal_task_get(&c, warm, &t, err, sizeof err), 0, "task get through ASK: %s", err);
+    cr_assert_str_eq(t.state, "Success");
+    shoal_task_free(&t);
+    shoal_client_close(&c);
+
     /* The node: its calls meet ASK too (the held task's report among them), and are tried
      * again at its next turn, after the migration is completed. */
     snprintf(held_line, sizeof held_line, "msg=\"task finished\" task=ServerTasks-%lld ",
@@ -180,7 +188,6 @@ Test(cluster, ask_during_a_slot_migration) {
     cr_assert_eq(h_cluster_slot_owner(np, 2, &nodes[1], 3374), 0);
     cr_assert_eq(shoal_client_open(&c, seed, "shoal", err, sizeof err), 0, "%s", err);
     cr_assert(h_task_reaches(&c, held, "Success", 15000), "the held task never finished");
-    struct shoal_task t;
     cr_assert_eq(shoal_task_get(&c, held, &t, err, sizeof err), 0, "%s", err);
     cr_assert_eq(t.attempt, 1, "it ran once");
     shoal_task_free(&t);
