@@ -8,9 +8,9 @@
  * master is switched, the link is reset at once (the old master may keep accepting writes
  * until Sentinel gets round to demoting it). Over TLS (rediss://, rediss-sentinel://,
  * rediss-cluster://) every one of these links, to a sentinel, a seed node or the master, runs
- * through a TLS bridge of its own (common/tls.h), closed with its hiredis context. hiredis owns and frees the async context after the disconnect callback; the
- * libuv adapter frees its poll handle in its own close callback. We only free rc after our two
- * timers have closed. */
+ * through a TLS bridge of its own (common/tls.h), closed with its hiredis context. hiredis
+ * owns and frees the async context after the disconnect callback; the libuv adapter frees its
+ * poll handle in its own close callback. We only free rc after our two timers have closed. */
 #include "common/rconn.h"
 
 #include <hiredis/adapters/libuv.h>
