@@ -7,11 +7,14 @@
  * with a client certificate and fails without; and each failure says what is wrong in words: an untrusted certificate (wrong CA), a name
  * mismatch, an expired certificate, a port that does not speak TLS, and a TLS port addressed
  * as plain. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/client.h"
@@ -436,10 +439,35 @@ Test(tls, a_sentinel_and_its_master_over_tls) {
     snprintf(plain, sizeof plain, "redis-sentinel://127.0.0.1:%d/mymaster", sport);
     cr_assert(h_eventually(cli_reaches, url, 10000), "the CLI never got through the sentinel");
 
+    /* Sentinels listed before the good one: one that never answers the TLS handshake (a
+     * socket that listens and nothing more) and one that refuses connections. The node and
+     * the CLI skip both. */
+    int hung = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert(bind(hung, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(hung, 4) == 0 &&
+              getsockname(hung, (struct sockaddr *)&sa, &sl) == 0);
+    char several[200], skip_dead[160];
+    int dead = h_free_port();
+    snprintf(several, sizeof several,
+             "rediss-sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/mymaster",
+             ntohs(sa.sin_port), dead, sport);
+    snprintf(skip_dead, sizeof skip_dead, "rediss-sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster",
+             dead, sport);
+    cr_assert(cli_reaches(skip_dead), "the CLI did not skip a sentinel that refuses");
+
     struct h_worker w;
-    const char *extra[] = {"--redis", url, "--redis-ca", ca, NULL};
+    const char *extra[] = {"--redis", several, "--redis-ca", ca, NULL};
     h_worker_start(&w, &redis, "tls-sentinel", extra);
-    cr_assert(h_ping_is(&w, 200, 10000), "the node did not come up through a TLS sentinel");
+    cr_assert(h_ping_is(&w, 200, 15000), "the node did not come up through a TLS sentinel");
+    close(hung);
+    char hung_addr[64], dead_addr[64];
+    snprintf(hung_addr, sizeof hung_addr, "addr=127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(dead_addr, sizeof dead_addr, "addr=127.0.0.1:%d reason=", dead);
+    cr_assert(log_says(w.log, hung_addr, "redis TLS connection"),
+              "the silent sentinel was not logged");
+    cr_assert(log_says(w.log, dead_addr, "redis TLS connection to a sentinel failed"),
+              "the refusing sentinel was not logged");
     int64_t id = enqueue_noop_via(url);
     char *err = NULL;
     cr_assert_eq(wait_via(url, id, &err), 0, "the task did not run: %s", err ? err : "");
