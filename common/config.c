@@ -129,7 +129,9 @@ static int check_level(const struct setting *s, const void *v, char *err, size_t
 static const struct setting table[] = {
     {"redis", "SHOAL_REDIS_URL", T_STR, "redis://127.0.0.1:6379/0", SCOPE_REDIS | SCOPE_WORKER,
      true, OFF(redis_url), 0, 0, NULL,
-     "Redis URL: redis://[user:pass@]host:port/db or unix:///path (password masked in logs)"},
+     "Redis URL: redis://[user:pass@]host:port/db, unix:///path, "
+     "redis-sentinel://h:p[,h:p]/master, redis-cluster://h:p[,h:p]; over TLS rediss://, "
+     "rediss-sentinel://, rediss-cluster:// (password masked in logs)"},
     {"namespace", "SHOAL_NAMESPACE", T_STR, "shoal", SCOPE_REDIS | SCOPE_WORKER, false,
      OFF(namespace), 0, 0, check_namespace, "key prefix and hash tag: keys are {NS}:..."},
     {"name", "SHOAL_NODE_NAME", T_STR, NULL, SCOPE_WORKER, false, OFF(name), 0, 0, check_name,
@@ -242,16 +244,16 @@ static const struct setting table[] = {
      "line), used for AUTH instead of a password in the URL; read at start-up"},
     {"redis-ca", "SHOAL_REDIS_CA", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_ca), 0,
      0, NULL,
-     "CA file (PEM) the Redis server's certificate must chain to, for rediss:// (empty: the "
-     "system's store)"},
+     "CA file (PEM) the Redis servers' certificates must chain to, for rediss:// and "
+     "rediss-sentinel:// or rediss-cluster:// (empty: the system's store)"},
     {"redis-cert", "SHOAL_REDIS_CERT", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false,
      OFF(redis_cert), 0, 0, NULL, "client certificate (PEM) for rediss:// with mutual TLS"},
     {"redis-key", "SHOAL_REDIS_KEY", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_key),
      0, 0, NULL, "private key (PEM) of --redis-cert"},
     {"redis-sni", "SHOAL_REDIS_SNI", T_STR, "", SCOPE_REDIS | SCOPE_WORKER, false, OFF(redis_sni),
      0, 0, NULL,
-     "server name for rediss:// (as redis-cli's --sni): sent as SNI and checked in the "
-     "certificate instead of the URL's host (empty: the URL's host)"},
+     "server name for TLS (as redis-cli's --sni): sent as SNI and checked in the "
+     "certificate instead of the host connected to (empty: that host)"},
 };
 
 static void *field(struct shoal_config *cfg, const struct setting *s) {

@@ -6,9 +6,11 @@
  * -> UP -> back to IDLE on any failure. Every reconnect in Sentinel mode asks again, and the
  * connection to the sentinel that answered stays open, subscribed to +switch-master: when our
  * master is switched, the link is reset at once (the old master may keep accepting writes
- * until Sentinel gets round to demoting it). hiredis owns and frees the async context after the disconnect callback; the
- * libuv adapter frees its poll handle in its own close callback. We only free rc after our two
- * timers have closed. */
+ * until Sentinel gets round to demoting it). Over TLS (rediss://, rediss-sentinel://,
+ * rediss-cluster://) every one of these links, to a sentinel, a seed node or the master, runs
+ * through a TLS bridge of its own (common/tls.h), closed with its hiredis context. hiredis
+ * owns and frees the async context after the disconnect callback; the libuv adapter frees its
+ * poll handle in its own close callback. We only free rc after our two timers have closed. */
 #include "common/rconn.h"
 
 #include <hiredis/adapters/libuv.h>
@@ -29,16 +31,18 @@ enum state { IDLE, RESOLVING, CONNECTING, HANDSHAKE, UP, CLOSING };
 
 struct rconn {
     uv_loop_t *loop;
-    struct rurl url;          /* copied at creation */
-    char name[16];            /* label in logs */
-    bool load_scripts;        /* SCRIPT LOAD on each connect */
-    struct rconn_events ev;   /* user callbacks */
-    redisAsyncContext *ac;    /* NULL while not connected; owned by hiredis */
-    struct tls_bridge *tls;   /* rediss://: the bridge hiredis talks through (common/tls.h) */
-    redisAsyncContext *sac;   /* the sentinel being asked, while RESOLVING */
-    redisAsyncContext *watch; /* the sentinel that answered, subscribed to +switch-master */
-    int sentinel;             /* index of that sentinel */
-    char host[256];           /* where to connect: the URL's host, or the master found */
+    struct rurl url;              /* copied at creation */
+    char name[16];                /* label in logs */
+    bool load_scripts;            /* SCRIPT LOAD on each connect */
+    struct rconn_events ev;       /* user callbacks */
+    redisAsyncContext *ac;        /* NULL while not connected; owned by hiredis */
+    struct tls_bridge *tls;       /* rediss://: the bridge hiredis talks through (common/tls.h) */
+    redisAsyncContext *sac;       /* the sentinel being asked, while RESOLVING */
+    struct tls_bridge *sac_tls;   /* rediss-sentinel://, rediss-cluster://: sac's bridge */
+    redisAsyncContext *watch;     /* the sentinel that answered, subscribed to +switch-master */
+    struct tls_bridge *watch_tls; /* its bridge (rediss-sentinel://) */
+    int sentinel;                 /* index of that sentinel */
+    char host[256];               /* where to connect: the URL's host, or the master found */
     int port;
     enum state state;
     uv_timer_t retry;           /* backoff before the next connect */
@@ -80,12 +84,15 @@ static void report_down(struct rconn *rc, const char *why) {
     if (rc->ev.down_cb) rc->ev.down_cb(rc, why, rc->ev.arg);
 }
 
-/* Ends the TLS bridge of the current connection attempt, if any. */
-static void drop_tls(struct rconn *rc) {
-    if (!rc->tls) return;
-    tls_bridge_close(rc->tls);
-    rc->tls = NULL;
+/* Ends a TLS bridge, if any: *b is then NULL. */
+static void close_bridge(struct tls_bridge **b) {
+    if (!*b) return;
+    tls_bridge_close(*b);
+    *b = NULL;
 }
+
+/* Ends the TLS bridge of the current connection attempt, if any. */
+static void drop_tls(struct rconn *rc) { close_bridge(&rc->tls); }
 
 static void disconnect_cb(const redisAsyncContext *ac, int status) {
     struct rconn *rc = ac->data;
@@ -184,10 +191,13 @@ static void connect_cb(const redisAsyncContext *cac, int status) {
 }
 
 static void resolve(struct rconn *rc);
+static void resolve_tls_cb(struct tls_bridge *b, const char *path, const char *err, void *arg);
+static void ask_node(struct rconn *rc, redisAsyncContext *ac);
 static void deadline_cb(uv_timer_t *t);
 
 static void drop_watch(struct rconn *rc) {
     redisAsyncContext *ac = rc->watch;
+    close_bridge(&rc->watch_tls);
     if (!ac) return;
     rc->watch = NULL;   /* its callback, run with NULL by the free, then ignores it */
     redisAsyncFree(ac); /* deferred by hiredis when called from its own callback */
@@ -200,6 +210,7 @@ static void watch_cb(redisAsyncContext *ac, void *r, void *priv) {
     if (rc->watch != ac) return;
     if (reply == NULL) {
         rc->watch = NULL;
+        close_bridge(&rc->watch_tls);
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
@@ -226,6 +237,8 @@ static void sentinel_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
         rc->port = atoi(reply->element[1]->str);
         drop_watch(rc);
         rc->watch = ac; /* keep it: it tells us when the master moves */
+        rc->watch_tls = rc->sac_tls;
+        rc->sac_tls = NULL;
         redisAsyncCommand(ac, watch_cb, rc, "SUBSCRIBE +switch-master");
         log_debug("sentinel named the master", " conn=%s master=%s addr=%s:%d", rc->name,
                   rc->url.master, rc->host, rc->port);
@@ -233,6 +246,7 @@ static void sentinel_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
         return;
     }
     if (reply) redisAsyncDisconnect(ac); /* answered, but not the master's address */
+    close_bridge(&rc->sac_tls);
     const struct rurl_sentinel *s = &rc->url.sentinels[rc->sentinel];
     log_warn("sentinel did not name the master", " conn=%s sentinel=%s:%d master=%s", rc->name,
              s->host, s->port, rc->url.master);
@@ -265,10 +279,12 @@ static void cluster_reply_cb(redisAsyncContext *ac, void *r, void *priv) {
         log_debug("cluster named the slot's primary", " conn=%s slot=%d addr=%s:%d", rc->name,
                   rc->url.slot, rc->host, rc->port);
         redisAsyncDisconnect(ac);
+        close_bridge(&rc->sac_tls);
         connect_master(rc);
         return;
     }
     if (reply) redisAsyncDisconnect(ac);
+    close_bridge(&rc->sac_tls);
     log_warn("cluster node did not name the namespace's slot owner", " conn=%s node=%s:%d slot=%d",
              rc->name, seed->host, seed->port, rc->url.slot);
     rc->sentinel++;
@@ -286,17 +302,48 @@ static void resolve(struct rconn *rc) {
         return;
     }
     const struct rurl_sentinel *s = &rc->url.sentinels[rc->sentinel];
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    rc->state = RESOLVING;
+    uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
+    if (rc->url.tls) { /* the TCP connect and the handshake in the bridge's thread */
+        struct tls_opts o = {s->host,      s->port,     rc->url.ca,
+                             rc->url.cert, rc->url.key, CONNECT_TIMEOUT_MS,
+                             rc->url.sni};
+        rc->sac_tls = tls_bridge_start(rc->loop, &o, resolve_tls_cb, rc);
+        return;
+    }
+    ask_node(rc, redisAsyncConnect(s->host, s->port));
+}
+
+/* rediss-sentinel://, rediss-cluster://: the TLS link to the sentinel or seed node being asked
+ * is up (path: where hiredis connects) or failed (err: the next one is asked). */
+static void resolve_tls_cb(struct tls_bridge *b, const char *path, const char *err, void *arg) {
+    struct rconn *rc = arg;
+    if (rc->sac_tls != b || rc->state != RESOLVING) return;
+    if (err) {
+        const struct rurl_sentinel *s = &rc->url.sentinels[rc->sentinel];
+        log_warn(rc->url.cluster ? "redis TLS connection to a cluster node failed"
+                                 : "redis TLS connection to a sentinel failed",
+                 " conn=%s addr=%s:%d reason=\"%s\"", rc->name, s->host, s->port, err);
+        close_bridge(&rc->sac_tls);
+        rc->sentinel++;
+        resolve(rc);
+        return;
+    }
+    ask_node(rc, redisAsyncConnectUnix(path));
+}
+
+/* Asks the sentinel or seed node (a new hiredis context, plain or through sac_tls) for the
+ * address; its reply callback drives the next step. */
+static void ask_node(struct rconn *rc, redisAsyncContext *ac) {
     if (ac == NULL) abort();
     if (ac->err || redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
         redisAsyncFree(ac);
+        close_bridge(&rc->sac_tls);
         rc->sentinel++;
         resolve(rc);
         return;
     }
     rc->sac = ac;
-    rc->state = RESOLVING;
-    uv_timer_start(&rc->deadline, deadline_cb, CONNECT_TIMEOUT_MS, 0);
     if (rc->url.cluster) { /* cluster nodes want the same credentials as the primary */
         if (rc->url.pass[0] && rc->url.user[0])
             redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", rc->url.user, rc->url.pass);
@@ -313,7 +360,17 @@ static void deadline_cb(uv_timer_t *t) {
     struct rconn *rc = container_of(t, struct rconn, deadline);
     if (rc->state == RESOLVING) {
         /* Freeing runs sentinel_reply_cb with NULL, which moves on to the next sentinel. */
-        if (rc->sac) redisAsyncFree(rc->sac);
+        if (rc->sac) {
+            redisAsyncFree(rc->sac);
+            return;
+        }
+        /* Still in the TLS handshake with it: give up on it and ask the next one. */
+        const struct rurl_sentinel *s = &rc->url.sentinels[rc->sentinel];
+        log_warn("redis TLS connection timed out", " conn=%s addr=%s:%d", rc->name, s->host,
+                 s->port);
+        close_bridge(&rc->sac_tls);
+        rc->sentinel++;
+        resolve(rc);
         return;
     }
     if (rc->state != CONNECTING && rc->state != HANDSHAKE) return;
@@ -596,6 +653,7 @@ void rconn_free(struct rconn *rc, void (*done)(void *arg), void *arg) {
         rc->sac = NULL;
         redisAsyncFree(sac); /* its callback sees CLOSING and returns */
     }
+    close_bridge(&rc->sac_tls);
     drop_watch(rc);
     drop_tls(rc);
     rc->done = done;

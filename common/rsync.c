@@ -25,18 +25,48 @@ static int lost(struct rsync *r, char *err, size_t errlen) {
     return SHOAL_EREDIS;
 }
 
+/* A short-lived blocking connection to a sentinel or a cluster seed node s: over TLS when the
+ * URL says so (rediss-sentinel://, rediss-cluster://), with the same CA, certificate and name as
+ * the master's. Returns the context (s->err may be set; its bridge in *b, joined by aux_close),
+ * or NULL with why set (a TLS failure, in words). */
+static redisContext *aux_open(const struct rurl *u, const struct rurl_sentinel *s,
+                              struct timeval tv, struct tls_fd_bridge **b, char *why,
+                              size_t whylen) {
+    *b = NULL;
+    if (!u->tls) {
+        redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+        if (c == NULL) abort();
+        if (c->err) snprintf(why, whylen, "%s:%d: %s", s->host, s->port, c->errstr);
+        return c;
+    }
+    int ms = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    struct tls_opts o = {s->host, s->port, u->ca, u->cert, u->key, ms, u->sni};
+    int fd = tls_connect_fd(&o, b, why, whylen);
+    if (fd < 0) return NULL;
+    redisContext *c = redisConnectFd(fd);
+    if (c == NULL) abort();
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static void aux_close(redisContext *c, struct tls_fd_bridge *b) {
+    if (c) redisFree(c); /* closes the bridge's local end: its thread ends */
+    tls_fd_bridge_join(b);
+}
+
 /* Cluster mode: asks each seed node (CLUSTER SLOTS) which primary holds the namespace's slot.
  */
 static int ask_cluster(struct rurl *u, struct timeval tv, char *err, size_t errlen) {
+    char why[512] = "";
     for (int i = 0; i < u->nsentinels; i++) {
-        redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
-        if (s == NULL) abort();
-        if (!s->err && u->pass[0]) {
+        struct tls_fd_bridge *b;
+        redisContext *s = aux_open(u, &u->sentinels[i], tv, &b, why, sizeof why);
+        if (s && !s->err && u->pass[0]) {
             redisReply *a = u->user[0] ? redisCommand(s, "AUTH %s %s", u->user, u->pass)
                                        : redisCommand(s, "AUTH %s", u->pass);
             if (a) freeReplyObject(a);
         }
-        redisReply *r = s->err ? NULL : redisCommand(s, "CLUSTER SLOTS");
+        redisReply *r = !s || s->err ? NULL : redisCommand(s, "CLUSTER SLOTS");
         bool ok = false;
         for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements && !ok; k++) {
             const redisReply *e = r->element[k];
@@ -53,32 +83,33 @@ static int ask_cluster(struct rurl *u, struct timeval tv, char *err, size_t errl
             ok = true;
         }
         if (r) freeReplyObject(r);
-        redisFree(s);
+        aux_close(s, b);
         if (ok) return 0;
     }
-    snprintf(err, errlen, "no Redis Cluster node named the owner of slot %d (asked %d node%s)",
-             u->slot, u->nsentinels, u->nsentinels == 1 ? "" : "s");
+    snprintf(err, errlen, "no Redis Cluster node named the owner of slot %d (asked %d node%s%s%s)",
+             u->slot, u->nsentinels, u->nsentinels == 1 ? "" : "s", why[0] ? "; last: " : "", why);
     return SHOAL_EREDIS;
 }
 
 /* Sentinel mode: asks each sentinel for the master's address until one answers. */
 static int ask_sentinels(struct rurl *u, struct timeval tv, char *err, size_t errlen) {
+    char why[512] = "";
     for (int i = 0; i < u->nsentinels; i++) {
-        redisContext *s = redisConnectWithTimeout(u->sentinels[i].host, u->sentinels[i].port, tv);
-        if (s == NULL) abort();
+        struct tls_fd_bridge *b;
+        redisContext *s = aux_open(u, &u->sentinels[i], tv, &b, why, sizeof why);
         redisReply *r =
-            s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s", u->master);
+            !s || s->err ? NULL : redisCommand(s, "SENTINEL get-master-addr-by-name %s", u->master);
         bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
         if (ok) {
             snprintf(u->host, sizeof u->host, "%s", r->element[0]->str);
             u->port = atoi(r->element[1]->str);
         }
         if (r) freeReplyObject(r);
-        redisFree(s);
+        aux_close(s, b);
         if (ok) return 0;
     }
-    snprintf(err, errlen, "no sentinel named master '%s' (asked %d sentinel%s)", u->master,
-             u->nsentinels, u->nsentinels == 1 ? "" : "s");
+    snprintf(err, errlen, "no sentinel named master '%s' (asked %d sentinel%s%s%s)", u->master,
+             u->nsentinels, u->nsentinels == 1 ? "" : "s", why[0] ? "; last: " : "", why);
     return SHOAL_EREDIS;
 }
 
@@ -111,6 +142,7 @@ int rsync_open_rurl(struct rsync *r, const struct rurl *url, int timeout_ms, cha
     if (!u.cluster && u.nsentinels > 0 && (rc = ask_sentinels(&u, tv, err, errlen)) != 0) return rc;
     r->url = u;
     r->tls = u.tls;
+    r->timeout_ms = timeout_ms;
     if (u.tls) { /* TLS under hiredis: the bridge's local end (common/tls.h) */
         struct tls_opts o = {u.host, u.port, u.ca, u.cert, u.key, timeout_ms, u.sni};
         int fd = tls_connect_fd(&o, &r->bridge, err, errlen);
@@ -189,6 +221,72 @@ static int load(struct rsync *r, enum script_id id, char *err, size_t errlen) {
     return rc;
 }
 
+/* ASK <slot> <host:port>: the namespace's slot is migrating and the command's keys are no
+ * longer on the node asked. Runs cmd (formatted RESP, len bytes) once on host:port after
+ * ASKING, which lets the importing node serve the slot for the next command only: on a
+ * connection of its own (TLS and AUTH as the URL says, closed afterwards), ASKING and cmd
+ * pipelined. Returns the reply (an error reply too: TRYAGAIN while some of a script's keys have
+ * not arrived yet), or NULL with err set when that node could not be reached or refused
+ * ASKING. */
+static redisReply *ask_run(struct rsync *r, const char *ask, const char *cmd, int len, char *err,
+                           size_t errlen) {
+    const char *addr = strchr(ask + 4, ' '), *colon = addr ? strrchr(addr, ':') : NULL;
+    struct rurl t = r->url;
+    t.cluster = false;
+    t.nsentinels = 0;
+    t.path[0] = '\0';
+    if (!colon || (size_t)(colon - addr - 1) >= sizeof t.host) {
+        snprintf(err, errlen, "Redis Cluster: cannot read the redirection '%s'", ask);
+        return NULL;
+    }
+    memcpy(t.host, addr + 1, (size_t)(colon - addr - 1));
+    t.host[colon - addr - 1] = '\0';
+    t.port = atoi(colon + 1);
+    struct rsync to;
+    if (rsync_open_rurl(&to, &t, r->timeout_ms, err, errlen) != 0) return NULL;
+    redisReply *asking = NULL, *reply = NULL;
+    redisAppendCommand(to.c, "ASKING");
+    redisAppendFormattedCommand(to.c, cmd, (size_t)len);
+    if (redisGetReply(to.c, (void **)&asking) != REDIS_OK ||
+        redisGetReply(to.c, (void **)&reply) != REDIS_OK) {
+        snprintf(err, errlen, "Redis Cluster: the ASK redirection to %s:%d failed: %s", t.host,
+                 t.port, to.c->errstr[0] ? to.c->errstr : "connection lost");
+        if (reply) freeReplyObject(reply);
+        reply = NULL;
+    } else if (asking->type == REDIS_REPLY_ERROR) { /* e.g. an ACL user without +asking */
+        snprintf(err, errlen, "Redis Cluster: %s:%d refused ASKING: %s", t.host, t.port,
+                 asking->str);
+        freeReplyObject(reply);
+        reply = NULL;
+    }
+    if (asking) freeReplyObject(asking);
+    rsync_close(&to);
+    return reply;
+}
+
+/* ask_run for a script call: EVAL of the script's text (the importing node may not have it
+ * cached, and a SCRIPT LOAD in between would use up the ASKING). av/al: the EVALSHA call. */
+static redisReply *ask_redirect(struct rsync *r, const char *ask, enum script_id id, int n,
+                                const char **av, const size_t *al, char *err, size_t errlen) {
+    const struct script_src *src = script_get(id);
+    const char **av2 = xcalloc((size_t)n, sizeof *av2);
+    size_t *al2 = xcalloc((size_t)n, sizeof *al2);
+    memcpy(av2, av, (size_t)n * sizeof *av2);
+    memcpy(al2, al, (size_t)n * sizeof *al2);
+    av2[0] = "EVAL";
+    al2[0] = 4;
+    av2[1] = src->text;
+    al2[1] = src->len;
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, n, av2, al2);
+    free(av2);
+    free(al2);
+    if (len < 0) abort(); /* out of memory */
+    redisReply *reply = ask_run(r, ask, cmd, len, err, errlen);
+    redisFreeCommand(cmd);
+    return reply;
+}
+
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
                        const size_t *lens, char *err, size_t errlen) {
     int n = argc + 3;
@@ -207,8 +305,10 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
     }
     redisReply *reply = NULL;
     bool noscript_retried = false;
-    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of ASK, TRYAGAIN or
-     * CLUSTERDOWN (the slot is migrating: wait 25 ms). MOVED ends the call: the connection was
+    /* Bound: one NOSCRIPT reload, and in cluster mode CLUSTER_TRIES turns of TRYAGAIN or
+     * CLUSTERDOWN (the slot is migrating: wait 25 ms), or of ASK (the call's keys have moved to
+     * the importing node: one ASKING call there per turn, ask_redirect; TRYAGAIN from it, while
+     * some keys are still on their way, waits as above). MOVED ends the call: the connection was
      * opened to the slot's owner, which has changed since (callers may share this struct by
      * value, so it is not reconnected in place). */
     for (int attempt = 0; attempt < CLUSTER_TRIES; attempt++) {
@@ -241,6 +341,17 @@ redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, 
                     reply = NULL;
                     break;
                 }
+                if (strncmp(reply->str, "ASK ", 4) == 0) {
+                    redisReply *there = ask_redirect(r, reply->str, id, n, av, al, err, errlen);
+                    freeReplyObject(reply);
+                    reply = there;
+                    if (reply == NULL) break;
+                    bool again = reply->type == REDIS_REPLY_ERROR &&
+                                 (strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+                                  strncmp(reply->str, "ASK ", 4) == 0 ||
+                                  strncmp(reply->str, "CLUSTERDOWN", 11) == 0);
+                    if (!again) break;
+                }
                 freeReplyObject(reply);
                 reply = NULL;
                 nanosleep(&(struct timespec){0, 25000000}, NULL);
@@ -261,8 +372,22 @@ redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *er
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *reply = redisvCommand(r->c, fmt, ap);
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    if (reply == NULL) lost(r, err, errlen);
+    if (len < 0) abort(); /* out of memory (the formats are ours) */
+    redisReply *reply = NULL;
+    if (redisAppendFormattedCommand(r->c, cmd, (size_t)len) != REDIS_OK ||
+        redisGetReply(r->c, (void **)&reply) != REDIS_OK) {
+        reply = NULL;
+        lost(r, err, errlen);
+    } else if (r->url.cluster && reply->type == REDIS_REPLY_ERROR &&
+               strncmp(reply->str, "ASK ", 4) == 0) {
+        /* A plain command's key moved with a slot migration: once to the importing node. */
+        redisReply *there = ask_run(r, reply->str, cmd, len, err, errlen);
+        freeReplyObject(reply);
+        reply = there;
+    }
+    redisFreeCommand(cmd);
     return reply;
 }

@@ -14,6 +14,7 @@ struct rsync {
     bool tls;                     /* through the TLS bridge (common/tls.h) */
     struct tls_fd_bridge *bridge; /* its thread, joined at close */
     struct rurl url; /* where it is connected (its cluster flag decides redirections) */
+    int timeout_ms;  /* the connect timeout, for an ASK redirection's own connection */
 };
 
 /* Connects to the URL within timeout_ms. Returns 0, or SHOAL_EREDIS/SHOAL_EURL with a one-line
@@ -39,7 +40,9 @@ redisReply *rsync_call(struct rsync *r, const struct script_call *call, char *er
 redisReply *rsync_eval(struct rsync *r, enum script_id id, int nkeys, int argc, const char **argv,
                        const size_t *lens, char *err, size_t errlen);
 
-/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_call. */
+/* Runs a plain command (printf-style, hiredis formatting). Same return as rsync_call. In
+ * cluster mode an ASK reply (the key moved with a slot migration in progress) is followed once:
+ * ASKING and the command on the node named. */
 redisReply *rsync_cmd(struct rsync *r, char *err, size_t errlen, const char *fmt, ...);
 
 #endif

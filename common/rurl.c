@@ -102,11 +102,11 @@ static const char *host_list(const char *p, const char *end, struct rurl *u, con
     return why;
 }
 
-/* redis-cluster://[user:pass@]h:p[,h:p...][/] : seed nodes of a Redis Cluster (in the seed
+/* redis-cluster://[user:pass@]h:p[,h:p...][/] (rediss-cluster:// over TLS): seed nodes of a Redis Cluster (in the seed
  * list); the namespace's slot owner is found by asking them (CLUSTER SLOTS). Cluster mode has
  * database 0 only. */
-static int parse_cluster(const char *url, struct rurl *u, char *err, size_t errlen) {
-    const char *p = url + 16;
+static int parse_cluster(const char *url, size_t skip, struct rurl *u, char *err, size_t errlen) {
+    const char *p = url + skip;
     const char *slash = strchr(p, '/');
     const char *end = slash ? slash : p + strlen(p);
     if (slash && slash[1] && strcmp(slash + 1, "0") != 0)
@@ -135,13 +135,14 @@ void rurl_cluster_namespace(struct rurl *u, const char *ns) {
     u->slot = (int)(crc16(ns, strlen(ns)) & 16383);
 }
 
-/* redis-sentinel://[user:pass@]h:p[,h:p...]/master[/db] */
-static int parse_sentinel(const char *url, struct rurl *u, char *err, size_t errlen) {
-    const char *p = url + 17;
+/* redis-sentinel://[user:pass@]h:p[,h:p...]/master[/db] (rediss-sentinel:// over TLS) */
+static int parse_sentinel(const char *url, size_t skip, struct rurl *u, char *err, size_t errlen) {
+    const char *p = url + skip;
     const char *slash = strchr(p, '/');
     if (!slash || !slash[1])
         return fail(err, errlen, url,
-                    "expected redis-sentinel://host:port[,host:port]/master-name");
+                    u->tls ? "expected rediss-sentinel://host:port[,host:port]/master-name"
+                           : "expected redis-sentinel://host:port[,host:port]/master-name");
     if (userinfo(&p, slash, u) != 0) return fail(err, errlen, url, "user or password too long");
     const char *why = host_list(p, slash, u, "sentinel");
     if (why) return fail(err, errlen, url, why);
@@ -177,12 +178,21 @@ int rurl_parse(const char *url, struct rurl *u, char *err, size_t errlen) {
         }
         return 0;
     }
-    if (strncmp(url, "redis-sentinel://", 17) == 0) return parse_sentinel(url, u, err, errlen);
-    if (strncmp(url, "redis-cluster://", 16) == 0) return parse_cluster(url, u, err, errlen);
+    /* The TLS forms of Sentinel and Cluster: every link (each sentinel or seed node, and the
+     * master or slot owner they name) speaks TLS. rediss-sentinel:// is Lettuce's name for it;
+     * rediss-cluster:// follows by analogy. */
+    u->tls = strncmp(url, "rediss-", 7) == 0;
+    size_t t = u->tls ? 1 : 0;
+    if (strncmp(url, u->tls ? "rediss-sentinel://" : "redis-sentinel://", 17 + t) == 0)
+        return parse_sentinel(url, 17 + t, u, err, errlen);
+    if (strncmp(url, u->tls ? "rediss-cluster://" : "redis-cluster://", 16 + t) == 0)
+        return parse_cluster(url, 16 + t, u, err, errlen);
     bool tls = strncmp(url, "rediss://", 9) == 0;
     if (!tls && strncmp(url, "redis://", 8) != 0)
         return fail(err, errlen, url,
-                    "expected redis://host:port/db, rediss://host:port/db (TLS) or unix:///path");
+                    "expected redis://host:port/db, rediss://host:port/db (TLS), unix:///path, "
+                    "redis-sentinel://h:p[,h:p]/master, redis-cluster://h:p[,h:p] (or "
+                    "rediss-sentinel://, rediss-cluster:// over TLS)");
     u->tls = tls;
     const char *p = url + (tls ? 9 : 8);
     const char *slash = strchr(p, '/');
@@ -266,7 +276,9 @@ int rurl_tls_files(struct rurl *u, const char *ca, const char *cert, const char 
     for (int i = 0; i < 3; i++) {
         if (!v[i] || !*v[i]) continue;
         if (!u->tls) {
-            snprintf(err, errlen, "%s is for TLS: the Redis URL must start with rediss://",
+            snprintf(err, errlen,
+                     "%s is for TLS: the Redis URL must start with rediss:// (or "
+                     "rediss-sentinel://, rediss-cluster://)",
                      names[i]);
             return SHOAL_ECONFIG;
         }
@@ -282,7 +294,9 @@ int rurl_tls_files(struct rurl *u, const char *ca, const char *cert, const char 
 int rurl_tls_name(struct rurl *u, const char *name, char *err, size_t errlen) {
     if (!name || !*name) return 0;
     if (!u->tls) {
-        snprintf(err, errlen, "--redis-sni is for TLS: the Redis URL must start with rediss://");
+        snprintf(err, errlen,
+                 "--redis-sni is for TLS: the Redis URL must start with rediss:// (or "
+                 "rediss-sentinel://, rediss-cluster://)");
         return SHOAL_ECONFIG;
     }
     if (strlen(name) >= sizeof u->sni) {

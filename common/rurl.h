@@ -2,7 +2,10 @@
  * common/tls.h), unix:///path[?db=N], and
  * redis-sentinel://[user:pass@]host:port[,host:port...]/master-name[/db]: ask the sentinels
  * for the master's address (user and password are the master's), and
- * redis-cluster://[user:pass@]host:port[,host:port...]: a Redis Cluster's seed nodes. */
+ * redis-cluster://[user:pass@]host:port[,host:port...]: a Redis Cluster's seed nodes.
+ * rediss-sentinel:// and rediss-cluster:// are the same over TLS: every link (each sentinel or
+ * seed node, and the master or slot owner they name) speaks TLS, with the same CA, client
+ * certificate and server name (--redis-ca/--redis-cert/--redis-key/--redis-sni). */
 #ifndef SHOAL_RURL_H
 #define SHOAL_RURL_H
 
@@ -29,7 +32,8 @@ struct rurl {
     bool cluster; /* redis-cluster://: the seeds are cluster nodes, asked for the slot's owner */
     int slot;     /* cluster: the namespace's hash slot (rurl_cluster_namespace) */
     char master[128]; /* the master's name in Sentinel */
-    bool tls;         /* rediss://: TLS to host:port (common/tls.h) */
+    bool tls;         /* rediss://, rediss-sentinel://, rediss-cluster://: TLS on every link
+                       * (common/tls.h) */
     char ca[256];     /* --redis-ca: CA file ("" = the system's store) */
     char cert[256];   /* --redis-cert: client certificate ("" = none) */
     char key[256];    /* --redis-key: its private key */

@@ -174,6 +174,111 @@ redisContext *h_redis_connect(const struct h_redis *r) {
     return c;
 }
 
+struct cluster_wait {
+    struct h_redis *const *nodes;
+    int n;
+};
+
+static bool cluster_ok(void *arg) {
+    struct cluster_wait *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        redisContext *c = h_redis_connect(w->nodes[i]);
+        redisReply *r = redisCommand(c, "CLUSTER INFO");
+        char want[64];
+        snprintf(want, sizeof want, "cluster_known_nodes:%d", w->n);
+        bool ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") &&
+                  strstr(r->str, want);
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+int h_cluster_form(struct h_redis *const *nodes, const int *meet_ports, const int *bus_ports,
+                   int n) {
+    for (int i = 0; i < n; i++) {
+        redisContext *c = h_redis_connect(nodes[i]);
+        redisReply *r =
+            redisCommand(c, "CLUSTER ADDSLOTSRANGE %d %d", 16384 * i / n, 16384 * (i + 1) / n - 1);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r) freeReplyObject(r);
+        if (ok && i > 0) {
+            r = redisCommand(c, "CLUSTER MEET 127.0.0.1 %d %d", meet_ports[0], bus_ports[0]);
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r) freeReplyObject(r);
+        }
+        redisFree(c);
+        if (!ok) return -1;
+    }
+    struct cluster_wait w = {nodes, n};
+    return h_eventually(cluster_ok, &w, 20000) ? 0 : -1;
+}
+
+static int myid(struct h_redis *r, char *out, size_t len) {
+    redisContext *c = h_redis_connect(r);
+    redisReply *rep = redisCommand(c, "CLUSTER MYID");
+    int rc = rep && rep->type == REDIS_REPLY_STRING ? 0 : -1;
+    if (rc == 0) snprintf(out, len, "%s", rep->str);
+    if (rep) freeReplyObject(rep);
+    redisFree(c);
+    return rc;
+}
+
+static int status_ok(redisContext *c, redisReply *r) {
+    (void)c;
+    int rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+    if (r) freeReplyObject(r);
+    return rc;
+}
+
+int h_cluster_migrate_keys(struct h_redis *src, struct h_redis *dst, int dst_port, int slot) {
+    char sid[64], did[64];
+    if (myid(src, sid, sizeof sid) || myid(dst, did, sizeof did)) return -1;
+    redisContext *d = h_redis_connect(dst), *s = h_redis_connect(src);
+    int moved = -1;
+    if (status_ok(d, redisCommand(d, "CLUSTER SETSLOT %d IMPORTING %s", slot, sid)) ||
+        status_ok(s, redisCommand(s, "CLUSTER SETSLOT %d MIGRATING %s", slot, did)))
+        goto out;
+    moved = 0;
+    for (int round = 0; round < 1000; round++) { /* bounded: at most 100,000 keys */
+        redisReply *keys = redisCommand(s, "CLUSTER GETKEYSINSLOT %d 100", slot);
+        if (!keys || keys->type != REDIS_REPLY_ARRAY || keys->elements == 0) {
+            if (!keys || keys->type != REDIS_REPLY_ARRAY) moved = -1;
+            if (keys) freeReplyObject(keys);
+            break;
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", dst_port);
+        const char *argv[110] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS"};
+        int n = 7;
+        for (size_t k = 0; k < keys->elements && n < 110; k++) argv[n++] = keys->element[k]->str;
+        int rc = status_ok(s, redisCommandArgv(s, n, argv, NULL));
+        moved += (int)keys->elements;
+        freeReplyObject(keys);
+        if (rc) {
+            moved = -1;
+            break;
+        }
+    }
+out:
+    redisFree(d);
+    redisFree(s);
+    return moved;
+}
+
+int h_cluster_slot_owner(struct h_redis *const *nodes, int n, struct h_redis *owner, int slot) {
+    char id[64];
+    if (myid(owner, id, sizeof id)) return -1;
+    for (int i = 0; i < n; i++) {
+        redisContext *c = h_redis_connect(nodes[i]);
+        int rc = status_ok(c, redisCommand(c, "CLUSTER SETSLOT %d NODE %s", slot, id));
+        redisFree(c);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 const char *h_shoal_bin(void) {
     const char *b = getenv("SHOAL_BIN");
     return b ? b : "build/shoal";

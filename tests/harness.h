@@ -98,6 +98,22 @@ int h_worker_stop(struct h_worker *w);
 /* Polls ping until it answers status (true), or timeout_ms passes (false). */
 bool h_ping_is(const struct h_worker *w, int status, int timeout_ms);
 
+/* Forms a Redis Cluster of n primaries, each started with --cluster-enabled yes and
+ * --cluster-port bus_ports[i]: node i takes the i-th of n equal ranges of the 16384 slots
+ * (CLUSTER ADDSLOTSRANGE) and meets node 0 at its client port meet_ports[0] (its TLS port when
+ * the cluster bus speaks TLS). Admin commands go to each node's plain port. Returns 0 once every
+ * node says cluster_state:ok and knows all n (polled, within 20 s), else -1. */
+int h_cluster_form(struct h_redis *const *nodes, const int *meet_ports, const int *bus_ports,
+                   int n);
+
+/* Starts moving slot from primary src to primary dst and holds it half-way: SETSLOT IMPORTING
+ * on dst, MIGRATING on src, then MIGRATE to dst_port (dst's TLS port in a --tls-cluster
+ * cluster, whose MIGRATE speaks TLS) of every key in the slot. src then answers ASK for the
+ * slot's keys. Returns the number of keys moved, or -1. Finish with h_cluster_slot_owner(). */
+int h_cluster_migrate_keys(struct h_redis *src, struct h_redis *dst, int dst_port, int slot);
+/* CLUSTER SETSLOT slot NODE <owner's id> on each of the n nodes. Returns 0 or -1. */
+int h_cluster_slot_owner(struct h_redis *const *nodes, int n, struct h_redis *owner, int slot);
+
 /* Reads a whole file (caller frees), or NULL. */
 char *h_read_file(const char *path);
 

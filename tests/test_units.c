@@ -220,6 +220,33 @@ Test(rurl, forms) {
     cr_assert_eq(rurl_parse("redis-cluster://h:1/2", &u, err, sizeof err), SHOAL_EURL);
     cr_assert(strstr(err, "database 0"), "%s", err);
     cr_assert_eq(rurl_parse("redis-cluster://", &u, err, sizeof err), SHOAL_EURL);
+    /* rediss-sentinel:// and rediss-cluster://: the same over TLS (every link); the TLS files
+     * and --redis-sni are accepted with them */
+    cr_assert_eq(
+        rurl_parse("rediss-sentinel://:pw@s1:26379,s2:26380/mymaster/1", &u, err, sizeof err), 0,
+        "%s", err);
+    cr_assert(u.tls && !u.cluster);
+    cr_assert_eq(u.nsentinels, 2);
+    cr_assert_str_eq(u.master, "mymaster");
+    cr_assert_eq(u.db, 1);
+    cr_assert_eq(rurl_tls_files(&u, "/etc/ca.pem", NULL, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(rurl_tls_name(&u, "redis.example", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(rurl_parse("rediss-cluster://c1:7000,c2:7001", &u, err, sizeof err), 0, "%s", err);
+    cr_assert(u.tls && u.cluster);
+    cr_assert_eq(u.nsentinels, 2);
+    cr_assert_eq(u.slot, 3374);
+    cr_assert_eq(rurl_tls_files(&u, "/etc/ca.pem", NULL, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(rurl_parse("redis-cluster://c1:7000", &u, err, sizeof err), 0, "%s", err);
+    cr_assert_not(u.tls);
+    cr_assert_eq(rurl_tls_files(&u, "/etc/ca.pem", NULL, NULL, err, sizeof err), SHOAL_ECONFIG);
+    cr_assert(strstr(err, "rediss-cluster://"), "%s", err);
+    const char *bad_tls[] = {"rediss-sentinel://h:1", "rediss-sentinel://h/m", "rediss-cluster://",
+                             "rediss-cluster://h:1/2", "rediss-other://h:1"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad_tls); i++)
+        cr_assert_eq(rurl_parse(bad_tls[i], &u, err, sizeof err), SHOAL_EURL, "accepted %s",
+                     bad_tls[i]);
+    cr_assert_eq(rurl_parse("rediss-sentinel://h:1", &u, err, sizeof err), SHOAL_EURL);
+    cr_assert(strstr(err, "rediss-sentinel://host:port"), "%s", err);
 }
 
 Test(json, writer_and_escaping) {
