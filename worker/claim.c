@@ -16,8 +16,9 @@
 #define RETRY_MAX_MS 3600000        /* backoff ceiling */
 #define RECONCILE_EVERY_BEATS 12    /* and after every (re)registration: see lua/reconcile.lua */
 #define CLAIM_QUEUES_MAX 67         /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
-#define REPORT_CALLS_MAX 2 /* report calls in flight at most: one is answered while the next is \
-                            * sent, so Redis is not left idle for a round trip between them */
+/* Report calls in flight at most: one is answered while the next is sent, so Redis is not left
+ * idle for a round trip between them. */
+#define REPORT_CALLS_MAX 2
 #define MIN_BATCH_MAX                                                                              \
     64 /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
