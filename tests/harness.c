@@ -195,6 +195,18 @@ static bool cluster_ok(void *arg) {
     return true;
 }
 
+void h_cluster_node_args(const char *bus, bool tls, const char **out) {
+    const char *args[] = {"--cluster-enabled", "yes", "--cluster-config-file",  "nodes.conf",
+                          "--cluster-port",    bus,   "--cluster-node-timeout", "2000"};
+    int n = 0;
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) out[n++] = args[i];
+    if (tls) {
+        out[n++] = "--tls-cluster";
+        out[n++] = "yes";
+    }
+    out[n] = NULL;
+}
+
 int h_cluster_form(struct h_redis *const *nodes, const int *meet_ports, const int *bus_ports,
                    int n) {
     for (int i = 0; i < n; i++) {

@@ -98,6 +98,12 @@ int h_worker_stop(struct h_worker *w);
 /* Polls ping until it answers status (true), or timeout_ms passes (false). */
 bool h_ping_is(const struct h_worker *w, int status, int timeout_ms);
 
+/* The redis-server arguments of a cluster node (cluster mode, nodes.conf, the bus on the port
+ * written in bus, 2 s node timeout; with tls the bus speaks TLS too): into out, NULL-terminated
+ * (room for H_CLUSTER_ARGS). bus must outlive the server's start. */
+#define H_CLUSTER_ARGS 11
+void h_cluster_node_args(const char *bus, bool tls, const char **out);
+
 /* Forms a Redis Cluster of n primaries, each started with --cluster-enabled yes and
  * --cluster-port bus_ports[i]: node i takes the i-th of n equal ranges of the 16384 slots
  * (CLUSTER ADDSLOTSRANGE) and meets node 0 at its client port meet_ports[0] (its TLS port when

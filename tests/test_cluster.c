@@ -32,15 +32,8 @@ static void start_cluster(void) {
     for (int i = 0; i < 2; i++) {
         bus[i] = h_free_port();
         snprintf(bus_s[i], sizeof bus_s[i], "%d", bus[i]);
-        const char *extra[] = {"--cluster-enabled",
-                               "yes",
-                               "--cluster-config-file",
-                               "nodes.conf",
-                               "--cluster-port",
-                               bus_s[i],
-                               "--cluster-node-timeout",
-                               "2000",
-                               NULL};
+        const char *extra[H_CLUSTER_ARGS];
+        h_cluster_node_args(bus_s[i], false, extra);
         cr_assert_eq(h_redis_start(&nodes[i], extra), 0, "cluster node %d did not start", i);
     }
     struct h_redis *np[2] = {&nodes[0], &nodes[1]};

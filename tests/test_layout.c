@@ -273,6 +273,13 @@ Test(script_calls, batches_count_and_grow) {
     call_free(&c);
 }
 
+/* n reports of the longest id, lease and retry delay. */
+static void add_longest_reports(struct script_call *c, int n) {
+    struct call_report r = {
+        "ServerTasks-9223372036854775807", INT64_MAX, "Failed", "error", -1, "log", 3, INT64_MAX};
+    for (int i = 0; i < n; i++) call_complete_add(c, &r);
+}
+
 /* The hot path's calls: a claim naming as many queues as the claimer sends (67) is built
  * without touching the heap; a complete batch of 512 reports, and a turn of 256 reports with
  * 67 queues, with one allocation for its arguments and one for its text, whatever the batch
@@ -293,34 +300,14 @@ Test(script_calls, hot_path_allocations) {
     cr_assert_eq(c.allocs, 0, "a claim is built on the stack alone");
     call_free(&c);
     call_complete(&c, &k, a.name, 1700000000000, 604800000, 512);
-    for (int i = 0; i < 512; i++) {
-        struct call_report r = {"ServerTasks-9223372036854775807",
-                                INT64_MAX,
-                                "Failed",
-                                "error",
-                                -1,
-                                "log",
-                                3,
-                                INT64_MAX};
-        call_complete_add(&c, &r);
-    }
+    add_longest_reports(&c, 512);
     cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");
     call_free(&c);
     /* A turn (reports and claim in one call) likewise, with all its queues. */
     const char *queues[67];
     for (int i = 0; i < 67; i++) queues[i] = "a-queue-name-of-some-length";
     call_turn(&c, &k, &a, 604800000, queues, 67, 256);
-    for (int i = 0; i < 256; i++) {
-        struct call_report r = {"ServerTasks-9223372036854775807",
-                                INT64_MAX,
-                                "Failed",
-                                "error",
-                                -1,
-                                "log",
-                                3,
-                                INT64_MAX};
-        call_complete_add(&c, &r);
-    }
+    add_longest_reports(&c, 256);
     cr_assert_eq(c.argc, 6 + 10 + 67 + 1 + 7 * 256);
     cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");
     call_free(&c);

@@ -503,17 +503,8 @@ Test(tls, a_cluster_over_tls) {
     for (int i = 0; i < 2; i++) {
         bus[i] = h_free_port();
         snprintf(bus_s[i], sizeof bus_s[i], "%d", bus[i]);
-        const char *more[] = {"--cluster-enabled",
-                              "yes",
-                              "--cluster-config-file",
-                              "nodes.conf",
-                              "--cluster-port",
-                              bus_s[i],
-                              "--tls-cluster",
-                              "yes",
-                              "--cluster-node-timeout",
-                              "2000",
-                              NULL};
+        const char *more[H_CLUSTER_ARGS];
+        h_cluster_node_args(bus_s[i], true, more);
         start_tls_redis_with(&nodes[i], both, false, more);
         tls_ports[i] = tls_port;
     }
