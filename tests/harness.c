@@ -461,6 +461,14 @@ int h_worker_stop(struct h_worker *w) {
     return code;
 }
 
+int h_worker_stop_log(struct h_worker *w, char **log) {
+    char path[sizeof w->log];
+    snprintf(path, sizeof path, "%s", w->log);
+    int code = h_worker_stop(w);
+    *log = code != 0 ? h_read_file(path) : NULL;
+    return code;
+}
+
 struct ping_want {
     const struct h_worker *w;
     int status;

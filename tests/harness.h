@@ -95,6 +95,9 @@ void h_worker_start(struct h_worker *w, const struct h_redis *r, const char *nam
                     const char *const *extra);
 /* SIGTERM and wait (bounded); returns the exit code (0 for a clean shutdown). */
 int h_worker_stop(struct h_worker *w);
+/* h_worker_stop, and when the exit code is not 0 (a crash, or a leak under ASan) the node's
+ * log in *log (free it); else *log is NULL. Returns the exit code. */
+int h_worker_stop_log(struct h_worker *w, char **log);
 /* Polls ping until it answers status (true), or timeout_ms passes (false). */
 bool h_ping_is(const struct h_worker *w, int status, int timeout_ms);
 

@@ -57,12 +57,9 @@ static redisReply *on(int i, const char *fmt, const char *a, const char *b) {
 }
 
 static void stop_clean(struct h_worker *w) {
-    char path[200];
-    snprintf(path, sizeof path, "%s", w->log);
-    int code = h_worker_stop(w);
-    char *log = code != 0 ? h_read_file(path) : NULL;
+    char *log;
+    int code = h_worker_stop_log(w, &log);
     cr_assert_eq(code, 0, "the node exited %d; log:\n%s", code, log ? log : "");
-    free(log);
 }
 
 /* docs/operations.md's ACL line, for namespace ns and user name user: its words after

@@ -120,12 +120,9 @@ static int cli_nodes(char **err, const char *url, const char *f1, const char *v1
 
 /* Stops the node; a non-zero exit (a leak or a crash under ASan) shows its log. */
 static void stop_clean(struct h_worker *w) {
-    char log_path[200];
-    snprintf(log_path, sizeof log_path, "%s", w->log);
-    int code = h_worker_stop(w);
-    char *log = code != 0 ? h_read_file(log_path) : NULL;
+    char *log;
+    int code = h_worker_stop_log(w, &log);
     cr_assert_eq(code, 0, "the node exited %d; log:\n%s", code, log ? log : "");
-    free(log);
 }
 
 /* A task enqueued by the CLI over TLS runs on a node connected over TLS; then Redis restarts
