@@ -179,6 +179,9 @@ void shoal_task_from_reply(const redisReply *r, size_t from, int64_t id, struct 
             if (strcmp(k->str, nums[s].name) == 0)
                 *(int64_t *)((char *)t + nums[s].off) = strtoll(v->str, NULL, 10);
     }
+    /* enqueue.lua writes no expiry for the default day (lua/claim.lua reads it so too). */
+    if (t->expiry_ms == 0 && t->queued_ms > 0)
+        t->expiry_ms = t->queued_ms + SHOAL_DEFAULT_EXPIRY_MS;
 }
 
 int shoal_task_get(struct shoal_client *c, int64_t id, struct shoal_task *t, char *err,

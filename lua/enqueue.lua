@@ -64,18 +64,22 @@ for i = 1, n do
   local prio = fmt('%d', tonumber(ARGV[b + 4]))  -- canonical: '05' and '-0' too
   local at = tonumber(ARGV[b + 5])
   local qt, qt_s, exp_s = now, now_s, nil
-  if at > 0 then
-    qt, qt_s = at, fmt('%d', at)
+  if at > 0 then qt, qt_s = at, fmt('%d', at) end
+  if ARGV[b + 6] ~= '86400000' and at > 0 then
     exp_s = fmt('%d', at + tonumber(ARGV[b + 6]))
-  else
+  elseif ARGV[b + 6] ~= '86400000' then
     exp_s = expiries[ARGV[b + 6]]
     if not exp_s then
       exp_s = fmt('%d', now + tonumber(ARGV[b + 6]))
       expiries[ARGV[b + 6]] = exp_s
     end
   end
-  local fields = {'state', 'Queued', 'queue', queue, 'type', ARGV[b + 2], 'queued', qt_s,
-    'expiry', exp_s}
+  local fields = {'state', 'Queued', 'queue', queue, 'type', ARGV[b + 2], 'queued', qt_s}
+  -- No expiry field for the default day: every reader takes a missing one as the queue time
+  -- plus a day (claim.lua, expire.lua, the client), and a task is 18 bytes smaller.
+  if ARGV[b + 6] ~= '86400000' then
+    fields[#fields + 1] = 'expiry'; fields[#fields + 1] = exp_s
+  end
   if args ~= '' then fields[#fields + 1] = 'args'; fields[#fields + 1] = args end
   if prio ~= '0' and prio ~= '-0' then
     fields[#fields + 1] = 'prio'; fields[#fields + 1] = prio
