@@ -1,12 +1,14 @@
 /* fuzz_url.c: libFuzzer on the Redis URL parser (common/rurl.c): redis://, rediss://, unix://,
- * redis-sentinel:// and redis-cluster:// as they come from a flag, a variable or a file. The
+ * redis-sentinel://, redis-cluster:// and their TLS forms rediss-sentinel:// and
+ * rediss-cluster:// as they come from a flag, a variable or a file. The
  * input is split at its first NUL: the URL, then a namespace for the cluster slot.
  *
  * Invariants checked (abort on violation): a URL is accepted with a well-formed result or refused
  * with a non-empty message naming it; every string of an accepted result is terminated within
  * its field; ports are 1..65535 (a Sentinel or cluster URL's own port 0); the seed list holds
- * 1..8 entries exactly when Sentinel or cluster mode is on; a cluster's slot is 0..16383; TLS
- * files are accepted for rediss:// only. */
+ * 1..8 entries exactly when Sentinel or cluster mode is on; a cluster's slot is 0..16383; TLS is
+ * on exactly for the rediss forms, never for a unix socket, and TLS files are accepted with it
+ * only. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,13 +57,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     else if (!u.path[0])
         check(u.host[0] && u.port >= 1 && u.port <= 65535, "a TCP URL has a host and a port");
     check(!u.cluster || seeded, "a cluster URL names its seeds");
-    check(!u.tls || (!seeded && !u.path[0]), "TLS is for rediss://host:port");
+    check(u.tls ==
+              (strncmp(in, "rediss://", 9) == 0 || strncmp(in, "rediss-sentinel://", 18) == 0 ||
+               strncmp(in, "rediss-cluster://", 17) == 0),
+          "TLS exactly for the rediss forms");
+    check(!u.tls || !u.path[0], "no TLS to a unix socket");
     if (u.cluster) {
         rurl_cluster_namespace(&u, ns);
         check(u.slot >= 0 && u.slot <= 16383, "the slot is 0..16383");
     }
     int t = rurl_tls_files(&u, "/etc/ca.pem", NULL, NULL, err, sizeof err);
-    check(u.tls ? t == 0 : t == SHOAL_ECONFIG, "TLS files only with rediss://");
+    check(u.tls ? t == 0 : t == SHOAL_ECONFIG, "TLS files only with the rediss forms");
     free(in);
     return 0;
 }
