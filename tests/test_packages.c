@@ -30,7 +30,10 @@ static char pkgdir[160];
 static void start_node(void) {
     const char *extra[] = {"--api-key", KEY, "--package-dir", pkgdir, "--cap", "0", NULL};
     h_worker_start(&node, &redis, "pkgnode", extra);
-    cr_assert(h_ping_is(&node, 200, 10000), "the node did not come up");
+    if (!h_ping_is(&node, 200, 10000)) {
+        char *log = h_read_file(node.log);
+        cr_assert_fail("the node did not come up; its log:\n%s", log ? log : "(none)");
+    }
 }
 
 static void setup(void) {
@@ -662,7 +665,10 @@ Test(packages, page_cache_with_no_package_direct_io, .timeout = 180) {
     const char *extra[] = {"--api-key", KEY, "--package-dir",          pkgdir,
                            "--cap",     "0", "--no-package-direct-io", NULL};
     h_worker_start(&node, &redis, "pkgnode", extra);
-    cr_assert(h_ping_is(&node, 200, 10000), "the node did not come up");
+    if (!h_ping_is(&node, 200, 10000)) {
+        char *log = h_read_file(node.log);
+        cr_assert_fail("the node did not come up; its log:\n%s", log ? log : "(none)");
+    }
     upload_checked("2.0.0", 2 * MiB + 4097, 7);
     upload_checked("2.0.1", 40 * MiB + 1, 8); /* past one writeback fdatasync */
     cr_assert_eq(log_count("io=cached"), 2);
