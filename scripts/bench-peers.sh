@@ -71,5 +71,32 @@ for p in peers[1:]:
         s, q = med("shoal", m), med(p, m)
         cells.append("%*s" % (w, "%.2f" % (s / q) if s is not None and q else "n/a"))
     print("%-12s" % p + "".join(cells))
+
+# Issue 19's targets, against the best Redis-backed peer of this run (beanstalkd is not one, but
+# the latency and the awaited enqueue are held against every peer).
+redis_peers = [p for p in peers if p not in ("shoal", "beanstalkd")]
+def best(m, peers_, high=True):
+    xs = [(med(p, m), p) for p in peers_ if med(p, m) is not None]
+    return (max if high else min)(xs) if xs else (None, "n/a")
+def row(what, target, value, ok):
+    print("  %-58s %-28s %s" % (what, target, "n/a" if value is None else value + ("  ok" if ok else "  MISS")))
+print("\nissue 19's targets (this run):")
+for m, what, k in (("drain_c10", "process C=10, shoal / best Redis peer", 2.0),
+                   ("drain_c50", "process C=50, shoal / best Redis peer", 3.0)):
+    q, who = best(m, redis_peers)
+    s = med("shoal", m)
+    r = s / q if s is not None and q else None
+    row(what, ">= %.0f" % k, None if r is None else "%.2f (%s)" % (r, who), r is not None and r >= k)
+for m, what, k in (("lat_p50_ms", "latency enqueue -> handler p50, ms", 0.3),
+                   ("lat_p99_ms", "latency enqueue -> handler p99, ms", 0.8)):
+    s = med("shoal", m)
+    row(what, "< %.1f" % k, None if s is None else "%.3f" % s, s is not None and s < k)
+q, who = best("enqueue_single", peers[1:])
+s = med("shoal", "enqueue_single")
+r = s / q if s is not None and q else None
+row("enqueue single (awaited), shoal / best peer", ">= 1", None if r is None else "%.2f (%s)" % (r, who),
+    r is not None and r >= 1)
+s = med("shoal", "redis_cpu_us_enqueue_single")
+row("enqueue single, Redis CPU us per task", "<= 20", None if s is None else "%.1f" % s, s is not None and s <= 20)
 PY
 exit "$prc"
