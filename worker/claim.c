@@ -409,16 +409,16 @@ static void kick(struct claimer *c) {
     call_free(&call);
 }
 
-/* turn.lua's answer: {complete.lua's, claim.lua's}. */
+/* turn.lua's answer: {complete.lua's, claim.lua's}. Whether more may be waiting needs no
+ * note: step() claims again whenever the node has room. */
 static void turn_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct claimer *c = priv;
     bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
     reported(c, whole ? r->element[0] : r);
-    bool again = claimed(c, whole ? r->element[1] : NULL);
+    (void)claimed(c, whole ? r->element[1] : NULL);
     if (!whole && r && r->type != REDIS_REPLY_ERROR) log_error("turn failed", " error=\"shape\"");
     if (!whole) return; /* the reports are kept: resent when the node is ready again */
     if (c->reconcile_due) reconcile(c);
-    if (again) c->claim_again = true;
     step(c);
     check_idle(c);
 }
@@ -534,9 +534,10 @@ static void part_closed(struct claimer *c) {
     void (*done)(void *) = c->close_done;
     void *arg = c->close_arg;
     for (size_t i = 0; i < c->npending; i++) report_free(&c->pending[i]);
-    for (size_t b = 0; b < c->nsent_calls; b++)
+    for (size_t b = 0; b < c->nsent_calls; b++) {
         for (size_t i = 0; i < c->sent[b].n; i++) report_free(&c->sent[b].r[i]);
-    for (size_t b = 0; b < c->nsent_calls; b++) free(c->sent[b].r);
+        free(c->sent[b].r);
+    }
     free(c->pending);
     for (int i = 0; i < c->nqueues; i++) free(c->queues[i]);
     free(c->queues);
