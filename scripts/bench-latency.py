@@ -22,7 +22,7 @@ on a free loopback port and stops exactly the processes it started.
 """
 import hashlib
 import os
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,16 +31,13 @@ import time
 
 import redis
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chaos import die_with_parent, free_port, wait_for  # noqa: E402
+
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 K = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAP = os.environ.get("CAP", "64")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sha(name):
@@ -70,15 +67,10 @@ def main():
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
         r = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        wait_for(r.ping, 10, "redis-server on %d" % port)
         url = "redis://127.0.0.1:%d/0" % port
         plain = latency_step(url, tmp)
         events, stop = [], threading.Event()
@@ -154,7 +146,7 @@ def main():
     finally:
         server.terminate()
         server.wait(10)
-        subprocess.run(["rm", "-rf", tmp])
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
