@@ -340,6 +340,7 @@ void call_claim(struct script_call *c, const struct keys *k, const struct call_c
     push_int(c, a->max);
     push(c, a->balance ? "1" : "0");
     push_int(c, a->lease_margin_ms);
+    push(c, a->push ? "1" : "0");
 }
 
 void call_claim_add_queue(struct script_call *c, const char *queue) { push(c, queue); }
@@ -399,6 +400,19 @@ void call_reconcile(struct script_call *c, const struct keys *k, const char *nam
 
 void call_reconcile_add(struct script_call *c, const char *task) {
     push(c, call_task_number(task));
+}
+
+void call_unidle(struct script_call *c, const struct keys *k, const char *name,
+                 const char *instance, const char *token, const char *const *queues, int nqueues) {
+    init(c, SCRIPT_UNIDLE);
+    reserve_args(c, HEAD_ARGS + (size_t)nqueues);
+    named_key(c, keys_node, k, name);
+    keys_end(c);
+    push(c, k->prefix);
+    push(c, name);
+    push(c, instance);
+    push(c, token);
+    for (int i = 0; i < nqueues; i++) push(c, queues[i]);
 }
 
 void call_cancel(struct script_call *c, const struct keys *k, int64_t id, int64_t now_ms) {

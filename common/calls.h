@@ -26,7 +26,7 @@
 #include "common/package.h"
 #include "common/script.h"
 
-#define CALL_INLINE_ARGS 80   /* KEYS + ARGV held without allocating (a claim of 67 queues) */
+#define CALL_INLINE_ARGS 81   /* KEYS + ARGV held without allocating (a claim of 67 queues) */
 #define CALL_INLINE_TEXT 2048 /* bytes of keys and numbers held without allocating */
 
 struct call_block;
@@ -126,7 +126,7 @@ void call_enqueue(struct script_call *c, const struct keys *k, int64_t now_ms, s
 void call_enqueue_add(struct script_call *c, const struct shoal_task_opts *o);
 
 /* claim.lua. KEYS node, alive, running, stats, scheduled, done; ARGV prefix, name, instance,
- * now, max, balance, lease margin, then the queues in order (call_claim_add_queue). */
+ * now, max, balance, lease margin, push, then the queues in order (call_claim_add_queue). */
 struct call_claim_args {
     const char *name;
     const char *instance;
@@ -134,6 +134,7 @@ struct call_claim_args {
     int64_t max;  /* tasks to claim at most */
     bool balance; /* Octopus's workload rule */
     int64_t lease_margin_ms;
+    bool push; /* register the node idle when it is left room and nothing to take */
 };
 void call_claim(struct script_call *c, const struct keys *k, const struct call_claim_args *a);
 void call_claim_add_queue(struct script_call *c, const char *queue);
@@ -157,7 +158,7 @@ void call_complete_add(struct script_call *c, const struct call_report *r);
 
 /* turn.lua: a node's reports and its next claim in one call (complete.lua, then claim.lua). KEYS
  * node, alive, running, stats, scheduled, done; ARGV prefix, name, instance, now, max, balance,
- * lease margin, retention, wake channel, the queue count and the queues in order, then the
+ * lease margin, push, retention, wake channel, the queue count and the queues in order, then the
  * report count and per report (call_complete_add) what complete.lua takes. Room is made at once
  * for `reports` reports. */
 void call_turn(struct script_call *c, const struct keys *k, const struct call_claim_args *a,
@@ -169,6 +170,11 @@ void call_turn(struct script_call *c, const struct keys *k, const struct call_cl
 void call_reconcile(struct script_call *c, const struct keys *k, const char *name, int64_t now_ms,
                     size_t known);
 void call_reconcile_add(struct script_call *c, const char *task);
+
+/* unidle.lua: out of the idle sets, then "barrier <token>" on the node's push channel. KEYS
+ * node; ARGV prefix, name, instance, token, then the node's queues. */
+void call_unidle(struct script_call *c, const struct keys *k, const char *name,
+                 const char *instance, const char *token, const char *const *queues, int nqueues);
 
 /* cancel.lua. KEYS task, stats, scheduled, done; ARGV prefix, id, now, control channel. */
 void call_cancel(struct script_call *c, const struct keys *k, int64_t id, int64_t now_ms);

@@ -39,6 +39,8 @@ enum key_id {
     KEY_AUTHFAIL,
     KEY_LOCKOUTS,
     KEY_EVENTS,
+    KEY_IDLE,
+    KEY_PUSH,
     KEY_COUNT
 };
 
@@ -97,6 +99,12 @@ const struct key_layout keys_layout[KEY_COUNT] = {
                       "failed key checks from one client address in the window"},
     [KEY_LOCKOUTS] = {"{NS}:lockouts", "sorted set", "client address -> end of its lockout (ms)"},
     [KEY_EVENTS] = {"{NS}:events", "stream", "the audit trail: one event a change, JSON"},
+    [KEY_IDLE] = {"{NS}:idle:<queue>", "sorted set",
+                  "node name -> since (ms): nodes with free slots waiting for the queue's work "
+                  "(enqueue.lua claims for them: push)"},
+    [KEY_PUSH] = {"{NS}:push:<name>:<instance>", "pub/sub channel",
+                  "a claim answer (RESP) of tasks enqueue.lua claimed for the idle node, "
+                  "\"barrier <token>\" after unidle.lua"},
 };
 const size_t keys_layout_count = KEY_COUNT;
 
@@ -183,6 +191,14 @@ char *keys_done(const struct keys *k, char *buf, size_t len) {
 }
 char *keys_wake(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_WAKE, buf, len);
+}
+char *keys_idle(const struct keys *k, const char *queue, char *buf, size_t len) {
+    return build1(k, KEY_IDLE, queue, buf, len);
+}
+char *keys_push(const struct keys *k, const char *name, const char *instance, char *buf,
+                size_t len) {
+    const char *parts[] = {name, instance};
+    return build(k, KEY_PUSH, parts, 2, buf, len);
 }
 char *keys_queue_seen(const struct keys *k, char *buf, size_t len) {
     return build0(k, KEY_QUEUE_SEEN, buf, len);

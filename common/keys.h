@@ -54,6 +54,11 @@ char *keys_queues(const struct keys *k, char *buf, size_t len);
 char *keys_scheduled(const struct keys *k, char *buf, size_t len);
 char *keys_done(const struct keys *k, char *buf, size_t len);
 char *keys_wake(const struct keys *k, char *buf, size_t len);
+/* Nodes waiting idle on a queue (claim.lua registers them, enqueue.lua claims for them). */
+char *keys_idle(const struct keys *k, const char *queue, char *buf, size_t len);
+/* A node process's own push channel (lua/enqueue.lua publishes what it claimed for it). */
+char *keys_push(const struct keys *k, const char *name, const char *instance, char *buf,
+                size_t len);
 char *keys_recover_lock(const struct keys *k, char *buf, size_t len);
 char *keys_layout_version(const struct keys *k, char *buf, size_t len);
 char *keys_queue_seen(const struct keys *k, char *buf, size_t len);

@@ -14,6 +14,7 @@
 extern const double node_latency_bounds[NODE_LATENCY_BUCKETS]; /* seconds, ascending */
 struct node_metrics {
     uint64_t claimed;     /* tasks claimed by this node */
+    uint64_t pushed;      /* of those, claimed for it by an enqueue (push) */
     uint64_t finished[5]; /* by outcome: Success, Failed, TimedOut, Canceled,
                                             * Interrupted (requeued at shutdown) */
     uint64_t latency_counts[NODE_LATENCY_BUCKETS + 1]; /* enqueue-to-start, last = +Inf */

@@ -34,6 +34,7 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_ACCESS_LOAD] = "access_load",
     [SCRIPT_AUTH_FAIL] = "auth_fail",
     [SCRIPT_TURN] = "turn",
+    [SCRIPT_UNIDLE] = "unidle",
 };
 
 const struct script_src *script_get(enum script_id id) {

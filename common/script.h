@@ -43,6 +43,7 @@ enum script_id {
     SCRIPT_ACCESS_LOAD,
     SCRIPT_AUTH_FAIL,
     SCRIPT_TURN,
+    SCRIPT_UNIDLE,
     SCRIPT_COUNT
 };
 

@@ -14,7 +14,8 @@
 -- KEYS[6] finished index {NS}:done
 -- ARGV: 1 key prefix "{NS}:", 2 node name, 3 instance id, 4 now (ms), 5 max tasks,
 --   6 balance (1|0), 7 lease margin (ms, added to the timeout for the lease deadline),
---   8.. queue names in order
+--   8 push (1|0): when this call leaves the node room and nothing to take, register it idle,
+--   9.. queue names in order
 -- Returns {verdict, next_due, expired} where verdict is 'dead', 'drained' or 'full' (nothing
 -- claimed), or {'ok', next_due, expired, id, lease, type, args, timeout, attempt, queued, ...}
 -- with seven fields per claimed task (queued: its queue time in ms, as a number or as the text
@@ -22,6 +23,11 @@
 -- or the same with verdict 'more' when this call stopped at its bound with work possibly left
 -- (the caller claims again, after this answer). next_due: ms of the earliest scheduled task,
 -- or -1.
+-- Idle registration (push=1): a node whose claim leaves it room with nothing left to take is
+-- added to {NS}:idle:<queue> of every queue it named (member its name, score since when), and
+-- its node hash's `push` field says how to claim for it: "instance balance margin queue...".
+-- enqueue.lua then claims for it, in the enqueue's own call, and publishes the answer on the
+-- node's push channel {NS}:push:<name>:<instance> (docs/design.md, "Push to an idle node").
 -- Bound: at most `max` tasks claimed (the node sends at most 512), PROMOTE_MAX (256) scheduled
 -- tasks promoted, and SKIP_MAX (256) units of ids popped without being claimed: 1 per id
 -- canceled while queued or not a task, 4 per task expired on the way (64 expired tasks), plus
@@ -32,8 +38,10 @@
 -- entry are written together, so an error can never leave a task in no structure.
 local prefix, name, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
 if KEYS[1] ~= prefix .. 'node:' .. tostring(name) or KEYS[3] ~= prefix .. 'running:' .. name or
-    not now or not tonumber(ARGV[5]) or not tonumber(ARGV[7]) then
-  return redis.error_reply('BADARGS node keys and name must agree; now, max and margin are numbers')
+    not now or not tonumber(ARGV[5]) or not tonumber(ARGV[7]) or
+    (ARGV[8] ~= '1' and ARGV[8] ~= '0') then
+  return redis.error_reply('BADARGS node keys and name must agree; now, max and margin are ' ..
+    'numbers; push is 1 or 0')
 end
 local PROMOTE_MAX, SKIP_MAX = 256, 256 -- an expired task counts 4 against SKIP_MAX
 -- Numbers go to redis.call as integer strings made here: a Lua number passed as it is would be
@@ -123,7 +131,7 @@ local balance = ARGV[6] == '1' and avail > 0
 local out = {'ok', 0, 0}
 local entries = {} -- running-set entries: deadline, id, ...
 local claimed, expired, skipped = 0, 0, 0
-for qi = 8, #ARGV do
+for qi = 9, #ARGV do
   if claimed >= want or skipped >= SKIP_MAX then break end
   local queue = ARGV[qi]
   local levels = redis.call('ZREVRANGE', prefix .. 'qp:' .. queue, 0, -1)
@@ -226,4 +234,12 @@ if promoted > 0 or claimed > 0 or expired > 0 or ready ~= (tonumber(stats[1] or 
 end
 if promoted > 0 or #due > 0 then out[2] = next_due() else out[2] = first_due end
 out[3] = expired
+if ARGV[8] == '1' and not more and claimed < want then
+  -- Room left and nothing to take: wait registered idle (see the header). NX keeps the first
+  -- time, so the node idle longest is pushed to first.
+  for qi = 9, #ARGV do redis.call('ZADD', prefix .. 'idle:' .. ARGV[qi], 'NX', now_s, name) end
+  local push = ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' ..
+    table.concat(ARGV, ' ', 9, #ARGV)
+  if redis.call('HGET', KEYS[1], 'push') ~= push then redis.call('HSET', KEYS[1], 'push', push) end
+end
 return out

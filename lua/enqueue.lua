@@ -10,6 +10,24 @@
 -- is invalid (all are checked first). Publishes the queue name on the wake channel when a
 -- queue goes from empty to non-empty (or a task becomes the earliest scheduled one), so idle
 -- nodes claim at once instead of polling. Cost: O(N).
+--
+-- Push: a queue that was empty and gets ready tasks here is offered to the nodes waiting idle on
+-- it ({NS}:idle:<queue>, registered by their claims: see claim.lua). For each, oldest first,
+-- claim.lua itself runs here for that node, with every rule it checks (alive, this instance,
+-- not draining, under cap, balancing, priority then FIFO over all the node's queues, expiry),
+-- and its answer, in RESP, is published on the node's own channel {NS}:push:<name>:<instance>.
+-- The node starts the tasks when the message arrives: no wake and no claim round trip. A node
+-- tried is taken out of the idle sets whatever the outcome (it registers again at its next
+-- claim that finds nothing), and only a node subscribed to its channel on this server
+-- (PUBSUB NUMSUB) is claimed for, so a message can be lost only with the node's connection,
+-- and then the node reconciles (docs/design.md, "Push to an idle node"). The wake is still
+-- published when the queue's new tasks were not all taken.
+-- Bound: O(N), plus at most PUSH_TRIES (4) nodes tried per call, each one claim.lua call of at
+-- most PUSH_MAX (64) tasks (and claim.lua's own bound).
+local function claim(KEYS, ARGV)
+--@body claim.lua
+end
+
 local prefix, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 if KEYS[1] ~= tostring(prefix) .. 'seq' or not now then
   return redis.error_reply('BADARGS the prefix must be the keys\' own; now is ms')
@@ -108,6 +126,7 @@ for q in pairs(queues) do
   redis.call('SADD', KEYS[4], q)
   redis.call('ZADD', prefix .. 'qseen', now_s, q) -- the idle clock of expire.lua
 end
+local fresh = {} -- lists that were empty before this call
 for list, l in pairs(lists) do
   -- Push in chunks: unpack() has a stack limit.
   local len = 0
@@ -115,8 +134,58 @@ for list, l in pairs(lists) do
     len = redis.call('RPUSH', list, unpack(l.ids, j, math.min(j + 999, #l.ids)))
   end
   redis.call('ZADD', prefix .. 'qp:' .. l.queue, l.prio, l.prio)
-  if len == #l.ids then woken[l.queue] = true end
+  if len == #l.ids then fresh[#fresh + 1] = list end
 end
 if ready > 0 then redis.call('HINCRBY', KEYS[2], 'ready', ready) end
+
+-- Push to idle nodes (see the header).
+local PUSH_TRIES, PUSH_MAX = 4, 64
+local tries = 0
+local function resp(t) -- a claim answer as RESP: integers and bulk strings
+  local parts = {'*' .. #t .. '\r\n'}
+  for i = 1, #t do
+    local v = t[i]
+    if type(v) == 'number' then
+      parts[#parts + 1] = fmt(':%d\r\n', v)
+    else
+      v = tostring(v)
+      parts[#parts + 1] = '$' .. #v .. '\r\n' .. v .. '\r\n'
+    end
+  end
+  return table.concat(parts)
+end
+local function push_to(name, queue, max)
+  local node = prefix .. 'node:' .. name
+  local p = redis.pcall('HGET', node, 'push')
+  local w = {} -- instance, balance, margin, queues...
+  if type(p) == 'string' then for x in string.gmatch(p, '%S+') do w[#w + 1] = x end end
+  if #w < 4 then
+    redis.call('ZREM', prefix .. 'idle:' .. queue, name)
+    return
+  end
+  for j = 4, #w do redis.call('ZREM', prefix .. 'idle:' .. w[j], name) end
+  local channel = prefix .. 'push:' .. name .. ':' .. w[1]
+  local subs = redis.pcall('PUBSUB', 'NUMSUB', channel) -- an ACL without it: no push
+  if type(subs) ~= 'table' or (tonumber(subs[2]) or 0) < 1 then return end
+  local args = {prefix, name, w[1], now_s, fmt('%d', math.min(max, PUSH_MAX)), w[2], w[3], '0'}
+  for j = 4, #w do args[#args + 1] = w[j] end
+  local ok, out = pcall(claim, {node, prefix .. 'alive:' .. name, prefix .. 'running:' .. name,
+    KEYS[2], KEYS[3], prefix .. 'done'}, args)
+  if ok and type(out) == 'table' and not out.err and #out > 3 then
+    redis.call('PUBLISH', channel, resp(out))
+  end
+end
+for _, list in ipairs(fresh) do
+  local l = lists[list]
+  local left = #l.ids
+  while tries < PUSH_TRIES and left > 0 do
+    local name = redis.call('ZRANGE', prefix .. 'idle:' .. l.queue, 0, 0)[1]
+    if not name then break end
+    tries = tries + 1
+    push_to(name, l.queue, left)
+    left = redis.call('LLEN', list)
+  end
+  if left > 0 then woken[l.queue] = true end
+end
 for q in pairs(woken) do redis.call('PUBLISH', ARGV[3], q) end
 return ids

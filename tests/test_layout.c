@@ -90,7 +90,7 @@ Test(key_layout, builders_produce_the_documented_names) {
     memset(&pn, 0, sizeof pn);
     snprintf(pn.id, sizeof pn.id, "<PackageId>");
     snprintf(pn.version, sizeof pn.version, "<Version>");
-    char b[32][320];
+    char b[34][320];
     const char *built[] = {
         keys_nodes(&k, b[0], sizeof b[0]),
         keys_node(&k, "<name>", b[1], sizeof b[1]),
@@ -124,6 +124,8 @@ Test(key_layout, builders_produce_the_documented_names) {
         keys_authfail(&k, "<addr>", b[29], sizeof b[29]),
         keys_lockouts(&k, b[30], sizeof b[30]),
         keys_events(&k, b[31], sizeof b[31]),
+        keys_idle(&k, "<queue>", b[32], sizeof b[32]),
+        keys_push(&k, "<name>", "<instance>", b[33], sizeof b[33]),
     };
     struct doc_row rows[MAX_ROWS];
     size_t n = read_doc_rows(rows, MAX_ROWS);
@@ -179,7 +181,7 @@ Test(script_calls, keys_agree_with_script_headers) {
     bool seen[SCRIPT_COUNT] = {false};
     struct package_name pn = {"App", "1.0.0", ".zip"};
     struct call_register_args reg = {"n", "i", 1, 2, 3, "v", "h", 4, "l", "q", 5};
-    struct call_claim_args cl = {"n", "i", 1, 2, true, 3};
+    struct call_claim_args cl = {"n", "i", 1, 2, true, 3, true};
     struct call_list_tasks_args lt = {"n", "Queued", 0, 10, 100};
     struct shoal_task_opts o;
     shoal_task_opts_init(&o);
@@ -217,6 +219,8 @@ Test(script_calls, keys_agree_with_script_headers) {
     const char *tq[] = {"default"};
     call_turn(&c, &k, &cl, 2, tq, 1, 1);
     call_complete_add(&c, &rep);
+    check_keys(&c, seen);
+    call_unidle(&c, &k, "n", "i", "t", tq, 1);
     check_keys(&c, seen);
     call_reconcile(&c, &k, "n", 1, 1);
     call_reconcile_add(&c, "ServerTasks-3");
@@ -293,10 +297,11 @@ Test(script_calls, hot_path_allocations) {
                                 1700000000000,
                                 512,
                                 true,
-                                30000};
+                                30000,
+                                true};
     call_claim(&c, &k, &a);
     for (int i = 0; i < 67; i++) call_claim_add_queue(&c, "a-queue-name-of-some-length");
-    cr_assert_eq(c.argc, 13 + 67);
+    cr_assert_eq(c.argc, 14 + 67);
     cr_assert_eq(c.allocs, 0, "a claim is built on the stack alone");
     call_free(&c);
     call_complete(&c, &k, a.name, 1700000000000, 604800000, 512);
@@ -308,7 +313,7 @@ Test(script_calls, hot_path_allocations) {
     for (int i = 0; i < 67; i++) queues[i] = "a-queue-name-of-some-length";
     call_turn(&c, &k, &a, 604800000, queues, 67, 256);
     add_longest_reports(&c, 256);
-    cr_assert_eq(c.argc, 6 + 10 + 67 + 1 + 7 * 256);
+    cr_assert_eq(c.argc, 6 + 11 + 67 + 1 + 7 * 256);
     cr_assert_eq(c.allocs, 2, "one block for the arguments, one for the text");
     call_free(&c);
 }

@@ -127,7 +127,7 @@ static const char *const claim_queues[] = {"default", "other"};
 
 /* Claims for node name; appends what it got to out. */
 static void claim(const char *name, long long now, struct claimed *out, int *n, int max) {
-    struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000};
+    struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000, rnd(2) == 1};
     struct script_call c;
     call_claim(&c, &k, &a);
     call_claim_add_queue(&c, claim_queues[0]);
@@ -173,13 +173,13 @@ static void malformed_args(long long now) {
     enum script_id id = ids[rnd(sizeof ids / sizeof *ids)];
     switch (id) {
     case SCRIPT_CLAIM: {
-        struct call_claim_args a = {"n1", "n1", now, 5, true, 1};
+        struct call_claim_args a = {"n1", "n1", now, 5, true, 1, false};
         call_claim(&c, &k, &a);
         break;
     }
     case SCRIPT_COMPLETE: call_complete(&c, &k, "n1", now, DAY, 0); break;
     case SCRIPT_TURN: {
-        struct call_claim_args a = {"n1", "n1", now, 5, true, 1};
+        struct call_claim_args a = {"n1", "n1", now, 5, true, 1, false};
         call_turn(&c, &k, &a, DAY, claim_queues, 2, 0);
         break;
     }
@@ -236,7 +236,7 @@ Test(fuzz, every_script_leaves_every_task_in_its_structure) {
             int sent = 0;
             /* Alone (complete.lua), or with the node's next claim in the same call (turn.lua). */
             bool turn = rnd(2);
-            struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000};
+            struct call_claim_args a = {name, name, now, 1 + rnd(6), rnd(2), 30000, rnd(2) == 1};
             if (turn)
                 call_turn(&c, &k, &a, DAY, claim_queues, 2, (size_t)n);
             else

@@ -101,10 +101,11 @@ static long long enq(const char *queue, const char *type, int prio, long long at
     return id;
 }
 
-/* Claims for node `name` (instance = name) at `now`; queues NULL-terminated. */
-static redisReply *claim(const char *name, int max, long long now, bool balance,
-                         const char *const *queues) {
-    struct call_claim_args a = {name, name, now, max, balance, 30000};
+/* Claims for node `name` (instance = name) at `now`; queues NULL-terminated; push: register
+ * the node idle when it is left room and nothing to take. */
+static redisReply *claim_as(const char *name, int max, long long now, bool balance,
+                            const char *const *queues, bool push) {
+    struct call_claim_args a = {name, name, now, max, balance, 30000, push};
     struct script_call c;
     call_claim(&c, &k, &a);
     static const char *const def[] = {"default", NULL};
@@ -112,6 +113,11 @@ static redisReply *claim(const char *name, int max, long long now, bool balance,
     redisReply *r = eval(&c);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
     return r;
+}
+
+static redisReply *claim(const char *name, int max, long long now, bool balance,
+                         const char *const *queues) {
+    return claim_as(name, max, now, balance, queues, false);
 }
 
 static size_t claimed(const redisReply *r) { return (r->elements - 3) / 7; }
@@ -402,7 +408,7 @@ static redisReply *turn(const char *name, long long id, long long lease, const c
     char i[24];
     snprintf(i, sizeof i, "%lld", id);
     struct call_report rep = {i, lease, outcome, "", -1, "", 0, 0};
-    struct call_claim_args a = {name, name, now, max, false, 30000};
+    struct call_claim_args a = {name, name, now, max, false, 30000, false};
     static const char *const queues[] = {"default"};
     struct script_call c;
     call_turn(&c, &k, &a, 604800000, queues, 1, 1);
@@ -777,4 +783,158 @@ Test(tasks, finished_tasks_are_deleted_after_the_retention) {
     cr_assert_eq(num("EXISTS {t}:task:%lld", id), 0);
     cr_assert_eq(num("ZSCORE {t}:done %lld", id), -1);
     cr_assert_str_eq(state(id2), "Success");
+}
+
+/* --- push: enqueue.lua claims for an idle node ------------------------------------------- */
+
+/* The next message on a subscribed connection: {channel, text} into ch and msg (len bytes). */
+static void next_message(redisContext *sub, char *ch, size_t chlen, char *msg, size_t *len) {
+    redisReply *m = NULL;
+    cr_assert_eq(redisGetReply(sub, (void **)&m), REDIS_OK);
+    cr_assert_eq(m->type, REDIS_REPLY_ARRAY);
+    cr_assert_str_eq(m->element[0]->str, "message");
+    snprintf(ch, chlen, "%s", m->element[1]->str);
+    cr_assert_lt(m->element[2]->len, *len);
+    memcpy(msg, m->element[2]->str, m->element[2]->len);
+    *len = m->element[2]->len;
+    msg[*len] = 0;
+    freeReplyObject(m);
+}
+
+/* A subscriber to the given channels (each confirmation read). */
+static redisContext *subscriber(int n, const char *const *channels) {
+    redisContext *sub = h_redis_connect(&redis);
+    for (int i = 0; i < n; i++) {
+        redisReply *r = redisCommand(sub, "SUBSCRIBE %s", channels[i]);
+        cr_assert_not_null(r);
+        freeReplyObject(r);
+    }
+    return sub;
+}
+
+Test(tasks, an_enqueue_claims_for_the_idle_node_and_publishes_the_answer) {
+    node("n1", 2);
+    const char *chans[] = {"{t}:push:n1:n1", "{t}:wake"};
+    redisContext *sub = subscriber(2, chans);
+    /* Its claim leaves it room and nothing to take: it waits registered idle. */
+    redisReply *r = claim_as("n1", 5, T0, false, NULL, true);
+    cr_assert_eq(claimed(r), 0);
+    freeReplyObject(r);
+    cr_assert_eq(num("ZSCORE {t}:idle:default n1"), T0);
+    cr_assert_str_eq(str("HGET {t}:node:n1 push"), "n1 0 30000 default");
+    long long id = enq("default", "noop", 0, 0, DAY, 1, T0 + 5);
+    freeReplyObject(redisCommand(rc, "PUBLISH {t}:wake marker"));
+    char ch[128], msg[4096];
+    size_t len = sizeof msg;
+    next_message(sub, ch, sizeof ch, msg, &len);
+    cr_assert_str_eq(ch, "{t}:push:n1:n1", "the answer comes first, on the node's own channel");
+    /* The answer is claim.lua's, in RESP: hiredis's reader reads it as the node does. */
+    redisReader *rd = redisReaderCreate();
+    void *ans = NULL;
+    cr_assert_eq(redisReaderFeed(rd, msg, len), REDIS_OK);
+    cr_assert_eq(redisReaderGetReply(rd, &ans), REDIS_OK);
+    cr_assert_not_null(ans);
+    redisReply *a = ans;
+    cr_assert_eq(a->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(claimed(a), 1);
+    cr_assert_str_eq(a->element[0]->str, "ok");
+    cr_assert_eq(claimed_id(a, 0), id);
+    cr_assert_str_eq(a->element[5]->str, "noop");
+    cr_assert_eq(a->element[8]->integer, 1, "attempt 1");
+    long long lease = claimed_lease(a, 0);
+    freeReplyObject(a);
+    redisReaderFree(rd);
+    len = sizeof msg;
+    next_message(sub, ch, sizeof ch, msg, &len);
+    cr_assert_str_eq(msg, "marker", "no wake: the push took the queue's only task");
+    redisFree(sub);
+    /* Claimed as by the node itself: Executing there, counted, leased; the node is no longer
+     * idle (it registers again at its next claim that finds nothing). */
+    cr_assert_str_eq(state(id), "Executing");
+    cr_assert_str_eq(str("HGET {t}:task:%lld node", id), "n1");
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 1);
+    cr_assert_eq(num("HGET {t}:stats running"), 1);
+    cr_assert_eq(num("HGET {t}:stats ready"), 0);
+    cr_assert_eq(num("ZCARD {t}:idle:default"), 0);
+    r = complete("n1", id, lease, "Success", T0 + 6, 0);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(id), "Success");
+    /* A claim that takes what it asked for leaves the node unregistered. */
+    enq("default", "noop", 0, 0, DAY, 1, T0 + 7);
+    r = claim_as("n1", 1, T0 + 8, false, NULL, true);
+    cr_assert_eq(claimed(r), 1);
+    freeReplyObject(r);
+    cr_assert_eq(num("ZCARD {t}:idle:default"), 0);
+}
+
+Test(tasks, no_push_unless_every_claim_rule_holds_and_the_node_listens) {
+    /* n4 is full: it runs one task at cap 1. */
+    node("n4", 1);
+    long long x = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n4", 1, T0, false, NULL);
+    cr_assert_eq(claimed(r), 1);
+    freeReplyObject(r);
+    /* n1 does not listen, n2 is drained, n3 is dead: each registered idle first. */
+    const char *names[] = {"n1", "n2", "n3"};
+    for (int i = 0; i < 3; i++) {
+        node(names[i], 2);
+        r = claim_as(names[i], 5, T0 + 1 + i, false, NULL, true);
+        cr_assert_eq(claimed(r), 0);
+        freeReplyObject(r);
+    }
+    freeReplyObject(redisCommand(rc, "ZADD {t}:idle:default %lld n4", T0 + 4));
+    freeReplyObject(redisCommand(rc, "HSET {t}:node:n4 push \"n4 0 30000 default\""));
+    freeReplyObject(redisCommand(rc, "HSET {t}:node:n2 drain 1"));
+    freeReplyObject(redisCommand(rc, "DEL {t}:alive:n3"));
+    const char *chans[] = {"{t}:push:n2:n2", "{t}:push:n3:n3", "{t}:push:n4:n4", "{t}:wake"};
+    redisContext *sub = subscriber(4, chans);
+    long long y = enq("default", "noop", 0, 0, DAY, 1, T0 + 10);
+    char ch[128], msg[4096];
+    size_t len = sizeof msg;
+    next_message(sub, ch, sizeof ch, msg, &len);
+    cr_assert_str_eq(ch, "{t}:wake", "no push: the first message is the wake");
+    cr_assert_str_eq(msg, "default");
+    redisFree(sub);
+    cr_assert_str_eq(state(y), "Queued");
+    cr_assert_eq(num("LLEN {t}:q:default:0"), 1);
+    cr_assert_eq(num("ZCARD {t}:running:n4"), 1, "n4 still runs only %lld", x);
+    cr_assert_eq(num("ZCARD {t}:running:n2") + num("ZCARD {t}:running:n3"), 0);
+    cr_assert_eq(num("ZCARD {t}:idle:default"), 0, "every node tried is taken out");
+    cr_assert_eq(num("HGET {t}:stats ready"), 1);
+}
+
+Test(tasks, unidle_takes_the_node_out_and_its_barrier_follows_every_push) {
+    node("n1", 2);
+    node("n2", 2);
+    const char *chans[] = {"{t}:push:n1:n1"};
+    redisContext *sub = subscriber(1, chans);
+    const char *queues[] = {"a", "b", NULL};
+    redisReply *r = claim_as("n1", 5, T0, false, queues, true);
+    freeReplyObject(r);
+    r = claim_as("n2", 5, T0, false, queues, true);
+    freeReplyObject(r);
+    cr_assert_eq(num("ZCARD {t}:idle:a") + num("ZCARD {t}:idle:b"), 4);
+    long long id = enq("b", "noop", 0, 0, DAY, 1, T0 + 1); /* pushed to n1 */
+    cr_assert_str_eq(state(id), "Executing");
+    freeReplyObject(redisCommand(rc, "ZADD {t}:idle:a %lld n1", T0 + 2));
+    struct script_call c;
+    call_unidle(&c, &k, "n1", "n1", "7", queues, 2);
+    r = eval(&c);
+    cr_assert_eq(r->integer, 1, "one subscriber got the barrier");
+    freeReplyObject(r);
+    char ch[128], msg[4096];
+    size_t len = sizeof msg;
+    next_message(sub, ch, sizeof ch, msg, &len);
+    cr_assert_eq(msg[0], '*', "the push first");
+    len = sizeof msg;
+    next_message(sub, ch, sizeof ch, msg, &len);
+    cr_assert_str_eq(msg, "barrier 7");
+    redisFree(sub);
+    cr_assert_eq(num("ZSCORE {t}:idle:a n1"), -1);
+    cr_assert_eq(num("ZSCORE {t}:idle:b n2"), T0, "n2 is still idle");
+    call_unidle(&c, &k, "n2", "n2", "8", queues, 2);
+    r = eval(&c);
+    cr_assert_eq(r->integer, 0, "n2 does not listen: nothing can be on its way");
+    freeReplyObject(r);
+    cr_assert_eq(num("ZCARD {t}:idle:a") + num("ZCARD {t}:idle:b"), 0);
 }

@@ -33,7 +33,7 @@ def readme_acl_line():
 
 # Commands sent somewhere other than the data Redis (Sentinel), or allowed to every user.
 NOT_DATA = {"sentinel", "auth", "hello"}
-TWO_WORD = {"script", "client", "config", "command", "object", "memory", "cluster"}
+TWO_WORD = {"script", "client", "config", "command", "object", "memory", "cluster", "pubsub"}
 
 
 def commands_in_sources():
@@ -43,8 +43,12 @@ def commands_in_sources():
     subcommand for SCRIPT LOAD and the like. Returns {command: [files]}."""
     found = {}
     for f in sorted(glob.glob(os.path.join(ROOT, "lua", "*.lua"))):
-        for c in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", open(f).read()):
-            found.setdefault(c.lower(), set()).add(os.path.relpath(f, ROOT))
+        for c, sub in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]"
+                                 r"(?:\s*,\s*['\"]([A-Za-z]+)['\"])?", open(f).read()):
+            c = c.lower()
+            if c in TWO_WORD and sub:
+                c = f"{c}|{sub.lower()}"
+            found.setdefault(c, set()).add(os.path.relpath(f, ROOT))
     pats = [r"\b(?:rsync_cmd|redisCommand|redisAsyncCommand|redisAppendCommand|gather)\s*\("
             r"[^;\"]*\"([A-Z]+)(?: ([a-zA-Z-]+))?",
             r"\[\d*\]\s*=\s*\{\s*\"([A-Z]+)\"()",
