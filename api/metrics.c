@@ -173,6 +173,9 @@ static void node_metrics(struct buf *b, const struct node_view *v, const struct 
     buf_printf(b, "shoal_tasks_running %lld\n", (long long)v->running);
     family(b, "shoal_tasks_claimed_total", "counter", "Tasks this node has claimed.");
     buf_printf(b, "shoal_tasks_claimed_total %llu\n", (unsigned long long)m->claimed);
+    family(b, "shoal_tasks_pushed_total", "counter",
+           "Of the tasks claimed, those an enqueue claimed for this idle node (push).");
+    buf_printf(b, "shoal_tasks_pushed_total %llu\n", (unsigned long long)m->pushed);
     family(b, "shoal_tasks_finished_total", "counter",
            "Tasks this node finished, by outcome (Interrupted: requeued at shutdown).");
     for (size_t i = 0; i < ARRAY_SIZE(outcomes); i++)

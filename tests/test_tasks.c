@@ -545,3 +545,58 @@ Test(tasks, exec_programs_run_below_the_node) {
     stop(&a);
     check_ns();
 }
+
+/* A counter from the node's /metrics ("name " with its trailing space), -1 when absent. */
+static long long metric(const struct h_worker *w, const char *name) {
+    static char body[1 << 16];
+    if (h_http(w->port, "GET", "/metrics", body, sizeof body) != 200) return -1;
+    char line[128];
+    snprintf(line, sizeof line, "\n%s", name); /* the sample, not its # HELP line */
+    const char *at = strstr(body, line);
+    return at ? atoll(at + strlen(line)) : -1;
+}
+
+static bool registered_idle(void *arg) {
+    redisReply *r = redisCommand(rc, "ZSCORE {shoal}:idle:default %s", (const char *)arg);
+    bool ok = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    return ok;
+}
+
+/* Push (docs/design.md, "Push to an idle node"): an idle node is handed its tasks by the enqueue
+ * itself. Then a stream of single enqueues for 5 s, pushes nearly always on their way, while the
+ * node reconciles every 12 heartbeats (2.4 s here): a reconcile that took a push still on its
+ * way for a lost claim would requeue that task and it would be claimed twice. Every task is
+ * claimed once (the node's claimed counter equals the task count), at attempt 1. */
+Test(tasks, an_idle_node_is_pushed_its_tasks_and_reconciles_lose_none) {
+    struct h_worker w;
+    const char *extra[] = {"--cap", "4", NULL};
+    start(&w, "p1", extra);
+    cr_assert(h_eventually(registered_idle, "p1", 5000), "p1 never registered idle");
+    for (int i = 0; i < 10; i++) {
+        int64_t id = enqueue("noop", NULL, 1, 0, 0, 0, 0, 0);
+        await_state(id, "Success", 5000);
+        struct task_view v;
+        get(id, &v);
+        cr_assert_eq(v.attempt, 1);
+    }
+    long long pushed = metric(&w, "shoal_tasks_pushed_total ");
+    cr_assert_geq(pushed, 8, "one at a time, an idle node is pushed its tasks: %lld of 10", pushed);
+    long long n = 10;
+    uint64_t until = clock_mono_ms() + 5000;
+    for (int i = 0; i < 200000 && clock_mono_ms() < until; i++, n++)
+        enqueue("noop", NULL, 1, 0, 0, 0, 0, 0);
+    await_done(n, 30000);
+    long long claimed = metric(&w, "shoal_tasks_claimed_total ");
+    pushed = metric(&w, "shoal_tasks_pushed_total ");
+    char *log = h_read_file(w.log);
+    cr_assert_eq(claimed, n,
+                 "%lld tasks, %lld claims (%lld of them pushed): a task ran twice; log:\n%s", n,
+                 claimed, pushed, log);
+    cr_assert_gt(pushed, n / 10, "pushed %lld of %lld", pushed, n);
+    cr_assert_eq(metric(&w, "shoal_tasks_fenced_total "), 0);
+    cr_assert_null(strstr(log, "requeued tasks Redis recorded"), "%s", log);
+    free(log);
+    stop(&w);
+    check_ns();
+}

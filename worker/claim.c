@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/read.h>
+
 #include "common/log.h"
 #include "common/reply.h"
 #include "common/util.h"
@@ -15,7 +17,7 @@
 #define LEASE_MARGIN_MS 30000       /* lease deadline = timeout + this (recovery, after a crash) */
 #define RETRY_MAX_MS 3600000        /* backoff ceiling */
 #define RECONCILE_EVERY_BEATS 12    /* and after every (re)registration: see lua/reconcile.lua */
-#define CLAIM_QUEUES_MAX 67         /* queues a claim names at most (CALL_INLINE_ARGS - 13) */
+#define CLAIM_QUEUES_MAX 67         /* queues a claim names at most (CALL_INLINE_ARGS - 14) */
 /* Report calls in flight at most: one is answered while the next is sent, so Redis is not left
  * idle for a round trip between them. */
 #define REPORT_CALLS_MAX 2
@@ -53,6 +55,16 @@ struct claimer {
     bool stopped;       /* claimer_stop called */
     bool reconcile_due; /* reconcile as soon as no claim is in flight */
     unsigned beats;     /* heartbeats seen, for the reconcile cadence */
+    /* Push (docs/design.md, "Push to an idle node"): the node's claims register it idle, and
+     * enqueue.lua claims for it and publishes the answer on its push channel. A reconcile (and
+     * a stop) first takes it out of the idle sets and waits for its barrier on that channel,
+     * so no push is still on its way when Redis's record is compared with what runs here. */
+    enum { QUIET_NONE, QUIET_UNIDLE, QUIET_BARRIER, QUIET_DONE } quiet;
+    unsigned long long token;        /* of the barrier awaited (a new one for every unidle.lua) */
+    unsigned long long barrier_seen; /* the last token read: it may come before the answer */
+    unsigned quiet_beats;            /* heartbeats spent waiting for the barrier */
+    bool push_closed;                /* stopped, and no push can be on its way any more */
+    bool interrupted;                /* claimer_interrupt called: pushed runs stop at once too */
     bool idle_told;
     void (*idle)(struct claimer *c, void *arg);
     void *idle_arg;
@@ -62,6 +74,7 @@ struct claimer {
 };
 
 static void kick(struct claimer *c);
+static void reconcile_poll(struct claimer *c);
 static void flush(struct claimer *c);
 static void step(struct claimer *c);
 static void complete_cb(struct rconn *rc, redisReply *r, void *priv);
@@ -75,7 +88,7 @@ static void update_view(struct claimer *c) { c->node->view.running = runner_runn
 
 static void check_idle(struct claimer *c) {
     if (!c->stopped || c->idle_told || runner_running(c->runner) > 0 || c->npending > 0 ||
-        c->nsent_calls > 0)
+        c->nsent_calls > 0 || !c->push_closed)
         return;
     c->idle_told = true;
     if (c->idle) c->idle(c, c->idle_arg);
@@ -207,6 +220,21 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
     check_idle(c);
 }
 
+/* A task handed to us that must not run here: reported Interrupted (requeued, no attempt
+ * used; refused by its lease if it was recovered elsewhere meanwhile). */
+static void give_back(struct claimer *c, struct runner_task *t, const char *why) {
+    struct runner_result *res = xcalloc(1, sizeof *res);
+    res->outcome = RUN_INTERRUPTED;
+    res->exit_code = -1;
+    snprintf(res->error, sizeof res->error, "%s", why);
+    if (c->npending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 64;
+        c->pending = xrealloc(c->pending, c->cap_pending * sizeof *c->pending);
+    }
+    c->pending[c->npending++] = (struct report){t, res};
+    uv_check_start(&c->batch, batch_cb);
+}
+
 /* --- reconciling -------------------------------------------------------------------------- */
 
 static void add_running_cb(const struct runner_task *t, void *arg) {
@@ -266,15 +294,88 @@ static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
     }
 }
 
-/* Sends reconcile.lua with every task this node runs or still has to report. Only while no
- * claim is in flight: a claim Redis already ran but whose answer we have not read would look
- * like tasks we do not run. */
-static void reconcile(struct claimer *c) {
-    if (c->claiming || !c->node->view.registered || !rconn_is_up(c->node->cmd)) {
-        c->reconcile_due = true;
+/* --- quiet: no push on its way ------------------------------------------------------------- */
+
+static void quiet_done(struct claimer *c) {
+    c->quiet = QUIET_DONE;
+    if (c->stopped) c->push_closed = true;
+    reconcile_poll(c);
+    check_idle(c);
+}
+
+static void unidle_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    if (c->quiet != QUIET_UNIDLE) return; /* superseded (the subscriber link came back) */
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        if (r) log_warn("leaving the idle sets failed", " error=\"%s\"", r->str ? r->str : "shape");
+        c->quiet = QUIET_NONE; /* tried again when the link is back, or at the next reconcile */
+        if (c->stopped && !rconn_is_up(c->node->cmd)) c->push_closed = true;
+        check_idle(c);
         return;
     }
+    /* 0: not subscribed on this server, so nothing can be on its way. The barrier is on the
+     * other link, so it may have been read before this answer. */
+    if (r->integer == 0 || c->barrier_seen == c->token) {
+        quiet_done(c);
+        return;
+    }
+    c->quiet = QUIET_BARRIER;
+    c->quiet_beats = 0;
+}
+
+/* Takes the node out of the idle sets (no push after this) and asks for its barrier. */
+static void quiet_begin(struct claimer *c) {
+    if (!rconn_is_up(c->node->cmd)) {
+        if (c->stopped) c->push_closed = true; /* no link, no registration: see below */
+        return;
+    }
+    char token[24];
+    snprintf(token, sizeof token, "%llu", ++c->token);
+    struct script_call call;
+    call_unidle(&call, &c->node->keys, c->node->view.name, c->node->view.instance, token,
+                (const char *const *)c->queues,
+                c->nqueues < CLAIM_QUEUES_MAX ? c->nqueues : CLAIM_QUEUES_MAX);
+    if (rconn_call(c->node->cmd, &call, unidle_cb, c) == 0) c->quiet = QUIET_UNIDLE;
+    call_free(&call);
+}
+
+/* A claim answer pushed by enqueue.lua, or a barrier. */
+static bool start_claimed(struct claimer *c, redisReply *r, const char *source);
+static void on_push(struct claimer *c, const char *msg, size_t len) {
+    if (len > 8 && memcmp(msg, "barrier ", 8) == 0) {
+        if (strtoull(msg + 8, NULL, 10) != c->token) return; /* an older one */
+        c->barrier_seen = c->token;
+        if (c->quiet == QUIET_BARRIER) quiet_done(c);
+        return;
+    }
+    redisReader *rd = redisReaderCreate();
+    void *reply = NULL;
+    if (len == 0 || msg[0] != '*' || redisReaderFeed(rd, msg, len) != REDIS_OK ||
+        redisReaderGetReply(rd, &reply) != REDIS_OK || reply == NULL) {
+        log_error("unreadable message on the push channel", " bytes=%zu", len);
+    } else {
+        (void)start_claimed(c, reply, "push");
+        if (c->interrupted) runner_stop_all(c->runner);
+    }
+    if (reply) freeReplyObject(reply);
+    redisReaderFree(rd);
+}
+
+/* Sends reconcile.lua with every task this node runs or still has to report. First the quiet
+ * (no push on its way), then only while no claim is in flight: a claim Redis already ran but
+ * whose answer we have not read would look like tasks we do not run. */
+static void reconcile(struct claimer *c) {
+    c->reconcile_due = true;
+    reconcile_poll(c);
+}
+
+static void reconcile_poll(struct claimer *c) {
+    if (!c->reconcile_due || !c->node->view.registered || !rconn_is_up(c->node->cmd)) return;
+    if (c->quiet == QUIET_NONE) quiet_begin(c);
+    if (c->quiet != QUIET_DONE || c->claiming) return; /* its end, or the claim's, polls again */
     c->reconcile_due = false;
+    /* Claims sent from here on run after the reconcile: they may register the node again. */
+    if (!c->stopped) c->quiet = QUIET_NONE;
     size_t known = runner_running(c->runner) + claimer_unreported(c);
     struct script_call call;
     call_reconcile(&call, &c->node->keys, c->node->view.name, clock_wall_ms(), known);
@@ -285,6 +386,8 @@ static void reconcile(struct claimer *c) {
             call_reconcile_add(&call, c->sent[b].r[i].task->id);
     (void)rconn_call(c->node->cmd, &call, reconcile_cb, c);
     call_free(&call);
+    /* Claims during the quiet did not register the node idle: one that may, now. */
+    kick(c);
 }
 
 /* --- claiming ------------------------------------------------------------------------------ */
@@ -302,13 +405,12 @@ static void arm_due(struct claimer *c, int64_t at) {
     uv_timer_start(&c->due, due_cb, wait > 0 ? (uint64_t)wait : 0, 0);
 }
 
-/* claim.lua's answer (alone, or as turn.lua's second half): starts what it handed us. True when
- * the node should claim again at once (more may be waiting, or something happened meanwhile). */
-static bool claimed(struct claimer *c, redisReply *r) {
-    c->claiming = false;
-    if (r == NULL) return false;
+/* A claim answer (claim.lua's, alone or as turn.lua's second half, or pushed by enqueue.lua):
+ * starts what it handed us. True when it stopped at a bound (more may be waiting) or was full. */
+static bool start_claimed(struct claimer *c, redisReply *r, const char *source) {
     if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
-        log_error("claim failed", " error=\"%s\"", r->type == REDIS_REPLY_ERROR ? r->str : "shape");
+        log_error("claim failed", " source=%s error=\"%s\"", source,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "shape");
         return false;
     }
     const char *verdict = reply_str(r, 0, NULL);
@@ -322,6 +424,7 @@ static bool claimed(struct claimer *c, redisReply *r) {
     struct node_metrics *m = &c->node->view.metrics;
     int64_t now = clock_wall_ms();
     m->claimed += claimed;
+    if (strcmp(source, "push") == 0) m->pushed += claimed;
     for (size_t i = 0; i < claimed; i++) {
         size_t b = 3 + 7 * i, alen;
         int64_t queued = reply_int(r, b + 6); /* a number, or the text the task holds */
@@ -343,8 +446,16 @@ static bool claimed(struct claimer *c, redisReply *r) {
         }
         t->timeout_ms = reply_int(r, b + 4);
         t->attempt = reply_int(r, b + 5);
-        log_debug("task claimed", " task=%s type=%s attempt=%lld", t->id, t->type,
-                  (long long)t->attempt);
+        log_debug("task claimed", " task=%s type=%s attempt=%lld source=%s", t->id, t->type,
+                  (long long)t->attempt, source);
+        /* Fenced: this node's liveness is unproven, so Redis may recover its tasks elsewhere at
+         * any moment (a claim or push Redis made before that, read only now). */
+        if (c->node->fenced) {
+            log_warn("not starting a task handed over while this node's liveness is unproven",
+                     " task=%s source=%s", t->id, source);
+            give_back(c, t, "handed to a node whose liveness was unproven; requeued");
+            continue;
+        }
         /* Claimed again while an earlier run of it still goes on here (its claim was lost in a
          * failover, and the task came back to us): the new claim holds, the old run stops. */
         if (runner_disown(c->runner, t->id, node_fence_grace_ms(c->node)) == 0) {
@@ -356,15 +467,23 @@ static bool claimed(struct claimer *c, redisReply *r) {
         runner_start(c->runner, t);
     }
     update_view(c);
-    /* A full batch may mean more is waiting; something may have happened meanwhile too. */
-    return c->claim_again || more || (claimed > 0 && claimed == CLAIM_MAX);
+    return more || (claimed > 0 && claimed == CLAIM_MAX);
+}
+
+/* The node's own claim answered. True when the node should claim again at once (more may be
+ * waiting, or something happened meanwhile). */
+static bool claimed(struct claimer *c, redisReply *r) {
+    c->claiming = false;
+    if (r == NULL) return false;
+    bool full = start_claimed(c, r, "claim");
+    return c->claim_again || full;
 }
 
 static void claim_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct claimer *c = priv;
     bool again = claimed(c, r);
     if (r == NULL) return;
-    if (c->reconcile_due) reconcile(c);
+    reconcile_poll(c);
     if (again) kick(c);
 }
 
@@ -388,7 +507,8 @@ static struct call_claim_args claim_args(const struct claimer *c, int64_t max) {
                                     .now_ms = clock_wall_ms(),
                                     .max = max,
                                     .balance = c->cfg->balance,
-                                    .lease_margin_ms = LEASE_MARGIN_MS};
+                                    .lease_margin_ms = LEASE_MARGIN_MS,
+                                    .push = c->quiet == QUIET_NONE && !c->stopped};
 }
 
 /* Claims if the node can take work now; otherwise remembers to try after the call in flight. */
@@ -418,7 +538,7 @@ static void turn_cb(struct rconn *rc, redisReply *r, void *priv) {
     (void)claimed(c, whole ? r->element[1] : NULL);
     if (!whole && r && r->type != REDIS_REPLY_ERROR) log_error("turn failed", " error=\"shape\"");
     if (!whole) return; /* the reports are kept: resent when the node is ready again */
-    if (c->reconcile_due) reconcile(c);
+    reconcile_poll(c);
     step(c);
     check_idle(c);
 }
@@ -461,10 +581,25 @@ void claimer_on_event(struct claimer *c, enum node_event ev, const char *arg) {
     case NODE_BEAT:
         flush(c);
         check_cancelling(c);
+        if (c->quiet == QUIET_BARRIER && ++c->quiet_beats >= 3) { /* never came: start over */
+            log_warn("the push channel's barrier did not come; asking again", NULL);
+            c->quiet = QUIET_NONE;
+            if (c->stopped)
+                quiet_begin(c);
+            else
+                reconcile(c);
+        }
         if (++c->beats % RECONCILE_EVERY_BEATS == 0) reconcile(c);
         if (arg && strtoll(arg, NULL, 10) > 0) kick(c);
         break;
     case NODE_LEASE: runner_extend(c->runner, strtoll(arg, NULL, 10)); break;
+    case NODE_PUSH: on_push(c, arg, c->node->push_len); break;
+    case NODE_SUBSCRIBED:
+        /* Pushes sent while the link was down are lost: their tasks are recorded as ours and
+         * nothing runs them. A barrier awaited on the old link will not come: start over. */
+        if (c->quiet == QUIET_UNIDLE || c->quiet == QUIET_BARRIER) c->quiet = QUIET_NONE;
+        reconcile(c);
+        break;
     case NODE_FENCED: {
         unsigned n = runner_fence(c->runner, strtoll(arg, NULL, 10));
         c->node->view.metrics.fenced += n;
@@ -523,11 +658,20 @@ void claimer_stop(struct claimer *c, void (*idle)(struct claimer *c, void *arg),
     c->stopped = true;
     c->idle = idle;
     c->idle_arg = arg;
+    /* No push may reach a node that told it was idle: leave the idle sets and wait for the
+     * barrier first (a quiet under way, or already passed, does as well). */
+    if (c->quiet == QUIET_DONE || !c->node->view.registered)
+        c->push_closed = true;
+    else if (c->quiet == QUIET_NONE)
+        quiet_begin(c);
     uv_timer_stop(&c->due);
     check_idle(c);
 }
 
-void claimer_interrupt(struct claimer *c) { runner_stop_all(c->runner); }
+void claimer_interrupt(struct claimer *c) {
+    c->interrupted = true;
+    runner_stop_all(c->runner);
+}
 
 static void part_closed(struct claimer *c) {
     if (--c->closing > 0) return;

@@ -1,7 +1,9 @@
 /* claim.h: the task pipeline between Redis and the runner. Claims work with claim.lua when the
  * node has free slots (woken by the wake channel, a finished task, a cap or drain change, a
- * scheduled task coming due, or a heartbeat that saw ready work: never by polling), hands the
- * tasks to the runner, and reports results with complete.lua in batches. Reports survive a
+ * scheduled task coming due, or a heartbeat that saw ready work: never by polling), starts what
+ * an enqueue claimed for it while it waited idle (its push channel; docs/design.md, "Push to an
+ * idle node"), hands the tasks to the runner, and reports results with complete.lua in
+ * batches. Reports survive a
  * Redis outage: they are held and sent when Redis is back (complete.lua's lease check makes a
  * resend harmless). A claim and a report each have at most one call in flight, so under load
  * they batch themselves.

@@ -405,17 +405,21 @@ static void cmd_down_cb(struct rconn *rc, const char *why, void *arg) {
 }
 
 /* Messages: on the control channel "node <name> <cap> <drain>" and "cancel <node> <n>"; on
- * the wake channel a queue name. */
+ * the wake channel a queue name; on this process's push channel what worker/claim.c reads. */
 static void message_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
     if (strcmp(reply_str(r, 0, NULL), "message") != 0) return;
     const char *channel = reply_str(r, 1, NULL), *msg = reply_str(r, 2, NULL);
-    char wake[160], name[80], id[32];
+    char wake[160], push[200], name[80], id[32];
     long long cap;
     int drain;
     if (strcmp(channel, keys_wake(&n->keys, wake, sizeof wake)) == 0) {
         emit(n, NODE_WAKE, msg);
+    } else if (strcmp(channel, keys_push(&n->keys, n->view.name, n->view.instance, push,
+                                         sizeof push)) == 0) {
+        n->push_len = r->element[2]->type == REDIS_REPLY_STRING ? r->element[2]->len : 0;
+        emit(n, NODE_PUSH, msg);
     } else if (sscanf(msg, "node %79s %lld %d", name, &cap, &drain) == 3) {
         if (strcmp(name, n->view.name) == 0) apply(n, cap, drain != 0, "control");
     } else if (sscanf(msg, "cancel %79s %31s", name, id) == 2) {
@@ -425,12 +429,14 @@ static void message_cb(struct rconn *rc, redisReply *r, void *priv) {
 
 static void sub_up_cb(struct rconn *rc, void *arg) {
     struct node *n = arg;
-    char ctl[160], wake[160];
-    const char *channels[] = {keys_control(&n->keys, ctl, sizeof ctl),
-                              keys_wake(&n->keys, wake, sizeof wake)};
-    (void)rconn_subscribe(rc, channels, 2, message_cb, n);
+    char ctl[160], wake[160], push[200];
+    const char *channels[] = {
+        keys_control(&n->keys, ctl, sizeof ctl), keys_wake(&n->keys, wake, sizeof wake),
+        keys_push(&n->keys, n->view.name, n->view.instance, push, sizeof push)};
+    (void)rconn_subscribe(rc, channels, 3, message_cb, n);
     /* Messages may have been missed while the link was down: read the truth now. */
     if (n->view.registered && !n->beat_pending) beat_cb(&n->beat);
+    emit(n, NODE_SUBSCRIBED, NULL);
 }
 
 /* --- life cycle ---------------------------------------------------------------------------- */

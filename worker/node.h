@@ -25,14 +25,16 @@ typedef void (*node_fatal_cb)(struct node *n, int code, const char *msg);
 
 /* What the node tells the task side (worker/claim.c), on the loop thread. */
 enum node_event {
-    NODE_READY,    /* registered (again): claims may go out */
-    NODE_CAPACITY, /* cap or drain changed */
-    NODE_WAKE,     /* arg: a queue that has new work (wake channel) */
-    NODE_CANCEL,   /* arg: number of a task of ours an operator canceled */
-    NODE_BEAT,     /* heartbeat answered; arg: the fleet's ready task count */
-    NODE_FENCED,   /* no heartbeat acknowledged for TTL - margin: arg: the grace (ms) in which
+    NODE_READY,      /* registered (again): claims may go out */
+    NODE_CAPACITY,   /* cap or drain changed */
+    NODE_WAKE,       /* arg: a queue that has new work (wake channel) */
+    NODE_CANCEL,     /* arg: number of a task of ours an operator canceled */
+    NODE_BEAT,       /* heartbeat answered; arg: the fleet's ready task count */
+    NODE_FENCED,     /* no heartbeat acknowledged for TTL - margin: arg: the grace (ms) in which
                     * every running task must be gone (docs/design.md, "Fencing") */
-    NODE_LEASE,    /* lease renewed: arg: the new fencing deadline (monotonic ms) */
+    NODE_LEASE,      /* lease renewed: arg: the new fencing deadline (monotonic ms) */
+    NODE_PUSH,       /* a message on this process's push channel: arg, push_len bytes (binary) */
+    NODE_SUBSCRIBED, /* the subscriber link is (re)subscribed: pushes may have been lost */
 };
 typedef void (*node_event_cb)(struct node *n, enum node_event ev, const char *arg);
 
@@ -45,7 +47,8 @@ struct node {
     char host[128];                 /* host name, recorded for operators */
     int64_t ttl_ms;                 /* liveness TTL: three heartbeats */
     struct rconn *cmd;              /* commands and scripts */
-    struct rconn *sub;              /* the control channel subscription */
+    struct rconn *sub;              /* the control, wake and push channel subscriptions */
+    size_t push_len;                /* NODE_PUSH's message length */
     uv_timer_t beat;                /* heartbeat period */
     bool beat_pending;              /* a heartbeat or registration is awaiting its reply */
     uint64_t beat_sent_mono_ms;     /* when the call in flight was sent */
