@@ -309,7 +309,9 @@ static void unidle_cb(struct rconn *rc, redisReply *r, void *priv) {
     if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
         if (r) log_warn("leaving the idle sets failed", " error=\"%s\"", r->str ? r->str : "shape");
         c->quiet = QUIET_NONE; /* tried again when the link is back, or at the next reconcile */
-        if (c->stopped && !rconn_is_up(c->node->cmd)) c->push_closed = true;
+        /* A stop does not wait on it: without the link no push reaches us (enqueue.lua pushes
+         * only to a subscribed node), and an error would come again. */
+        if (c->stopped) c->push_closed = true;
         check_idle(c);
         return;
     }
@@ -326,7 +328,7 @@ static void unidle_cb(struct rconn *rc, redisReply *r, void *priv) {
 /* Takes the node out of the idle sets (no push after this) and asks for its barrier. */
 static void quiet_begin(struct claimer *c) {
     if (!rconn_is_up(c->node->cmd)) {
-        if (c->stopped) c->push_closed = true; /* no link, no registration: see below */
+        if (c->stopped) c->push_closed = true; /* as in unidle_cb */
         return;
     }
     char token[24];
