@@ -13,7 +13,7 @@
  * poll handle in its own close callback. We only free rc after our two timers have closed. */
 #include "common/rconn.h"
 
-#include <hiredis/adapters/libuv.h>
+#include "common/rloop.h"
 #include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,7 +336,7 @@ static void resolve_tls_cb(struct tls_bridge *b, const char *path, const char *e
  * address; its reply callback drives the next step. */
 static void ask_node(struct rconn *rc, redisAsyncContext *ac) {
     if (ac == NULL) abort();
-    if (ac->err || redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+    if (ac->err || rloop_attach(ac, rc->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         close_bridge(&rc->sac_tls);
         rc->sentinel++;
@@ -443,7 +443,7 @@ static void attach(struct rconn *rc, redisAsyncContext *ac) {
         return;
     }
     ac->data = rc;
-    if (redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+    if (rloop_attach(ac, rc->loop) != REDIS_OK) {
         report_down(rc, "cannot attach to the event loop");
         redisAsyncFree(ac);
         drop_tls(rc);
