@@ -220,21 +220,6 @@ static void done_cb(struct runner *r, struct runner_task *t, struct runner_resul
     check_idle(c);
 }
 
-/* A task handed to us that must not run here: reported Interrupted (requeued, no attempt
- * used; refused by its lease if it was recovered elsewhere meanwhile). */
-static void give_back(struct claimer *c, struct runner_task *t, const char *why) {
-    struct runner_result *res = xcalloc(1, sizeof *res);
-    res->outcome = RUN_INTERRUPTED;
-    res->exit_code = -1;
-    snprintf(res->error, sizeof res->error, "%s", why);
-    if (c->npending == c->cap_pending) {
-        c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 64;
-        c->pending = xrealloc(c->pending, c->cap_pending * sizeof *c->pending);
-    }
-    c->pending[c->npending++] = (struct report){t, res};
-    uv_check_start(&c->batch, batch_cb);
-}
-
 /* --- reconciling -------------------------------------------------------------------------- */
 
 static void add_running_cb(const struct runner_task *t, void *arg) {
@@ -450,14 +435,6 @@ static bool start_claimed(struct claimer *c, redisReply *r, const char *source) 
         t->attempt = reply_int(r, b + 5);
         log_debug("task claimed", " task=%s type=%s attempt=%lld source=%s", t->id, t->type,
                   (long long)t->attempt, source);
-        /* Fenced: this node's liveness is unproven, so Redis may recover its tasks elsewhere at
-         * any moment (a claim or push Redis made before that, read only now). */
-        if (c->node->fenced) {
-            log_warn("not starting a task handed over while this node's liveness is unproven",
-                     " task=%s source=%s", t->id, source);
-            give_back(c, t, "handed to a node whose liveness was unproven; requeued");
-            continue;
-        }
         /* Claimed again while an earlier run of it still goes on here (its claim was lost in a
          * failover, and the task came back to us): the new claim holds, the old run stops. */
         if (runner_disown(c->runner, t->id, node_fence_grace_ms(c->node)) == 0) {
