@@ -16,7 +16,7 @@
 
 #include "common/util.h"
 
-#define BGQ_MAX_THREADS 16
+#define BGQ_MAX_THREADS 1024
 
 /* The loop never takes a lock a background thread may hold: such a thread runs below the loop
  * (nicer, or SCHED_IDLE), and one preempted inside a critical section can wait a long time for
@@ -35,16 +35,18 @@ struct bgq {
     struct bgq_job *todo, *todo_tail;   /* ... taken from incoming, oldest first */
     unsigned outstanding;               /* submitted, done callback not yet run (loop only) */
     int nice;                           /* of the threads, or BGQ_IDLE */
-    unsigned nthreads;
-    pthread_t threads[BGQ_MAX_THREADS];
+    unsigned nthreads, max_threads;     /* started (on demand), at most (loop only) */
+    pthread_t *threads;
 };
 
-static void stack_push(_Atomic(struct bgq_job *) *top, struct bgq_job *job) {
+/* Pushes job; true when the stack was empty (whoever empties it next has not seen it yet). */
+static bool stack_push(_Atomic(struct bgq_job *) *top, struct bgq_job *job) {
     struct bgq_job *old = atomic_load_explicit(top, memory_order_relaxed);
     do {
         job->next = old;
     } while (!atomic_compare_exchange_weak_explicit(top, &old, job, memory_order_release,
                                                     memory_order_relaxed));
+    return old == NULL;
 }
 
 /* Everything on the stack, oldest first. */
@@ -87,7 +89,10 @@ static void *thread_main(void *arg) {
         struct bgq_job *job = take(q);
         if (!job) break;
         job->work(job);
-        stack_push(&q->finished, job);
+        /* One write per batch of results: a job pushed onto a non-empty stack is taken with
+         * the one under it, whose pusher writes (or wrote) the eventfd after its push, and the
+         * loop takes the whole stack only after reading the eventfd. */
+        if (!stack_push(&q->finished, job)) continue;
         uint64_t one = 1;
         while (write(q->efd, &one, sizeof one) < 0 && errno == EINTR) {}
     }
@@ -132,10 +137,9 @@ int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out) {
     sem_init(&q->ready, 0, 0);
     if (threads < 1) threads = 1;
     if (threads > BGQ_MAX_THREADS) threads = BGQ_MAX_THREADS;
-    for (unsigned i = 0; i < threads; i++) {
-        if (pthread_create(&q->threads[i], NULL, thread_main, q) != 0) break;
-        q->nthreads++;
-    }
+    q->max_threads = threads;
+    q->threads = xcalloc(threads, sizeof *q->threads);
+    if (pthread_create(&q->threads[0], NULL, thread_main, q) == 0) q->nthreads = 1;
     if (!q->nthreads) {
         bgq_close(q);
         return UV_EAGAIN;
@@ -146,6 +150,11 @@ int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out) {
 
 void bgq_submit(struct bgq *q, struct bgq_job *job) {
     if (q->outstanding++ == 0) uv_ref((uv_handle_t *)&q->poll);
+    /* A thread for every job not done yet, up to the most: started when first needed. (A
+     * thread whose job is done but not yet handed back counts as busy: at worst one more.) */
+    if (q->outstanding > q->nthreads && q->nthreads < q->max_threads &&
+        pthread_create(&q->threads[q->nthreads], NULL, thread_main, q) == 0)
+        q->nthreads++;
     stack_push(&q->incoming, job);
     sem_post(&q->ready);
 }
@@ -153,6 +162,7 @@ void bgq_submit(struct bgq *q, struct bgq_job *job) {
 static void closed_cb(uv_handle_t *h) {
     struct bgq *q = h->data;
     close(q->efd);
+    free(q->threads);
     pthread_mutex_destroy(&q->mu);
     sem_destroy(&q->ready);
     free(q);

@@ -613,7 +613,8 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
                                cfg->task_env_allow,
                                cfg->name,
                                exec_cred,
-                               node_fence_grace_ms(n)};
+                               node_fence_grace_ms(n),
+                               (unsigned)cfg->handler_threads};
     c->runner = runner_new(loop, &rc, done_cb, c);
     char *copy = xstrdup(cfg->queues), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

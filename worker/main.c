@@ -88,7 +88,9 @@ static void fatal_cb(struct node *n, int code, const char *msg) {
 
 int worker_main(int argc, char **argv) { return shoal_worker_main(argc, argv, NULL); }
 
-/* The node's C handlers run on libuv's thread pool, sized once before its first use. */
+/* libuv's thread pool (the package feed's file calls, the key file's reads) keeps the size it
+ * had when it also ran C handlers (they have their own threads now: worker/runner.c), sized
+ * once before its first use. */
 static void size_thread_pool(int64_t threads) {
     char v[24];
     snprintf(v, sizeof v, "%lld", (long long)threads);

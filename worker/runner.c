@@ -8,11 +8,14 @@
  * inside runner_start, runner_cancel or runner_stop_all. The first stop reason (timeout,
  * cancel, stop_all) wins and becomes the outcome, whatever the work did afterwards.
  *
- * C handlers run on libuv's thread pool (fail too; noop, which does nothing, needs no thread). A thread cannot be killed: on
- * timeout, cancel or stop the job's stopping flag is set (and the work is dequeued if it has
- * not started yet), and the run completes when the handler returns. A handler that never
- * polls shoal_job_stopping() holds its pool thread, and its task slot, until it returns.
- * libuv's pool has UV_THREADPOOL_SIZE threads (default 4), shared with file system work.
+ * C handlers run on the runner's own threads (common/bgq.h, at TASK_NICE; fail too; noop, which
+ * does nothing, needs no thread), not libuv's pool: handing a result back through libuv's pool
+ * makes the loop spin (uv__async_spin) while a pool thread below it is preempted between
+ * claiming the async handle and writing its eventfd, 12 % of a node's CPU at cap 10
+ * (docs/benchmarks.md, "Handler threads"). A thread cannot be killed: on timeout, cancel or
+ * stop the job's stopping flag is set (a job no thread took yet then never runs), and the run
+ * completes when the handler returns. A handler that never polls shoal_job_stopping() holds
+ * its thread, and its task slot, until it returns.
  *
  * Freeing: a completed run leaves the list at once (runner_running drops) and is freed in its
  * timer's close callback; runner_close waits for those, then closes its own idle handle, so
@@ -29,6 +32,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/bgq.h"
 #include "common/task_codec.h"
 #include "common/util.h"
 #include "worker/exec.h"
@@ -56,7 +60,8 @@ struct run {
     bool exec_killed;          /* exec: SIGKILL was needed after the grace */
     uv_timer_t timer;          /* see enum run_kind; freed with the run in its close cb */
     struct exec_proc *exec;    /* KIND_EXEC until exec's done callback */
-    uv_work_t work;            /* KIND_C */
+    struct bgq_job bj;         /* KIND_C: on the runner's handler threads */
+    bool never_ran;            /* KIND_C: stopped before a thread took it */
     struct shoal_job job;      /* KIND_C: what the handler sees */
     shoal_handler_fn fn;       /* KIND_C: copied at start, so a registry change is harmless */
     void *fn_arg;
@@ -79,6 +84,8 @@ struct runner {
     int64_t lease_until_ms; /* the node's fencing deadline (monotonic ms), 0 before the first */
     bool fenced;            /* runner_fence ran and no runner_extend since: start nothing */
     const struct shoal_handlers *handlers; /* borrowed */
+    struct bgq *pool;                      /* C handler threads, made at the first C run */
+    unsigned pool_threads;                 /* at most */
     runner_done_cb done;
     void *arg;
     struct run *runs;      /* runs not yet completed */
@@ -184,8 +191,7 @@ static void request_stop(struct run *run, enum runner_outcome why) {
     case KIND_IMMEDIATE: break; /* its zero timer completes it */
     case KIND_SLEEP: uv_timer_start(&run->timer, timer_cb, 0, 0); break;
     case KIND_C:
-        atomic_store(&run->job.stopping, true);
-        uv_cancel((uv_req_t *)&run->work); /* succeeds only if no thread took it yet */
+        atomic_store(&run->job.stopping, true); /* a job no thread took yet never runs */
         break;
     case KIND_EXEC: exec_stop(run->exec); break;
     }
@@ -206,21 +212,19 @@ static void timer_cb(uv_timer_t *h) {
 
 /* ---- the kinds ---- */
 
-static void work_cb(uv_work_t *w) {
-    /* Handler threads run below the node's loop (TASK_NICE), set once per pool thread. */
-    static __thread bool niced;
-    if (!niced) {
-        niced = true;
-        if (setpriority(PRIO_PROCESS, (id_t)gettid(), TASK_NICE) != 0) { /* stay as we are */
-        }
+static void work_cb(struct bgq_job *j) { /* on a handler thread */
+    struct run *run = container_of(j, struct run, bj);
+    if (atomic_load(&run->job.stopping)) {
+        run->never_ran = true;
+        return;
     }
-    struct run *run = container_of(w, struct run, work);
     run->fn_rc = run->fn(&run->job, run->fn_arg);
 }
 
-static void after_work_cb(uv_work_t *w, int status) {
-    struct run *run = container_of(w, struct run, work);
+static void after_work_cb(struct bgq_job *j) {
+    struct run *run = container_of(j, struct run, bj);
     struct runner_result *res = run->res;
+    int status = run->never_ran ? UV_ECANCELED : 0;
     pthread_mutex_lock(&run->job.mu); /* the handler returned; this only orders memory */
     res->log = run->job.log;
     buf_init(&run->job.log);
@@ -250,7 +254,21 @@ static int start_c(struct run *run, shoal_handler_fn fn, void *arg) {
     run->fn = fn;
     run->fn_arg = arg;
     job_init(&run->job, t->id, t->type, t->args, t->args_len, t->attempt, run->r->log_cap);
-    uv_queue_work(run->r->loop, &run->work, work_cb, after_work_cb);
+    struct runner *r = run->r;
+    if (!r->pool) {
+        int rc = bgq_new(r->loop, r->pool_threads, TASK_NICE, &r->pool);
+        if (rc != 0) {
+            r->pool = NULL;
+            job_close(&run->job);
+            run->kind = KIND_IMMEDIATE;
+            snprintf(run->res->error, sizeof run->res->error,
+                     "no thread for C handlers could be started: %s", uv_strerror(rc));
+            return -EAGAIN;
+        }
+    }
+    run->bj.work = work_cb;
+    run->bj.done = after_work_cb;
+    bgq_submit(r->pool, &run->bj);
     start_timeout(run);
     return 0;
 }
@@ -401,6 +419,7 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runn
     r->kill_grace_ms = cfg->kill_grace_ms > 0 ? cfg->kill_grace_ms : 0;
     r->orphan_grace_ms = cfg->orphan_grace_ms > 0 ? cfg->orphan_grace_ms : r->kill_grace_ms;
     r->handlers = cfg->handlers;
+    r->pool_threads = cfg->handler_threads ? cfg->handler_threads : 4;
     r->done = done;
     r->arg = arg;
     uv_timer_init(loop, &r->self);
@@ -518,8 +537,11 @@ static void self_closed_cb(uv_handle_t *h) {
 
 static void maybe_finish(struct runner *r) {
     if (r->closing && r->running == 0 && r->closing_runs == 0 &&
-        !uv_is_closing((uv_handle_t *)&r->self))
+        !uv_is_closing((uv_handle_t *)&r->self)) {
+        if (r->pool) bgq_close(r->pool); /* no C run left, so no job: its threads are idle */
+        r->pool = NULL;
         uv_close((uv_handle_t *)&r->self, self_closed_cb);
+    }
 }
 
 /* Tasks still running are stopped as by runner_stop_all (their done_cb still runs). */

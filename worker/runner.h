@@ -64,8 +64,9 @@ struct runner_config {
                                  * name common/task_env.h does not deny */
     const char *node_name;      /* SHOAL_TASK_NODE */
     const struct exec_cred *exec_cred; /* --exec-user, resolved; NULL: the node's account */
-    int64_t orphan_grace_ms; /* exec through the shim: when the node dies, SIGTERM to SIGKILL
+    int64_t orphan_grace_ms;  /* exec through the shim: when the node dies, SIGTERM to SIGKILL
                               * of the run's processes (0: kill_grace_ms) */
+    unsigned handler_threads; /* C handlers running at once at most (0: 4) */
 };
 
 struct runner;
