@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -811,6 +812,35 @@ Test(handlers, timeout_sets_stopping_and_waits_for_the_handler) {
     assert_outcome(&c, 0, RUN_TIMEDOUT, "execution timeout of 100ms exceeded; handler stopped");
     cr_assert_str_eq(log_of(&c, 0), "stopping\n");
     cr_assert_geq(c.res[0]->duration_ms, 99); /* timers have ms resolution */
+    ctx_free(&c);
+    shoal_handlers_free(h);
+}
+
+/* Waits (at most 5 s) until *arg handlers are in it at once: succeeds only if they are. */
+static atomic_int gathered;
+static int gather_fn(struct shoal_job *job, void *arg) {
+    int want = *(int *)arg;
+    atomic_fetch_add(&gathered, 1);
+    for (int i = 0; i < 5000 && atomic_load(&gathered) < want; i++) usleep(1000);
+    return atomic_load(&gathered) >= want ? 0 : 1;
+}
+
+/* The runner's handler threads start as runs need them: with --handler-threads 6, six
+ * handlers that each wait for the others all run at once; a seventh waits for a thread. */
+Test(handlers, as_many_run_at_once_as_there_are_handler_threads) {
+    static int six = 6;
+    struct shoal_handlers *h = shoal_handlers_new();
+    cr_assert_eq(shoal_handlers_add(h, "gather", gather_fn, &six), 0);
+    cr_assert_eq(shoal_handlers_add(h, "ok", ok_fn, NULL), 0);
+    struct ctx c;
+    ctx_init(&c, "", 1000, h);
+    c.cfg.handler_threads = 6;
+    ctx_reconfig(&c);
+    atomic_store(&gathered, 0);
+    for (int i = 0; i < 6; i++) start(&c, "gather", NULL, 0, 0);
+    start(&c, "ok", NULL, 0, 0);
+    finish(&c);
+    for (unsigned i = 0; i < 7; i++) assert_outcome(&c, i, RUN_SUCCESS, NULL);
     ctx_free(&c);
     shoal_handlers_free(h);
 }
