@@ -58,7 +58,8 @@ static void incr_cb(struct rconn *rc, redisReply *reply, void *priv) {
 static void timer_cb(uv_timer_t *t) {
     struct run *r = t->data;
     const char *argv[] = {"INCR", "n"};
-    for (int i = 0; i < INCRS; i++) cr_assert_eq(rconn_command(r->rc, incr_cb, r, 2, argv, NULL), 0);
+    for (int i = 0; i < INCRS; i++)
+        cr_assert_eq(rconn_command(r->rc, incr_cb, r, 2, argv, NULL), 0);
 }
 
 static void set_cb(struct rconn *rc, redisReply *reply, void *priv) {
@@ -99,8 +100,8 @@ Test(rloop, commands_from_any_callback_go_out_whole_and_in_order, .timeout = 60)
     uv_timer_start(&r.guard, guard_cb, 30000, 0);
     rconn_start(r.rc);
     uv_run(&r.loop, UV_RUN_DEFAULT);
-    cr_assert(!r.timed_out, "stalled: SET %s, %d of %d INCR replies", r.set_ok ? "ok" : "not answered",
-              r.incr_seen, INCRS);
+    cr_assert(!r.timed_out, "stalled: SET %s, %d of %d INCR replies",
+              r.set_ok ? "ok" : "not answered", r.incr_seen, INCRS);
     cr_assert(r.set_ok);
     cr_assert_eq(r.incr_seen, INCRS);
     cr_assert_eq(r.strlen_, (long long)BIG);
