@@ -2,7 +2,8 @@
 --   * A node whose liveness key is gone (crashed, partitioned, killed): each task in its running
 --     set is requeued at the head of its queue (the run does not count as an attempt), or, once
 --     its node-loss budget is spent, Failed "node lost"; Cancelling tasks become Canceled. The
---     node stops counting towards the fleet's capacity.
+--     node stops counting towards the fleet's capacity, and leaves the idle sets of push (its
+--     node hash's `push` field names its queues; see claim.lua).
 --   * A live node: tasks whose lease deadline (timeout + margin) passed are finalised TimedOut,
 --     so a handler that ignores its timeout cannot hold a task forever (its late report is then
 --     refused by complete.lua).
@@ -117,6 +118,16 @@ else
       if had ~= 0 then
         redis.call('HINCRBY', KEYS[2], 'avail_cap', -had)
         redis.call('HSET', node, 'contrib', 0)
+      end
+      -- No enqueue should spend a try on it: out of the idle sets, once.
+      local push = redis.pcall('HGET', node, 'push')
+      if type(push) == 'string' then
+        local i = 0 -- instance, balance, margin, then the queues
+        for w in string.gmatch(push, '%S+') do
+          i = i + 1
+          if i > 3 then redis.call('ZREM', prefix .. 'idle:' .. w, name) end
+        end
+        redis.call('HDEL', node, 'push')
       end
     else
       stuck(name)

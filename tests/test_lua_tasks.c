@@ -938,3 +938,21 @@ Test(tasks, unidle_takes_the_node_out_and_its_barrier_follows_every_push) {
     freeReplyObject(r);
     cr_assert_eq(num("ZCARD {t}:idle:a") + num("ZCARD {t}:idle:b"), 0);
 }
+
+/* A node that died leaves the idle sets at the recovery pass that finds it dead (once), so no
+ * enqueue spends a try on it; a live idle node stays. */
+Test(tasks, a_dead_node_leaves_the_idle_sets_at_recovery) {
+    node("gone", 2);
+    node("here", 2);
+    const char *queues[] = {"a", "b", NULL};
+    freeReplyObject(claim_as("gone", 5, T0, false, queues, true));
+    freeReplyObject(claim_as("here", 5, T0, false, queues, true));
+    cr_assert_eq(num("ZCARD {t}:idle:a") + num("ZCARD {t}:idle:b"), 4);
+    freeReplyObject(redisCommand(rc, "DEL {t}:alive:gone"));
+    freeReplyObject(recover("", "tok", T0 + 1));
+    cr_assert_eq(num("ZSCORE {t}:idle:a gone") + num("ZSCORE {t}:idle:b gone"), -2);
+    cr_assert_eq(num("ZSCORE {t}:idle:a here"), T0);
+    cr_assert_eq(num("ZSCORE {t}:idle:b here"), T0);
+    cr_assert_str_eq(str("HGET {t}:node:gone push"), "");
+    cr_assert_str_eq(str("HGET {t}:node:here push"), "here 0 30000 a b");
+}
