@@ -31,7 +31,8 @@
 -- Bound: at most `max` tasks claimed (the node sends at most 512), PROMOTE_MAX (256) scheduled
 -- tasks promoted, and SKIP_MAX (256) units of ids popped without being claimed: 1 per id
 -- canceled while queued or not a task, 4 per task expired on the way (64 expired tasks), plus
--- one ZREVRANGE per queue named. So a backlog of expired or
+-- one ZREVRANGE per queue named (and, registering idle, one ZADD per queue named and one HGET).
+-- So a backlog of expired or
 -- canceled tasks costs a bounded slice per call, never one long call.
 -- Validate, then write: a task's record is read (and a malformed one set aside) before it is
 -- written, numbers are read with defaults, and each claimed task's state and its running-set
