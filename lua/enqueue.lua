@@ -182,13 +182,15 @@ local function push_to(name, queue, max)
     redis.call('PUBLISH', channel, resp(out))
   end
 end
-if #fresh > 0 and not can_push() then fresh = {} end
+local pushable = nil -- can_push(), asked once there is an idle node to push to
 for _, list in ipairs(fresh) do
   local l = lists[list]
   local left = #l.ids
   while tries < PUSH_TRIES and left > 0 do
     local name = redis.call('ZRANGE', prefix .. 'idle:' .. l.queue, 0, 0)[1]
     if not name then break end
+    if pushable == nil then pushable = can_push() end
+    if not pushable then break end
     tries = tries + 1
     push_to(name, l.queue, left)
     left = redis.call('LLEN', list)

@@ -956,3 +956,36 @@ Test(tasks, a_dead_node_leaves_the_idle_sets_at_recovery) {
     cr_assert_str_eq(str("HGET {t}:node:gone push"), "");
     cr_assert_str_eq(str("HGET {t}:node:here push"), "here 0 30000 a b");
 }
+
+/* lua/enqueue.lua as it is in the tree (claim.lua not included: what docs/redis.md's
+ * `redis-cli --eval` and the examples run) pushes nothing, leaves idle registrations alone and
+ * still wakes the nodes at once. */
+Test(tasks, enqueue_lua_run_by_hand_wakes_idle_nodes_instead_of_pushing) {
+    node("n1", 2);
+    freeReplyObject(claim_as("n1", 5, T0, false, NULL, true));
+    const char *chans[] = {"{t}:push:n1:n1", "{t}:wake"};
+    redisContext *sub = subscriber(2, chans);
+    const char *src = getenv("SHOAL_SRC");
+    cr_assert_not_null(src, "SHOAL_SRC is set by ctest");
+    char path[512];
+    snprintf(path, sizeof path, "%s/lua/enqueue.lua", src);
+    char *text = h_read_file(path);
+    cr_assert_not_null(text, "%s", path);
+    redisReply *r = redisCommand(rc,
+                                 "EVAL %s 4 {t}:seq {t}:stats {t}:scheduled {t}:queues {t}: %lld "
+                                 "{t}:wake 1 default noop %b 0 0 86400000 0 1 1",
+                                 text, T0 + 5, "", (size_t)0);
+    free(text);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    long long id = r->element[0]->integer;
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "PUBLISH {t}:wake marker"));
+    char ch[128], msg[4096];
+    size_t len = sizeof msg;
+    next_message(sub, ch, sizeof ch, msg, &len);
+    cr_assert_str_eq(ch, "{t}:wake", "the wake comes first, no push");
+    cr_assert_str_eq(msg, "default", "the queue is woken at once");
+    redisFree(sub);
+    cr_assert_str_eq(state(id), "Queued");
+    cr_assert_eq(num("ZSCORE {t}:idle:default n1"), T0, "the registration is left alone");
+}
