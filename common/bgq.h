@@ -40,8 +40,8 @@ struct bgq;
 
 /* Starts threads at nice (worker/exec.h's TASK_NICE, or nicer; or BGQ_IDLE) and watches
  * their results on loop: one at once, then one more whenever a job is submitted while every
- * thread has one, up to `threads` (at most 1,024). The loop is kept alive only while jobs are outstanding. Returns 0
- * and *out, or a negative libuv error. */
+ * thread has one, up to `threads` (at most 1,024). The loop is kept alive only while jobs are
+ * outstanding. Returns 0 and *out, or a negative libuv error. */
 int bgq_new(uv_loop_t *loop, unsigned threads, int nice, struct bgq **out);
 
 /* Queues job; its done callback will run on the loop. */

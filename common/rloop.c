@@ -39,7 +39,7 @@ static void flush_cb(uv_prepare_t *h) {
     uv_prepare_stop(h);
     if (p->ac == NULL) return;
     p->flushing = true;
-    redisAsyncHandleWrite(p->ac); /* may disconnect: cleanup_cb then runs, p stays valid */
+    redisAsyncHandleWrite(p->ac); /* may disconnect: cleanup() then runs, p stays valid */
     p->flushing = false;
 }
 

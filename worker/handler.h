@@ -1,9 +1,10 @@
 /* handler.h: the C API for custom task handlers.
  *
- * A handler runs on a libuv thread-pool thread, never on the event loop: it may block, compute,
- * or sleep. It reads its job's payload (msgpack), may append to the job's log, should poll
- * shoal_job_stopping() in long loops (timeout or cancel), and returns 0 for Success or non-zero
- * for Failed (with shoal_job_fail() giving the reason a person will read).
+ * A handler runs on one of the node's handler threads (--handler-threads, started as runs need
+ * them, at nice 10), never on the event loop: it may block, compute, or sleep. It reads its
+ * job's payload (msgpack), may append to the job's log, should poll shoal_job_stopping() in
+ * long loops (timeout or cancel), and returns 0 for Success or non-zero for Failed (with
+ * shoal_job_fail() giving the reason a person will read).
  *
  *   static int resize(struct shoal_job *job, void *arg) { ...; return 0; }
  *   int main(int argc, char **argv) {

@@ -20,7 +20,6 @@
  * Freeing: a completed run leaves the list at once (runner_running drops) and is freed in its
  * timer's close callback; runner_close waits for those, then closes its own idle handle, so
  * the runner is freed, and close's callback runs, only after every handle it opened closed. */
-#define _GNU_SOURCE /* gettid */
 #include "worker/runner.h"
 
 #include <ctype.h>
@@ -29,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/bgq.h"
