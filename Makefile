@@ -31,18 +31,15 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Under SANITIZE=1 a sanitizer report anywhere in the output fails the run: Criterion does not
-# fail a test whose process LeakSanitizer flags at exit.
+# Under SANITIZE=1, scripts/ctest-sanitize.sh: a sanitizer report anywhere fails the run, and a
+# failed test's name and output tail come last.
 test: build
 ifeq ($(SANITIZE),0)
 	@scripts/format.sh --check
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=15
 else
-	@set -o pipefail; ctest --test-dir $(BUILD) --output-on-failure -V -j $(JOBS) 2>&1 | tee $(BUILD)/ctest.log | grep -E '^[0-9]+: \[====\]|tests passed|FAIL|Errors'
-	@if grep -qE 'ERROR: (Leak|Address)Sanitizer|runtime error:' $(BUILD)/ctest.log; then \
-	  grep -E -A20 'ERROR: (Leak|Address)Sanitizer|runtime error:' $(BUILD)/ctest.log | head -80; \
-	  echo 'sanitizer report found (see $(BUILD)/ctest.log)'; exit 1; fi
+	@scripts/ctest-sanitize.sh $(BUILD) $(JOBS)
 endif
 
 format: deps
