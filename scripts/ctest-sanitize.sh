@@ -8,9 +8,9 @@ set -uo pipefail
 build=${1:?usage: ctest-sanitize.sh BUILD [JOBS]}
 jobs=${2:-2}
 log=$build/ctest.log
-ctest --test-dir "$build" --output-on-failure -V -j "$jobs" >"$log" 2>&1
-rc=$?
-grep -E '^[0-9]+: \[====\]|^[0-9]+: \[FAIL\]|tests passed|tests failed' "$log"
+ctest --test-dir "$build" --output-on-failure -V -j "$jobs" 2>&1 | tee "$log" |
+	grep --line-buffered -E '^[0-9]+: \[====\]|^[0-9]+: \[FAIL\]|tests passed|tests failed'
+rc=${PIPESTATUS[0]}
 if grep -qE 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$log"; then
 	grep -E -A20 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$log" | head -80
 	echo "sanitizer report found (see $log)"
