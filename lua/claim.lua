@@ -197,8 +197,16 @@ for qi = 9, #ARGV do
             lease = math.max(lease + 1, lease_floor)
             local attempt = (f[5] and tonumber(f[5]) or 0) + 1
             local timeout = f[4] and tonumber(f[4]) or 0
-            local deadline = '9007199254740991'
-            if timeout > 0 then deadline = fmt('%d', now + timeout + margin) end
+            -- No timeout, no deadline: 2^53 - 1 less the task number, beyond any time and
+            -- lower for each newer task, so it goes in at the head of the node's running set
+            -- (a listpack while small: an entry scored like all the others is placed by
+            -- comparing it with each of them, docs/benchmarks.md).
+            local deadline
+            if timeout > 0 then
+              deadline = fmt('%d', now + timeout + margin)
+            else
+              deadline = fmt('%d', 9007199254740991 - tonumber(id))
+            end
             -- State now, running-set entry in the ZADD at the end of this call (KEYS[3] is
             -- known to be a sorted set, so that ZADD cannot fail half-way).
             redis.call('HSET', key, 'state', 'Executing', 'node', name, 'started', now_s,

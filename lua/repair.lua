@@ -36,7 +36,8 @@ if op == 'running' then
   if (f[1] ~= 'Executing' and f[1] ~= 'Cancelling') or f[2] ~= b then return 0 end
   local running = prefix .. 'running:' .. b
   if redis.call('ZSCORE', running, a) then return 0 end
-  redis.call('ZADD', running, 9007199254740991, a)
+  -- No deadline, as claim.lua writes it for a task without a timeout.
+  redis.call('ZADD', running, string.format('%d', 9007199254740991 - (tonumber(a) or 0)), a)
   return 1
 elseif op == 'queued' then
   if f[1] ~= 'Queued' or not f[3] then return 0 end

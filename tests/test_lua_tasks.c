@@ -200,6 +200,11 @@ Test(tasks, priority_then_fifo_then_queue_order) {
     cr_assert_str_eq(state(a), "Executing");
     cr_assert_str_eq(str("HGET {t}:task:%lld node", a), "n1");
     cr_assert_eq(num("ZCARD {t}:running:n1"), 4);
+    /* No timeout, no lease deadline: 2^53 - 1 less the task number, beyond any time (recovery
+     * never finds it due), and each newer task at the head of the set (claim.lua). */
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(num("ZSCORE {t}:running:n1 %lld", want[i]), 9007199254740991LL - want[i]);
+    cr_assert_eq(num("ZRANK {t}:running:n1 %lld", urgent), 0, "the newest task first");
 }
 
 /* Octopus's worked example: three nodes with cap 10, 12 pending, 10 active. Node one runs 8
