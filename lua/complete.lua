@@ -104,14 +104,19 @@ for i = 1, n do
       woken[queue] = true
       retried = retried + 1
     else
-      if err ~= '' then
+      -- One HSET, its fields by case (no table made per task).
+      local code = ARGV[b + 5]
+      if err == '' and code == '-1' then
+        redis.call('HSET', key, 'state', outcome, 'completed', now_s)
+      elseif err == '' then
+        redis.call('HSET', key, 'state', outcome, 'completed', now_s, 'exit', code)
+      elseif code == '-1' then
         redis.call('HSET', key, 'state', outcome, 'completed', now_s, 'error', err)
       else
-        redis.call('HSET', key, 'state', outcome, 'completed', now_s)
+        redis.call('HSET', key, 'state', outcome, 'completed', now_s, 'error', err, 'exit', code)
       end
       index[#index + 1] = now_s
       index[#index + 1] = id
-      if ARGV[b + 5] ~= '-1' then redis.call('HSET', key, 'exit', ARGV[b + 5]) end
       if ARGV[b + 6] ~= '' then
         redis.call('SET', prefix .. 'log:' .. id, ARGV[b + 6], 'PX', retention)
       end

@@ -128,17 +128,24 @@ static long long claimed_lease(const redisReply *r, size_t i) {
     return r->element[4 + 7 * i]->integer;
 }
 
-/* Reports one result for node `name`. Returns the reply (caller frees). */
-static redisReply *complete(const char *name, long long id, long long lease, const char *outcome,
-                            long long now, long long retry_delay) {
+/* Reports one result for node `name`, with its error text and exit code (-1: none). Returns the
+ * reply (caller frees). */
+static redisReply *complete_as(const char *name, long long id, long long lease, const char *outcome,
+                               long long now, long long retry_delay, const char *error,
+                               long long exit_code) {
     char i[24];
     snprintf(i, sizeof i, "%lld", id);
-    struct call_report rep = {i,  lease,     outcome,           "it went wrong",
-                              -1, "the log", strlen("the log"), retry_delay};
+    struct call_report rep = {i,         lease,     outcome,           error,
+                              exit_code, "the log", strlen("the log"), retry_delay};
     struct script_call c;
     call_complete(&c, &k, name, now, 604800000, 1);
     call_complete_add(&c, &rep);
     return eval(&c);
+}
+
+static redisReply *complete(const char *name, long long id, long long lease, const char *outcome,
+                            long long now, long long retry_delay) {
+    return complete_as(name, id, lease, outcome, now, retry_delay, "it went wrong", -1);
 }
 
 static const char *state(long long id) { return str("HGET {t}:task:%lld state", id); }
@@ -403,6 +410,39 @@ Test(tasks, results_are_fenced_by_lease) {
     cr_assert_eq(r->elements, 4, "a second report of the same run is refused");
     freeReplyObject(r);
     cr_assert_str_eq(state(id), "Success");
+}
+
+/* A final report writes the outcome, the completion time and, when given, the error text and
+ * the exit code (one HSET, its fields by case); an exit code of -1 and an empty error write
+ * neither field. */
+Test(tasks, a_final_report_writes_its_error_and_exit_code_when_given) {
+    node("n1", 4);
+    const char *errors[] = {"", "", "it went wrong", "it went wrong"};
+    long long codes[] = {-1, 0, -1, 3};
+    long long ids[4];
+    for (int i = 0; i < 4; i++) ids[i] = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 4, T0, false, NULL);
+    cr_assert_eq(claimed(r), 4);
+    for (int i = 0; i < 4; i++) {
+        long long lease = claimed_lease(r, (size_t)i);
+        redisReply *d = complete_as("n1", ids[i], lease, i < 2 ? "Success" : "Failed", T0 + 10, 0,
+                                    errors[i], codes[i]);
+        cr_assert_eq(d->element[0]->integer, 1, "report %d", i);
+        freeReplyObject(d);
+    }
+    freeReplyObject(r);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_str_eq(state(ids[i]), i < 2 ? "Success" : "Failed");
+        cr_assert_eq(num("HGET {t}:task:%lld completed", ids[i]), T0 + 10);
+        if (errors[i][0])
+            cr_assert_str_eq(str("HGET {t}:task:%lld error", ids[i]), errors[i]);
+        else
+            cr_assert_eq(num("HEXISTS {t}:task:%lld error", ids[i]), 0);
+        if (codes[i] >= 0)
+            cr_assert_eq(num("HGET {t}:task:%lld exit", ids[i]), codes[i]);
+        else
+            cr_assert_eq(num("HEXISTS {t}:task:%lld exit", ids[i]), 0);
+    }
 }
 
 /* turn.lua: the reports first, then the claim, in one call: a node at its cap that reports a task
