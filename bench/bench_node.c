@@ -5,7 +5,8 @@
  *   SHOAL_BENCH_OUT    file or FIFO that receives one line per report (required by the handlers)
  *   SHOAL_BENCH_COUNT  for `count`: the call number that ends a drain (default 0: never)
  *
- * Handlers (both run on libuv's thread pool, like `noop`, and do nothing else):
+ * Handlers (both run on the node's handler threads, as every C handler does, and do nothing
+ * else):
  *   count  a no-op that notes the CLOCK_REALTIME of the first call and, at call number
  *          SHOAL_BENCH_COUNT, writes "drained <count> <first_ns> <last_ns>\n".
  *   lat    reads its payload, a msgpack unsigned int: the producer's CLOCK_REALTIME in µs taken

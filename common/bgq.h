@@ -9,8 +9,9 @@
  * (every buffer hashed or written is one such hand-back; docs/benchmarks.md, "What shaped the
  * upload path"). Here a thread pushes the
  * finished job onto a lock-free stack and then writes an eventfd the loop polls, and jobs go in
- * the same way (plus a semaphore post): the loop never takes a lock or waits for a thread
- * below it (bgq.c says why not a shared mutex).
+ * the same way (plus a semaphore post when no thread is searching for work): the loop never
+ * takes a lock or waits for a thread below it (bgq.c says why not a shared mutex, and when a
+ * thread is woken).
  *
  * Jobs run in submission order as threads free up; several run at once with several threads.
  * A job's done callback runs on the loop, in the order jobs finished.

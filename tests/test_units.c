@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,6 +395,93 @@ Test(bgq, one_thread_keeps_submission_order) {
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(ndone, N);
     for (int i = 0; i < N; i++) cr_assert_eq(order[i], i, "done %d came as %d", i, order[i]);
+    bgq_close(q);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* Wake-ups (bgq.c, "Waking"): 3,000 bursts of 1 to 12 jobs of 0 to 40 us on 4 threads, each
+ * burst submitted while the threads are asleep, searching or working, and waited for with a
+ * watchdog: a job left behind (no thread woken for it) fails the burst instead of hanging. */
+struct burst {
+    struct bgq_job job;
+    int us;
+    int *left;
+};
+static void burst_work(struct bgq_job *job) {
+    struct burst *b = container_of(job, struct burst, job);
+    if (b->us) usleep((useconds_t)b->us);
+}
+static void burst_done(struct bgq_job *job) { (*container_of(job, struct burst, job)->left)--; }
+static void watchdog_cb(uv_timer_t *t) { uv_stop(t->loop); }
+
+Test(bgq, no_job_is_left_behind) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bgq *q;
+    cr_assert_eq(bgq_new(&loop, 4, 19, &q), 0);
+    uv_timer_t watchdog;
+    uv_timer_init(&loop, &watchdog);
+    uv_unref((uv_handle_t *)&watchdog);
+    static struct burst jobs[12];
+    unsigned seed = 7;
+    for (int round = 0; round < 3000; round++) {
+        int n = 1 + (int)(rand_r(&seed) % 12), left = n;
+        for (int i = 0; i < n; i++) {
+            jobs[i] =
+                (struct burst){{burst_work, burst_done, NULL}, (int)(rand_r(&seed) % 41), &left};
+            bgq_submit(q, &jobs[i].job);
+            if (rand_r(&seed) % 4 == 0) usleep(rand_r(&seed) % 30); /* threads mid-search */
+        }
+        uv_timer_start(&watchdog, watchdog_cb, 5000, 0);
+        uv_run(&loop, UV_RUN_DEFAULT); /* ends when every job is done, or at the watchdog */
+        uv_timer_stop(&watchdog);
+        cr_assert_eq(left, 0, "round %d: %d of %d jobs never ran", round, left, n);
+        if (rand_r(&seed) % 8 == 0) usleep(200); /* let every thread fall asleep */
+    }
+    uv_close((uv_handle_t *)&watchdog, NULL);
+    bgq_close(q);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* Jobs that block get a thread each, also when the threads exist and sleep: a thread that
+ * takes a job with more queued wakes the next (bgq.c, "Waking"). Four jobs that each wait (at
+ * most 2 s) until all four have started, twice: the second time the four threads exist and
+ * are asleep. */
+static atomic_int gathered;
+struct gather {
+    struct bgq_job job;
+    int want;
+    bool all;
+    int *left;
+};
+static void gather_work(struct bgq_job *job) {
+    struct gather *g = container_of(job, struct gather, job);
+    atomic_fetch_add(&gathered, 1);
+    for (int i = 0; i < 2000 && atomic_load(&gathered) < g->want; i++) usleep(1000);
+    g->all = atomic_load(&gathered) >= g->want;
+}
+static void gather_done(struct bgq_job *job) { (*container_of(job, struct gather, job)->left)--; }
+
+Test(bgq, sleeping_threads_are_woken_one_after_another_for_jobs_that_block) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct bgq *q;
+    cr_assert_eq(bgq_new(&loop, 4, 19, &q), 0);
+    atomic_store(&gathered, 0);
+    for (int round = 1; round <= 2; round++) {
+        struct gather g[4];
+        int left = 4;
+        for (int i = 0; i < 4; i++) {
+            g[i] = (struct gather){{gather_work, gather_done, NULL}, 4 * round, false, &left};
+            bgq_submit(q, &g[i].job);
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        cr_assert_eq(left, 0);
+        for (int i = 0; i < 4; i++) cr_assert(g[i].all, "round %d: job %d ran alone", round, i);
+        usleep(2000); /* every thread asleep */
+    }
     bgq_close(q);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0);
