@@ -200,12 +200,15 @@ for qi = 9, #ARGV do
             -- No timeout, no deadline: 2^53 - 1 less the task number, beyond any time and
             -- lower for each newer task, so it goes in at the head of the node's running set
             -- (a listpack while small: an entry scored like all the others is placed by
-            -- comparing it with each of them, docs/benchmarks.md).
+            -- comparing it with each of them, docs/benchmarks.md). An id that is no number
+            -- (only ever planted by hand: 'abc', 'inf', 'nan') scores 2^53 - 1.
             local deadline
             if timeout > 0 then
               deadline = fmt('%d', now + timeout + margin)
             else
-              deadline = fmt('%d', 9007199254740991 - tonumber(id))
+              local n = tonumber(id) or 0
+              if not (n >= 0 and n < 1e15) then n = 0 end
+              deadline = fmt('%d', 9007199254740991 - n)
             end
             -- State now, running-set entry in the ZADD at the end of this call (KEYS[3] is
             -- known to be a sorted set, so that ZADD cannot fail half-way).

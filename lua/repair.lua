@@ -37,7 +37,9 @@ if op == 'running' then
   local running = prefix .. 'running:' .. b
   if redis.call('ZSCORE', running, a) then return 0 end
   -- No deadline, as claim.lua writes it for a task without a timeout.
-  redis.call('ZADD', running, string.format('%d', 9007199254740991 - (tonumber(a) or 0)), a)
+  local n = tonumber(a) or 0
+  if not (n >= 0 and n < 1e15) then n = 0 end
+  redis.call('ZADD', running, string.format('%d', 9007199254740991 - n), a)
   return 1
 elseif op == 'queued' then
   if f[1] ~= 'Queued' or not f[3] then return 0 end

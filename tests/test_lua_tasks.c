@@ -214,6 +214,36 @@ Test(tasks, priority_then_fifo_then_queue_order) {
     cr_assert_eq(num("ZRANK {t}:running:n1 %lld", urgent), 0, "the newest task first");
 }
 
+/* A ready list holding an id that is no number, whose record says Queued (planted by hand):
+ * the claim still ends whole, and their entries are scored beyond any time. It once computed that task's running-set score from its number,
+ * and a Lua error there came after the tasks before it were written Executing but before their
+ * running-set entries (claim.lua writes those last). */
+Test(tasks, a_queued_record_under_an_id_that_is_no_number_does_not_break_a_claim) {
+    node("n1", 5);
+    long long a = enq("default", "noop", 0, 0, DAY, 1, T0);
+    freeReplyObject(redisCommand(rc,
+                                 "HSET {t}:task:abc state Queued queue default type noop "
+                                 "queued %lld",
+                                 T0));
+    freeReplyObject(redisCommand(rc,
+                                 "HSET {t}:task:inf state Queued queue default type noop "
+                                 "queued %lld",
+                                 T0));
+    freeReplyObject(redisCommand(rc, "RPUSH {t}:q:default:0 abc inf"));
+    long long b = enq("default", "noop", 0, 0, DAY, 1, T0);
+    redisReply *r = claim("n1", 5, T0, false, NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_str_eq(r->element[0]->str, "ok");
+    cr_assert_eq(claimed(r), 4);
+    freeReplyObject(r);
+    cr_assert_str_eq(state(a), "Executing");
+    cr_assert_str_eq(state(b), "Executing");
+    cr_assert_eq(num("ZCARD {t}:running:n1"), 4, "every task written Executing has its entry");
+    /* Beyond any time, as every entry without a deadline: recovery never finds them due. */
+    cr_assert_eq(num("ZSCORE {t}:running:n1 abc"), 9007199254740991LL);
+    cr_assert_eq(num("ZSCORE {t}:running:n1 inf"), 9007199254740991LL);
+}
+
 /* Octopus's worked example: three nodes with cap 10, 12 pending, 10 active. Node one runs 8
  * (80% > 73.3%: takes none), node two runs 3 (takes 5), node three runs none (takes the 7 left). */
 Test(tasks, balancing_follows_octopus_worked_example) {
