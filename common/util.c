@@ -39,7 +39,7 @@ int thread_short_slices(void) {
     return syscall(SYS_sched_setattr, 0, &a, 0) == 0 ? 0 : -errno;
 }
 
-static void oom(size_t n) {
+_Noreturn void oom(size_t n) {
     fprintf(stderr, "shoal: out of memory allocating %zu bytes\n", n);
     abort();
 }

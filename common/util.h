@@ -16,6 +16,8 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* What they do when n bytes could not be had (for allocations made elsewhere, e.g. tsearch). */
+_Noreturn void oom(size_t n);
 
 /* Milliseconds since the Unix epoch (wall clock), and a monotonic clock in ms / ns. */
 int64_t clock_wall_ms(void);

@@ -2,8 +2,10 @@
 # bench-busy.sh [BUILD]: ping while every task slot is busy (make bench). Starts its own
 # redis-server and one node with --cap 2×cores, measures ping at a fixed rate on the idle node
 # (the machine's floor, same run), then fills every slot with a CPU-bound exec task (a shell
-# loop, timeout 60 s) and measures again. Stops exactly the PIDs it started; the tasks' programs
-# die with the node (exec-child's PR_SET_PDEATHSIG).
+# loop, timeout 60 s) and measures again. Then a second node at the highest cap (10,000) takes
+# 10,000 `sleep` tasks at once and ping is measured while it fills (its loop handles 20 claim
+# answers of up to 512 tasks each: what each one costs shows here). Stops exactly the PIDs it
+# started; the tasks' programs die with the node (exec-child's PR_SET_PDEATHSIG).
 #   BENCH_SECONDS (default 10), BENCH_BUSY_RATE (ping, default 1000/s)
 set -euo pipefail
 build=${1:-build}
@@ -37,3 +39,19 @@ busy=$(probe)
 echo "ping with every task slot busy, $(nproc) cores, $(date -u +%Y-%m-%d): cap $cap, $running CPU-bound exec tasks running (nice 10)"
 echo "idle node: $idle"
 echo "all slots busy: $busy (target p99 < 1 ms)"
+
+# A node at the highest cap filling up: ping from half a second before the 10,000 tasks are
+# queued until 3 s after (the fill itself takes well under a second).
+fport=$(free_port)
+"$build/shoal" worker --redis "$url" --namespace fill --name bench-fill --listen "127.0.0.1:$fport" \
+  --cap 10000 --grace 1s --log-level warn 2>"$tmp/fill.log" &
+fill=$!; pids+=($fill)
+wait_http "$fport" /api/octopusservernodes/ping || { echo "bench-busy: the cap-10000 node did not start" >&2; exit 1; }
+sleep 1
+"$build/ping_latency" "$fport" /api/octopusservernodes/ping 10 "$rate" 3 >"$tmp/fill.out" &
+probe_pid=$!
+sleep 0.5
+"$build/shoal" enqueue --redis "$url" --namespace fill --type sleep --count 10000 -- 120s >/dev/null
+wait "$probe_pid"
+filled=$(redis-cli -p "$rport" ZCARD '{fill}:running:bench-fill')
+echo "a node at cap 10000 taking 10000 sleep tasks ($filled running after): $(cat "$tmp/fill.out") (target p99 < 1 ms)"

@@ -91,13 +91,17 @@ static void ctx_reconfig(struct ctx *c) {
     c->r = runner_new(&c->loop, &c->cfg, done_cb, c);
 }
 
-/* Starts a task of type with a copy of args; returns its index. */
-static size_t start(struct ctx *c, const char *type, const void *args, size_t len,
-                    int64_t timeout_ms) {
+/* Starts a task of type with a copy of args under the given id (NULL: ServerTasks-<index+1>);
+ * returns its index. */
+static size_t start_as(struct ctx *c, const char *id, const char *type, const void *args,
+                       size_t len, int64_t timeout_ms) {
     cr_assert_lt(c->started, MAX_TASKS);
     struct runner_task *t = xcalloc(1, sizeof *t);
     size_t i = c->started++;
-    snprintf(t->id, sizeof t->id, "ServerTasks-%zu", i + 1);
+    if (id)
+        snprintf(t->id, sizeof t->id, "%s", id);
+    else
+        snprintf(t->id, sizeof t->id, "ServerTasks-%zu", i + 1);
     snprintf(t->type, sizeof t->type, "%s", type);
     if (len) {
         t->args = xmalloc(len);
@@ -111,6 +115,11 @@ static size_t start(struct ctx *c, const char *type, const void *args, size_t le
     runner_start(c->r, t);
     c->in_start = false;
     return i;
+}
+
+static size_t start(struct ctx *c, const char *type, const void *args, size_t len,
+                    int64_t timeout_ms) {
+    return start_as(c, NULL, type, args, len, timeout_ms);
 }
 
 static size_t start_exec(struct ctx *c, int64_t timeout_ms, const char *const *argv, int argc,
@@ -967,6 +976,60 @@ Test(builtins, close_with_nothing_started) {
     cr_assert_eq(runner_running(c.r), 0);
     cr_assert_eq(runner_cancel(c.r, "ServerTasks-1"), UV_ENOENT);
     finish(&c);
+}
+
+/* The runner finds a task's runs by its id through an index (a claim answer of k tasks costs
+ * O(k log running), docs/design.md): a task claimed again while its earlier run still stops
+ * has two runs under one id, and a completed run must leave the index (ASan: no freed run is
+ * ever reached again). */
+static void sleep_as(struct ctx *c, const char *id, const char *d) {
+    struct buf b;
+    buf_init(&b);
+    const char *items[] = {d};
+    task_args_strings_encode(&b, items, 1);
+    start_as(c, id, "sleep", b.data, b.len, 0);
+    buf_free(&b);
+}
+
+static void after_the_old_runs_completed_cb(struct ctx *c) {
+    cr_assert_eq(runner_disown(c->r, "ServerTasks-7", 0), UV_ENOENT);
+    cr_assert_not(runner_stopping(c->r, "ServerTasks-7"));
+    cr_assert_eq(runner_cancel(c->r, "ServerTasks-7"), UV_ENOENT);
+    cr_assert_eq(runner_disown(c->r, "ServerTasks-8", 0), 0); /* still there, and found */
+}
+
+Test(builtins, runs_are_found_by_task_id_also_when_one_task_runs_twice) {
+    struct ctx c;
+    ctx_init(&c, "", 1000, NULL);
+    char id[40];
+    for (int i = 0; i < 20; i++) { /* other runs around them in the index */
+        snprintf(id, sizeof id, "ServerTasks-%d", 100 + i * 7 % 20);
+        sleep_as(&c, id, "100ms");
+    }
+    size_t first = c.started;
+    sleep_as(&c, "ServerTasks-7", "10s");
+    sleep_as(&c, "ServerTasks-8", "1s");
+    cr_assert_not(runner_stopping(c.r, "ServerTasks-7"));
+    cr_assert_eq(runner_disown(c.r, "ServerTasks-7", 0), 0);
+    cr_assert(runner_stopping(c.r, "ServerTasks-7"));
+    size_t again = c.started;
+    sleep_as(&c, "ServerTasks-7", "10s"); /* claimed again while the first run stops */
+    cr_assert_eq(runner_disown(c.r, "ServerTasks-7", 0), 0);         /* the new run, not the old */
+    cr_assert_eq(runner_disown(c.r, "ServerTasks-7", 0), UV_ENOENT); /* both stopped */
+    cr_assert_not(runner_stopping(c.r, "ServerTasks-8"));
+    cr_assert_eq(runner_disown(c.r, "ServerTasks-", 0), UV_ENOENT);
+    cr_assert_eq(runner_disown(c.r, "ServerTasks-8xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 0),
+                 UV_ENOENT); /* longer than any id: never cut to one */
+    after(&c, 50, after_the_old_runs_completed_cb);
+    finish(&c);
+    for (size_t i = 0; i < first; i++) assert_outcome(&c, i, RUN_SUCCESS, NULL);
+    assert_outcome(&c, first, RUN_INTERRUPTED,
+                   "interrupted: Redis no longer records this run as this node's");
+    assert_outcome(&c, again, RUN_INTERRUPTED,
+                   "interrupted: Redis no longer records this run as this node's");
+    assert_outcome(&c, first + 1, RUN_INTERRUPTED,
+                   "interrupted: Redis no longer records this run as this node's");
+    ctx_free(&c);
 }
 
 static void close_while_running_cb(struct ctx *c) {

@@ -24,6 +24,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <search.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ enum run_kind {
 struct run {
     struct runner *r;
     struct run *prev, *next;   /* in r->runs until completed */
+    struct run *same;          /* the next older run of the same task id in r->runs, or NULL */
     struct runner_task *t;     /* owned until handed to done_cb */
     struct runner_result *res; /* owned until handed to done_cb */
     enum run_kind kind;
@@ -87,6 +89,9 @@ struct runner {
     runner_done_cb done;
     void *arg;
     struct run *runs;      /* runs not yet completed */
+    void *by_id;           /* the same runs by task id (glibc's tsearch tree): the newest run of
+                            * each id, older ones through run->same; so a claim answer of k tasks
+                            * costs O(k log running) on the loop, never O(k × running) */
     unsigned running;      /* their number */
     unsigned closing_runs; /* completed runs whose timer has not closed yet */
     uv_timer_t self;       /* never started: closed last, so close always ends async */
@@ -96,6 +101,47 @@ struct runner {
 };
 
 static void timer_cb(uv_timer_t *h);
+
+/* ---- runs by task id ---- */
+
+static int run_cmp(const void *a, const void *b) {
+    return strcmp(((const struct run *)a)->t->id, ((const struct run *)b)->t->id);
+}
+
+/* The newest run of task `id` not yet completed (older ones follow through ->same), or NULL. */
+static struct run *runs_of(const struct runner *r, const char *id) {
+    struct runner_task kt;
+    struct run key = {.t = &kt};
+    size_t n = strlen(id);
+    if (n >= sizeof kt.id) return NULL; /* longer than any run's id */
+    memcpy(kt.id, id, n + 1);
+    struct run **slot = tfind(&key, &r->by_id, run_cmp);
+    return slot ? *slot : NULL;
+}
+
+static void index_add(struct runner *r, struct run *run) {
+    struct run **slot = tsearch(run, &r->by_id, run_cmp);
+    if (!slot) oom(sizeof(void *) * 4); /* a tree node */
+    if (*slot != run) { /* an older run of this task is still here: the new one heads the list */
+        run->same = *slot;
+        *slot = run;
+    }
+}
+
+static void index_remove(struct runner *r, struct run *run) {
+    struct run **slot = tfind(run, &r->by_id, run_cmp);
+    if (!slot) return;
+    if (*slot != run) {
+        struct run *p = *slot;
+        while (p->same && p->same != run) p = p->same;
+        if (p->same == run) p->same = run->same;
+    } else if (run->same) {
+        *slot = run->same; /* the same key: the tree's order holds */
+    } else {
+        tdelete(run, &r->by_id, run_cmp);
+    }
+    run->same = NULL;
+}
 
 /* ---- completion ---- */
 
@@ -169,6 +215,7 @@ static void complete(struct run *run) {
     else
         r->runs = run->next;
     if (run->next) run->next->prev = run->prev;
+    index_remove(r, run);
     r->running--;
     if (run->kind == KIND_C) job_close(&run->job);
     free(run->fail_msg);
@@ -439,6 +486,7 @@ void runner_start(struct runner *r, struct runner_task *t) {
     run->next = r->runs;
     if (r->runs) r->runs->prev = run;
     r->runs = run;
+    index_add(r, run);
     r->running++;
 
     int rc;
@@ -466,18 +514,16 @@ void runner_foreach(const struct runner *r, void (*fn)(const struct runner_task 
 
 int runner_cancel(struct runner *r, const char *id) {
     int rc = UV_ENOENT;
-    for (struct run *run = r->runs; run; run = run->next) {
-        if (strcmp(run->t->id, id) == 0) {
-            request_stop(run, RUN_CANCELED);
-            rc = 0;
-        }
+    for (struct run *run = runs_of(r, id); run; run = run->same) {
+        request_stop(run, RUN_CANCELED);
+        rc = 0;
     }
     return rc;
 }
 
 bool runner_stopping(const struct runner *r, const char *id) {
-    for (const struct run *run = r->runs; run; run = run->next)
-        if (strcmp(run->t->id, id) == 0 && run->stopped) return true;
+    for (const struct run *run = runs_of(r, id); run; run = run->same)
+        if (run->stopped) return true;
     return false;
 }
 
@@ -502,8 +548,8 @@ void runner_extend(struct runner *r, int64_t until_ms) {
 }
 
 int runner_disown(struct runner *r, const char *id, int64_t grace_ms) {
-    for (struct run *run = r->runs; run; run = run->next) {
-        if (run->stopped || strcmp(run->t->id, id) != 0) continue;
+    for (struct run *run = runs_of(r, id); run; run = run->same) {
+        if (run->stopped) continue;
         run->interrupt_why = "Redis no longer records this run as this node's";
         if (run->kind == KIND_EXEC && run->exec) exec_stop_within(run->exec, grace_ms);
         request_stop(run, RUN_INTERRUPTED);
