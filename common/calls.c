@@ -236,12 +236,14 @@ static void node_list(struct script_call *c, enum script_id id, const struct key
     push(c, k->prefix);
 }
 
-void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t most) {
+void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t first,
+                     int64_t count) {
     init(c, SCRIPT_CANCELLING);
     named_key(c, keys_running, k, name);
     keys_end(c);
     push(c, k->prefix);
-    push_int(c, most > 0 ? most : 1);
+    push_int(c, first > 0 ? first : 0);
+    push_int(c, count > 0 ? count : 1);
 }
 
 void call_repair(struct script_call *c, const struct keys *k, const char *op, const char *a,

@@ -94,8 +94,10 @@ void call_set_drain(struct script_call *c, const struct keys *k, const char *nam
 /* forget.lua. KEYS node, alive, nodes, running; ARGV name. */
 void call_forget(struct script_call *c, const struct keys *k, const char *name);
 
-/* cancelling.lua. KEYS running; ARGV prefix, most (the node's cap). */
-void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t most);
+/* cancelling.lua. KEYS running; ARGV prefix, first rank, count (the script looks at 1,000 at
+ * most). */
+void call_cancelling(struct script_call *c, const struct keys *k, const char *name, int64_t first,
+                     int64_t count);
 
 /* repair.lua (shoal check --repair). KEYS stats, nodes; ARGV prefix, op, task number or node
  * name, node name or "". */

@@ -17,17 +17,25 @@
 -- ARGV: 1 key prefix "{NS}:", 2 now (ms), 3 wake channel, 4 lock token, 5 lock TTL (ms),
 --   6 node name for `only` mode, or ''
 -- Returns {'locked'} when another node holds the lock, else {'ok', requeued, failed, canceled,
--- timed out}. Cost: O(nodes + tasks recovered).
+-- timed out}, or the same with 'more' when this call stopped at its bound with running-set
+-- entries left to look at: the caller calls again after the answer, with the same token (the
+-- lock's holder may call again while it holds the lock).
+-- Bound: one EXISTS per registered node, plus at most BUDGET (128) running-set entries looked
+-- at (each: one HMGET and at most six writes), in total over every node of the call. A dead
+-- node of cap 10,000 took one call of 120-196 ms before this bound (docs/benchmarks.md).
 local prefix, now = ARGV[1], tonumber(ARGV[2])
 local only = ARGV[6]
 if KEYS[1] ~= tostring(prefix) .. 'nodes' or not now or not tonumber(ARGV[5]) or not only or
     #ARGV ~= 6 then
   return redis.error_reply('BADARGS expected prefix, now, channel, token, lock TTL, node or ""')
 end
-if only == '' and not redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', ARGV[5]) then
+if only == '' and not redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', ARGV[5]) and
+    redis.call('GET', KEYS[4]) ~= ARGV[4] then
   return {'locked'}
 end
 local requeued, failed, canceled, timedout = 0, 0, 0, 0
+local BUDGET = 128
+local left, more = BUDGET, false
 local woken = {}
 
 -- A task record is read with pcall (a key that is not a hash is no task) and numbers with
@@ -46,11 +54,12 @@ local function final(key, id, state, why)
   redis.call('ZADD', KEYS[3], now, id)
 end
 
--- Recovers every task of one node's running set (the node is gone, or restarted).
+-- Recovers the tasks of one node's running set (the node is gone, or restarted), as many as
+-- the budget left allows; each entry looked at leaves the set.
 local function recover_node(name, why)
   local running = prefix .. 'running:' .. name
-  local ids = redis.call('ZRANGE', running, 0, -1)
-  local counted = 0
+  local ids = redis.call('ZRANGE', running, 0, left - 1)
+  local counted, ready, indexed = 0, 0, {} -- indexed: the ready lists named in this call
   for _, id in ipairs(ids) do
     local key = prefix .. 'task:' .. id
     local f = read(key, 'state', 'node', 'lost', 'lost_budget', 'queue', 'prio', 'attempt')
@@ -64,34 +73,41 @@ local function recover_node(name, why)
     elseif f[1] == 'Executing' and f[2] == name then
       local lost = num(f[3], 0) + 1
       local budget = num(f[4], 1)
-      redis.call('HSET', key, 'lost', lost)
       if lost <= budget and f[5] then
         local prio = string.format('%d', num(f[6], 0))
-        redis.call('HSET', key, 'state', 'Queued', 'attempt', num(f[7], 1) - 1,
+        redis.call('HSET', key, 'lost', lost, 'state', 'Queued', 'attempt', num(f[7], 1) - 1,
           'error', 'node ' .. name .. ' ' .. why .. ' while executing it; requeued (' .. lost ..
           ' of ' .. budget .. ')')
         redis.call('HDEL', key, 'node', 'lease', 'started')
-        redis.call('LPUSH', prefix .. 'q:' .. f[5] .. ':' .. prio, id)
-        redis.call('SADD', prefix .. 'queues', f[5])
-        redis.call('ZADD', prefix .. 'qp:' .. f[5], prio, prio)
-        redis.call('HINCRBY', KEYS[2], 'ready', 1)
+        local list = prefix .. 'q:' .. f[5] .. ':' .. prio
+        redis.call('LPUSH', list, id)
+        if not indexed[list] then -- its queue and level indexed once a call, right after
+          redis.call('SADD', prefix .. 'queues', f[5])
+          redis.call('ZADD', prefix .. 'qp:' .. f[5], prio, prio)
+          indexed[list] = true
+        end
+        ready = ready + 1
         woken[f[5]] = true
         requeued = requeued + 1
       else
+        redis.call('HSET', key, 'lost', lost)
         final(key, id, 'Failed', 'node lost: ' .. name .. ' ' .. why .. ' while executing it ' ..
           '(requeued ' .. (lost - 1) .. ' time(s) before; node-loss budget ' .. budget .. ')')
         failed = failed + 1
       end
     end
   end
-  if #ids > 0 then redis.call('DEL', running) end
+  if #ids > 0 then redis.call('ZREM', running, unpack(ids)) end
   if counted > 0 then redis.call('HINCRBY', KEYS[2], 'running', -counted) end
+  if ready > 0 then redis.call('HINCRBY', KEYS[2], 'ready', ready) end
+  left = left - #ids
+  if left <= 0 and redis.call('ZCARD', running) > 0 then more = true end
 end
 
 -- Finalises a live node's tasks whose lease deadline passed.
 local function stuck(name)
   local running = prefix .. 'running:' .. name
-  local ids = redis.call('ZRANGEBYSCORE', running, '-inf', now)
+  local ids = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, left)
   local counted = 0
   for _, id in ipairs(ids) do
     local key = prefix .. 'task:' .. id
@@ -105,12 +121,18 @@ local function stuck(name)
     redis.call('ZREM', running, id)
   end
   if counted > 0 then redis.call('HINCRBY', KEYS[2], 'running', -counted) end
+  left = left - #ids
+  if left <= 0 then more = true end -- maybe more are due
 end
 
 if only ~= '' then
   recover_node(only, 'restarted')
 else
   for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if left <= 0 then
+      more = true
+      break
+    end
     if redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
       recover_node(name, 'stopped responding')
       local node = prefix .. 'node:' .. name
@@ -135,4 +157,4 @@ else
   end
 end
 for q in pairs(woken) do redis.call('PUBLISH', ARGV[3], q) end
-return {'ok', requeued, failed, canceled, timedout}
+return {more and 'more' or 'ok', requeued, failed, canceled, timedout}

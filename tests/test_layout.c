@@ -235,7 +235,7 @@ Test(script_calls, keys_agree_with_script_headers) {
     check_keys(&c, seen);
     call_repair(&c, &k, "queued", "3", NULL);
     check_keys(&c, seen);
-    call_cancelling(&c, &k, "n", 5);
+    call_cancelling(&c, &k, "n", 0, 5);
     check_keys(&c, seen);
     call_package_commit(&c, &k, "Spaces-1", &pn, "t", 1, fields, 2);
     check_keys(&c, seen);

@@ -192,7 +192,7 @@ static void malformed_args(long long now) {
     case SCRIPT_HEARTBEAT: call_heartbeat(&c, &k, "n1", "n1", now, 600000); break;
     case SCRIPT_SET_DRAIN: call_set_drain(&c, &k, "n1", false); break;
     case SCRIPT_SET_CAP: call_set_cap(&c, &k, "n1", 5); break;
-    default: call_cancelling(&c, &k, "n1", 5); break;
+    default: call_cancelling(&c, &k, "n1", 0, 5); break;
     }
     const char *argv[40];
     int argc = 0;

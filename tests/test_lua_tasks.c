@@ -756,6 +756,88 @@ Test(tasks, lost_node_tasks_are_requeued_then_failed_per_budget) {
     freeReplyObject(r);
 }
 
+/* recover.lua looks at 128 running-set entries a call at most and says 'more' when it stopped
+ * there: a dead node of cap 10,000 was one call of 120-196 ms. The lock's holder calls again;
+ * the rest of the fleet still finds it locked. */
+Test(tasks, recovery_of_a_large_dead_node_goes_128_tasks_a_call) {
+    node("big", 300);
+    for (int i = 0; i < 300; i++) enq("default", "noop", 0, 0, DAY, 1, T0);
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = claim("big", 150, T0, false, NULL);
+        cr_assert_eq(claimed(r), 150);
+        freeReplyObject(r);
+    }
+    cr_assert_eq(num("HGET {t}:stats running"), 300);
+    freeReplyObject(redisCommand(rc, "DEL {t}:alive:big"));
+    long long want[] = {128, 128, 44};
+    const char *verdict[] = {"more", "more", "ok"};
+    for (int call = 0; call < 3; call++) {
+        redisReply *r = recover("", "tok", T0 + 2000 + call);
+        cr_assert_str_eq(r->element[0]->str, verdict[call], "call %d", call);
+        cr_assert_eq(r->element[1]->integer, want[call], "call %d requeued", call);
+        freeReplyObject(r);
+        long long left = 300 - 128 * (call + 1);
+        cr_assert_eq(num("ZCARD {t}:running:big"), left > 0 ? left : 0);
+        if (call == 0) { /* the pass is this holder's: anyone else waits */
+            r = recover("", "other", T0 + 2000);
+            cr_assert_str_eq(r->element[0]->str, "locked");
+            freeReplyObject(r);
+        }
+    }
+    cr_assert_eq(num("HGET {t}:stats running"), 0);
+    cr_assert_eq(num("HGET {t}:stats ready"), 300);
+    cr_assert_eq(num("LLEN {t}:q:default:0"), 300);
+    cr_assert_eq(num("ZCARD {t}:qp:default"), 1);
+    cr_assert_eq(num("SISMEMBER {t}:queues default"), 1);
+    /* A restarted node's own recovery is bounded the same way (lost twice now: Failed, their
+     * node-loss budget being 1). */
+    node("phoenix2", 300);
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = claim("phoenix2", 150, T0 + 3000, false, NULL);
+        cr_assert_eq(claimed(r), 150);
+        freeReplyObject(r);
+    }
+    long long failed[] = {128, 128, 44};
+    for (int call = 0; call < 3; call++) {
+        redisReply *r = recover("phoenix2", "", T0 + 3100 + call);
+        cr_assert_str_eq(r->element[0]->str, verdict[call], "own call %d", call);
+        cr_assert_eq(r->element[2]->integer, failed[call], "own call %d failed", call);
+        freeReplyObject(r);
+    }
+    cr_assert_eq(num("EXISTS {t}:running:phoenix2"), 0);
+    cr_assert_eq(num("HGET {t}:stats running"), 0);
+}
+
+/* cancelling.lua looks at 1,000 running-set entries a call at most, from the rank it is given
+ * (a node of cap 10,000 asked for all of them at once: 12-13 ms every heartbeat). */
+Test(tasks, cancelling_looks_at_1000_entries_a_call_from_the_rank_given) {
+    for (int i = 1; i <= 1500; i++) {
+        redisAppendCommand(rc, "ZADD {t}:running:n %d %d", i, i);
+        redisAppendCommand(rc, "HSET {t}:task:%d state %s", i,
+                           i == 5 || i == 1000 || i == 1001 || i == 1400 ? "Cancelling"
+                                                                         : "Executing");
+    }
+    for (int i = 0; i < 3000; i++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    struct script_call c;
+    const long long want[2][3] = {{5, 1000, 0}, {1001, 1400, 0}};
+    for (int call = 0; call < 2; call++) {
+        call_cancelling(&c, &k, "n", call * 1000, 5000); /* more asked than it looks at */
+        redisReply *r = eval(&c);
+        cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+        cr_assert_eq(r->elements, 2, "call %d: %zu ids", call, r->elements);
+        for (size_t i = 0; i < 2; i++) cr_assert_eq(atoll(r->element[i]->str), want[call][i]);
+        freeReplyObject(r);
+    }
+    call_cancelling(&c, &k, "n", 1500, 1000); /* past the end: nothing */
+    redisReply *r = eval(&c);
+    cr_assert_eq(r->elements, 0);
+    freeReplyObject(r);
+}
+
 /* Keys as they are now (DUMP), to put back later: a primary that lost the writes since. */
 struct snap {
     const char *key;

@@ -352,6 +352,49 @@ Test(tasks, cancel_missed_by_the_subscriber_still_stops_the_task) {
     check_ns();
 }
 
+static long long rnum(const char *cmd) {
+    redisReply *r = redisCommand(rc, cmd);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Waits (at most ms) until cmd answers want. */
+static bool await_num(const char *cmd, long long want, uint64_t ms) {
+    uint64_t until = h_now_ms() + ms;
+    for (int i = 0; i < 100000 && h_now_ms() < until; i++) {
+        if (rnum(cmd) == want) return true;
+        usleep(20000);
+    }
+    return rnum(cmd) == want;
+}
+
+/* The same on a node running more than cancelling.lua looks at in one call (1,000): the heartbeat
+ * asks again from rank 1,000. The oldest task is last in the running set (newer tasks without a
+ * timeout go in at its head), so only the second call finds it. */
+Test(tasks, a_missed_cancel_is_found_beyond_the_first_thousand_running_tasks) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "1200", "--grace", "1s", NULL};
+    start(&a, "many", extra);
+    const char *args[] = {"60s", NULL};
+    int64_t oldest = enqueue("sleep", args, 1200, 0, 0, 0, 0, 0);
+    cr_assert(await_num("ZCARD {shoal}:running:many", 1200, 10000), "running %lld of 1200",
+              rnum("ZCARD {shoal}:running:many"));
+    redisReply *rank = redisCommand(rc, "ZRANK {shoal}:running:many %lld", (long long)oldest);
+    cr_assert_eq(rank->integer, 1199, "the oldest is last");
+    freeReplyObject(rank);
+    char id[32];
+    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)oldest);
+    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
+    const char *c[] = {"cancel", id, "--redis", redis.url, NULL};
+    char *out = NULL;
+    cr_assert_eq(h_shoal(&out, NULL, c), 0);
+    free(out);
+    await_state(oldest, "Canceled", 5000);
+    stop(&a);
+    check_ns();
+}
+
 Test(tasks, retries_backoff_timeout_and_refusals) {
     struct h_worker a;
     const char *extra[] = {
@@ -464,6 +507,54 @@ Test(tasks, sigkill_mid_task_requeues_to_a_live_node) {
     cr_assert_eq(r->integer, 0, "no slot left on the dead node");
     freeReplyObject(r);
     stop(&b);
+    check_ns();
+}
+
+/* recover.lua looks at 128 running-set entries a call at most (a dead node of cap 10,000 was
+ * one call of 120-196 ms); the node running the pass calls again after each answer until the pass
+ * is done, and logs it once with its totals. */
+Test(tasks, a_large_dead_node_is_recovered_in_one_pass_of_bounded_calls) {
+    struct h_worker a, b;
+    const char *big[] = {"--cap", "600", NULL};
+    start(&a, "victim", big);
+    const char *args[] = {"60s", NULL};
+    enqueue("sleep", args, 600, 0, 0, 0, 0, 0);
+    if (!await_num("ZCARD {shoal}:running:victim", 600, 10000)) {
+        char *log = h_read_file(a.log);
+        cr_assert_fail("the victim took %lld; its log:\n%s", rnum("ZCARD {shoal}:running:victim"),
+                       log ? log : "");
+    }
+    const char *none[] = {"--cap", "0", NULL};
+    start(&b, "survivor", none);
+    kill(a.pid, SIGKILL);
+    h_wait(a.pid, 2000);
+    a.pid = 0;
+    cr_assert(await_num("LLEN {shoal}:q:default:0", 600, 10000), "requeued %lld of 600",
+              rnum("LLEN {shoal}:q:default:0"));
+    cr_assert_eq(rnum("EXISTS {shoal}:running:victim"), 0);
+    char *log = h_read_file(b.log);
+    cr_assert(log && strstr(log, "msg=\"recovered tasks of lost nodes\" requeued=600 "), "%s",
+              log ? log : "");
+    free(log);
+    stop(&b);
+    check_ns();
+}
+
+/* A claim that rides on no report waits, while tasks run, for a batch of free slots (a quarter
+ * of the cap); with long tasks no report comes, so a task could wait with a slot free until one
+ * of them ended (24 of 600 tasks for a minute). The heartbeat now claims for a single slot. */
+Test(tasks, a_task_waits_at_most_a_heartbeat_for_a_free_slot_while_long_tasks_run) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "8", "--grace", "1s", NULL}; /* a batch: 2 free slots */
+    start(&a, "busy", extra);
+    const char *longer[] = {"30s", NULL};
+    int64_t first = enqueue("sleep", longer, 7, 0, 0, 0, 0, 0);
+    for (int64_t id = first; id < first + 7; id++) await_state(id, "Executing", 5000);
+    uint64_t t0 = h_now_ms();
+    int64_t one = enqueue("noop", NULL, 1, 0, 0, 0, 0, 0);
+    await_state(one, "Success", 5000);
+    cr_assert_lt(h_now_ms() - t0, 5000, "the free slot took it only after a long task ended");
+    stop(&a);
     check_ns();
 }
 

@@ -18,8 +18,8 @@
 #define QUEUE_IDLE_MS 3600000LL /* an empty queue's name is forgotten after an hour unused */
 
 static void do_register(struct node *n);
-static void recover(struct node *n, const char *only, rconn_reply_cb cb);
-static void log_recovery(const redisReply *r, const char *what);
+static int recover(struct node *n, const char *only, rconn_reply_cb cb);
+static bool log_recovery(struct node *n, int which, const redisReply *r, const char *what);
 
 /* --- applying state ----------------------------------------------------------------------- */
 
@@ -130,7 +130,11 @@ alive:;
 static void own_recovery_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
     if (r == NULL || n->stopped) return;
-    log_recovery(r, "recovered tasks of this node's previous incarnation");
+    /* At its bound with more left: the rest before we claim, call by call. */
+    if (log_recovery(n, 1, r, "recovered tasks of this node's previous incarnation")) {
+        recover(n, n->view.name, own_recovery_cb);
+        return;
+    }
     emit(n, NODE_READY, NULL);
 }
 
@@ -261,26 +265,37 @@ static void expire(struct node *n) {
 /* Recovery (lua/recover.lua): in fleet mode (only == NULL) at most one node per heartbeat
  * period recovers dead nodes' tasks and times out stuck ones; with only == our name, the
  * tasks our previous incarnation left behind. cb may be NULL. */
-static void recover(struct node *n, const char *only, rconn_reply_cb cb) {
+static int recover(struct node *n, const char *only, rconn_reply_cb cb) {
     struct script_call call;
     call_recover(&call, &n->keys, clock_wall_ms(), n->view.instance, n->cfg->heartbeat_ms, only);
-    (void)rconn_call(n->cmd, &call, cb, n);
+    int rc = rconn_call(n->cmd, &call, cb, n);
     call_free(&call);
+    return rc;
 }
 
-static void log_recovery(const redisReply *r, const char *what) {
+/* Adds a recover.lua answer to the pass's counts ([0] fleet, [1] own); logs them when the pass
+ * ended. True when recover.lua stopped at its bound with more to do: the caller calls again,
+ * after this answer (a pass of a dead node of cap 10,000 is 79 calls of at most 128 tasks). */
+static bool log_recovery(struct node *n, int which, const redisReply *r, const char *what) {
+    long long *sum = n->recovered[which];
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
         if (r && r->type == REDIS_REPLY_ERROR) log_warn("recovery failed", " error=\"%s\"", r->str);
-        return;
+        memset(sum, 0, sizeof n->recovered[which]);
+        return false;
     }
-    long long q = r->element[1]->integer, f = r->element[2]->integer, c = r->element[3]->integer,
-              t = r->element[4]->integer;
-    if (q + f + c + t > 0)
-        log_warn(what, " requeued=%lld failed=%lld canceled=%lld timed_out=%lld", q, f, c, t);
+    for (int i = 0; i < 4; i++) sum[i] += reply_int(r, (size_t)i + 1);
+    if (strcmp(reply_str(r, 0, NULL), "more") == 0) return true;
+    if (sum[0] + sum[1] + sum[2] + sum[3] > 0)
+        log_warn(what, " requeued=%lld failed=%lld canceled=%lld timed_out=%lld", sum[0], sum[1],
+                 sum[2], sum[3]);
+    memset(sum, 0, sizeof n->recovered[which]);
+    return false;
 }
 
 static void recover_cb(struct rconn *rc, redisReply *r, void *priv) {
-    log_recovery(r, "recovered tasks of lost nodes");
+    struct node *n = priv;
+    n->recovering = log_recovery(n, 0, r, "recovered tasks of lost nodes") && !n->stopped &&
+                    recover(n, NULL, recover_cb) == 0; /* not sent (link down): none under way */
 }
 
 static void heartbeat_cb(struct rconn *rc, redisReply *r, void *priv) {
@@ -341,7 +356,7 @@ static void beat_cb(uv_timer_t *t) {
     uint64_t every = (uint64_t)(SWEEP_EVERY_MS / n->cfg->heartbeat_ms);
     if (++n->beats % (every ? every : 1) == 0) sweep(n);
     if (n->beats % EXPIRE_EVERY_BEATS == 0) expire(n);
-    recover(n, NULL, recover_cb);
+    if (!n->recovering) recover(n, NULL, recover_cb); /* a pass under way goes on */
 }
 
 /* --- Redis link events --------------------------------------------------------------------- */

@@ -59,6 +59,9 @@ struct node {
     unsigned beats;                 /* heartbeats sent, for the sweep cadence */
     bool expiring;                  /* an expiry pass is under way (expire.lua, slice by slice) */
     char expire_cursor[32];         /* where its next slice starts in {NS}:queues */
+    bool recovering;                /* a recovery pass is under way (recover.lua said 'more') */
+    long long recovered[2][4];      /* its counts so far, [fleet, own]: requeued, failed,
+                                     * canceled, timed out */
     bool policy_seen;               /* Redis's maxmemory-policy was read once (start-up check) */
     bool stopped;                   /* node_stop called: no re-registration */
     /* Duplicate-name detection: while another instance holds the name, watch its TTL. If it is
