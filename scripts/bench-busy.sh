@@ -3,8 +3,9 @@
 # redis-server and one node with --cap 2×cores, measures ping at a fixed rate on the idle node
 # (the machine's floor, same run), then fills every slot with a CPU-bound exec task (a shell
 # loop, timeout 60 s) and measures again. Then a second node at the highest cap (10,000) takes
-# 10,000 `sleep` tasks at once and ping is measured while it fills (its loop handles 20 claim
-# answers of up to 512 tasks each: what each one costs shows here). Stops exactly the PIDs it
+# 10,000 `sleep` tasks at once and ping is measured while it fills (its loop handles 40 claim
+# answers of up to 256 tasks each: what each one costs shows here), and the slowest Redis call
+# while it runs and while another node recovers its tasks after SIGKILL. Stops exactly the PIDs it
 # started; the tasks' programs die with the node (exec-child's PR_SET_PDEATHSIG).
 #   BENCH_SECONDS (default 10), BENCH_BUSY_RATE (ping, default 1000/s)
 set -euo pipefail
@@ -55,3 +56,25 @@ sleep 0.5
 wait "$probe_pid"
 filled=$(redis-cli -p "$rport" ZCARD '{fill}:running:bench-fill')
 echo "a node at cap 10000 taking 10000 sleep tasks ($filled running after): $(cat "$tmp/fill.out") (target p99 < 1 ms)"
+
+# That node's Redis calls at its size: heartbeats (cancelling.lua's pass) and a reconcile (forced
+# by cutting the subscriber links), then its death and another node's recovery of its tasks
+# (recover.lua, 256 tasks a call). SLOWLOG keeps every call of 1 ms or more.
+redis-cli -p "$rport" SLOWLOG RESET >/dev/null
+redis-cli -p "$rport" CLIENT KILL TYPE pubsub >/dev/null
+sleep 6
+echo "a node at cap 10000 running 10000 (heartbeats, a reconcile): $(bench_slowest)"
+redis-cli -p "$rport" SLOWLOG RESET >/dev/null
+kill -KILL "$fill"
+wait "$fill" 2>/dev/null || true
+hport=$(free_port)
+"$build/shoal" worker --redis "$url" --namespace fill --name bench-heir --listen "127.0.0.1:$hport" \
+  --cap 0 --log-level warn 2>"$tmp/heir.log" &
+pids+=($!)
+requeued=0
+for _ in $(seq 1 300); do   # its TTL (15 s) and the recovery pass: 30 s at most
+  requeued=$(redis-cli -p "$rport" LLEN '{fill}:q:default:0')
+  [ "$requeued" -ge 10000 ] && break
+  sleep 0.1
+done
+echo "its 10000 tasks recovered by another node after SIGKILL ($requeued requeued): $(bench_slowest)"
