@@ -325,6 +325,19 @@ Test(tasks, cancel_queued_and_executing) {
     check_ns();
 }
 
+/* Cuts the nodes' subscriber links and cancels task `n` (`shoal cancel`) while they reconnect:
+ * the control message is lost, and only the heartbeat's look (cancelling.lua) can find it. */
+static void cancel_unheard(int64_t n) {
+    char id[32];
+    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)n);
+    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
+    const char *c[] = {"cancel", id, "--redis", redis.url, NULL};
+    char *out = NULL;
+    cr_assert_eq(h_shoal(&out, NULL, c), 0);
+    cr_assert(strstr(out, "cancelling"), "%s", out);
+    free(out);
+}
+
 /* Cancel reaches a running node by PUBLISH; a message sent while the node's subscriber link is
  * away is lost. The node reads which of its running tasks are Cancelling at every heartbeat (and
  * so after every subscriber reconnect): a lost message costs at most one heartbeat. Here the
@@ -337,14 +350,7 @@ Test(tasks, cancel_missed_by_the_subscriber_still_stops_the_task) {
     const char *args[] = {"3s", NULL};
     int64_t run = enqueue("sleep", args, 1, 0, 0, 0, 0, 0);
     await_state(run, "Executing", 5000);
-    char id[32];
-    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)run);
-    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
-    const char *c[] = {"cancel", id, "--redis", redis.url, NULL};
-    char *out = NULL;
-    cr_assert_eq(h_shoal(&out, NULL, c), 0);
-    cr_assert(strstr(out, "cancelling"), "%s", out);
-    free(out);
+    cancel_unheard(run);
     uint64_t t0 = h_now_ms();
     await_state(run, "Canceled", 2500);
     cr_assert_lt(h_now_ms() - t0, 2500, "the task was not stopped well before its 3 s end");
@@ -383,13 +389,7 @@ Test(tasks, a_missed_cancel_is_found_beyond_the_first_thousand_running_tasks) {
     redisReply *rank = redisCommand(rc, "ZRANK {shoal}:running:many %lld", (long long)oldest);
     cr_assert_eq(rank->integer, 1199, "the oldest is last");
     freeReplyObject(rank);
-    char id[32];
-    snprintf(id, sizeof id, "ServerTasks-%lld", (long long)oldest);
-    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub"));
-    const char *c[] = {"cancel", id, "--redis", redis.url, NULL};
-    char *out = NULL;
-    cr_assert_eq(h_shoal(&out, NULL, c), 0);
-    free(out);
+    cancel_unheard(oldest);
     await_state(oldest, "Canceled", 5000);
     stop(&a);
     check_ns();
