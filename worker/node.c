@@ -278,13 +278,14 @@ static int recover(struct node *n, const char *only, rconn_reply_cb cb) {
  * after this answer (a pass of a dead node of cap 10,000 is 79 calls of at most 128 tasks). */
 static bool log_recovery(struct node *n, int which, const redisReply *r, const char *what) {
     long long *sum = n->recovered[which];
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
-        if (r && r->type == REDIS_REPLY_ERROR) log_warn("recovery failed", " error=\"%s\"", r->str);
-        memset(sum, 0, sizeof n->recovered[which]);
-        return false;
+    bool counts = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 5;
+    if (r && r->type == REDIS_REPLY_ERROR) log_warn("recovery failed", " error=\"%s\"", r->str);
+    if (counts) {
+        for (int i = 0; i < 4; i++) sum[i] += reply_int(r, (size_t)i + 1);
+        if (strcmp(reply_str(r, 0, NULL), "more") == 0) return true;
     }
-    for (int i = 0; i < 4; i++) sum[i] += reply_int(r, (size_t)i + 1);
-    if (strcmp(reply_str(r, 0, NULL), "more") == 0) return true;
+    /* The pass ended (also cut short: the link went, or the lock passed to another node while
+     * its TTL ran out mid-pass, which is harmless, each call being atomic): what it did. */
     if (sum[0] + sum[1] + sum[2] + sum[3] > 0)
         log_warn(what, " requeued=%lld failed=%lld canceled=%lld timed_out=%lld", sum[0], sum[1],
                  sum[2], sum[3]);
