@@ -404,6 +404,17 @@ void call_reconcile_add(struct script_call *c, const char *task) {
     push(c, call_task_number(task));
 }
 
+void call_owned(struct script_call *c, const struct keys *k, const char *name, size_t runs) {
+    init(c, SCRIPT_OWNED);
+    reserve_args(c, HEAD_ARGS + runs);
+    named_key(c, keys_running, k, name);
+    keys_end(c);
+    push(c, k->prefix);
+    push(c, name);
+}
+
+void call_owned_add(struct script_call *c, const char *task) { push(c, call_task_number(task)); }
+
 void call_unidle(struct script_call *c, const struct keys *k, const char *name,
                  const char *instance, const char *token, const char *const *queues, int nqueues) {
     init(c, SCRIPT_UNIDLE);

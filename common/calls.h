@@ -173,6 +173,11 @@ void call_reconcile(struct script_call *c, const struct keys *k, const char *nam
                     size_t known);
 void call_reconcile_add(struct script_call *c, const char *task);
 
+/* owned.lua. KEYS running; ARGV prefix, name, then at most 1,000 task numbers the node runs
+ * (call_owned_add, as call_reconcile_add: the string must live until the call is sent). */
+void call_owned(struct script_call *c, const struct keys *k, const char *name, size_t runs);
+void call_owned_add(struct script_call *c, const char *task);
+
 /* unidle.lua: out of the idle sets, then "barrier <token>" on the node's push channel. KEYS
  * node; ARGV prefix, name, instance, token, then the node's queues. */
 void call_unidle(struct script_call *c, const struct keys *k, const char *name,

@@ -29,6 +29,7 @@ static const char *const names[SCRIPT_COUNT] = {
     [SCRIPT_PACKAGE] = "package",
     [SCRIPT_PACKAGE_LIST] = "package_list",
     [SCRIPT_CANCELLING] = "cancelling",
+    [SCRIPT_OWNED] = "owned",
     [SCRIPT_REPAIR] = "repair",
     [SCRIPT_ACCESS_WRITE] = "access_write",
     [SCRIPT_ACCESS_LOAD] = "access_load",

@@ -44,6 +44,7 @@ enum script_id {
     SCRIPT_AUTH_FAIL,
     SCRIPT_TURN,
     SCRIPT_UNIDLE,
+    SCRIPT_OWNED,
     SCRIPT_COUNT
 };
 

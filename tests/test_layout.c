@@ -237,6 +237,9 @@ Test(script_calls, keys_agree_with_script_headers) {
     check_keys(&c, seen);
     call_cancelling(&c, &k, "n", 0, 5);
     check_keys(&c, seen);
+    call_owned(&c, &k, "n", 1);
+    call_owned_add(&c, "ServerTasks-3");
+    check_keys(&c, seen);
     call_package_commit(&c, &k, "Spaces-1", &pn, "t", 1, fields, 2);
     check_keys(&c, seen);
     struct call_package_list_args pl = {"", 0, 10, "", false, 0};

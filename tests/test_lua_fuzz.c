@@ -167,7 +167,7 @@ static void malformed_args(long long now) {
     enum script_id ids[] = {SCRIPT_CLAIM,     SCRIPT_COMPLETE,  SCRIPT_CANCEL,  SCRIPT_EXPIRE,
                             SCRIPT_RECOVER,   SCRIPT_RECONCILE, SCRIPT_SWEEP,   SCRIPT_ENQUEUE,
                             SCRIPT_HEARTBEAT, SCRIPT_SET_DRAIN, SCRIPT_SET_CAP, SCRIPT_CANCELLING,
-                            SCRIPT_TURN};
+                            SCRIPT_TURN,      SCRIPT_OWNED};
     /* The keys each script is built with, from its real builder, then junk arguments. */
     struct script_call c;
     enum script_id id = ids[rnd(sizeof ids / sizeof *ids)];
@@ -192,6 +192,7 @@ static void malformed_args(long long now) {
     case SCRIPT_HEARTBEAT: call_heartbeat(&c, &k, "n1", "n1", now, 600000); break;
     case SCRIPT_SET_DRAIN: call_set_drain(&c, &k, "n1", false); break;
     case SCRIPT_SET_CAP: call_set_cap(&c, &k, "n1", 5); break;
+    case SCRIPT_OWNED: call_owned(&c, &k, "n1", 0); break;
     default: call_cancelling(&c, &k, "n1", 0, 5); break;
     }
     const char *argv[40];

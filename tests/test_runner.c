@@ -644,7 +644,9 @@ static bool gone(long pid) {
     return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
-/* Task i ran "sleep 30 & echo $!; wait" and timed out: the sleep it started must be gone. */
+/* Task i ran "sleep 30 & echo $!; wait" and timed out: the sleep it started must be gone. (Its
+ * timeout is 1 s: at 300 ms the ASan build of the shim on a loaded machine timed out before the
+ * shell printed the pid, and the test saw an empty log.) */
 static void assert_child_died(struct ctx *c, size_t i) {
     assert_outcome(c, i, RUN_TIMEDOUT, "process stopped");
     long pid = atol(log_of(c, i));
@@ -656,7 +658,7 @@ static void assert_child_died(struct ctx *c, size_t i) {
 Test(exec, children_die_with_the_task) {
     struct ctx c;
     ctx_init(&c, ALLOW_SYS, 5000, NULL);
-    start_sh(&c, 300, "sleep 30 & echo $!; wait");
+    start_sh(&c, 1000, "sleep 30 & echo $!; wait");
     finish(&c);
     assert_child_died(&c, 0);
     ctx_free(&c);
@@ -672,7 +674,7 @@ Test(exec, shim_own_group_same_session_nice) {
     ctx_init(&c, ALLOW_SYS, 5000, NULL);
     ctx_shim = NULL;
     start_sh(&c, 5000, "cat /proc/$$/stat");
-    start_sh(&c, 300, "sleep 30 & echo $!; wait");
+    start_sh(&c, 1000, "sleep 30 & echo $!; wait");
     finish(&c);
     assert_outcome(&c, 0, RUN_SUCCESS, NULL);
     const char *st = strrchr(log_of(&c, 0), ')');

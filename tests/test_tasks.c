@@ -395,6 +395,37 @@ Test(tasks, a_missed_cancel_is_found_beyond_the_first_thousand_running_tasks) {
     check_ns();
 }
 
+/* After a reconcile the node asks owned.lua, 1,000 runs a call, which of its runs Redis no longer
+ * records as its own. Here the oldest of 1,200 runs (the last the node names) is handed to
+ * another node by hand, and the re-subscription's reconcile must stop it. */
+Test(tasks, a_run_beyond_the_first_thousand_that_is_no_longer_ours_is_stopped) {
+    struct h_worker a;
+    const char *extra[] = {"--cap", "1200", "--grace", "1s", NULL};
+    start(&a, "many", extra);
+    const char *args[] = {"60s", NULL};
+    int64_t oldest = enqueue("sleep", args, 1200, 0, 0, 0, 0, 0);
+    cr_assert(await_num("ZCARD {shoal}:running:many", 1200, 10000), "running %lld of 1200",
+              rnum("ZCARD {shoal}:running:many"));
+    freeReplyObject(redisCommand(rc, "HSET {shoal}:task:%lld node elsewhere", (long long)oldest));
+    freeReplyObject(redisCommand(rc, "ZREM {shoal}:running:many %lld", (long long)oldest));
+    freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub")); /* re-subscribes: reconciles */
+    char want[200];
+    snprintf(want, sizeof want,
+             "no longer records as this node's (its claim was lost in a Redis "
+             "failover, or the task was recovered elsewhere)\" task=ServerTasks-%lld",
+             (long long)oldest);
+    char *log = NULL;
+    for (int i = 0; i < 250; i++) { /* 5 s at most */
+        free(log);
+        log = h_read_file(a.log);
+        if (log && strstr(log, want)) break;
+        usleep(20000);
+    }
+    cr_assert(log && strstr(log, want), "the run was not stopped; log:\n%s", log ? log : "");
+    free(log);
+    stop(&a); /* no check_ns: the task's record names a node that never was, by hand */
+}
+
 Test(tasks, retries_backoff_timeout_and_refusals) {
     struct h_worker a;
     const char *extra[] = {

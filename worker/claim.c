@@ -45,8 +45,10 @@ struct claimer {
     bool claiming;   /* a claim call is in flight */
     bool cancelling; /* a cancelling.lua pass is under way: its next call starts at */
     int64_t cancelling_from, cancelling_most; /* this rank, until this many were looked at */
-    bool claim_again;       /* something happened meanwhile: claim again after it */
-    struct report *pending; /* finished, not yet sent */
+    char (*owned)[40];          /* an owned.lua pass: the ids of the runs when it began, */
+    size_t owned_n, owned_from; /* how many, and where its next call starts (NULL: none) */
+    bool claim_again;           /* something happened meanwhile: claim again after it */
+    struct report *pending;     /* finished, not yet sent */
     size_t npending, cap_pending;
     struct batch sent[REPORT_CALLS_MAX]; /* in the calls in flight, oldest first (one connection
                                           * answers in order) */
@@ -272,9 +274,70 @@ static void check_cancelling(struct claimer *c) {
     cancelling_send(c);
 }
 
-/* reconcile.lua's answer: {requeued, then the task numbers we know that Redis does not record
- * as ours}. A run among those is stopped at once, as fencing stops runs (its report would be
- * refused anyway): its claim was lost in a failover and the task may already run elsewhere. */
+/* After each reconcile, the other way round (owned.lua): runs this node has that Redis no longer
+ * records as its own are stopped at once, as fencing stops runs (their reports would be refused
+ * anyway): a claim lost in a failover (the task may already run elsewhere), a task recovered
+ * elsewhere or timed out. 1,000 runs a call, the next call after each answer, over the runs
+ * there were when the pass began (a run finished meanwhile is no longer there to stop). */
+#define OWNED_PER 1000
+
+static void owned_end(struct claimer *c) {
+    free(c->owned);
+    c->owned = NULL;
+}
+
+static void owned_cb(struct rconn *rc, redisReply *r, void *priv);
+
+static void owned_send(struct claimer *c) {
+    size_t n = c->owned_n - c->owned_from < OWNED_PER ? c->owned_n - c->owned_from : OWNED_PER;
+    struct script_call call;
+    call_owned(&call, &c->node->keys, c->node->view.name, n);
+    for (size_t i = 0; i < n; i++) call_owned_add(&call, c->owned[c->owned_from + i]);
+    c->owned_from += n;
+    int rc = rconn_call(c->node->cmd, &call, owned_cb, c); /* copies the ids */
+    call_free(&call);
+    if (rc != 0) owned_end(c);
+}
+
+static void owned_cb(struct rconn *rc, redisReply *r, void *priv) {
+    struct claimer *c = priv;
+    if (r && r->type == REDIS_REPLY_ERROR) log_warn("reconcile failed", " error=\"%s\"", r->str);
+    if (!r || r->type != REDIS_REPLY_ARRAY || c->stopped) {
+        owned_end(c);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "ServerTasks-%s", reply_str(r, i, NULL));
+        if (runner_stopping(c->runner, id) ||
+            runner_disown(c->runner, id, node_fence_grace_ms(c->node)) != 0)
+            continue;
+        c->node->view.metrics.fenced++;
+        log_warn("stopping a run Redis no longer records as this node's (its claim was lost in a "
+                 "Redis failover, or the task was recovered elsewhere)",
+                 " task=%s", id);
+    }
+    if (c->owned_from < c->owned_n)
+        owned_send(c);
+    else
+        owned_end(c);
+}
+
+static void owned_add_cb(const struct runner_task *t, void *arg) {
+    struct claimer *c = arg;
+    snprintf(c->owned[c->owned_n++], sizeof c->owned[0], "%s", t->id);
+}
+
+static void owned_begin(struct claimer *c) {
+    unsigned running = runner_running(c->runner);
+    if (c->owned || running == 0 || c->stopped) return; /* a pass under way goes on */
+    c->owned = xcalloc(running, sizeof c->owned[0]);
+    c->owned_n = c->owned_from = 0;
+    runner_foreach(c->runner, owned_add_cb, c);
+    owned_send(c);
+}
+
+/* reconcile.lua's answer: {tasks requeued or finalised}; then the runs go through owned.lua. */
 static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct claimer *c = priv;
     if (r && r->type == REDIS_REPLY_ERROR) {
@@ -287,18 +350,7 @@ static void reconcile_cb(struct rconn *rc, redisReply *r, void *priv) {
         log_warn("requeued tasks Redis recorded as running here that this node does not run "
                  "(lost in a Redis failover or restart)",
                  " count=%lld", fixed);
-    if (c->stopped) return;
-    for (size_t i = 1; i < r->elements; i++) {
-        char id[48];
-        snprintf(id, sizeof id, "ServerTasks-%s", reply_str(r, i, NULL));
-        if (runner_stopping(c->runner, id) ||
-            runner_disown(c->runner, id, node_fence_grace_ms(c->node)) != 0)
-            continue;
-        c->node->view.metrics.fenced++;
-        log_warn("stopping a run Redis no longer records as this node's (its claim was lost in a "
-                 "Redis failover, or the task was recovered elsewhere)",
-                 " task=%s", id);
-    }
+    owned_begin(c);
 }
 
 /* --- quiet: no push on its way ------------------------------------------------------------- */
@@ -692,6 +744,7 @@ static void part_closed(struct claimer *c) {
         free(c->sent[b].r);
     }
     free(c->pending);
+    free(c->owned);
     for (int i = 0; i < c->nqueues; i++) free(c->queues[i]);
     free(c->queues);
     free(c);
