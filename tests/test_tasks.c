@@ -375,17 +375,25 @@ static bool await_num(const char *cmd, long long want, uint64_t ms) {
     return rnum(cmd) == want;
 }
 
+/* Node "many" at cap 1,200 running 1,200 one-minute sleeps (more than cancelling.lua and
+ * owned.lua look at in one call); returns the oldest task's number, the last in its running set
+ * (newer tasks without a timeout go in at its head). */
+static int64_t start_many(struct h_worker *a) {
+    const char *extra[] = {"--cap", "1200", "--grace", "1s", NULL};
+    start(a, "many", extra);
+    const char *args[] = {"60s", NULL};
+    int64_t oldest = enqueue("sleep", args, 1200, 0, 0, 0, 0, 0);
+    cr_assert(await_num("ZCARD {shoal}:running:many", 1200, 10000), "running %lld of 1200",
+              rnum("ZCARD {shoal}:running:many"));
+    return oldest;
+}
+
 /* The same on a node running more than cancelling.lua looks at in one call (1,000): the heartbeat
  * asks again from rank 1,000. The oldest task is last in the running set (newer tasks without a
  * timeout go in at its head), so only the second call finds it. */
 Test(tasks, a_missed_cancel_is_found_beyond_the_first_thousand_running_tasks) {
     struct h_worker a;
-    const char *extra[] = {"--cap", "1200", "--grace", "1s", NULL};
-    start(&a, "many", extra);
-    const char *args[] = {"60s", NULL};
-    int64_t oldest = enqueue("sleep", args, 1200, 0, 0, 0, 0, 0);
-    cr_assert(await_num("ZCARD {shoal}:running:many", 1200, 10000), "running %lld of 1200",
-              rnum("ZCARD {shoal}:running:many"));
+    int64_t oldest = start_many(&a);
     redisReply *rank = redisCommand(rc, "ZRANK {shoal}:running:many %lld", (long long)oldest);
     cr_assert_eq(rank->integer, 1199, "the oldest is last");
     freeReplyObject(rank);
@@ -400,12 +408,7 @@ Test(tasks, a_missed_cancel_is_found_beyond_the_first_thousand_running_tasks) {
  * another node by hand, and the re-subscription's reconcile must stop it. */
 Test(tasks, a_run_beyond_the_first_thousand_that_is_no_longer_ours_is_stopped) {
     struct h_worker a;
-    const char *extra[] = {"--cap", "1200", "--grace", "1s", NULL};
-    start(&a, "many", extra);
-    const char *args[] = {"60s", NULL};
-    int64_t oldest = enqueue("sleep", args, 1200, 0, 0, 0, 0, 0);
-    cr_assert(await_num("ZCARD {shoal}:running:many", 1200, 10000), "running %lld of 1200",
-              rnum("ZCARD {shoal}:running:many"));
+    int64_t oldest = start_many(&a);
     freeReplyObject(redisCommand(rc, "HSET {shoal}:task:%lld node elsewhere", (long long)oldest));
     freeReplyObject(redisCommand(rc, "ZREM {shoal}:running:many %lld", (long long)oldest));
     freeReplyObject(redisCommand(rc, "CLIENT KILL TYPE pubsub")); /* re-subscribes: reconciles */
