@@ -42,13 +42,9 @@ struct claimer {
     struct runner *runner;          /* owned */
     char **queues;                  /* cfg->queues split, owned */
     int nqueues;
-    bool claiming;   /* a claim call is in flight */
-    bool cancelling; /* a cancelling.lua pass is under way: its next call starts at */
-    int64_t cancelling_from, cancelling_most; /* this rank, until this many were looked at */
-    char (*owned)[40];          /* an owned.lua pass: the ids of the runs when it began, */
-    size_t owned_n, owned_from; /* how many, and where its next call starts (NULL: none) */
-    bool claim_again;           /* something happened meanwhile: claim again after it */
-    struct report *pending;     /* finished, not yet sent */
+    bool claiming;          /* a claim call is in flight */
+    bool claim_again;       /* something happened meanwhile: claim again after it */
+    struct report *pending; /* finished, not yet sent */
     size_t npending, cap_pending;
     struct batch sent[REPORT_CALLS_MAX]; /* in the calls in flight, oldest first (one connection
                                           * answers in order) */
@@ -59,6 +55,11 @@ struct claimer {
     bool stopped;       /* claimer_stop called */
     bool reconcile_due; /* reconcile as soon as no claim is in flight */
     unsigned beats;     /* heartbeats seen, for the reconcile cadence */
+    bool cancelling;    /* a cancelling.lua pass is under way: its next call starts at */
+    int64_t cancelling_from, cancelling_most; /* this rank, until this many were looked at */
+    char (*owned)[40];          /* an owned.lua pass: the ids of the runs when it began (NULL: */
+    size_t owned_n, owned_from; /* none), how many, and where its next call starts */
+    bool owned_again;           /* a reconcile answered during the pass: another pass after it */
     /* Push (docs/design.md, "Push to an idle node"): the node's claims register it idle, and
      * enqueue.lua claims for it and publishes the answer on its push channel. A reconcile (and
      * a stop) first takes it out of the idle sets and waits for its barrier on that channel,
@@ -281,9 +282,17 @@ static void check_cancelling(struct claimer *c) {
  * there were when the pass began (a run finished meanwhile is no longer there to stop). */
 #define OWNED_PER 1000
 
+static void owned_begin(struct claimer *c);
+
+/* The pass ended (or cannot go on: the link went); one more when a reconcile asked meanwhile, so
+ * the runs started since this pass began are checked too. */
 static void owned_end(struct claimer *c) {
     free(c->owned);
     c->owned = NULL;
+    if (c->owned_again) {
+        c->owned_again = false;
+        owned_begin(c);
+    }
 }
 
 static void owned_cb(struct rconn *rc, redisReply *r, void *priv);
@@ -330,7 +339,11 @@ static void owned_add_cb(const struct runner_task *t, void *arg) {
 
 static void owned_begin(struct claimer *c) {
     unsigned running = runner_running(c->runner);
-    if (c->owned || running == 0 || c->stopped) return; /* a pass under way goes on */
+    if (running == 0 || c->stopped) return;
+    if (c->owned) { /* a pass under way goes on; another follows it */
+        c->owned_again = true;
+        return;
+    }
     c->owned = xcalloc(running, sizeof c->owned[0]);
     c->owned_n = c->owned_from = 0;
     runner_foreach(c->runner, owned_add_cb, c);
