@@ -19,7 +19,8 @@
 
 static void do_register(struct node *n);
 static int recover(struct node *n, const char *only, rconn_reply_cb cb);
-static bool log_recovery(struct node *n, int which, const redisReply *r, const char *what);
+static bool recovery_answer(struct node *n, enum recovery_pass pass, const redisReply *r,
+                            const char *what);
 
 /* --- applying state ----------------------------------------------------------------------- */
 
@@ -131,7 +132,8 @@ static void own_recovery_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
     if (r == NULL || n->stopped) return;
     /* At its bound with more left: the rest before we claim, call by call. */
-    if (log_recovery(n, 1, r, "recovered tasks of this node's previous incarnation")) {
+    if (recovery_answer(n, RECOVERY_OWN, r,
+                        "recovered tasks of this node's previous incarnation")) {
         recover(n, n->view.name, own_recovery_cb);
         return;
     }
@@ -273,11 +275,12 @@ static int recover(struct node *n, const char *only, rconn_reply_cb cb) {
     return rc;
 }
 
-/* Adds a recover.lua answer to the pass's counts ([0] fleet, [1] own); logs them when the pass
- * ended. True when recover.lua stopped at its bound with more to do: the caller calls again,
- * after this answer (a pass of a dead node of cap 10,000 is 79 calls of at most 128 tasks). */
-static bool log_recovery(struct node *n, int which, const redisReply *r, const char *what) {
-    long long *sum = n->recovered[which];
+/* Adds a recover.lua answer to its pass's counts; logs them (as `what`) when the pass ended.
+ * True when recover.lua stopped at its bound with more to do: the caller calls again, after
+ * this answer (a pass of a dead node of cap 10,000 is 79 calls of at most 128 tasks). */
+static bool recovery_answer(struct node *n, enum recovery_pass pass, const redisReply *r,
+                            const char *what) {
+    long long *sum = n->recovered[pass];
     bool counts = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 5;
     if (r && r->type == REDIS_REPLY_ERROR) log_warn("recovery failed", " error=\"%s\"", r->str);
     if (counts) {
@@ -289,13 +292,14 @@ static bool log_recovery(struct node *n, int which, const redisReply *r, const c
     if (sum[0] + sum[1] + sum[2] + sum[3] > 0)
         log_warn(what, " requeued=%lld failed=%lld canceled=%lld timed_out=%lld", sum[0], sum[1],
                  sum[2], sum[3]);
-    memset(sum, 0, sizeof n->recovered[which]);
+    memset(sum, 0, sizeof n->recovered[pass]);
     return false;
 }
 
 static void recover_cb(struct rconn *rc, redisReply *r, void *priv) {
     struct node *n = priv;
-    n->recovering = log_recovery(n, 0, r, "recovered tasks of lost nodes") && !n->stopped &&
+    n->recovering = recovery_answer(n, RECOVERY_FLEET, r, "recovered tasks of lost nodes") &&
+                    !n->stopped &&
                     recover(n, NULL, recover_cb) == 0; /* not sent (link down): none under way */
 }
 

@@ -38,6 +38,10 @@ enum node_event {
 };
 typedef void (*node_event_cb)(struct node *n, enum node_event ev, const char *arg);
 
+/* The two kinds of recovery pass (worker/node.c): the fleet's, of dead nodes, and a node's own,
+ * of what its previous incarnation left when it takes over its name. */
+enum recovery_pass { RECOVERY_FLEET, RECOVERY_OWN };
+
 struct node {
     uv_loop_t *loop;
     const struct shoal_config *cfg; /* borrowed for the node's life */
@@ -60,8 +64,8 @@ struct node {
     bool expiring;                  /* an expiry pass is under way (expire.lua, slice by slice) */
     char expire_cursor[32];         /* where its next slice starts in {NS}:queues */
     bool recovering;                /* a recovery pass is under way (recover.lua said 'more') */
-    long long recovered[2][4];      /* its counts so far, [fleet, own]: requeued, failed,
-                                     * canceled, timed out */
+    long long recovered[2][4];      /* a pass's counts so far, by enum recovery_pass: requeued,
+                                     * failed, canceled, timed out */
     bool policy_seen;               /* Redis's maxmemory-policy was read once (start-up check) */
     bool stopped;                   /* node_stop called: no re-registration */
     /* Duplicate-name detection: while another instance holds the name, watch its TTL. If it is
