@@ -137,14 +137,20 @@ static size_t start_sh(struct ctx *c, int64_t timeout_ms, const char *script) {
     return start_exec(c, timeout_ms, argv, 3, NULL, 0, NULL);
 }
 
-static size_t start_strings(struct ctx *c, const char *type, const char *const *items, int n,
-                            int64_t timeout_ms) {
+/* A task of a type that takes a list of strings, under the given id (NULL: as start). */
+static size_t start_strings_as(struct ctx *c, const char *id, const char *type,
+                               const char *const *items, int n, int64_t timeout_ms) {
     struct buf b;
     buf_init(&b);
     task_args_strings_encode(&b, items, n);
-    size_t i = start(c, type, b.data, b.len, timeout_ms);
+    size_t i = start_as(c, id, type, b.data, b.len, timeout_ms);
     buf_free(&b);
     return i;
+}
+
+static size_t start_strings(struct ctx *c, const char *type, const char *const *items, int n,
+                            int64_t timeout_ms) {
+    return start_strings_as(c, NULL, type, items, n, timeout_ms);
 }
 
 static void action_cb(uv_timer_t *t) {
@@ -985,12 +991,8 @@ Test(builtins, close_with_nothing_started) {
  * has two runs under one id, and a completed run must leave the index (ASan: no freed run is
  * ever reached again). */
 static void sleep_as(struct ctx *c, const char *id, const char *d) {
-    struct buf b;
-    buf_init(&b);
     const char *items[] = {d};
-    task_args_strings_encode(&b, items, 1);
-    start_as(c, id, "sleep", b.data, b.len, 0);
-    buf_free(&b);
+    start_strings_as(c, id, "sleep", items, 1, 0);
 }
 
 static void after_the_old_runs_completed_cb(struct ctx *c) {
