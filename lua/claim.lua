@@ -28,12 +28,12 @@
 -- its node hash's `push` field says how to claim for it: "instance balance margin queue...".
 -- enqueue.lua then claims for it, in the enqueue's own call, and publishes the answer on the
 -- node's push channel {NS}:push:<name>:<instance> (docs/design.md, "Push to an idle node").
--- Bound: at most `max` tasks claimed (the node sends at most 512), PROMOTE_MAX (256) scheduled
--- tasks promoted, and SKIP_MAX (256) units of ids popped without being claimed: 1 per id
--- canceled while queued or not a task, 4 per task expired on the way (64 expired tasks), plus
--- one ZREVRANGE per queue named (and, registering idle, one ZADD per queue named and one HGET).
--- So a backlog of expired or
--- canceled tasks costs a bounded slice per call, never one long call.
+-- Bound: at most `max` tasks claimed (the node sends at most 256, its CLAIM_MAX), PROMOTE_MAX
+-- (256) scheduled tasks promoted, and SKIP_MAX (256) units of ids popped without being
+-- claimed: 1 per id canceled while queued or not a task, 4 per task expired on the way (64
+-- expired tasks), plus one ZREVRANGE per queue named (and, registering idle, one ZADD per queue
+-- named and one HGET). So a backlog of expired or canceled tasks costs a bounded slice per
+-- call, never one long call.
 -- Validate, then write: a task's record is read (and a malformed one set aside) before it is
 -- written, numbers are read with defaults, and each claimed task's state and its running-set
 -- entry are written together, so an error can never leave a task in no structure.
