@@ -77,6 +77,7 @@ bench: build
 	@scripts/bench-tls.sh $(BUILD)
 	@/usr/bin/python3 scripts/bench-cluster.py $(BUILD)
 	@scripts/bench-shards.sh $(BUILD)
+	@/usr/bin/python3 scripts/bench-record.py
 
 clean:
 	rm -rf build build-asan build-fuzz build-upgrade build-upgrade.lock
