@@ -2,7 +2,8 @@
 # bench-busy.sh [BUILD]: ping while every task slot is busy (make bench). Starts its own
 # redis-server and one node with --cap 2×cores, measures ping at a fixed rate on the idle node
 # (the machine's floor, same run), then fills every slot with a CPU-bound exec task (a shell
-# loop, timeout 60 s) and measures again. Then a second node at the highest cap (10,000) takes
+# loop, timeout 60 s) and measures again. Then a node at cap 64 takes 64 exec tasks at once
+# (`sleep 30`) and ping is measured while they are spawned. Then a node at the highest cap (10,000) takes
 # 10,000 `sleep` tasks at once and ping is measured while it fills (its loop handles 40 claim
 # answers of up to 256 tasks each: what each one costs shows here), and the slowest Redis call
 # while it runs and while another node recovers its tasks after SIGKILL. Stops exactly the PIDs it
@@ -43,6 +44,22 @@ echo "all slots busy: $busy (target p99 < 1 ms)"
 
 # A node at the highest cap filling up: ping from half a second before the 10,000 tasks are
 # queued until 3 s after (the fill itself takes well under a second).
+# A burst of exec tasks: each spawn holds the loop until its child has exec'd.
+bport=$(free_port)
+"$build/shoal" worker --redis "$url" --namespace burst --name bench-burst --listen "127.0.0.1:$bport" \
+  --cap 64 --allow-exec /bin/sleep --grace 1s --log-level warn 2>"$tmp/burst.log" &
+burst=$!; pids+=($burst)
+wait_http "$bport" /api/octopusservernodes/ping || { echo "bench-busy: the burst node did not start" >&2; exit 1; }
+sleep 1
+"$build/ping_latency" "$bport" /api/octopusservernodes/ping 10 "$rate" 3 >"$tmp/burst.out" &
+probe_pid=$!
+sleep 0.5
+"$build/shoal" enqueue --redis "$url" --namespace burst --count 64 --timeout 60s -- /bin/sleep 30 >/dev/null
+wait "$probe_pid"
+started=$(redis-cli -p "$rport" ZCARD '{burst}:running:bench-burst')
+echo "a node at cap 64 taking 64 exec tasks at once ($started running after): $(cat "$tmp/burst.out") (target p99 < 1 ms)"
+kill -TERM "$burst"; wait "$burst" 2>/dev/null || true
+
 fport=$(free_port)
 "$build/shoal" worker --redis "$url" --namespace fill --name bench-fill --listen "127.0.0.1:$fport" \
   --cap 10000 --grace 1s --log-level warn 2>"$tmp/fill.log" &

@@ -740,6 +740,48 @@ Test(exec, cancel) {
 
 /* ---- C handlers ---- */
 
+/* Live children of this process: the runner spawns from the loop, which is this thread. */
+static int children(void) {
+    char p[64], buf[4096];
+    snprintf(p, sizeof p, "/proc/self/task/%ld/children", (long)getpid());
+    FILE *f = fopen(p, "r");
+    cr_assert(f, "%s", p);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int k = 0;
+    for (char *save = NULL, *w = strtok_r(buf, " \n", &save); w; w = strtok_r(NULL, " \n", &save))
+        k++;
+    return k;
+}
+
+static void stop_all_cb(struct ctx *c) { runner_stop_all(c->r); }
+
+/* A burst of exec tasks is spawned one a loop turn, never inside runner_start: a spawn holds
+ * the loop until the child has exec'd, and a claim answer of 64 exec tasks spawned at once held
+ * ping for over half a second. A task canceled while it waits for its spawn never runs. */
+Test(exec, a_burst_is_spawned_one_a_loop_turn) {
+    struct ctx c;
+    ctx_init(&c, ALLOW_SYS, 1000, NULL);
+    const char *argv[] = {"/bin/sleep", "30"};
+    int before = children();
+    for (int i = 0; i < 6; i++) start_exec(&c, 0, argv, 2, NULL, 0, NULL);
+    cr_assert_eq(children() - before, 0, "spawned inside runner_start");
+    cr_assert_eq(runner_cancel(c.r, "ServerTasks-6"), 0); /* still waiting for its spawn */
+    for (int turn = 1; turn <= 5; turn++) {
+        uv_run(&c.loop, UV_RUN_NOWAIT);
+        cr_assert_eq(children() - before, turn, "after %d loop turns", turn);
+    }
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(children() - before, 5, "the canceled task was spawned");
+    after(&c, 0, stop_all_cb);
+    finish(&c);
+    for (int i = 0; i < 5; i++) assert_outcome(&c, i, RUN_INTERRUPTED, "shutting down");
+    assert_outcome(&c, 5, RUN_CANCELED, "canceled");
+    cr_assert_eq(c.res[5]->exit_code, -1, "it never ran");
+    ctx_free(&c);
+}
+
 static int hello_fn(struct shoal_job *job, void *arg) {
     size_t n;
     const void *args = shoal_job_args(job, &n);

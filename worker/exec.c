@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -489,6 +490,10 @@ static int spawn(uv_loop_t *loop, struct exec_proc *p, const struct exec_opts *o
     int rc = uv_spawn(loop, &p->proc, &opts);
     /* EACCES: the shim ran its setpgid and exec'd already; ESRCH: it is gone. */
     if (rc == 0 && o->shim) (void)setpgid(p->proc.pid, p->proc.pid);
+    /* Below the node from here on, not only once the shim has loaded and set it itself: a
+     * burst of shims starting (each about 6 ms of CPU linking its libraries) must not take the
+     * CPU from the loop. */
+    if (rc == 0 && o->shim) (void)setpriority(PRIO_PROCESS, (id_t)p->proc.pid, TASK_NICE);
     if (memfd >= 0) close(memfd);
     if (lease[0] >= 0) close(lease[0]);
     if (rc == 0)

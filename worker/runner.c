@@ -59,11 +59,13 @@ struct run {
     bool sleep_times_out;      /* sleep: the timer counts the (shorter) timeout */
     bool exec_killed;          /* exec: SIGKILL was needed after the grace */
     uv_timer_t timer;          /* see enum run_kind; freed with the run in its close cb */
-    struct exec_proc *exec;    /* KIND_EXEC until exec's done callback */
-    struct bgq_job bj;         /* KIND_C: on the runner's handler threads */
-    bool never_ran;            /* KIND_C: stopped before a thread took it */
-    struct shoal_job job;      /* KIND_C: what the handler sees */
-    shoal_handler_fn fn;       /* KIND_C: copied at start, so a registry change is harmless */
+    struct exec_proc *exec;    /* KIND_EXEC until exec's done callback; NULL while it waits */
+    struct run *spawn_prev, *spawn_next; /* KIND_EXEC waiting for its spawn: r->spawn_first */
+    bool spawn_waiting;                  /* in that queue */
+    struct bgq_job bj;                   /* KIND_C: on the runner's handler threads */
+    bool never_ran;                      /* KIND_C: stopped before a thread took it */
+    struct shoal_job job;                /* KIND_C: what the handler sees */
+    shoal_handler_fn fn; /* KIND_C: copied at start, so a registry change is harmless */
     void *fn_arg;
     int fn_rc;      /* KIND_C: the handler's return value */
     char *fail_msg; /* `fail`: the decoded message, owned */
@@ -94,8 +96,10 @@ struct runner {
                             * costs O(k log running) on the loop, never O(k × running) */
     unsigned running;      /* their number */
     unsigned closing_runs; /* completed runs whose timer has not closed yet */
-    uv_timer_t self;       /* never started: closed last, so close always ends async */
-    bool closing;          /* runner_close was called */
+    struct run *spawn_first, *spawn_last; /* exec runs waiting for their spawn, in order */
+    uv_idle_t spawner; /* active while any waits: one spawn a loop turn (see start_exec) */
+    uv_timer_t self;   /* never started: closed last, so close always ends async */
+    bool closing;      /* runner_close was called */
     void (*close_done)(void *);
     void *close_arg;
 };
@@ -227,6 +231,8 @@ static void complete(struct run *run) {
     r->done(r, t, res, r->arg);
 }
 
+static void spawn_unqueue(struct runner *r, struct run *run);
+
 /* Records the first stop reason and starts stopping the work; completion comes later. */
 static void request_stop(struct run *run, enum runner_outcome why) {
     if (run->stopped) return;
@@ -238,7 +244,15 @@ static void request_stop(struct run *run, enum runner_outcome why) {
     case KIND_C:
         atomic_store(&run->job.stopping, true); /* a job no thread took yet never runs */
         break;
-    case KIND_EXEC: exec_stop(run->exec); break;
+    case KIND_EXEC:
+        if (run->exec) {
+            exec_stop(run->exec);
+        } else { /* still waiting for its spawn: it never runs, and ends on the next turn */
+            spawn_unqueue(run->r, run);
+            run->kind = KIND_IMMEDIATE;
+            uv_timer_start(&run->timer, timer_cb, 0, 0);
+        }
+        break;
     }
 }
 
@@ -387,7 +401,9 @@ static void exec_finished_cb(struct exec_proc *p, struct exec_result *x, void *a
     complete(run);
 }
 
-static int start_exec(struct run *run) {
+/* Spawns a waiting exec run now. Its failure (a bad payload, a program not allowed) completes
+ * the run as Failed; called only from the spawner's callback. */
+static void spawn_now(struct run *run) {
     struct runner *r = run->r;
     struct exec_opts o = {.allow_exec = r->allow_exec,
                           .log_cap = r->log_cap,
@@ -403,9 +419,55 @@ static int start_exec(struct run *run) {
                           .orphan_grace_ms = r->orphan_grace_ms,
                           .lease_until_ms = r->lease_until_ms};
     if (exec_start(r->loop, &o, run->t->args, run->t->args_len, exec_finished_cb, run, &run->exec,
-                   run->res->error, sizeof run->res->error) < 0)
-        return -EINVAL;
+                   run->res->error, sizeof run->res->error) < 0) {
+        run->kind = KIND_IMMEDIATE;
+        run->res->outcome = RUN_FAILED;
+        uv_timer_stop(&run->timer); /* its timeout, if any */
+        complete(run);
+    }
+}
+
+static void spawner_cb(uv_idle_t *h) {
+    struct runner *r = container_of(h, struct runner, spawner);
+    struct run *run = r->spawn_first;
+    if (!run) {
+        uv_idle_stop(h);
+        return;
+    }
+    spawn_unqueue(r, run);
+    spawn_now(run);
+}
+
+static void spawn_unqueue(struct runner *r, struct run *run) {
+    if (!run->spawn_waiting) return;
+    if (run->spawn_prev)
+        run->spawn_prev->spawn_next = run->spawn_next;
+    else
+        r->spawn_first = run->spawn_next;
+    if (run->spawn_next)
+        run->spawn_next->spawn_prev = run->spawn_prev;
+    else
+        r->spawn_last = run->spawn_prev;
+    run->spawn_prev = run->spawn_next = NULL;
+    run->spawn_waiting = false;
+    if (!r->spawn_first) uv_idle_stop(&r->spawner);
+}
+
+/* A process is not spawned here but queued, and the spawner starts one a loop turn: a spawn
+ * holds the loop until the child has exec'd (fork and exec: 2-4 ms on a small virtual machine),
+ * and a claim answer of 64 exec tasks spawned at once held ping for over half a second
+ * (docs/benchmarks.md, "Ping while a node takes exec tasks"). Its timeout counts from now. */
+static int start_exec(struct run *run) {
+    struct runner *r = run->r;
     run->kind = KIND_EXEC;
+    run->spawn_waiting = true;
+    run->spawn_prev = r->spawn_last;
+    if (r->spawn_last)
+        r->spawn_last->spawn_next = run;
+    else
+        r->spawn_first = run;
+    r->spawn_last = run;
+    uv_idle_start(&r->spawner, spawner_cb);
     start_timeout(run);
     return 0;
 }
@@ -467,6 +529,7 @@ struct runner *runner_new(uv_loop_t *loop, const struct runner_config *cfg, runn
     r->pool_threads = cfg->handler_threads ? cfg->handler_threads : 4;
     r->done = done;
     r->arg = arg;
+    uv_idle_init(loop, &r->spawner);
     uv_timer_init(loop, &r->self);
     return r;
 }
@@ -579,12 +642,19 @@ static void self_closed_cb(uv_handle_t *h) {
     if (done) done(arg);
 }
 
+/* The spawner closed: self goes last (libuv runs close callbacks newest first, so closing
+ * both at once would free r before the spawner's close is done with it). */
+static void spawner_closed_cb(uv_handle_t *h) {
+    struct runner *r = container_of((uv_idle_t *)h, struct runner, spawner);
+    uv_close((uv_handle_t *)&r->self, self_closed_cb);
+}
+
 static void maybe_finish(struct runner *r) {
     if (r->closing && r->running == 0 && r->closing_runs == 0 &&
-        !uv_is_closing((uv_handle_t *)&r->self)) {
+        !uv_is_closing((uv_handle_t *)&r->spawner)) {
         if (r->pool) bgq_close(r->pool); /* no C run left, so no job: its threads are idle */
         r->pool = NULL;
-        uv_close((uv_handle_t *)&r->self, self_closed_cb);
+        uv_close((uv_handle_t *)&r->spawner, spawner_closed_cb);
     }
 }
 
