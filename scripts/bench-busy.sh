@@ -42,41 +42,41 @@ echo "ping with every task slot busy, $(nproc) cores, $(date -u +%Y-%m-%d): cap 
 echo "idle node: $idle"
 echo "all slots busy: $busy (target p99 < 1 ms)"
 
-# A node at the highest cap filling up: ping from half a second before the 10,000 tasks are
-# queued until 3 s after (the fill itself takes well under a second).
-# A burst of exec tasks: each spawn holds the loop until its child has exec'd.
-bport=$(free_port)
-"$build/shoal" worker --redis "$url" --namespace burst --name bench-burst --listen "127.0.0.1:$bport" \
-  --cap 64 --allow-exec /bin/sleep --grace 1s --log-level warn 2>"$tmp/burst.log" &
-burst=$!; pids+=($burst)
-wait_http "$bport" /api/octopusservernodes/ping || { echo "bench-busy: the burst node did not start" >&2; exit 1; }
-sleep 1
-"$build/ping_latency" "$bport" /api/octopusservernodes/ping 10 "$rate" 3 >"$tmp/burst.out" &
-probe_pid=$!
-sleep 0.5
-"$build/shoal" enqueue --redis "$url" --namespace burst --count 64 --timeout 60s -- /bin/sleep 30 >/dev/null
-wait "$probe_pid"
-started=$(redis-cli -p "$rport" ZCARD '{burst}:running:bench-burst')
-echo "a node at cap 64 taking 64 exec tasks at once ($started running after): $(cat "$tmp/burst.out") (target p99 < 1 ms)"
-kill -TERM "$burst"; wait "$burst" 2>/dev/null || true
+# take_at_once NS CAP "NODE FLAGS" ENQUEUE ARGS...: a node named bench-NS in namespace NS at cap
+# CAP, ping at $rate from half a second before the tasks are queued at once until 3 s after.
+# Leaves the node running: its PID in $node_pid, its running tasks after in $taken, the probe's
+# line in $probe_out.
+take_at_once() {
+  local ns=$1 cap=$2 flags=$3 port probe; shift 3
+  port=$(free_port)
+  # shellcheck disable=SC2086 # the flags are words
+  "$build/shoal" worker --redis "$url" --namespace "$ns" --name "bench-$ns" --listen "127.0.0.1:$port" \
+    --cap "$cap" $flags --grace 1s --log-level warn 2>"$tmp/$ns.log" &
+  node_pid=$!; pids+=($node_pid)
+  wait_http "$port" /api/octopusservernodes/ping || { echo "bench-busy: the $ns node did not start" >&2; exit 1; }
+  sleep 1
+  "$build/ping_latency" "$port" /api/octopusservernodes/ping 10 "$rate" 3 >"$tmp/$ns.out" &
+  probe=$!
+  sleep 0.5
+  "$build/shoal" enqueue --redis "$url" --namespace "$ns" "$@" >/dev/null
+  wait "$probe"
+  taken=$(redis-cli -p "$rport" ZCARD "{$ns}:running:bench-$ns")
+  probe_out=$(cat "$tmp/$ns.out")
+}
 
-fport=$(free_port)
-"$build/shoal" worker --redis "$url" --namespace fill --name bench-fill --listen "127.0.0.1:$fport" \
-  --cap 10000 --grace 1s --log-level warn 2>"$tmp/fill.log" &
-fill=$!; pids+=($fill)
-wait_http "$fport" /api/octopusservernodes/ping || { echo "bench-busy: the cap-10000 node did not start" >&2; exit 1; }
-sleep 1
-"$build/ping_latency" "$fport" /api/octopusservernodes/ping 10 "$rate" 3 >"$tmp/fill.out" &
-probe_pid=$!
-sleep 0.5
-"$build/shoal" enqueue --redis "$url" --namespace fill --type sleep --count 10000 -- 120s >/dev/null
-wait "$probe_pid"
-filled=$(redis-cli -p "$rport" ZCARD '{fill}:running:bench-fill')
-echo "a node at cap 10000 taking 10000 sleep tasks ($filled running after): $(cat "$tmp/fill.out") (target p99 < 1 ms)"
+# A burst of exec tasks: each spawn holds the loop until its child has exec'd.
+take_at_once burst 64 "--allow-exec /bin/sleep" --count 64 --timeout 60s -- /bin/sleep 30
+echo "a node at cap 64 taking 64 exec tasks at once ($taken running after): $probe_out (target p99 < 1 ms)"
+kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true
+
+# A node at the highest cap filling up (the fill itself takes well under a second).
+take_at_once fill 10000 "" --type sleep --count 10000 -- 120s
+fill=$node_pid
+echo "a node at cap 10000 taking 10000 sleep tasks ($taken running after): $probe_out (target p99 < 1 ms)"
 
 # That node's Redis calls at its size: heartbeats (cancelling.lua's pass) and a reconcile (forced
 # by cutting the subscriber links), then its death and another node's recovery of its tasks
-# (recover.lua, 256 tasks a call). SLOWLOG keeps every call of 1 ms or more.
+# (recover.lua, 128 running-set entries a call). SLOWLOG keeps every call of 1 ms or more.
 redis-cli -p "$rport" SLOWLOG RESET >/dev/null
 redis-cli -p "$rport" CLIENT KILL TYPE pubsub >/dev/null
 sleep 6
