@@ -343,6 +343,12 @@ static void beat_cb(uv_timer_t *t) {
     struct node *n = container_of(t, struct node, beat);
     if (n->stopped || !rconn_is_up(n->cmd)) return;
     if (n->beat_pending) {
+        /* Sent between two ticks (the registration after a reconnect, or the beat a
+         * re-subscription asks for at once): not a whole period yet. A tenth of a period is
+         * left for a tick that fires a little early against the send time (the timer counts
+         * from the loop's time, the send time is read after it). */
+        uint64_t hb = (uint64_t)n->cfg->heartbeat_ms;
+        if (clock_mono_ms() - n->beat_sent_mono_ms + hb / 10 < hb) return;
         /* No answer within a whole period: Redis is stalled or the link is half-dead. */
         set_redis_ok(n, false, "heartbeat unanswered");
         n->beat_pending = false;
