@@ -59,13 +59,13 @@ struct run {
     bool sleep_times_out;      /* sleep: the timer counts the (shorter) timeout */
     bool exec_killed;          /* exec: SIGKILL was needed after the grace */
     uv_timer_t timer;          /* see enum run_kind; freed with the run in its close cb */
-    struct exec_proc *exec;    /* KIND_EXEC until exec's done callback; NULL while it waits */
-    struct run *spawn_prev, *spawn_next; /* KIND_EXEC waiting for its spawn: r->spawn_first */
-    bool spawn_waiting;                  /* in that queue */
-    struct bgq_job bj;                   /* KIND_C: on the runner's handler threads */
-    bool never_ran;                      /* KIND_C: stopped before a thread took it */
-    struct shoal_job job;                /* KIND_C: what the handler sees */
-    shoal_handler_fn fn; /* KIND_C: copied at start, so a registry change is harmless */
+    struct exec_proc *exec;    /* KIND_EXEC until exec's done callback; NULL while it waits for its
+                             * spawn, in r->spawn_first's list */
+    struct run *spawn_prev, *spawn_next;
+    struct bgq_job bj;    /* KIND_C: on the runner's handler threads */
+    bool never_ran;       /* KIND_C: stopped before a thread took it */
+    struct shoal_job job; /* KIND_C: what the handler sees */
+    shoal_handler_fn fn;  /* KIND_C: copied at start, so a registry change is harmless */
     void *fn_arg;
     int fn_rc;      /* KIND_C: the handler's return value */
     char *fail_msg; /* `fail`: the decoded message, owned */
@@ -422,24 +422,19 @@ static void spawn_now(struct run *run) {
                    run->res->error, sizeof run->res->error) < 0) {
         run->kind = KIND_IMMEDIATE;
         run->res->outcome = RUN_FAILED;
-        uv_timer_stop(&run->timer); /* its timeout, if any */
-        complete(run);
+        complete(run); /* closing the timer stops its timeout */
     }
 }
 
+/* Active only while the list is not empty (spawn_unqueue stops it when it empties). */
 static void spawner_cb(uv_idle_t *h) {
     struct runner *r = container_of(h, struct runner, spawner);
     struct run *run = r->spawn_first;
-    if (!run) {
-        uv_idle_stop(h);
-        return;
-    }
     spawn_unqueue(r, run);
     spawn_now(run);
 }
 
 static void spawn_unqueue(struct runner *r, struct run *run) {
-    if (!run->spawn_waiting) return;
     if (run->spawn_prev)
         run->spawn_prev->spawn_next = run->spawn_next;
     else
@@ -449,7 +444,6 @@ static void spawn_unqueue(struct runner *r, struct run *run) {
     else
         r->spawn_last = run->spawn_prev;
     run->spawn_prev = run->spawn_next = NULL;
-    run->spawn_waiting = false;
     if (!r->spawn_first) uv_idle_stop(&r->spawner);
 }
 
@@ -460,7 +454,6 @@ static void spawn_unqueue(struct runner *r, struct run *run) {
 static int start_exec(struct run *run) {
     struct runner *r = run->r;
     run->kind = KIND_EXEC;
-    run->spawn_waiting = true;
     run->spawn_prev = r->spawn_last;
     if (r->spawn_last)
         r->spawn_last->spawn_next = run;
