@@ -12,7 +12,6 @@ port and stops exactly the processes it started. Knobs: EXPIRED, CANCELED, SCHED
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import urllib.request
 
 import redis
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_port  # noqa: E402
+
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPIRED = int(os.environ.get("EXPIRED", 1_000_000))
@@ -31,12 +33,6 @@ SCHEDULED = int(os.environ.get("SCHEDULED", 100_000))
 LIVE = int(os.environ.get("LIVE", 10_000))
 P = "{shoal}:"
 procs = []
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(argv, log):

@@ -21,8 +21,8 @@ bench_init() {
   trap bench_cleanup EXIT
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_port() {   # below the ephemeral range: scripts/ports.py says why
+  python3 "$(dirname "${BASH_SOURCE[0]}")/ports.py"
 }
 
 bench_redis() {

@@ -14,7 +14,7 @@ peers_dir=${PEERS_DIR:-$root/../shared/bench-peers}
 [ -f "$peers_dir/run.sh" ] || { echo "bench-peers: no $peers_dir/run.sh (set PEERS_DIR)" >&2; exit 2; }
 export PEERS=${PEERS:-bullmq bee sidekiq beanstalkd ceiling} ROUNDS=${ROUNDS:-1} N=${N:-20000}
 export LAT_K=${LAT_K:-200}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 "$root/scripts/ports.py"; }   # below the ephemeral range
 export REDIS_PORT=${REDIS_PORT:-$(free_port)} BEANSTALK_PORT=${BEANSTALK_PORT:-$(free_port)}
 tmp=$(mktemp -d /tmp/shoal-bench-peers-XXXXXX)
 child=""

@@ -17,7 +17,6 @@ data, medians printed. Also the bytes a record takes (MEMORY USAGE) after its cl
 Starts its own redis-server on a free loopback port and stops exactly that process.
 """
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,9 @@ import tempfile
 import time
 
 import redis
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_port  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", 5))
 TASKS, BATCH = 64_000, 64
@@ -134,12 +136,6 @@ for i = s, s + 63 do local key = 'x:' .. i end
 return 1
 """, None),
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def per_task_us(r, sha):

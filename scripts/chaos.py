@@ -21,13 +21,15 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import redis
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_port  # noqa: E402,F401  (partition.py and cluster.py import it from here)
 
 NS = "shoal"
 LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -36,14 +38,6 @@ LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
 def die_with_parent():
     LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 FINAL = {"Success", "Failed", "Canceled", "TimedOut"}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(cond, timeout, what):

@@ -587,6 +587,17 @@ def check_readme(known, settings_md):
     return names_in(m.group(1))
 
 
+def check_free_ports():
+    """The checks' servers listen on ports below the ephemeral range, which the outgoing
+    connections of the suites running beside them never take (scripts/ports.py)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    picks = [lib.free_port() for _ in range(50)]
+    out = [p for p in picks if not 20000 <= p < low]
+    check("free ports for the checks' servers come from below the ephemeral range",
+          low <= 21000 or not out, f"{len(out)} of 50 at or above {low}: {out[:5]}")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -598,6 +609,7 @@ def main():
     used |= check_kubernetes(known, dflt) or set()
     used |= check_compose(dflt)
     check_haproxy()
+    check_free_ports()
     used |= check_systemd(binary, known, dflt)
     used |= check_dockerfile(binary, known)
     used |= check_readme(known, md)

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "deploy")
 T0 = time.monotonic()
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from ports import free_port  # noqa: E402,F401  (lib.free_port: below the ephemeral range)
 
 _results = {"pass": 0, "fail": 0}
 _procs = []  # every subprocess.Popen we started, stopped at exit if still running
@@ -69,13 +71,6 @@ def wait_for(what, fn, timeout, interval=0.02):
             say(f"timed out after {timeout}s waiting for {what}")
             return None
         time.sleep(interval)
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tmpdir(prefix):
