@@ -5,6 +5,8 @@
  *   enqueue single|bulk N i|none      FLUSHDB, then N tasks, one per call (awaited) or in
  *                                     calls of 1,000: type `count` with payload msgpack
  *                                     {"i": i} (like the peers' {i}), or `noop` with none
+ *   floor N                           N awaited calls of a script that only returns 1, on
+ *                                     the same client: the floor under "enqueue single"
  *   drain LABEL COUNT CAP NODE_BIN    starts NODE_BIN (bench_node) at that cap on the queued
  *                                     tasks, waits for its COUNT-th handler call, stops it
  *   latency K CAP NODE_BIN            FLUSHDB; an idle node; K tasks, each sent 10 ms after the
@@ -224,6 +226,26 @@ static int cmd_enqueue(struct bench *b, int argc, char **argv) {
     emit(b, m, (m1 - m0) / (double)n, n);
     snprintf(m, sizeof m, "redis_cpu_us_enqueue_%s%s", argv[0], suffix);
     emit(b, m, (c1 - c0) * 1e6 / (double)n, n);
+    return 0;
+}
+
+/* floor N: Redis's own floor for one awaited script call on this client and machine (the
+ * socket both ways, the event loop, the call): what "enqueue single" can never go below. */
+static int cmd_floor(struct bench *b, int argc, char **argv) {
+    if (argc != 1) die("usage: floor N");
+    long long n = atoll(argv[0]);
+    if (n < 1) die("N must be positive");
+    redisReply *r = cmd(b, "SCRIPT LOAD %s", "return 1");
+    char sha[64];
+    snprintf(sha, sizeof sha, "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(cmd(b, "EVALSHA %s 0", sha)); /* warm */
+    double c0 = redis_cpu_s(b);
+    uint64_t t0 = clock_mono_ns();
+    for (long long i = 0; i < n; i++) freeReplyObject(cmd(b, "EVALSHA %s 0", sha));
+    double secs = (double)(clock_mono_ns() - t0) / 1e9, c1 = redis_cpu_s(b);
+    emit(b, "awaited_floor", (double)n / secs, n);
+    emit(b, "redis_cpu_us_awaited_floor", (c1 - c0) * 1e6 / (double)n, n);
     return 0;
 }
 
@@ -567,16 +589,14 @@ static const struct {
     const char *name;
     int (*run)(struct bench *b, int argc, char **argv);
 } commands[] = {
-    {"enqueue", cmd_enqueue},
-    {"drain", cmd_drain},
-    {"latency", cmd_latency},
-    {"claimcost", cmd_claimcost},
+    {"enqueue", cmd_enqueue}, {"floor", cmd_floor},         {"drain", cmd_drain},
+    {"latency", cmd_latency}, {"claimcost", cmd_claimcost},
 };
 
 int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: bench_tasks REDIS_URL NAMESPACE WORKDIR "
-                        "enqueue|drain|latency|claimcost ARGS...\n");
+                        "enqueue|floor|drain|latency|claimcost ARGS...\n");
         return 2;
     }
     static struct bench b;

@@ -96,7 +96,13 @@ s = med("shoal", "enqueue_single")
 r = s / q if s is not None and q else None
 row("enqueue single (awaited), shoal / best peer", ">= 1", None if r is None else "%.2f (%s)" % (r, who),
     r is not None and r >= 1)
+f = med("shoal", "awaited_floor")
+if q and f:
+    print("  %-58s %-28s %s" % ("  (%s / Redis's floor for one awaited call)" % who, "", "%.2f" % (q / f)))
 s = med("shoal", "redis_cpu_us_enqueue_single")
 row("enqueue single, Redis CPU us per task", "<= 20", None if s is None else "%.1f" % s, s is not None and s <= 20)
+s = med("shoal", "redis_cpu_us_awaited_floor")
+if s is not None:
+    print("  %-58s %-28s %.1f" % ("  (Redis CPU us of its floor: an awaited call of `return 1`)", "", s))
 PY
 exit "$prc"

@@ -5,7 +5,7 @@
 # on a free loopback port (--save '' --appendonly no, as bench-peers), runs bench_tasks, which
 # starts and stops its own bench_node processes, stops exactly the PIDs it started, and prints
 # one line per figure with its target.
-# Knobs: N (100000) tasks per enqueue/process step; LAT_K (200) latency samples; CAP (64) the
+# Knobs: N (100000) tasks per enqueue/process step (and awaited calls of the floor step); LAT_K (200) latency samples; CAP (64) the
 #   node's cap for the process and latency figures; CLAIM_BACKLOG (1000000) and CLAIM_BATCH
 #   (10000) for claim cost; CLAIM_NODES (100) fleet size for claim cost; ROUNDS (1): figures
 #   are medians over rounds; RAW_OUT: also append the raw JSON lines (bench-peers' format) there;
@@ -45,7 +45,8 @@ node="$build/bench_node"
 drain_secs=$((120 + N / 1000))
 for ((round = 1; round <= ROUNDS; round++)); do
   echo "bench-tasks: round $round/$ROUNDS" >&2
-  bt 600 enqueue single "$N" i;  bt "$drain_secs" drain drain_c10 "$N" 10 "$node"
+  bt 600 enqueue single "$N" i;  bt 300 floor "$N"
+  bt "$drain_secs" drain drain_c10 "$N" 10 "$node"
   bt 300 enqueue bulk "$N" i;    bt "$drain_secs" drain drain_c50 "$N" 50 "$node"
   bt 300 enqueue bulk "$N" i;    bt "$drain_secs" drain drain_cap "$N" "$CAP" "$node"
   bt 300 enqueue bulk "$N" none
@@ -85,6 +86,9 @@ for k, what in [("enqueue_single", "enqueue single (1 per call, awaited)"),
     tgt = {"enqueue_bulk": (100000, "target >= 100,000"), "drain_cap": (50000, "target >= 50,000")}.get(k)
     tail = "  (%s: %s)" % (tgt[1], ok(m(k) >= tgt[0])) if tgt else ""
     print("%-52s %s  %6.1f us%s" % (what, rate(m(k)), cpu, tail))
+f, fc = m("awaited_floor"), m("redis_cpu_us_awaited_floor")
+print("Redis's floor for one awaited call (a script that returns 1, the same client): %s/s, Redis CPU %.1f us;"
+      " enqueue single is %.2f of it" % (rate(f).strip(), fc, m("enqueue_single") / f))
 b = m("bytes_per_job_bulk_noargs")
 print("Redis bytes per queued task, no args: %.1f (target < 200: %s); with the {i} payload: %.1f single, %.1f bulk"
       % (b, ok(b < 200), m("bytes_per_job_single"), m("bytes_per_job_bulk")))
