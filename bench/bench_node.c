@@ -4,6 +4,8 @@
  * Environment:
  *   SHOAL_BENCH_OUT    file or FIFO that receives one line per report (required by the handlers)
  *   SHOAL_BENCH_COUNT  for `count`: the call number that ends a drain (default 0: never)
+ *   SHOAL_BENCH_WORK_US  for `count`: each call first sleeps this long (default 0: returns at
+ *                      once), for tasks that take a little time
  *
  * Handlers (both run on the node's handler threads, as every C handler does, and do nothing
  * else):
@@ -29,6 +31,7 @@
 struct bench {
     int out;                      /* report fd, -1 when SHOAL_BENCH_OUT is unset */
     int64_t target;               /* count: the call that ends the drain */
+    unsigned work_us;             /* count: sleep this long in each call */
     atomic_int_fast64_t calls;    /* count: calls so far */
     atomic_int_fast64_t first_ns; /* count: CLOCK_REALTIME of the first call */
 };
@@ -45,6 +48,7 @@ static void report(const struct bench *b, const char *line, int len) {
 
 static int count_fn(struct shoal_job *job, void *arg) {
     struct bench *b = arg;
+    if (b->work_us) usleep(b->work_us);
     int64_t now = realtime_ns();
     int64_t n = atomic_fetch_add(&b->calls, 1) + 1;
     if (n == 1) atomic_store(&b->first_ns, now);
@@ -91,6 +95,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     b.target = target ? atoll(target) : 0;
+    b.work_us = getenv("SHOAL_BENCH_WORK_US") ? (unsigned)atoi(getenv("SHOAL_BENCH_WORK_US")) : 0;
     struct shoal_handlers *h = shoal_handlers_new();
     shoal_handlers_add(h, "count", count_fn, &b);
     shoal_handlers_add(h, "lat", lat_fn, &b);

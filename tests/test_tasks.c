@@ -592,6 +592,29 @@ Test(tasks, a_task_waits_at_most_a_heartbeat_for_a_free_slot_while_long_tasks_ru
     check_ns();
 }
 
+/* A wave's reports wait for the rest of the wave only briefly (worker/claim.c, hold_reports):
+ * one long task in a wave of short ones does not hold their results back. */
+Test(tasks, a_long_task_does_not_hold_back_the_reports_of_its_wave) {
+    struct h_worker a;
+    /* A long heartbeat: each one sends whatever reports wait, which would hide a hold. */
+    const char *extra[] = {"--cap", "10", "--grace", "1s", "--heartbeat", "10s", NULL};
+    start(&a, "wave", extra);
+    const char *drain[] = {"drain", "wave", "on", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, drain), 0);
+    cr_assert(h_ping_is(&a, 418, 5000), "the node did not drain");
+    const char *longer[] = {"30s", NULL};
+    int64_t slow = enqueue("sleep", longer, 1, 0, 0, 0, 0, 0);
+    int64_t first = enqueue("noop", NULL, 9, 0, 0, 0, 0, 0);
+    const char *undrain[] = {"drain", "wave", "off", "--redis", redis.url, NULL};
+    cr_assert_eq(h_shoal(NULL, NULL, undrain), 0); /* one claim takes all ten: one wave */
+    for (int64_t id = first; id < first + 9; id++) await_state(id, "Success", 3000);
+    struct task_view v;
+    get(slow, &v);
+    cr_assert_str_eq(v.state, "Executing", "the long task should still run");
+    stop(&a);
+    check_ns();
+}
+
 Test(tasks, stats_gives_an_autoscaler_exact_figures) {
     struct h_worker a, b;
     const char *two[] = {"--cap", "2", NULL}, *three[] = {"--cap", "3", NULL};

@@ -21,6 +21,10 @@
 /* Report calls in flight at most: one is answered while the next is sent, so Redis is not left
  * idle for a round trip between them. */
 #define REPORT_CALLS_MAX 2
+/* Reports of a wave (tasks started on a node that ran none) wait at most this long from its start
+ * for the rest of it: a wave of short tasks goes back in one turn.lua call, not one call per
+ * finisher or two (see hold_reports). */
+#define WAVE_NS 100000ull
 #define MIN_BATCH_MAX                                                                              \
     64 /* while tasks run, claim only once this many slots are free
                                   * (or a quarter of the cap, if smaller): batches, not trickles */
@@ -51,6 +55,8 @@ struct claimer {
     size_t nsent_calls;
     uv_timer_t due;     /* earliest scheduled task */
     uv_check_t batch;   /* after this loop iteration: report and claim once */
+    uv_timer_t hold;    /* the end of a wave's hold, if its tasks outlast WAVE_NS */
+    uint64_t wave_ns;   /* uv_hrtime() when tasks last started on a node running none */
     int64_t due_at;     /* its time (wall ms), 0 when none armed */
     bool stopped;       /* claimer_stop called */
     bool reconcile_due; /* reconcile as soon as no claim is in flight */
@@ -498,6 +504,7 @@ static bool start_claimed(struct claimer *c, redisReply *r, const char *source) 
     struct node_metrics *m = &c->node->view.metrics;
     int64_t now = clock_wall_ms();
     m->claimed += claimed;
+    if (claimed > 0 && runner_running(c->runner) == 0) c->wave_ns = uv_hrtime(); /* a new wave */
     if (strcmp(source, "push") == 0) m->pushed += claimed;
     for (size_t i = 0; i < claimed; i++) {
         size_t b = 3 + 7 * i, alen;
@@ -612,10 +619,33 @@ static void turn_cb(struct rconn *rc, redisReply *r, void *priv) {
     check_idle(c);
 }
 
+static void hold_cb(uv_timer_t *h) {
+    struct claimer *c = container_of(h, struct claimer, hold);
+    c->wave_ns = 0; /* the wave's hold is over */
+    step(c);
+}
+
+/* Whether the pending reports wait rather than go now: while tasks of a wave (started on a node
+ * that ran none) still run, for WAVE_NS from its start, and only while the node could claim.
+ * Each finisher calls step() again, so a wave of short tasks goes back in one call when its last
+ * task ends; a task that outlasts WAVE_NS ends the hold at the next finisher, or the timer
+ * (libuv's 1 ms: a report waits 2 ms at most). Without it, short tasks at a small cap went back
+ * one or two a call, each call paying the whole fixed cost in Redis (docs/benchmarks.md, "A
+ * wave's reports in one call"). Tasks started while others run (their starts spread out) are
+ * never held: holding them would leave slots idle. */
+static bool hold_reports(struct claimer *c) {
+    if (c->npending == 0 || c->npending >= REPORT_MAX || claim_room(c, true) == 0) return false;
+    if (runner_running(c->runner) == 0 || uv_hrtime() - c->wave_ns >= WAVE_NS) return false;
+    if (!uv_is_active((uv_handle_t *)&c->hold)) uv_timer_start(&c->hold, hold_cb, 1, 0);
+    return true;
+}
+
 /* One turn of the loop after tasks finished: the pending reports and, when the node can take
  * work, its next claim in one call (turn.lua); otherwise the reports alone and a claim if one is
  * due. */
 static void step(struct claimer *c) {
+    if (hold_reports(c)) return;
+    uv_timer_stop(&c->hold);
     int64_t max = c->npending > 0 && c->nsent_calls < REPORT_CALLS_MAX && !c->claiming
                       ? claim_room(c, true)
                       : 0;
@@ -717,6 +747,7 @@ struct claimer *claimer_new(uv_loop_t *loop, struct node *n, const struct shoal_
     }
     free(copy);
     uv_timer_init(loop, &c->due);
+    uv_timer_init(loop, &c->hold);
     uv_check_init(loop, &c->batch);
     return c;
 }
@@ -739,6 +770,7 @@ void claimer_stop(struct claimer *c, void (*idle)(struct claimer *c, void *arg),
     else if (c->quiet == QUIET_NONE)
         quiet_begin(c);
     uv_timer_stop(&c->due);
+    uv_timer_stop(&c->hold);
     check_idle(c);
 }
 
@@ -769,10 +801,12 @@ static void timer_closed_cb(uv_handle_t *h) { part_closed(h->data); }
 void claimer_close(struct claimer *c, void (*done)(void *arg), void *arg) {
     c->close_done = done;
     c->close_arg = arg;
-    c->closing = 3;
+    c->closing = 4;
     c->due.data = c;
+    c->hold.data = c;
     c->batch.data = c;
     uv_close((uv_handle_t *)&c->due, timer_closed_cb);
+    uv_close((uv_handle_t *)&c->hold, timer_closed_cb);
     uv_close((uv_handle_t *)&c->batch, timer_closed_cb);
     runner_close(c->runner, runner_closed_cb, c);
 }
