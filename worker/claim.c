@@ -18,11 +18,12 @@
 #define RETRY_MAX_MS 3600000        /* backoff ceiling */
 #define RECONCILE_EVERY_BEATS 12    /* and after every (re)registration: see lua/reconcile.lua */
 #define CLAIM_QUEUES_MAX 67         /* queues a claim names at most (CALL_INLINE_ARGS - 14) */
-/* Report calls in flight at most: one is answered while the next is sent, so Redis is not left
- * idle for a round trip between them. */
+/* Report calls in flight at most, and claims (turns) in flight at most: one is answered while
+ * the next is sent, so Redis is not left idle for a round trip between them. */
 #define REPORT_CALLS_MAX 2
+#define CLAIMS_MAX 2
 /* Reports of a wave (tasks started on a node that ran none) wait at most this long from its start
- * for the rest of it: a wave of short tasks goes back in one turn.lua call, not one call per
+ * for half the cap to finish: short tasks go back in turns of half the cap, not one call per
  * finisher or two (see hold_reports). */
 #define WAVE_NS 100000ull
 #define MIN_BATCH_MAX                                                                              \
@@ -46,7 +47,7 @@ struct claimer {
     struct runner *runner;          /* owned */
     char **queues;                  /* cfg->queues split, owned */
     int nqueues;
-    bool claiming;          /* a claim call is in flight */
+    unsigned claiming;      /* claim calls in flight: one alone, or CLAIMS_MAX turns */
     bool claim_again;       /* something happened meanwhile: claim again after it */
     struct report *pending; /* finished, not yet sent */
     size_t npending, cap_pending;
@@ -452,7 +453,8 @@ static void reconcile(struct claimer *c) {
 static void reconcile_poll(struct claimer *c) {
     if (!c->reconcile_due || !c->node->view.registered || !rconn_is_up(c->node->cmd)) return;
     if (c->quiet == QUIET_NONE) quiet_begin(c);
-    if (c->quiet != QUIET_DONE || c->claiming) return; /* its end, or the claim's, polls again */
+    if (c->quiet != QUIET_DONE || c->claiming > 0)
+        return; /* its end, or the claim's, polls again */
     c->reconcile_due = false;
     /* Claims sent from here on run after the reconcile: they may register the node again. */
     if (!c->stopped) c->quiet = QUIET_NONE;
@@ -546,7 +548,7 @@ static bool start_claimed(struct claimer *c, redisReply *r, const char *source) 
 /* The node's own claim answered. True when the node should claim again at once (more may be
  * waiting, or something happened meanwhile). */
 static bool claimed(struct claimer *c, redisReply *r) {
-    c->claiming = false;
+    c->claiming--;
     if (r == NULL) return false;
     bool full = start_claimed(c, r, "claim");
     return c->claim_again || full;
@@ -589,7 +591,7 @@ static struct call_claim_args claim_args(const struct claimer *c, int64_t max) {
 static void kick_with(struct claimer *c, bool one_is_enough) {
     int64_t max = claim_room(c, one_is_enough);
     if (max == 0) return;
-    if (c->claiming) {
+    if (c->claiming > 0) {
         c->claim_again = true;
         return;
     }
@@ -599,7 +601,7 @@ static void kick_with(struct claimer *c, bool one_is_enough) {
     call_claim(&call, &c->node->keys, &a);
     for (int i = 0; i < c->nqueues && i < CLAIM_QUEUES_MAX; i++)
         call_claim_add_queue(&call, c->queues[i]);
-    if (rconn_call(c->node->cmd, &call, claim_cb, c) == 0) c->claiming = true;
+    if (rconn_call(c->node->cmd, &call, claim_cb, c) == 0) c->claiming++;
     call_free(&call);
 }
 
@@ -626,15 +628,19 @@ static void hold_cb(uv_timer_t *h) {
 }
 
 /* Whether the pending reports wait rather than go now: while tasks of a wave (started on a node
- * that ran none) still run, for WAVE_NS from its start, and only while the node could claim.
- * Each finisher calls step() again, so a wave of short tasks goes back in one call when its last
- * task ends; a task that outlasts WAVE_NS ends the hold at the next finisher, or the timer
- * (libuv's 1 ms: a report waits 2 ms at most). Without it, short tasks at a small cap went back
- * one or two a call, each call paying the whole fixed cost in Redis (docs/benchmarks.md, "A
- * wave's reports in one call"). Tasks started while others run (their starts spread out) are
- * never held: holding them would leave slots idle. */
+ * that ran none) still run, for WAVE_NS from its start, until half the cap has finished, and
+ * only while the node could claim. Each finisher calls step() again, so a wave of short tasks
+ * goes back in two turns of half the cap each, the second sent while the first is in flight;
+ * from then on the two halves take turns, each answered while the other runs. A task that
+ * outlasts WAVE_NS ends the hold at the next finisher, or the timer does (libuv's 1 ms: a report
+ * waits 2 ms at most). Without it, short tasks at a small cap went back one or two a call, each
+ * call paying the whole fixed cost in Redis (docs/benchmarks.md, "Reports of a wave, in halves").
+ * Tasks started while others run (their starts spread out) are never held: holding them would
+ * leave slots idle. */
 static bool hold_reports(struct claimer *c) {
-    if (c->npending == 0 || c->npending >= REPORT_MAX || claim_room(c, true) == 0) return false;
+    if (c->npending == 0 || c->npending >= REPORT_MAX || claim_room(c, true) == 0 ||
+        (int64_t)c->npending * 2 >= c->node->view.cap)
+        return false;
     if (runner_running(c->runner) == 0 || uv_hrtime() - c->wave_ns >= WAVE_NS) return false;
     if (!uv_is_active((uv_handle_t *)&c->hold)) uv_timer_start(&c->hold, hold_cb, 1, 0);
     return true;
@@ -646,9 +652,11 @@ static bool hold_reports(struct claimer *c) {
 static void step(struct claimer *c) {
     if (hold_reports(c)) return;
     uv_timer_stop(&c->hold);
-    int64_t max = c->npending > 0 && c->nsent_calls < REPORT_CALLS_MAX && !c->claiming
-                      ? claim_room(c, true)
-                      : 0;
+    /* A second turn while one is in flight, but none while a reconcile waits for no claim to be
+     * in flight (reconcile_poll), or it could wait for as long as tasks keep finishing. */
+    bool can_turn = c->claiming == 0 || (c->claiming < CLAIMS_MAX && !c->reconcile_due);
+    int64_t max =
+        c->npending > 0 && c->nsent_calls < REPORT_CALLS_MAX && can_turn ? claim_room(c, true) : 0;
     if (max == 0) {
         flush(c);
         kick(c);
@@ -663,7 +671,7 @@ static void step(struct claimer *c) {
     add_reports(c, &call, n);
     if (rconn_call(c->node->cmd, &call, turn_cb, c) == 0) {
         reports_sent(c, n);
-        c->claiming = true;
+        c->claiming++;
     }
     call_free(&call);
 }
