@@ -117,6 +117,40 @@ Test(outage, a_heartbeat_sent_between_ticks_gets_a_whole_period) {
     h_redis_stop(&redis, false);
 }
 
+/* The shortest heartbeat the settings accept (the low end of the range a refused `--heartbeat`
+ * names) leaves a healthy node's lease room for the next heartbeat's answer. The fence
+ * (worker/node.c) fires TTL - margin after the last acknowledged heartbeat was sent; at 100 ms
+ * (TTL 300 ms, margin 100 ms of grace + 100 ms of slack) that was the next heartbeat's own send
+ * time, so a node on a quiet Redis stopped its tasks every period (found driving a node at
+ * 100 ms: 34 fences in 4 s). */
+Test(outage, the_shortest_heartbeat_accepted_keeps_its_lease) {
+    char *err = NULL;
+    const char *bad[] = {"worker", "--heartbeat", "1ms", NULL};
+    cr_assert_neq(h_shoal(NULL, &err, bad), 0);
+    const char *from = err ? strstr(err, "from ") : NULL;
+    char shortest[16] = "";
+    cr_assert(from && sscanf(from + 5, "%15s", shortest) == 1, "no range in: %s",
+              err ? err : "(nothing)");
+    free(err);
+    cr_assert_eq(h_redis_start(&redis, NULL), 0);
+    struct h_worker w;
+    const char *hb[] = {"--heartbeat", shortest, NULL};
+    h_worker_start(&w, &redis, "quick", hb);
+    cr_assert(h_ping_is(&w, 200, 10000));
+    struct shoal_client c;
+    char cerr[256];
+    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", cerr, sizeof cerr), 0, "%s", cerr);
+    int64_t id = enqueue_sleep(&c, "1500ms"); /* many heartbeats long */
+    await(&c, id, "Success", 10000);
+    shoal_client_close(&c);
+    char *log = h_read_file(w.log);
+    cr_assert(log && !strstr(log, "liveness TTL less the margin"), "heartbeat %s: %s", shortest,
+              log ? log : "(no log)");
+    free(log);
+    cr_assert_eq(h_worker_stop(&w), 0);
+    h_redis_stop(&redis, false);
+}
+
 Test(outage, second_signal_stops_at_once_and_requeues) {
     cr_assert_eq(h_redis_start(&redis, NULL), 0);
     struct h_worker w;
