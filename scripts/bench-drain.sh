@@ -17,13 +17,8 @@ for b in "$@"; do
   done
   builds+=("$(cd "$b" && pwd)")
 done
-tmp=$(mktemp -d /tmp/shoal-bench-drain-XXXXXX)
-rpid=""
-cleanup() {
-  if [ -n "$rpid" ]; then kill -TERM "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$here/bench-lib.sh"
+bench_init drain
 trap 'exit 130' INT TERM
 # The node runs under this wrapper, which reports the node's CPU (bash's `times`) when it ends.
 cat > "$tmp/node.sh" <<'EOF'
@@ -37,17 +32,13 @@ chmod +x "$tmp/node.sh"
 
 # run BUILD CAP: one run; appends "BUILD CAP rate redis_us node_us" to $tmp/results.
 run() {
-  local b=$1 cap=$2 port dir=$tmp/run
+  local b=$1 cap=$2 dir=$tmp/run out
   rm -rf "$dir" && mkdir -p "$dir"
-  port=$(python3 "$here/ports.py")
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
-    --daemonize no --logfile "$dir/redis.log" & rpid=$!
-  for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-  local url=redis://127.0.0.1:$port/0 out
+  bench_redis   # sets $url; its PID is the last of $pids
   timeout 120 "$b/bench_tasks" "$url" shoal "$dir" enqueue bulk "$N" i > /dev/null
   out=$(NODE_BIN=$b/bench_node NODE_TIMES=$dir/times SHOAL_BENCH_WORK_US=$WORK_US \
     timeout $((120 + N / 500)) "$b/bench_tasks" "$url" shoal "$dir" drain d "$N" "$cap" "$tmp/node.sh")
-  kill -TERM "$rpid"; wait "$rpid" 2>/dev/null || true; rpid=""
+  kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
   for _ in $(seq 1 100); do [ -s "$dir/times" ] && break; sleep 0.05; done
   python3 - "$b" "$cap" "$N" "$dir/times" "$out" >> "$tmp/results" <<'PY'
 import json, re, sys
