@@ -70,6 +70,7 @@ bench: build
 	@scripts/bench-packages.sh $(BUILD)
 	@scripts/bench-slowloris.sh $(BUILD)
 	@/usr/bin/python3 scripts/bench-backlog.py $(BUILD)
+	@ROUNDS=3 scripts/bench-drain.sh $(BUILD)
 	@scripts/bench-calls.sh $(BUILD) 10
 	@scripts/bench-calls.sh $(BUILD) 64
 	@scripts/bench-instr.sh $(BUILD) 10
