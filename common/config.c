@@ -143,7 +143,7 @@ static const struct setting table[] = {
     {"listen", "SHOAL_LISTEN", T_STR, "0.0.0.0:8080", SCOPE_WORKER, false, OFF(listen), 0, 0, NULL,
      "HTTP address for ping, healthz and the API (ADDR:PORT, [v6]:PORT)"},
     {"heartbeat", "SHOAL_HEARTBEAT", T_DUR, "5s", SCOPE_WORKER, false, OFF(heartbeat_ms), 200,
-     600000, NULL, "heartbeat period; the liveness TTL is three heartbeats"},
+     600000, NULL, "heartbeat period (at least 200ms); the liveness TTL is three heartbeats"},
     {"forget-after", "SHOAL_FORGET_AFTER", T_DUR, "1d", SCOPE_WORKER, false, OFF(forget_after_ms),
      60000, 365 * DAY, NULL, "offline nodes are forgotten after this long"},
     {"grace", "SHOAL_GRACE", T_DUR, "25s", SCOPE_WORKER, false, OFF(grace_ms), 0, DAY, NULL,

@@ -35,6 +35,9 @@ int64_t node_fence_grace_ms(const struct node *n) {
     return g < third ? g : third;
 }
 
+/* The fence falls at TTL - margin after an acknowledged heartbeat was sent, which must leave the
+ * next heartbeat time to be answered: at the shortest heartbeat the settings accept (200 ms: TTL
+ * 600, grace 200, slack 100) that is 100 ms; at 100 ms it was none (docs/design.md, "Fencing"). */
 int64_t node_fence_margin_ms(const struct node *n) {
     int64_t slack = n->ttl_ms / 10 > 100 ? n->ttl_ms / 10 : 100;
     return node_fence_grace_ms(n) + slack;
