@@ -47,7 +47,7 @@ struct claimer {
     struct runner *runner;          /* owned */
     char **queues;                  /* cfg->queues split, owned */
     int nqueues;
-    unsigned claiming;      /* claim calls in flight: one alone, or CLAIMS_MAX turns */
+    unsigned claiming;      /* claims in flight (CLAIMS_MAX): a claim alone only when none is */
     bool claim_again;       /* something happened meanwhile: claim again after it */
     struct report *pending; /* finished, not yet sent */
     size_t npending, cap_pending;
