@@ -22,6 +22,11 @@ static int64_t enqueue_sleep(struct shoal_client *c, const char *dur) {
     return id;
 }
 
+static void open_client(struct shoal_client *c) {
+    char err[256];
+    cr_assert_eq(shoal_client_open(c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+}
+
 static void await(struct shoal_client *c, int64_t id, const char *state, int ms) {
     cr_assert(h_task_reaches(c, id, state, ms), "ServerTasks-%lld never became %s", (long long)id,
               state);
@@ -40,7 +45,7 @@ Test(outage, redis_restart_with_tasks_running_loses_and_repeats_nothing) {
     cr_assert(h_ping_is(&w, 200, 10000));
     struct shoal_client c;
     char err[256];
-    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    open_client(&c);
     int64_t during = enqueue_sleep(&c, "700ms"); /* finishes while Redis is down */
     int64_t after = enqueue_sleep(&c, "2500ms"); /* finishes after Redis is back */
     await(&c, during, "Executing", 5000);
@@ -52,7 +57,7 @@ Test(outage, redis_restart_with_tasks_running_loses_and_repeats_nothing) {
     usleep(1200 * 1000); /* the 700 ms task ends during the outage; its result waits */
     cr_assert_eq(h_redis_restart(&redis), 0);
     cr_assert(h_ping_is(&w, 200, 10000), "node did not come back");
-    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    open_client(&c);
     await(&c, during, "Success", 5000);
     await(&c, after, "Success", 10000);
     int64_t ids[] = {during, after};
@@ -138,8 +143,7 @@ Test(outage, the_shortest_heartbeat_accepted_keeps_its_lease) {
     h_worker_start(&w, &redis, "quick", hb);
     cr_assert(h_ping_is(&w, 200, 10000));
     struct shoal_client c;
-    char cerr[256];
-    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", cerr, sizeof cerr), 0, "%s", cerr);
+    open_client(&c);
     int64_t id = enqueue_sleep(&c, "1500ms"); /* many heartbeats long */
     await(&c, id, "Success", 10000);
     shoal_client_close(&c);
@@ -159,7 +163,7 @@ Test(outage, second_signal_stops_at_once_and_requeues) {
     cr_assert(h_ping_is(&w, 200, 10000));
     struct shoal_client c;
     char err[256];
-    cr_assert_eq(shoal_client_open(&c, redis.url, "shoal", err, sizeof err), 0, "%s", err);
+    open_client(&c);
     int64_t id = enqueue_sleep(&c, "20s");
     await(&c, id, "Executing", 5000);
     uint64_t t0 = h_now_ms();
