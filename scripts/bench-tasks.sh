@@ -5,8 +5,8 @@
 # on a free loopback port (--save '' --appendonly no, as bench-peers), runs bench_tasks, which
 # starts and stops its own bench_node processes, stops exactly the PIDs it started, and prints
 # one line per figure with its target.
-# Knobs: N (100000) tasks per enqueue/process step (and awaited calls of the floor step); LAT_K (200) latency samples; CAP (64) the
-#   node's cap for the process and latency figures; CLAIM_BACKLOG (1000000) and CLAIM_BATCH
+# Knobs: N (100000) tasks per enqueue/process step (and awaited calls of the floor step); LAT_K
+#   (200) latency samples; CAP (64) the node's cap for the process and latency figures; CLAIM_BACKLOG (1000000) and CLAIM_BATCH
 #   (10000) for claim cost; CLAIM_NODES (100) fleet size for claim cost; ROUNDS (1): figures
 #   are medians over rounds; RAW_OUT: also append the raw JSON lines (bench-peers' format) there;
 #   CLAIM=0 skips the claim-cost steps (the hot-path figures only, about 20 s at N=20000).

@@ -29,7 +29,7 @@ import time
 import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ports import free_port  # noqa: E402,F401  (partition.py and cluster.py import it from here)
+from ports import free_port  # noqa: E402  (partition.py and cluster.py import it from here)
 
 NS = "shoal"
 LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
